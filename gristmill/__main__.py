@@ -1,0 +1,5 @@
+"""`python -m gristmill` runs the CLI."""
+
+from gristmill.cli import main
+
+main()

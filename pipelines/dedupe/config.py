@@ -1,0 +1,38 @@
+"""Deduplication settings as they appear in a recipe."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class NearDedupeConfig(BaseModel):
+    """MinHash-LSH near-duplicate detection: word n-gram shingles, `bands` × `rows` permutations.
+
+    The defaults (5-gram shingles, 14 bands of 8 rows = 112 permutations, as in FineWeb) detect a pair with
+    Jaccard similarity s with probability 1 - (1 - s**rows)**bands: 0.70 → 0.50, 0.80 → 0.92, 0.90 → 1.00.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    shingle_size: int = Field(5, ge=1)
+    bands: int = Field(14, ge=1)
+    rows: int = Field(8, ge=1)
+    seed: int = 1
+
+    @property
+    def num_perm(self) -> int:
+        """Total permutations (signature length)."""
+        return self.bands * self.rows
+
+
+class DedupeConfig(BaseModel):
+    """Exact (normalised-text hash) and near (MinHash-LSH) deduplication across all sources."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exact: bool = True
+    near: NearDedupeConfig = NearDedupeConfig()
+    against: list[str] = Field(default_factory=list,
+                               description="earlier build directories whose kept documents count as seen")
+

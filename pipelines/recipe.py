@@ -1,0 +1,207 @@
+"""The recipe: a YAML file, validated by pydantic, that says everything a build does."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gristmill.errors import ConfigError
+from gristmill.pipelines.dedupe.config import DedupeConfig
+from gristmill.pipelines.filters.config import FiltersConfig
+from gristmill.tokenizer.config import TokenizerConfig
+
+SourceFormat = Literal["slimpajama", "starcoder", "dolma", "pile", "jsonl", "parquet"]
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldMapping(_Strict):
+    """Where a generic jsonl/parquet source keeps each field (dotted paths into nested objects)."""
+
+    text: str = "text"
+    id: str | None = None
+    subset: str | None = None
+
+
+class SourceConfig(_Strict):
+    """One input corpus: its native layout, where its files are, which subsets to take."""
+
+    name: str = Field(description="short identifier used in weights, manifests and shards")
+    format: SourceFormat
+    paths: list[str] = Field(min_length=1, description="files, folders or globs; local or fsspec URLs")
+    kind: Literal["text", "code"] | None = Field(None, description="which filter set applies; by format if unset")
+    include_subsets: list[str] | None = None
+    exclude_subsets: list[str] = Field(default_factory=list)
+    priority: int = Field(0, description="in a duplicate cluster the copy from the highest priority survives")
+    fields: FieldMapping | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be lowercase letters, digits, '-' or '_', starting with a letter")
+        return v
+
+    @field_validator("paths")
+    @classmethod
+    def _expand_env(cls, v: list[str]) -> list[str]:
+        return [os.path.expandvars(p) for p in v]
+
+    @model_validator(mode="after")
+    def _defaults(self) -> SourceConfig:
+        if self.kind is None:
+            self.kind = "code" if self.format == "starcoder" else "text"
+        if self.fields is not None and self.format not in ("jsonl", "parquet"):
+            raise ValueError(f"`fields` applies to the generic formats jsonl/parquet, not {self.format!r}")
+        return self
+
+    def wants_subset(self, subset: str) -> bool:
+        """Return True when documents of `subset` are to be read."""
+        if subset in self.exclude_subsets:
+            return False
+        return self.include_subsets is None or subset in self.include_subsets
+
+
+class StageConfig(_Strict):
+    """One curriculum stage: rows of `seq_len` tokens, a token budget, and the mixture of sources."""
+
+    name: str
+    seq_len: int = Field(ge=16, le=1 << 20)
+    tokens: int = Field(gt=0, description="token budget of the stage")
+    tokens_per_batch: int = Field(gt=0, description="tokens per optimizer step while training on this stage")
+    weights: dict[str, float] = Field(min_length=1, description="source name → share of the stage's tokens")
+
+    @field_validator("weights")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, w in v.items() if not w > 0]
+        if bad:
+            raise ValueError(f"weights must be > 0 (got {', '.join(f'{k}={v[k]}' for k in bad)})")
+        return v
+
+    @model_validator(mode="after")
+    def _batch(self) -> StageConfig:
+        if self.tokens_per_batch % self.seq_len:
+            raise ValueError(f"tokens_per_batch ({self.tokens_per_batch}) must be a multiple of "
+                             f"seq_len ({self.seq_len})")
+        return self
+
+    def shares(self) -> dict[str, float]:
+        """Return the weights normalised to sum to 1."""
+        total = sum(self.weights.values())
+        return {k: w / total for k, w in self.weights.items()}
+
+
+class Recipe(_Strict):
+    """A whole build: sources, cleaning, tokenizer, curriculum, seed and output directory."""
+
+    name: str
+    seed: int = 0
+    output: str = Field(description="build directory, local or fsspec URL")
+    sources: list[SourceConfig] = Field(min_length=1)
+    filters: FiltersConfig = FiltersConfig()
+    dedupe: DedupeConfig = DedupeConfig()
+    tokenizer: TokenizerConfig | None = None
+    stages: list[StageConfig] = Field(default_factory=list)
+    files_per_task: int = Field(1, ge=1, description="input files per Ray task (the unit of resume)")
+
+    @field_validator("output")
+    @classmethod
+    def _expand_output(cls, v: str) -> str:
+        return os.path.expandvars(v)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Recipe:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique (repeated: {', '.join(dupes)})")
+        if len(names) > 255:
+            raise ValueError("at most 255 sources (shards store the source as uint8)")
+        stage_names = [s.name for s in self.stages]
+        if len(set(stage_names)) != len(stage_names):
+            raise ValueError("stage names must be unique")
+        for i, stage in enumerate(self.stages):
+            unknown = sorted(set(stage.weights) - set(names))
+            if unknown:
+                raise ValueError(f"stages.{i}.weights names unknown sources {unknown}; known: {names}")
+        if self.stages and self.tokenizer is None:
+            raise ValueError("stages need a `tokenizer` (a path to one, or `train` settings)")
+        return self
+
+    def source(self, name: str) -> SourceConfig:
+        """Return the source called `name`."""
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def _apply_override(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node: Any = data
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    last = keys[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def _format_validation_error(path: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = e.get("input")
+        got_text = "" if isinstance(got, dict | list) or e["type"] == "missing" else f" (got {got!r})"
+        lines.append(f"  {field}: {e['msg']}{got_text}")
+    return f"{path}: invalid recipe\n" + "\n".join(lines)
+
+
+def parse_recipe(data: Any, path: str = "<recipe>", overrides: dict[str, Any] | None = None) -> Recipe:
+    """Validate a parsed recipe mapping; raise ConfigError naming each bad field and what was expected."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a recipe must be a YAML mapping, got {type(data).__name__}", path=path)
+    for dotted, value in (overrides or {}).items():
+        _apply_override(data, dotted, value)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(path, e)) from None
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read and validate a recipe file; `overrides` maps dotted field paths (e.g. `output`) to values."""
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("recipe file not found", path=path) from None
+    except (UnicodeDecodeError, IsADirectoryError) as e:
+        raise ConfigError(f"cannot read the recipe: {e}", path=path) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"invalid YAML: {problem}", path=path, where=where) from None
+    return parse_recipe(data, path, overrides)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse a `--set key.path=value` command-line override; the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} is not of the form key.path=value")
+    return key.strip(), yaml.safe_load(raw)

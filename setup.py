@@ -1,0 +1,17 @@
+"""Maps the four top-level folders into the `gristmill` import namespace.
+
+`pipelines/`, `tokenizer/`, `shards/` and `trainer/` install as `gristmill.pipelines`, … so they never
+collide with the unrelated PyPI packages of the same names. Everything else lives in pyproject.toml.
+"""
+
+from setuptools import find_packages, setup
+
+AREAS = ("pipelines", "tokenizer", "shards", "trainer")
+
+package_dir = {"gristmill": "gristmill"}
+packages = find_packages(include=["gristmill", "gristmill.*"])
+for area in AREAS:
+    package_dir[f"gristmill.{area}"] = area
+    packages += [f"gristmill.{area}"] + [f"gristmill.{area}.{sub}" for sub in find_packages(where=area)]
+
+setup(packages=packages, package_dir=package_dir)
