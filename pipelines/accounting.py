@@ -1,0 +1,55 @@
+"""Sums the per-task ledgers of every step into the manifest's accounting, and checks that it balances."""
+
+from __future__ import annotations
+
+from gristmill.errors import BuildError
+from gristmill.pipelines.layout import BuildLayout
+from gristmill.shards.manifest import Counts
+from gristmill.storage import filesystem, read_json
+
+
+def _ledgers(layout: BuildLayout, step: str, source: str, tasks: list[int]) -> list[dict]:
+    fs, _ = filesystem(layout.root)
+    out = []
+    for task in tasks:
+        path = layout.stats_file(step, source, task)
+        if fs.exists(filesystem(path)[1]):
+            out.append(read_json(path))
+    return out
+
+
+def collect_accounting(layout: BuildLayout, tasks_by_source: dict[str, list[int]]) -> dict[str, dict[str, Counts]]:
+    """Return source → subset → Counts from the ledgers of the read, filter, write and dedupe steps.
+
+    kept = written by ingest − removed by dedupe. Raises BuildError if any (source, subset) fails to balance,
+    which would mean a record was lost or counted twice.
+    """
+    accounting: dict[str, dict[str, Counts]] = {}
+    for source, tasks in tasks_by_source.items():
+        subsets: dict[str, Counts] = {}
+        written: dict[str, int] = {}
+
+        def at(subset: str, subsets=subsets) -> Counts:
+            return subsets.setdefault(subset, Counts())
+
+        for ledger in _ledgers(layout, "read", source, tasks):
+            for subset, c in ledger.items():
+                at(subset).add(Counts.model_validate({"in": c.get("in", 0), "quarantined": c.get("quarantined", 0),
+                                                      "filtered": c.get("filtered", {})}))
+        for ledger in _ledgers(layout, "filter", source, tasks):
+            for subset, c in ledger.items():
+                at(subset).add(Counts(filtered=c.get("filtered", {})))
+        for ledger in _ledgers(layout, "write", source, tasks):
+            for subset, c in ledger.items():
+                written[subset] = written.get(subset, 0) + c.get("written", 0)
+        for ledger in _ledgers(layout, "dedupe", source, tasks):
+            for subset, c in ledger.items():
+                at(subset).add(Counts(duplicate={k: v for k, v in c.items() if v}))
+        for subset, counts in subsets.items():
+            counts.kept = written.get(subset, 0) - sum(counts.duplicate.values())
+            if not counts.balanced():
+                raise BuildError(f"accounting does not balance for {source}/{subset}: "
+                                 f"{counts.model_dump(by_alias=True)}", path=layout.root,
+                                 hint="this is a bug in gristmill; please report it with the build's stats/")
+        accounting[source] = dict(sorted(subsets.items()))
+    return accounting

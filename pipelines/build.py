@@ -1,0 +1,122 @@
+"""`gristmill build`: runs a recipe's steps on Ray, resumably, and writes the manifest last."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+
+from rich.console import Console
+
+from gristmill.errors import BuildError
+from gristmill.pipelines.accounting import collect_accounting
+from gristmill.pipelines.engine import Step, init_ray, run_step
+from gristmill.pipelines.ingest import FilterDocuments, ReadSources, WorkUnit, WriteDocuments, plan_work_units
+from gristmill.pipelines.layout import BuildLayout
+from gristmill.pipelines.progress import step_progress, summary_table
+from gristmill.pipelines.recipe import Recipe
+from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
+from gristmill.storage import filesystem, is_local, read_json, write_json
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """Return a hash of everything in the recipe that decides the build's content (all but `output`)."""
+    data = recipe.model_dump(mode="json", exclude={"output"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class BuildOptions:
+    """How to run a build (not what it builds: that is the recipe)."""
+
+    address: str | None = None
+    workers: int | None = None
+    num_cpus: int | None = None
+    strict: bool = False
+    fresh: bool = False
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+
+
+def _claim_output(layout: BuildLayout, recipe: Recipe, options: BuildOptions) -> None:
+    """Record the recipe in BUILD/recipe.json, or check that an existing build is of the same recipe."""
+    fs, inner = filesystem(layout.root)
+    if options.fresh and fs.exists(inner):
+        if is_local(layout.root):
+            shutil.rmtree(inner)
+        else:
+            fs.rm(inner, recursive=True)
+    marker = layout.path("recipe.json")
+    digest = recipe_hash(recipe)
+    if fs.exists(filesystem(marker)[1]):
+        previous = read_json(marker)
+        if previous.get("recipe_hash") != digest:
+            raise BuildError("the output directory holds a build of a different recipe "
+                             f"({previous.get('recipe_hash')} ≠ {digest})", path=layout.root,
+                             hint="use another output, or --fresh to start this one over")
+        return
+    write_json(marker, {"recipe_hash": digest, "recipe": recipe.model_dump(mode="json")})
+
+
+def _work_units(layout: BuildLayout, recipe: Recipe) -> list[WorkUnit]:
+    """Plan the ingest tasks once; a resumed build reuses the saved plan so task numbers keep their meaning."""
+    path = layout.path("work_units.json")
+    fs, inner = filesystem(path)
+    if fs.exists(inner):
+        return [WorkUnit(u["source"], u["task"], tuple(u["files"])) for u in read_json(path)]
+    units = plan_work_units(recipe)
+    write_json(path, [{"source": u.source, "task": u.task, "files": list(u.files)} for u in units])
+    return units
+
+
+def ingest_step(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], strict: bool) -> Step:
+    """Return the step that reads, selects, filters and writes every source's documents."""
+    pipeline = [ReadSources(recipe, layout, units, strict=strict), FilterDocuments(recipe, layout, units),
+                WriteDocuments(recipe, layout, units)]
+    return Step("ingest", pipeline, tasks=len(units))
+
+
+def _raise_task_error(layout: BuildLayout, error: BuildError) -> None:
+    """Prefer the first task's own error message (e.g. a --strict stop naming file and line)."""
+    fs, inner = filesystem(layout.path("logs", "errors"))
+    if fs.exists(inner):
+        files = sorted(fs.ls(inner))
+        if files:
+            with fs.open(files[0], "r") as f:
+                raise BuildError(f.read().strip(), hint="stopped by --strict") from error
+    raise error
+
+
+def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
+    """Run (or resume) the recipe's build and return its manifest. Raises BuildError or InputError."""
+    options = options or BuildOptions()
+    console = options.console
+    layout = BuildLayout(recipe.output)
+    _claim_output(layout, recipe, options)
+    units = _work_units(layout, recipe)
+    init_ray(options.address, options.num_cpus)
+
+    steps = [ingest_step(recipe, layout, units, options.strict)]
+    for step in steps:
+        with step_progress(console, layout, step.name, step.tasks):
+            try:
+                run_step(step, layout, options.workers)
+            except BuildError as e:
+                _raise_task_error(layout, e)
+
+    tasks_by_source: dict[str, list[int]] = {s.name: [] for s in recipe.sources}
+    for unit in units:
+        tasks_by_source[unit.source].append(unit.task)
+    manifest = Manifest(
+        name=recipe.name,
+        recipe=recipe.model_dump(mode="json"),
+        recipe_hash=recipe_hash(recipe),
+        seed=recipe.seed,
+        sources=[SourceEntry(name=s.name, format=s.format, kind=s.kind or "text", priority=s.priority)
+                 for s in recipe.sources],
+        accounting=collect_accounting(layout, tasks_by_source),
+        artifacts={"documents": "documents/", "quarantine": "quarantine/", "dropped": "dropped/"},
+    )
+    write_manifest(layout.root, manifest)
+    console.print(summary_table(manifest))
+    return manifest

@@ -1,0 +1,75 @@
+"""The build's document files: parquet with id, text, source, subset and metadata (JSON), written atomically."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.data import Document
+
+from gristmill.storage import atomic_write, filesystem
+
+DOCUMENT_SCHEMA = pa.schema([
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("text", pa.large_string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("subset", pa.string(), nullable=False),
+    pa.field("metadata", pa.string(), nullable=False),
+])
+_ROW_GROUP_BYTES = 32 << 20
+
+
+class DocumentFileWriter:
+    """Streams Documents into one parquet file in row groups of about 32 MiB; the file appears on close."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._ctx = atomic_write(path, "wb")
+        self._file = self._ctx.__enter__()
+        self._writer = pq.ParquetWriter(self._file, DOCUMENT_SCHEMA, compression="zstd")
+        self._rows: dict[str, list] = {name: [] for name in DOCUMENT_SCHEMA.names}
+        self._bytes = 0
+        self.count = 0
+
+    def write(self, doc: Document) -> None:
+        """Append one document."""
+        meta = dict(doc.metadata)
+        self._rows["id"].append(doc.id)
+        self._rows["text"].append(doc.text)
+        self._rows["source"].append(meta.pop("source"))
+        self._rows["subset"].append(meta.pop("subset"))
+        self._rows["metadata"].append(json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str))
+        self._bytes += len(doc.text)
+        self.count += 1
+        if self._bytes >= _ROW_GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows["id"]:
+            self._writer.write_table(pa.table(self._rows, schema=DOCUMENT_SCHEMA))
+            self._rows = {name: [] for name in DOCUMENT_SCHEMA.names}
+            self._bytes = 0
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        self._flush()
+        self._writer.close()
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        """Drop the partial file."""
+        self._writer.close()
+        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def read_documents(path: str, columns: list[str] | None = None) -> Iterator[Document]:
+    """Yield the Documents of one document file, in order (metadata restored with source and subset)."""
+    fs, inner = filesystem(path)
+    with fs.open(inner, "rb") as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=1024, columns=columns):
+            for row in batch.to_pylist():
+                meta = json.loads(row.get("metadata") or "{}")
+                meta["source"], meta["subset"] = row["source"], row["subset"]
+                yield Document(text=row.get("text", ""), id=row["id"], metadata=meta)

@@ -1,0 +1,32 @@
+"""Fixtures shared by every test folder: one embedded local Ray per test session, and the sample corpus."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("LOGURU_LEVEL", "WARNING")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray with 2 CPUs for the whole session (started on first use, shut down at the end)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"LOGURU_LEVEL": "WARNING"}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sample_corpus(tmp_path_factory):
+    """The bundled sample corpus (`gristmill sample`), written once per session with seed 0."""
+    from gristmill.pipelines.sample import write_sample
+
+    out = tmp_path_factory.mktemp("sample")
+    write_sample(str(out), seed=0)
+    return out

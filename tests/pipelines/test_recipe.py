@@ -1,0 +1,116 @@
+"""Recipes: the shipped ones validate; bad ones fail with the file, the field path and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gristmill.cli import cli
+from gristmill.errors import ConfigError
+from gristmill.pipelines.recipe import load_recipe
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+GOOD = """
+name: t
+output: out
+sources:
+  - {name: web, format: slimpajama, paths: [data/*.jsonl.zst], exclude_subsets: [RedPajamaGithub]}
+  - {name: code, format: starcoder, paths: [code/*/*.parquet], priority: 2}
+tokenizer: {path: tok/tokenizer.json}
+stages:
+  - {name: s1, seq_len: 2048, tokens: 1000000, tokens_per_batch: 2097152, weights: {web: 0.69, code: 0.31}}
+"""
+
+
+def write(tmp_path, text, name="r.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("name", ["demo", "tinyllama", "fox1"])
+def test_shipped_recipes_validate(name, monkeypatch):
+    monkeypatch.setenv("GRISTMILL_DATA", "/data")
+    recipe = load_recipe(RECIPES / f"{name}.yaml")
+    assert recipe.name == name
+    assert recipe.stages
+
+
+def test_tinyllama_mixture_and_subsets(monkeypatch):
+    monkeypatch.setenv("GRISTMILL_DATA", "/data")
+    recipe = load_recipe(RECIPES / "tinyllama.yaml")
+    shares = recipe.stages[0].shares()
+    assert shares == pytest.approx({"slimpajama": 0.69, "starcoderdata": 0.31})
+    assert not recipe.source("slimpajama").wants_subset("RedPajamaGithub")
+    assert recipe.source("slimpajama").wants_subset("RedPajamaC4")
+    assert recipe.tokenizer.train.profile == "llama2" and recipe.tokenizer.train.vocab_size == 32000
+    assert recipe.stages[0].seq_len == 2048
+    assert recipe.source("slimpajama").paths[0].startswith("/data/")
+
+
+def test_fox1_curriculum_shares(monkeypatch):
+    monkeypatch.setenv("GRISTMILL_DATA", "/data")
+    stages = load_recipe(RECIPES / "fox1.yaml").stages
+    total = sum(s.tokens for s in stages)
+    assert stages[0].seq_len == 2048 and 0.37 <= stages[0].tokens / total <= 0.41
+    long = sum(s.tokens for s in stages[1:-1])
+    assert {s.seq_len for s in stages[1:-1]} == {4096, 8192} and 0.57 <= long / total <= 0.61
+    assert stages[-1].seq_len == 8192 and stages[-1].weights == {"hq": 1.0}
+    assert stages[0].tokens_per_batch == 2 * 1024 * 1024 and stages[1].tokens_per_batch == 4 * 1024 * 1024
+
+
+def test_good_recipe_resolves_defaults(tmp_path):
+    recipe = load_recipe(write(tmp_path, GOOD))
+    assert recipe.source("code").kind == "code" and recipe.source("web").kind == "text"
+    assert recipe.filters.text.gopher_quality.min_doc_words == 50
+    assert recipe.dedupe.near.num_perm == 112
+
+
+def test_override(tmp_path):
+    recipe = load_recipe(write(tmp_path, GOOD), {"output": "/else", "stages.0.tokens": 5})
+    assert recipe.output == "/else" and recipe.stages[0].tokens == 5
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("format: starcoder", "format: starcode"), "sources.1.format"),
+        (("seq_len: 2048", "seq_len: -1"), "stages.0.seq_len"),
+        (("code: 0.31}", "cod: 0.31}"), "unknown sources ['cod']"),
+        (("tokens_per_batch: 2097152", "tokens_per_batch: 1000"), "multiple of seq_len"),
+        (("name: t\n", "name: t\nbogus: 1\n"), "bogus"),
+        (("tokenizer: {path: tok/tokenizer.json}", "tokenizer: {}"), "exactly one of"),
+        (("{name: code,", "{name: web,"), "source names must be unique"),
+    ],
+)
+def test_bad_recipe_names_file_and_field(tmp_path, edit, expected):
+    path = write(tmp_path, GOOD.replace(*edit))
+    with pytest.raises(ConfigError) as err:
+        load_recipe(path)
+    assert path in str(err.value)
+    assert expected in str(err.value)
+
+
+def test_bad_yaml_names_line(tmp_path):
+    path = write(tmp_path, "name: [t\noutput: x\n")
+    with pytest.raises(ConfigError, match=r"r\.yaml:line \d+, column \d+: invalid YAML"):
+        load_recipe(path)
+
+
+def test_missing_recipe_and_not_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        load_recipe(write(tmp_path, "- a\n- b\n"))
+
+
+def test_cli_check_prints_resolved_recipe_or_error(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["recipe", "check", write(tmp_path, GOOD), "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert '"min_doc_words": 50' in ok.output
+    bad = runner.invoke(cli, ["recipe", "check", write(tmp_path, GOOD.replace("seq_len: 2048", "seq_len: x"))])
+    assert bad.exit_code == 2
+    assert "stages.0.seq_len" in bad.output and "r.yaml" in bad.output
