@@ -70,7 +70,10 @@ class TokenizerEntry(_Model):
 
 
 class ShardEntry(_Model):
-    """One shard file: relative path, size in rows and tokens, tokens per source, and its xxh3-64 checksum."""
+    """One shard file: relative path, size in rows and tokens, tokens per source, and its xxh3-64 checksum.
+
+    `tokens` counts the tokens stored in rows, padding excluded; `padding_tokens` = rows × (L + 1) − tokens.
+    """
 
     path: str
     rows: int
@@ -78,6 +81,8 @@ class ShardEntry(_Model):
     source_tokens: dict[str, int]
     xxh3: str
     bytes: int
+    padding_tokens: int = 0
+    split_documents: int = Field(0, description="documents split across rows whose first piece is here")
 
 
 class StageEntry(_Model):

@@ -10,6 +10,20 @@ os.environ.setdefault("LOGURU_LEVEL", "WARNING")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+# Triton picks interpret-or-compile when a kernel module is imported, so this must precede every import of
+# gristmill.trainer.kernels in the session: without a GPU, kernels run in Triton's interpreter (fp32 only).
+if not _has_cuda():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A local Ray with 2 CPUs for the whole session (started on first use, shut down at the end)."""

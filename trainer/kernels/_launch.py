@@ -1,24 +1,32 @@
-"""Helpers shared by the kernel launchers: backend checks, launch settings, dot precision."""
+"""Helpers shared by the kernel launchers: backend checks, launch settings, dot precision; no triton."""
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 
 import torch
-import triton
 
-# Liger-Kernel's limit for a row kept whole in registers (64 KiB of fp32 per program).
+# Liger-Kernel's limit on a row kept whole in one program (elements).
 MAX_FUSED_SIZE = 65536
 
 
 def interpreting() -> bool:
     """Returns True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in {"1", "true", "on", "y", "yes"}
+
+
+# The kernel modules import this one before defining their kernels, and triton decides at definition time
+# whether a kernel is interpreted: this records that decision.
+_INTERPRETED_AT_IMPORT = interpreting()
 
 
 def kernels_available() -> bool:
-    """Returns True when the Triton kernels can run here: a CUDA device, or ``TRITON_INTERPRET=1`` (fp32)."""
+    """Returns True when the Triton kernels can run here: triton is installed, and there is a CUDA device or
+    ``TRITON_INTERPRET=1`` is set (CPU, fp32 only)."""
+    if importlib.util.find_spec("triton") is None:
+        return False
     return interpreting() or torch.cuda.is_available()
 
 
@@ -28,12 +36,18 @@ def require_backend(*tensors: torch.Tensor) -> None:
         if t.is_cuda:
             continue
         if t.device.type == "cpu" and interpreting():
+            if not _INTERPRETED_AT_IMPORT:
+                raise RuntimeError(
+                    "TRITON_INTERPRET=1 was set after gristmill.trainer.kernels was imported, so its kernels "
+                    "are compiled for CUDA; set it before the first import (tests: in the root conftest)"
+                )
             if t.dtype in (torch.bfloat16, torch.float16):
-                raise RuntimeError("the Triton interpreter computes in fp32 only; got a %s tensor" % t.dtype)
+                raise RuntimeError(f"the Triton interpreter computes in fp32 only; got a {t.dtype} tensor")
             continue
         raise RuntimeError(
             f"gristmill Triton kernels need CUDA tensors (or CPU tensors with TRITON_INTERPRET=1 set before "
-            f"triton is imported); got a tensor on {t.device}. On CPU use gristmill.trainer.kernels.reference."
+            f"triton is imported); got a tensor on {t.device}. Without either, use "
+            f"gristmill.trainer.kernels.reference."
         )
 
 
@@ -49,7 +63,7 @@ def row_settings(n_cols: int) -> tuple[int, int]:
     Raises ValueError when the row is too long to fuse. The warp counts are Liger-Kernel's
     ``calculate_settings`` (not re-measured here).
     """
-    block = triton.next_power_of_2(n_cols)
+    block = 1 << max(0, n_cols - 1).bit_length()  # next power of two
     if block > MAX_FUSED_SIZE:
         raise ValueError(f"rows of {n_cols} elements exceed the fused limit of {MAX_FUSED_SIZE}")
     num_warps = 4

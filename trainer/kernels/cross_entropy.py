@@ -12,16 +12,20 @@ import functools
 import torch
 import triton
 import triton.language as tl
-
-from gristmill.trainer.kernels._launch import require_backend
+from gristmill.trainer.kernels._launch import interpreting, require_backend, row_settings
 
 # Bytes for one chunk's fp32 logits plus their gradient in x's dtype. 512 MiB keeps the extra memory under
 # the 1 GiB target at Fox-1's 256K vocabulary (256 tokens a chunk) and gives TinyLlama's 32K vocabulary
 # chunks of 2048 tokens.
 _CHUNK_BYTES = 512 * 2**20
 
-# Vocabulary columns per step of the row loop; 32K-wide rows take 8 steps.
-_BLOCK_SIZE = 4096
+
+def _block_size(vocab: int) -> tuple[int, int]:
+    """(BLOCK_SIZE, num_warps) for the row loop: Liger-Kernel's cross-entropy setting on CUDA (blocks of up
+    to 32768 columns, 32 warps; not re-measured here); blocks of 4096 under the interpreter, so the tests'
+    5001-wide rows take the multi-block path."""
+    block = min(4096 if interpreting() else 32768, 1 << max(0, vocab - 1).bit_length())
+    return block, row_settings(block)[1]
 
 
 @triton.jit
@@ -134,9 +138,10 @@ def fused_linear_cross_entropy_forward(
     else:
         scale = torch.ones(1, dtype=torch.float32, device=x.device)
     loss_rows = torch.empty(n_tokens, dtype=torch.float32, device=x.device)
+    block, num_warps = _block_size(vocab)
     if compute_grad:
-        grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)
-        grad_w = torch.zeros_like(weight, memory_format=torch.contiguous_format)
+        grad_x = x.new_empty(x.shape)  # contiguous, whatever x's strides
+        grad_w = weight.new_zeros(weight.shape)
     else:
         grad_x, grad_w = x.new_empty(0), weight.new_empty(0)
     for start in range(0, n_tokens, chunk_size):
@@ -148,7 +153,7 @@ def fused_linear_cross_entropy_forward(
         _cross_entropy_forward_kernel[(end - start,)](
             loss_rows[start:end], grad_logits, logits, targets[start:end], scale,
             grad_logits.stride(0), logits.stride(0), vocab, ignore_index, z_loss,
-            HAS_Z_LOSS=z_loss != 0.0, COMPUTE_GRAD=compute_grad, BLOCK_SIZE=_BLOCK_SIZE,
+            HAS_Z_LOSS=z_loss != 0.0, COMPUTE_GRAD=compute_grad, BLOCK_SIZE=block, num_warps=num_warps,
         )  # fmt: skip
         if compute_grad:
             torch.mm(grad_logits, weight, out=grad_x[start:end])  # (c, H)
@@ -178,7 +183,7 @@ def _(x, weight, targets, ignore_index, z_loss, reduction, chunk_size, compute_g
     loss = x.new_empty((), dtype=torch.float32)
     if not compute_grad:
         return loss, x.new_empty(0), weight.new_empty(0)
-    return loss, torch.empty_like(x), torch.empty_like(weight)
+    return loss, x.new_empty(x.shape), weight.new_empty(weight.shape)
 
 
 def _setup(ctx, inputs, output) -> None:

@@ -7,16 +7,21 @@ input dtype, as the kernels do.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 
 # (atol, rtol) per op and dtype, for `torch.testing.assert_close(kernel, reference, atol=, rtol=)`, with the
-# reference fed the same inputs. fp32 figures hold for the Triton interpreter and for CUDA (fp32 `tl.dot`
-# runs in "ieee" precision). bf16 figures are for CUDA only (the interpreter is fp32-only) and compare a
-# bf16 kernel with the fp32 reference on the same (bf16-rounded) inputs; outputs and gradients are rounded
-# to bf16 (relative step 2**-8), so rtol is a few bf16 ulps and atol covers values near zero. Gradients of
-# reductions over many rows (RMSNorm's weight, fused CE's weight, attention's K and V) sum many rounded terms,
-# hence the looser "grad" entries.
+# reference fed the same inputs.
+# fp32: under the Triton interpreter, on the test shapes, the kernels differ from the reference by a few
+# fp32 roundings, 10x or more inside these figures; on CUDA, fp32 `tl.dot` runs in "ieee" precision, so the
+# same figures are meant to hold.
+# bf16 (CUDA only; the interpreter is fp32-only): a bf16 kernel against the fp32 reference on the same
+# bf16-rounded inputs. Outputs and gradients are rounded to bf16 (relative error up to 2**-8), so rtol is a
+# few bf16 roundings and atol covers values near zero; gradients that sum many rounded terms (RMSNorm's
+# weight, fused CE's weight, attention's K and V) get the looser "grad" entries. These are estimates not yet
+# checked on a GPU: the first run of the `gpu` tests confirms or corrects them.
 TOLERANCES: dict[tuple[str, torch.dtype], tuple[float, float]] = {
     ("rms_norm", torch.float32): (1e-5, 1e-5),
     ("rms_norm", torch.bfloat16): (2e-2, 2e-2),
@@ -29,7 +34,7 @@ TOLERANCES: dict[tuple[str, torch.dtype], tuple[float, float]] = {
     ("cross_entropy", torch.float32): (1e-5, 1e-5),
     ("cross_entropy", torch.bfloat16): (1e-2, 1e-2),
     ("cross_entropy_grad", torch.float32): (1e-5, 1e-4),
-    ("cross_entropy_grad", torch.bfloat16): (2e-2, 5e-2),
+    ("cross_entropy_grad", torch.bfloat16): (5e-3, 5e-2),  # with reduction="sum" (O(0.01-1) gradients)
     ("attention", torch.float32): (1e-5, 1e-4),
     ("attention", torch.bfloat16): (2e-2, 2e-2),
     ("attention_grad", torch.float32): (1e-4, 1e-4),
@@ -44,7 +49,10 @@ def tolerance(op: str, dtype: torch.dtype) -> dict[str, float]:
 
 
 def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Returns ``x / sqrt(mean(x², -1) + eps) * weight`` computed in fp32, in x's dtype; x: (..., H), weight: (H,)."""
+    """Returns ``x / sqrt(mean(x², -1) + eps) * weight`` computed in fp32, in x's dtype.
+
+    x: (..., H), weight: (H,).
+    """
     xf = x.float()
     rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
     return (xf * rstd * weight.float()).to(x.dtype)
@@ -59,7 +67,7 @@ def rms_norm_residual_reference(
 
 
 def rope_inv_freq(head_dim: int, theta: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Returns the (head_dim // 2,) fp32 inverse frequencies ``theta ** (-2i / head_dim)`` (Llama's formula)."""
+    """Returns the (head_dim // 2,) fp32 inverse frequencies ``theta ** (-2i / head_dim)``, as Llama's."""
     exponents = torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim
     return 1.0 / (theta**exponents)
 
@@ -136,7 +144,7 @@ def attention_varlen_reference(
     outputs = []
     bounds = cu_seqlens.tolist()
     group = q.shape[1] // k.shape[1]
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         if end == start:
             continue
         qd = q[start:end].float().transpose(0, 1)  # (n_heads, L, D)

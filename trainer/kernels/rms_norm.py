@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
 from gristmill.trainer.kernels._launch import num_persistent_programs, require_backend, row_settings
 
 
@@ -84,6 +83,11 @@ def _rms_norm_backward_kernel(
     tl.store(DW_PARTIAL + pid * n_cols + cols, dw, mask=mask)
 
 
+def _empty(t: torch.Tensor) -> torch.Tensor:
+    """A new contiguous tensor shaped like t (the launchers' outputs are contiguous; so are the fakes)."""
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device)
+
+
 def _rows(t: torch.Tensor) -> torch.Tensor:
     """(..., n) -> (rows, n) with unit stride along the last dim (a view when possible)."""
     t = t.reshape(-1, t.shape[-1])
@@ -147,7 +151,7 @@ def _rms_norm_op(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[tor
 
 @_rms_norm_op.register_fake
 def _(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.empty_like(x), x.new_empty(x.numel() // x.shape[-1], dtype=torch.float32)
+    return _empty(x), x.new_empty(x.numel() // x.shape[-1], dtype=torch.float32)
 
 
 @torch.library.custom_op("gristmill::rms_norm_residual", mutates_args=())
@@ -162,7 +166,7 @@ def _(
     x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     rows = x.numel() // x.shape[-1]
-    return torch.empty_like(x), torch.empty_like(x), x.new_empty(rows, dtype=torch.float32)
+    return _empty(x), _empty(x), x.new_empty(rows, dtype=torch.float32)
 
 
 @torch.library.custom_op("gristmill::rms_norm_backward", mutates_args=())
@@ -176,7 +180,7 @@ def _rms_norm_backward_op(
 def _(
     dy: torch.Tensor, dh_in: torch.Tensor | None, h: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.empty_like(h), torch.empty_like(weight)
+    return _empty(h), _empty(weight)
 
 
 def _setup_rms_norm(ctx, inputs, output) -> None:

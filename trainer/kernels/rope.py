@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
 from gristmill.trainer.kernels._launch import require_backend
 from gristmill.trainer.kernels.reference import rope_inv_freq
 
@@ -94,7 +93,7 @@ def _check(q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor) -> None
     if q.dim() != 3 or k.dim() != 3:
         raise ValueError(f"q and k must be (T, heads, head_dim); got {tuple(q.shape)} and {tuple(k.shape)}")
     if q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2] or q.shape[2] % 2:
-        raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} need equal T and an even, equal head_dim")
+        raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} need the same T and an even head_dim")
     if position_ids.shape != (q.shape[0],):
         raise ValueError(f"position_ids must have shape ({q.shape[0]},), got {tuple(position_ids.shape)}")
 
@@ -167,8 +166,9 @@ def _setup_rope(ctx, inputs, output) -> None:
 
 def _backward_rope(ctx, dq_out, dk_out):
     (position_ids,) = ctx.saved_tensors
-    dq_out = torch.zeros(ctx.q_shape, dtype=ctx.dtype, device=position_ids.device) if dq_out is None else dq_out
-    dk_out = torch.zeros(ctx.k_shape, dtype=ctx.dtype, device=position_ids.device) if dk_out is None else dk_out
+    device = position_ids.device
+    dq_out = torch.zeros(ctx.q_shape, dtype=ctx.dtype, device=device) if dq_out is None else dq_out
+    dk_out = torch.zeros(ctx.k_shape, dtype=ctx.dtype, device=device) if dk_out is None else dk_out
     dq, dk = _rope_backward_op(dq_out, dk_out, position_ids, ctx.theta)
     return dq, dk, None, None
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
 from gristmill.trainer.kernels._launch import require_backend
 
 # Elements per program: 1024 is the block size of Triton's elementwise tutorial (not re-measured here).
@@ -103,6 +102,7 @@ _swiglu_op.register_autograd(_backward_swiglu, setup_context=_setup_swiglu)
 
 
 def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """Returns ``silu(gate) * up`` (fp32 math, gate's dtype) for same-shaped gate and up; gradients recompute
-    the sigmoid instead of storing it. Raises ValueError on a shape mismatch, RuntimeError without a backend."""
+    """Returns ``silu(gate) * up`` (fp32 math, gate's dtype) for same-shaped gate and up; the backward
+    recomputes the sigmoid instead of storing it. Raises ValueError on a shape mismatch, RuntimeError
+    without a backend."""
     return _swiglu_op(gate, up)

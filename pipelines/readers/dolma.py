@@ -1,0 +1,34 @@
+"""Dolma: `*.json.gz`, one `{"id", "text", "source", "added", "created", "metadata"}` per line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datatrove.data import Document
+
+from gristmill.pipelines.readers.base import JsonLinesReader, RecordError, checked_text
+
+
+class DolmaReader(JsonLinesReader):
+    """Reads Dolma files; the subset is the record's `source` (e.g. `c4`, `wiki`, `gutenberg`).
+
+    The id is `<source>/<dolma source>/<dolma id>`. Dolma ids are not unique (the same id can appear in two
+    files), so nothing downstream may rely on ids being unique; a record without an id gets a derived one.
+    """
+
+    def make_document(self, record: dict[str, Any], relative: str, line: int) -> Document:
+        """Return the Document of one line; raise RecordError when the text or the `source` is missing."""
+        text = checked_text(record.get("text"))
+        subset = record.get("source")
+        if not isinstance(subset, str) or not subset:
+            raise RecordError("missing `source` (the Dolma subset)")
+        native = record.get("id")
+        doc_id = (f"{self.source.name}/{subset}/{native}" if isinstance(native, str | int) and native != ""
+                  else self.derived_id(relative, line))
+        metadata = {"source": self.source.name, "subset": subset}
+        for key in ("added", "created"):
+            if record.get(key) is not None:
+                metadata[key] = record[key]
+        if record.get("metadata"):
+            metadata["meta"] = record["metadata"]
+        return Document(text=text, id=doc_id, metadata=metadata)

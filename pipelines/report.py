@@ -1,0 +1,134 @@
+"""The build report: one self-contained HTML page (tables and inline PNG plots) in BUILD/reports/."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Iterable
+
+from gristmill.pipelines.layout import BuildLayout
+from gristmill.shards.manifest import Manifest, read_manifest
+from gristmill.storage import atomic_write, filesystem
+
+REPORT_NAME = "index.html"
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}h2{margin-top:1.6em}.bad{color:#b00}"""
+
+
+def _table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return html.escape(str(value))
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _accounting_section(m: Manifest) -> str:
+    rows = []
+    for source, subsets in m.accounting.items():
+        for subset, c in subsets.items():
+            flag = "" if c.balanced() else " ✗"
+            rows.append([f"{source} / {subset}{flag}", c.records_in, c.kept, sum(c.filtered.values()),
+                         c.duplicate.get("exact", 0), c.duplicate.get("near", 0), c.quarantined])
+    header = ["source / subset", "in", "kept", "filtered", "exact dup", "near dup", "quarantined"]
+    return "<h2>Accounting: in = kept + filtered + duplicate + quarantined</h2>" + _table(header, rows)
+
+
+def _filter_section(m: Manifest) -> str:
+    reasons: dict[str, dict[str, int]] = {}
+    for source, subsets in m.accounting.items():
+        for c in subsets.values():
+            for reason, n in c.filtered.items():
+                reasons.setdefault(reason, {}).setdefault(source, 0)
+                reasons[reason][source] += n
+    sources = list(m.accounting)
+    rows = [[reason, *(by.get(s, 0) for s in sources)] for reason, by in sorted(reasons.items())]
+    return "<h2>Filter reasons</h2>" + (_table(["reason", *sources], rows) if rows else "<p>none</p>")
+
+
+def _overlap_section(m: Manifest) -> str:
+    if not m.overlap:
+        return "<h2>Duplicate overlap</h2><p>no duplicates removed</p>"
+    sources = [s.name for s in m.sources]
+    rows = [[removed, *(m.overlap.get(removed, {}).get(kept, 0) for kept in sources)] for removed in sources]
+    return ("<h2>Duplicate overlap (rows: source of the removed copy; columns: source of the kept copy)</h2>"
+            + _table(["removed \\ kept", *sources], rows))
+
+
+def _stages_section(m: Manifest) -> str:
+    if not m.stages:
+        return "<h2>Stages</h2><p>this build has no curriculum stages</p>"
+    rows = []
+    for s in m.stages:
+        total = max(s.tokens, 1)
+        mix = ", ".join(f"{k} {v / total:.1%}" for k, v in sorted(s.source_tokens.items()))
+        sampling = ", ".join(f"{k} ×{v:.3g}" for k, v in sorted(s.sampling.items()))
+        rows.append([s.name, s.seq_len, len(s.shards), s.rows, s.tokens, s.padding_tokens / total,
+                     s.split_documents, mix, sampling])
+    header = ["stage", "seq len", "shards", "rows", "tokens", "padding", "split docs", "mixture", "sampling"]
+    return "<h2>Curriculum stages</h2>" + _table(header, rows)
+
+
+def _length_histograms(layout: BuildLayout) -> str:
+    """Plot the per-source document length histograms the tokenize step left in BUILD/tokens/."""
+    fs, inner = filesystem(layout.path("tokens"))
+    if not fs.exists(inner):
+        return ""
+    files = sorted(p for p in fs.find(inner) if p.endswith("histogram.json"))
+    if not files:
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for path in files:
+        with fs.open(path, "r") as f:
+            hist = json.load(f)
+        edges, counts = hist["edges"], hist["counts"]
+        ax.stairs(counts, edges, label=hist.get("source", path.rsplit("/", 2)[-2]))
+    ax.set_xscale("log")
+    ax.set_xlabel("document length (tokens)")
+    ax.set_ylabel("documents")
+    ax.legend()
+    img = _png(fig)
+    plt.close(fig)
+    return "<h2>Document lengths per source</h2>" + img
+
+
+def render_report(manifest: Manifest, layout: BuildLayout) -> str:
+    """Return the report page for a build as HTML."""
+    parts = [f"<!doctype html><meta charset=utf-8><title>gristmill build {html.escape(manifest.name)}</title>",
+             f"<style>{_CSS}</style><h1>Build {html.escape(manifest.name)}</h1>",
+             f"<p>recipe hash {manifest.recipe_hash}, seed {manifest.seed}"
+             + (f", tokenizer {manifest.tokenizer.hash} (vocab {manifest.tokenizer.vocab_size:,})"
+                if manifest.tokenizer else "") + "</p>",
+             _accounting_section(manifest), _filter_section(manifest), _overlap_section(manifest),
+             _length_histograms(layout), _stages_section(manifest)]
+    return "\n".join(parts)
+
+
+def write_report(build: str) -> str:
+    """Write BUILD/reports/index.html from the build's manifest and step outputs; return its path."""
+    layout = BuildLayout(build)
+    page = render_report(read_manifest(build), layout)
+    path = layout.path("reports", REPORT_NAME)
+    with atomic_write(path, "w") as f:
+        f.write(page)
+    return path

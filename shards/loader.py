@@ -1,0 +1,269 @@
+"""Stream a build's micro-batches to one rank: deterministic, resumable, elastic, following the curriculum.
+
+`ShardStream` is the framework-free iterator (numpy micro-batches); `gristmill.shards.torch_dataset` wraps
+it as a torch IterableDataset. The order of samples is fixed by (manifest, seed, curriculum) alone — see
+`partition` for how global batches are cut and `shuffle` for the stateless permutation — so the state is
+small: (stage, positions consumed in it, seed, manifest hash).
+
+Workers: iterating with `worker=w, num_workers=W` yields the rank's micro-batches k ≡ w (mod W), counted
+from where the stream starts; reading workers round-robin (which torch's DataLoader does, with
+batch_size=None) gives the same order as one process.
+
+State: `state_at(batches)` is the state after `batches` more global batches from where this stream was
+started or loaded — the count a trainer keeps — so what workers have prefetched does not matter.
+`state_dict()` is the state after the micro-batches this object has yielded itself; inside a dataloader
+worker it also records that worker's next micro-batch, which is what torchdata's StatefulDataLoader saves
+and restores per worker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from gristmill.shards.batch import micro_batch
+from gristmill.shards.manifest import MANIFEST_VERSION, Manifest, StageEntry, manifest_path, read_manifest
+from gristmill.shards.partition import Position, StagePlan, advance, global_batches, normalise, rank_positions
+from gristmill.shards.shuffle import derive_key, shuffled_rows
+from gristmill.shards.source import ShardSource
+
+from gristmill.errors import BuildError, ConfigError
+from gristmill.storage import filesystem
+
+STATE_VERSION = 1
+_LOOKAHEAD_BATCHES = 4  # read-ahead horizon, in this rank's micro-batches
+
+Batch = dict[str, Any]
+
+
+def load_manifest(build: str, storage_options: dict[str, Any] | None = None) -> Manifest:
+    """Return the build's manifest (read with fsspec storage options); raise BuildError when unusable."""
+    if not storage_options:
+        return read_manifest(build)
+    path = manifest_path(build)
+    fs, inner = filesystem(path, **storage_options)
+    try:
+        with fs.open(inner, "r") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise BuildError("the build has no manifest", path=path, hint="is the build finished?") from None
+    except json.JSONDecodeError as e:
+        raise BuildError(f"invalid JSON: {e.msg}", path=path, where=f"line {e.lineno}") from None
+    if not isinstance(data, dict) or data.get("format_version") != MANIFEST_VERSION:
+        raise BuildError(f"manifest format version is not the supported {MANIFEST_VERSION}", path=path)
+    try:
+        return Manifest.model_validate(data)
+    except Exception as e:
+        raise BuildError(f"malformed manifest: {e}", path=path) from None
+
+
+def plan_curriculum(manifest: Manifest, tokens_per_batch: int,
+                    curriculum: Sequence[tuple[str, int]] | None = None) -> list[StagePlan]:
+    """Return the stages to walk: the manifest's (one epoch each) or `curriculum`'s (stage name, tokens).
+
+    Raises ConfigError for an unknown stage, a budget below one row, or tokens_per_batch below seq_len.
+    """
+    by_name = {s.name: (i, s) for i, s in enumerate(manifest.stages)}
+    if curriculum is None:
+        wanted = [(s.name, s.rows * s.seq_len) for s in manifest.stages]
+    else:
+        wanted = list(curriculum)
+    plans = []
+    for index, (name, tokens) in enumerate(wanted):
+        if name not in by_name:
+            raise ConfigError(f"curriculum names stage {name!r}, the build has {sorted(by_name)}",
+                              where=f"curriculum[{index}]")
+        _, stage = by_name[name]
+        micro = tokens_per_batch // stage.seq_len
+        if micro < 1:
+            raise ConfigError(f"tokens_per_batch {tokens_per_batch} is below stage {name!r}'s sequence "
+                              f"length {stage.seq_len}", where="tokens_per_batch")
+        if stage.rows < 1 or tokens < stage.seq_len:
+            raise ConfigError(f"stage {name!r} has {stage.rows} rows and a budget of {tokens} tokens; "
+                              f"a stage needs at least one row", where=f"curriculum[{index}]")
+        plans.append(StagePlan(index=index, name=name, seq_len=stage.seq_len, rows=stage.rows,
+                               budget_rows=tokens // stage.seq_len, micro_batch_rows=micro))
+    return plans
+
+
+class _StageIndex:
+    """Maps a stage's global row index to (shard, row in shard): cumulative row counts, one searchsorted."""
+
+    def __init__(self, stage: StageEntry) -> None:
+        self.stage = stage
+        counts = np.fromiter((s.rows for s in stage.shards), dtype=np.int64, count=len(stage.shards))
+        self.starts = np.concatenate([[0], np.cumsum(counts)])
+        if self.starts[-1] != stage.rows:
+            raise BuildError(f"stage {stage.name!r} lists {stage.rows} rows, its shards {self.starts[-1]}",
+                             where=f"stages[{stage.name}]")
+
+    def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (shard number, row within shard) for each stage row."""
+        shard = np.searchsorted(self.starts, rows, side="right") - 1
+        return shard, rows - self.starts[shard]
+
+
+class ShardStream:
+    """Iterates one rank's micro-batches of a build; raises BuildError/ConfigError on bad builds or states."""
+
+    def __init__(self, build: str, *, tokens_per_batch: int, rank: int = 0, world_size: int = 1,
+                 seed: int = 0, curriculum: Sequence[tuple[str, int]] | None = None,
+                 storage_options: dict[str, Any] | None = None, cache_dir: str | None = None,
+                 read_ahead: int = 2, verify: bool = True, shuffle_block_rows: int = 256,
+                 shuffle_window_blocks: int = 8, cross_document_targets: bool = False,
+                 token_dtype: type = np.int64) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(f"rank {rank} is not in [0, world_size={world_size})", where="rank")
+        self.build = build
+        self.manifest = load_manifest(build, storage_options)
+        self.manifest_hash = self.manifest.content_hash()
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.plans = plan_curriculum(self.manifest, tokens_per_batch, curriculum)
+        stages = {s.name: s for s in self.manifest.stages}
+        self._index = [_StageIndex(stages[p.name]) for p in self.plans]
+        self.source = ShardSource(build, storage_options=storage_options, cache_dir=cache_dir,
+                                  read_ahead=read_ahead, verify=verify)
+        self.shuffle_block_rows, self.shuffle_window_blocks = shuffle_block_rows, shuffle_window_blocks
+        self.cross_document_targets = cross_document_targets
+        self.token_dtype = token_dtype
+        self._start = Position(0, 0)
+        self._resume_worker: dict[str, int] | None = None
+        self._worker, self._num_workers = 0, 1
+        self._first, self._yielded = 0, 0  # first micro-batch number, micro-batches yielded by this object
+
+    # -- the sample order --------------------------------------------------------------------------------
+
+    def rows_at(self, plan: StagePlan, positions: np.ndarray) -> np.ndarray:
+        """Return the stage rows at stage-stream positions (epoch e = position // rows reshuffles)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        epoch = positions // plan.rows
+        out = np.empty_like(positions)
+        for e in np.unique(epoch):
+            sel = epoch == e
+            key = derive_key(self.seed, plan.index, int(e))
+            out[sel] = shuffled_rows(positions[sel] - e * plan.rows, plan.rows, key,
+                                     block_rows=self.shuffle_block_rows,
+                                     window_blocks=self.shuffle_window_blocks)
+        return out
+
+    def micro_batch_rows(self, pos: Position, rank: int | None = None) -> np.ndarray:
+        """Return the stage rows of `rank`'s micro-batch in the global batch starting at `pos`."""
+        plan = self.plans[pos.stage]
+        positions = rank_positions(plan, pos.rows, self.rank if rank is None else rank)
+        return self.rows_at(plan, np.arange(positions.start, positions.stop))
+
+    # -- iteration ---------------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.iterate()
+
+    def iterate(self, worker: int = 0, num_workers: int = 1) -> Iterator[Batch]:
+        """Yield this rank's micro-batches that belong to `worker` of `num_workers`, from the start state."""
+        if not 0 <= worker < num_workers:
+            raise ConfigError(f"worker {worker} is not in [0, {num_workers})", where="worker")
+        resume = self._resume_worker
+        if resume is not None and resume["worker"] == worker and resume["num_workers"] == num_workers:
+            first = resume["next"]  # this worker's own saved place (StatefulDataLoader)
+        else:
+            first = worker
+        self._worker, self._num_workers, self._first, self._yielded = worker, num_workers, first, 0
+        starts = global_batches(self.plans, self._start, self.world_size)
+        for k, pos in enumerate(starts):
+            if k < first or (k - first) % num_workers:
+                continue
+            self._read_ahead(pos, num_workers)
+            batch = self._load(pos)
+            self._yielded += 1  # before the yield: state_dict() between next() calls counts this batch
+            yield batch
+
+    def _read_ahead(self, pos: Position, num_workers: int) -> None:
+        if self.source.local:
+            return
+        plan = self.plans[pos.stage]
+        # the stage-stream positions of this worker's next micro-batches, same stage only (cheap to compute)
+        stride = plan.global_rows(self.world_size) * num_workers
+        ahead = [Position(pos.stage, pos.rows + i * stride) for i in range(1, _LOOKAHEAD_BATCHES + 1)]
+        ahead = [p for p in ahead if p.rows + plan.global_rows(self.world_size) <= plan.budget_rows]
+        entries = []
+        for p in [pos, *ahead]:
+            shard, _ = self._index[p.stage].locate(self.micro_batch_rows(p))
+            stage = self._index[p.stage].stage
+            entries += [stage.shards[i] for i in dict.fromkeys(shard.tolist())]
+        self.source.prefetch(entries)
+
+    def _load(self, pos: Position) -> Batch:
+        plan = self.plans[pos.stage]
+        rows = self.micro_batch_rows(pos)
+        index = self._index[pos.stage]
+        shard, local = index.locate(rows)
+        tokens = np.empty((rows.size, plan.seq_len + 1), dtype=np.int32)
+        parts: list[tuple[int, np.ndarray]] = []
+        for s in np.unique(shard):
+            sel = np.flatnonzero(shard == s)
+            self.source.open(index.stage.shards[s], plan.seq_len).take(local[sel], tokens, sel, parts)
+        parts.sort(key=lambda p: p[0])
+        offsets = np.concatenate([p[1] for p in parts])
+        counts = np.array([p[1].size for p in parts])
+        try:
+            batch = micro_batch(tokens, offsets, counts, cross_document_targets=self.cross_document_targets,
+                                dtype=self.token_dtype)
+        except ValueError as e:
+            names = sorted({index.stage.shards[s].path for s in shard.tolist()})
+            raise BuildError(f"bad doc_offsets: {e}", path=self.build, where=f"one of {names}") from None
+        batch.update(stage=plan.name, stage_index=plan.index, seq_len=plan.seq_len, row_ids=rows,
+                     position=pos.rows)
+        return batch
+
+    # -- state -------------------------------------------------------------------------------------------
+
+    def _state(self, pos: Position) -> dict[str, Any]:
+        pos = normalise(self.plans, pos, self.world_size)
+        done = pos.stage >= len(self.plans)
+        return {"version": STATE_VERSION, "manifest_hash": self.manifest_hash, "seed": self.seed,
+                "stage_index": pos.stage, "stage": None if done else self.plans[pos.stage].name,
+                "rows": pos.rows}
+
+    def state_at(self, batches: int) -> dict[str, Any]:
+        """Return the state after `batches` more global batches from this stream's start (or loaded state)."""
+        return self._state(advance(self.plans, self._start, batches, self.world_size))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the state after the micro-batches this object yielded (per worker inside a worker)."""
+        if self._num_workers == 1:
+            return self.state_at(self._first + self._yielded)
+        if self._yielded == 0:
+            state = self._state(self._start)
+            nxt = self._first
+        else:  # after this worker's last micro-batch; its next one is num_workers - 1 further on
+            state = self.state_at(self._first + (self._yielded - 1) * self._num_workers + 1)
+            nxt = self._num_workers - 1
+        state["worker"] = {"worker": self._worker, "num_workers": self._num_workers, "next": nxt}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state`; raise BuildError for another build, seed or curriculum."""
+        if state.get("version") != STATE_VERSION:
+            raise BuildError(f"stream state version {state.get('version')!r} is not {STATE_VERSION}",
+                             where="state.version")
+        if state["manifest_hash"] != self.manifest_hash:
+            raise BuildError(f"the state was saved on a build with manifest hash {state['manifest_hash']}, "
+                             f"this build's is {self.manifest_hash}", path=self.build,
+                             where="state.manifest_hash",
+                             hint="resume on the same build, or start a fresh stream")
+        if state["seed"] != self.seed:
+            raise BuildError(f"the state was saved with seed {state['seed']}, this stream's is {self.seed}",
+                             where="state.seed", hint="pass the seed the run started with")
+        index, name = state["stage_index"], state["stage"]
+        if index > len(self.plans) or (index < len(self.plans) and self.plans[index].name != name):
+            raise BuildError(f"the state is in stage {index} ({name!r}), which this curriculum does not have "
+                             f"there ({[p.name for p in self.plans]})", where="state.stage",
+                             hint="resume with the curriculum the run started with")
+        self._start = Position(index, int(state["rows"]))
+        self._resume_worker = state.get("worker")
+        self._first, self._yielded = 0, 0
+
+    def close(self) -> None:
+        """Release open shards and the read-ahead thread."""
+        self.source.close()

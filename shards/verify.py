@@ -1,0 +1,146 @@
+"""Verifies a build's shards against its manifest: checksums, schema, offsets, token ids, token counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gristmill.errors import GristmillError
+from gristmill.shards.manifest import Manifest, ShardEntry, StageEntry, read_manifest
+from gristmill.shards.reader import Batch, ShardReader
+from gristmill.shards.writer import file_xxh3
+
+
+@dataclass
+class ShardCheck:
+    """The outcome for one shard: its path (relative to the build) and the problems found (none: good)."""
+
+    stage: str
+    path: str
+    rows: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Return True when the shard has no problem."""
+        return not self.problems
+
+
+@dataclass
+class VerifyReport:
+    """Every shard's check, and problems of the build as a whole."""
+
+    build: str
+    shards: list[ShardCheck]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Return True when no shard and nothing else has a problem."""
+        return not self.problems and all(s.ok for s in self.shards)
+
+    def to_dict(self) -> dict:
+        """Return the report as JSON-ready data."""
+        return {"build": self.build, "ok": self.ok, "problems": self.problems,
+                "shards": [{"stage": s.stage, "path": s.path, "rows": s.rows, "ok": s.ok,
+                            "problems": s.problems} for s in self.shards]}
+
+
+def verify_build(build: str) -> VerifyReport:
+    """Check every shard the manifest lists; raise BuildError only when the manifest itself is unreadable."""
+    manifest = read_manifest(build)
+    report = VerifyReport(build, [])
+    if manifest.tokenizer is None and manifest.stages:
+        report.problems.append("the manifest has stages but no tokenizer entry")
+    for stage in manifest.stages:
+        for entry in stage.shards:
+            report.shards.append(verify_shard(build, manifest, stage, entry))
+        for what, listed, total in (("rows", stage.rows, sum(s.rows for s in stage.shards)),
+                                    ("tokens", stage.tokens, sum(s.tokens for s in stage.shards))):
+            if listed != total:
+                report.problems.append(f"stage {stage.name!r} lists {listed} {what}, its shards hold {total}")
+    return report
+
+
+def verify_shard(build: str, manifest: Manifest, stage: StageEntry, entry: ShardEntry) -> ShardCheck:
+    """Check one shard file against its manifest entry and stage."""
+    check = ShardCheck(stage.name, entry.path, entry.rows)
+    path = build.rstrip("/") + "/" + entry.path
+    try:
+        size, digest = file_xxh3(path)
+    except FileNotFoundError:
+        check.problems.append("file is missing")
+        return check
+    if size != entry.bytes:
+        check.problems.append(f"size is {size} bytes, the manifest says {entry.bytes}")
+    if digest != entry.xxh3:
+        check.problems.append(f"xxh3 is {digest}, the manifest says {entry.xxh3}")
+    try:
+        reader = ShardReader(path)
+    except GristmillError as e:
+        check.problems.append(e.message)
+        return check
+    meta, tok = reader.meta, manifest.tokenizer
+    expected = {"seq_len": stage.seq_len}
+    if tok is not None:
+        expected |= {"tokenizer_hash": tok.hash, "eos_id": tok.eos_id, "pad_id": tok.pad_id}
+    for name, want in expected.items():
+        if getattr(meta, name) != want:
+            check.problems.append(f"schema metadata {name} is {getattr(meta, name)!r}, expected {want!r}")
+    if reader.num_rows != entry.rows:
+        check.problems.append(f"holds {reader.num_rows} rows, the manifest says {entry.rows}")
+    vocab = tok.vocab_size if tok is not None else None
+    names = [s.name for s in manifest.sources]
+    per_source = np.zeros(max(len(names), 256), np.int64)
+    first_row = 0
+    for batch in reader.batches():
+        problem = _check_batch(batch, meta.seq_len + 1, meta.pad_id, vocab, len(names))
+        if problem:
+            row, text = problem
+            check.problems.append(f"row {first_row + row}: {text}")
+            return check
+        used = batch.offsets[batch.list_offsets[1:] - 1].astype(np.int64)
+        per_source += np.bincount(batch.source, weights=used, minlength=len(per_source)).astype(np.int64)
+        first_row += len(batch.source)
+    found = {names[i]: int(n) for i, n in enumerate(per_source[:len(names)]) if n}
+    if found != entry.source_tokens:
+        check.problems.append(f"tokens per source are {found}, the manifest says {entry.source_tokens}")
+    if sum(found.values()) != entry.tokens:
+        check.problems.append(f"holds {sum(found.values())} tokens, the manifest says {entry.tokens}")
+    return check
+
+
+def _check_batch(batch: Batch, width: int, pad_id: int, vocab: int | None,
+                 sources: int) -> tuple[int, str] | None:
+    """Return (row in batch, problem) for the first bad row of a record batch, or None."""
+    lo, values, tokens = batch.list_offsets.astype(np.int64), batch.offsets, batch.tokens
+    counts = np.diff(lo)
+    if (counts < 2).any():
+        return int(np.argmax(counts < 2)), "doc_offsets needs at least [0, used length]"
+    firsts = values[lo[:-1]]
+    if (firsts != 0).any():
+        return int(np.argmax(firsts != 0)), f"doc_offsets starts at {int(firsts[firsts != 0][0])}, not 0"
+    step = np.diff(values)
+    step[lo[1:-1] - 1] = 1  # the step from one row's last offset to the next row's 0 is not a step
+    if (step <= 0).any():
+        bad = int(np.argmax(step <= 0))
+        return int(np.searchsorted(lo, bad, side="right")) - 1, "doc_offsets are not increasing"
+    used = values[lo[1:] - 1]
+    if (used > width).any():
+        row = int(np.argmax(used > width))
+        return row, f"doc_offsets ends at {int(used[row])}, beyond L + 1 = {width}"
+    padding = np.arange(width)[None, :] >= used[:, None]
+    bad_pad = (padding & (tokens != pad_id)).any(axis=1)
+    if bad_pad.any():
+        return int(np.argmax(bad_pad)), f"a token after the used length is not the pad id {pad_id}"
+    if vocab is not None:
+        outside = ((tokens < 0) | (tokens >= vocab)).any(axis=1)
+        if outside.any():
+            row = int(np.argmax(outside))
+            bad = tokens[row][(tokens[row] < 0) | (tokens[row] >= vocab)][0]
+            return row, f"token id {int(bad)} is outside the vocabulary (size {vocab})"
+    if (batch.source >= sources).any():
+        row = int(np.argmax(batch.source >= sources))
+        return row, f"source {int(batch.source[row])} is not one of the manifest's {sources} sources"
+    return None

@@ -1,0 +1,117 @@
+"""`gristmill build` on the sample corpus: accounting balances, reruns resume, killed builds recover."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gristmill.cli import cli
+from gristmill.errors import BuildError
+from gristmill.pipelines.build import BuildOptions, run_build
+from gristmill.pipelines.recipe import load_recipe, parse_recipe
+from gristmill.shards.manifest import read_manifest
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ingest_recipe(sample: Path, output: Path, **extra) -> dict:
+    """The demo recipe pointed at `sample`, writing to `output`, stopping after cleaning (no stages)."""
+    recipe = load_recipe(ROOT / "recipes" / "demo.yaml").model_dump(mode="json", exclude_none=True)
+    for source in recipe["sources"]:
+        source["paths"] = [str(sample / p.removeprefix("sample/")) for p in source["paths"]]
+    recipe.update(output=str(output), stages=[], tokenizer=None, **extra)
+    return recipe
+
+
+def document_files(build: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(build)): p.read_bytes() for p in sorted((build / "documents").rglob("*.parquet"))}
+
+
+def test_build_accounts_for_every_record(ray_local, sample_corpus, tmp_path):
+    recipe = parse_recipe(ingest_recipe(sample_corpus, tmp_path / "b"))
+    manifest = run_build(recipe, BuildOptions())
+    totals = manifest.source_totals()
+    assert set(totals) == {"slimpajama", "starcoderdata", "dolma", "pile"}
+    for source, counts in totals.items():
+        assert counts.records_in > 0, source
+        assert counts.balanced(), (source, counts)
+        assert counts.kept > 0
+    # the excluded subset is read, counted, and never kept
+    github = manifest.accounting["slimpajama"].get("RedPajamaGithub")
+    assert github is not None and github.kept == 0 and github.filtered == {"excluded_subset": github.records_in}
+    # the manifest on disk is what run_build returned
+    assert read_manifest(str(tmp_path / "b")).accounting == manifest.accounting
+
+
+def test_rerun_skips_finished_work_and_refuses_another_recipe(ray_local, sample_corpus, tmp_path):
+    data = ingest_recipe(sample_corpus, tmp_path / "b", seed=5)
+    run_build(parse_recipe(data), BuildOptions())
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "b" / "documents").rglob("*.parquet")}
+    run_build(parse_recipe(data), BuildOptions())
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "b" / "documents").rglob("*.parquet")}
+    assert before == after, "a rerun rewrote finished outputs"
+    with pytest.raises(BuildError, match="different recipe"):
+        run_build(parse_recipe({**data, "seed": 6}), BuildOptions())
+
+
+@pytest.mark.slow
+def test_killed_build_resumes_to_identical_outputs(ray_local, sample_corpus, tmp_path):
+    reference = tmp_path / "ref"
+    run_build(parse_recipe(ingest_recipe(sample_corpus, reference, files_per_task=1)), BuildOptions())
+
+    killed = tmp_path / "killed"
+    recipe_file = tmp_path / "r.json"
+    recipe_file.write_text(json.dumps(ingest_recipe(sample_corpus, killed, files_per_task=1)))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "gristmill", "build", str(recipe_file), "--num-cpus", "1"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    completions = killed / "logs" / "ingest" / "completions"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if completions.exists() and len(list(completions.iterdir())) >= 1:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the build finished before it could be killed; the test needs a slower build"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "manifest.json").exists()
+
+    run_build(parse_recipe(json.loads(recipe_file.read_text())), BuildOptions())
+    assert document_files(killed) == document_files(reference)
+    assert read_manifest(str(killed)).accounting == read_manifest(str(reference)).accounting
+
+
+def test_strict_stops_at_first_bad_record_naming_file_and_line(ray_local, sample_corpus, tmp_path):
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    (bad_dir / "a.jsonl").write_text('{"text": "fine"}\n{"text": 3}\n{"text": "also fine"}\n')
+    data = ingest_recipe(sample_corpus, tmp_path / "b")
+    data["sources"] = [{"name": "generic", "format": "jsonl", "paths": [str(bad_dir / "*.jsonl")]}]
+    data["filters"] = {"enabled": False}
+    manifest = run_build(parse_recipe(data), BuildOptions())
+    counts = manifest.source_totals()["generic"]
+    assert (counts.records_in, counts.kept, counts.quarantined) == (3, 2, 1)
+    quarantine = (tmp_path / "b" / "quarantine" / "generic" / "00000.jsonl").read_text().splitlines()
+    assert len(quarantine) == 1 and "line 2" in json.loads(quarantine[0])["where"]
+
+    result = CliRunner().invoke(cli, ["build", "--strict", "--fresh", "--set", f"output={tmp_path / 's'}",
+                                      _write_yaml(tmp_path, data)])
+    assert result.exit_code == 2, result.output
+    assert "a.jsonl" in result.output and "line 2" in result.output
+
+
+def _write_yaml(tmp_path: Path, data: dict) -> str:
+    import yaml
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)

@@ -1,0 +1,242 @@
+"""The tokenize → plan → pack steps on a tiny build: every document rebuilt from its pieces, packing quality,
+plain-Arrow shards, the shards CLI, and byte-identical output with 1 and 2 Ray workers."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from gristmill.cli import cli
+from gristmill.pipelines.documents import DOCUMENT_SCHEMA
+from gristmill.pipelines.layout import BuildLayout
+from gristmill.pipelines.pack_steps import collect_stages, shard_steps, tokenizer_entry
+from gristmill.pipelines.recipe import parse_recipe
+from gristmill.shards.manifest import Manifest, SourceEntry, read_manifest, write_manifest
+from gristmill.shards.reader import ShardReader
+from gristmill.tokenizer.interface import Tokenizer
+
+SHARD_BYTES = 64 << 10  # small shards so that stages have several
+STAGES = [
+    {"name": "short", "seq_len": 64, "tokens": 30_000, "tokens_per_batch": 640, "weights": {"web": 3, "books": 2}},
+    {"name": "long", "seq_len": 256, "tokens": 40_000, "tokens_per_batch": 1024,
+     "weights": {"web": 1, "books": 1}},
+    {"name": "hq", "seq_len": 256, "tokens": 8_000, "tokens_per_batch": 1024, "weights": {"hq": 1}},
+]
+
+
+def _corpus() -> dict[str, list[list[str]]]:
+    """Return source → files → document texts, from the Python docs' topic pages (stdlib text)."""
+    from pydoc_data.topics import topics
+
+    pages = [topics[k] for k in sorted(topics)]
+    paragraphs = [p.strip() for page in pages[:60] for p in page.split("\n\n") if p.strip()]
+    hq = [p.strip() for page in pages[60:] for p in page.split("\n\n") if len(p.strip()) > 40][:40]
+    half = len(paragraphs) // 2
+    return {"web": [paragraphs[:half], paragraphs[half:]], "books": [pages], "hq": [hq]}
+
+
+def _train_tokenizer(directory: Path, texts: list[str]) -> None:
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tok = HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["</s>", "<pad>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    directory.mkdir(parents=True)
+    tok.save(str(directory / "tokenizer.json"))
+
+
+def _make_inputs(root: Path) -> tuple[object, list[tuple[str, int]], dict]:
+    """Write a tokenizer and clean parquet files under `root`; return (recipe, inputs, corpus)."""
+    corpus = _corpus()
+    _train_tokenizer(root / "tokenizer", [t for files in corpus.values() for f in files for t in f])
+    inputs = []
+    for source, files in corpus.items():
+        for task, texts in enumerate(files):
+            rows = {"id": [f"{source}-{task}-{i}" for i in range(len(texts))], "text": texts,
+                    "source": [source] * len(texts), "subset": ["all"] * len(texts), "metadata": ["{}"] * len(texts)}
+            path = root / "clean" / source / f"{task:05d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.table(rows, schema=DOCUMENT_SCHEMA), path)
+            inputs.append((source, task))
+    recipe = parse_recipe({
+        "name": "tiny", "seed": 5, "output": str(root),
+        "sources": [{"name": s, "format": "jsonl", "paths": ["unused"]} for s in corpus],
+        "tokenizer": {"path": str(root / "tokenizer")}, "stages": STAGES,
+    })
+    return recipe, inputs, corpus
+
+
+def _write_manifest(recipe, layout: BuildLayout) -> Manifest:
+    manifest = Manifest(name=recipe.name, recipe=recipe.model_dump(mode="json"), recipe_hash="test",
+                        seed=recipe.seed, accounting={},
+                        sources=[SourceEntry(name=s.name, format=s.format, kind=s.kind, priority=s.priority)
+                                 for s in recipe.sources],
+                        tokenizer=tokenizer_entry(layout), stages=collect_stages(recipe, layout))
+    write_manifest(layout.root, manifest)
+    return manifest
+
+
+def _run_in_process(steps) -> None:
+    for step in steps:
+        for rank in range(step.tasks):
+            for _ in step.pipeline[0].run(None, rank, step.tasks):
+                pass
+        if step.after is not None:
+            step.after()
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    """A packed tiny build (steps run in-process): (recipe, layout, manifest, corpus)."""
+    root = tmp_path_factory.mktemp("build")
+    recipe, inputs, corpus = _make_inputs(root)
+    layout = BuildLayout(str(root))
+    _run_in_process(shard_steps(recipe, layout, inputs, shard_bytes=SHARD_BYTES))
+    return recipe, layout, _write_manifest(recipe, layout), corpus
+
+
+def _all_rows(layout: BuildLayout, manifest: Manifest):
+    for stage_number, stage in enumerate(manifest.stages, 1):
+        for shard_number, shard in enumerate(stage.shards):
+            reader = ShardReader(layout.path(shard.path))
+            for batch in reader.batches():
+                yield stage_number, shard_number, batch
+
+
+def test_every_document_rebuilt_from_its_pieces(build):
+    recipe, layout, manifest, corpus = build
+    tokenizer = Tokenizer.load(layout.path("tokenizer"))
+    plan = json.loads(Path(layout.path("plan.json")).read_text())
+    expected = {s: [np.append(ids, tokenizer.eos_id) for f in files for ids in tokenizer.encode_batch(f)]
+                for s, files in corpus.items()}
+    texts = {s: [t for f in files for t in f] for s, files in corpus.items()}
+    names = [s.name for s in manifest.sources]
+    pieces: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {}
+    stored = 0
+    for stage_number, shard_number, batch in _all_rows(layout, manifest):
+        layout_file = layout.path("plan", f"stage-{stage_number}", f"shard-{shard_number:05d}.arrow")
+        table = pa.ipc.open_file(layout_file).read_all().to_pydict()
+        for row, offset, length, start, source, file, doc in zip(*table.values()):
+            # The layout says which document a piece is; the shard's own tokens and offsets must agree.
+            lo, hi = batch.list_offsets[row], batch.list_offsets[row + 1]
+            assert offset in batch.offsets[lo:hi] and offset + length in batch.offsets[lo:hi]
+            assert batch.source[row] == source
+            src, task = sorted(layout_inputs(recipe))[file]
+            global_doc = sum(len(f) for f in corpus[src][:task]) + doc
+            pieces.setdefault((names[source], global_doc), []).append(
+                (start, batch.tokens[row, offset:offset + length]))
+        stored += int(batch.offsets[batch.list_offsets[1:] - 1].sum())
+    assert stored == sum(len(t) for ps in pieces.values() for _, t in ps)  # nothing extra in any row
+
+    for source, docs in expected.items():
+        sampling = plan["sources"][source]
+        counts = np.zeros(len(docs), int)
+        for d, tokens in enumerate(docs):
+            found = sorted(pieces.get((source, d), []), key=lambda p: p[0])
+            copies = [p for p in found if p[0] == 0]
+            counts[d] = len(copies)
+            # each piece is the document's tokens at its place; k copies cover every token exactly k times
+            coverage = np.zeros(len(tokens) + 1, int)
+            for start, piece in found:
+                np.testing.assert_array_equal(piece, tokens[start:start + len(piece)])
+                coverage[start] += 1
+                coverage[start + len(piece)] -= 1
+            assert (np.cumsum(coverage)[:-1] == len(copies)).all()
+            if copies and len(found) == len(copies):  # never split: decodes to the original text
+                assert tokenizer.decode(found[0][1]) == texts[source][d]
+        full = sampling["full_epochs"]
+        assert set(np.unique(counts)) <= {full, full + 1}
+        assert (counts == full + 1).sum() == sampling["extra_copies"]
+        used = sum(c * len(t) for c, t in zip(counts, docs))
+        assert used == sampling["used_tokens"]
+        assert sampling["sampling"] == pytest.approx(used / sum(len(t) for t in docs))
+    assert plan["sources"]["hq"]["full_epochs"] >= 1  # the fixture repeats one source
+
+
+def layout_inputs(recipe) -> list[tuple[str, int]]:
+    return [("books", 0), ("hq", 0), ("web", 0), ("web", 1)]
+
+
+def test_packing_quality_in_the_manifest(build):
+    recipe, _, manifest, _ = build
+    assert [s.seq_len for s in manifest.stages] == [64, 256, 256]
+    for stage, config in zip(manifest.stages, recipe.stages):
+        capacity = stage.seq_len + 1
+        assert stage.rows == sum(s.rows for s in stage.shards)
+        assert stage.tokens + stage.padding_tokens == stage.rows * capacity
+        assert stage.padding_tokens <= 0.005 * stage.rows * capacity
+        assert set(stage.source_tokens) == set(config.weights)
+        for source, share in config.shares().items():
+            assert abs(stage.source_tokens[source] / stage.tokens - share) <= 0.005
+            assert abs(stage.source_tokens[source] - config.tokens * share) <= capacity
+        for shard in stage.shards:  # every shard carries the stage's mixture
+            assert set(shard.source_tokens) == set(config.weights)
+    assert manifest.stages[2].source_tokens.keys() == {"hq"}
+    assert manifest.stages[2].sampling["hq"] > 1
+
+
+def test_shards_are_plain_arrow(build):
+    import duckdb
+    import polars as pl
+
+    _, layout, manifest, _ = build
+    shard = manifest.stages[1].shards[0]
+    path = layout.path(shard.path)
+    table = pa.ipc.open_file(path).read_all()
+    assert table.num_rows == shard.rows and table.schema.field("tokens").type.list_size == 257
+    frame = pl.read_ipc(path, memory_map=False)
+    assert frame.height == shard.rows and frame["tokens"].dtype == pl.Array(pl.Int32, 257)
+    assert frame["doc_offsets"].list.last().sum() == shard.tokens
+    arrow_shard = pa.ipc.open_file(path).read_all()  # noqa: F841 (read by duckdb's replacement scan)
+    used = duckdb.sql("select sum(list_last(doc_offsets)) as used, count(*) as n from arrow_shard").fetchone()
+    assert used == (shard.tokens, shard.rows)
+
+
+def test_cli_inspect_verify_show(build):
+    _, layout, manifest, _ = build
+    runner = CliRunner()
+    result = runner.invoke(cli, ["shards", "inspect", layout.root, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert [s["name"] for s in summary["stages"]] == ["short", "long", "hq"]
+    assert summary["stages"][1]["sources"]["web"]["tokens"] == manifest.stages[1].source_tokens["web"]
+    result = runner.invoke(cli, ["shards", "inspect", layout.root])
+    assert result.exit_code == 0 and "mixture" in result.output and "long" in result.output
+    result = runner.invoke(cli, ["shards", "verify", layout.root])
+    assert result.exit_code == 0, result.output
+    assert f"{sum(len(s.shards) for s in manifest.stages)} shards" in result.output and "ok" in result.output
+    result = runner.invoke(cli, ["shards", "show", layout.root, "--stage", "long", "--row", "3"])
+    assert result.exit_code == 0, result.output
+    assert "──── piece 1/" in result.output and "──── padding:" in result.output
+    result = runner.invoke(cli, ["shards", "show", layout.root, "--stage", "nope", "--row", "0"])
+    assert result.exit_code == 2 and "no stage 'nope'" in result.output
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_same_bytes_with_one_and_two_ray_workers(tmp_path, ray_local):
+    from gristmill.pipelines.engine import run_step
+
+    first = tmp_path / "one"
+    recipe, inputs, _ = _make_inputs(first)
+    shutil.copytree(first, tmp_path / "two")
+    for root, workers in ((first, 1), (tmp_path / "two", 2)):
+        layout = BuildLayout(str(root))
+        for step in shard_steps(recipe, layout, inputs, shard_bytes=SHARD_BYTES):
+            run_step(step, layout, workers=workers)
+    shards = sorted(p.relative_to(first) for p in first.glob("stage-*/shard-*"))
+    assert len(shards) >= 8
+    for rel in [*shards, Path("plan.json"), *sorted(p.relative_to(first) for p in first.glob("plan/*/*"))]:
+        assert filecmp.cmp(first / rel, tmp_path / "two" / rel, shallow=False), rel

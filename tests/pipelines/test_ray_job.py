@@ -1,0 +1,92 @@
+"""`ray job submit` of a build to a real local Ray cluster with token authentication on."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gristmill.shards.manifest import read_manifest
+
+from .test_build import ingest_recipe
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """A head node bound to 127.0.0.1 with RAY_AUTH_MODE=token and a token file of its own."""
+    token = tmp_path / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    env.pop("RAY_ADDRESS", None)
+    gcs, dashboard = free_port(), free_port()
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=2",
+         "--disable-usage-stats", f"--temp-dir={tmp_path / 'ray'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        probe = subprocess.run([str(BIN / "ray"), "job", "list", "--address", url], env=env,
+                               capture_output=True, text=True)
+        if probe.returncode == 0:
+            break
+        time.sleep(1)
+    else:
+        os.killpg(head.pid, signal.SIGTERM)
+        pytest.fail("the Ray head did not come up")
+    yield url, env
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+    shutil.rmtree(tmp_path / "ray", ignore_errors=True)
+
+
+def submit(url: str, env: dict, recipe: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "ray"), "job", "submit", "--address", url, "--",
+                           str(BIN / "gristmill"), "build", str(recipe)],
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_job_submit_matches_embedded_run(ray_local, ray_cluster, sample_corpus, tmp_path):
+    from gristmill.pipelines.build import BuildOptions, run_build
+    from gristmill.pipelines.recipe import parse_recipe
+
+    url, env = ray_cluster
+    embedded = tmp_path / "embedded"
+    run_build(parse_recipe(ingest_recipe(sample_corpus, embedded)), BuildOptions())
+
+    submitted = tmp_path / "submitted"
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps(ingest_recipe(sample_corpus, submitted)))
+
+    unauthenticated = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+    refused = submit(url, unauthenticated, recipe)
+    assert refused.returncode != 0, "the cluster accepted a job without the token"
+
+    done = submit(url, env, recipe)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    a, b = read_manifest(str(embedded)), read_manifest(str(submitted))
+    assert a.accounting == b.accounting
+    assert a.recipe_hash == b.recipe_hash
+    assert [s.model_dump() for s in a.stages] == [s.model_dump() for s in b.stages]

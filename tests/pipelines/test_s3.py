@@ -1,0 +1,70 @@
+"""Sources on s3://, read through fsspec from a local S3 server (moto) started by the test on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from gristmill.errors import InputError
+from gristmill.pipelines.readers import source_files
+from gristmill.pipelines.recipe import SourceConfig
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+BUCKET = "corpora"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A moto S3 server on a free local port, for this module."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint, files, monkeypatch):
+    """An emptied bucket holding a SlimPajama chunk and a Starcoderdata file; returns the storage options."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                          region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    listed = client.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    for item in listed:
+        client.delete_object(Bucket=BUCKET, Key=item["Key"])
+    client.put_object(Bucket=BUCKET, Key="slimpajama/train/chunk1/example_train_0.jsonl.zst", Body=files.zstd(
+        files.jsonl([{"text": f"doc {i}", "meta": {"redpajama_set_name": "RedPajamaC4"}} for i in range(3)]), 2))
+    client.put_object(Bucket=BUCKET, Key="starcoderdata/python/train-00000.parquet", Body=files.parquet(
+        pa.table({"content": ["<reponame>a/b\nprint(1)\n"], "id": ["7"]})))
+    return {"key": "test", "secret": "test", "anon": False,
+            "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}
+
+
+def test_slimpajama_from_s3_has_the_same_ids_as_a_local_copy(bucket, files):
+    source = SourceConfig(name="slimpajama", format="slimpajama", paths=[f"s3://{BUCKET}/slimpajama/**/*.jsonl.zst"],
+                          storage_options=bucket)
+    paths = source_files(source)
+    assert paths == [f"s3://{BUCKET}/slimpajama/train/chunk1/example_train_0.jsonl.zst"]
+    docs, bad = files.read(source, paths[0])
+    assert not bad
+    assert [(d.id, d.text, d.metadata["subset"]) for d in docs] == [
+        (f"slimpajama/train/chunk1/example_train_0.jsonl.zst:{i + 1}", f"doc {i}", "RedPajamaC4") for i in range(3)]
+
+
+def test_starcoder_parquet_from_s3(bucket, files):
+    source = SourceConfig(name="starcoderdata", format="starcoder", paths=[f"s3://{BUCKET}/starcoderdata"],
+                          storage_options=bucket)
+    [path] = source_files(source)
+    docs, bad = files.read(source, path)
+    assert not bad
+    assert [(d.id, d.text, d.metadata["subset"]) for d in docs] == [("starcoderdata/python/7", "print(1)\n", "python")]
+
+
+def test_missing_s3_prefix_names_it(bucket):
+    source = SourceConfig(name="pile", format="pile", paths=[f"s3://{BUCKET}/pile/*.jsonl.zst"], storage_options=bucket)
+    with pytest.raises(InputError, match=f"s3://{BUCKET}/pile"):
+        source_files(source)

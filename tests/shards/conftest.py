@@ -1,0 +1,123 @@
+"""Fixtures for tests/shards (shared file: add fixtures, keep names prefixed by their area).
+
+stream_*: small builds written directly with pyarrow (independent of the shard writer) for the loader's
+tests. In every row the first token is 1000 + the row's index in its stage, so a test can tell rows apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import xxhash
+
+from gristmill.shards.format import ShardMeta, shard_schema
+from gristmill.shards.manifest import Manifest, ShardEntry, SourceEntry, StageEntry, write_manifest
+
+STREAM_PAD, STREAM_EOS, STREAM_ROW_MARK = 0, 2, 1000
+
+
+@dataclass
+class StreamBuild:
+    """A written test build and the ground truth of its rows, per stage: tokens (rows, L+1), doc_offsets."""
+
+    root: str
+    tokens: dict[str, np.ndarray]
+    offsets: dict[str, list[np.ndarray]]
+    seq_len: dict[str, int]
+
+
+def _stream_rows(rng: np.random.Generator, n: int, seq_len: int, first_row: int):
+    tokens = rng.integers(3, STREAM_ROW_MARK, size=(n, seq_len + 1), dtype=np.int32)
+    offsets = []
+    for r in range(n):
+        kind = r % 4  # full row (L + 1 used), exactly L used, padded, one long document
+        used = {0: seq_len + 1, 1: seq_len, 2: int(rng.integers(2, seq_len)), 3: seq_len + 1}[kind]
+        if kind == 3:
+            cuts = np.array([0, used])
+        else:
+            inner = np.sort(rng.choice(np.arange(1, used), size=min(used - 1, int(rng.integers(1, 4))),
+                                       replace=False))
+            cuts = np.concatenate([[0], inner, [used]])
+        tokens[r, cuts[1:] - 1] = STREAM_EOS
+        tokens[r, used:] = STREAM_PAD
+        tokens[r, 0] = STREAM_ROW_MARK + first_row + r
+        offsets.append(cuts.astype(np.int32))
+    return tokens, offsets
+
+
+def stream_write_shard(path: str, meta: ShardMeta, tokens: np.ndarray, offsets: list[np.ndarray],
+                       rows_per_batch: int = 5) -> tuple[str, int]:
+    """Write one shard with pyarrow (record batches of rows_per_batch rows); return (xxh3 hex, bytes)."""
+    schema = shard_schema(meta)
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for a in range(0, max(len(tokens), 1), rows_per_batch):
+            chunk, docs = tokens[a:a + rows_per_batch], offsets[a:a + rows_per_batch]
+            list_offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int32)
+            values = np.concatenate(docs).astype(np.int32) if docs else np.zeros(0, np.int32)
+            columns = [pa.FixedSizeListArray.from_arrays(pa.array(chunk.reshape(-1), pa.int32()), meta.seq_len + 1),
+                       pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(values, pa.int32())),
+                       pa.array(np.zeros(len(chunk), np.uint8))]
+            writer.write_batch(pa.record_batch(columns, schema=schema))
+    data = open(path, "rb").read()
+    return xxhash.xxh3_64_hexdigest(data), len(data)
+
+
+def stream_write_build(root, stages: list[tuple[str, int, list[int]]], seed: int = 0) -> StreamBuild:
+    """Write a build with stages (name, seq_len, rows per shard) and its manifest; return its ground truth."""
+    rng = np.random.default_rng(seed)
+    build = StreamBuild(str(root), {}, {}, {})
+    entries = []
+    for name, seq_len, shard_rows in stages:
+        meta = ShardMeta(seq_len=seq_len, pad_id=STREAM_PAD, eos_id=STREAM_EOS, tokenizer_hash="test")
+        (root / name).mkdir(parents=True)
+        shards, all_tokens, all_offsets, first = [], [], [], 0
+        for i, n in enumerate(shard_rows):
+            tokens, offsets = _stream_rows(rng, n, seq_len, first)
+            rel = f"{name}/shard-{i:05d}.arrow"
+            digest, size = stream_write_shard(str(root / rel), meta, tokens, offsets)
+            shards.append(ShardEntry(path=rel, rows=n, tokens=n * seq_len, source_tokens={"web": n * seq_len},
+                                     xxh3=digest, bytes=size))
+            all_tokens.append(tokens)
+            all_offsets += offsets
+            first += n
+        build.tokens[name] = np.concatenate(all_tokens)
+        build.offsets[name] = all_offsets
+        build.seq_len[name] = seq_len
+        entries.append(StageEntry(name=name, seq_len=seq_len, tokens_per_batch=4 * seq_len, rows=first,
+                                  tokens=first * seq_len, padding_tokens=0, split_documents=0,
+                                  source_tokens={"web": first * seq_len}, sampling={"web": 1.0}, shards=shards))
+    manifest = Manifest(name="stream-test", recipe={}, recipe_hash="r", seed=seed,
+                        sources=[SourceEntry(name="web", format="jsonl", kind="web", priority=0)],
+                        accounting={}, stages=entries)
+    write_manifest(str(root), manifest)
+    return build
+
+
+STREAM_STAGES = [("s1-16", 16, [7, 13, 0, 20]), ("s2-32", 32, [11, 9, 15])]
+
+
+@pytest.fixture(scope="session")
+def stream_build(tmp_path_factory) -> StreamBuild:
+    """A two-stage build: 40 rows of L=16 in 4 shards (one empty), 35 rows of L=32 in 3 shards."""
+    return stream_write_build(tmp_path_factory.mktemp("stream-build"), STREAM_STAGES)
+
+
+@pytest.fixture
+def stream_build_copy(tmp_path) -> StreamBuild:
+    """A fresh copy of the two-stage build that a test may damage."""
+    return stream_write_build(tmp_path / "build", STREAM_STAGES)
+
+
+@pytest.fixture
+def stream_make_build(tmp_path):
+    """A function writing a build from stages [(name, seq_len, rows per shard)] under tmp_path."""
+    made = []
+
+    def make(stages: list[tuple[str, int, list[int]]], seed: int = 0) -> StreamBuild:
+        made.append(stream_write_build(tmp_path / f"build-{len(made)}", stages, seed))
+        return made[-1]
+
+    return make
