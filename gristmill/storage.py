@@ -83,9 +83,9 @@ def write_json(path: str, obj: Any) -> None:
         f.write("\n")
 
 
-def read_json(path: str) -> Any:
+def read_json(path: str, **storage_options: Any) -> Any:
     """Read a JSON file; raise InputError naming the file when it is missing or malformed."""
-    fs, inner = filesystem(path)
+    fs, inner = filesystem(path, **storage_options)
     try:
         with fs.open(inner, "r") as f:
             return json.load(f)

@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 
 from rich.console import Console
 
-from gristmill.errors import BuildError
+from gristmill.errors import BuildError, ConfigError
 from gristmill.pipelines.accounting import collect_accounting
 from gristmill.pipelines.engine import Step, init_ray, run_step
 from gristmill.pipelines.ingest import FilterDocuments, ReadSources, WorkUnit, WriteDocuments, plan_work_units
 from gristmill.pipelines.layout import BuildLayout
 from gristmill.pipelines.progress import step_progress, summary_table
+from gristmill.pipelines.report import write_report
 from gristmill.pipelines.recipe import Recipe
 from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
 from gristmill.storage import filesystem, is_local, read_json, write_json
@@ -40,6 +41,9 @@ class BuildOptions:
 
 def _claim_output(layout: BuildLayout, recipe: Recipe, options: BuildOptions) -> None:
     """Record the recipe in BUILD/recipe.json, or check that an existing build is of the same recipe."""
+    if not is_local(layout.root):
+        raise ConfigError("the build output must be a local or shared-filesystem path (sources may be URLs)",
+                          where="output", hint="on a cluster, use a shared file system such as NFS or Lustre")
     fs, inner = filesystem(layout.root)
     if options.fresh and fs.exists(inner):
         if is_local(layout.root):
@@ -87,22 +91,42 @@ def _raise_task_error(layout: BuildLayout, error: BuildError) -> None:
     raise error
 
 
+def _run(step: Step, layout: BuildLayout, options: BuildOptions) -> None:
+    with step_progress(options.console, layout, step.name, step.tasks):
+        try:
+            run_step(step, layout, options.workers)
+        except BuildError as e:
+            _raise_task_error(layout, e)
+
+
+def _overlap(layout: BuildLayout) -> dict[str, dict[str, int]]:
+    path = layout.path("dedupe", "overlap.json")
+    return read_json(path) if filesystem(path)[0].exists(filesystem(path)[1]) else {}
+
+
 def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
-    """Run (or resume) the recipe's build and return its manifest. Raises BuildError or InputError."""
+    """Run (or resume) the recipe's build and return its manifest. Raises BuildError or InputError.
+
+    Phases: ingest (read, select, filter) → dedupe → tokenizer (given or trained on the clean documents)
+    → tokenize, plan, pack (when the recipe has stages) → manifest → report.
+    """
+    from gristmill.pipelines.dedupe import dedupe_steps
+    from gristmill.pipelines.pack_steps import collect_stages, shard_steps, tokenizer_entry
+    from gristmill.pipelines.tokenizer_step import prepare_tokenizer
+
     options = options or BuildOptions()
-    console = options.console
     layout = BuildLayout(recipe.output)
     _claim_output(layout, recipe, options)
     units = _work_units(layout, recipe)
+    inputs = [(u.source, u.task) for u in units]
     init_ray(options.address, options.num_cpus)
 
-    steps = [ingest_step(recipe, layout, units, options.strict)]
-    for step in steps:
-        with step_progress(console, layout, step.name, step.tasks):
-            try:
-                run_step(step, layout, options.workers)
-            except BuildError as e:
-                _raise_task_error(layout, e)
+    for step in [ingest_step(recipe, layout, units, options.strict), *dedupe_steps(recipe, layout, inputs)]:
+        _run(step, layout, options)
+    if recipe.tokenizer is not None:
+        prepare_tokenizer(recipe, layout, inputs, options.console)
+    for step in shard_steps(recipe, layout, inputs) if recipe.stages else []:
+        _run(step, layout, options)
 
     tasks_by_source: dict[str, list[int]] = {s.name: [] for s in recipe.sources}
     for unit in units:
@@ -115,8 +139,13 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
         sources=[SourceEntry(name=s.name, format=s.format, kind=s.kind or "text", priority=s.priority)
                  for s in recipe.sources],
         accounting=collect_accounting(layout, tasks_by_source),
-        artifacts={"documents": "documents/", "quarantine": "quarantine/", "dropped": "dropped/"},
+        overlap=_overlap(layout),
+        tokenizer=tokenizer_entry(layout) if recipe.tokenizer is not None else None,
+        stages=collect_stages(recipe, layout) if recipe.stages else [],
+        artifacts={"documents": "documents/", "clean": "clean/", "quarantine": "quarantine/",
+                   "dropped": "dropped/", "report": "reports/index.html"},
     )
     write_manifest(layout.root, manifest)
-    console.print(summary_table(manifest))
+    write_report(layout.root)
+    options.console.print(summary_table(manifest))
     return manifest

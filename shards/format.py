@@ -9,6 +9,13 @@ MiB. One row is one training sequence of its stage's length L:
                                               length u ≤ L+1; tokens at positions ≥ u are padding, no loss
   source        uint8                         index into the manifest's `sources` list
 
+Documents: each document's tokens are its ids followed by eos; no bos is written (eos separates documents,
+so a row reads `doc … eos doc … eos`). A document longer than a row is split over rows (pieces of a split
+document do not end with eos, except its last); a document that fits a row is never split. A row holds
+documents of one source only. A stage's and a shard's `tokens` (manifest) count the tokens stored in rows,
+padding excluded; `padding_tokens` = rows × (L + 1) − tokens. Which documents fill which rows:
+shards/plan.py and shards/pack.py.
+
 Schema metadata (all values UTF-8 decimal or hex strings):
   gristmill.format_version   FORMAT_VERSION
   gristmill.seq_len          L

@@ -18,45 +18,29 @@ and restores per worker.
 
 from __future__ import annotations
 
-import json
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+
+from gristmill.errors import BuildError, ConfigError
 from gristmill.shards.batch import micro_batch
-from gristmill.shards.manifest import MANIFEST_VERSION, Manifest, StageEntry, manifest_path, read_manifest
+from gristmill.shards.manifest import Manifest, StageEntry, manifest_path, read_manifest
 from gristmill.shards.partition import Position, StagePlan, advance, global_batches, normalise, rank_positions
 from gristmill.shards.shuffle import derive_key, shuffled_rows
 from gristmill.shards.source import ShardSource
 
-from gristmill.errors import BuildError, ConfigError
-from gristmill.storage import filesystem
-
 STATE_VERSION = 1
-_LOOKAHEAD_BATCHES = 4  # read-ahead horizon, in this rank's micro-batches
+_LOOKAHEAD_BATCHES = 4  # read-ahead horizon, in this worker's micro-batches
+_ROWS_CHUNK = 64  # micro-batches whose rows are computed in one shuffle call
 
 Batch = dict[str, Any]
 
 
 def load_manifest(build: str, storage_options: dict[str, Any] | None = None) -> Manifest:
     """Return the build's manifest (read with fsspec storage options); raise BuildError when unusable."""
-    if not storage_options:
-        return read_manifest(build)
-    path = manifest_path(build)
-    fs, inner = filesystem(path, **storage_options)
-    try:
-        with fs.open(inner, "r") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise BuildError("the build has no manifest", path=path, hint="is the build finished?") from None
-    except json.JSONDecodeError as e:
-        raise BuildError(f"invalid JSON: {e.msg}", path=path, where=f"line {e.lineno}") from None
-    if not isinstance(data, dict) or data.get("format_version") != MANIFEST_VERSION:
-        raise BuildError(f"manifest format version is not the supported {MANIFEST_VERSION}", path=path)
-    try:
-        return Manifest.model_validate(data)
-    except Exception as e:
-        raise BuildError(f"malformed manifest: {e}", path=path) from None
+    return read_manifest(build, **(storage_options or {}))
 
 
 def plan_curriculum(manifest: Manifest, tokens_per_batch: int,
@@ -91,13 +75,13 @@ def plan_curriculum(manifest: Manifest, tokens_per_batch: int,
 class _StageIndex:
     """Maps a stage's global row index to (shard, row in shard): cumulative row counts, one searchsorted."""
 
-    def __init__(self, stage: StageEntry) -> None:
+    def __init__(self, stage: StageEntry, manifest: str) -> None:
         self.stage = stage
         counts = np.fromiter((s.rows for s in stage.shards), dtype=np.int64, count=len(stage.shards))
         self.starts = np.concatenate([[0], np.cumsum(counts)])
         if self.starts[-1] != stage.rows:
-            raise BuildError(f"stage {stage.name!r} lists {stage.rows} rows, its shards {self.starts[-1]}",
-                             where=f"stages[{stage.name}]")
+            raise BuildError(f"stage {stage.name!r} has {stage.rows} rows but its shards hold "
+                             f"{self.starts[-1]}", path=manifest, where=f"stages[{stage.name}].rows")
 
     def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (shard number, row within shard) for each stage row."""
@@ -106,7 +90,14 @@ class _StageIndex:
 
 
 class ShardStream:
-    """Iterates one rank's micro-batches of a build; raises BuildError/ConfigError on bad builds or states."""
+    """Iterates one rank's micro-batches of a build; raises BuildError/ConfigError on bad builds or states.
+
+    Each micro-batch is a dict: input_ids, targets, position_ids (B, L) `token_dtype`; loss_mask (B, L)
+    bool; cu_seqlens (segments + 1,) int32 and max_seqlen (see `gristmill.shards.batch`); row_ids (B,)
+    the rows' indices in their stage; stage (name), stage_index, seq_len, and position (the global
+    batch's first position in the stage stream). B = tokens_per_batch // L, so tokens per batch stay
+    constant across stages. Each iteration starts at the start (or loaded) state.
+    """
 
     def __init__(self, build: str, *, tokens_per_batch: int, rank: int = 0, world_size: int = 1,
                  seed: int = 0, curriculum: Sequence[tuple[str, int]] | None = None,
@@ -122,7 +113,7 @@ class ShardStream:
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.plans = plan_curriculum(self.manifest, tokens_per_batch, curriculum)
         stages = {s.name: s for s in self.manifest.stages}
-        self._index = [_StageIndex(stages[p.name]) for p in self.plans]
+        self._index = [_StageIndex(stages[p.name], manifest_path(build)) for p in self.plans]
         self.source = ShardSource(build, storage_options=storage_options, cache_dir=cache_dir,
                                   read_ahead=read_ahead, verify=verify)
         self.shuffle_block_rows, self.shuffle_window_blocks = shuffle_block_rows, shuffle_window_blocks
@@ -148,7 +139,7 @@ class ShardStream:
                                      window_blocks=self.shuffle_window_blocks)
         return out
 
-    def micro_batch_rows(self, pos: Position, rank: int | None = None) -> np.ndarray:
+    def micro_batch_row_ids(self, pos: Position, rank: int | None = None) -> np.ndarray:
         """Return the stage rows of `rank`'s micro-batch in the global batch starting at `pos`."""
         plan = self.plans[pos.stage]
         positions = rank_positions(plan, pos.rows, self.rank if rank is None else rank)
@@ -170,32 +161,33 @@ class ShardStream:
             first = worker
         self._worker, self._num_workers, self._first, self._yielded = worker, num_workers, first, 0
         starts = global_batches(self.plans, self._start, self.world_size)
-        for k, pos in enumerate(starts):
-            if k < first or (k - first) % num_workers:
-                continue
-            self._read_ahead(pos, num_workers)
-            batch = self._load(pos)
-            self._yielded += 1  # before the yield: state_dict() between next() calls counts this batch
-            yield batch
+        owned = (pos for k, pos in enumerate(starts) if k >= first and (k - first) % num_workers == 0)
+        for chunk in self._with_rows(owned):
+            for i, (pos, rows) in enumerate(chunk):
+                self._read_ahead(pos.stage, [r for _, r in chunk[i:i + 1 + _LOOKAHEAD_BATCHES]])
+                batch = self._load(pos, rows)
+                self._yielded += 1  # before the yield: state_dict() between next() calls counts this batch
+                yield batch
 
-    def _read_ahead(self, pos: Position, num_workers: int) -> None:
+    def _with_rows(self, owned: Iterator[Position]) -> Iterator[list[tuple[Position, np.ndarray]]]:
+        # the shuffle is vectorised, so computing the rows of many micro-batches in one call is much cheaper
+        for stage, group in itertools.groupby(owned, key=lambda p: p.stage):
+            plan = self.plans[stage]
+            while chunk := list(itertools.islice(group, _ROWS_CHUNK)):
+                positions = np.concatenate([np.arange(r.start, r.stop) for r in
+                                            (rank_positions(plan, p.rows, self.rank) for p in chunk)])
+                rows = self.rows_at(plan, positions).reshape(len(chunk), plan.micro_batch_rows)
+                yield list(zip(chunk, rows))
+
+    def _read_ahead(self, stage: int, upcoming: list[np.ndarray]) -> None:
         if self.source.local:
             return
-        plan = self.plans[pos.stage]
-        # the stage-stream positions of this worker's next micro-batches, same stage only (cheap to compute)
-        stride = plan.global_rows(self.world_size) * num_workers
-        ahead = [Position(pos.stage, pos.rows + i * stride) for i in range(1, _LOOKAHEAD_BATCHES + 1)]
-        ahead = [p for p in ahead if p.rows + plan.global_rows(self.world_size) <= plan.budget_rows]
-        entries = []
-        for p in [pos, *ahead]:
-            shard, _ = self._index[p.stage].locate(self.micro_batch_rows(p))
-            stage = self._index[p.stage].stage
-            entries += [stage.shards[i] for i in dict.fromkeys(shard.tolist())]
-        self.source.prefetch(entries)
+        index = self._index[stage]
+        shards, _ = index.locate(np.concatenate(upcoming))
+        self.source.prefetch([index.stage.shards[i] for i in dict.fromkeys(shards.tolist())])
 
-    def _load(self, pos: Position) -> Batch:
+    def _load(self, pos: Position, rows: np.ndarray) -> Batch:
         plan = self.plans[pos.stage]
-        rows = self.micro_batch_rows(pos)
         index = self._index[pos.stage]
         shard, local = index.locate(rows)
         tokens = np.empty((rows.size, plan.seq_len + 1), dtype=np.int32)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gristmill.errors import BuildError
+from gristmill.errors import BuildError, InputError
 from gristmill.storage import read_json, write_json
 
 MANIFEST_VERSION = 1
@@ -141,9 +141,12 @@ def write_manifest(build: str, manifest: Manifest) -> None:
     write_json(manifest_path(build), manifest.model_dump(mode="json", by_alias=True))
 
 
-def read_manifest(build: str) -> Manifest:
+def read_manifest(build: str, **storage_options: Any) -> Manifest:
     """Read and validate a build's manifest; raise BuildError when it is missing, malformed or too new."""
-    data = read_json(manifest_path(build))
+    try:
+        data = read_json(manifest_path(build), **storage_options)
+    except InputError as e:
+        raise BuildError(e.message, path=e.path, where=e.where, hint="is the build finished?") from None
     version = data.get("format_version") if isinstance(data, dict) else None
     if version != MANIFEST_VERSION:
         raise BuildError(f"manifest format version {version!r} is not the supported {MANIFEST_VERSION}",

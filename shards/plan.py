@@ -183,21 +183,23 @@ def _sample_and_pack(name: str, lengths: np.ndarray, stages: list[StagePlan], ta
             last.fill(lengths, owed)
             last.max_rows, last.max_tokens = last.rows, cap
         extra[_fill_to(last, lengths, optional, targets[-1])] = False
-    # Close the gaps, and make up budgets short by padding, with documents that may appear once more.
+    # Make up budgets left short by padding, with documents that may appear once more.
     pool = longest_first(lengths, np.flatnonzero(~extra), rank)
     for packer, target in zip(packers, targets):
-        if not pool.size:
-            break
         packer.max_rows = packer.rows
-        packer.max_tokens = target + packer.capacity - 1  # the budget holds within a row: fill the last one
-        left = _fill_to(packer, lengths, pool, target)
-        extra[np.setdiff1d(pool, left, assume_unique=True)] = True
-        pool = left
-    # Lay each stage out again from the copies it took, long documents closing the gaps short ones left.
-    packers = [pack_documents(lengths, p.pieces().doc[p.pieces().start == 0], p.capacity, rank)
-               for p in packers]
+        packer.max_tokens = target + packer.capacity - 1  # the budget holds within a row
+        pool = _take_from_pool(packer, lengths, pool, target, extra)
+    # Lay each stage out again from the copies it took, long documents closing the gaps short ones left;
+    # then close what is left open (mostly the last row) from the pool, opening no row.
+    relaid = []
+    for packer, target in zip(packers, targets):
+        pieces = packer.pieces()
+        packer = pack_documents(lengths, pieces.doc[pieces.start == 0], packer.capacity, rank)
+        packer.max_rows, packer.max_tokens = packer.rows, target + packer.capacity - 1
+        pool = _take_from_pool(packer, lengths, pool, target, extra, grow=False)
+        relaid.append(packer)
     copies = full + extra.astype(np.int64)
-    return packers, SourceSampling(documents=n, tokens=available, used_tokens=int(copies @ lengths),
+    return relaid, SourceSampling(documents=n, tokens=available, used_tokens=int(copies @ lengths),
                                    full_epochs=full, extra_copies=int(extra.sum()))
 
 
@@ -214,15 +216,23 @@ def _split_partial_epoch(docs: np.ndarray, extra: np.ndarray) -> tuple[np.ndarra
     return np.asarray(owed, np.int64), np.asarray(optional, np.int64)
 
 
+def _take_from_pool(packer: RowPacker, lengths: np.ndarray, pool: np.ndarray, target: int, extra: np.ndarray,
+                    grow: bool = True) -> np.ndarray:
+    """Place pool documents (longest first) as a partial-epoch copy each; return the pool left."""
+    if not pool.size:
+        return pool
+    left = _fill_to(packer, lengths, pool, target) if grow else packer.fill(lengths, pool)
+    extra[np.setdiff1d(pool, left, assume_unique=True)] = True
+    return left
+
+
 def _fill_to(packer: RowPacker, lengths: np.ndarray, docs: np.ndarray, target: int) -> np.ndarray:
-    """Fill the packer's rows from `docs`; while padding leaves it over half a row short of `target`
-    tokens, allow more rows. Return the documents not placed."""
+    """Fill the packer's rows from `docs`; while it is over half a row short of `target` tokens (padding,
+    documents too long for the rows left), allow more rows. Return the documents not placed."""
     docs = packer.fill(lengths, docs)
-    while docs.size:
-        short = round((target - packer.tokens) / packer.capacity)
-        if short < 1:
-            break
-        packer.max_rows = packer.rows + short
+    while docs.size and target - packer.tokens > packer.capacity // 2:
+        # Rows enough to reach the budget; `max_tokens` keeps a long document from overshooting it far.
+        packer.max_rows = packer.rows + -(-(target - packer.tokens) // packer.capacity)
         before = packer.tokens
         docs = packer.fill(lengths, docs)
         if packer.tokens == before:

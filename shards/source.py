@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import xxhash
-from gristmill.shards.format import ShardMeta
-from gristmill.shards.manifest import ShardEntry
 
 from gristmill.errors import BuildError
+from gristmill.shards.format import ShardMeta
+from gristmill.shards.manifest import ShardEntry
 from gristmill.storage import filesystem, is_local
 
 _DOWNLOAD_CHUNK = 8 << 20
+_VERIFIED: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, xxh3) verified in this process
 _VERIFY_HINT = "rebuild the build, or delete the file from the cache so it is downloaded again"
 
 
@@ -119,7 +120,6 @@ class ShardSource:
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
         self._open: OrderedDict[str, ShardRows] = OrderedDict()
-        self._verified: set[str] = set()
         self._pending: dict[str, Future[str]] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -132,6 +132,11 @@ class ShardSource:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._init_process_state()
+
+    @property
+    def open_shards(self) -> list[str]:
+        """Return the relative paths of the shards this process holds open, least recently used first."""
+        return list(self._open)
 
     def url(self, entry: ShardEntry) -> str:
         """Return the shard's full path or URL."""
@@ -150,17 +155,24 @@ class ShardSource:
         except FileNotFoundError:
             raise BuildError("shard is missing", path=self.url(entry),
                              hint="the build is incomplete or was moved; rebuild or restore it") from None
-        if self.verify and self.local and entry.path not in self._verified:
-            actual = xxhash.xxh3_64_hexdigest(mapped.read_buffer())
-            mapped.seek(0)
-            if not _same_hash(entry.xxh3, actual):
-                raise _checksum_error(self.url(entry), entry.xxh3, actual)
-            self._verified.add(entry.path)
+        if self.verify and self.local:
+            self._verify_local(entry, local_path, mapped)
         rows = _read_columns(self.url(entry), mapped, seq_len, entry.rows)
         self._open[entry.path] = rows
         if len(self._open) > self.max_open:
             self._open.popitem(last=False)
         return rows
+
+    def _verify_local(self, entry: ShardEntry, path: str, mapped: pa.MemoryMappedFile) -> None:
+        stat = os.stat(path)
+        key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, entry.xxh3)
+        if key in _VERIFIED:
+            return
+        actual = xxhash.xxh3_64_hexdigest(mapped.read_buffer())
+        mapped.seek(0)
+        if not _same_hash(entry.xxh3, actual):
+            raise _checksum_error(self.url(entry), entry.xxh3, actual)
+        _VERIFIED.add(key)
 
     def prefetch(self, entries: list[ShardEntry]) -> None:
         """Start downloading remote shards not yet cached (a no-op for local builds)."""

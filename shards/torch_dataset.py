@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from gristmill.shards.loader import ShardStream
 from torch.utils.data import IterableDataset, get_worker_info
+
+from gristmill.shards.loader import ShardStream
 
 
 def _default_rank_world() -> tuple[int, int]:

@@ -15,14 +15,36 @@ class TokenizerTrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: Backend = "sentencepiece-bpe"
-    profile: Literal["llama2"] | None = None
+    profile: Literal["llama2"] | None = Field(
+        None, description="llama2: Llama 2's trainer settings exactly, one line = one sentence (no newline pieces)")
     vocab_size: int = Field(32000, ge=64)
     character_coverage: float = Field(0.99995, gt=0, le=1)
     sample_bytes: int = Field(200_000_000, ge=1, description="bytes of documents drawn to train on")
+    heldout_bytes: int = Field(2_000_000, ge=0, description="bytes of held-out documents drawn to evaluate on")
+    heldout_fraction: float = Field(0.02, ge=0, lt=1, description="share of documents reserved for evaluation")
     special_tokens: list[str] = Field(default_factory=list)
     user_defined_symbols: list[str] = Field(default_factory=list)
     pad_vocab_to_multiple_of: int | None = Field(None, ge=1)
     seed: int | None = Field(None, description="sampling seed; the recipe's seed when not given")
+    newline_pieces: bool | None = Field(
+        None, description="sentencepiece: train on whole documents so \\n and \\t get pieces; "
+                          "default on, off for profile llama2")
+    count_pretokens: Literal["auto", "always", "never"] = Field(
+        "auto", description="sentencepiece: train from pre-token counts (TSV) instead of sentences; "
+                            "auto when the sample exceeds `max_sentences_bytes`")
+    max_sentences_bytes: int = Field(1_000_000_000, ge=1,
+                                     description="largest sample trained from sentences (sentencepiece holds "
+                                                 "about 11x the text in memory)")
+    max_sentence_bytes: int = Field(4192, ge=64, description="longer lines are split, never skipped")
+    num_threads: int = Field(2, ge=1, description="trainer threads (pinned so unigram is reproducible)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TokenizerTrainConfig:
+        if self.profile == "llama2" and self.backend != "sentencepiece-bpe":
+            raise ValueError("profile llama2 needs backend sentencepiece-bpe")
+        if self.newline_pieces is None:
+            self.newline_pieces = self.profile != "llama2"
+        return self
 
 
 class TokenizerConfig(BaseModel):

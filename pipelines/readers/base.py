@@ -30,7 +30,8 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 class BadRecord:
     """A record (or a stretch of a file) that could not be read, and why.
 
-    `where` locates it in the file: "line 12", "row 40", "byte 1048576", or "file" for the whole file.
+    `where` locates it in the file: "line 12", "row 40" (rows count from 0), "rows 64-127" (a parquet row
+    group), "before line 7" (a corrupt compressed stretch between lines), or "file" for the whole file.
     `excerpt` holds at most a few hundred characters of the raw input, for a person to look at.
     """
 
@@ -175,6 +176,8 @@ class JsonLinesReader(FormatReader):
                     yield BadRecord(path, f"line {item.number}", str(e), excerpt(item.data))
 
     def _parse(self, raw: bytes, relative: str, number: int) -> Document:
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a byte-order mark some Windows tools write
         try:
             record = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as e:

@@ -1,4 +1,4 @@
-"""Fixtures for the reader tests: small files in each native layout, written by code, and a way to read them."""
+"""Fixtures for the reader tests: small files in each native layout made by code, and a way to read them."""
 
 from __future__ import annotations
 

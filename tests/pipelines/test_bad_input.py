@@ -1,4 +1,4 @@
-"""Bad input never raises: each bad record or stretch is a BadRecord naming the file and where; the rest is read."""
+"""Bad input never raises: a bad record or stretch is a BadRecord naming file and place; others are kept."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def test_truncated_file_keeps_every_record_before_the_cut(files, ext):
     assert [d.text for d in docs] == [r["text"] for r in records[:len(docs)]]
     assert len(bad) == 1
     assert bad[0].path == path and bad[0].where == f"line {len(docs) + 1}"
-    assert bad[0].reason.startswith(f"truncated {CODECS[ext]} stream") and f"{len(blob) * 2 // 3:,}" in bad[0].reason
+    assert bad[0].reason.startswith(f"truncated {CODECS[ext]} stream")
+    assert f"ends at compressed byte {len(blob) * 2 // 3:,}" in bad[0].reason
 
 
 @pytest.mark.parametrize("ext", CODECS)
@@ -110,8 +111,7 @@ def test_bad_lines_are_quarantined_and_their_neighbours_kept(files):
 
 def test_a_50_mb_document_is_quarantined_above_the_limit_and_read_below_it(files):
     big = random.Random(0).randbytes(25_000_000).hex()  # 50 MB of text that compresses only ~2x
-    lines = [{"text": "before", "meta": {"pile_set_name": "A"}}, {"text": big, "meta": {"pile_set_name": "A"}},
-             {"text": "after", "meta": {"pile_set_name": "A"}}]
+    lines = [{"text": text, "meta": {"pile_set_name": "A"}} for text in ("before", big, "after")]
     path = files.write("pile/00.jsonl.zst", files.zstd(files.jsonl(lines), 1))
     del lines, big
     source = files.source("pile", "pile/*")
@@ -162,7 +162,8 @@ def test_compressed_empty_content_yields_nothing(files):
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("slimpajama", "chunk1/example_train_0.jsonl.zst"),
-                                           ("dolma", "c4-0000.json.gz"), ("starcoder", "python/train.parquet")])
+                                           ("dolma", "c4-0000.json.gz"),
+                                           ("starcoder", "python/train.parquet")])
 def test_git_lfs_pointer_in_place_of_data(files, fmt, name):
     path = files.write(f"d/{name}", LFS_POINTER)
     docs, bad = files.read(files.source(fmt, "d/**"), path)
@@ -218,7 +219,8 @@ def test_corrupt_parquet_row_group_loses_only_its_rows(files):
 
 def test_parquet_bad_rows_are_quarantined_and_neighbours_kept(files):
     offsets = pa.array([0, 4, 6, 10, 15], type=pa.int32())
-    content = pa.Array.from_buffers(pa.string(), 4, [None, offsets.buffers()[1], pa.py_buffer(b"good\xff\xfea\x00bcgood2")])
+    values = pa.py_buffer(b"good\xff\xfea\x00bcgood2")  # "good", invalid UTF-8, a NUL, "good2"
+    content = pa.Array.from_buffers(pa.string(), 4, [None, offsets.buffers()[1], values])
     table = pa.table({"content": pa.concat_arrays([content, pa.array([None, "z" * 100], pa.string())])})
     path = files.write("sc/python/train.parquet", files.parquet(table))
     source = files.source("starcoder", "sc/*/*.parquet")
@@ -239,6 +241,12 @@ def test_missing_path_names_it(files):
         source_files(source)
     with pytest.raises(InputError, match="no such file"):
         source_files(files.source("pile", "nowhere.jsonl.zst"))
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_are_not_errors(files):
+    path = files.write("g/a.jsonl", b'\xef\xbb\xbf{"text": "one"}\r\n{"text": "two"}\r\n')
+    docs, bad = files.read(files.source("jsonl", "g/*"), path)
+    assert [d.text for d in docs] == ["one", "two"] and not bad
 
 
 def test_bad_records_serialise_for_the_quarantine_file(files):

@@ -36,8 +36,9 @@ def test_slimpajama_subsets_ids_and_meta_given_as_a_json_string(files):
     slimpajama_tree(files)
     source = files.source("slimpajama", "sp/**/*.jsonl.zst")
     docs = read_source(files, source)
-    assert [(d.text, d.metadata["subset"]) for d in docs] == [
-        ("Wiki text.", "RedPajamaWikipedia"), ("Web text.", "RedPajamaCommonCrawl"), ("def f(): pass", "RedPajamaGithub")]
+    assert [(d.text, d.metadata["subset"]) for d in docs] == [("Wiki text.", "RedPajamaWikipedia"),
+                                                              ("Web text.", "RedPajamaCommonCrawl"),
+                                                              ("def f(): pass", "RedPajamaGithub")]
     assert [d.id for d in docs] == ["slimpajama/train/chunk1/example_train_0.jsonl.zst:1",
                                     "slimpajama/train/chunk1/example_train_0.jsonl.zst:2",
                                     "slimpajama/train/chunk2/example_train_0.jsonl.zst:1"]
@@ -91,7 +92,8 @@ def test_starcoder_languages_headers_and_repository_metadata(files):
             "max_stars_repo_name": ["owner/repo"] * rows,
             "max_stars_count": list(range(rows)),
             "id": [f"{language}-{i}" for i in range(rows)],
-            "content": [f"<reponame>owner/repo<filename>src/f{i}.x<gh_stars>10-100\ncode {i}\n" for i in range(rows)],
+            "content": [f"<reponame>owner/repo<filename>src/f{i}.x<gh_stars>10-100\ncode {i}\n"
+                        for i in range(rows)],
         })
         files.write(f"sc/{language}/train-00000-of-00001.parquet", files.parquet(table, row_group_size=2))
     source = files.source("starcoder", "sc/**/*.parquet")
@@ -105,7 +107,8 @@ def test_starcoder_languages_headers_and_repository_metadata(files):
 
 
 def test_starcoder_without_id_column_derives_ids_from_rows(files):
-    path = files.write("sc/go/train.parquet", files.parquet(pa.table({"content": ["package a\n", "package b\n"]})))
+    table = pa.table({"content": ["package a\n", "package b\n"]})
+    path = files.write("sc/go/train.parquet", files.parquet(table))
     docs, bad = files.read(files.source("starcoder", "sc/*/*.parquet"), path)
     assert not bad
     assert [d.id for d in docs] == ["starcoderdata/go/train.parquet:0", "starcoderdata/go/train.parquet:1"]
@@ -132,7 +135,8 @@ def test_generic_jsonl_with_a_nested_field_mapping(files):
         {"uid": 7, "body": {"text": "Nested."}, "meta": {"lang": "fr"}, "url": "u"},
         {"body": {"text": "No id, no subset."}},
     ]))
-    source = files.source("jsonl", "g/*.jsonl", fields=FieldMapping(text="body.text", id="uid", subset="meta.lang"))
+    mapping = FieldMapping(text="body.text", id="uid", subset="meta.lang")
+    source = files.source("jsonl", "g/*.jsonl", fields=mapping)
     docs, bad = files.read(source, path)
     assert not bad
     assert [(d.id, d.text, d.metadata["subset"]) for d in docs] == [
@@ -141,7 +145,8 @@ def test_generic_jsonl_with_a_nested_field_mapping(files):
 
 
 def test_generic_parquet_with_the_default_mapping(files):
-    path = files.write("g/part-0.parquet", files.parquet(pa.table({"text": ["one", "two"], "score": [1.0, 2.0]})))
+    table = pa.table({"text": ["one", "two"], "score": [1.0, 2.0]})
+    path = files.write("g/part-0.parquet", files.parquet(table))
     docs, bad = files.read(files.source("parquet", "g/*.parquet"), path)
     assert not bad
     assert [(d.id, d.text, d.metadata["subset"], d.metadata["meta"]) for d in docs] == [

@@ -7,6 +7,7 @@ tests. In every row the first token is 1000 + the row's index in its stage, so a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -57,11 +58,12 @@ def stream_write_shard(path: str, meta: ShardMeta, tokens: np.ndarray, offsets: 
             chunk, docs = tokens[a:a + rows_per_batch], offsets[a:a + rows_per_batch]
             list_offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int32)
             values = np.concatenate(docs).astype(np.int32) if docs else np.zeros(0, np.int32)
-            columns = [pa.FixedSizeListArray.from_arrays(pa.array(chunk.reshape(-1), pa.int32()), meta.seq_len + 1),
+            flat = pa.array(chunk.reshape(-1), pa.int32())
+            columns = [pa.FixedSizeListArray.from_arrays(flat, meta.seq_len + 1),
                        pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(values, pa.int32())),
                        pa.array(np.zeros(len(chunk), np.uint8))]
             writer.write_batch(pa.record_batch(columns, schema=schema))
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     return xxhash.xxh3_64_hexdigest(data), len(data)
 
 
@@ -88,7 +90,8 @@ def stream_write_build(root, stages: list[tuple[str, int, list[int]]], seed: int
         build.seq_len[name] = seq_len
         entries.append(StageEntry(name=name, seq_len=seq_len, tokens_per_batch=4 * seq_len, rows=first,
                                   tokens=first * seq_len, padding_tokens=0, split_documents=0,
-                                  source_tokens={"web": first * seq_len}, sampling={"web": 1.0}, shards=shards))
+                                  source_tokens={"web": first * seq_len}, sampling={"web": 1.0},
+                                  shards=shards))
     manifest = Manifest(name="stream-test", recipe={}, recipe_hash="r", seed=seed,
                         sources=[SourceEntry(name="web", format="jsonl", kind="web", priority=0)],
                         accounting={}, stages=entries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ def reference_row(tokens: np.ndarray, offsets: np.ndarray, cross_document_target
         keep = j + 1 < used and (cross_document_targets or j + 1 not in offsets[1:-1])
         mask.append(keep)
         targets.append(int(tokens[j + 1]) if keep else IGNORE_INDEX)
-    lengths = np.diff(starts + [seq_len])
+    lengths = np.diff([*starts, seq_len])
     return positions, mask, targets, starts, lengths
 
 
@@ -118,11 +119,19 @@ def test_rank_and_world_size_default_to_a_single_process(stream_build):
     assert (dataset.stream.rank, dataset.stream.world_size) == (0, 1)
 
 
+def test_the_first_batch_opens_only_its_own_shards(stream_make_build):
+    build = stream_make_build([("tiny", 8, [2] * 300)])
+    stream = ShardStream(build.root, tokens_per_batch=32, seed=2)
+    first = next(iter(stream))
+    expected = {f"tiny/shard-{r // 2:05d}.arrow" for r in first["row_ids"].tolist()}
+    assert set(stream.source.open_shards) == expected  # nothing scales with the number of shards or rows
+
+
 def test_corrupt_shard_is_named(stream_build_copy):
-    path = os.path.join(stream_build_copy.root, "s1-16", "shard-00001.arrow")
-    data = bytearray(open(path, "rb").read())
+    path = Path(stream_build_copy.root) / "s1-16" / "shard-00001.arrow"
+    data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    open(path, "wb").write(bytes(data))
+    path.write_bytes(bytes(data))
     with pytest.raises(BuildError, match="checksum mismatch") as err:
         list(ShardStream(stream_build_copy.root, tokens_per_batch=64))
     assert err.value.path.endswith("s1-16/shard-00001.arrow")

@@ -52,15 +52,17 @@ def test_workers_take_turns():
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 8])
-@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("workers", [0, 1, 2, 3])
 def test_every_row_of_an_epoch_exactly_once(stream_build, world, workers):
+    """workers=0 is the plain iterator; W ≥ 1 are dataloader workers (DataLoader order: test_loader)."""
     seen: dict[str, Counter] = {name: Counter() for name in stream_build.tokens}
     reference = None
     for rank in range(world):
         stream = ShardStream(stream_build.root, tokens_per_batch=64, rank=rank, world_size=world, seed=5,
                              shuffle_block_rows=4, shuffle_window_blocks=3)
-        for worker in range(workers):
-            for batch in stream.iterate(worker, workers):
+        parts = [iter(stream)] if workers == 0 else [stream.iterate(w, workers) for w in range(workers)]
+        for part in parts:
+            for batch in part:
                 seen[batch["stage"]].update(batch["row_ids"].tolist())
                 assert batch["input_ids"].shape == (64 // batch["seq_len"], batch["seq_len"])
                 # the marker token says which row this really is

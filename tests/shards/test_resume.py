@@ -22,7 +22,8 @@ def global_sequence(root: str, world: int, state: dict | None = None) -> list[tu
         if state is not None:
             stream.load_state_dict(state)
         per_rank.append(list(stream))
-    return [(parts[0]["stage"], [r for p in parts for r in p["row_ids"].tolist()]) for parts in zip(*per_rank)]
+    return [(parts[0]["stage"], [r for p in parts for r in p["row_ids"].tolist()])
+            for parts in zip(*per_rank)]
 
 
 def by_stage(batches: list[tuple[str, list[int]]]) -> dict[str, list[int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import boto3
 import numpy as np
@@ -61,10 +62,10 @@ def test_s3_gives_the_local_batches(stream_build, s3_endpoint, tmp_path):
 
 
 def test_corrupt_remote_shard_is_named(stream_build_copy, s3_endpoint, tmp_path):
-    path = os.path.join(stream_build_copy.root, "s1-16", "shard-00003.arrow")
-    data = bytearray(open(path, "rb").read())
+    path = Path(stream_build_copy.root) / "s1-16" / "shard-00003.arrow"
+    data = bytearray(path.read_bytes())
     data[100] ^= 0x01
-    open(path, "wb").write(bytes(data))
+    path.write_bytes(bytes(data))
     url, options = upload(s3_endpoint, stream_build_copy.root, "corrupt")
     stream = ShardStream(url, tokens_per_batch=64, storage_options=options, cache_dir=str(tmp_path / "c"))
     with pytest.raises(BuildError, match="checksum mismatch") as err:

@@ -1,0 +1,137 @@
+"""Tokenize + pack throughput, gristmill's steps against datatrove's DocumentTokenizer, in one run.
+
+Both encode the same documents with the same tokenizer (a byte-level BPE trained here on the Python docs'
+topic pages, replicated to --megabytes of text) on one core (TOKENIZERS_PARALLELISM=false), from the same
+parquet file. gristmill: tokenize step → plan step → pack step (length-bucketed best-fit rows of two stages,
+Arrow shards). datatrove: DocumentTokenizer (encode, write the token stream, shuffle documents: its default).
+
+    python bench/pack.py [--megabytes 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core each: the figure is per core
+os.environ.setdefault("LOGURU_LEVEL", "ERROR")
+
+
+def corpus(megabytes: float) -> list[str]:
+    """Return paragraphs and whole pages of the Python docs, repeated (with a counter) to `megabytes`."""
+    from pydoc_data.topics import topics
+
+    pages = [topics[k] for k in sorted(topics)]
+    base = [p for page in pages for p in page.split("\n\n") if p.strip()] + pages
+    docs, size, copy = [], 0, 0
+    while size < megabytes * 1e6:
+        for text in base:
+            doc = f"{copy} {text}"
+            docs.append(doc)
+            size += len(doc)
+        copy += 1
+    return docs
+
+
+def train_tokenizer(directory: Path, texts: list[str]) -> Path:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=8192, special_tokens=["</s>", "<pad>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                       show_progress=False))
+    directory.mkdir(parents=True, exist_ok=True)
+    tok.save(str(directory / "tokenizer.json"))
+    return directory / "tokenizer.json"
+
+
+def _recipe(root: Path, budget: int):
+    from gristmill.pipelines.recipe import parse_recipe
+
+    return parse_recipe({
+        "name": "bench", "seed": 0, "output": str(root),
+        "sources": [{"name": "docs", "format": "parquet", "paths": ["unused"]}],
+        "tokenizer": {"path": str(root / "tokenizer")},
+        "stages": [{"name": "2k", "seq_len": 2048, "tokens": budget, "tokens_per_batch": 2048 * 8,
+                    "weights": {"docs": 1}},
+                   {"name": "8k", "seq_len": 8192, "tokens": budget, "tokens_per_batch": 8192 * 8,
+                    "weights": {"docs": 1}}],
+    })
+
+
+def _run(step) -> float:
+    start = time.perf_counter()
+    for rank in range(step.tasks):
+        for _ in step.pipeline[0].run(None, rank, step.tasks):
+            pass
+    if step.after is not None:
+        step.after()
+    return time.perf_counter() - start
+
+
+def run_gristmill(root: Path) -> tuple[dict[str, float], int]:
+    import json
+
+    from gristmill.pipelines.layout import BuildLayout
+    from gristmill.pipelines.pack_steps import shard_steps
+
+    layout, inputs = BuildLayout(str(root)), [("docs", 0)]
+    times = {"tokenize": _run(shard_steps(_recipe(root, 1), layout, inputs)[0])}
+    tokens = json.loads((root / "tokens" / "docs" / "histogram.json").read_text())["tokens"]
+    # two stages take 90% of the tokens: most documents go in once, the rest are dropped
+    for step in shard_steps(_recipe(root, int(tokens * 0.45)), layout, inputs, shard_bytes=32 << 20)[1:]:
+        times[step.name] = _run(step)
+    return times, tokens
+
+
+def run_datatrove(root: Path, tokenizer_file: Path, texts: list[str]) -> float:
+    from datatrove.data import Document
+    from datatrove.pipeline.tokens import DocumentTokenizer
+
+    step = DocumentTokenizer(str(root / "dt"), tokenizer_name_or_path=str(tokenizer_file), eos_token="</s>",
+                             local_working_dir=str(root / "dt-work"))
+    docs = (Document(text=t, id=str(i)) for i, t in enumerate(texts))
+    start = time.perf_counter()
+    for _ in step.run(docs, rank=0, world_size=1) or ():
+        pass
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=float, default=20.0)
+    args = parser.parse_args()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gristmill.pipelines.documents import DOCUMENT_SCHEMA
+
+    texts = corpus(args.megabytes)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        tokenizer_file = train_tokenizer(root / "tokenizer", texts[:20_000])
+        (root / "clean" / "docs").mkdir(parents=True)
+        n = len(texts)
+        pq.write_table(pa.table({"id": [str(i) for i in range(n)], "text": texts, "source": ["docs"] * n,
+                                 "subset": ["all"] * n, "metadata": ["{}"] * n}, schema=DOCUMENT_SCHEMA),
+                       root / "clean" / "docs" / "00000.parquet")
+        dt_seconds = run_datatrove(root, tokenizer_file, texts)
+        times, tokens = run_gristmill(root)
+    total = sum(times.values())
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, one core used; "
+          f"{len(texts):,} documents, {sum(map(len, texts)) / 1e6:.1f} MB, {tokens:,} tokens")
+    print(f"datatrove DocumentTokenizer: {dt_seconds:7.2f} s  {tokens / dt_seconds / 1e6:6.2f} M tokens/s")
+    for name, seconds in times.items():
+        print(f"gristmill {name:>8}:         {seconds:7.2f} s  {tokens / seconds / 1e6:6.2f} M tokens/s")
+    print(f"gristmill tokenize+plan+pack: {total:7.2f} s  {tokens / total / 1e6:6.2f} M tokens/s "
+          f"= {dt_seconds / total:.2f}× datatrove")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""`gristmill sample OUT`: write the bundled sample corpus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True, help="the same seed writes the same bytes")
+@click.option("--force", is_flag=True, help="write into a non-empty OUT, replacing an earlier sample there")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def sample(out: str, seed: int, force: bool, as_json: bool) -> None:
+    """Write a small corpus (a few MB) in the native layouts of SlimPajama, Starcoderdata, Dolma and the Pile.
+
+    Code comes from the Python standard library, prose from its reference text and docstrings. Exact and
+    near duplicates and low-quality documents are planted on purpose and listed in OUT/PLANTED.json.
+
+    \b
+    Examples:
+      gristmill sample sample/
+      gristmill sample /tmp/corpus --seed 7 --force
+    """
+    from gristmill.errors import InputError
+    from gristmill.pipelines.sample import PLANTED_FILE, SOURCES, write_sample
+
+    target = Path(out)
+    if target.exists() and any(target.iterdir()):
+        if not force:
+            raise InputError("the output directory is not empty", path=out,
+                             hint="pick an empty directory, or pass --force to replace the sample there")
+        for name in SOURCES:  # only what an earlier sample wrote
+            shutil.rmtree(target / name, ignore_errors=True)
+        (target / PLANTED_FILE).unlink(missing_ok=True)
+    summary = write_sample(out, seed=seed)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sample corpus in {summary['out_dir']} (seed {summary['seed']})")
+    for column, justify in (("source", "left"), ("files", "right"), ("bytes", "right"), ("subset", "left"),
+                            ("records", "right")):
+        table.add_column(column, justify=justify)
+    for source, subsets in summary["records"].items():
+        for i, (subset, count) in enumerate(subsets.items()):
+            first = i == 0
+            table.add_row(source if first else "", str(len(summary["files"][source])) if first else "",
+                          f"{summary['bytes'][source]:,}" if first else "", subset, f"{count:,}",
+                          end_section=i == len(subsets) - 1)
+    console = Console()
+    console.print(table)
+    planted = "; ".join(f"{kind.replace('_', ' ')}: {n}" for kind, n in summary["planted"].items())
+    console.print(f"planted ({PLANTED_NOTE}): {planted}")
+
+
+PLANTED_NOTE = "listed in PLANTED.json"

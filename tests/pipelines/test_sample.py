@@ -1,0 +1,153 @@
+"""The sample corpus: same seed, same bytes; readable in every layout; holds what PLANTED.json lists."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gristmill.cli import cli
+from gristmill.pipelines.readers import BadRecord, reader_for, source_files
+from gristmill.pipelines.recipe import SourceConfig
+from gristmill.pipelines.sample import SOURCES, jaccard, write_sample
+
+FORMATS = {"slimpajama": "slimpajama", "starcoderdata": "starcoder", "dolma": "dolma", "pile": "pile"}
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def documents(sample_corpus):
+    """Every document of the sample corpus read back through the readers, by id (a list: Dolma ids repeat)."""
+    found: dict[str, list] = {}
+    for name, fmt in FORMATS.items():
+        source = SourceConfig(name=name, format=fmt, paths=[str(sample_corpus / name)])
+        reader = reader_for(source)
+        for path in source_files(source):
+            for item in reader.iter_file(path):
+                assert not isinstance(item, BadRecord), item
+                found.setdefault(item.id, []).append(item)
+    return found
+
+
+@pytest.fixture(scope="module")
+def planted(sample_corpus):
+    return json.loads((sample_corpus / "PLANTED.json").read_text())
+
+
+def the(documents, ref):
+    [doc] = documents[ref["id"]]
+    assert (doc.metadata["source"], doc.metadata["subset"]) == (ref["source"], ref["subset"])
+    return doc
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+    first = write_sample(str(tmp_path / "a"), seed=3)
+    second = write_sample(str(tmp_path / "b"), seed=3)
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    first.pop("out_dir"), second.pop("out_dir")
+    assert first == second
+    write_sample(str(tmp_path / "c"), seed=4)
+    other = tree(tmp_path / "c")
+    assert other.keys() == tree(tmp_path / "a").keys() and other != tree(tmp_path / "a")
+
+
+def test_layout_and_size(sample_corpus):
+    files = tree(sample_corpus)
+    total = sum(map(len, files.values()))
+    assert 1 << 20 <= total <= 6 << 20
+    names = set(files)
+    assert {"slimpajama/train/chunk1/example_train_0.jsonl.zst", "pile/train/00.jsonl.zst", "PLANTED.json",
+            "dolma/wiki-0000.json.gz", "starcoderdata/python/train-00000-of-00002.parquet"} <= names
+    assert {n.split("/")[1] for n in names if n.startswith("starcoderdata/")} >= {"python", "shell", "json"}
+
+
+def test_every_record_reads_with_its_source_and_subsets(documents):
+    everything = [d for docs in documents.values() for d in docs]
+    subsets = Counter((d.metadata["source"], d.metadata["subset"]) for d in everything)
+    assert {s for s, _ in subsets} == set(SOURCES)
+    for needed in [("slimpajama", "RedPajamaGithub"), ("slimpajama", "RedPajamaWikipedia"),
+                   ("slimpajama", "RedPajamaCommonCrawl"), ("slimpajama", "RedPajamaBook"),
+                   ("dolma", "wiki"), ("dolma", "gutenberg"), ("pile", "Pile-CC"), ("pile", "Github"),
+                   ("starcoderdata", "python")]:
+        assert subsets[needed] > 0, needed
+    code = [d for d in everything if d.metadata["source"] == "starcoderdata"]
+    assert not any(d.text.startswith("<reponame>") for d in code)  # headers are written on some and stripped
+
+
+def test_starcoder_rows_have_headers_and_slimpajama_has_string_meta(sample_corpus):
+    import pyarrow.parquet as pq
+    import zstandard
+
+    table = pq.read_table(sample_corpus / "starcoderdata/python/train-00000-of-00002.parquet")
+    content = table.column("content")
+    with_header = sum(text.as_py().startswith("<reponame>") for text in content)
+    assert 0 < with_header < len(content)
+    raw = zstandard.ZstdDecompressor().decompressobj().decompress(
+        (sample_corpus / "slimpajama/train/chunk1/example_train_0.jsonl.zst").read_bytes())
+    metas = [type(json.loads(line)["meta"]) for line in raw.splitlines()]
+    assert str in metas and dict in metas
+
+
+def test_planted_exact_duplicates_are_identical(documents, planted):
+    groups = planted["exact_duplicates"]
+    assert {g["kind"] for g in groups} == {"within-source", "cross-source"}
+    sources = [{c["source"] for c in g["copies"]} for g in groups]
+    assert any(len(s) > 1 and "starcoderdata" in s for s in sources)  # code copied into a web corpus
+    for group in groups:
+        texts = {the(documents, ref).text for ref in group["copies"]}
+        assert len(texts) == 1 and len(group["copies"]) == 2
+
+
+def test_planted_near_duplicates_are_close_but_not_equal(documents, planted):
+    pairs = planted["near_duplicates"]
+    assert len(pairs) >= 4
+    assert any(p["copies"][0]["source"] == "starcoderdata" for p in pairs)
+    for pair in pairs:
+        a, b = (the(documents, ref).text for ref in pair["copies"])
+        assert a != b
+        assert 0.85 <= jaccard(a, b) <= 0.95
+        assert jaccard(a, b) == pytest.approx(pair["jaccard_word_5grams"], abs=1e-3)
+
+
+def test_planted_junk_and_long_documents(documents, planted):
+    kinds = {j["kind"] for j in planted["low_quality"]}
+    assert {"very-short", "repeated-lines", "lorem-ipsum", "word-salad", "javascript-notice",
+            "auto-generated", "minified", "data-file"} <= kinds
+    for junk in planted["low_quality"]:
+        the(documents, junk)
+    minified = next(j for j in planted["low_quality"] if j["kind"] == "minified")
+    assert max(len(line) for line in the(documents, minified).text.splitlines()) > 1000
+    long = planted["long_documents"]
+    assert {d["source"] for d in long} == set(SOURCES)
+    for ref in long:
+        assert 20_000 <= len(the(documents, ref).text) == ref["chars"] <= 60_000
+
+
+def test_dolma_shares_an_id_between_two_records(documents, planted):
+    [shared] = planted["shared_dolma_ids"]
+    assert shared["copies"][0]["id"] == shared["copies"][1]["id"]
+    docs = documents[shared["copies"][0]["id"]]
+    assert len(docs) == 2 and docs[0].text != docs[1].text
+
+
+def test_cli_writes_refuses_a_non_empty_directory_and_replaces_with_force(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "corpus"
+    result = runner.invoke(cli, ["sample", str(out), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "starcoderdata" in result.output and "planted" in result.output
+    before = tree(out)
+
+    refused = runner.invoke(cli, ["sample", str(out)])
+    assert refused.exit_code == 2 and "not empty" in refused.output and "--force" in refused.output
+
+    forced = runner.invoke(cli, ["sample", str(out), "--seed", "1", "--force", "--json"])
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.output)["seed"] == 1
+    assert tree(out) == before

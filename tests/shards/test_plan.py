@@ -1,0 +1,134 @@
+"""The mixing and curriculum plan on a synthetic length distribution like the real corpora: packing quality,
+exact sampling, a high-quality-only stage, shards that each carry the mixture, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gristmill.shards.plan import StageSpec, layout_shards, log2_histogram, make_plan, shard_count
+
+
+def _lengths(seed: int = 0) -> dict[str, np.ndarray]:
+    """Corpora like the real ones: many short web pages; code of middling length with a long tail; a
+    Pile-like mix with a long tail of books; a small curated source."""
+    rng = np.random.default_rng(seed)
+
+    def draw(n: int, mu: float, sigma: float, lo: int, hi: int) -> np.ndarray:
+        return np.clip(rng.lognormal(mu, sigma, n), lo, hi).astype(np.int64)
+
+    return {"web": draw(40_000, 6.0, 1.0, 5, 100_000),
+            "code": draw(10_000, 7.0, 1.2, 5, 200_000),
+            "pile": np.concatenate([draw(8_000, 6.3, 1.1, 5, 100_000), draw(150, 10.5, 0.8, 2_000, 400_000)]),
+            "hq": draw(1_500, 6.5, 1.0, 5, 50_000)}
+
+
+STAGES = [StageSpec("2k", 2048, 12_000_000, {"web": 0.6, "code": 0.3, "pile": 0.1}),
+          StageSpec("8k", 8192, 12_000_000, {"web": 0.5, "code": 0.3, "pile": 0.2}),
+          StageSpec("hq-8k", 8192, 3_000_000, {"hq": 1.0})]  # f ≈ 1.8: repeated
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return make_plan(_lengths(), STAGES, seed=1, shard_bytes=4 << 20)
+
+
+def test_budgets_shares_and_padding(plan):
+    for stage in plan.stages:
+        capacity = stage.spec.capacity
+        tokens = sum(p.tokens for p in stage.packings.values())
+        padding = sum(p.padding for p in stage.packings.values())
+        assert padding <= 0.005 * (tokens + padding)
+        assert set(stage.packings) == set(stage.spec.shares)
+        for name, packing in stage.packings.items():
+            assert abs(packing.tokens - stage.spec.tokens * stage.spec.shares[name]) <= capacity
+            assert abs(packing.tokens / tokens - stage.spec.shares[name]) <= 0.005
+
+
+def test_no_document_that_fits_is_split_and_long_ones_go_to_long_stages(plan):
+    lengths = _lengths()
+    for stage in plan.stages:
+        for name, packing in stage.packings.items():
+            p = packing.pieces
+            fits = lengths[name][p.doc] <= stage.spec.seq_len
+            assert (p.length[fits] == lengths[name][p.doc[fits]]).all()
+            assert packing.split_documents == int(((p.start == 0) & ~fits).sum()) - int(
+                ((p.start == 0) & (lengths[name][p.doc] == stage.spec.capacity)).sum())
+    short, long = plan.stages[0].packings["web"], plan.stages[1].packings["web"]
+
+    def first(p):
+        return lengths["web"][p.pieces.doc[p.pieces.start == 0]]
+
+    assert np.median(first(long)) > 4 * np.median(first(short))
+    assert first(long).max() == lengths["web"].max()  # the longest web page trains at 8K
+
+
+def test_each_document_appears_as_often_as_its_sampling_says(plan):
+    lengths = _lengths()
+    for name, sampling in plan.sampling.items():
+        counts = np.zeros(len(lengths[name]), np.int64)
+        for stage in plan.stages:
+            if name in stage.packings:
+                p = stage.packings[name].pieces
+                np.add.at(counts, p.doc[p.start == 0], 1)
+        assert set(np.unique(counts)) <= {sampling.full_epochs, sampling.full_epochs + 1}
+        assert (counts == sampling.full_epochs + 1).sum() == sampling.extra_copies
+        assert counts @ lengths[name] == sampling.used_tokens
+        assert sampling.full_epochs <= sampling.factor <= sampling.full_epochs + 1
+    assert plan.sampling["hq"].full_epochs == 1 and plan.sampling["web"].full_epochs == 0
+
+
+def test_every_shard_carries_the_mixture_and_rows_are_dealt_once(plan):
+    lengths = _lengths()
+    stage = plan.stages[1]
+    layouts = layout_shards(stage, lengths, seed=1)
+    assert len(layouts) == stage.shards == shard_count(stage.spec, 4 << 20) > 2
+    assert sum(s.rows for s in layouts) == stage.rows
+    assert sum(s.split_documents for s in layouts) == sum(p.split_documents for p in stage.packings.values())
+    names = list(stage.packings)
+    for shard in layouts:
+        rows_per_source = {n: len(np.unique(shard.pieces.row[shard.source == i]))
+                           for i, n in enumerate(names)}
+        for name, rows in rows_per_source.items():
+            assert abs(rows - stage.packings[name].rows / stage.shards) <= 1
+        assert np.array_equal(np.unique(shard.pieces.row), np.arange(shard.rows))
+    total = sum(int(s.pieces.length.sum()) for s in layouts)
+    assert total == sum(p.tokens for p in stage.packings.values())
+
+
+def test_a_source_of_books_only():
+    """Documents all far longer than a row: little padding still (their pieces close the gaps); the budget
+    is met within a row or, where no book left is short enough, within the shortest book (none is cut)."""
+    books = _lengths()["pile"][-150:]
+    plan = make_plan({"books": books}, [StageSpec("2k", 2048, 2_000_000, {"books": 1.0}),
+                                        StageSpec("8k", 8192, 2_000_000, {"books": 1.0})], seed=2)
+    for stage in plan.stages:
+        packing = stage.packings["books"]
+        assert packing.padding < packing.capacity
+        assert abs(packing.tokens - 2_000_000) <= max(packing.capacity, books.min())
+
+
+def test_same_seed_same_plan_other_seed_other_plan():
+    small = {k: v[:2000] for k, v in _lengths(3).items()}
+    stages = [StageSpec("a", 512, 400_000, {"web": 0.7, "code": 0.3}), StageSpec("b", 64, 50_000, {"hq": 1})]
+    one, two, other = (make_plan(small, stages, seed=s) for s in (7, 7, 8))
+    for a, b in zip(one.stages, two.stages):
+        for name in a.packings:
+            for field in ("doc", "start", "length", "row", "offset"):
+                assert np.array_equal(getattr(a.packings[name].pieces, field),
+                                      getattr(b.packings[name].pieces, field))
+    docs = [p.stages[0].packings["web"].pieces.doc for p in (one, other)]
+    assert not np.array_equal(*docs)
+
+
+def test_a_stage_naming_a_source_without_tokens_is_an_error():
+    with pytest.raises(ValueError, match="'code' has no tokens"):
+        make_plan({"web": np.array([10, 20]), "code": np.zeros(0, np.int64)},
+                  [StageSpec("a", 16, 100, {"web": 0.5, "code": 0.5})], seed=0)
+    with pytest.raises(ValueError, match="no documents: \\['pile'\\]"):
+        make_plan({"web": np.array([10, 20])}, [StageSpec("a", 16, 100, {"pile": 1.0})], seed=0)
+
+
+def test_log2_histogram():
+    assert log2_histogram(np.array([1, 2, 3, 4, 7, 8, 0])) == [1, 2, 2, 1]
+    assert log2_histogram(np.zeros(0)) == []
