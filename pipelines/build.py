@@ -14,7 +14,7 @@ from gristmill.pipelines.accounting import collect_accounting
 from gristmill.pipelines.engine import Step, init_ray, run_step
 from gristmill.pipelines.ingest import FilterDocuments, ReadSources, WorkUnit, WriteDocuments, plan_work_units
 from gristmill.pipelines.layout import BuildLayout
-from gristmill.pipelines.progress import step_progress, summary_table
+from gristmill.pipelines.progress import completed_tasks, step_progress, summary_table
 from gristmill.pipelines.report import write_report
 from gristmill.pipelines.recipe import Recipe
 from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
@@ -92,6 +92,10 @@ def _raise_task_error(layout: BuildLayout, error: BuildError) -> None:
 
 
 def _run(step: Step, layout: BuildLayout, options: BuildOptions) -> None:
+    if completed_tasks(layout, step.name) >= step.tasks:  # finished earlier, or skipped by its own logic
+        if step.after is not None:
+            step.after()
+        return
     with step_progress(options.console, layout, step.name, step.tasks):
         try:
             run_step(step, layout, options.workers)
@@ -121,7 +125,8 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
     inputs = [(u.source, u.task) for u in units]
     init_ray(options.address, options.num_cpus)
 
-    for step in [ingest_step(recipe, layout, units, options.strict), *dedupe_steps(recipe, layout, inputs)]:
+    _run(ingest_step(recipe, layout, units, options.strict), layout, options)
+    for step in dedupe_steps(recipe, layout, inputs):  # sized from ingest's outputs, so built after it
         _run(step, layout, options)
     if recipe.tokenizer is not None:
         prepare_tokenizer(recipe, layout, inputs, options.console)

@@ -72,4 +72,4 @@ def read_documents(path: str, columns: list[str] | None = None) -> Iterator[Docu
             for row in batch.to_pylist():
                 meta = json.loads(row.get("metadata") or "{}")
                 meta["source"], meta["subset"] = row["source"], row["subset"]
-                yield Document(text=row.get("text", ""), id=row["id"], metadata=meta)
+                yield Document(text=row.get("text", ""), id=row.get("id", ""), metadata=meta)

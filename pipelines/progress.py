@@ -16,7 +16,8 @@ from gristmill.shards.manifest import Manifest
 from gristmill.storage import filesystem
 
 
-def _completed(layout: BuildLayout, step: str) -> int:
+def completed_tasks(layout: BuildLayout, step: str) -> int:
+    """Return how many tasks of `step` have left a completion marker."""
     fs, inner = filesystem(layout.logs(step) + "/completions")
     try:
         return len(fs.ls(inner))
@@ -31,12 +32,12 @@ def step_progress(console: Console, layout: BuildLayout, step: str, tasks: int,
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
-        bar = progress.add_task(step, total=tasks, completed=_completed(layout, step))
+        bar = progress.add_task(step, total=tasks, completed=completed_tasks(layout, step))
         stop = threading.Event()
 
         def poll() -> None:
             while not stop.wait(interval):
-                progress.update(bar, completed=_completed(layout, step))
+                progress.update(bar, completed=completed_tasks(layout, step))
 
         thread = threading.Thread(target=poll, daemon=True)
         thread.start()
@@ -46,9 +47,9 @@ def step_progress(console: Console, layout: BuildLayout, step: str, tasks: int,
         finally:
             stop.set()
             thread.join()
-            progress.update(bar, completed=_completed(layout, step))
+            progress.update(bar, completed=completed_tasks(layout, step))
     if not console.is_terminal:
-        console.print(f"{step}: {_completed(layout, step)}/{tasks} tasks ({time.monotonic() - started:.1f}s)")
+        console.print(f"{step}: {completed_tasks(layout, step)}/{tasks} tasks ({time.monotonic() - started:.1f}s)")
 
 
 def summary_table(manifest: Manifest) -> Table:

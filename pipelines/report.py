@@ -101,9 +101,9 @@ def _length_histograms(layout: BuildLayout) -> str:
     for path in files:
         with fs.open(path, "r") as f:
             hist = json.load(f)
-        edges, counts = hist["edges"], hist["counts"]
-        ax.stairs(counts, edges, label=hist.get("source", path.rsplit("/", 2)[-2]))
-    ax.set_xscale("log")
+        counts = hist["log2_histogram"]  # counts[b]: documents of [2^b, 2^(b+1)) tokens
+        ax.stairs(counts, [2.0**b for b in range(len(counts) + 1)], label=path.rsplit("/", 2)[-2])
+    ax.set_xscale("log", base=2)
     ax.set_xlabel("document length (tokens)")
     ax.set_ylabel("documents")
     ax.legend()

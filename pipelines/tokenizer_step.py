@@ -13,6 +13,7 @@ import tempfile
 
 from rich.console import Console
 
+from gristmill.pipelines.documents import read_documents
 from gristmill.pipelines.layout import BuildLayout
 from gristmill.pipelines.recipe import Recipe
 from gristmill.tokenizer.interface import Tokenizer
@@ -52,11 +53,14 @@ def prepare_tokenizer(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[st
         if config.path is not None:
             Tokenizer.load(config.path).save(tmp)
         else:
-            from gristmill.tokenizer.train import train_from_parquet
+            from gristmill.tokenizer.train import train_tokenizer
 
-            train_from_parquet(config.train, clean_files(layout, inputs), mixture_weights(recipe), tmp,
-                               seed=config.train.seed if config.train.seed is not None else recipe.seed,
-                               console=console)
+            documents = ((doc.text, doc.metadata["source"], doc.metadata["subset"])
+                         for files in clean_files(layout, inputs).values() for path in files
+                         for doc in read_documents(path, columns=["text", "source", "subset"]))
+            seed = config.train.seed if config.train.seed is not None else recipe.seed
+            train_tokenizer(config.train, documents, tmp, weights=mixture_weights(recipe), seed=seed,
+                            console=console)
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

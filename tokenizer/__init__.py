@@ -1,1 +1,1 @@
-"""tokenizer"""
+"""Tokenizer training (sentencepiece, HF tokenizers), evaluation, and the one `Tokenizer` interface."""

@@ -16,12 +16,12 @@ class TokenizerTrainConfig(BaseModel):
 
     backend: Backend = "sentencepiece-bpe"
     profile: Literal["llama2"] | None = Field(
-        None, description="llama2: Llama 2's trainer settings exactly, one line = one sentence (no newline pieces)")
+        None, description="llama2: Llama 2's trainer settings exactly (one line = one sentence)")
     vocab_size: int = Field(32000, ge=64)
     character_coverage: float = Field(0.99995, gt=0, le=1)
     sample_bytes: int = Field(200_000_000, ge=1, description="bytes of documents drawn to train on")
-    heldout_bytes: int = Field(2_000_000, ge=0, description="bytes of held-out documents drawn to evaluate on")
-    heldout_fraction: float = Field(0.02, ge=0, lt=1, description="share of documents reserved for evaluation")
+    heldout_bytes: int = Field(2_000_000, ge=0, description="held-out bytes to evaluate on")
+    heldout_fraction: float = Field(0.02, ge=0, lt=1, description="share of documents held out")
     special_tokens: list[str] = Field(default_factory=list)
     user_defined_symbols: list[str] = Field(default_factory=list)
     pad_vocab_to_multiple_of: int | None = Field(None, ge=1)

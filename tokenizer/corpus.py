@@ -1,4 +1,4 @@
-"""Documents to train or evaluate on, as `(text, source, subset)` triples read from parquet, jsonl or text files."""
+"""Documents to train or evaluate on: `(text, source, subset)` triples from parquet, jsonl or text files."""
 
 from __future__ import annotations
 

@@ -1,13 +1,16 @@
 """One `Tokenizer` interface over every backend, used by the pipeline (tokenize stage) and the trainer.
 
-A tokenizer directory holds `tokenizer.json` (HF `tokenizers`, the fast path for batch encoding) and, for
-sentencepiece-trained tokenizers, `tokenizer.model`. A bare sentencepiece `.model` file is served by
-sentencepiece itself.
+A tokenizer directory holds `tokenizer.json` (HF `tokenizers`) and, for sentencepiece-trained tokenizers,
+`tokenizer.model`. BPE models encode through `tokenizers` (ids identical to sentencepiece: hf_json.py);
+unigram models and models with user-defined symbols encode through sentencepiece itself, which `tokenizers`
+does not always match on them. A bare `.model` file is served by sentencepiece; a bare `tokenizer.json`
+by `tokenizers`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import shutil
 from collections.abc import Sequence
@@ -32,6 +35,39 @@ def _file_hash(paths: Sequence[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def _load_hf(path: Path):
+    from tokenizers import Tokenizer as HFTokenizer
+
+    try:
+        hf = HFTokenizer.from_file(str(path))
+    except Exception as e:
+        raise InputError(f"not a readable tokenizers JSON file: {e}", path=str(path),
+                         hint="give a tokenizer directory, tokenizer.json or sentencepiece .model") from None
+    hf.encode_special_tokens = True  # a literal `<|endoftext|>` in a document is text, never a boundary
+    return hf
+
+
+def _load_sp(path: Path):
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.Load(str(path))
+    except Exception as e:
+        raise InputError(f"not a readable sentencepiece model: {e}", path=str(path)) from None
+    return sp
+
+
+def _json_is_exact(sp) -> bool:
+    """Return True when our tokenizer.json encodes exactly like `sp` (BPE without user-defined symbols)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    proto.ParseFromString(sp.serialized_model_proto())
+    user_symbols = any(p.type == pb.ModelProto.SentencePiece.USER_DEFINED for p in proto.pieces)
+    return proto.trainer_spec.model_type == pb.TrainerSpec.BPE and not user_symbols
+
+
 class Tokenizer:
     """Encode text to int32 ids in batches, decode ids, and name the special ids, whatever the backend.
 
@@ -39,25 +75,32 @@ class Tokenizer:
     sentencepiece `.model`.
     """
 
-    def __init__(self, files: list[Path], hf=None, sp=None) -> None:
+    def __init__(self, files: list[Path], hf=None, sp=None, threads: int | None = None) -> None:
         self.files = files
         self._hf = hf
         self._sp = sp
+        self._threads = threads or os.cpu_count() or 1
         self.content_hash = _file_hash(files)
         if hf is not None:
             self.vocab_size = hf.get_vocab_size(with_added_tokens=True)
             self.bos_id = self._find(_BOS_NAMES)
             eos = self._find(_EOS_NAMES)
+            pad = self._find(_PAD_NAMES)
         else:
             self.vocab_size = sp.get_piece_size()
             self.bos_id = sp.bos_id() if sp.bos_id() >= 0 else None
             eos = sp.eos_id() if sp.eos_id() >= 0 else None
+            pad = sp.pad_id() if sp.pad_id() >= 0 else None
         if eos is None:
             raise InputError("the tokenizer has no end-of-document token (one of "
                              f"{', '.join(_EOS_NAMES)})", path=str(files[0]))
         self.eos_id: int = eos
-        pad = self._find(_PAD_NAMES) if hf is not None else (sp.pad_id() if sp.pad_id() >= 0 else None)
         self.pad_id: int = pad if pad is not None else eos  # padding carries no loss, so eos serves
+        # sentencepiece's control pieces are plain vocabulary entries in our tokenizer.json (hf_json.py)
+        self._skip_on_decode = {i for i in (self.bos_id, self.eos_id, self.pad_id) if i is not None}
+        # tokenizers breaks unigram Viterbi ties differently, and normalises the text around user-defined
+        # symbols piece by piece (one dummy prefix per piece): encode those models with sentencepiece
+        self._encode_with_sp = sp is not None and (hf is None or not _json_is_exact(sp))
 
     def _find(self, names: Sequence[str]) -> int | None:
         for name in names:
@@ -68,60 +111,65 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
-        """Load a tokenizer directory, `tokenizer.json` or sentencepiece `.model`; raise InputError if unreadable."""
+        """Load a tokenizer directory, tokenizer.json or sentencepiece .model; InputError if unreadable."""
         path = Path(path)
         if path.is_dir():
             hf_file, sp_file = path / HF_FILE, path / SP_FILE
             if not hf_file.exists() and not sp_file.exists():
                 raise InputError(f"no {HF_FILE} or {SP_FILE} in the tokenizer directory", path=str(path))
+        elif not path.exists():
+            raise InputError("tokenizer file not found", path=str(path))
         elif path.suffix == ".model":
             hf_file, sp_file = path.with_name(HF_FILE), path
-            hf_file = hf_file if hf_file.exists() and path.name == SP_FILE else Path("/nonexistent")
-        elif path.exists():
-            hf_file, sp_file = path, Path("/nonexistent")
+            if path.name != SP_FILE:
+                hf_file = Path("/nonexistent")
         else:
-            raise InputError("tokenizer file not found", path=str(path))
-        if hf_file.exists():
-            from tokenizers import Tokenizer as HFTokenizer
+            hf_file, sp_file = path, Path("/nonexistent")
+        hf = _load_hf(hf_file) if hf_file.exists() else None
+        sp = _load_sp(sp_file) if sp_file.exists() else None
+        files = [f for f in (hf_file, sp_file) if f.exists()]
+        return cls(files, hf=hf, sp=sp)
 
-            try:
-                hf = HFTokenizer.from_file(str(hf_file))
-            except Exception as e:
-                raise InputError(f"not a readable tokenizers JSON file: {e}", path=str(hf_file)) from None
-            files = [hf_file] + ([sp_file] if sp_file.exists() else [])
-            return cls(files, hf=hf)
-        import sentencepiece as spm
-
-        sp = spm.SentencePieceProcessor()
-        try:
-            sp.Load(str(sp_file))
-        except Exception as e:
-            raise InputError(f"not a readable sentencepiece model: {e}", path=str(sp_file)) from None
-        return cls([sp_file], sp=sp)
+    def _encode_lists(self, texts: Sequence[str]) -> list[list[int]]:
+        if self._encode_with_sp:
+            return self._sp.encode(list(texts), num_threads=self._threads)
+        return [e.ids for e in self._hf.encode_batch_fast(list(texts), add_special_tokens=False)]
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Return the ids of each text as an int32 array, without bos/eos (the packer adds eos)."""
-        if self._hf is not None:
-            encodings = self._hf.encode_batch_fast(list(texts), add_special_tokens=False)
-            return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
-        return [np.asarray(ids, dtype=np.int32) for ids in self._sp.EncodeAsIds(list(texts))]
+        return [np.asarray(ids, dtype=np.int32) for ids in self._encode_lists(texts)]
+
+    def encode_batch_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return all ids concatenated (int32) and offsets (int64, n + 1): text i is ids[o[i]:o[i+1]]."""
+        lists = self._encode_lists(texts)
+        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        np.cumsum([len(ids) for ids in lists], out=offsets[1:])
+        ids = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int32, count=int(offsets[-1]))
+        return ids, offsets
 
     def encode(self, text: str) -> np.ndarray:
         """Return the ids of one text as an int32 array, without bos/eos."""
         return self.encode_batch([text])[0]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
-        """Return the text of `ids` (special tokens skipped)."""
-        ids = [int(i) for i in ids]
-        if self._hf is not None:
+        """Return the text of `ids` (bos, eos and pad skipped)."""
+        ids = [int(i) for i in ids if int(i) not in self._skip_on_decode]
+        if not self._encode_with_sp:
             return self._hf.decode(ids, skip_special_tokens=True)
-        return self._sp.DecodeIds(ids)
+        return self._sp.decode(ids)
 
     def id_to_token(self, token_id: int) -> str | None:
         """Return the piece for an id, or None when out of range."""
         if self._hf is not None:
             return self._hf.id_to_token(token_id)
         return self._sp.IdToPiece(token_id) if 0 <= token_id < self.vocab_size else None
+
+    def token_to_id(self, token: str) -> int | None:
+        """Return the id of a piece, or None when it is not in the vocabulary."""
+        if self._hf is not None:
+            return self._hf.token_to_id(token)
+        token_id = self._sp.PieceToId(token)
+        return None if token_id == self._sp.unk_id() and token != self._sp.IdToPiece(token_id) else token_id
 
     def save(self, directory: str | os.PathLike) -> None:
         """Copy the tokenizer's files into `directory` (as tokenizer.json / tokenizer.model)."""

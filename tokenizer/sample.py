@@ -22,6 +22,7 @@ from gristmill.tokenizer.corpus import Document
 TRAIN_FILE = "train.jsonl"
 HELDOUT_FILE = "heldout.jsonl"
 MANIFEST_FILE = "sample-manifest.json"
+SAMPLE_DIR = "sample"
 
 
 def _keys(seed: int, text: str) -> tuple[int, float]:
@@ -90,12 +91,13 @@ class Sample:
                 "train_sha256": _docs_hash(self.train), "heldout_sha256": _docs_hash(self.heldout)}
 
     def write(self, directory: str | Path) -> None:
-        """Write train.jsonl, heldout.jsonl and sample-manifest.json into `directory`, atomically each."""
+        """Write sample/train.jsonl, sample/heldout.jsonl and sample-manifest.json under `directory`."""
         directory = Path(directory)
         for name, docs in ((TRAIN_FILE, self.train), (HELDOUT_FILE, self.heldout)):
-            with atomic_write(str(directory / name), "w") as f:
+            with atomic_write(str(directory / SAMPLE_DIR / name), "w") as f:
                 for text, source, subset in docs:
-                    f.write(json.dumps({"text": text, "source": source, "subset": subset}, ensure_ascii=False))
+                    record = {"text": text, "source": source, "subset": subset}
+                    f.write(json.dumps(record, ensure_ascii=False))
                     f.write("\n")
         write_json(str(directory / MANIFEST_FILE), self.manifest())
 
@@ -154,6 +156,7 @@ def draw_sample(documents: Iterable[Document], sample_bytes: int, seed: int,
     for docs, prefix in ((sample.train, "train"), (sample.heldout, "heldout")):
         for text, source, _ in docs:
             tally = tallies[source]
+            size = len(text.encode("utf-8", "surrogatepass"))
             setattr(tally, f"{prefix}_docs", getattr(tally, f"{prefix}_docs") + 1)
-            setattr(tally, f"{prefix}_bytes", getattr(tally, f"{prefix}_bytes") + len(text.encode("utf-8", "surrogatepass")))
+            setattr(tally, f"{prefix}_bytes", getattr(tally, f"{prefix}_bytes") + size)
     return sample

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 # Private-use characters tried, in order, as the newline and tab escapes.
 _ESCAPE_CANDIDATES = [chr(c) for c in range(0xE000, 0xF8FF)]
 # A sentencepiece word (split_by_whitespace with whitespace-only pieces allowed): a run of spaces followed by
-# non-spaces, or trailing spaces. With the dummy prefix, the first space of a word is the one sentencepiece
-# adds itself, so a counted pre-token is its word minus one leading space.
+# non-spaces, or trailing spaces. sentencepiece prefixes every TSV entry with one `▁` (the dummy prefix), so a
+# counted pre-token is its word minus the one space that `▁` stands for; the first word of a sentence gets
+# that `▁` from the sentence's own dummy prefix and keeps all its spaces.
 _WORD = re.compile(r" *[^ ]+| +")
 
 
@@ -90,7 +91,7 @@ def split_long(line: str, max_bytes: int, counts: SplitCount) -> list[str]:
 
 
 def sentences(texts: Iterable[str], escapes: Escapes, max_bytes: int, counts: SplitCount) -> Iterator[str]:
-    """Yield sentencepiece's training sentences: whole escaped documents, or lines when newline isn't escaped."""
+    """Yield the training sentences: whole escaped documents, or lines when newline is not escaped."""
     for text in texts:
         lines = [escapes.apply(text)] if escapes.newline else escapes.apply(text).split("\n")
         for line in lines:
@@ -103,9 +104,10 @@ def count_pretokens(texts: Iterable[str], escapes: Escapes, max_bytes: int) -> t
     counts: Counter = Counter()
     split = SplitCount()
     for sentence in sentences(texts, escapes, max_bytes, split):
-        for word in _WORD.findall(sentence):
-            counts[word[1:] if word[0] == " " else word] += 1
-    counts.pop("", None)  # a single space: sentencepiece adds it back as the dummy prefix of nothing
+        words = _WORD.findall(sentence)
+        counts[words[0]] += 1  # the dummy prefix is this word's extra space: keep its own spaces
+        for word in words[1:]:
+            counts[word[1:]] += 1
     return counts, split
 
 

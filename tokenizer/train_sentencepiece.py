@@ -111,6 +111,7 @@ def _finish_model(model: bytes, escapes: Escapes, multiple: int | None) -> tuple
 
     proto = pb.ModelProto()
     proto.ParseFromString(model)
+    del proto.trainer_spec.input[:]  # a temporary path: keep the model independent of where it was trained
     for piece in proto.pieces:
         piece.piece = escapes.restore(piece.piece)
     padded = (-len(proto.pieces)) % multiple if multiple else 0
@@ -139,7 +140,8 @@ def train_sentencepiece(config: TokenizerTrainConfig, texts: list[str], workdir:
     if use_counts:
         status("counting pre-tokens")
         if config.num_threads > 1 and len(texts) > 1000:
-            counts, split = count_pretokens_parallel(texts, escapes, config.max_sentence_bytes, config.num_threads)
+            counts, split = count_pretokens_parallel(texts, escapes, config.max_sentence_bytes,
+                                                     chunks=config.num_threads)
         else:
             counts, split = count_pretokens(texts, escapes, config.max_sentence_bytes)
         input_file = workdir / "pretokens.tsv"

@@ -19,6 +19,9 @@ class NearDedupeConfig(BaseModel):
     bands: int = Field(14, ge=1)
     rows: int = Field(8, ge=1)
     seed: int = 1
+    jaccard_threshold: float = Field(0.7, ge=0, le=1, description=(
+        "candidate pairs whose Jaccard similarity estimated from the whole signature is below this are not "
+        "duplicates (0 keeps every LSH candidate)"))
 
     @property
     def num_perm(self) -> int:
@@ -35,4 +38,5 @@ class DedupeConfig(BaseModel):
     near: NearDedupeConfig = NearDedupeConfig()
     against: list[str] = Field(default_factory=list,
                                description="earlier build directories whose kept documents count as seen")
-
+    docs_per_partition: int = Field(2_000_000, ge=1, description=(
+        "documents per hash partition of the clustering: sets its task count and per-task memory"))

@@ -39,7 +39,7 @@ def fmix64(x: np.ndarray) -> np.ndarray:
 
 
 def exact_key(text: str) -> str:
-    """Return the text as exact dedupe compares it: NFC, lowercase, runs of whitespace collapsed to one space."""
+    """Return the text as exact dedupe compares it: NFC, lowercase, whitespace runs made one space."""
     return " ".join(unicodedata.normalize("NFC", text).lower().split())
 
 
@@ -65,12 +65,20 @@ class MinHasher:
     def __post_init__(self) -> None:
         rng = np.random.default_rng(self.seed)
         n = self.bands * self.rows
-        object.__setattr__(self, "_a", rng.integers(1, 1 << 63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1))
+        object.__setattr__(
+            self, "_a", rng.integers(1, 1 << 63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        )
         object.__setattr__(self, "_b", rng.integers(0, 1 << 63, size=n, dtype=np.uint64) * np.uint64(2))
-        object.__setattr__(self, "_mult", rng.integers(1, 1 << 63, size=self.shingle_size, dtype=np.uint64)
-                           * np.uint64(2) + np.uint64(1))
-        object.__setattr__(self, "_band_mult", rng.integers(1, 1 << 63, size=self.rows, dtype=np.uint64)
-                           * np.uint64(2) + np.uint64(1))
+        object.__setattr__(
+            self,
+            "_mult",
+            rng.integers(1, 1 << 63, size=self.shingle_size, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
+        )
+        object.__setattr__(
+            self,
+            "_band_mult",
+            rng.integers(1, 1 << 63, size=self.rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
+        )
 
     @property
     def num_perm(self) -> int:
@@ -78,12 +86,13 @@ class MinHasher:
         return self.bands * self.rows
 
     def shingles(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Return (shingle hashes as uint64 holding 32-bit values, per-document start offsets of length n+1)."""
+        """Return (32-bit shingle hashes held in uint64, per-document start offsets of length n+1)."""
         word_lists = [_WORD.findall(t.lower()) for t in texts]
         counts = np.fromiter(map(len, word_lists), dtype=np.int64, count=len(word_lists))
         total = int(counts.sum())
-        words = np.fromiter(map(xxhash.xxh3_64_intdigest, (w for ws in word_lists for w in ws)),
-                            dtype=np.uint64, count=total)
+        words = np.fromiter(
+            map(xxhash.xxh3_64_intdigest, (w for ws in word_lists for w in ws)), dtype=np.uint64, count=total
+        )
         n = self.shingle_size
         word_start = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(counts, out=word_start[1:])
@@ -93,12 +102,14 @@ class MinHasher:
         np.cumsum(per_doc, out=sh_start[1:])
         combined = np.zeros(max(total - n + 1, 0), dtype=np.uint64)
         for k in range(n):
-            combined += words[k:total - n + 1 + k] * self._mult[k]
+            combined += words[k : total - n + 1 + k] * self._mult[k]
         long_docs = counts >= n
         long_counts = per_doc[long_docs]
         # Index of each full shingle's first word: its document's first word + its place in the document.
         firsts = np.repeat(word_start[:-1][long_docs], long_counts)
-        firsts += np.arange(firsts.size, dtype=np.int64) - np.repeat(np.cumsum(long_counts) - long_counts, long_counts)
+        firsts += np.arange(firsts.size, dtype=np.int64) - np.repeat(
+            np.cumsum(long_counts) - long_counts, long_counts
+        )
         out = np.empty(int(sh_start[-1]), dtype=np.uint64)
         is_long_shingle = np.repeat(long_docs, per_doc)
         out[is_long_shingle] = combined[firsts]
@@ -116,7 +127,9 @@ class MinHasher:
         hashes, starts = self.shingles(texts)
         return self.signatures_from_shingles(hashes, starts)
 
-    def signatures_from_shingles(self, hashes: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def signatures_from_shingles(
+        self, hashes: np.ndarray, starts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Return (signatures, has_signature) from shingle hashes grouped by document start offsets."""
         n_docs = starts.size - 1
         sig = np.full((n_docs, self.num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
@@ -153,6 +166,6 @@ def sketch_bytes(sig: np.ndarray) -> np.ndarray:
 
 
 def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Return the Jaccard similarity estimated from 8-bit sketches, row by row (random byte matches removed)."""
+    """Return the Jaccard similarity estimated from 8-bit sketches, row by row (chance matches removed)."""
     matches = (a == b).mean(axis=-1)
     return np.clip((matches - 1 / 256) / (1 - 1 / 256), 0.0, 1.0)

@@ -1,0 +1,278 @@
+"""Dedupe steps 4 and 5: name each cluster's kept copy, then write clean documents, decisions, index.
+
+Resolve (one task per node partition) reads the final star forest's edges of its centres, looks up each
+centre's id in its own file, and sends (duplicate, centre, kept id, kept source) to the duplicate's partition.
+Apply (one task per documents file) drops the file's duplicates, keeping the row order, and writes
+clean/, stats/dedupe/, dedupe/decisions/ and dedupe/index/ (the kept documents' hashes, for later builds).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from gristmill.errors import BuildError
+from gristmill.pipelines.dedupe.buckets import EDGE_SCHEMA, band_edges_path
+from gristmill.pipelines.dedupe.components import MAX_OPERATIONS, converged_path, operation_path
+from gristmill.pipelines.dedupe.plan import (
+    EXACT_BAND,
+    DedupePlan,
+    DocFile,
+    index_dir,
+    index_settings,
+    key_file_ordinal,
+    key_is_earlier,
+    key_row,
+)
+from gristmill.pipelines.dedupe.store import (
+    column,
+    concat,
+    read_partition,
+    read_table,
+    write_partitioned,
+    write_table,
+)
+from gristmill.pipelines.documents import DOCUMENT_SCHEMA
+from gristmill.storage import atomic_write, filesystem, is_local, read_json, write_json
+
+RESOLVED_SCHEMA = pa.schema(
+    [
+        ("duplicate", pa.uint64()),
+        ("cluster", pa.uint64()),
+        ("kept_id", pa.string()),
+        ("kept_source", pa.string()),
+    ]
+)
+DECISION_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("row", pa.int64()),
+        ("kind", pa.string()),
+        ("cluster", pa.uint64()),
+        ("kept_id", pa.string()),
+        ("kept_source", pa.string()),
+    ]
+)
+
+
+def resolved_path(plan: DedupePlan, partition: int) -> str:
+    """Return the resolve task's output file."""
+    return plan.work("resolved", f"{partition:05d}.arrow")
+
+
+def apply_summary_path(plan: DedupePlan, ordinal: int) -> str:
+    """Return the apply task's summary (overlap counts and kept documents)."""
+    return plan.work("apply", f"{ordinal:05d}.json")
+
+
+def decisions_path(plan: DedupePlan, file: DocFile) -> str:
+    """Return BUILD/dedupe/decisions/<source>/<task>.parquet."""
+    return plan.layout.path("dedupe", "decisions", file.source, f"{file.task:05d}.parquet")
+
+
+def _ids(file: DocFile, rows: np.ndarray) -> list[str]:
+    """Return the ids of `rows` of a documents file or an earlier build's index file."""
+    if file.earlier:
+        table = read_table(file.signatures, ["id"])
+    else:
+        fs, inner = filesystem(file.documents)
+        with fs.open(inner, "rb") as f:
+            table = pq.read_table(f, columns=["id"])
+    return table.column("id").take(pa.array(rows)).to_pylist()
+
+
+class ResolveKept(PipelineStep):
+    """Rank = node partition: attaches the kept copy's id and source to every duplicate of its centres."""
+
+    name = "dedupe resolve"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, plan: DedupePlan) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        plan = self.plan
+        fs, inner = filesystem(converged_path(plan))
+        if not fs.exists(inner):
+            raise BuildError(
+                f"dedupe clustering did not converge within {MAX_OPERATIONS} operations",
+                path=plan.work("components"),
+                hint="this is a bug in gristmill; please report it",
+            )
+        final = read_json(converged_path(plan))["operation"]
+        edges = concat(
+            [read_partition(operation_path(plan, final, q), rank) for q in range(plan.partitions)],
+            EDGE_SCHEMA,
+        )
+        src, dst = column(edges, "src"), column(edges, "dst")
+        centre, duplicate = src[src < dst], dst[src < dst]
+        kept_id = np.empty(centre.size, dtype=object)
+        kept_source = np.empty(centre.size, dtype=object)
+        earlier, ordinal = key_is_earlier(centre), key_file_ordinal(centre)
+        for is_earlier, number in sorted(set(zip(earlier.tolist(), ordinal.tolist()))):
+            file = plan.file_of(number, is_earlier)
+            at = np.flatnonzero((earlier == is_earlier) & (ordinal == number))
+            kept_id[at] = _ids(file, key_row(centre[at]))
+            kept_source[at] = file.source
+        table = pa.table(
+            {
+                "duplicate": duplicate,
+                "cluster": centre,
+                "kept_id": pa.array(kept_id, pa.string()),
+                "kept_source": pa.array(kept_source, pa.string()),
+            },
+            schema=RESOLVED_SCHEMA,
+        )
+        write_partitioned(resolved_path(plan, rank), table, plan.partition_of(duplicate), plan.partitions)
+        self.stat_update("duplicates", value=int(duplicate.size))
+        return
+        yield  # writes files only
+
+
+class ApplyDedupe(PipelineStep):
+    """Rank = file ordinal: writes the file's clean documents, stats, decisions and index entries."""
+
+    name = "dedupe apply"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, plan: DedupePlan) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        plan, file = self.plan, self.plan.files[rank]
+        part = rank % plan.partitions
+        resolved = concat(
+            [read_partition(resolved_path(plan, q), part) for q in range(plan.partitions)], RESOLVED_SCHEMA
+        )
+        dup_keys = column(resolved, "duplicate")
+        mine = ~key_is_earlier(dup_keys) & (key_file_ordinal(dup_keys) == rank)
+        resolved = resolved.filter(pa.array(mine))
+        order = np.argsort(key_row(column(resolved, "duplicate")), kind="stable")
+        resolved = resolved.take(pa.array(order))
+        rows = key_row(column(resolved, "duplicate"))
+        kinds = np.where(np.isin(rows, self._exact_rows(rank)), "exact", "near")
+
+        fs, inner = filesystem(file.documents)
+        with fs.open(inner, "rb") as f:
+            documents = pq.read_table(f, schema=DOCUMENT_SCHEMA)
+        keep = np.ones(documents.num_rows, dtype=bool)
+        keep[rows] = False
+        with atomic_write(plan.layout.task_file("clean", file.source, file.task, "parquet")) as f:
+            pq.write_table(documents.filter(pa.array(keep)), f, compression="zstd")
+
+        ids = documents.column("id").take(pa.array(rows))
+        decisions = pa.table(
+            {
+                "id": ids,
+                "row": pa.array(rows, pa.int64()),
+                "kind": pa.array(kinds, pa.string()),
+                "cluster": resolved.column("cluster"),
+                "kept_id": resolved.column("kept_id"),
+                "kept_source": resolved.column("kept_source"),
+            },
+            schema=DECISION_SCHEMA,
+        )
+        with atomic_write(decisions_path(plan, file)) as f:
+            pq.write_table(decisions, f, compression="zstd")
+
+        subsets = documents.column("subset").to_numpy(zero_copy_only=False)
+        stats = {s: {"exact": 0, "near": 0} for s in sorted(set(subsets.tolist()))}
+        for subset, kind in zip(subsets[rows].tolist(), kinds.tolist()):
+            stats[subset][kind] += 1
+        write_json(plan.layout.stats_file("dedupe", file.source, file.task), stats)
+
+        signatures = read_table(file.signatures).filter(pa.array(keep))
+        signatures = signatures.append_column("id", documents.column("id").filter(pa.array(keep)))
+        write_table(plan.layout.path("dedupe", "index", file.source, f"{file.task:05d}.arrow"), signatures)
+        overlap = Counter(resolved.column("kept_source").to_pylist())
+        write_json(
+            apply_summary_path(plan, rank),
+            {
+                "source": file.source,
+                "task": file.task,
+                "kept": int(keep.sum()),
+                "overlap": dict(sorted(overlap.items())),
+            },
+        )
+        self.stat_update("duplicates", value=int(rows.size))
+        return
+        yield  # writes files only
+
+    def _exact_rows(self, rank: int) -> np.ndarray:
+        """Return the rows of file `rank` that are exact duplicates (non-leaders of an exact-hash bucket)."""
+        plan = self.plan
+        if EXACT_BAND not in plan.bands:
+            return np.empty(0, np.int64)
+        part = rank % plan.partitions
+        edges = concat(
+            [read_partition(band_edges_path(plan, EXACT_BAND, q), part) for q in range(plan.partitions)],
+            EDGE_SCHEMA,
+        )
+        src, dst = column(edges, "src"), column(edges, "dst")
+        members = src[(src > dst) & ~key_is_earlier(src) & (key_file_ordinal(src) == rank)]
+        return key_row(members)
+
+
+def finish_apply(plan: DedupePlan) -> None:
+    """Driver hook: sum the overlap matrix into BUILD/dedupe/overlap.json and describe the index."""
+    overlap: dict[str, Counter] = {}
+    files = []
+    for file in plan.files:
+        summary = read_json(apply_summary_path(plan, file.ordinal))
+        overlap.setdefault(file.source, Counter()).update(summary["overlap"])
+        files.append({"source": file.source, "task": file.task, "rows": summary["kept"]})
+    write_json(
+        plan.layout.path("dedupe", "overlap.json"),
+        {removed: dict(sorted(kept.items())) for removed, kept in sorted(overlap.items()) if kept},
+    )
+    write_json(f"{index_dir(plan.layout)}/meta.json", {**index_settings(plan.config), "files": files})
+
+
+class CopyDocuments(PipelineStep):
+    """With dedupe off: clean = documents (a hard link when local, else a copy), nothing removed."""
+
+    name = "dedupe off: copy"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, plan: DedupePlan) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        plan, file = self.plan, self.plan.files[rank]
+        clean = plan.layout.task_file("clean", file.source, file.task, "parquet")
+        if is_local(clean) and is_local(file.documents):
+            os.makedirs(os.path.dirname(clean), exist_ok=True)
+            tmp = f"{clean}.link.tmp"
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            try:
+                os.link(file.documents, tmp)
+            except OSError:  # another file system, or links not allowed: copy instead
+                shutil.copyfile(file.documents, tmp)
+            os.replace(tmp, clean)
+        else:
+            fs, inner = filesystem(file.documents)
+            with fs.open(inner, "rb") as src, atomic_write(clean) as dst:
+                shutil.copyfileobj(src, dst)
+        fs, inner = filesystem(file.documents)
+        with fs.open(inner, "rb") as f:
+            subsets = pc.unique(pq.read_table(f, columns=["subset"]).column("subset")).to_pylist()
+        write_json(
+            plan.layout.stats_file("dedupe", file.source, file.task),
+            {s: {"exact": 0, "near": 0} for s in sorted(subsets)},
+        )
+        with atomic_write(decisions_path(plan, file)) as f:
+            pq.write_table(DECISION_SCHEMA.empty_table(), f)
+        return
+        yield  # writes files only

@@ -1,0 +1,191 @@
+"""The dedupe's plan: which files take part, the 64-bit key of every document, partitions, file paths.
+
+A document's key orders it for survival (smaller wins) and says where it is:
+
+    bits 63..56  priority rank: 0 for kept documents of earlier builds (they always win), then 1, 2, … for
+                 the recipe's priorities from highest to lowest
+    bits 55..32  file ordinal: the input's place in (recipe source order, task); for earlier builds, the place
+                 of its index file among all earlier index files
+    bits 31..0   row in the file
+
+so the minimum key of a cluster is its survivor: highest priority, then source order, then task, then row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from gristmill.errors import BuildError, ConfigError
+from gristmill.pipelines.dedupe.config import DedupeConfig
+from gristmill.pipelines.dedupe.minhash import MinHasher
+from gristmill.pipelines.layout import BuildLayout
+from gristmill.pipelines.recipe import Recipe
+from gristmill.storage import filesystem, read_json
+
+INDEX_VERSION = 1
+EXACT_BAND = -1  # the "band" whose hash is the exact text hash
+_FILE_BITS = 24
+_ROW_BITS = 32
+
+
+@dataclass(frozen=True)
+class DocFile:
+    """One file of documents taking part: an input of this build, or an index file of an earlier one."""
+
+    ordinal: int
+    source: str
+    task: int
+    rows: int
+    priority_rank: int
+    signatures: str  # Arrow file with exact hash, band hashes and sketches, one row per document
+    documents: str | None  # this build's document file; None for an earlier build's index (ids are inside)
+
+    @property
+    def earlier(self) -> bool:
+        """True for an earlier build's index file."""
+        return self.documents is None
+
+    def keys(self) -> np.ndarray:
+        """Return the keys of this file's rows, in row order."""
+        base = (self.priority_rank << (_FILE_BITS + _ROW_BITS)) | (self.ordinal << _ROW_BITS)
+        return np.uint64(base) + np.arange(self.rows, dtype=np.uint64)
+
+
+def key_file_ordinal(keys: np.ndarray) -> np.ndarray:
+    """Return the file ordinal of each key."""
+    return ((keys >> np.uint64(_ROW_BITS)) & np.uint64((1 << _FILE_BITS) - 1)).astype(np.int64)
+
+
+def key_row(keys: np.ndarray) -> np.ndarray:
+    """Return the row of each key in its file."""
+    return (keys & np.uint64((1 << _ROW_BITS) - 1)).astype(np.int64)
+
+
+def key_is_earlier(keys: np.ndarray) -> np.ndarray:
+    """Return True where a key is an earlier build's document."""
+    return (keys >> np.uint64(_FILE_BITS + _ROW_BITS)) == 0
+
+
+def index_dir(layout: BuildLayout) -> str:
+    """Return BUILD/dedupe/index: the kept documents' hashes that later builds deduplicate against."""
+    return layout.path("dedupe", "index")
+
+
+def index_settings(config: DedupeConfig) -> dict:
+    """Return the settings an index must share with a build that uses it."""
+    near = config.near
+    return {
+        "version": INDEX_VERSION,
+        "shingle_size": near.shingle_size,
+        "bands": near.bands,
+        "rows": near.rows,
+        "seed": near.seed,
+    }
+
+
+class DedupePlan:
+    """Every file, key, partition and path of a build's dedupe; made in the driver, pickled to tasks."""
+
+    def __init__(self, recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]]) -> None:
+        self.config = recipe.dedupe
+        self.layout = layout
+        self.hasher = MinHasher(
+            self.config.near.shingle_size,
+            self.config.near.bands,
+            self.config.near.rows,
+            self.config.near.seed,
+        )
+        order = {s.name: i for i, s in enumerate(recipe.sources)}
+        unknown = sorted({s for s, _ in inputs} - set(order))
+        if unknown:
+            raise BuildError(f"dedupe inputs name sources not in the recipe: {unknown}", path=layout.root)
+        priorities = sorted({s.priority for s in recipe.sources}, reverse=True)
+        rank = {s.name: 1 + priorities.index(s.priority) for s in recipe.sources}
+        self.files: list[DocFile] = []
+        for ordinal, (source, task) in enumerate(sorted(set(inputs), key=lambda st: (order[st[0]], st[1]))):
+            documents = layout.task_file("documents", source, task, "parquet")
+            self.files.append(
+                DocFile(
+                    ordinal,
+                    source,
+                    task,
+                    _parquet_rows(documents),
+                    rank[source],
+                    self.work("signatures", f"{ordinal:05d}.arrow"),
+                    documents,
+                )
+            )
+        self.earlier: list[DocFile] = self._earlier_files()
+        if len(self.files) >= 1 << _FILE_BITS or len(self.earlier) >= 1 << _FILE_BITS:
+            raise ConfigError(
+                f"at most {1 << _FILE_BITS} document files per build can be deduplicated",
+                hint="raise files_per_task",
+            )
+        total = sum(f.rows for f in self.files) + sum(f.rows for f in self.earlier)
+        self.partitions = max(1, -(-total // self.config.docs_per_partition))
+        self.bands = ([EXACT_BAND] if self.config.exact else []) + (
+            list(range(self.config.near.bands)) if self.config.near.enabled else []
+        )
+
+    def work(self, *parts: str) -> str:
+        """Return a path under BUILD/dedupe/work (intermediate files)."""
+        return self.layout.path("dedupe", "work", *parts)
+
+    def file_of(self, key_ordinal: int, earlier: bool) -> DocFile:
+        """Return the file a key's ordinal points at."""
+        return (self.earlier if earlier else self.files)[key_ordinal]
+
+    def partition_of(self, keys: np.ndarray) -> np.ndarray:
+        """Return each key's clustering partition: its file ordinal modulo the partition count."""
+        return key_file_ordinal(keys) % self.partitions
+
+    def _earlier_files(self) -> list[DocFile]:
+        files: list[DocFile] = []
+        for build in self.config.against:
+            root = BuildLayout(build)
+            meta_path = root.path("dedupe", "index", "meta.json")
+            if not filesystem(meta_path)[0].exists(filesystem(meta_path)[1]):
+                raise ConfigError(
+                    "dedupe.against names a build without a dedupe index",
+                    path=meta_path,
+                    hint="only builds that ran dedupe (exact or near) can be deduplicated against",
+                )
+            meta = read_json(meta_path)
+            wanted = index_settings(self.config)
+            got = {k: meta.get(k) for k in wanted}
+            if got != wanted:
+                raise ConfigError(
+                    f"the earlier build's dedupe index was made with other settings: {got}, "
+                    f"this recipe has {wanted}",
+                    path=meta_path,
+                    hint="dedupe.near must match the earlier build's settings",
+                )
+            for entry in meta["files"]:
+                files.append(
+                    DocFile(
+                        len(files),
+                        entry["source"],
+                        entry["task"],
+                        entry["rows"],
+                        0,
+                        root.path("dedupe", "index", entry["source"], f"{entry['task']:05d}.arrow"),
+                        None,
+                    )
+                )
+        return files
+
+
+def _parquet_rows(path: str) -> int:
+    fs, inner = filesystem(path)
+    try:
+        with fs.open(inner, "rb") as f:
+            return pq.ParquetFile(f).metadata.num_rows
+    except FileNotFoundError:
+        raise BuildError(
+            "the documents file to deduplicate is missing",
+            path=path,
+            hint="dedupe runs after the ingest step has written every documents file",
+        ) from None

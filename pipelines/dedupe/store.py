@@ -1,0 +1,67 @@
+"""The dedupe's intermediate files: Arrow IPC tables, optionally split into partitions readable one by one.
+
+A partitioned file holds its rows sorted by partition, with the row offsets of every partition in the schema
+metadata, so a reader of partition p maps the file and slices it (a shuffle with one file per writer task).
+Local files are memory-mapped: a reader touches only the pages of the columns and rows it uses.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+
+from gristmill.storage import atomic_write, filesystem, is_local
+
+_OFFSETS = b"gristmill.partition_offsets"
+
+
+def write_table(path: str, table: pa.Table) -> None:
+    """Write `table` atomically as an uncompressed Arrow IPC file."""
+    with atomic_write(path, "wb") as f, pa.ipc.new_file(f, table.schema) as writer:
+        writer.write_table(table)
+
+
+def write_partitioned(path: str, table: pa.Table, partition: np.ndarray, partitions: int) -> None:
+    """Write `table` with its rows grouped by `partition` (one int per row, in [0, partitions)), stably."""
+    order = np.argsort(partition, kind="stable")
+    counts = np.bincount(partition, minlength=partitions)
+    offsets = np.zeros(partitions + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    table = table.take(pa.array(order)).replace_schema_metadata({_OFFSETS: json.dumps(offsets.tolist())})
+    write_table(path, table)
+
+
+def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
+    """Read an Arrow IPC file (memory-mapped when local), keeping only `columns` if given."""
+    if is_local(path):
+        source = pa.memory_map(path.removeprefix("file://"), "r")
+    else:
+        fs, inner = filesystem(path)
+        with fs.open(inner, "rb") as f:
+            source = pa.BufferReader(f.read())
+    table = pa.ipc.open_file(source).read_all()
+    return table.select(columns) if columns is not None else table
+
+
+def read_partition(path: str, partition: int, columns: list[str] | None = None) -> pa.Table:
+    """Read the rows of one partition of a file written by `write_partitioned`."""
+    table = read_table(path, columns)
+    metadata = table.schema.metadata or {}
+    offsets = json.loads(metadata[_OFFSETS])
+    return table.slice(offsets[partition], offsets[partition + 1] - offsets[partition])
+
+
+def column(table: pa.Table, name: str) -> np.ndarray:
+    """Return a numeric column as a numpy array (zero-copy when it is one chunk)."""
+    col = table.column(name)
+    if col.num_chunks == 1:
+        return col.chunk(0).to_numpy(zero_copy_only=False)
+    return col.to_numpy()
+
+
+def concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    """Concatenate tables of one schema (an empty table of `schema` when there are none)."""
+    tables = [t.replace_schema_metadata(None) for t in tables]
+    return pa.concat_tables(tables) if tables else schema.empty_table()

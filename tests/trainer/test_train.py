@@ -1,0 +1,166 @@
+"""The training loop on a small real build: it learns, follows the curriculum, logs, refuses bad configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from gristmill.cli import cli
+from gristmill.errors import BuildError, ConfigError
+from gristmill.shards.manifest import Manifest, StageEntry
+from gristmill.trainer import train as train_module
+from gristmill.trainer.config import load_train_config, parse_train_config
+from gristmill.trainer.curriculum import plan_steps
+from gristmill.trainer.train import train
+
+
+def _build_fixture():
+    name = "gristmill_tests_trainer_build_fixture"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("build_fixture.py"))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+bf = _build_fixture()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matmuls run fastest on one thread, and 2 threads on a shared 2-core box thrash."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    return bf.make_builds(tmp_path_factory.getbasetemp() / "trainer-builds")
+
+
+def config(builds, out: Path, **overrides):
+    base = dict(build=str(builds.train), model="llama-tiny", output_dir=str(out), micro_batch_tokens=512,
+                optimizer={"lr": 3e-3, "weight_decay": 0.0}, schedule={"warmup_steps": 10},
+                deterministic=True, log_every=1000)
+    return parse_train_config({**base, **overrides})
+
+
+def test_held_out_loss_falls_well_below_unigram_entropy(builds, tmp_path):
+    cfg = config(builds, tmp_path, max_steps=120, eval={"build": str(builds.held_out), "every_steps": 60,
+                                                        "batches": 12})
+    result = train(cfg, console=lambda line: None)
+    baseline = bf.unigram_entropy(builds.held_out)
+    assert result.eval_losses[120] < result.eval_losses[60]
+    assert result.eval_losses[120] < 0.8 * baseline, (result.eval_losses, baseline)
+    first, last = sum(result.losses[s] for s in range(1, 11)), sum(result.losses[s] for s in range(111, 121))
+    assert last < first
+
+
+@pytest.fixture(scope="module")
+def small_build(builds, tmp_path_factory):
+    """A two-stage build of 100 documents: a few optimizer steps per stage."""
+    texts, _ = bf.documents()
+    root = tmp_path_factory.mktemp("small") / "build"
+    bf.write_build(root, texts[:100], builds.tokenizer, bf.TRAIN_STAGES, name="small")
+    return root
+
+
+def test_curriculum_switches_sequence_length_at_the_manifest_stage_boundary(builds, small_build, tmp_path,
+                                                                           monkeypatch):
+    seen = []  # (step, per-micro-batch (B, L)) as the loop feeds the model
+    real_step = train_module.train_step
+
+    def recording_step(model, micro_batches, runtime):
+        seen.append([tuple(b["input_ids"].shape) for b in micro_batches])
+        return real_step(model, micro_batches, runtime)
+
+    monkeypatch.setattr(train_module, "train_step", recording_step)
+    cfg = config(builds, tmp_path, build=str(small_build), log_every=1)
+    result = train(cfg, console=lambda line: None)
+
+    manifest = Manifest.model_validate_json((small_build / "manifest.json").read_text())
+    first, second = manifest.stages
+    steps_1, steps_2 = first.rows * first.seq_len // 1024, second.rows * second.seq_len // 1024
+    assert steps_1 >= 2 and steps_2 >= 2
+    assert [(s.name, s.steps, s.accumulation) for s in result.stages] == [
+        (first.name, steps_1, 2), (second.name, steps_2, 2)]
+    assert seen == [[(8, 64)] * 2] * steps_1 + [[(4, 128)] * 2] * steps_2
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["seq_len"] for r in records] == [64] * steps_1 + [128] * steps_2
+    assert [r["tokens"] for r in records] == [1024 * (i + 1) for i in range(steps_1 + steps_2)]
+    for r in records:
+        assert {"stage", "step", "loss", "tokens_per_s", "lr", "grad_norm", "mfu"} <= set(r)
+
+
+def test_dataloader_workers_feed_the_same_batches(builds, tmp_path):
+    runs = [train(config(builds, tmp_path / f"workers-{w}", max_steps=3, data_workers=w),
+                  console=lambda line: None) for w in (0, 2)]
+    assert runs[0].losses == runs[1].losses
+
+
+def test_stage_batch_sizes_come_from_the_manifest_with_accumulation_derived():
+    def stage(name, seq_len, tokens_per_batch, rows):
+        return StageEntry(name=name, seq_len=seq_len, tokens_per_batch=tokens_per_batch, rows=rows,
+                          tokens=rows * seq_len, padding_tokens=0, split_documents=0, source_tokens={},
+                          sampling={}, shards=[])
+
+    # Fox-1: 2M-token batches at 2K, 4M at 8K; 16K tokens per GPU per micro-batch on 8 GPUs
+    manifest = Manifest(name="fox", recipe={}, recipe_hash="", seed=0, sources=[], accounting={},
+                        stages=[stage("short", 2048, 2 << 20, 10_000), stage("long", 8192, 4 << 20, 5_000)])
+    cfg = parse_train_config(dict(build="b", output_dir="o", model="fox1-1.6b", micro_batch_tokens=16384))
+    short, long = plan_steps(cfg, manifest, cfg.model, world_size=8)
+    assert (short.micro_batch_rows, short.accumulation, short.steps) == (8, 16, 10_000 * 2048 // (2 << 20))
+    assert (long.micro_batch_rows, long.accumulation, long.first_step) == (2, 32, short.steps)
+    with pytest.raises(ConfigError, match="not a whole number of micro-batches"):
+        plan_steps(cfg, manifest, cfg.model, world_size=3)
+
+
+def test_config_that_does_not_fit_the_build_is_refused(builds, tmp_path):
+    with pytest.raises(ConfigError, match="vocab_size 100 is smaller than the build tokenizer's vocab_size"):
+        train(config(builds, tmp_path, model={"preset": "llama-tiny", "vocab_size": 100}))
+    with pytest.raises(ConfigError, match="sequence length 128, above the model's max_seq_len 64"):
+        train(config(builds, tmp_path, model={"preset": "llama-tiny", "max_seq_len": 64}))
+    with pytest.raises(ConfigError, match="not a multiple of stage"):
+        train(config(builds, tmp_path, micro_batch_tokens=100))
+    with pytest.raises(BuildError, match="no build here"):
+        train(config(builds, tmp_path, build=str(tmp_path / "missing")))
+
+
+def test_bad_config_file_names_the_field(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"build": "b", "output_dir": "o", "model": "llama-tiny",
+                                    "micro_batch_tokens": 512, "optimizer": {"lr": -1}}))
+    with pytest.raises(ConfigError) as e:
+        load_train_config(str(path))
+    assert e.value.where == "optimizer.lr" and e.value.path == str(path)
+    path.write_text(yaml.safe_dump({"build": "b", "output_dir": "o", "model": "gpt-9",
+                                    "micro_batch_tokens": 512}))
+    with pytest.raises(ConfigError, match="unknown model preset 'gpt-9'"):
+        load_train_config(str(path))
+
+
+def test_gristmill_train_cli(builds, tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"build": str(builds.train), "model": "llama-tiny",
+                                    "output_dir": str(tmp_path / "run"), "micro_batch_tokens": 512,
+                                    "max_steps": 3, "log_every": 1}))
+    result = CliRunner().invoke(cli, ["train", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["steps"] == 3 and summary["checkpoint"].endswith("step-3")
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+
+    path.write_text(yaml.safe_dump({"build": str(tmp_path / "nowhere"), "model": "llama-tiny",
+                                    "output_dir": str(tmp_path / "run2"), "micro_batch_tokens": 512}))
+    result = CliRunner().invoke(cli, ["train", str(path)])
+    assert result.exit_code == 2 and "no build here" in result.output
