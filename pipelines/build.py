@@ -11,7 +11,7 @@ from rich.console import Console
 
 from gristmill.errors import BuildError, ConfigError
 from gristmill.pipelines.accounting import collect_accounting
-from gristmill.pipelines.engine import Step, init_ray, run_step
+from gristmill.pipelines.engine import Step, init_ray, quiet_datatrove_logs, run_step
 from gristmill.pipelines.ingest import FilterDocuments, ReadSources, WorkUnit, WriteDocuments, plan_work_units
 from gristmill.pipelines.layout import BuildLayout
 from gristmill.pipelines.progress import completed_tasks, step_progress, summary_table
@@ -123,6 +123,7 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
     _claim_output(layout, recipe, options)
     units = _work_units(layout, recipe)
     inputs = [(u.source, u.task) for u in units]
+    quiet_datatrove_logs()
     init_ray(options.address, options.num_cpus)
 
     _run(ingest_step(recipe, layout, units, options.strict), layout, options)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +29,19 @@ class Step:
     cpus_per_task: int = 1
     mem_per_cpu_gb: float = 1.0
     after: Callable[[], None] | None = field(default=None, repr=False)  # runs in the driver once all tasks end
+
+
+def quiet_datatrove_logs(level: str = "WARNING") -> None:
+    """Keep datatrove's per-step INFO chatter off the driver's console; the build draws its own progress.
+
+    Its warning that a local logging directory must be shared across nodes is dropped too: the build's
+    documentation says so once (a cluster build needs a shared file system).
+    """
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=level,
+               filter=lambda record: "points to a local filesystem" not in record["message"])
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:

@@ -52,7 +52,11 @@ def band_edges_path(plan: DedupePlan, band: int, partition: int) -> str:
 
 
 class BucketBands(PipelineStep):
-    """Rank r is band `plan.bands[r // partitions]`, partition `r % partitions`; writes that task's edges."""
+    """Rank r is band group `plan.band_groups[r // partitions]`, partition `r % partitions`.
+
+    A task buckets its bands one after another (so its peak memory is one band's), writing each band's
+    edges. Grouping bands keeps the task count, and Ray's per-task cost, low on small builds.
+    """
 
     name = "dedupe buckets"
     type = "🫂 - DEDUP"
@@ -63,7 +67,13 @@ class BucketBands(PipelineStep):
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         plan = self.plan
-        band, partition = plan.bands[rank // plan.partitions], rank % plan.partitions
+        for band in plan.band_groups[rank // plan.partitions]:
+            self._bucket(band, rank % plan.partitions)
+        return
+        yield  # writes files only
+
+    def _bucket(self, band: int, partition: int) -> None:
+        plan = self.plan
         exact = band == EXACT_BAND
         names = ["exact_hi", "exact_lo"] if exact else [band_column(band), "has_sig"]
         keys, hi, lo, tables = [], [], [], {}
@@ -90,8 +100,6 @@ class BucketBands(PipelineStep):
         write_partitioned(
             band_edges_path(plan, band, partition), table, plan.partition_of(src), plan.partitions
         )
-        return
-        yield  # writes files only
 
     def _verified(self, member: np.ndarray, leader: np.ndarray, tables: dict, threshold: float):
         """Keep the pairs whose estimated Jaccard similarity reaches `threshold`."""

@@ -27,6 +27,7 @@ from gristmill.storage import filesystem, read_json
 
 INDEX_VERSION = 1
 EXACT_BAND = -1  # the "band" whose hash is the exact text hash
+BANDS_PER_TASK = 8
 _FILE_BITS = 24
 _ROW_BITS = 32
 
@@ -129,6 +130,10 @@ class DedupePlan:
         self.bands = ([EXACT_BAND] if self.config.exact else []) + (
             list(range(self.config.near.bands)) if self.config.near.enabled else []
         )
+        # Bands bucketed by one task, one after another: few tasks on small builds, where Ray's per-task
+        # cost (seconds) dwarfs the work; partitions still spread large builds over the cluster.
+        step = BANDS_PER_TASK
+        self.band_groups = [self.bands[i:i + step] for i in range(0, len(self.bands), step)]
 
     def work(self, *parts: str) -> str:
         """Return a path under BUILD/dedupe/work (intermediate files)."""

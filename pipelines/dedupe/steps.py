@@ -29,7 +29,7 @@ def build_steps(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int
         ]
     steps = [
         Step("dedupe-signatures", [ComputeSignatures(plan)], tasks=files),
-        Step("dedupe-buckets", [BucketBands(plan)], tasks=len(plan.bands) * plan.partitions),
+        Step("dedupe-buckets", [BucketBands(plan)], tasks=len(plan.band_groups) * plan.partitions),
     ]
     for op in range(MAX_OPERATIONS):
         steps.append(

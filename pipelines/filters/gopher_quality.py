@@ -6,7 +6,7 @@ from itertools import repeat
 
 from gristmill.pipelines.filters.base import DocumentFilter
 from gristmill.pipelines.filters.config import GopherQualityConfig
-from gristmill.pipelines.filters.text_stats import batch_words, lengths, letter_word_mask, symbol_word_mask
+from gristmill.pipelines.filters.text_stats import batch_words, word_classes
 
 STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])
 _BULLETS = ("•", "-")
@@ -38,14 +38,14 @@ class GopherQualityFilter(DocumentFilter):
         if n_words == 0:
             # datatrove drops it as too short, or divides by zero when that rule is off: we keep it then
             return self.reason("min_doc_words") if c.min_doc_words else None
-        symbol = symbol_word_mask(tokens)
+        sizes, symbol, letter = word_classes(tokens)
         n_content = n_words - int(symbol.sum())
         if c.min_doc_words and n_content < c.min_doc_words:
             return self.reason("min_doc_words")
         if c.max_doc_words and n_content > c.max_doc_words:
             return self.reason("max_doc_words")
         if n_content:  # no content words: datatrove's mean is NaN and both comparisons are false
-            mean_length = float(lengths(tokens)[~symbol].mean())
+            mean_length = float(sizes[~symbol].mean())
             if c.min_avg_word_length and mean_length < c.min_avg_word_length:
                 return self.reason("min_avg_word_length")
             if c.max_avg_word_length and mean_length > c.max_avg_word_length:
@@ -66,7 +66,7 @@ class GopherQualityFilter(DocumentFilter):
                 return self.reason("ellipsis_lines")
         if (
             c.max_non_alpha_words_ratio
-            and letter_word_mask(tokens).sum() / n_words < c.max_non_alpha_words_ratio
+            and letter.sum() / n_words < c.max_non_alpha_words_ratio
         ):
             return self.reason("alpha_words")
         if c.min_stop_words and len(STOP_WORDS.intersection(tokens)) < c.min_stop_words:

@@ -1,10 +1,12 @@
 """Gopher's repetition rules: repeated paragraphs, lines and word n-grams, with datatrove's semantics.
 
-N-grams are never built as strings: each word gets an integer id (`dict(zip(words, range(n)))`, first-seen
-order does not matter), each n-gram a 64-bit polynomial hash of its ids computed for all positions at once
-with numpy, and its character length comes from a cumulative sum of word lengths. Two different n-grams
-sharing a hash (odds about n²/2⁶⁴ per document) would count as repeats; datatrove joins the words of its
-"duplicated n-gram" rule without a space, so ("ab", "c") and ("a", "bc") collide there and not here.
+N-grams are never built as strings: each word gets an integer id (`dict(zip(words, range(n)))`), each n-gram
+a 64-bit polynomial hash of its ids computed for all positions at once with numpy, its character length a
+difference of cumulative word lengths. When no n-gram of some length repeats, no longer one can, and those
+are skipped (most documents: from n = 5 on). Counting the most frequent n-gram with `Counter` over zipped
+words instead measured 1.3x slower on the bench documents. Two different n-grams sharing a hash (odds about
+n²/2⁶⁴ per document) would count as repeats; datatrove joins the words of its repeated-n-gram rule without a
+space, so ("ab", "c") and ("a", "bc") collide there and not here.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class _NGrams:
 
 def top_ngram_chars(grams: _NGrams, n: int) -> int:
     """Return count × length (words joined by spaces) of the most frequent n-gram; ties go to the one seen
-    first, as `Counter.most_common` does."""
+    first, as datatrove's `Counter.most_common(1)` has it."""
     hashes = grams.hashes(n)
     _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
     top = counts.max()
@@ -145,7 +147,13 @@ class GopherRepetitionFilter(DocumentFilter):
         for n, fraction in c.top_n_grams:
             if len(tokens) >= n and top_ngram_chars(grams, n) / size > fraction:
                 return self.reason(f"top_{n}_gram")
+        shortest_clean = None  # an n with no repeated n-gram: then no longer n-gram repeats either
         for n, fraction in c.dup_n_grams:
-            if len(tokens) >= n and repeated_ngram_chars(grams, n, fraction * size) / size > fraction:
+            if len(tokens) < n or (shortest_clean is not None and n >= shortest_clean):
+                continue
+            repeated = repeated_ngram_chars(grams, n, fraction * size)
+            if repeated / size > fraction:
                 return self.reason(f"dup_{n}_gram")
+            if repeated == 0:  # nothing counted, so nothing jumped over: no n-gram repeats at all
+                shortest_clean = n if shortest_clean is None else min(shortest_clean, n)
         return None

@@ -126,7 +126,6 @@ _PUNCTUATION_CHARS = (
     "、。，；：？！（）【】「」《》〈〉％．～"
     + "".join(map(chr, [*range(0, 9), *range(11, 13), *range(14, 32), *range(127, 160)]))
 )
-_SYMBOL_WORD = regex.compile(rf"[{regex.escape(_PUNCTUATION_CHARS)}\p{{Sentence_Terminal}}]+", regex.V1)
 SENTENCE_TERMINAL = regex.compile(r"\p{Sentence_Terminal}")
 _HAS_LETTER = re.compile(_LETTER)
 
@@ -159,14 +158,48 @@ def batch_words(texts: list[str]) -> list[list[str]]:
     return out
 
 
-def symbol_word_mask(tokens: list[str]) -> np.ndarray:
-    """Return a bool array: True where a word is made only of punctuation (Gopher's "symbol" words)."""
-    return np.fromiter(map(bool, map(_SYMBOL_WORD.fullmatch, tokens)), dtype=bool, count=len(tokens))
+def clear_batch_words() -> None:
+    """Forget the words kept from the last batch (for benchmarks that time each rule set on its own)."""
+    global _batch_words
+    _batch_words = {}
 
 
-def letter_word_mask(tokens: list[str]) -> np.ndarray:
-    """Return a bool array: True where a word holds at least one letter."""
-    return np.fromiter(map(bool, map(_HAS_LETTER.search, tokens)), dtype=bool, count=len(tokens))
+def _is_punctuation(ch: str) -> bool:
+    return ch in _PUNCTUATION_SET or SENTENCE_TERMINAL.match(ch) is not None
+
+
+def _is_letter(ch: str) -> bool:
+    return _HAS_LETTER.match(ch) is not None
+
+
+_PUNCTUATION_SET = frozenset(_PUNCTUATION_CHARS)
+_ASCII_PUNCTUATION = np.array([_is_punctuation(chr(i)) for i in range(128)])
+_ASCII_LETTER = np.array([_is_letter(chr(i)) for i in range(128)])
+
+
+def _char_flags(points: np.ndarray, ascii_table: np.ndarray, predicate) -> np.ndarray:
+    """Return predicate(chr(p)) for each code point: ASCII by table, others once per distinct character."""
+    flags = np.zeros(len(points), dtype=bool)
+    ascii_mask = points < 128
+    flags[ascii_mask] = ascii_table[points[ascii_mask]]
+    if not ascii_mask.all():
+        others = points[~ascii_mask]
+        distinct, inverse = np.unique(others, return_inverse=True)
+        answers = np.fromiter(map(predicate, map(chr, distinct.tolist())), dtype=bool, count=len(distinct))
+        flags[~ascii_mask] = answers[inverse]
+    return flags
+
+
+def word_classes(tokens: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (lengths, symbol, has_letter) per word of a non-empty list: its length; whether it is made only
+    of punctuation (Gopher's "symbol" words); whether it holds a letter. Computed over the code points of
+    the joined words with numpy, one segment per word."""
+    points = np.frombuffer("".join(tokens).encode("utf-32-le"), dtype=np.uint32)
+    sizes = lengths(tokens)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    symbol = np.logical_and.reduceat(_char_flags(points, _ASCII_PUNCTUATION, _is_punctuation), starts)
+    letter = np.logical_or.reduceat(_char_flags(points, _ASCII_LETTER, _is_letter), starts)
+    return sizes, symbol, letter
 
 
 def lengths(items: list[str]) -> np.ndarray:

@@ -39,12 +39,10 @@ def test_reference_documents_mix_real_text_and_junk(documents):
 @pytest.mark.parametrize("rule_set", list(OURS))
 def test_decisions_agree_with_datatrove(documents, rule_set):
     decisions, reasons, differ = _agreement(rule_set, documents)
-    # both keep and drop must occur, or agreement would say nothing
-    verdicts = datatrove_verdicts(rule_set, documents[:0])  # warm-up free; real counts come from ours below
-    assert verdicts == []
+    # both keep and drop must occur often, or agreement would say little
     kept = sum(v is None for v in OURS[rule_set]().check_batch(documents))
     assert 20 <= kept <= len(documents) - 20
-    assert decisions >= 0.99, f"{rule_set}: {decisions:.4f} agreement; differing (index, ours, datatrove): {differ}"
+    assert decisions >= 0.99, f"{rule_set}: {decisions:.4f}; differing (index, ours, datatrove): {differ}"
     assert reasons >= 0.99
 
 

@@ -1,0 +1,208 @@
+"""The rule sets on crafted documents: each rule drops what it targets, with its reason, and keeps prose."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from datatrove.data import Document
+
+from gristmill.pipelines.filters import (
+    C4Filter,
+    CodeFilter,
+    FineWebFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+    make_filters,
+)
+from gristmill.pipelines.filters.c4 import count_sentences
+from gristmill.pipelines.filters.config import CodeConfig, FiltersConfig, GopherQualityConfig
+from gristmill.pipelines.filters.datatrove import GristmillCodeFilter, GristmillGopherQualityFilter
+from gristmill.pipelines.filters.gopher_repetition import _NGrams, repeated_ngram_chars
+from gristmill.pipelines.filters.text_stats import batch_words, words
+
+PROSE = (
+    "The quick brown fox jumps over the lazy dog while the farmer watches from the porch of his house.\n"
+    "It was a warm afternoon, and the fields had been cut the week before, so that the air smelled of hay.\n"
+    "Nobody in the village could remember a summer as dry as this one, and the wells were running low.\n"
+    "The children spent their days by the river, which was the only place that still felt cool to them.\n"
+    "In the evening the farmer sat with his wife and talked about the harvest and the price of grain.\n"
+    "They agreed that they would sell the old horse in the autumn and buy a new plough with the money.\n"
+)
+
+CODE = '''import os
+
+
+def list_files(root: str) -> list[str]:
+    """Return the files under root, sorted."""
+    found = []
+    for directory, _, names in os.walk(root):
+        for name in names:
+            found.append(os.path.join(directory, name))
+    return sorted(found)
+'''
+
+
+def verdict(flt, text: str) -> str | None:
+    return flt.check_batch([text])[0]
+
+
+def test_prose_passes_every_text_rule_set():
+    for flt in make_filters(FiltersConfig(), "text"):
+        assert verdict(flt, PROSE) is None, flt.name
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("Too short to be a document.", "min_doc_words"),
+    (" ".join(["a"] * 60) + " the and of", "min_avg_word_length"),
+    (" ".join(["internationalisation"] * 60) + " the and", "max_avg_word_length"),
+    (PROSE + " #tag" * 60, "hash_ratio"),
+    (PROSE + " ..." * 60, "ellipsis_ratio"),
+    ("\n".join(f"• item number {i} of the list with the words" for i in range(30)), "bullet_lines"),
+    ("\n".join(f"and then the story went on and on {i}..." for i in range(10)), "ellipsis_lines"),
+    (PROSE + " 12345 67890" * 60, "alpha_words"),
+    (" ".join(f"word{i} apple banana cherry" for i in range(20)), "stop_words"),
+])
+def test_gopher_quality_rules(text, reason):
+    assert verdict(GopherQualityFilter(), text) == f"gopher_quality:{reason}"
+
+
+def test_gopher_quality_zero_threshold_turns_a_rule_off():
+    text = PROSE + " #tag" * 20  # 20 hashes in 150 words: over 0.1, while 87% of words still hold letters
+    assert verdict(GopherQualityFilter(), text) == "gopher_quality:hash_ratio"
+    assert verdict(GopherQualityFilter(GopherQualityConfig(max_symbol_word_ratio=0)), text) is None
+    assert verdict(GopherQualityFilter(), "") == "gopher_quality:min_doc_words"
+    assert verdict(GopherQualityFilter(GopherQualityConfig(min_doc_words=0)), "") is None
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("", "empty"),
+    ("\n\n".join([PROSE] * 3), "dup_para_frac"),
+    ("\n".join(["the same line again and again"] * 10 + [PROSE]), "dup_line_frac"),
+    (PROSE + " " + " ".join(["all work and no play"] * 40), "top_2_gram"),
+])
+def test_gopher_repetition_rules(text, reason):
+    assert verdict(GopherRepetitionFilter(), text) == f"gopher_repetition:{reason}"
+
+
+def test_repeated_ngrams_follow_datatrove_walk():
+    # datatrove: a repeated n-gram counts and the walk jumps n words, skipping the n-grams it jumps over
+    def reference(tokens, n):
+        seen, repeated, i = set(), 0, 0
+        while i < len(tokens) - n + 1:
+            gram = "".join(tokens[i:i + n])
+            if gram in seen:
+                repeated += len(gram)
+                i += n
+            else:
+                seen.add(gram)
+                i += 1
+        return repeated
+
+    rng = random.Random(3)
+    for _ in range(200):
+        tokens = [rng.choice(["ab", "cd", "ef", "gh"]) for _ in range(rng.randint(0, 60))]
+        for n in (2, 3, 5):
+            assert repeated_ngram_chars(_NGrams(tokens), n, float("inf")) == reference(tokens, n)
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    (PROSE + "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n", "lorem_ipsum"),
+    (PROSE + "Call it as f(x) { return x; } in the code.\n", "curly_bracket"),
+    ("One line here.\nAnother line here.\nno punctuation here\n", "min_num_sentences"),
+])
+def test_c4_rules(text, reason):
+    assert verdict(C4Filter(), text) == f"c4:{reason}"
+
+
+def test_c4_drops_only_for_kept_lines_and_never_rewrites():
+    # "{" on a line C4 would delete anyway (no terminal punctuation) does not drop the document
+    text = PROSE + "for (i = 0; i < n; i++) {\n"
+    assert verdict(C4Filter(), text) is None
+    assert count_sentences("He said so. Then he left! Why?") == 3
+    assert count_sentences('"Stop." Then go.') == 2
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("   \n", "empty"),
+    ("\n".join(["A list item without an end"] * 3 + ["Another item without one"] * 10), "line_punct_ratio"),
+    ("\n".join([f"Short line {i}." for i in range(20)]), "short_line_ratio"),
+    (PROSE + PROSE.split("\n")[0] + "\n", "char_dup_ratio"),
+])
+def test_fineweb_rules(text, reason):
+    assert verdict(FineWebFilter(), text) == f"fineweb:{reason}"
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("", "empty"),
+    ("x = 1\n" + "y = '" + "a" * 1200 + "'\n", "max_line_length"),
+    ("\n".join(["value = compute(alpha, beta, gamma, delta) + another_value * yet_another_factor + 1"
+                " - offset_value + the_last_correction_term"] * 30), "mean_line_length"),
+    ("\n".join(["0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,"] * 30), "alpha_fraction"),
+    ("// ---- ++++ ----\n" * 40, "alphanum_fraction"),
+    ("# Code generated by protoc-gen-go. DO NOT EDIT.\n" + CODE, "autogenerated"),
+    ("[\n" + ",\n".join(json.dumps({"id": i, "name": f"item number {i}", "note": "kept for the records"})
+                         for i in range(400)) + "\n]", "data_file"),
+    ("blob = '" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=" * 3 + "'\n" + ("'" + "QUJD" * 20 + "',\n") * 40,
+     "encoded_data"),
+])
+def test_code_rules(text, reason):
+    assert verdict(CodeFilter(), text) == f"code:{reason}"
+
+
+def test_code_passes_ordinary_source_and_uses_paths_for_data_files():
+    flt = CodeFilter()
+    assert verdict(flt, CODE) is None
+    long_config = "\n".join(f"key_{i}: value {i}" for i in range(2000))
+    assert flt.check_batch([long_config, long_config], ["conf/settings.yaml", "src/notes.py"]) == [
+        "code:data_file", None]
+    assert verdict(CodeFilter(CodeConfig(max_data_file_chars=0)), long_config) is None
+    with pytest.raises(ValueError, match="1 texts but 2 paths"):
+        flt.check_batch([CODE], ["a.py", "b.py"])
+
+
+def test_make_filters_by_kind_and_switches():
+    assert [f.name for f in make_filters(FiltersConfig(), "text")] == [
+        "gopher_quality", "gopher_repetition", "c4", "fineweb"]
+    assert [f.name for f in make_filters(FiltersConfig(), "code")] == ["code"]
+    off = FiltersConfig.model_validate({"text": {"c4": {"enabled": False}}, "code": {"enabled": False}})
+    assert [f.name for f in make_filters(off, "text")] == ["gopher_quality", "gopher_repetition", "fineweb"]
+    assert make_filters(off, "code") == []
+    assert make_filters(FiltersConfig(enabled=False), "text") == []
+    with pytest.raises(ValueError, match="unknown source kind 'video'"):
+        make_filters(FiltersConfig(), "video")
+
+
+def test_words_follow_spacy_conventions():
+    assert words("Don't stop, it's U.S. e.g. well-known (see http://x.com/a). 20% I/O.") == [
+        "Do", "n't", "stop", ",", "it", "'s", "U.S.", "e.g.", "well", "-", "known", "(", "see",
+        "http://x.com/a", ")", ".", "20", "%", "I", "/", "O."]
+    assert words("You cannot do that; def f(): pass") == [
+        "You", "can", "not", "do", "that", ";", "def", "f", "(", "):", "pass"]
+
+
+def test_batch_words_reuses_the_same_texts_only():
+    a, b = PROSE + "a", PROSE + "b"
+    first = batch_words([a, b])
+    again = batch_words([b])
+    assert again[0] is first[1]
+    assert batch_words([a])[0] == words(a)
+
+
+def test_verdicts_do_not_depend_on_the_batch():
+    texts = [PROSE, "", "\n".join(["x"] * 50), PROSE * 3]
+    for flt in make_filters(FiltersConfig(), "text"):
+        assert flt.check_batch(texts) == [verdict(flt, t) for t in texts]
+
+
+def test_datatrove_adapters_count_named_reasons():
+    step = GristmillGopherQualityFilter()
+    docs = [Document(text=PROSE, id="keep"), Document(text="Too short.", id="drop")]
+    kept = list(step.run(iter(docs)))
+    assert [d.id for d in kept] == ["keep"]
+    assert step.stats["dropped_gopher_quality:min_doc_words"].total == 1
+    code = GristmillCodeFilter()
+    config = "\n".join(f"key_{i}: value {i}" for i in range(2000))
+    doc = Document(text=config, id="c", metadata={"repo_path": "deploy/values.yaml"})
+    assert code.filter(doc) == (False, "code:data_file")
