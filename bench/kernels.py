@@ -186,10 +186,11 @@ def cases(op: str, model: ModelShape, n_tokens: int) -> list[Impl]:
 def attention_cases(model: ModelShape, n_tokens: int) -> list[Impl]:
     """Ours and the per-document eager reference on (T, H, D) packed documents; SDPA flash (causal over the
     whole row, no document mask) and FlexAttention (document mask) on (1, H, T, D)."""
-    from gristmill.trainer import kernels
-    from gristmill.trainer.kernels import reference as ref
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    from gristmill.trainer import kernels
+    from gristmill.trainer.kernels import reference as ref
 
     lengths = doc_lengths(n_tokens)
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")

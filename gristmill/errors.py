@@ -9,8 +9,9 @@ class GristmillError(Exception):
     The CLI prints these without a traceback; anything else is a bug and keeps its traceback.
     """
 
-    def __init__(self, message: str, *, path: str | None = None, where: str | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, where: str | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.path = path

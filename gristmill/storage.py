@@ -35,8 +35,11 @@ def expand(pattern: str, **storage_options: Any) -> list[str]:
     elif fs.exists(inner):
         found = [inner]
     else:
-        raise InputError("no such file or directory", path=pattern,
-                         hint="check the path (globs like data/**/*.jsonl.zst are allowed)")
+        raise InputError(
+            "no such file or directory",
+            path=pattern,
+            hint="check the path (globs like data/**/*.jsonl.zst are allowed)",
+        )
     if not found:
         raise InputError("the pattern matches no files", path=pattern)
     return sorted(fs.unstrip_protocol(p) if not is_local(pattern) else p for p in found)

@@ -18,7 +18,9 @@ def _ledgers(layout: BuildLayout, step: str, source: str, tasks: list[int]) -> l
     return out
 
 
-def collect_accounting(layout: BuildLayout, tasks_by_source: dict[str, list[int]]) -> dict[str, dict[str, Counts]]:
+def collect_accounting(
+    layout: BuildLayout, tasks_by_source: dict[str, list[int]]
+) -> dict[str, dict[str, Counts]]:
     """Return source → subset → Counts from the ledgers of the read, filter, write and dedupe steps.
 
     kept = written by ingest − removed by dedupe. Raises BuildError if any (source, subset) fails to balance,
@@ -34,8 +36,15 @@ def collect_accounting(layout: BuildLayout, tasks_by_source: dict[str, list[int]
 
         for ledger in _ledgers(layout, "read", source, tasks):
             for subset, c in ledger.items():
-                at(subset).add(Counts.model_validate({"in": c.get("in", 0), "quarantined": c.get("quarantined", 0),
-                                                      "filtered": c.get("filtered", {})}))
+                at(subset).add(
+                    Counts.model_validate(
+                        {
+                            "in": c.get("in", 0),
+                            "quarantined": c.get("quarantined", 0),
+                            "filtered": c.get("filtered", {}),
+                        }
+                    )
+                )
         for ledger in _ledgers(layout, "filter", source, tasks):
             for subset, c in ledger.items():
                 at(subset).add(Counts(filtered=c.get("filtered", {})))
@@ -48,8 +57,10 @@ def collect_accounting(layout: BuildLayout, tasks_by_source: dict[str, list[int]
         for subset, counts in subsets.items():
             counts.kept = written.get(subset, 0) - sum(counts.duplicate.values())
             if not counts.balanced():
-                raise BuildError(f"accounting does not balance for {source}/{subset}: "
-                                 f"{counts.model_dump(by_alias=True)}", path=layout.root,
-                                 hint="this is a bug in gristmill; please report it with the build's stats/")
+                raise BuildError(
+                    f"accounting does not balance for {source}/{subset}: {counts.model_dump(by_alias=True)}",
+                    path=layout.root,
+                    hint="this is a bug in gristmill; please report it with the build's stats/",
+                )
         accounting[source] = dict(sorted(subsets.items()))
     return accounting

@@ -15,8 +15,8 @@ from gristmill.pipelines.engine import Step, init_ray, quiet_datatrove_logs, run
 from gristmill.pipelines.ingest import FilterDocuments, ReadSources, WorkUnit, WriteDocuments, plan_work_units
 from gristmill.pipelines.layout import BuildLayout
 from gristmill.pipelines.progress import completed_tasks, step_progress, summary_table
-from gristmill.pipelines.report import write_report
 from gristmill.pipelines.recipe import Recipe
+from gristmill.pipelines.report import write_report
 from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
 from gristmill.storage import filesystem, is_local, read_json, write_json
 
@@ -42,8 +42,11 @@ class BuildOptions:
 def _claim_output(layout: BuildLayout, recipe: Recipe, options: BuildOptions) -> None:
     """Record the recipe in BUILD/recipe.json, or check that an existing build is of the same recipe."""
     if not is_local(layout.root):
-        raise ConfigError("the build output must be a local or shared-filesystem path (sources may be URLs)",
-                          where="output", hint="on a cluster, use a shared file system such as NFS or Lustre")
+        raise ConfigError(
+            "the build output must be a local or shared-filesystem path (sources may be URLs)",
+            where="output",
+            hint="on a cluster, use a shared file system such as NFS or Lustre",
+        )
     fs, inner = filesystem(layout.root)
     if options.fresh and fs.exists(inner):
         if is_local(layout.root):
@@ -55,15 +58,18 @@ def _claim_output(layout: BuildLayout, recipe: Recipe, options: BuildOptions) ->
     if fs.exists(filesystem(marker)[1]):
         previous = read_json(marker)
         if previous.get("recipe_hash") != digest:
-            raise BuildError("the output directory holds a build of a different recipe "
-                             f"({previous.get('recipe_hash')} ≠ {digest})", path=layout.root,
-                             hint="use another output, or --fresh to start this one over")
+            raise BuildError(
+                "the output directory holds a build of a different recipe "
+                f"({previous.get('recipe_hash')} ≠ {digest})",
+                path=layout.root,
+                hint="use another output, or --fresh to start this one over",
+            )
         return
     write_json(marker, {"recipe_hash": digest, "recipe": recipe.model_dump(mode="json")})
 
 
 def _work_units(layout: BuildLayout, recipe: Recipe) -> list[WorkUnit]:
-    """Plan the ingest tasks once; a resumed build reuses the saved plan so task numbers keep their meaning."""
+    """Plan the ingest tasks once; a resumed build reuses the saved plan, so task numbers keep meaning."""
     path = layout.path("work_units.json")
     fs, inner = filesystem(path)
     if fs.exists(inner):
@@ -75,8 +81,11 @@ def _work_units(layout: BuildLayout, recipe: Recipe) -> list[WorkUnit]:
 
 def ingest_step(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], strict: bool) -> Step:
     """Return the step that reads, selects, filters and writes every source's documents."""
-    pipeline = [ReadSources(recipe, layout, units, strict=strict), FilterDocuments(recipe, layout, units),
-                WriteDocuments(recipe, layout, units)]
+    pipeline = [
+        ReadSources(recipe, layout, units, strict=strict),
+        FilterDocuments(recipe, layout, units),
+        WriteDocuments(recipe, layout, units),
+    ]
     return Step("ingest", pipeline, tasks=len(units))
 
 
@@ -142,14 +151,21 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
         recipe=recipe.model_dump(mode="json"),
         recipe_hash=recipe_hash(recipe),
         seed=recipe.seed,
-        sources=[SourceEntry(name=s.name, format=s.format, kind=s.kind or "text", priority=s.priority)
-                 for s in recipe.sources],
+        sources=[
+            SourceEntry(name=s.name, format=s.format, kind=s.kind or "text", priority=s.priority)
+            for s in recipe.sources
+        ],
         accounting=collect_accounting(layout, tasks_by_source),
         overlap=_overlap(layout),
         tokenizer=tokenizer_entry(layout) if recipe.tokenizer is not None else None,
         stages=collect_stages(recipe, layout) if recipe.stages else [],
-        artifacts={"documents": "documents/", "clean": "clean/", "quarantine": "quarantine/",
-                   "dropped": "dropped/", "report": "reports/index.html"},
+        artifacts={
+            "documents": "documents/",
+            "clean": "clean/",
+            "quarantine": "quarantine/",
+            "dropped": "dropped/",
+            "report": "reports/index.html",
+        },
     )
     write_manifest(layout.root, manifest)
     write_report(layout.root)

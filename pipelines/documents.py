@@ -1,4 +1,4 @@
-"""The build's document files: parquet with id, text, source, subset and metadata (JSON), written atomically."""
+"""The build's document files: parquet with id, text, source, subset and metadata (JSON), atomic."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from datatrove.data import Document
 
 from gristmill.storage import atomic_write, filesystem
 
-DOCUMENT_SCHEMA = pa.schema([
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("text", pa.large_string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("subset", pa.string(), nullable=False),
-    pa.field("metadata", pa.string(), nullable=False),
-])
+DOCUMENT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("text", pa.large_string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("subset", pa.string(), nullable=False),
+        pa.field("metadata", pa.string(), nullable=False),
+    ]
+)
 _ROW_GROUP_BYTES = 32 << 20
 
 

@@ -28,7 +28,9 @@ class Step:
     tasks: int
     cpus_per_task: int = 1
     mem_per_cpu_gb: float = 1.0
-    after: Callable[[], None] | None = field(default=None, repr=False)  # runs in the driver once all tasks end
+    after: Callable[[], None] | None = field(
+        default=None, repr=False
+    )  # runs in the driver once all tasks end
 
 
 def quiet_datatrove_logs(level: str = "WARNING") -> None:
@@ -40,8 +42,9 @@ def quiet_datatrove_logs(level: str = "WARNING") -> None:
     from loguru import logger
 
     logger.remove()
-    logger.add(sys.stderr, level=level,
-               filter=lambda record: "points to a local filesystem" not in record["message"])
+    logger.add(
+        sys.stderr, level=level, filter=lambda record: "points to a local filesystem" not in record["message"]
+    )
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -82,8 +85,11 @@ def run_step(step: Step, layout: BuildLayout, workers: int | None = None) -> boo
         failed = executor.get_incomplete_ranks(range(step.tasks))
         if failed:
             shown = ", ".join(map(str, failed[:10]))
-            raise BuildError(f"step {step.name!r}: tasks {shown} did not complete",
-                             path=layout.logs(step.name), hint="see the task logs there; rerun to resume")
+            raise BuildError(
+                f"step {step.name!r}: tasks {shown} did not complete",
+                path=layout.logs(step.name),
+                hint="see the task logs there; rerun to resume",
+            )
     if step.after is not None:
         step.after()
     return bool(todo)

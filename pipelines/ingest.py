@@ -42,7 +42,7 @@ def plan_work_units(recipe: Recipe) -> list[WorkUnit]:
         files = source_files(source)
         n = recipe.files_per_task
         for task, start in enumerate(range(0, len(files), n)):
-            units.append(WorkUnit(source.name, task, tuple(files[start:start + n])))
+            units.append(WorkUnit(source.name, task, tuple(files[start : start + n])))
     return units
 
 
@@ -62,7 +62,9 @@ class ReadSources(_UnitStep):
     name = "read sources"
     type = "📖 - READER"
 
-    def __init__(self, recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], strict: bool = False) -> None:
+    def __init__(
+        self, recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], strict: bool = False
+    ) -> None:
         super().__init__(recipe, layout, units)
         self.strict = strict
 
@@ -89,8 +91,12 @@ class ReadSources(_UnitStep):
 
     def _quarantine(self, record: BadRecord, ledger: Ledger, qfile, rank: int) -> None:
         if self.strict:
-            error = InputError(record.reason, path=record.path, where=record.where,
-                               hint="run without --strict to quarantine bad records and go on")
+            error = InputError(
+                record.reason,
+                path=record.path,
+                where=record.where,
+                hint="run without --strict to quarantine bad records and go on",
+            )
             self.layout_error(rank, error)
             raise error
         # A bad record has no readable subset; it is counted under the pseudo-subset "(unreadable)".
@@ -140,7 +146,7 @@ class FilterDocuments(_UnitStep):
         for flt in filters:
             if not alive:
                 break
-            verdicts = flt.check_batch([d.text for d in alive])
+            verdicts = flt.check_batch([d.text for d in alive], [d.metadata.get("repo_path") for d in alive])
             kept = []
             for doc, reason in zip(alive, verdicts):
                 if reason is None:
@@ -150,8 +156,14 @@ class FilterDocuments(_UnitStep):
                 self.stat_update(reason)
                 bucket = samples.setdefault(reason, [])
                 if len(bucket) < per_reason:
-                    bucket.append({"reason": reason, "id": doc.id, "subset": doc.metadata["subset"],
-                                   "text": doc.text[:2000]})
+                    bucket.append(
+                        {
+                            "reason": reason,
+                            "id": doc.id,
+                            "subset": doc.metadata["subset"],
+                            "text": doc.text[:2000],
+                        }
+                    )
             alive = kept
         yield from alive
 

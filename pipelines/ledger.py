@@ -15,7 +15,9 @@ class Ledger:
 
     def __init__(self) -> None:
         self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self.reasons: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+        self.reasons: dict[str, dict[str, dict[str, int]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(int))
+        )
 
     def add(self, subset: str, key: str, n: int = 1) -> None:
         """Add `n` to counter `key` of `subset`."""

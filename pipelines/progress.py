@@ -8,7 +8,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from gristmill.pipelines.layout import BuildLayout
@@ -26,11 +33,19 @@ def completed_tasks(layout: BuildLayout, step: str) -> int:
 
 
 @contextmanager
-def step_progress(console: Console, layout: BuildLayout, step: str, tasks: int,
-                  interval: float = 0.5) -> Iterator[None]:
+def step_progress(
+    console: Console, layout: BuildLayout, step: str, tasks: int, interval: float = 0.5
+) -> Iterator[None]:
     """Show a progress bar of `step`'s completed tasks while the block runs (polls completion markers)."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tasks"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
         bar = progress.add_task(step, total=tasks, completed=completed_tasks(layout, step))
         stop = threading.Event()
@@ -49,7 +64,9 @@ def step_progress(console: Console, layout: BuildLayout, step: str, tasks: int,
             thread.join()
             progress.update(bar, completed=completed_tasks(layout, step))
     if not console.is_terminal:
-        console.print(f"{step}: {completed_tasks(layout, step)}/{tasks} tasks ({time.monotonic() - started:.1f}s)")
+        console.print(
+            f"{step}: {completed_tasks(layout, step)}/{tasks} tasks ({time.monotonic() - started:.1f}s)"
+        )
 
 
 def summary_table(manifest: Manifest) -> Table:

@@ -37,7 +37,9 @@ class SourceConfig(_Strict):
     name: str = Field(description="short identifier used in weights, manifests and shards")
     format: SourceFormat
     paths: list[str] = Field(min_length=1, description="files, folders or globs; local or fsspec URLs")
-    kind: Literal["text", "code"] | None = Field(None, description="which filter set applies; by format if unset")
+    kind: Literal["text", "code"] | None = Field(
+        None, description="which filter set applies; by format if unset"
+    )
     include_subsets: list[str] | None = None
     exclude_subsets: list[str] = Field(default_factory=list)
     priority: int = Field(0, description="in a duplicate cluster the copy from the highest priority survives")
@@ -91,8 +93,9 @@ class StageConfig(_Strict):
     @model_validator(mode="after")
     def _batch(self) -> StageConfig:
         if self.tokens_per_batch % self.seq_len:
-            raise ValueError(f"tokens_per_batch ({self.tokens_per_batch}) must be a multiple of "
-                             f"seq_len ({self.seq_len})")
+            raise ValueError(
+                f"tokens_per_batch ({self.tokens_per_batch}) must be a multiple of seq_len ({self.seq_len})"
+            )
         return self
 
     def shares(self) -> dict[str, float]:

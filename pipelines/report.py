@@ -43,8 +43,17 @@ def _accounting_section(m: Manifest) -> str:
     for source, subsets in m.accounting.items():
         for subset, c in subsets.items():
             flag = "" if c.balanced() else " ✗"
-            rows.append([f"{source} / {subset}{flag}", c.records_in, c.kept, sum(c.filtered.values()),
-                         c.duplicate.get("exact", 0), c.duplicate.get("near", 0), c.quarantined])
+            rows.append(
+                [
+                    f"{source} / {subset}{flag}",
+                    c.records_in,
+                    c.kept,
+                    sum(c.filtered.values()),
+                    c.duplicate.get("exact", 0),
+                    c.duplicate.get("near", 0),
+                    c.quarantined,
+                ]
+            )
     header = ["source / subset", "in", "kept", "filtered", "exact dup", "near dup", "quarantined"]
     return "<h2>Accounting: in = kept + filtered + duplicate + quarantined</h2>" + _table(header, rows)
 
@@ -66,8 +75,10 @@ def _overlap_section(m: Manifest) -> str:
         return "<h2>Duplicate overlap</h2><p>no duplicates removed</p>"
     sources = [s.name for s in m.sources]
     rows = [[removed, *(m.overlap.get(removed, {}).get(kept, 0) for kept in sources)] for removed in sources]
-    return ("<h2>Duplicate overlap (rows: source of the removed copy; columns: source of the kept copy)</h2>"
-            + _table(["removed \\ kept", *sources], rows))
+    return (
+        "<h2>Duplicate overlap (rows: source of the removed copy; columns: source of the kept copy)</h2>"
+        + _table(["removed \\ kept", *sources], rows)
+    )
 
 
 def _stages_section(m: Manifest) -> str:
@@ -78,8 +89,19 @@ def _stages_section(m: Manifest) -> str:
         total = max(s.tokens, 1)
         mix = ", ".join(f"{k} {v / total:.1%}" for k, v in sorted(s.source_tokens.items()))
         sampling = ", ".join(f"{k} ×{v:.3g}" for k, v in sorted(s.sampling.items()))
-        rows.append([s.name, s.seq_len, len(s.shards), s.rows, s.tokens, s.padding_tokens / total,
-                     s.split_documents, mix, sampling])
+        rows.append(
+            [
+                s.name,
+                s.seq_len,
+                len(s.shards),
+                s.rows,
+                s.tokens,
+                s.padding_tokens / total,
+                s.split_documents,
+                mix,
+                sampling,
+            ]
+        )
     header = ["stage", "seq len", "shards", "rows", "tokens", "padding", "split docs", "mixture", "sampling"]
     return "<h2>Curriculum stages</h2>" + _table(header, rows)
 
@@ -114,13 +136,22 @@ def _length_histograms(layout: BuildLayout) -> str:
 
 def render_report(manifest: Manifest, layout: BuildLayout) -> str:
     """Return the report page for a build as HTML."""
-    parts = [f"<!doctype html><meta charset=utf-8><title>gristmill build {html.escape(manifest.name)}</title>",
-             f"<style>{_CSS}</style><h1>Build {html.escape(manifest.name)}</h1>",
-             f"<p>recipe hash {manifest.recipe_hash}, seed {manifest.seed}"
-             + (f", tokenizer {manifest.tokenizer.hash} (vocab {manifest.tokenizer.vocab_size:,})"
-                if manifest.tokenizer else "") + "</p>",
-             _accounting_section(manifest), _filter_section(manifest), _overlap_section(manifest),
-             _length_histograms(layout), _stages_section(manifest)]
+    parts = [
+        f"<!doctype html><meta charset=utf-8><title>gristmill build {html.escape(manifest.name)}</title>",
+        f"<style>{_CSS}</style><h1>Build {html.escape(manifest.name)}</h1>",
+        f"<p>recipe hash {manifest.recipe_hash}, seed {manifest.seed}"
+        + (
+            f", tokenizer {manifest.tokenizer.hash} (vocab {manifest.tokenizer.vocab_size:,})"
+            if manifest.tokenizer
+            else ""
+        )
+        + "</p>",
+        _accounting_section(manifest),
+        _filter_section(manifest),
+        _overlap_section(manifest),
+        _length_histograms(layout),
+        _stages_section(manifest),
+    ]
     return "\n".join(parts)
 
 

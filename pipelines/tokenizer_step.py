@@ -41,8 +41,9 @@ def clean_files(layout: BuildLayout, inputs: list[tuple[str, int]]) -> dict[str,
     return files
 
 
-def prepare_tokenizer(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]],
-                      console: Console) -> Tokenizer:
+def prepare_tokenizer(
+    recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], console: Console
+) -> Tokenizer:
     """Make BUILD/tokenizer/ hold the recipe's tokenizer (unless it already does) and return it."""
     target = layout.path(TOKENIZER_DIR)
     if os.path.isdir(target):
@@ -55,12 +56,16 @@ def prepare_tokenizer(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[st
         else:
             from gristmill.tokenizer.train import train_tokenizer
 
-            documents = ((doc.text, doc.metadata["source"], doc.metadata["subset"])
-                         for files in clean_files(layout, inputs).values() for path in files
-                         for doc in read_documents(path, columns=["text", "source", "subset"]))
+            documents = (
+                (doc.text, doc.metadata["source"], doc.metadata["subset"])
+                for files in clean_files(layout, inputs).values()
+                for path in files
+                for doc in read_documents(path, columns=["text", "source", "subset"])
+            )
             seed = config.train.seed if config.train.seed is not None else recipe.seed
-            train_tokenizer(config.train, documents, tmp, weights=mixture_weights(recipe), seed=seed,
-                            console=console)
+            train_tokenizer(
+                config.train, documents, tmp, weights=mixture_weights(recipe), seed=seed, console=console
+            )
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -49,8 +49,13 @@ class ShardMeta:
 
     def to_metadata(self) -> dict[bytes, bytes]:
         """Return the Arrow schema metadata for these facts."""
-        fields = {"format_version": self.format_version, "seq_len": self.seq_len, "pad_id": self.pad_id,
-                  "eos_id": self.eos_id, "tokenizer_hash": self.tokenizer_hash}
+        fields = {
+            "format_version": self.format_version,
+            "seq_len": self.seq_len,
+            "pad_id": self.pad_id,
+            "eos_id": self.eos_id,
+            "tokenizer_hash": self.tokenizer_hash,
+        }
         return {f"{_META_PREFIX}{k}".encode(): str(v).encode() for k, v in fields.items()}
 
     @classmethod
@@ -58,10 +63,13 @@ class ShardMeta:
         """Read the facts back from a shard's schema; raise ValueError when any is missing or malformed."""
         meta = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
         try:
-            return cls(seq_len=int(meta[_META_PREFIX + "seq_len"]), pad_id=int(meta[_META_PREFIX + "pad_id"]),
-                       eos_id=int(meta[_META_PREFIX + "eos_id"]),
-                       tokenizer_hash=meta[_META_PREFIX + "tokenizer_hash"],
-                       format_version=int(meta[_META_PREFIX + "format_version"]))
+            return cls(
+                seq_len=int(meta[_META_PREFIX + "seq_len"]),
+                pad_id=int(meta[_META_PREFIX + "pad_id"]),
+                eos_id=int(meta[_META_PREFIX + "eos_id"]),
+                tokenizer_hash=meta[_META_PREFIX + "tokenizer_hash"],
+                format_version=int(meta[_META_PREFIX + "format_version"]),
+            )
         except KeyError as e:
             raise ValueError(f"shard schema metadata lacks {e.args[0]}") from None
         except ValueError as e:

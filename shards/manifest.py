@@ -110,8 +110,9 @@ class Manifest(_Model):
     seed: int
     sources: list[SourceEntry]
     accounting: dict[str, dict[str, Counts]] = Field(description="source → subset → counts")
-    overlap: dict[str, dict[str, int]] = Field(default_factory=dict,
-                                               description="removed source → kept source → duplicates")
+    overlap: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="removed source → kept source → duplicates"
+    )
     tokenizer: TokenizerEntry | None = None
     stages: list[StageEntry] = Field(default_factory=list)
     artifacts: dict[str, Any] = Field(default_factory=dict, description="where each build step left output")
@@ -149,8 +150,11 @@ def read_manifest(build: str, **storage_options: Any) -> Manifest:
         raise BuildError(e.message, path=e.path, where=e.where, hint="is the build finished?") from None
     version = data.get("format_version") if isinstance(data, dict) else None
     if version != MANIFEST_VERSION:
-        raise BuildError(f"manifest format version {version!r} is not the supported {MANIFEST_VERSION}",
-                         path=manifest_path(build), hint="rebuild with this version of gristmill")
+        raise BuildError(
+            f"manifest format version {version!r} is not the supported {MANIFEST_VERSION}",
+            path=manifest_path(build),
+            hint="rebuild with this version of gristmill",
+        )
     try:
         return Manifest.model_validate(data)
     except Exception as e:

@@ -30,8 +30,12 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"LOGURU_LEVEL": "WARNING"}})
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"LOGURU_LEVEL": "WARNING"}},
+        )
     yield ray
     ray.shutdown()
 

@@ -36,8 +36,11 @@ class LazyGroup(click.Group):
     """A group whose subcommands are imported only when used, and whose library errors become messages."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name, target in COMMANDS.items()
-                if importlib.util.find_spec(target.partition(":")[0]) is not None]
+        return [
+            name
+            for name, target in COMMANDS.items()
+            if importlib.util.find_spec(target.partition(":")[0]) is not None
+        ]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = COMMANDS.get(name)
@@ -53,7 +56,9 @@ class LazyGroup(click.Group):
             raise UserError(str(e)) from e
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="gristmill")
 def cli() -> None:
     """Build small-LM pretraining data and train on it.

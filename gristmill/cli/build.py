@@ -9,16 +9,28 @@ import click
 
 @click.command()
 @click.argument("recipe_path", metavar="RECIPE", type=click.Path(dir_okay=False))
-@click.option("--address", envvar="RAY_ADDRESS", default=None,
-              help="Ray cluster to run on (default: RAY_ADDRESS, else an embedded local Ray)")
+@click.option(
+    "--address",
+    envvar="RAY_ADDRESS",
+    default=None,
+    help="Ray cluster to run on (default: RAY_ADDRESS, else an embedded local Ray)",
+)
 @click.option("--workers", type=int, default=None, help="most tasks run at once (default: as many as fit)")
 @click.option("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray (default: all)")
 @click.option("--strict", is_flag=True, help="stop at the first bad record instead of quarantining it")
 @click.option("--fresh", is_flag=True, help="delete the output directory first instead of resuming")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a recipe field")
 @click.option("--json", "as_json", is_flag=True, help="print the manifest's accounting as JSON on stdout")
-def build(recipe_path: str, address: str | None, workers: int | None, num_cpus: int | None, strict: bool,
-          fresh: bool, overrides: tuple[str, ...], as_json: bool) -> None:
+def build(
+    recipe_path: str,
+    address: str | None,
+    workers: int | None,
+    num_cpus: int | None,
+    strict: bool,
+    fresh: bool,
+    overrides: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Build a corpus: read, filter, dedupe, tokenize and pack the recipe's sources.
 
     Runs on an embedded local Ray unless --address (or RAY_ADDRESS) names a cluster. A rerun resumes: tasks
@@ -34,9 +46,12 @@ def build(recipe_path: str, address: str | None, workers: int | None, num_cpus: 
     from gristmill.pipelines.recipe import load_recipe, parse_override
 
     recipe = load_recipe(recipe_path, dict(parse_override(o) for o in overrides))
-    manifest = run_build(recipe, BuildOptions(address=address, workers=workers, num_cpus=num_cpus,
-                                              strict=strict, fresh=fresh))
+    manifest = run_build(
+        recipe, BuildOptions(address=address, workers=workers, num_cpus=num_cpus, strict=strict, fresh=fresh)
+    )
     if as_json:
-        accounting = {s: {sub: c.model_dump(by_alias=True) for sub, c in subs.items()}
-                      for s, subs in manifest.accounting.items()}
+        accounting = {
+            s: {sub: c.model_dump(by_alias=True) for sub, c in subs.items()}
+            for s, subs in manifest.accounting.items()
+        }
         click.echo(json.dumps({"output": recipe.output, "accounting": accounting}, indent=2))

@@ -20,7 +20,9 @@ def recipe() -> None:
 
 @recipe.command("check")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a field, e.g. output=/tmp/b")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a field, e.g. output=/tmp/b"
+)
 @click.option("--json", "as_json", is_flag=True, help="print the resolved recipe as JSON")
 def check(path: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate a recipe and print it with every default filled in.
@@ -39,4 +41,6 @@ def check(path: str, overrides: tuple[str, ...], as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
     else:
         click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
-        click.echo(f"# {path}: valid ({len(resolved.sources)} sources, {len(resolved.stages)} stages)", err=True)
+        click.echo(
+            f"# {path}: valid ({len(resolved.sources)} sources, {len(resolved.stages)} stages)", err=True
+        )

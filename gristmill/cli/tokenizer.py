@@ -39,6 +39,7 @@ def _recipe_input(recipe_path: str, build: str | None) -> tuple[list[str], dict[
     """Return the cleaned-document files of a recipe's build, its mixture weights, and the recipe."""
     from gristmill.pipelines.layout import BuildLayout
     from gristmill.pipelines.recipe import load_recipe
+    from gristmill.pipelines.tokenizer_step import mixture_weights
     from gristmill.storage import filesystem
 
     recipe = load_recipe(recipe_path)
@@ -51,11 +52,9 @@ def _recipe_input(recipe_path: str, build: str | None) -> tuple[list[str], dict[
     else:
         raise InputError("the build has no cleaned documents (clean/ or documents/ parquet files)",
                          path=layout.root, hint=f"run the cleaning steps: gristmill build {recipe_path}")
-    weights: dict[str, float] = {}
-    for stage in recipe.stages:  # the tokenizer sees the sources as the whole curriculum will
-        for name, share in stage.shares().items():
-            weights[name] = weights.get(name, 0.0) + share * stage.tokens
-    return [fs.unstrip_protocol(f) if "://" in layout.root else f for f in files], weights or None, recipe
+    # the tokenizer sees the sources as the whole curriculum will; without stages, as the corpus has them
+    weights = mixture_weights(recipe) if recipe.stages else None
+    return [fs.unstrip_protocol(f) if "://" in layout.root else f for f in files], weights, recipe
 
 
 def _documents(recipe: str | None, build: str | None, files: tuple[str, ...]):

@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
 from gristmill.errors import BuildError
 from gristmill.pipelines.dedupe.buckets import EDGE_SCHEMA, band_edges_path
@@ -34,12 +33,12 @@ from gristmill.pipelines.dedupe.plan import (
 )
 from gristmill.pipelines.dedupe.store import (
     column,
-    concat,
-    read_partition,
+    read_partitions,
     read_table,
     write_partitioned,
     write_table,
 )
+from gristmill.pipelines.dedupe.task import DedupeTask
 from gristmill.pipelines.documents import DOCUMENT_SCHEMA
 from gristmill.storage import atomic_write, filesystem, is_local, read_json, write_json
 
@@ -89,15 +88,10 @@ def _ids(file: DocFile, rows: np.ndarray) -> list[str]:
     return table.column("id").take(pa.array(rows)).to_pylist()
 
 
-class ResolveKept(PipelineStep):
+class ResolveKept(DedupeTask):
     """Rank = node partition: attaches the kept copy's id and source to every duplicate of its centres."""
 
     name = "dedupe resolve"
-    type = "🫂 - DEDUP"
-
-    def __init__(self, plan: DedupePlan) -> None:
-        super().__init__()
-        self.plan = plan
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         plan = self.plan
@@ -109,9 +103,8 @@ class ResolveKept(PipelineStep):
                 hint="this is a bug in gristmill; please report it",
             )
         final = read_json(converged_path(plan))["operation"]
-        edges = concat(
-            [read_partition(operation_path(plan, final, q), rank) for q in range(plan.partitions)],
-            EDGE_SCHEMA,
+        edges = read_partitions(
+            [operation_path(plan, final, q) for q in range(plan.partitions)], rank, EDGE_SCHEMA
         )
         src, dst = column(edges, "src"), column(edges, "dst")
         centre, duplicate = src[src < dst], dst[src < dst]
@@ -138,21 +131,16 @@ class ResolveKept(PipelineStep):
         yield  # writes files only
 
 
-class ApplyDedupe(PipelineStep):
+class ApplyDedupe(DedupeTask):
     """Rank = file ordinal: writes the file's clean documents, stats, decisions and index entries."""
 
     name = "dedupe apply"
-    type = "🫂 - DEDUP"
-
-    def __init__(self, plan: DedupePlan) -> None:
-        super().__init__()
-        self.plan = plan
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         plan, file = self.plan, self.plan.files[rank]
         part = rank % plan.partitions
-        resolved = concat(
-            [read_partition(resolved_path(plan, q), part) for q in range(plan.partitions)], RESOLVED_SCHEMA
+        resolved = read_partitions(
+            [resolved_path(plan, q) for q in range(plan.partitions)], part, RESOLVED_SCHEMA
         )
         dup_keys = column(resolved, "duplicate")
         mine = ~key_is_earlier(dup_keys) & (key_file_ordinal(dup_keys) == rank)
@@ -214,9 +202,8 @@ class ApplyDedupe(PipelineStep):
         if EXACT_BAND not in plan.bands:
             return np.empty(0, np.int64)
         part = rank % plan.partitions
-        edges = concat(
-            [read_partition(band_edges_path(plan, EXACT_BAND, q), part) for q in range(plan.partitions)],
-            EDGE_SCHEMA,
+        edges = read_partitions(
+            [band_edges_path(plan, EXACT_BAND, q) for q in range(plan.partitions)], part, EDGE_SCHEMA
         )
         src, dst = column(edges, "src"), column(edges, "dst")
         members = src[(src > dst) & ~key_is_earlier(src) & (key_file_ordinal(src) == rank)]
@@ -238,15 +225,10 @@ def finish_apply(plan: DedupePlan) -> None:
     write_json(f"{index_dir(plan.layout)}/meta.json", {**index_settings(plan.config), "files": files})
 
 
-class CopyDocuments(PipelineStep):
+class CopyDocuments(DedupeTask):
     """With dedupe off: clean = documents (a hard link when local, else a copy), nothing removed."""
 
     name = "dedupe off: copy"
-    type = "🫂 - DEDUP"
-
-    def __init__(self, plan: DedupePlan) -> None:
-        super().__init__()
-        self.plan = plan
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         plan, file = self.plan, self.plan.files[rank]

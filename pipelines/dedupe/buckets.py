@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
 from gristmill.pipelines.dedupe.minhash import estimated_jaccard
 from gristmill.pipelines.dedupe.plan import (
@@ -25,6 +24,7 @@ from gristmill.pipelines.dedupe.plan import (
 )
 from gristmill.pipelines.dedupe.signatures import band_column, sketches
 from gristmill.pipelines.dedupe.store import column, read_table, write_partitioned
+from gristmill.pipelines.dedupe.task import DedupeTask
 
 EDGE_SCHEMA = pa.schema([("src", pa.uint64()), ("dst", pa.uint64())])
 
@@ -51,7 +51,7 @@ def band_edges_path(plan: DedupePlan, band: int, partition: int) -> str:
     return plan.work("edges", f"{name}-{partition:05d}.arrow")
 
 
-class BucketBands(PipelineStep):
+class BucketBands(DedupeTask):
     """Rank r is band group `plan.band_groups[r // partitions]`, partition `r % partitions`.
 
     A task buckets its bands one after another (so its peak memory is one band's), writing each band's
@@ -59,11 +59,6 @@ class BucketBands(PipelineStep):
     """
 
     name = "dedupe buckets"
-    type = "🫂 - DEDUP"
-
-    def __init__(self, plan: DedupePlan) -> None:
-        super().__init__()
-        self.plan = plan
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         plan = self.plan

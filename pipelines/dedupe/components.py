@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
 from gristmill.pipelines.dedupe.buckets import EDGE_SCHEMA, band_edges_path
 from gristmill.pipelines.dedupe.plan import DedupePlan
-from gristmill.pipelines.dedupe.store import column, concat, read_partition, write_partitioned
+from gristmill.pipelines.dedupe.store import column, read_partitions, write_partitioned
+from gristmill.pipelines.dedupe.task import DedupeTask
 from gristmill.pipelines.layout import BuildLayout
 from gristmill.storage import filesystem, read_json, write_json
 
@@ -92,20 +92,18 @@ def operation_inputs(plan: DedupePlan, op: int) -> list[str]:
     return [operation_path(plan, op - 1, q) for q in range(plan.partitions)]
 
 
-class StarOperation(PipelineStep):
+class StarOperation(DedupeTask):
     """One operation (large-star when `op` is even, small-star when odd); rank = node partition."""
 
     name = "dedupe components"
-    type = "🫂 - DEDUP"
 
     def __init__(self, plan: DedupePlan, op: int) -> None:
-        super().__init__()
-        self.plan = plan
+        super().__init__(plan)
         self.op = op
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         plan = self.plan
-        edges = concat([read_partition(p, rank) for p in operation_inputs(plan, self.op)], EDGE_SCHEMA)
+        edges = read_partitions(operation_inputs(plan, self.op), rank, EDGE_SCHEMA)
         src, dst = unique_edges(column(edges, "src"), column(edges, "dst"))
         done = is_star_forest(src, dst)
         nodes, targets = (large_star if self.op % 2 == 0 else small_star)(src, dst)

@@ -8,11 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
 from gristmill.pipelines.dedupe.minhash import MinHasher, exact_hashes, sketch_bytes
-from gristmill.pipelines.dedupe.plan import DedupePlan
 from gristmill.pipelines.dedupe.store import write_table
+from gristmill.pipelines.dedupe.task import DedupeTask
 from gristmill.storage import filesystem
 
 _BATCH = 2048
@@ -50,15 +49,10 @@ def sketches(table: pa.Table, rows: np.ndarray, num_perm: int) -> np.ndarray:
     return flat.reshape(-1, num_perm)[col.offset :][rows]
 
 
-class ComputeSignatures(PipelineStep):
+class ComputeSignatures(DedupeTask):
     """Reads one documents file (rank = file ordinal) and writes its signature file."""
 
     name = "dedupe signatures"
-    type = "🫂 - DEDUP"
-
-    def __init__(self, plan: DedupePlan) -> None:
-        super().__init__()
-        self.plan = plan
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         file = self.plan.files[rank]

@@ -65,3 +65,8 @@ def concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
     """Concatenate tables of one schema (an empty table of `schema` when there are none)."""
     tables = [t.replace_schema_metadata(None) for t in tables]
     return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def read_partitions(paths: list[str], partition: int, schema: pa.Schema) -> pa.Table:
+    """Read partition `partition` of every file in `paths`, concatenated (empty `schema` rows if none)."""
+    return concat([read_partition(path, partition) for path in paths], schema)

@@ -15,8 +15,12 @@ class DocumentFilter(ABC):
     name: str
 
     @abstractmethod
-    def check_batch(self, texts: list[str]) -> list[str | None]:
-        """Return one verdict per text: None to keep, or "<name>:<rule>" naming the first failed rule."""
+    def check_batch(self, texts: list[str], paths: list[str | None] | None = None) -> list[str | None]:
+        """Return one verdict per text: None to keep, or "<name>:<rule>" naming the first failed rule.
+
+        `paths` are the documents' file paths where the source knows them (Starcoderdata's repo paths); rule
+        sets that judge by file type use them, the others ignore them.
+        """
 
     def reason(self, rule: str) -> str:
         """Return the drop reason for `rule` of this rule set."""

@@ -53,7 +53,7 @@ class C4Filter(DocumentFilter):
     def __init__(self, config: C4Config | None = None) -> None:
         self.config = config or C4Config()
 
-    def check_batch(self, texts: list[str]) -> list[str | None]:
+    def check_batch(self, texts: list[str], paths: list[str | None] | None = None) -> list[str | None]:
         """Return None or "c4:<rule>" per text."""
         return list(map(self._check, texts))
 

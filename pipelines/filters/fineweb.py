@@ -30,7 +30,7 @@ class FineWebFilter(DocumentFilter):
     def __init__(self, config: FineWebConfig | None = None) -> None:
         self.config = config or FineWebConfig()
 
-    def check_batch(self, texts: list[str]) -> list[str | None]:
+    def check_batch(self, texts: list[str], paths: list[str | None] | None = None) -> list[str | None]:
         """Return None or "fineweb:<rule>" per text."""
         return [self._check(text, tokens) for text, tokens in zip(texts, batch_words(texts))]
 

@@ -28,7 +28,7 @@ class GopherQualityFilter(DocumentFilter):
     def __init__(self, config: GopherQualityConfig | None = None) -> None:
         self.config = config or GopherQualityConfig()
 
-    def check_batch(self, texts: list[str]) -> list[str | None]:
+    def check_batch(self, texts: list[str], paths: list[str | None] | None = None) -> list[str | None]:
         """Return None or "gopher_quality:<rule>" per text."""
         return [self._check(text, tokens) for text, tokens in zip(texts, batch_words(texts))]
 

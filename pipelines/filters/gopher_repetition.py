@@ -122,7 +122,7 @@ class GopherRepetitionFilter(DocumentFilter):
     def __init__(self, config: GopherRepetitionConfig | None = None) -> None:
         self.config = config or GopherRepetitionConfig()
 
-    def check_batch(self, texts: list[str]) -> list[str | None]:
+    def check_batch(self, texts: list[str], paths: list[str | None] | None = None) -> list[str | None]:
         """Return None or "gopher_repetition:<rule>" per text."""
         return [self._check(text, tokens) for text, tokens in zip(texts, batch_words(texts))]
 

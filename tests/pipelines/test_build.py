@@ -33,7 +33,9 @@ def ingest_recipe(sample: Path, output: Path, **extra) -> dict:
 
 
 def document_files(build: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(build)): p.read_bytes() for p in sorted((build / "documents").rglob("*.parquet"))}
+    return {
+        str(p.relative_to(build)): p.read_bytes() for p in sorted((build / "documents").rglob("*.parquet"))
+    }
 
 
 def test_build_accounts_for_every_record(ray_local, sample_corpus, tmp_path):
@@ -47,7 +49,9 @@ def test_build_accounts_for_every_record(ray_local, sample_corpus, tmp_path):
         assert counts.kept > 0
     # the excluded subset is read, counted, and never kept
     github = manifest.accounting["slimpajama"].get("RedPajamaGithub")
-    assert github is not None and github.kept == 0 and github.filtered == {"excluded_subset": github.records_in}
+    assert (
+        github is not None and github.kept == 0 and github.filtered == {"excluded_subset": github.records_in}
+    )
     # the manifest on disk is what run_build returned
     assert read_manifest(str(tmp_path / "b")).accounting == manifest.accounting
 
@@ -72,8 +76,13 @@ def test_killed_build_resumes_to_identical_outputs(ray_local, sample_corpus, tmp
     recipe_file = tmp_path / "r.json"
     recipe_file.write_text(json.dumps(ingest_recipe(sample_corpus, killed, files_per_task=1)))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "gristmill", "build", str(recipe_file), "--num-cpus", "1"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gristmill", "build", str(recipe_file), "--num-cpus", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     completions = killed / "logs" / "ingest" / "completions"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -103,8 +112,10 @@ def test_strict_stops_at_first_bad_record_naming_file_and_line(ray_local, sample
     quarantine = (tmp_path / "b" / "quarantine" / "generic" / "00000.jsonl").read_text().splitlines()
     assert len(quarantine) == 1 and "line 2" in json.loads(quarantine[0])["where"]
 
-    result = CliRunner().invoke(cli, ["build", "--strict", "--fresh", "--set", f"output={tmp_path / 's'}",
-                                      _write_yaml(tmp_path, data)])
+    result = CliRunner().invoke(
+        cli,
+        ["build", "--strict", "--fresh", "--set", f"output={tmp_path / 's'}", _write_yaml(tmp_path, data)],
+    )
     assert result.exit_code == 2, result.output
     assert "a.jsonl" in result.output and "line 2" in result.output
 

@@ -4,9 +4,12 @@ plain-Arrow shards, the shards CLI, and byte-identical output with 1 and 2 Ray w
 from __future__ import annotations
 
 import filecmp
+import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
@@ -20,8 +23,20 @@ from gristmill.pipelines.layout import BuildLayout
 from gristmill.pipelines.pack_steps import collect_stages, shard_steps, tokenizer_entry
 from gristmill.pipelines.recipe import parse_recipe
 from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
-from gristmill.shards.reader import ShardReader
 from gristmill.tokenizer.interface import Tokenizer
+
+
+def _load_packed() -> ModuleType:
+    """Return packed.py beside this file, loaded once by path (in importlib mode tests cannot import it)."""
+    name = "gristmill_tests_pipelines_packed"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("packed.py"))
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+packed = _load_packed()
 
 SHARD_BYTES = 64 << 10  # small shards so that stages have several
 STAGES = [
@@ -109,66 +124,16 @@ def build(tmp_path_factory):
     return recipe, layout, _write_manifest(recipe, layout), corpus
 
 
-def _all_rows(layout: BuildLayout, manifest: Manifest):
-    for stage_number, stage in enumerate(manifest.stages, 1):
-        for shard_number, shard in enumerate(stage.shards):
-            reader = ShardReader(layout.path(shard.path))
-            for batch in reader.batches():
-                yield stage_number, shard_number, batch
-
-
 def test_every_document_rebuilt_from_its_pieces(build):
-    recipe, layout, manifest, corpus = build
+    _, layout, manifest, corpus = build
     tokenizer = Tokenizer.load(layout.path("tokenizer"))
     plan = json.loads(Path(layout.path("plan.json")).read_text())
-    expected = {s: [np.append(ids, tokenizer.eos_id) for f in files for ids in tokenizer.encode_batch(f)]
-                for s, files in corpus.items()}
-    texts = {s: [t for f in files for t in f] for s, files in corpus.items()}
-    names = [s.name for s in manifest.sources]
-    pieces: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {}
-    stored = 0
-    for stage_number, shard_number, batch in _all_rows(layout, manifest):
-        layout_file = layout.path("plan", f"stage-{stage_number}", f"shard-{shard_number:05d}.arrow")
-        table = pa.ipc.open_file(layout_file).read_all().to_pydict()
-        for row, offset, length, start, source, file, doc in zip(*table.values()):
-            # The layout says which document a piece is; the shard's own tokens and offsets must agree.
-            lo, hi = batch.list_offsets[row], batch.list_offsets[row + 1]
-            assert offset in batch.offsets[lo:hi] and offset + length in batch.offsets[lo:hi]
-            assert batch.source[row] == source
-            src, task = sorted(layout_inputs(recipe))[file]
-            global_doc = sum(len(f) for f in corpus[src][:task]) + doc
-            pieces.setdefault((names[source], global_doc), []).append(
-                (start, batch.tokens[row, offset:offset + length]))
-        stored += int(batch.offsets[batch.list_offsets[1:] - 1].sum())
-    assert stored == sum(len(t) for ps in pieces.values() for _, t in ps)  # nothing extra in any row
-
-    for source, docs in expected.items():
-        sampling = plan["sources"][source]
-        counts = np.zeros(len(docs), int)
-        for d, tokens in enumerate(docs):
-            found = sorted(pieces.get((source, d), []), key=lambda p: p[0])
-            copies = [p for p in found if p[0] == 0]
-            counts[d] = len(copies)
-            # each piece is the document's tokens at its place; k copies cover every token exactly k times
-            coverage = np.zeros(len(tokens) + 1, int)
-            for start, piece in found:
-                np.testing.assert_array_equal(piece, tokens[start:start + len(piece)])
-                coverage[start] += 1
-                coverage[start + len(piece)] -= 1
-            assert (np.cumsum(coverage)[:-1] == len(copies)).all()
-            if copies and len(found) == len(copies):  # never split: decodes to the original text
-                assert tokenizer.decode(found[0][1]) == texts[source][d]
-        full = sampling["full_epochs"]
-        assert set(np.unique(counts)) <= {full, full + 1}
-        assert (counts == full + 1).sum() == sampling["extra_copies"]
-        used = sum(c * len(t) for c, t in zip(counts, docs))
-        assert used == sampling["used_tokens"]
-        assert sampling["sampling"] == pytest.approx(used / sum(len(t) for t in docs))
+    expected = {(s, task): [np.append(ids, tokenizer.eos_id) for ids in tokenizer.encode_batch(texts)]
+                for s, files in corpus.items() for task, texts in enumerate(files)}
+    texts = {(s, task): texts for s, files in corpus.items() for task, texts in enumerate(files)}
+    found = packed.collect_pieces(layout.root, manifest)
+    packed.assert_rebuilt(found, expected, texts, plan, tokenizer.decode)
     assert plan["sources"]["hq"]["full_epochs"] >= 1  # the fixture repeats one source
-
-
-def layout_inputs(recipe) -> list[tuple[str, int]]:
-    return [("books", 0), ("hq", 0), ("web", 0), ("web", 1)]
 
 
 def test_packing_quality_in_the_manifest(build):

@@ -38,15 +38,30 @@ def ray_cluster(tmp_path):
     env.pop("RAY_ADDRESS", None)
     gcs, dashboard = free_port(), free_port()
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=2",
-         "--disable-usage-stats", f"--temp-dir={tmp_path / 'ray'}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            "--num-cpus=2",
+            "--disable-usage-stats",
+            f"--temp-dir={tmp_path / 'ray'}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        probe = subprocess.run([str(BIN / "ray"), "job", "list", "--address", url], env=env,
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            [str(BIN / "ray"), "job", "list", "--address", url], env=env, capture_output=True, text=True
+        )
         if probe.returncode == 0:
             break
         time.sleep(1)
@@ -63,9 +78,23 @@ def ray_cluster(tmp_path):
 
 
 def submit(url: str, env: dict, recipe: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "ray"), "job", "submit", "--address", url, "--",
-                           str(BIN / "gristmill"), "build", str(recipe)],
-                          env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            url,
+            "--",
+            str(BIN / "gristmill"),
+            "build",
+            str(recipe),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_job_submit_matches_embedded_run(ray_local, ray_cluster, sample_corpus, tmp_path):

@@ -111,6 +111,8 @@ def test_cli_check_prints_resolved_recipe_or_error(tmp_path):
     ok = runner.invoke(cli, ["recipe", "check", write(tmp_path, GOOD), "--json"])
     assert ok.exit_code == 0, ok.output
     assert '"min_doc_words": 50' in ok.output
-    bad = runner.invoke(cli, ["recipe", "check", write(tmp_path, GOOD.replace("seq_len: 2048", "seq_len: x"))])
+    bad = runner.invoke(
+        cli, ["recipe", "check", write(tmp_path, GOOD.replace("seq_len: 2048", "seq_len: x"))]
+    )
     assert bad.exit_code == 2
     assert "stages.0.seq_len" in bad.output and "r.yaml" in bad.output

@@ -5,8 +5,8 @@ with a tiny byte-level BPE trained on it, so a model can learn real structure an
 the unigram entropy. Topics are split into a training set and a held-out set. Documents are packed in
 order into rows of L + 1 tokens (split where a row ends), each ending with `</s>`; the last row is padded.
 
-Test modules load it by file path (pytest imports tests in importlib mode, so they cannot import each
-other by name).
+conftest.py loads it by file path (pytest imports tests in importlib mode, so they cannot import each
+other by name) and offers it as the `build_fixture` fixture, and the builds as `builds`.
 """
 
 from __future__ import annotations

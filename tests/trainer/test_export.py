@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,23 +18,6 @@ from gristmill.trainer.model import Transformer
 from gristmill.trainer.train import train
 
 transformers = pytest.importorskip("transformers")
-
-
-def _build_fixture():
-    name = "gristmill_tests_trainer_build_fixture"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("build_fixture.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-bf = _build_fixture()
-
-
-@pytest.fixture(scope="module")
-def builds(tmp_path_factory):
-    return bf.make_builds(tmp_path_factory.getbasetemp() / "trainer-builds")
 
 
 def trained(builds, out: Path, model) -> Transformer:

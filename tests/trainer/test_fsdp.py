@@ -3,7 +3,6 @@ and its checkpoint resumes on a different world size."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -18,23 +17,7 @@ import yaml
 from gristmill.trainer.config import parse_train_config
 from gristmill.trainer.train import train
 
-
-def _build_fixture():
-    name = "gristmill_tests_trainer_build_fixture"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("build_fixture.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-bf = _build_fixture()
 STEPS = 8
-
-
-@pytest.fixture(scope="module")
-def builds(tmp_path_factory):
-    return bf.make_builds(tmp_path_factory.getbasetemp() / "trainer-builds")
 
 
 def settings(builds, out: Path, model: str) -> dict:

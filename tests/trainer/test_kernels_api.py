@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import gristmill.trainer.kernels as kernels
 import pytest
 import torch
+
+import gristmill.trainer.kernels as kernels
 from gristmill.trainer.kernels._launch import row_settings
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from gristmill.trainer.kernels import flash_attention_varlen
 from gristmill.trainer.kernels.attention import attention_backward, attention_forward
 from gristmill.trainer.kernels.reference import attention_varlen_reference, tolerance

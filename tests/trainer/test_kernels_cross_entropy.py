@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from gristmill.trainer.kernels import fused_linear_cross_entropy
 from gristmill.trainer.kernels.cross_entropy import default_chunk_size
 from gristmill.trainer.kernels.reference import linear_cross_entropy_reference, tolerance

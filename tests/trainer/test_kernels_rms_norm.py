@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from gristmill.trainer.kernels import rms_norm, rms_norm_residual
 from gristmill.trainer.kernels.reference import rms_norm_reference, rms_norm_residual_reference, tolerance
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from gristmill.trainer.kernels import apply_rope
 from gristmill.trainer.kernels.reference import rope_reference, tolerance
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from gristmill.trainer.kernels import swiglu
 from gristmill.trainer.kernels.reference import swiglu_reference, tolerance
 

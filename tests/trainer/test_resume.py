@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,31 +13,8 @@ from gristmill.trainer.checkpoint import TRAINER_STATE, complete_checkpoints, la
 from gristmill.trainer.config import parse_train_config
 from gristmill.trainer.train import train
 
-
-def _build_fixture():
-    name = "gristmill_tests_trainer_build_fixture"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("build_fixture.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-bf = _build_fixture()
+pytestmark = pytest.mark.usefixtures("one_thread")
 QUIET = {"console": lambda line: None}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def builds(tmp_path_factory):
-    return bf.make_builds(tmp_path_factory.getbasetemp() / "trainer-builds")
 
 
 def config(builds, out: Path, **overrides):

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from click.testing import CliRunner
 
@@ -20,31 +17,7 @@ from gristmill.trainer.config import load_train_config, parse_train_config
 from gristmill.trainer.curriculum import plan_steps
 from gristmill.trainer.train import train
 
-
-def _build_fixture():
-    name = "gristmill_tests_trainer_build_fixture"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("build_fixture.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-bf = _build_fixture()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls run fastest on one thread, and 2 threads on a shared 2-core box thrash."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def builds(tmp_path_factory):
-    return bf.make_builds(tmp_path_factory.getbasetemp() / "trainer-builds")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(builds, out: Path, **overrides):
@@ -54,11 +27,11 @@ def config(builds, out: Path, **overrides):
     return parse_train_config({**base, **overrides})
 
 
-def test_held_out_loss_falls_well_below_unigram_entropy(builds, tmp_path):
+def test_held_out_loss_falls_well_below_unigram_entropy(builds, build_fixture, tmp_path):
     cfg = config(builds, tmp_path, max_steps=120, eval={"build": str(builds.held_out), "every_steps": 60,
                                                         "batches": 12})
     result = train(cfg, console=lambda line: None)
-    baseline = bf.unigram_entropy(builds.held_out)
+    baseline = build_fixture.unigram_entropy(builds.held_out)
     assert result.eval_losses[120] < result.eval_losses[60]
     assert result.eval_losses[120] < 0.8 * baseline, (result.eval_losses, baseline)
     first, last = sum(result.losses[s] for s in range(1, 11)), sum(result.losses[s] for s in range(111, 121))
@@ -66,11 +39,11 @@ def test_held_out_loss_falls_well_below_unigram_entropy(builds, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def small_build(builds, tmp_path_factory):
+def small_build(builds, build_fixture, tmp_path_factory):
     """A two-stage build of 100 documents: a few optimizer steps per stage."""
-    texts, _ = bf.documents()
+    texts, _ = build_fixture.documents()
     root = tmp_path_factory.mktemp("small") / "build"
-    bf.write_build(root, texts[:100], builds.tokenizer, bf.TRAIN_STAGES, name="small")
+    build_fixture.write_build(root, texts[:100], builds.tokenizer, build_fixture.TRAIN_STAGES, name="small")
     return root
 
 

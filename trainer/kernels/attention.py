@@ -13,6 +13,7 @@ import math
 import torch
 import triton
 import triton.language as tl
+
 from gristmill.trainer.kernels._launch import dot_precision, interpreting, require_backend
 
 _LOG2E = 1.4426950408889634

@@ -12,6 +12,7 @@ import functools
 import torch
 import triton
 import triton.language as tl
+
 from gristmill.trainer.kernels._launch import interpreting, require_backend, row_settings
 
 # Bytes for one chunk's fp32 logits plus their gradient in x's dtype. 512 MiB keeps the extra memory under

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
 from gristmill.trainer.kernels._launch import require_backend
 from gristmill.trainer.kernels.reference import rope_inv_freq
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
 from gristmill.trainer.kernels._launch import require_backend
 
 # Elements per program: 1024 is the block size of Triton's elementwise tutorial (not re-measured here).
