@@ -1,11 +1,16 @@
 """The sample corpus (`gristmill sample`): a few MB in the four native layouts, cut from the standard library.
 
-Starcoderdata gets the standard library's own source (Python, plus its shell and PowerShell scripts);
-SlimPajama, Dolma and the Pile get real prose: the language reference shipped in `pydoc_data.topics` and
-module docstrings. Planted on purpose and listed in PLANTED.json: exact duplicates (within a source and
-across sources), near-duplicates across sources (a copy with about 1% of its words changed: Jaccard ≈ 0.9
-on word 5-gram shingles), low-quality documents of the kinds the filters target, long documents
-(20–60K characters) for long-context stages, and Dolma records that share an id (as real Dolma has).
+Starcoderdata gets the standard library's own source (Python, plus its shell and PowerShell scripts) and
+README-like Markdown; SlimPajama, Dolma and the Pile get real prose: the paragraphs of the language reference
+shipped in `pydoc_data.topics`, of module docstrings and of comment blocks that read as running text (code,
+grammar and symbol-heavy paragraphs are left out, so most documents pass the default quality filters as real
+web text does). Planted on purpose and listed in PLANTED.json: exact duplicates (within a source and across
+sources), near-duplicates across sources (a copy with about 1% of its words changed: Jaccard ≈ 0.9 on word
+5-gram shingles), low-quality documents of the kinds the filters target, long documents (20–60K characters)
+for long-context stages, and Dolma records that share an id (as real Dolma has). Every planted duplicate, long
+document and shared id is chosen among documents that pass the default filters of their source's kind (as
+recipes/demo.yaml reads them: Starcoderdata as code, the others as text), so the demo build shows the dedupe
+and the curriculum at work rather than the filters.
 
 The same seed gives byte-identical files on the same Python version (the material is that version's standard
 library): fixed compression levels, gzip mtime 0, fixed parquet settings, no clocks.
@@ -20,19 +25,27 @@ import json
 import os
 import re
 import sysconfig
+import textwrap
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from gristmill.pipelines.filters import make_filters
+from gristmill.pipelines.filters.config import FiltersConfig
+from gristmill.pipelines.filters.text_stats import word_classes, words
 from gristmill.storage import atomic_write, write_json
 
 SOURCES = ("slimpajama", "starcoderdata", "dolma", "pile")
+_KIND = {"starcoderdata": "code"}  # as recipes/demo.yaml reads the sources: Starcoderdata code, others text
+_DRAFTS = 8  # prose drafts tried for a document that must pass the filters before giving up
 PLANTED_FILE = "PLANTED.json"
 _ZSTD_LEVEL = 3  # the zstd command's default, as the corpora were written
 _EXCLUDED_DIRS = {"test", "tests", "idle_test", "idlelib", "encodings", "pydoc_data", "site-packages",
@@ -42,6 +55,14 @@ _OTHER_CODE = {"shell": ["venv/scripts/common/activate", "venv/scripts/posix/act
                "powershell": ["venv/scripts/common/Activate.ps1"]}
 _WORD = re.compile(r"\w+")
 _DOCSTRING = re.compile(r'"""(.*?)"""', re.S)
+_NOT_COMMENT = re.compile(r"^(?![ \t]*#(?!!)).*$", re.M)  # any line but a whole-line comment (not `#!`)
+_COMMENT_MARK = re.compile(r"^[ \t]*#[ \t]?", re.M)
+# Gopher's alpha_words rule wants 80% of a document's words (punctuation tokens included) to hold a letter:
+# a document made of paragraphs that each clear it clears it too.
+_MIN_LETTER_WORDS = 0.8
+_LETTER_OR_SPACE = re.compile(r"[^\W\d_]|\s")
+_NOT_PROSE = ("{", "}", "#", "...", "…", ">>>", "lorem ipsum", "javascript")
+_MARKDOWN_WIDTH = 79
 _LOREM = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut "
           "labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco "
           "laboris nisi ut aliquip ex ea commodo consequat. Duis aute irure dolor in reprehenderit in "
@@ -80,7 +101,7 @@ class _Material:
         self.other_code = {lang: [(p, (root / p).read_text("utf-8")) for p in paths if (root / p).is_file()]
                            for lang, paths in _OTHER_CODE.items()}
         self.paragraphs = _prose_paragraphs(modules, rng)
-        self.vocabulary = sorted({w for p in self.paragraphs[:400] for w in _WORD.findall(p.lower())
+        self.vocabulary = sorted({w for _, p in self.paragraphs[:400] for w in _WORD.findall(p.lower())
                                   if w.isalpha() and len(w) > 2})
 
     def take_code(self, min_chars: int = 0, max_chars: int = 60_000) -> tuple[str, str]:
@@ -92,14 +113,29 @@ class _Material:
 
     def take_prose(self, chars: int) -> str:
         """Return unused prose paragraphs joined by blank lines: `chars` characters or more, or all left."""
-        taken: list[str] = []
+        return "\n\n".join(paragraph for _, paragraph in self._take(chars))
+
+    def take_markdown(self, chars: int) -> str:
+        """Return unused prose as a README-like Markdown file: a heading per section, lines wrapped at 79."""
+        lines: list[str] = []
+        section = None
+        for title, paragraph in self._take(chars):
+            if title != section:
+                lines += [f"{'#' if section is None else '##'} {title}", ""]
+                section = title
+            lines += [textwrap.fill(paragraph, _MARKDOWN_WIDTH), ""]
+        return "\n".join(lines)
+
+    def _take(self, chars: int) -> list[tuple[str, str]]:
+        """Return unused (section title, paragraph) pairs of `chars` characters or more, or all left."""
+        taken: list[tuple[str, str]] = []
         total = 0
         while self.paragraphs and total < chars:
             taken.append(self.paragraphs.pop())
-            total += len(taken[-1]) + 2
+            total += len(taken[-1][1]) + 2
         if not taken:
             raise ValueError("the standard library's prose is used up")
-        return "\n\n".join(taken)
+        return taken
 
 
 class _Corpus:
@@ -113,6 +149,16 @@ class _Corpus:
         self.near: list[tuple[_Doc, _Doc]] = []
         self.junk: list[tuple[str, _Doc]] = []
         self.shared_ids: list[list[_Doc]] = []
+        self.filters = {kind: make_filters(FiltersConfig(), kind) for kind in ("text", "code")}
+        self._verdicts: dict[tuple[str, str], str | None] = {}
+
+    def verdict(self, text: str, source: str) -> str | None:
+        """Return the first reason the default filters of `source`'s kind give `text` (None: it passes)."""
+        kind = _KIND.get(source, "text")
+        if (kind, text) not in self._verdicts:
+            reasons = (rules.check_batch([text])[0] for rules in self.filters[kind])
+            self._verdicts[kind, text] = next((r for r in reasons if r is not None), None)
+        return self._verdicts[kind, text]
 
     def add(self, source: str, file: str, subset: str, text: str, **fields: Any) -> _Doc:
         """Plan one document and return it."""
@@ -123,6 +169,21 @@ class _Corpus:
     def prose(self, source: str, file: str, subset: str, lengths: tuple[int, int], count: int) -> list[_Doc]:
         """Plan `count` prose documents of a length drawn from `lengths` (characters)."""
         return [self.add(source, file, subset, self.material.take_prose(self.rng.randint(*lengths)))
+                for _ in range(count)]
+
+    def passing_prose(self, source: str, file: str, subset: str, lengths: tuple[int, int]) -> _Doc:
+        """Plan one prose document that passes `source`'s default filters; raise ValueError if none does."""
+        for _ in range(_DRAFTS):
+            text = self.material.take_prose(self.rng.randint(*lengths))
+            if self.verdict(text, source) is None:
+                return self.add(source, file, subset, text)
+        raise ValueError(f"{_DRAFTS} drafts of {source}/{subset} prose all fail the default filters")
+
+    def markdown(self, source: str, file: str, subset: str, lengths: tuple[int, int],
+                 count: int) -> list[_Doc]:
+        """Plan `count` README-like Markdown files of a length drawn from `lengths` (characters)."""
+        return [self.add(source, file, subset, self.material.take_markdown(self.rng.randint(*lengths)),
+                         repo_path=self.rng.choice(["README.md", "docs/index.md", "docs/guide.md"]))
                 for _ in range(count)]
 
     def code(self, source: str, file: str, subset: str, count: int, min_chars: int = 300,
@@ -141,11 +202,15 @@ class _Corpus:
         self.exact.append((kind, [doc, twin]))
         return twin
 
-    def near_copy(self, doc: _Doc, source: str, file: str, subset: str) -> _Doc:
-        """Plan a lightly edited copy of `doc` elsewhere and record the pair."""
-        twin = self.add(source, file, subset, _perturb(doc.text, self.rng, self.material.vocabulary))
+    def near_copy(self, doc: _Doc, edited: str, source: str, file: str, subset: str) -> _Doc:
+        """Plan `edited`, a lightly edited copy of `doc`, elsewhere and record the pair."""
+        twin = self.add(source, file, subset, edited)
         self.near.append((doc, twin))
         return twin
+
+    def planted(self, doc: _Doc) -> bool:
+        """Return whether `doc` is already one of a planted duplicate group or pair."""
+        return any(doc in docs for _, docs in self.exact) or any(doc in pair for pair in self.near)
 
     def plant_junk(self, kind: str, source: str, file: str, subset: str, text: str, **fields: Any) -> _Doc:
         """Plan a low-quality document and record its kind."""
@@ -192,6 +257,7 @@ def _plan_starcoder(c: _Corpus) -> None:
     for lang, scripts in c.material.other_code.items():
         for path, text in scripts:
             c.add("starcoderdata", f"{lang}/train-00000-of-00001.parquet", lang, text, stdlib_path=path)
+    c.markdown("starcoderdata", "markdown/train-00000-of-00001.parquet", "markdown", (1500, 6000), 12)
     for doc in c.docs:
         doc.fields["header"] = c.rng.random() < 0.4  # some Starcoderdata contents start with `<reponame>…`
 
@@ -205,8 +271,8 @@ def _plan_slimpajama(c: _Corpus) -> None:
             c.prose("slimpajama", file, "RedPajamaC4", (300, 1500), 14)
             c.prose("slimpajama", file, "RedPajamaStackExchange", (800, 2500), 5)
             c.code("slimpajama", file, "RedPajamaGithub", 4)
-    c.prose("slimpajama", "train/chunk1/example_train_0.jsonl.zst", "RedPajamaBook", (22_000, 40_000), 1)
-    c.prose("slimpajama", "train/chunk2/example_train_1.jsonl.zst", "RedPajamaBook", (40_000, 58_000), 1)
+    c.passing_prose("slimpajama", "train/chunk1/example_train_0.jsonl.zst", "RedPajamaBook", (22_000, 40_000))
+    c.passing_prose("slimpajama", "train/chunk2/example_train_1.jsonl.zst", "RedPajamaBook", (40_000, 58_000))
     for doc in c.docs:
         if doc.source == "slimpajama":
             doc.fields["meta_as_string"] = c.rng.random() < 0.3  # as in some SlimPajama releases
@@ -218,41 +284,61 @@ def _plan_pile(c: _Corpus) -> None:
         c.prose("pile", file, "Pile-CC", (400, 3000), 18)
         c.prose("pile", file, "Wikipedia (en)", (1500, 6000), 10)
         c.prose("pile", file, "StackExchange", (800, 2500), 7)
-        c.code("pile", file, "Github", 5)
-    c.prose("pile", "train/01.jsonl.zst", "BookCorpus2", (25_000, 45_000), 1)
+        c.code("pile", file, "Github", 5)  # judged by the text filters there, as the Pile is a text source
+        c.markdown("pile", file, "Github", (1500, 5000), 2)
+    c.passing_prose("pile", "train/01.jsonl.zst", "BookCorpus2", (25_000, 45_000))
 
 
 def _plan_dolma(c: _Corpus) -> None:
     plan = {"wiki": ((1500, 6000), 18), "c4": ((300, 1500), 24), "common-crawl": ((400, 3000), 24)}
     for subset, (lengths, count) in plan.items():
         c.prose("dolma", f"{subset}-0000.json.gz", subset, lengths, count)
-    c.prose("dolma", "gutenberg-0000.json.gz", "gutenberg", (20_000, 35_000), 1)
+    c.passing_prose("dolma", "gutenberg-0000.json.gz", "gutenberg", (20_000, 35_000))
     c.code("dolma", "stack-0000.json.gz", "stack", 8)
+    c.markdown("dolma", "stack-0000.json.gz", "stack", (1500, 5000), 3)
 
 
 def _plant(c: _Corpus) -> None:
-    def pick(source: str, subset: str, min_chars: int = 0) -> _Doc:
-        choices = [d for d in c.docs if d.source == source and d.subset == subset and min_chars <= len(d.text)
-                   and all(d not in docs for _, docs in c.exact) and all(d not in pair for pair in c.near)]
-        return c.rng.choice(choices)
+    def pick(source: str, subset: str, into: str | None = None, min_chars: int = 0,
+             max_chars: int = 60_000) -> Iterator[_Doc]:
+        """Yield, in random order, the unplanted documents of `subset` of a size in range that pass the
+        default filters of `source` and of `into` (where a copy goes)."""
+        choices = [d for d in c.docs if d.source == source and d.subset == subset
+                   and min_chars <= len(d.text) <= max_chars and not c.planted(d)]
+        c.rng.shuffle(choices)
+        for doc in choices:
+            if c.verdict(doc.text, source) is None and c.verdict(doc.text, into or source) is None:
+                yield doc
+        raise ValueError(f"no unplanted {source}/{subset} document passes the filters of {into or source}")
 
-    sp = "slimpajama"
+    def copy(source: str, subset: str, into: str, file: str, into_subset: str, kind: str) -> _Doc:
+        return c.copy(next(pick(source, subset, into)), into, file, into_subset, kind)
+
+    def near_copy(source: str, subset: str, into: str, file: str, into_subset: str, min_chars: int) -> None:
+        for doc in pick(source, subset, into, min_chars):
+            edited = _perturb(doc.text, c.rng, c.material.vocabulary)
+            if c.verdict(edited, into) is None:
+                c.near_copy(doc, edited, into, file, into_subset)
+                return
+
+    sp, sc = "slimpajama", "starcoderdata"
     chunk1, chunk2 = "train/chunk1/example_train_0.jsonl.zst", "train/chunk2/example_train_1.jsonl.zst"
-    c.copy(pick(sp, "RedPajamaWikipedia"), sp, chunk2, "RedPajamaWikipedia", "within-source")
-    c.copy(pick("pile", "Pile-CC"), "pile", "train/01.jsonl.zst", "Pile-CC", "within-source")
-    python = [d for d in c.docs if d.subset == "python" and len(d.text) < 20_000]
-    second_python = "python/train-00001-of-00002.parquet"
-    fork = c.copy(python[0], "starcoderdata", second_python, "python", "within-source")
+    copy(sp, "RedPajamaWikipedia", sp, chunk2, "RedPajamaWikipedia", "within-source")
+    copy("pile", "Pile-CC", "pile", "train/01.jsonl.zst", "Pile-CC", "within-source")
+    python = next(pick(sc, "python", max_chars=20_000))
+    fork = c.copy(python, sc, "python/train-00001-of-00002.parquet", "python", "within-source")
     fork.fields["fork"] = True
-    c.copy(pick(sp, "RedPajamaCommonCrawl"), "pile", "train/00.jsonl.zst", "Pile-CC", "cross-source")
-    c.copy(pick(sp, "RedPajamaWikipedia"), "dolma", "wiki-0000.json.gz", "wiki", "cross-source")
-    c.copy(python[1], "pile", "train/00.jsonl.zst", "Github", "cross-source")
+    copy(sp, "RedPajamaCommonCrawl", "pile", "train/00.jsonl.zst", "Pile-CC", "cross-source")
+    copy(sp, "RedPajamaWikipedia", "dolma", "wiki-0000.json.gz", "wiki", "cross-source")
+    # Python source fails the text filters of the Pile and Dolma; a README is what passes there as it does
+    # in Starcoderdata, so the code copy that the dedupe settles by priority is a Markdown file.
+    copy(sc, "markdown", "pile", "train/00.jsonl.zst", "Github", "cross-source")
 
-    c.near_copy(python[2], "pile", "train/01.jsonl.zst", "Github")
-    c.near_copy(python[3], "dolma", "stack-0000.json.gz", "stack")
-    c.near_copy(pick(sp, "RedPajamaWikipedia", 2500), "dolma", "wiki-0000.json.gz", "wiki")
-    c.near_copy(pick("pile", "Wikipedia (en)", 2500), sp, chunk1, "RedPajamaC4")
-    c.near_copy(pick(sp, "RedPajamaCommonCrawl", 2000), sp, chunk2, "RedPajamaCommonCrawl")
+    near_copy(sc, "markdown", "pile", "train/01.jsonl.zst", "Github", 0)
+    near_copy(sc, "markdown", "dolma", "stack-0000.json.gz", "stack", 0)
+    near_copy(sp, "RedPajamaWikipedia", "dolma", "wiki-0000.json.gz", "wiki", 2500)
+    near_copy("pile", "Wikipedia (en)", sp, chunk1, "RedPajamaC4", 2500)
+    near_copy(sp, "RedPajamaCommonCrawl", sp, chunk2, "RedPajamaCommonCrawl", 2000)
 
     words = c.material.vocabulary
     c.plant_junk("very-short", sp, chunk1, "RedPajamaCommonCrawl", "Click here to continue.")
@@ -273,9 +359,10 @@ def _plant(c: _Corpus) -> None:
                  _minified_javascript(c.rng), header=False)
 
     # Dolma ids are not unique: two different records of one Dolma source share an id.
-    c4 = [d for d in c.docs if d.source == "dolma" and d.subset == "c4" and d not in (j for _, j in c.junk)]
-    c4[1].fields["dolma_id"] = c4[0].fields["dolma_id"] = f"{c.rng.getrandbits(64):016x}"
-    c.shared_ids.append([c4[0], c4[1]])
+    c4 = pick("dolma", "c4")
+    first, second = next(c4), next(c4)
+    first.fields["dolma_id"] = second.fields["dolma_id"] = f"{c.rng.getrandbits(64):016x}"
+    c.shared_ids.append([first, second])
 
 
 def _javascript_page(c: _Corpus) -> str:
@@ -328,35 +415,57 @@ def _usable_code(text: str) -> bool:
             and max(map(len, text.splitlines()), default=0) <= 200)
 
 
-def _prose_paragraphs(modules: list[tuple[str, str]], rng: Random) -> list[str]:
-    """Return the prose paragraphs of the reference topics and docstrings, each once, shuffled by section."""
+def _prose_paragraphs(modules: list[tuple[str, str]], rng: Random) -> list[tuple[str, str]]:
+    """Return (section title, paragraph) for the prose paragraphs of the reference topics, docstrings and
+    comment blocks, each paragraph once, shuffled by section."""
     import pydoc_data.topics
 
-    sections = [text for _, text in sorted(pydoc_data.topics.topics.items())]
-    sections += ["\n\n".join(inspect.cleandoc(d) for d in _DOCSTRING.findall(text)) for _, text in modules]
+    sections = sorted(pydoc_data.topics.topics.items())
+    for path, text in modules:
+        title = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        sections.append((title, "\n\n".join(inspect.cleandoc(d) for d in _DOCSTRING.findall(text))))
+        sections.append((title, _comment_blocks(text)))
     rng.shuffle(sections)
     seen: set[str] = set()
-    paragraphs = []
-    for section in sections:
+    candidates = []
+    for title, section in sections:
         for block in re.split(r"\n\s*\n", section):
             if block[:1].isspace():
                 continue  # indented: code, grammar or a literal block
             paragraph = " ".join(block.split())
-            if _is_prose(paragraph) and paragraph not in seen:
+            if paragraph not in seen and _reads_as_prose(paragraph):
                 seen.add(paragraph)
-                paragraphs.append(paragraph)
-    paragraphs.reverse()  # take_prose pops from the end: hand them out in section order
+                candidates.append((title, paragraph))
+    shares = _letter_word_shares([paragraph for _, paragraph in candidates])
+    paragraphs = [c for c, share in zip(candidates, shares) if share >= _MIN_LETTER_WORDS]
+    paragraphs.reverse()  # _take pops from the end: hand them out in section order
     return paragraphs
 
 
-def _is_prose(paragraph: str) -> bool:
-    words = paragraph.split()
-    if len(words) < 8 or not paragraph.endswith((".", "!", "?")):
+def _comment_blocks(code: str) -> str:
+    """Return the runs of whole-line comments in `code`, without their `#`, separated by blank lines."""
+    return _COMMENT_MARK.sub("", _NOT_COMMENT.sub("", code))
+
+
+def _reads_as_prose(paragraph: str) -> bool:
+    """Return whether a paragraph reads as running text: sentences of words, few symbols, no code."""
+    if len(paragraph.split()) < 8 or not paragraph.endswith((".", "!", "?")):
         return False
-    if paragraph.startswith((">>>", "*", "-", "|")):
+    lowered = paragraph.lower()
+    if paragraph.startswith(("*", "-", "|")) or any(marker in lowered for marker in _NOT_PROSE):
         return False
-    letters = sum(ch.isalpha() or ch.isspace() for ch in paragraph)
-    return letters / len(paragraph) > 0.85
+    return len(_LETTER_OR_SPACE.sub("", paragraph)) / len(paragraph) < 0.15
+
+
+def _letter_word_shares(paragraphs: list[str]) -> np.ndarray:
+    """Return, per non-empty paragraph, the share of its words (as the Gopher rules cut them) with letters."""
+    tokens = [words(p) for p in paragraphs]
+    if not tokens:
+        return np.zeros(0)
+    _, _, has_letter = word_classes([t for ts in tokens for t in ts])
+    counts = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return np.add.reduceat(has_letter.astype(np.int64), starts) / counts
 
 
 def _perturb(text: str, rng: Random, vocabulary: list[str], low: float = 0.86, high: float = 0.93) -> str:
@@ -449,7 +558,8 @@ def _starcoder(docs: list[_Doc], rng: Random) -> bytes:
         repo = "python/cpython" if "stdlib_path" in doc.fields else f"user{rng.randint(1, 999)}/project"
         if doc.fields.get("fork"):
             repo = f"fork{rng.randint(1, 99)}/cpython"
-        path = f"Lib/{doc.fields['stdlib_path']}" if "stdlib_path" in doc.fields else f"src/file{row}"
+        path = (f"Lib/{doc.fields['stdlib_path']}" if "stdlib_path" in doc.fields
+                else doc.fields.get("repo_path", f"src/file{row}"))
         stars = rng.randint(0, 60_000)
         native = f"{rng.getrandbits(48)}"
         header = (f"<reponame>{repo}<filename>{path}<gh_stars>{_stars_bucket(stars)}\n"

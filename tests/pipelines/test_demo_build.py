@@ -5,13 +5,10 @@ bytes."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -26,21 +23,10 @@ from gristmill.pipelines.recipe import Recipe, load_recipe, parse_recipe
 from gristmill.shards.manifest import Manifest, read_manifest
 from gristmill.tokenizer.interface import Tokenizer
 
+from . import packed
+
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_packed() -> ModuleType:
-    """Return packed.py beside this file, loaded once by path (in importlib mode tests cannot import it)."""
-    name = "gristmill_tests_pipelines_packed"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("packed.py"))
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-packed = _load_packed()
 
 
 def demo_recipe(sample: Path, output: Path) -> dict:
@@ -123,6 +109,7 @@ def planted(sample_corpus) -> dict:
 
 # --- 1. accounting, verify, stages -------------------------------------------------------------------------
 
+
 def test_manifest_balances_against_the_files(demo):
     raw: Counter = Counter()
     for source in demo.recipe.sources:
@@ -167,15 +154,22 @@ def test_shards_verify_and_two_stage_lengths(demo):
 
 # --- 2. every kept document rebuilt from its pieces --------------------------------------------------------
 
+
 def test_every_kept_document_rebuilt_from_its_pieces(demo):
     plan = json.loads((demo.root / "plan.json").read_text())
     clean = sorted((p.parent.name, int(p.stem)) for p in demo.root.glob("clean/*/*.parquet"))
     assert [(s, t) for s, t, _ in plan["inputs"]] == clean
     tokenizer = Tokenizer.load(str(demo.root / "tokenizer"))
-    texts = {(s, t): pq.read_table(demo.root / "clean" / s / f"{t:05d}.parquet", columns=["text"])
-             ["text"].to_pylist() for s, t in clean}
-    expected = {key: [np.append(ids, tokenizer.eos_id) for ids in tokenizer.encode_batch(docs)]
-                for key, docs in texts.items()}
+    texts = {
+        (s, t): pq.read_table(demo.root / "clean" / s / f"{t:05d}.parquet", columns=["text"])[
+            "text"
+        ].to_pylist()
+        for s, t in clean
+    }
+    expected = {
+        key: [np.append(ids, tokenizer.eos_id) for ids in tokenizer.encode_batch(docs)]
+        for key, docs in texts.items()
+    }
     found = packed.collect_pieces(str(demo.root), demo.manifest)
     assert found.rows == sum(s.rows for s in demo.manifest.stages)
     copies = packed.assert_rebuilt(found, expected, texts, plan, tokenizer.decode)
@@ -184,6 +178,7 @@ def test_every_kept_document_rebuilt_from_its_pieces(demo):
 
 
 # --- 3. planted duplicates and junk ------------------------------------------------------------------------
+
 
 def _survivor_order(demo: Demo, place: Place) -> tuple[int, int, int, int]:
     """The dedupe's survivor order: highest priority first, then recipe order, then task and row."""
@@ -239,10 +234,6 @@ def test_planted_near_duplicates_keep_one_copy(demo, planted):
     assert any(reached), "no planted near-duplicate group reached the dedupe"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the sample's planted duplicates are partly prose the Gopher alpha_words rule drops (datatrove counts "
-    "punctuation tokens as words): 3 of 6 exact groups and 1 of 5 near pairs lose every copy to the filters, "
-    "so the demo does not show their dedupe; fix in pipelines/sample.py (plant on documents that pass)"))
 def test_every_planted_duplicate_group_reaches_the_dedupe(demo, planted):
     documents = demo.table("documents")
     lost = []
@@ -282,6 +273,7 @@ def test_shared_dolma_ids_are_two_documents(demo, planted):
 
 
 # --- 4. determinism ----------------------------------------------------------------------------------------
+
 
 def _without_output(manifest: Manifest) -> dict:
     data = manifest.model_dump(mode="json", by_alias=True)

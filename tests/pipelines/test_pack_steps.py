@@ -4,12 +4,9 @@ plain-Arrow shards, the shards CLI, and byte-identical output with 1 and 2 Ray w
 from __future__ import annotations
 
 import filecmp
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
@@ -25,25 +22,24 @@ from gristmill.pipelines.recipe import parse_recipe
 from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
 from gristmill.tokenizer.interface import Tokenizer
 
-
-def _load_packed() -> ModuleType:
-    """Return packed.py beside this file, loaded once by path (in importlib mode tests cannot import it)."""
-    name = "gristmill_tests_pipelines_packed"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("packed.py"))
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-packed = _load_packed()
+from . import packed
 
 SHARD_BYTES = 64 << 10  # small shards so that stages have several
 STAGES = [
-    {"name": "short", "seq_len": 64, "tokens": 30_000, "tokens_per_batch": 640,
-     "weights": {"web": 3, "books": 2}},
-    {"name": "long", "seq_len": 256, "tokens": 40_000, "tokens_per_batch": 1024,
-     "weights": {"web": 1, "books": 1}},
+    {
+        "name": "short",
+        "seq_len": 64,
+        "tokens": 30_000,
+        "tokens_per_batch": 640,
+        "weights": {"web": 3, "books": 2},
+    },
+    {
+        "name": "long",
+        "seq_len": 256,
+        "tokens": 40_000,
+        "tokens_per_batch": 1024,
+        "weights": {"web": 1, "books": 1},
+    },
     {"name": "hq", "seq_len": 256, "tokens": 12_000, "tokens_per_batch": 1024, "weights": {"hq": 1}},
 ]
 
@@ -66,8 +62,12 @@ def _train_tokenizer(directory: Path, texts: list[str]) -> None:
     tok = HFTokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["</s>", "<pad>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=500,
+        special_tokens=["</s>", "<pad>"],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer)
     directory.mkdir(parents=True)
     tok.save(str(directory / "tokenizer.json"))
@@ -81,26 +81,44 @@ def _make_inputs(root: Path) -> tuple[object, list[tuple[str, int]], dict]:
     for source, files in corpus.items():
         for task, texts in enumerate(files):
             n = len(texts)
-            rows = {"id": [f"{source}-{task}-{i}" for i in range(n)], "text": texts, "source": [source] * n,
-                    "subset": ["all"] * n, "metadata": ["{}"] * n}
+            rows = {
+                "id": [f"{source}-{task}-{i}" for i in range(n)],
+                "text": texts,
+                "source": [source] * n,
+                "subset": ["all"] * n,
+                "metadata": ["{}"] * n,
+            }
             path = root / "clean" / source / f"{task:05d}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(pa.table(rows, schema=DOCUMENT_SCHEMA), path)
             inputs.append((source, task))
-    recipe = parse_recipe({
-        "name": "tiny", "seed": 5, "output": str(root),
-        "sources": [{"name": s, "format": "jsonl", "paths": ["unused"]} for s in corpus],
-        "tokenizer": {"path": str(root / "tokenizer")}, "stages": STAGES,
-    })
+    recipe = parse_recipe(
+        {
+            "name": "tiny",
+            "seed": 5,
+            "output": str(root),
+            "sources": [{"name": s, "format": "jsonl", "paths": ["unused"]} for s in corpus],
+            "tokenizer": {"path": str(root / "tokenizer")},
+            "stages": STAGES,
+        }
+    )
     return recipe, inputs, corpus
 
 
 def _write_manifest(recipe, layout: BuildLayout) -> Manifest:
-    manifest = Manifest(name=recipe.name, recipe=recipe.model_dump(mode="json"), recipe_hash="test",
-                        seed=recipe.seed, accounting={},
-                        sources=[SourceEntry(name=s.name, format=s.format, kind=s.kind, priority=s.priority)
-                                 for s in recipe.sources],
-                        tokenizer=tokenizer_entry(layout), stages=collect_stages(recipe, layout))
+    manifest = Manifest(
+        name=recipe.name,
+        recipe=recipe.model_dump(mode="json"),
+        recipe_hash="test",
+        seed=recipe.seed,
+        accounting={},
+        sources=[
+            SourceEntry(name=s.name, format=s.format, kind=s.kind, priority=s.priority)
+            for s in recipe.sources
+        ],
+        tokenizer=tokenizer_entry(layout),
+        stages=collect_stages(recipe, layout),
+    )
     write_manifest(layout.root, manifest)
     return manifest
 
@@ -128,8 +146,11 @@ def test_every_document_rebuilt_from_its_pieces(build):
     _, layout, manifest, corpus = build
     tokenizer = Tokenizer.load(layout.path("tokenizer"))
     plan = json.loads(Path(layout.path("plan.json")).read_text())
-    expected = {(s, task): [np.append(ids, tokenizer.eos_id) for ids in tokenizer.encode_batch(texts)]
-                for s, files in corpus.items() for task, texts in enumerate(files)}
+    expected = {
+        (s, task): [np.append(ids, tokenizer.eos_id) for ids in tokenizer.encode_batch(texts)]
+        for s, files in corpus.items()
+        for task, texts in enumerate(files)
+    }
     texts = {(s, task): texts for s, files in corpus.items() for task, texts in enumerate(files)}
     found = packed.collect_pieces(layout.root, manifest)
     packed.assert_rebuilt(found, expected, texts, plan, tokenizer.decode)

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def ray_cluster(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env.pop("RAY_ADDRESS", None)
     gcs, dashboard = free_port(), free_port()
+    # Ray's Unix socket paths must stay under ~107 bytes, so its temp dir cannot live in pytest's tmp_path.
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     head = subprocess.Popen(
         [
             str(BIN / "ray"),
@@ -49,7 +52,7 @@ def ray_cluster(tmp_path):
             f"--dashboard-port={dashboard}",
             "--num-cpus=2",
             "--disable-usage-stats",
-            f"--temp-dir={tmp_path / 'ray'}",
+            f"--temp-dir={temp_dir}",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -74,7 +77,7 @@ def ray_cluster(tmp_path):
         head.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
-    shutil.rmtree(tmp_path / "ray", ignore_errors=True)
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def submit(url: str, env: dict, recipe: Path) -> subprocess.CompletedProcess:

@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from gristmill.cli import cli
+from gristmill.pipelines.filters import make_filters
+from gristmill.pipelines.filters.config import FiltersConfig
 from gristmill.pipelines.readers import BadRecord, reader_for, source_files
 from gristmill.pipelines.recipe import SourceConfig
 from gristmill.pipelines.sample import SOURCES, jaccard, write_sample
@@ -127,6 +129,42 @@ def test_planted_junk_and_long_documents(documents, planted):
     assert {d["source"] for d in long} == set(SOURCES)
     for ref in long:
         assert 20_000 <= len(the(documents, ref).text) == ref["chars"] <= 60_000
+
+
+def first_reason(ref: dict, text: str) -> str | None:
+    """The first reason the default filters of the source's kind give `text` (Starcoderdata: code)."""
+    kind = "code" if ref["source"] == "starcoderdata" else "text"
+    reasons = (rules.check_batch([text])[0] for rules in make_filters(FiltersConfig(), kind))
+    return next((r for r in reasons if r is not None), None)
+
+
+def test_everything_planted_but_junk_passes_the_default_filters(documents, planted):
+    groups = planted["exact_duplicates"] + planted["near_duplicates"]
+    refs = [ref for group in groups for ref in group["copies"]]
+    refs += [ref for ref in planted["long_documents"]
+             if all(ref["id"] != junk["id"] for junk in planted["low_quality"])]
+    assert {ref["source"] for ref in refs} == set(SOURCES)
+    for ref in refs:
+        assert first_reason(ref, the(documents, ref).text) is None, ref
+    for group in planted["shared_dolma_ids"]:  # both records under the one id
+        for ref in group["copies"]:
+            assert [first_reason(ref, doc.text) for doc in documents[ref["id"]]] == [None, None], ref
+    for junk in planted["low_quality"]:
+        assert first_reason(junk, the(documents, junk).text) is not None, junk["kind"]
+
+
+def test_most_prose_passes_the_default_filters(documents):
+    code_subsets = {"RedPajamaGithub", "Github", "stack"}  # source code among text: judged as text, dropped
+    passed: Counter = Counter()
+    total: Counter = Counter()
+    for doc in (d for docs in documents.values() for d in docs):
+        source, subset = doc.metadata["source"], doc.metadata["subset"]
+        if source != "starcoderdata" and subset not in code_subsets:
+            total[source] += 1
+            passed[source] += first_reason({"source": source}, doc.text) is None
+    assert set(total) == {"slimpajama", "dolma", "pile"}
+    for source, count in total.items():
+        assert passed[source] >= 0.8 * count, (source, passed[source], count)
 
 
 def test_dolma_shares_an_id_between_two_records(documents, planted):
