@@ -39,6 +39,7 @@ def quiet_datatrove_logs(level: str = "WARNING") -> None:
     Its warning that a local logging directory must be shared across nodes is dropped too: the build's
     documentation says so once (a cluster build needs a shared file system).
     """
+    import datatrove.utils.logging  # noqa: F401  (on import it installs its own stderr sink: replace it after)
     from loguru import logger
 
     logger.remove()

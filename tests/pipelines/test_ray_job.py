@@ -53,6 +53,17 @@ def ray_cluster(tmp_path):
             "--num-cpus=2",
             "--disable-usage-stats",
             f"--temp-dir={temp_dir}",
+            # The session's embedded Ray holds the default agent ports: give this head its own.
+            *(
+                f"--{flag}={free_port()}"
+                for flag in (
+                    "dashboard-agent-listen-port",
+                    "dashboard-agent-grpc-port",
+                    "runtime-env-agent-port",
+                    "metrics-export-port",
+                    "ray-client-server-port",
+                )
+            ),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -81,23 +92,24 @@ def ray_cluster(tmp_path):
 
 
 def submit(url: str, env: dict, recipe: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            str(BIN / "ray"),
-            "job",
-            "submit",
-            "--address",
-            url,
-            "--",
-            str(BIN / "gristmill"),
-            "build",
-            str(recipe),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    """Submit `gristmill build RECIPE`; retry while the head's job agent is still starting."""
+    command = [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        url,
+        "--",
+        str(BIN / "gristmill"),
+        "build",
+        str(recipe),
+    ]
+    deadline = time.monotonic() + 120
+    while True:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        if "No available agent" not in done.stderr + done.stdout or time.monotonic() > deadline:
+            return done
+        time.sleep(2)
 
 
 def test_job_submit_matches_embedded_run(ray_local, ray_cluster, sample_corpus, tmp_path):
