@@ -16,11 +16,12 @@ file and the field.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gristmill.errors import ConfigError
 
@@ -135,6 +136,11 @@ class EvalConfig(_Strict):
     stage: str | None = Field(None, description="held-out stage to read; None: its first stage")
     batches: int = Field(8, ge=1, description="micro-batches per device per evaluation")
 
+    @field_validator("build")
+    @classmethod
+    def _expand_env(cls, v: str) -> str:
+        return os.path.expandvars(v)
+
 
 class CheckpointConfig(_Strict):
     """Sharded checkpoints (torch.distributed.checkpoint) under OUTPUT_DIR/checkpoints/step-N."""
@@ -174,6 +180,11 @@ class TrainConfig(_Strict):
     tensorboard: bool = Field(False, description="also write TensorBoard events to output_dir/tensorboard")
     data_workers: int = Field(0, ge=0, description="DataLoader worker processes reading shards")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for URLs")
+
+    @field_validator("build", "output_dir")
+    @classmethod
+    def _expand_env(cls, v: str) -> str:
+        return os.path.expandvars(v)  # ${GRISTMILL_DATA}/… as in recipes
 
     @model_validator(mode="before")
     @classmethod
