@@ -101,7 +101,7 @@ class MinHasher:
         sh_start = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(per_doc, out=sh_start[1:])
         combined = np.zeros(max(total - n + 1, 0), dtype=np.uint64)
-        for k in range(n):
+        for k in range(n if total >= n else 0):  # a batch with fewer than n words has no full shingle
             combined += words[k : total - n + 1 + k] * self._mult[k]
         long_docs = counts >= n
         long_counts = per_doc[long_docs]

@@ -252,3 +252,14 @@ def test_outputs_do_not_depend_on_worker_count(tmp_path, ray_local):
     assert len(results[0]) == 4 * 4 + 2  # clean, stats, decisions, index per file + overlap + index meta
     decided = sum(len(b) for p, b in results[0].items() if p.startswith("dedupe/decisions"))
     assert decided > 0
+
+
+def test_batches_of_short_documents_get_signatures():
+    """A batch whose documents are all shorter than one shingle (even in total) still gets signatures."""
+    from gristmill.pipelines.dedupe.minhash import MinHasher
+
+    hasher = MinHasher(shingle_size=5, bands=14, rows=8, seed=1)
+    signatures, has = hasher.signatures(["fine", "also fine"])
+    assert signatures.shape == (2, 112) and has.all()
+    again, _ = hasher.signatures(["also fine"])
+    assert (again[0] == signatures[1]).all()  # a document's signature does not depend on its batch
