@@ -80,7 +80,11 @@ _MENU = ["Home", "About us", "Products", "Contact", "Login", "Sign up", "Blog", 
 
 
 def datatrove_filter(rule_set: str, config: Any = None) -> Any:
-    """Return datatrove's filter for `rule_set` with `config`'s thresholds (published defaults if None)."""
+    """Return datatrove's filter for `rule_set` with `config`'s thresholds (published defaults if None).
+
+    Our config models name every threshold exactly as datatrove's constructors do, so the thresholds are
+    passed through as they are (n-gram settings as tuples).
+    """
     from datatrove.pipeline.filters import (
         C4QualityFilter,
         FineWebQualityFilter,
@@ -88,52 +92,18 @@ def datatrove_filter(rule_set: str, config: Any = None) -> Any:
         GopherRepetitionFilter,
     )
 
-    if rule_set == "gopher_quality":
-        c = config or GopherQualityConfig()
-        return GopherQualityFilter(
-            min_doc_words=c.min_doc_words,
-            max_doc_words=c.max_doc_words,
-            min_avg_word_length=c.min_avg_word_length,
-            max_avg_word_length=c.max_avg_word_length,
-            max_symbol_word_ratio=c.max_symbol_word_ratio,
-            max_bullet_lines_ratio=c.max_bullet_lines_ratio,
-            max_ellipsis_lines_ratio=c.max_ellipsis_lines_ratio,
-            max_non_alpha_words_ratio=c.max_non_alpha_words_ratio,
-            min_stop_words=c.min_stop_words,
-        )
-    if rule_set == "gopher_repetition":
-        c = config or GopherRepetitionConfig()
-        return GopherRepetitionFilter(
-            dup_line_frac=c.dup_line_frac,
-            dup_para_frac=c.dup_para_frac,
-            dup_line_char_frac=c.dup_line_char_frac,
-            dup_para_char_frac=c.dup_para_char_frac,
-            top_n_grams=tuple(c.top_n_grams),
-            dup_n_grams=tuple(c.dup_n_grams),
-        )
-    if rule_set == "c4":
-        c = config or C4Config()
-        return C4QualityFilter(
-            filter_no_terminal_punct=c.filter_no_terminal_punct,
-            min_num_sentences=c.min_num_sentences,
-            min_words_per_line=c.min_words_per_line,
-            max_word_length=c.max_word_length,
-            filter_lorem_ipsum=c.filter_lorem_ipsum,
-            filter_javascript=c.filter_javascript,
-            filter_curly_bracket=c.filter_curly_bracket,
-            filter_policy=c.filter_policy,
-        )
-    if rule_set == "fineweb":
-        c = config or FineWebConfig()
-        return FineWebQualityFilter(
-            line_punct_thr=c.line_punct_thr,
-            line_punct_exclude_zero=c.line_punct_exclude_zero,
-            short_line_thr=c.short_line_thr,
-            short_line_length=c.short_line_length,
-            char_duplicates_ratio=c.char_duplicates_ratio,
-            new_line_ratio=c.new_line_ratio,
-        )
-    raise ValueError(f"unknown rule set {rule_set!r}; expected one of {', '.join(RULE_SETS)}")
+    classes = {
+        "gopher_quality": (GopherQualityConfig, GopherQualityFilter),
+        "gopher_repetition": (GopherRepetitionConfig, GopherRepetitionFilter),
+        "c4": (C4Config, C4QualityFilter),
+        "fineweb": (FineWebConfig, FineWebQualityFilter),
+    }
+    if rule_set not in classes:
+        raise ValueError(f"unknown rule set {rule_set!r}; expected one of {', '.join(RULE_SETS)}")
+    config_class, filter_class = classes[rule_set]
+    thresholds = (config or config_class()).model_dump(exclude={"enabled"})
+    kwargs = {k: tuple(map(tuple, v)) if isinstance(v, list) else v for k, v in thresholds.items()}
+    return filter_class(**kwargs)
 
 
 def datatrove_verdicts(rule_set: str, texts: list[str], config: Any = None) -> list[str | None]:
