@@ -16,6 +16,9 @@ from gristmill.pipelines.filters.config import FiltersConfig
 from gristmill.tokenizer.config import TokenizerConfig
 
 SourceFormat = Literal["slimpajama", "starcoder", "dolma", "pile", "jsonl", "parquet"]
+# One runaway record (a dump on one line, a missing newline) must not take a worker's memory; real documents
+# of the four corpora are far below this.
+MAX_DOCUMENT_BYTES = 32 << 20
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
@@ -45,6 +48,9 @@ class SourceConfig(_Strict):
     priority: int = Field(0, description="in a duplicate cluster the copy from the highest priority survives")
     fields: FieldMapping | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    max_document_bytes: int = Field(
+        MAX_DOCUMENT_BYTES, ge=1, description="records larger than this are quarantined, never buffered whole"
+    )
 
     @field_validator("name")
     @classmethod

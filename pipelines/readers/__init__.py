@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from gristmill.pipelines.readers.base import DEFAULT_MAX_DOCUMENT_BYTES, BadRecord, FormatReader
+from gristmill.pipelines.readers.base import BadRecord, FormatReader
 from gristmill.pipelines.readers.dolma import DolmaReader
 from gristmill.pipelines.readers.generic import GenericJsonlReader, GenericParquetReader
 from gristmill.pipelines.readers.pile import PileReader
 from gristmill.pipelines.readers.slimpajama import SlimPajamaReader
 from gristmill.pipelines.readers.starcoder import StarcoderReader
-from gristmill.pipelines.recipe import SourceConfig
+from gristmill.pipelines.recipe import MAX_DOCUMENT_BYTES, SourceConfig
 from gristmill.storage import expand
 
 READERS: dict[str, type[FormatReader]] = {
@@ -20,12 +20,12 @@ READERS: dict[str, type[FormatReader]] = {
     "parquet": GenericParquetReader,
 }
 
-__all__ = ["DEFAULT_MAX_DOCUMENT_BYTES", "READERS", "BadRecord", "FormatReader", "reader_for", "source_files"]
+__all__ = ["MAX_DOCUMENT_BYTES", "READERS", "BadRecord", "FormatReader", "reader_for", "source_files"]
 
 
-def reader_for(source: SourceConfig, max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> FormatReader:
-    """Return the reader of the source's format."""
-    return READERS[source.format](source, max_document_bytes)
+def reader_for(source: SourceConfig, max_document_bytes: int | None = None) -> FormatReader:
+    """Return the reader of the source's format (size limit: the argument, else the source's own)."""
+    return READERS[source.format](source, max_document_bytes or source.max_document_bytes)
 
 
 def source_files(source: SourceConfig) -> list[str]:

@@ -15,11 +15,8 @@ from datatrove.data import Document
 from fsspec.core import split_protocol
 
 from gristmill.pipelines.readers.streams import StreamFault, read_lines, read_parquet
-from gristmill.pipelines.recipe import SourceConfig
+from gristmill.pipelines.recipe import MAX_DOCUMENT_BYTES, SourceConfig
 
-# Records above this size are quarantined, so one runaway line (a whole dump on one line, a missing newline)
-# cannot take a worker's memory; real documents of the four corpora are far below it.
-DEFAULT_MAX_DOCUMENT_BYTES = 32 << 20
 EXCERPT_CHARS = 300
 _GLOB_CHARS = re.compile(r"[*?\[]")
 # A JSON escape of a UTF-16 surrogate; only records containing one need the (slower) valid-Unicode check.
@@ -53,7 +50,7 @@ class FormatReader(ABC):
     one, in file order, and carries on after a bad record wherever the format allows it.
     """
 
-    def __init__(self, source: SourceConfig, max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
+    def __init__(self, source: SourceConfig, max_document_bytes: int = MAX_DOCUMENT_BYTES) -> None:
         self.source = source
         self.max_document_bytes = max_document_bytes
         self._roots = sorted((r for r in map(_static_root, source.paths) if r), key=len, reverse=True)
@@ -198,7 +195,7 @@ class JsonLinesReader(FormatReader):
 class ParquetRowsReader(FormatReader):
     """Reads parquet files batch by batch; a subclass turns each row (a dict of columns) into a Document."""
 
-    def __init__(self, source: SourceConfig, max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
+    def __init__(self, source: SourceConfig, max_document_bytes: int = MAX_DOCUMENT_BYTES) -> None:
         super().__init__(source, max_document_bytes)
         self.required_columns: list[str] = []
         self.text_column: str | None = None  # a top-level string column: checked for type and size
