@@ -15,6 +15,13 @@ from fsspec.core import url_to_fs
 from gristmill.errors import InputError
 
 
+def current_umask() -> int:
+    """Return the process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def is_local(path: str) -> bool:
     """Return True when `path` is on the local file system (no URL scheme, or file://)."""
     return "://" not in path or path.startswith("file://")
@@ -72,6 +79,7 @@ def atomic_write(path: str, mode: str = "wb") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -16,6 +16,7 @@ from rich.console import Console
 from gristmill.pipelines.documents import read_documents
 from gristmill.pipelines.layout import BuildLayout
 from gristmill.pipelines.recipe import Recipe
+from gristmill.storage import current_umask
 from gristmill.tokenizer.interface import Tokenizer
 
 TOKENIZER_DIR = "tokenizer"
@@ -66,6 +67,7 @@ def prepare_tokenizer(
             train_tokenizer(
                 config.train, documents, tmp, weights=mixture_weights(recipe), seed=seed, console=console
             )
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 directories
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

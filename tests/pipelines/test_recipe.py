@@ -121,6 +121,8 @@ def test_cli_check_prints_resolved_recipe_or_error(tmp_path):
 def test_document_size_limit_reaches_the_reader(tmp_path):
     from gristmill.pipelines.readers import reader_for
 
-    recipe = load_recipe(write(tmp_path, GOOD.replace("priority: 2}", "priority: 2, max_document_bytes: 4096}")))
+    recipe = load_recipe(
+        write(tmp_path, GOOD.replace("priority: 2}", "priority: 2, max_document_bytes: 4096}"))
+    )
     assert reader_for(recipe.source("code")).max_document_bytes == 4096
     assert reader_for(recipe.source("web")).max_document_bytes == 32 << 20
