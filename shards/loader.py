@@ -3,7 +3,12 @@
 `ShardStream` is the framework-free iterator (numpy micro-batches); `gristmill.shards.torch_dataset` wraps
 it as a torch IterableDataset. The order of samples is fixed by (manifest, seed, curriculum) alone — see
 `partition` for how global batches are cut and `shuffle` for the stateless permutation — so the state is
-small: (stage, positions consumed in it, seed, manifest hash).
+small: (stage, positions consumed in it, seed, manifest hash, holdout).
+
+Held-out rows: `holdout_rows` holds a fixed set of rows of a stage out of training (see `partition.Holdout`;
+the set depends only on the build, the stage and the count, not on the seed). The training stream never
+yields them, in any epoch; a stream made with the same `holdout_rows` and `held_out=True` walks exactly
+them, e.g. for evaluation.
 
 Workers: iterating with `worker=w, num_workers=W` yields the rank's micro-batches k ≡ w (mod W), counted
 from where the stream starts; reading workers round-robin (which torch's DataLoader does, with
@@ -19,7 +24,7 @@ and restores per worker.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +32,15 @@ import numpy as np
 from gristmill.errors import BuildError, ConfigError
 from gristmill.shards.batch import micro_batch
 from gristmill.shards.manifest import Manifest, StageEntry, manifest_path, read_manifest
-from gristmill.shards.partition import Position, StagePlan, advance, global_batches, normalise, rank_positions
+from gristmill.shards.partition import (
+    Holdout,
+    Position,
+    StagePlan,
+    advance,
+    global_batches,
+    normalise,
+    rank_positions,
+)
 from gristmill.shards.shuffle import derive_key, shuffled_rows
 from gristmill.shards.source import ShardSource
 
@@ -43,15 +56,43 @@ def load_manifest(build: str, storage_options: dict[str, Any] | None = None) -> 
     return read_manifest(build, **(storage_options or {}))
 
 
+def holdouts(manifest: Manifest, holdout_rows: int | Mapping[str, int]) -> dict[str, Holdout]:
+    """Return each build stage's holdout (stages holding none are left out): `holdout_rows` rows of every
+    stage, or {stage name: rows}. Raises ConfigError for an unknown stage or a count not in [0, rows)."""
+    if isinstance(holdout_rows, int):
+        wanted = {s.name: holdout_rows for s in manifest.stages}
+    else:
+        wanted = dict(holdout_rows)
+    numbers = {s.name: (i, s) for i, s in enumerate(manifest.stages)}
+    out = {}
+    for name, rows in wanted.items():
+        if name not in numbers:
+            raise ConfigError(f"holdout_rows names stage {name!r}, the build has {sorted(numbers)}",
+                              where="holdout_rows")
+        number, stage = numbers[name]
+        if not 0 <= rows < stage.rows:
+            raise ConfigError(f"cannot hold out {rows} of stage {name!r}'s {stage.rows} rows",
+                              where=f"holdout_rows[{name}]", hint="hold out at least 0 rows and leave one "
+                              "to train on")
+        if rows:
+            out[name] = Holdout.of_stage(stage.rows, rows, number)
+    return out
+
+
 def plan_curriculum(manifest: Manifest, tokens_per_batch: int,
-                    curriculum: Sequence[tuple[str, int]] | None = None) -> list[StagePlan]:
+                    curriculum: Sequence[tuple[str, int]] | None = None,
+                    holdout: Mapping[str, Holdout] | None = None, held_out: bool = False) -> list[StagePlan]:
     """Return the stages to walk: the manifest's (one epoch each) or `curriculum`'s (stage name, tokens).
 
-    Raises ConfigError for an unknown stage, a budget below one row, or tokens_per_batch below seq_len.
+    With `holdout`, each stage walks its training rows, or its held-out rows when `held_out`. Raises
+    ConfigError for an unknown stage, a budget below one row, tokens_per_batch below seq_len, or a held-out
+    walk of a stage holding nothing out.
     """
-    by_name = {s.name: (i, s) for i, s in enumerate(manifest.stages)}
+    holdout = holdout or {}
+    by_name = {s.name: s for s in manifest.stages}
     if curriculum is None:
-        wanted = [(s.name, s.rows * s.seq_len) for s in manifest.stages]
+        stages = [s for s in manifest.stages if s.name in holdout or not held_out]
+        wanted = [(s.name, _split_rows(s.rows, holdout.get(s.name), held_out) * s.seq_len) for s in stages]
     else:
         wanted = list(curriculum)
     plans = []
@@ -59,17 +100,28 @@ def plan_curriculum(manifest: Manifest, tokens_per_batch: int,
         if name not in by_name:
             raise ConfigError(f"curriculum names stage {name!r}, the build has {sorted(by_name)}",
                               where=f"curriculum[{index}]")
-        _, stage = by_name[name]
+        stage = by_name[name]
+        if held_out and name not in holdout:
+            raise ConfigError(f"stage {name!r} holds no rows out, so it has no held-out rows to walk",
+                              where=f"curriculum[{index}]", hint="give it holdout_rows")
         micro = tokens_per_batch // stage.seq_len
         if micro < 1:
             raise ConfigError(f"tokens_per_batch {tokens_per_batch} is below stage {name!r}'s sequence "
                               f"length {stage.seq_len}", where="tokens_per_batch")
-        if stage.rows < 1 or tokens < stage.seq_len:
-            raise ConfigError(f"stage {name!r} has {stage.rows} rows and a budget of {tokens} tokens; "
+        rows = _split_rows(stage.rows, holdout.get(name), held_out)
+        if rows < 1 or tokens < stage.seq_len:
+            raise ConfigError(f"stage {name!r} has {rows} rows and a budget of {tokens} tokens; "
                               f"a stage needs at least one row", where=f"curriculum[{index}]")
-        plans.append(StagePlan(index=index, name=name, seq_len=stage.seq_len, rows=stage.rows,
-                               budget_rows=tokens // stage.seq_len, micro_batch_rows=micro))
+        plans.append(StagePlan(index=index, name=name, seq_len=stage.seq_len, rows=rows,
+                               budget_rows=tokens // stage.seq_len, micro_batch_rows=micro,
+                               holdout=holdout.get(name), held_out=held_out))
     return plans
+
+
+def _split_rows(stage_rows: int, holdout: Holdout | None, held_out: bool) -> int:
+    if holdout is None:
+        return stage_rows
+    return holdout.rows if held_out else holdout.training_rows
 
 
 class _StageIndex:
@@ -97,6 +149,9 @@ class ShardStream:
     the rows' indices in their stage; stage (name), stage_index, seq_len, and position (the global
     batch's first position in the stage stream). B = tokens_per_batch // L, so tokens per batch stay
     constant across stages. Each iteration starts at the start (or loaded) state.
+
+    `holdout_rows` (rows of every stage, or {stage name: rows}) holds rows out of training; with
+    `held_out=True` the stream walks only those rows (one epoch of them by default).
     """
 
     def __init__(self, build: str, *, tokens_per_batch: int, rank: int = 0, world_size: int = 1,
@@ -104,14 +159,20 @@ class ShardStream:
                  storage_options: dict[str, Any] | None = None, cache_dir: str | None = None,
                  read_ahead: int = 2, verify: bool = True, shuffle_block_rows: int = 256,
                  shuffle_window_blocks: int = 8, cross_document_targets: bool = False,
-                 token_dtype: type = np.int64) -> None:
+                 token_dtype: type = np.int64, holdout_rows: int | Mapping[str, int] = 0,
+                 held_out: bool = False) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} is not in [0, world_size={world_size})", where="rank")
         self.build = build
         self.manifest = load_manifest(build, storage_options)
         self.manifest_hash = self.manifest.content_hash()
         self.rank, self.world_size, self.seed = rank, world_size, seed
-        self.plans = plan_curriculum(self.manifest, tokens_per_batch, curriculum)
+        self.holdout = holdouts(self.manifest, holdout_rows)
+        if held_out and not self.holdout:
+            raise ConfigError("held_out=True walks the held-out rows, but holdout_rows holds none out",
+                              where="holdout_rows")
+        self.held_out = held_out
+        self.plans = plan_curriculum(self.manifest, tokens_per_batch, curriculum, self.holdout, held_out)
         stages = {s.name: s for s in self.manifest.stages}
         self._index = [_StageIndex(stages[p.name], manifest_path(build)) for p in self.plans]
         self.source = ShardSource(build, storage_options=storage_options, cache_dir=cache_dir,
@@ -127,7 +188,9 @@ class ShardStream:
     # -- the sample order --------------------------------------------------------------------------------
 
     def rows_at(self, plan: StagePlan, positions: np.ndarray) -> np.ndarray:
-        """Return the stage rows at stage-stream positions (epoch e = position // rows reshuffles)."""
+        """Return the stage rows at stage-stream positions (epoch e = position // rows reshuffles).
+
+        Positions index this stream's split: with a holdout, the training rows (or the held-out ones)."""
         positions = np.asarray(positions, dtype=np.int64)
         epoch = positions // plan.rows
         out = np.empty_like(positions)
@@ -137,7 +200,7 @@ class ShardStream:
             out[sel] = shuffled_rows(positions[sel] - e * plan.rows, plan.rows, key,
                                      block_rows=self.shuffle_block_rows,
                                      window_blocks=self.shuffle_window_blocks)
-        return out
+        return plan.slot_rows(out + plan.first_slot)
 
     def micro_batch_row_ids(self, pos: Position, rank: int | None = None) -> np.ndarray:
         """Return the stage rows of `rank`'s micro-batch in the global batch starting at `pos`."""
@@ -215,7 +278,11 @@ class ShardStream:
         done = pos.stage >= len(self.plans)
         return {"version": STATE_VERSION, "manifest_hash": self.manifest_hash, "seed": self.seed,
                 "stage_index": pos.stage, "stage": None if done else self.plans[pos.stage].name,
-                "rows": pos.rows}
+                "rows": pos.rows, **self._holdout_state()}
+
+    def _holdout_state(self) -> dict[str, Any]:
+        return {"holdout_rows": {name: h.rows for name, h in sorted(self.holdout.items())},
+                "held_out": self.held_out}
 
     def state_at(self, batches: int) -> dict[str, Any]:
         """Return the state after `batches` more global batches from this stream's start (or loaded state)."""
@@ -247,6 +314,11 @@ class ShardStream:
         if state["seed"] != self.seed:
             raise BuildError(f"the state was saved with seed {state['seed']}, this stream's is {self.seed}",
                              where="state.seed", hint="pass the seed the run started with")
+        saved = {"holdout_rows": state.get("holdout_rows", {}), "held_out": state.get("held_out", False)}
+        if saved != self._holdout_state():  # states from before holdouts existed hold nothing out
+            raise BuildError(f"the state was saved holding out {saved}, this stream holds out "
+                             f"{self._holdout_state()}", where="state.holdout_rows",
+                             hint="resume with the holdout the run started with")
         index, name = state["stage_index"], state["stage"]
         if index > len(self.plans) or (index < len(self.plans) and self.plans[index].name != name):
             raise BuildError(f"the state is in stage {index} ({name!r}), which this curriculum does not have "

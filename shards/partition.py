@@ -11,12 +11,56 @@ A stage ends when fewer than G positions of its budget are left: those positions
 epoch's permutation) are skipped, and the next global batch is the first of the next stage, so batches
 never mix sequence lengths. Within one rank, micro-batch k (counted from where the iterator started)
 belongs to dataloader worker k mod W, so round-robin reading of the workers restores the order.
+
+Held-out rows: a stage may hold k of its N rows out of training. `Holdout` fixes a seed-independent
+bijection of the stage's rows onto *slots* 0..N-1; slots [0, N-k) are the training rows and [N-k, N) the
+held-out ones. A stream over either split shuffles positions within its own slot range and maps slots to
+rows, so everything above holds unchanged with `rows` = the split's size: an epoch of the training stream
+is every non-held-out row exactly once, and no training position can ever reach a held-out row. The
+bijection moves whole runs of HOLDOUT_BLOCK_ROWS rows (shuffled within the run), so reads stay sequential
+and a document packed across neighbouring rows is seldom split between training and evaluation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import numpy as np
+
+from gristmill.shards.shuffle import derive_key, shuffled_rows
+
+HOLDOUT_BLOCK_ROWS = 64
+_HOLDOUT_SALT = 0x486F6C644F7574  # keeps holdout keys apart from the (seed, stage, epoch) shuffle keys
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """The held-out rows of one build stage: the last `rows` slots of a fixed permutation of its rows."""
+
+    stage_rows: int  # rows in the build stage
+    rows: int  # rows held out of training
+    key: int
+
+    @classmethod
+    def of_stage(cls, stage_rows: int, rows: int, manifest_stage: int) -> Holdout:
+        """Return the holdout of `rows` rows of the build's stage number `manifest_stage` (any seed)."""
+        if not 0 < rows < stage_rows:
+            raise ValueError(f"cannot hold out {rows} of {stage_rows} rows: need 0 < holdout < rows")
+        return cls(stage_rows, rows, derive_key(_HOLDOUT_SALT, manifest_stage))
+
+    @property
+    def training_rows(self) -> int:
+        """Return the rows left for training."""
+        return self.stage_rows - self.rows
+
+    def rows_at(self, slots: np.ndarray) -> np.ndarray:
+        """Return the stage row (int64) in each slot; slots ≥ training_rows hold the held-out rows."""
+        return shuffled_rows(slots, self.stage_rows, self.key, block_rows=HOLDOUT_BLOCK_ROWS, window_blocks=1)
+
+    def held_out_rows(self) -> np.ndarray:
+        """Return every held-out row, sorted."""
+        return np.sort(self.rows_at(np.arange(self.training_rows, self.stage_rows)))
 
 
 @dataclass(frozen=True)
@@ -29,6 +73,17 @@ class StagePlan:
     rows: int  # rows in one epoch of the stage
     budget_rows: int  # positions of the stage's stream the curriculum asks for (may exceed `rows`)
     micro_batch_rows: int  # rows per rank per batch: tokens per rank batch // seq_len
+    holdout: Holdout | None = None  # None: the stream walks every row of the stage
+    held_out: bool = False  # with a holdout: walk the held-out rows (True) or the training rows (False)
+
+    @property
+    def first_slot(self) -> int:
+        """Return the holdout slot of this stream's epoch position 0 (0 without a holdout)."""
+        return self.holdout.training_rows if self.held_out and self.holdout else 0
+
+    def slot_rows(self, slots: np.ndarray) -> np.ndarray:
+        """Return the stage rows in holdout `slots` (the slots themselves without a holdout)."""
+        return slots if self.holdout is None else self.holdout.rows_at(slots)
 
     def global_rows(self, world_size: int) -> int:
         """Return the rows in one global batch (all ranks) of this stage."""

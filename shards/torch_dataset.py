@@ -26,7 +26,10 @@ def _default_rank_world() -> tuple[int, int]:
 
 
 class ShardDataset(IterableDataset):
-    """Yields a dict of torch tensors per micro-batch (see `gristmill.shards.batch`), stage name and index."""
+    """Yields a dict of torch tensors per micro-batch (see `gristmill.shards.batch`), stage name and index.
+
+    `stream_options` go to `ShardStream`, e.g. holdout_rows / held_out for a split of held-out rows.
+    """
 
     def __init__(self, build: str, *, tokens_per_batch: int, rank: int | None = None,
                  world_size: int | None = None, seed: int = 0,

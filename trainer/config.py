@@ -129,17 +129,29 @@ class StageConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    """Held-out evaluation: the loss on the first rows of a held-out build, every N steps."""
+    """Held-out evaluation every N steps: the loss on the first rows of a held-out build, or on rows of the
+    training build held out of training (exactly one of `build` and `holdout_rows`)."""
 
-    build: str = Field(description="held-out build directory or URL (same tokenizer as the training build)")
+    build: str | None = Field(None, description="held-out build directory or URL (same tokenizer as the "
+                              "training build)")
+    holdout_rows: int | None = Field(None, ge=1, description="instead of a build: hold this many rows of "
+                                     "the training build's `stage` out of training and evaluate on them")
     every_steps: int = Field(100, ge=1, description="evaluate after every this many optimizer steps")
-    stage: str | None = Field(None, description="held-out stage to read; None: its first stage")
+    stage: str | None = Field(None, description="stage to read (of the held-out build, or of the training "
+                              "build with holdout_rows); None: the build's first stage")
     batches: int = Field(8, ge=1, description="micro-batches per device per evaluation")
 
     @field_validator("build")
     @classmethod
-    def _expand_env(cls, v: str) -> str:
-        return os.path.expandvars(v)
+    def _expand_env(cls, v: str | None) -> str | None:
+        return None if v is None else os.path.expandvars(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EvalConfig:
+        if (self.build is None) == (self.holdout_rows is None):
+            raise ValueError("eval needs exactly one of build (a held-out build) and holdout_rows (rows of "
+                             "the training build)")
+        return self
 
 
 class CheckpointConfig(_Strict):

@@ -148,25 +148,59 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
                              lr=opt.lr, betas=opt.betas, eps=opt.eps, foreach=True)
 
 
-def build_data(config: TrainConfig, stages: list[StageSteps], runtime: Runtime) -> ShardDataset:
-    """Return this rank's stream of micro-batches over exactly the curriculum's steps."""
+def eval_holdout(config: TrainConfig, manifest: Manifest) -> dict[str, int]:
+    """Return {stage name: rows} of the training build held out for evaluation ({} when none are).
+
+    Raises ConfigError when the stage is not in the build or the holdout leaves no row to train on.
+    """
+    if config.eval is None or config.eval.holdout_rows is None:
+        return {}
+    name = config.eval.stage or manifest.stages[0].name
+    stage = next((s for s in manifest.stages if s.name == name), None)
+    if stage is None:
+        raise ConfigError(f"the build has no stage {name!r} to hold rows out of", path=config.build,
+                          where="eval.stage")
+    if config.eval.holdout_rows >= stage.rows:
+        raise ConfigError(f"eval.holdout_rows {config.eval.holdout_rows} leaves none of stage {name!r}'s "
+                          f"{stage.rows} rows to train on", where="eval.holdout_rows")
+    return {name: config.eval.holdout_rows}
+
+
+def without_holdout(manifest: Manifest, holdout: dict[str, int]) -> Manifest:
+    """Return the manifest as training sees it: each stage's rows less those held out (for step planning)."""
+    if not holdout:
+        return manifest
+    stages = [s.model_copy(update={"rows": s.rows - holdout.get(s.name, 0)}) for s in manifest.stages]
+    return manifest.model_copy(update={"stages": stages})
+
+
+def build_data(config: TrainConfig, stages: list[StageSteps], runtime: Runtime,
+               holdout: dict[str, int] | None = None) -> ShardDataset:
+    """Return this rank's stream of micro-batches over exactly the curriculum's steps, never yielding a
+    row of `holdout` ({stage name: rows held out})."""
     return ShardDataset(config.build, tokens_per_batch=config.micro_batch_tokens, rank=runtime.rank,
                         world_size=runtime.world_size, seed=config.seed, curriculum=loader_curriculum(stages),
-                        storage_options=config.storage_options or None)
+                        storage_options=config.storage_options or None, holdout_rows=holdout or 0)
 
 
 def build_eval_stream(config: TrainConfig, manifest: Manifest, model: ModelConfig,
                       runtime: Runtime) -> ShardStream | None:
-    """Return the held-out stream (its first rows, unshuffled by training), or None when eval is off.
+    """Return the held-out stream, or None when eval is off: the first rows of the held-out build, or the
+    rows of the training build held out of training (`eval.holdout_rows`).
 
-    Raises ConfigError when the held-out build was made with another tokenizer or does not fit the model.
+    Raises ConfigError when the held-out build was made with another tokenizer, its stage does not fit the
+    model, or the held-out rows make no whole batch on every device.
     """
     if config.eval is None:
         return None
-    held_out = open_build(config.eval.build, config.storage_options)
-    if held_out.tokenizer and manifest.tokenizer and held_out.tokenizer.hash != manifest.tokenizer.hash:
-        raise ConfigError("the held-out build was made with another tokenizer than the training build",
-                          path=config.eval.build, where="eval.build")
+    holdout = eval_holdout(config, manifest)
+    if holdout:
+        build, held_out = config.build, manifest
+    else:
+        build, held_out = config.eval.build, open_build(config.eval.build, config.storage_options)
+        if held_out.tokenizer and manifest.tokenizer and held_out.tokenizer.hash != manifest.tokenizer.hash:
+            raise ConfigError("the held-out build was made with another tokenizer than the training build",
+                              path=config.eval.build, where="eval.build")
     name = config.eval.stage or held_out.stages[0].name
     stage = next((s for s in held_out.stages if s.name == name), None)
     if stage is None:
@@ -176,10 +210,17 @@ def build_eval_stream(config: TrainConfig, manifest: Manifest, model: ModelConfi
                           f"max_seq_len {model.max_seq_len} and micro_batch_tokens "
                           f"{config.micro_batch_tokens}",
                           where="eval.stage")
-    return ShardStream(config.eval.build, tokens_per_batch=config.micro_batch_tokens, rank=runtime.rank,
+    rows = holdout.get(name, stage.rows)
+    batch_rows = config.micro_batch_tokens // stage.seq_len * runtime.world_size
+    if holdout and rows < batch_rows:
+        raise ConfigError(f"eval.holdout_rows {rows} is less than one batch of stage {name!r} on every "
+                          f"device ({batch_rows} rows)", where="eval.holdout_rows",
+                          hint=f"hold out at least {batch_rows} rows")
+    return ShardStream(build, tokens_per_batch=config.micro_batch_tokens, rank=runtime.rank,
                        world_size=runtime.world_size, seed=config.seed,
-                       curriculum=[(stage.name, stage.rows * stage.seq_len)],
-                       storage_options=config.storage_options or None)
+                       curriculum=[(stage.name, rows * stage.seq_len)],
+                       storage_options=config.storage_options or None,
+                       holdout_rows=holdout, held_out=bool(holdout))
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -269,12 +310,13 @@ def _train(config: TrainConfig, runtime: Runtime, stop_at_step: int | None,
            console: Callable[[str], None] | None) -> TrainResult:
     manifest = open_build(config.build, config.storage_options)
     model_config = build_model_config(config, manifest)
-    stages = plan_steps(config, manifest, model_config, runtime.world_size)
+    holdout = eval_holdout(config, manifest)
+    stages = plan_steps(config, without_holdout(manifest, holdout), model_config, runtime.world_size)
     total_steps = stages[-1].first_step + stages[-1].steps
     model = build_model(model_config, config, runtime)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config.schedule, total_steps)
-    data = build_data(config, stages, runtime)
+    data = build_data(config, stages, runtime, holdout)
     eval_stream = build_eval_stream(config, manifest, model_config, runtime)
     result = TrainResult(stages=stages)
 

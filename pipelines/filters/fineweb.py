@@ -10,7 +10,7 @@ import numpy as np
 from gristmill.pipelines.filters.base import DocumentFilter
 from gristmill.pipelines.filters.config import FineWebConfig
 from gristmill.pipelines.filters.gopher_repetition import duplicate_stats
-from gristmill.pipelines.filters.text_stats import SENTENCE_TERMINAL, batch_words, lengths
+from gristmill.pipelines.filters.text_stats import SENTENCE_TERMINAL, cached_words, lengths
 
 _last_char = itemgetter(-1)
 
@@ -32,9 +32,9 @@ class FineWebFilter(DocumentFilter):
 
     def check_batch(self, texts: list[str], paths: list[str | None] | None = None) -> list[str | None]:
         """Return None or "fineweb:<rule>" per text."""
-        return [self._check(text, tokens) for text, tokens in zip(texts, batch_words(texts))]
+        return [self._check(text) for text in texts]
 
-    def _check(self, text: str, tokens: list[str]) -> str | None:
+    def _check(self, text: str) -> str | None:
         c = self.config
         all_lines = text.split("\n")
         lines = list(compress(all_lines, map(str.strip, all_lines)))
@@ -47,8 +47,14 @@ class FineWebFilter(DocumentFilter):
             return self.reason("line_punct_ratio")
         if np.count_nonzero(lengths(lines) <= c.short_line_length) / len(lines) > c.short_line_thr:
             return self.reason("short_line_ratio")
-        if duplicate_stats(lines)[1] / (len(text) - text.count("\n")) > c.char_duplicates_ratio:
+        newlines = text.count("\n")
+        if duplicate_stats(lines)[1] / (len(text) - newlines) > c.char_duplicates_ratio:
             return self.reason("char_dup_ratio")
-        if text.count("\n") / len(tokens) > c.new_line_ratio:
+        # Words are the costly part, so they are counted only when needed: every whitespace-separated chunk
+        # gives at least one word, so a ratio within bounds over chunks is within bounds over words.
+        if (
+            newlines / len(text.split()) > c.new_line_ratio
+            and newlines / len(cached_words(text)) > c.new_line_ratio
+        ):
             return self.reason("new_line_ratio")
         return None

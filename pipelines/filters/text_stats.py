@@ -158,6 +158,12 @@ def batch_words(texts: list[str]) -> list[list[str]]:
     return out
 
 
+def cached_words(text: str) -> list[str]:
+    """Return `words(text)`, reusing those kept from the last `batch_words` call when it held this text."""
+    hit = _batch_words.get(id(text))
+    return hit[1] if hit is not None and hit[0] is text else words(text)
+
+
 def clear_batch_words() -> None:
     """Forget the words kept from the last batch (for benchmarks that time each rule set on its own)."""
     global _batch_words

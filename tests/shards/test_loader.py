@@ -142,3 +142,64 @@ def test_missing_shard_is_named(stream_build_copy):
     with pytest.raises(BuildError, match="missing") as err:
         list(ShardStream(stream_build_copy.root, tokens_per_batch=64))
     assert err.value.path.endswith("s2-32/shard-00002.arrow")
+
+
+def test_held_out_stream_walks_exactly_the_rows_training_never_sees(stream_build):
+    holdout = {"s1-16": 12}
+    # three epochs of s1: every epoch is reshuffled, none may reach a held-out row
+    train = ShardStream(stream_build.root, tokens_per_batch=64, seed=4, holdout_rows=holdout,
+                        curriculum=[("s1-16", 16 * 28 * 3), ("s2-32", 32 * 35)])
+    trained = [b["row_ids"].tolist() for b in train if b["stage"] == "s1-16"]
+    epochs = np.array(trained).reshape(3, 28)
+    evaluate = ShardStream(stream_build.root, tokens_per_batch=64, seed=4, holdout_rows=holdout,
+                           held_out=True)
+    held = [b for b in evaluate]
+    assert {b["stage"] for b in held} == {"s1-16"} and len(held) == 3  # 12 rows, 4 a batch
+    held_rows = sorted(r for b in held for r in b["row_ids"].tolist())
+    assert held_rows == train.holdout["s1-16"].held_out_rows().tolist()
+    for epoch in epochs:
+        assert sorted(epoch.tolist() + held_rows) == list(range(40))
+    assert not np.array_equal(epochs[0], epochs[1])
+    for batch in held:  # the rows really are those rows
+        assert np.array_equal(batch["input_ids"][:, 0] - 1000, batch["row_ids"])
+
+
+def test_holdout_is_the_same_for_every_seed_and_world_size(stream_build):
+    def held(seed: int, world: int) -> list[int]:
+        rows = []
+        for rank in range(world):
+            stream = ShardStream(stream_build.root, tokens_per_batch=32, rank=rank, world_size=world,
+                                 seed=seed, holdout_rows=8, held_out=True)
+            rows += [r for b in stream if b["stage"] == "s1-16" for r in b["row_ids"].tolist()]
+        return sorted(rows)
+
+    assert held(0, 1) == held(9, 2) == held(3, 4)
+    assert len(held(0, 1)) == 8
+
+
+def test_bad_holdouts_are_config_errors(stream_build):
+    with pytest.raises(ConfigError, match="cannot hold out 40"):
+        ShardStream(stream_build.root, tokens_per_batch=64, holdout_rows={"s1-16": 40})
+    with pytest.raises(ConfigError, match="no-such"):
+        ShardStream(stream_build.root, tokens_per_batch=64, holdout_rows={"no-such": 3})
+    with pytest.raises(ConfigError, match="holds none out"):
+        ShardStream(stream_build.root, tokens_per_batch=64, held_out=True)
+    with pytest.raises(ConfigError, match="no held-out rows"):
+        ShardStream(stream_build.root, tokens_per_batch=64, holdout_rows={"s1-16": 4}, held_out=True,
+                    curriculum=[("s2-32", 32 * 4)])
+
+
+def test_resume_keeps_the_holdout_and_refuses_another(stream_build):
+    kwargs = dict(tokens_per_batch=64, seed=2, holdout_rows={"s2-32": 5})
+    whole = [b["row_ids"].tolist() for b in ShardStream(stream_build.root, **kwargs)]
+    first = ShardStream(stream_build.root, **kwargs)
+    state = first.state_at(13)  # mid-way through s2
+    resumed = ShardStream(stream_build.root, **kwargs)
+    resumed.load_state_dict(state)
+    assert [b["row_ids"].tolist() for b in resumed] == whole[13:]
+    for other in (dict(kwargs, holdout_rows={"s2-32": 6}), dict(kwargs, holdout_rows=0)):
+        with pytest.raises(BuildError, match="holding out"):
+            ShardStream(stream_build.root, **other).load_state_dict(state)
+    plain = ShardStream(stream_build.root, tokens_per_batch=64, seed=2).state_at(3)
+    with pytest.raises(BuildError, match="holding out"):
+        ShardStream(stream_build.root, **kwargs).load_state_dict(plain)

@@ -9,6 +9,7 @@ import pytest
 
 from gristmill.shards.loader import ShardStream
 from gristmill.shards.partition import (
+    Holdout,
     Position,
     StagePlan,
     advance,
@@ -51,15 +52,35 @@ def test_workers_take_turns():
     assert advance(PLANS, Position(0, 36), 0, 2) == Position(1, 0)  # 4 rows left < 8: next stage
 
 
+@pytest.mark.parametrize("rows", [40, 64, 65, 300, 1000])
+def test_holdout_slots_are_a_bijection_with_the_held_out_rows_last(rows):
+    holdout = Holdout.of_stage(rows, rows // 4, manifest_stage=2)
+    slots = holdout.rows_at(np.arange(rows))
+    assert sorted(slots.tolist()) == list(range(rows))
+    assert holdout.held_out_rows().tolist() == sorted(slots[rows - rows // 4:].tolist())
+    assert not np.array_equal(holdout.held_out_rows(), np.arange(rows - rows // 4, rows))  # not the tail
+    other = Holdout.of_stage(rows, rows // 4, manifest_stage=3)
+    assert not np.array_equal(other.held_out_rows(), holdout.held_out_rows())  # each stage its own rows
+
+
+def test_holdout_needs_a_row_to_hold_out_and_one_to_train_on():
+    for bad in (0, 40, 41):
+        with pytest.raises(ValueError, match="hold out"):
+            Holdout.of_stage(40, bad, manifest_stage=0)
+
+
 @pytest.mark.parametrize("world", [1, 2, 3, 8])
 @pytest.mark.parametrize("workers", [0, 1, 2, 3])
-def test_every_row_of_an_epoch_exactly_once(stream_build, world, workers):
-    """workers=0 is the plain iterator; W ≥ 1 are dataloader workers (DataLoader order: test_loader)."""
+@pytest.mark.parametrize("holdout", [0, 7])
+def test_every_row_of_an_epoch_exactly_once(stream_build, world, workers, holdout):
+    """workers=0 is the plain iterator; W ≥ 1 are dataloader workers (DataLoader order: test_loader).
+
+    With a holdout, "every row" is every row that is not held out, and no held-out row is ever yielded."""
     seen: dict[str, Counter] = {name: Counter() for name in stream_build.tokens}
     reference = None
     for rank in range(world):
         stream = ShardStream(stream_build.root, tokens_per_batch=64, rank=rank, world_size=world, seed=5,
-                             shuffle_block_rows=4, shuffle_window_blocks=3)
+                             shuffle_block_rows=4, shuffle_window_blocks=3, holdout_rows=holdout)
         parts = [iter(stream)] if workers == 0 else [stream.iterate(w, workers) for w in range(workers)]
         for part in parts:
             for batch in part:
@@ -73,6 +94,8 @@ def test_every_row_of_an_epoch_exactly_once(stream_build, world, workers):
         assert max(rows.values()) == 1, "a row was yielded twice"
         dropped = dropped_positions(plan, 0, world)
         expected_dropped = set(reference.rows_at(plan, np.arange(dropped.start, dropped.stop)).tolist())
-        assert set(rows) | expected_dropped == set(range(plan.rows))
-        assert not set(rows) & expected_dropped
+        held_out = set(plan.holdout.held_out_rows().tolist()) if holdout else set()
+        assert len(held_out) == holdout
+        assert set(rows) | expected_dropped | held_out == set(range(len(stream_build.tokens[plan.name])))
+        assert not set(rows) & expected_dropped and not (set(rows) | expected_dropped) & held_out
         assert len(expected_dropped) == plan.rows % plan.global_rows(world)

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from gristmill.cli import cli
 from gristmill.errors import BuildError, ConfigError
 from gristmill.shards.manifest import Manifest, StageEntry
+from gristmill.shards.partition import Holdout
 from gristmill.trainer import train as train_module
 from gristmill.trainer.config import load_train_config, parse_train_config
 from gristmill.trainer.curriculum import plan_steps
@@ -72,6 +73,49 @@ def test_curriculum_switches_sequence_length_at_the_manifest_stage_boundary(buil
     assert [r["tokens"] for r in records] == [1024 * (i + 1) for i in range(steps_1 + steps_2)]
     for r in records:
         assert {"stage", "step", "loss", "tokens_per_s", "lr", "grad_norm", "mfu"} <= set(r)
+
+
+def test_eval_on_held_out_rows_of_the_training_build_never_trained_on(builds, small_build, tmp_path,
+                                                                     monkeypatch):
+    trained, evaluated = [], []  # (stage, row) as the loop feeds the model
+    real_step, real_evaluate = train_module.train_step, train_module.evaluate
+
+    def recording_step(model, micro_batches, runtime):
+        trained.extend((b["stage"], r) for b in micro_batches for r in b["row_ids"].tolist())
+        return real_step(model, micro_batches, runtime)
+
+    def recording_evaluate(model, stream, batches, runtime):
+        seen = [b for _, b in zip(range(batches), stream)]
+        evaluated.append(sorted((b["stage"], r) for b in seen for r in b["row_ids"].tolist()))
+        return real_evaluate(model, stream, batches, runtime)
+
+    monkeypatch.setattr(train_module, "train_step", recording_step)
+    monkeypatch.setattr(train_module, "evaluate", recording_evaluate)
+    cfg = config(builds, tmp_path, build=str(small_build),
+                 eval={"holdout_rows": 16, "stage": "stage-1-64", "every_steps": 2, "batches": 2})
+    result = train(cfg, console=lambda line: None)
+
+    manifest = Manifest.model_validate_json((small_build / "manifest.json").read_text())
+    first = manifest.stages[0]
+    holdout = Holdout.of_stage(first.rows, 16, manifest_stage=0)
+    held_out = {("stage-1-64", int(r)) for r in holdout.held_out_rows()}
+    assert evaluated and all(rows == sorted(held_out) for rows in evaluated)  # 2 batches of 8 rows: all 16
+    assert not held_out & set(trained)
+    trained_first = [r for name, r in trained if name == "stage-1-64"]
+    assert len(trained_first) == len(set(trained_first))  # one epoch of the training rows, none twice
+    assert result.stages[0].steps == (first.rows - 16) * 64 // 1024  # the epoch is the rows left
+    assert sorted(result.eval_losses) == list(range(2, sum(s.steps for s in result.stages) + 1, 2))
+
+
+def test_eval_takes_exactly_one_source_of_held_out_rows(builds, tmp_path):
+    with pytest.raises(ConfigError, match="exactly one of build"):
+        config(builds, tmp_path, eval={"build": str(builds.held_out), "holdout_rows": 8})
+    with pytest.raises(ConfigError, match="exactly one of build"):
+        config(builds, tmp_path, eval={"every_steps": 8})
+    with pytest.raises(ConfigError, match="less than one batch"):
+        train(config(builds, tmp_path, eval={"holdout_rows": 7}))
+    with pytest.raises(ConfigError, match="leaves none"):
+        train(config(builds, tmp_path, eval={"holdout_rows": 10**9}))
 
 
 def test_dataloader_workers_feed_the_same_batches(builds, tmp_path):
