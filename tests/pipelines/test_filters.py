@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 
+import numpy as np
 import pytest
 from datatrove.data import Document
 
@@ -19,7 +21,14 @@ from gristmill.pipelines.filters import (
 from gristmill.pipelines.filters.c4 import count_sentences
 from gristmill.pipelines.filters.config import CodeConfig, FiltersConfig, GopherQualityConfig
 from gristmill.pipelines.filters.datatrove import GristmillCodeFilter, GristmillGopherQualityFilter
-from gristmill.pipelines.filters.gopher_repetition import _NGrams, repeated_ngram_chars
+from gristmill.pipelines.filters.gopher_repetition import (
+    _NGramBatch,
+    _NGrams,
+    repeated_ngram_chars,
+    repeated_ngram_chars_batch,
+    top_ngram_chars,
+    top_ngram_chars_batch,
+)
 from gristmill.pipelines.filters.text_stats import batch_words, words
 
 PROSE = (
@@ -105,6 +114,28 @@ def test_repeated_ngrams_follow_datatrove_walk():
         tokens = [rng.choice(["ab", "cd", "ef", "gh"]) for _ in range(rng.randint(0, 60))]
         for n in (2, 3, 5):
             assert repeated_ngram_chars(_NGrams(tokens), n, float("inf")) == reference(tokens, n)
+
+
+def test_batched_ngram_counts_equal_per_document_counts():
+    """Documents hashed together in one batch get exactly the counts each gets alone (no n-gram crosses
+    from one document into the next), for the top n-gram and the repeated n-grams."""
+    rng = random.Random(11)
+    vocabulary = ["ab", "cd", "ef", "gh", "ij"]
+    docs = [[rng.choice(vocabulary) for _ in range(rng.randint(0, 50))] for _ in range(40)]
+    batch = _NGramBatch(docs)
+    everyone = np.ones(len(docs), dtype=bool)
+    for n in (2, 3, 4):
+        top = top_ngram_chars_batch(batch, n, everyone)
+        repeated = repeated_ngram_chars_batch(batch, n, everyone, np.full(len(docs), np.inf))
+        for d, tokens in enumerate(docs):
+            assert top[d] == top_ngram_chars(_NGrams(tokens), n), (d, n)
+            assert repeated[d] == repeated_ngram_chars(_NGrams(tokens), n, float("inf")), (d, n)
+        # the batch answer also matches datatrove's own definition of the top n-gram
+        for d, tokens in enumerate(docs):
+            grams = [" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+            if grams:
+                gram, count = Counter(grams).most_common(1)[0]
+                assert top[d] == len(gram) * count, (d, n)
 
 
 @pytest.mark.parametrize(("text", "reason"), [
