@@ -65,7 +65,8 @@ def prepare_tokenizer(
             )
             seed = config.train.seed if config.train.seed is not None else recipe.seed
             train_tokenizer(
-                config.train, documents, tmp, weights=mixture_weights(recipe), seed=seed, console=console
+                config.train, documents, tmp, weights=mixture_weights(recipe), seed=seed, console=console,
+                name=target,
             )
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 directories
         os.replace(tmp, target)

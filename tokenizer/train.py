@@ -98,8 +98,10 @@ def _train_backend(config: TokenizerTrainConfig, texts: list[str], out: Path,
 
 def train_tokenizer(config: TokenizerTrainConfig, documents: Iterable[Document], out_dir: str | Path,
                     weights: dict[str, float] | None = None, seed: int | None = None,
-                    console: Console | None = None) -> TrainedTokenizer:
+                    console: Console | None = None, name: str | None = None) -> TrainedTokenizer:
     """Sample `documents` (text, source, subset) by `weights`, train, write `out_dir`; return the result.
+
+    `name` titles the summary table (default: `out_dir`; a build trains in a temporary directory).
 
     `seed` defaults to `config.seed`, then 0. Raises InputError for an empty corpus or a vocabulary the
     sample cannot fill; progress and a summary table go to `console` (stderr by default).
@@ -124,7 +126,7 @@ def train_tokenizer(config: TokenizerTrainConfig, documents: Iterable[Document],
     evaluation = evaluate(tokenizer, sample.heldout, name=str(out))
     timings["evaluate_s"] = time.perf_counter() - started
     write_json(str(out / EVALUATION_FILE), evaluation.to_dict())
-    title = f"tokenizer {out} ({config.backend}, vocab {tokenizer.vocab_size:,})"
+    title = f"tokenizer {name or out} ({config.backend}, vocab {tokenizer.vocab_size:,})"
     console.print(summary_table(evaluation, title))
     return TrainedTokenizer(tokenizer=tokenizer, out_dir=out, evaluation=evaluation, settings=settings,
                             sample=sample.manifest(), timings=timings)
