@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -32,40 +33,94 @@ def completed_tasks(layout: BuildLayout, step: str) -> int:
         return 0
 
 
+class StepCounters:
+    """Sums the counters of the first pipeline step over finished tasks (datatrove's per-task stats files).
+
+    Each file is read once; e.g. ingest counts records `in`, tokenize counts `documents` and `tokens`.
+    """
+
+    def __init__(self, layout: BuildLayout, step: str) -> None:
+        self.directory = layout.logs(step) + "/stats"
+        self.seen: set[str] = set()
+        self.totals: dict[str, int] = {}
+
+    def update(self) -> dict[str, int]:
+        """Read the stats of newly finished tasks and return the running totals."""
+        fs, inner = filesystem(self.directory)
+        try:
+            files = [f for f in fs.ls(inner, detail=False) if f not in self.seen]
+        except FileNotFoundError:
+            return self.totals
+        for path in files:
+            try:
+                with fs.open(path, "r") as f:
+                    first = json.load(f)[0]["stats"]
+            except (ValueError, KeyError, IndexError, OSError):
+                continue  # being written: read it on the next poll
+            self.seen.add(path)
+            for name, value in first.items():
+                count = value.get("total", 0) if isinstance(value, dict) else value
+                if isinstance(count, int | float):
+                    self.totals[name] = self.totals.get(name, 0) + int(count)
+        return self.totals
+
+    def describe(self, elapsed: float) -> str:
+        """Return e.g. "1,204 in · 310/s" for the first two counters."""
+        parts = [f"{v:,} {k}" for k, v in list(self.totals.items())[:2]]
+        if parts and elapsed > 0:
+            first = next(iter(self.totals.values()))
+            parts.append(f"{first / elapsed:,.0f}/s")
+        return " · ".join(parts)
+
+
 @contextmanager
 def step_progress(
     console: Console, layout: BuildLayout, step: str, tasks: int, interval: float = 0.5
 ) -> Iterator[None]:
-    """Show a progress bar of `step`'s completed tasks while the block runs (polls completion markers)."""
+    """Show `step`'s progress while the block runs: tasks done, its counters and their rate, elapsed, ETA."""
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("tasks"),
+        TextColumn("{task.fields[counters]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
     ]
+    counters = StepCounters(layout, step)
+    started = time.monotonic()
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
-        bar = progress.add_task(step, total=tasks, completed=completed_tasks(layout, step))
+        bar = progress.add_task(step, total=tasks, completed=completed_tasks(layout, step), counters="")
+
+        def refresh() -> None:
+            counters.update()
+            progress.update(
+                bar,
+                completed=completed_tasks(layout, step),
+                counters=counters.describe(time.monotonic() - started),
+            )
+
         stop = threading.Event()
 
         def poll() -> None:
             while not stop.wait(interval):
-                progress.update(bar, completed=completed_tasks(layout, step))
+                refresh()
 
         thread = threading.Thread(target=poll, daemon=True)
         thread.start()
-        started = time.monotonic()
         try:
             yield
         finally:
             stop.set()
             thread.join()
-            progress.update(bar, completed=completed_tasks(layout, step))
+            refresh()
     if not console.is_terminal:
+        elapsed = time.monotonic() - started
+        summary = counters.describe(elapsed)
+        done = completed_tasks(layout, step)
         console.print(
-            f"{step}: {completed_tasks(layout, step)}/{tasks} tasks ({time.monotonic() - started:.1f}s)"
+            f"{step}: {done}/{tasks} tasks" + (f", {summary}" if summary else "") + f" ({elapsed:.1f}s)"
         )
 
 
