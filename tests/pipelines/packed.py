@@ -5,7 +5,7 @@ The plan's layout files (BUILD/plan/stage-<i>/shard-<n>.arrow) say which documen
 agree with the layout, and returns each piece's tokens as the shard holds them. `assert_rebuilt` then puts
 every document back together and checks it against the sampling factors of plan.json.
 
-In importlib mode test files cannot import each other: test modules load this one by its path.
+Test modules import it as `from . import packed`.
 """
 
 from __future__ import annotations

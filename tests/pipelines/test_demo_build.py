@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -150,6 +151,33 @@ def test_shards_verify_and_two_stage_lengths(demo):
     assert len({s.seq_len for s in stages}) >= 2
     assert all(s.rows > 0 and s.shards for s in stages)
     assert [s.seq_len for s in stages] == [s.seq_len for s in demo.recipe.stages]
+
+
+def test_packing_quality_on_the_sample_corpus(demo):
+    """Padding ≤ 0.5%, per-source shares within 0.5% of the recipe, budgets within a row per source, and no
+    document that fits a row split (from the plan's layout of every shard)."""
+    for spec, stage in zip(demo.recipe.stages, demo.manifest.stages):
+        row = stage.seq_len + 1
+        assert stage.padding_tokens <= 0.005 * stage.rows * row, stage.name
+        for source, share in spec.shares().items():
+            got = stage.source_tokens[source]
+            assert abs(got / stage.tokens - share) <= 0.005, (stage.name, source)
+            assert abs(got - share * spec.tokens) <= row, (stage.name, source)
+    for number, stage in enumerate(demo.manifest.stages, 1):
+        extent: dict[tuple[int, int, int], int] = {}  # document → its length, as far as the pieces show
+        split: set[tuple[int, int, int]] = set()
+        for layout_file in sorted((demo.root / "plan" / f"stage-{number}").glob("shard-*.arrow")):
+            pieces = pa.ipc.open_file(layout_file).read_all().to_pydict()
+            for source, file, doc, start, length in zip(
+                pieces["source"], pieces["file"], pieces["doc"], pieces["start"], pieces["length"]
+            ):
+                key = (source, file, doc)
+                extent[key] = max(extent.get(key, 0), start + length)
+                if start > 0:
+                    split.add(key)
+        assert extent, stage.name
+        fitting_but_split = [key for key in split if extent[key] <= stage.seq_len + 1]
+        assert not fitting_but_split, stage.name
 
 
 # --- 2. every kept document rebuilt from its pieces --------------------------------------------------------
