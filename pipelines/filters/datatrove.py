@@ -28,17 +28,27 @@ from gristmill.pipelines.filters.gopher_repetition import GopherRepetitionFilter
 
 
 class _GristmillFilter(BaseFilter):
-    """A datatrove filter that asks one of our rule sets about whole batches."""
+    """A datatrove filter that asks one of our rule sets about whole batches.
+
+    Documents' file paths (metadata `path_key`, Starcoderdata's `repo_path` by default) go to the rule set
+    too; those that judge by file type use them, the others ignore them.
+    """
 
     def __init__(
-        self, rules: DocumentFilter, exclusion_writer: DiskWriter | None = None, batch_size: int = 256
+        self,
+        rules: DocumentFilter,
+        exclusion_writer: DiskWriter | None = None,
+        batch_size: int = 256,
+        path_key: str = "repo_path",
     ) -> None:
         super().__init__(exclusion_writer, batch_size=batch_size)
         self.rules = rules
+        self.path_key = path_key
 
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
         """Return True to keep each document, or (False, reason) to drop it."""
-        verdicts = self.rules.check_batch([doc.text for doc in batch])
+        paths = [doc.metadata.get(self.path_key) for doc in batch]
+        verdicts = self.rules.check_batch([doc.text for doc in batch], paths if any(paths) else None)
         return [True if reason is None else (False, reason) for reason in verdicts]
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
@@ -87,12 +97,5 @@ class GristmillCodeFilter(_GristmillFilter):
 
     name = "💻 Gristmill Code"
 
-    def __init__(self, config: CodeConfig | None = None, path_key: str = "repo_path", **kwargs: Any) -> None:
+    def __init__(self, config: CodeConfig | None = None, **kwargs: Any) -> None:
         super().__init__(CodeFilter(config), **kwargs)
-        self.path_key = path_key
-
-    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
-        """Return True to keep each document, or (False, reason) to drop it."""
-        paths = [doc.metadata.get(self.path_key) for doc in batch]
-        verdicts = self.rules.check_batch([doc.text for doc in batch], paths if any(paths) else None)
-        return [True if reason is None else (False, reason) for reason in verdicts]
