@@ -193,7 +193,7 @@ class PackShards(PipelineStep):
 
         tokenizer = Tokenizer.load(self.layout.path("tokenizer"))
         meta = ShardMeta(seq_len=stage.seq_len, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id,
-                         tokenizer_hash=tokenizer.content_hash)
+                         tokenizer_hash=tokenizer.content_hash, bos_id=tokenizer.framing.bos_id)
         capacity = stage.seq_len + 1
         token_rows = gather_tokens(pieces, rows, capacity, tokenizer.pad_id, block, block_start, blocks)
         list_offsets, offsets = row_offsets(pieces, rows)
@@ -240,4 +240,5 @@ def tokenizer_entry(layout: BuildLayout) -> TokenizerEntry:
     """Return the manifest's entry for the tokenizer in BUILD/tokenizer/."""
     tokenizer = Tokenizer.load(layout.path("tokenizer"))
     return TokenizerEntry(path="tokenizer/", hash=tokenizer.content_hash, vocab_size=tokenizer.vocab_size,
-                          bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+                          bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                          framing=tokenizer.framing.name)

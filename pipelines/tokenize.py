@@ -2,8 +2,9 @@
 
 BUILD/tokens/<source>/<task>.arrow is an Arrow IPC file with one row per document, in the clean file's
 order: `row` (int32, the document's row in the clean file), `id` (string) and `tokens` (list<int32>: the ids
-followed by eos; no bos). Beside it, <task>.json holds the task's documents, tokens and log2 length
-histogram; once all tasks end, BUILD/tokens/<source>/histogram.json sums them per source.
+framed as the tokenizer frames a text, `Tokenizer.framing`: bos first for sentencepiece/llama2, eos last, so
+every later count of tokens includes the framing). Beside it, <task>.json holds the task's documents, tokens
+and log2 length histogram; once all tasks end, BUILD/tokens/<source>/histogram.json sums them per source.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class TokenizeDocuments(PipelineStep):
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         source, task = self.inputs[rank]
         tokenizer = Tokenizer.load(self.layout.path("tokenizer"))
-        eos = np.asarray([tokenizer.eos_id], np.int32)
+        framing = tokenizer.framing
         lengths: list[np.ndarray] = []
         row = 0
         fs, inner = filesystem(self.layout.task_file("clean", source, task, "parquet"))
@@ -65,7 +66,7 @@ class TokenizeDocuments(PipelineStep):
                 pa.ipc.new_file(out, TOKEN_FILE_SCHEMA) as writer:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=ENCODE_BATCH, columns=["id", "text"]):
                 ids = tokenizer.encode_batch(batch.column("text").to_pylist())
-                docs = [np.concatenate([d, eos]) for d in ids]
+                docs = [framing.frame(d) for d in ids]
                 sizes = np.fromiter((len(d) for d in docs), np.int64, len(docs))
                 offsets = np.zeros(len(docs) + 1, np.int32)
                 np.cumsum(sizes, out=offsets[1:])
@@ -94,7 +95,7 @@ def write_source_histograms(layout: BuildLayout, inputs: list[tuple[str, int]]) 
         write_json(layout.path("tokens", source, "histogram.json"), {
             "documents": sum(s["documents"] for s in stats), "tokens": sum(s["tokens"] for s in stats),
             "log2_histogram": add_histograms([s["log2_histogram"] for s in stats]),
-            "bucket": "log2_histogram[b] counts documents of [2^b, 2^(b+1)) tokens, eos included"})
+            "bucket": "log2_histogram[b] counts documents of [2^b, 2^(b+1)) tokens, bos/eos included"})
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -134,6 +135,6 @@ class TokenFile:
                    _concat(block, np.int32), _concat(start, np.int64), blocks)
 
     def document(self, d: int) -> np.ndarray:
-        """Return the tokens of document `d` (eos included)."""
+        """Return the tokens of document `d` (framing included)."""
         s = self.start[d]
         return self.blocks[self.block[d]][s:s + self.lengths[d]]

@@ -9,9 +9,11 @@ MiB. One row is one training sequence of its stage's length L:
                                               length u ≤ L+1; tokens at positions ≥ u are padding, no loss
   source        uint8                         index into the manifest's `sources` list
 
-Documents: each document's tokens are its ids followed by eos; no bos is written (eos separates documents,
-so a row reads `doc … eos doc … eos`). A document longer than a row is split over rows (pieces of a split
-document do not end with eos, except its last); a document that fits a row is never split. A row holds
+Documents are framed as the tokenizer frames a text at inference (`gristmill.framing`, from
+tokenizer/framing.py): "bos+eos" (sentencepiece, the llama2 profile: `bos doc … eos bos doc … eos`, as
+TinyLlama trained) or "eos" (byte-level BPE: `doc … eos doc … eos`). The framing tokens are part of the
+document and counted with it everywhere. A document longer than a row is split over rows (only its first
+piece starts with bos, only its last ends with eos); a document that fits a row is never split. A row holds
 documents of one source only. A stage's and a shard's `tokens` (manifest) count the tokens stored in rows,
 padding excluded; `padding_tokens` = rows × (L + 1) − tokens. Which documents fill which rows:
 shards/plan.py and shards/pack.py.
@@ -21,7 +23,11 @@ Schema metadata (all values UTF-8 decimal or hex strings):
   gristmill.seq_len          L
   gristmill.pad_id           id written into padding positions
   gristmill.eos_id           id that ends every document
+  gristmill.framing          "bos+eos" or "eos": whether each document starts with bos
+  gristmill.bos_id           id that starts every document, or "none" when the framing is "eos"
   gristmill.tokenizer_hash   content hash of the tokenizer the ids come from
+
+Format version 2 added the framing (version 1 shards had no bos, and are refused: rebuild).
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-FORMAT_VERSION = 1
+from gristmill.tokenizer.framing import BOS_EOS, EOS_ONLY, FRAMINGS
+
+FORMAT_VERSION = 2
 TOKEN_TYPE = pa.int32()  # int32, not uint16: Fox-1's vocabulary is 256K
 ROWS_PER_BATCH_BYTES = 4 << 20  # aim record batches at ~4 MiB
 
@@ -45,7 +53,13 @@ class ShardMeta:
     pad_id: int
     eos_id: int
     tokenizer_hash: str
+    bos_id: int | None = None  # None: documents do not start with bos (framing "eos")
     format_version: int = FORMAT_VERSION
+
+    @property
+    def framing(self) -> str:
+        """Return the document framing: "bos+eos" or "eos"."""
+        return EOS_ONLY if self.bos_id is None else BOS_EOS
 
     def to_metadata(self) -> dict[bytes, bytes]:
         """Return the Arrow schema metadata for these facts."""
@@ -54,6 +68,8 @@ class ShardMeta:
             "seq_len": self.seq_len,
             "pad_id": self.pad_id,
             "eos_id": self.eos_id,
+            "framing": self.framing,
+            "bos_id": "none" if self.bos_id is None else self.bos_id,
             "tokenizer_hash": self.tokenizer_hash,
         }
         return {f"{_META_PREFIX}{k}".encode(): str(v).encode() for k, v in fields.items()}
@@ -62,14 +78,24 @@ class ShardMeta:
     def from_schema(cls, schema: pa.Schema) -> ShardMeta:
         """Read the facts back from a shard's schema; raise ValueError when any is missing or malformed."""
         meta = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+
+        def field(name: str, default: str | None = None) -> str:
+            value = meta.get(_META_PREFIX + name, default)
+            if value is None:
+                raise KeyError(_META_PREFIX + name)
+            return value
+
         try:
-            return cls(
-                seq_len=int(meta[_META_PREFIX + "seq_len"]),
-                pad_id=int(meta[_META_PREFIX + "pad_id"]),
-                eos_id=int(meta[_META_PREFIX + "eos_id"]),
-                tokenizer_hash=meta[_META_PREFIX + "tokenizer_hash"],
-                format_version=int(meta[_META_PREFIX + "format_version"]),
-            )
+            seq_len, pad_id, eos_id = (int(field(name)) for name in ("seq_len", "pad_id", "eos_id"))
+            tokenizer_hash = field("tokenizer_hash")
+            version = int(field("format_version"))
+            # version 1 had no framing fields (and no bos); the reader refuses it by its version
+            framing = field("framing", EOS_ONLY if version < 2 else None)
+            bos = field("bos_id", "none" if version < 2 else None)
+            if framing not in FRAMINGS or (framing == EOS_ONLY) != (bos == "none"):
+                raise ValueError(f"framing {framing!r} with bos_id {bos!r}")
+            return cls(seq_len=seq_len, pad_id=pad_id, eos_id=eos_id, tokenizer_hash=tokenizer_hash,
+                       bos_id=None if bos == "none" else int(bos), format_version=version)
         except KeyError as e:
             raise ValueError(f"shard schema metadata lacks {e.args[0]}") from None
         except ValueError as e:

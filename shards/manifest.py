@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gristmill.errors import BuildError, InputError
 from gristmill.storage import read_json, write_json
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: the tokenizer entry records the document framing
 MANIFEST_NAME = "manifest.json"
 
 
@@ -59,7 +59,8 @@ class SourceEntry(_Model):
 
 
 class TokenizerEntry(_Model):
-    """The tokenizer the shards were made with (its files are in BUILD/tokenizer/)."""
+    """The tokenizer the shards were made with (its files are in BUILD/tokenizer/), and how the shards frame
+    a document with it: "bos+eos" (bos first) or "eos" (tokenizer/framing.py)."""
 
     path: str
     hash: str
@@ -67,6 +68,7 @@ class TokenizerEntry(_Model):
     bos_id: int | None
     eos_id: int
     pad_id: int
+    framing: Literal["bos+eos", "eos"]
 
 
 class ShardEntry(_Model):

@@ -84,7 +84,10 @@ def verify_shard(build: str, manifest: Manifest, stage: StageEntry, entry: Shard
     meta, tok = reader.meta, manifest.tokenizer
     expected = {"seq_len": stage.seq_len}
     if tok is not None:
-        expected |= {"tokenizer_hash": tok.hash, "eos_id": tok.eos_id, "pad_id": tok.pad_id}
+        expected |= {"tokenizer_hash": tok.hash, "eos_id": tok.eos_id, "pad_id": tok.pad_id,
+                     "framing": tok.framing}
+        if tok.framing == "bos+eos":
+            expected["bos_id"] = tok.bos_id
     for name, want in expected.items():
         if getattr(meta, name) != want:
             check.problems.append(f"schema metadata {name} is {getattr(meta, name)!r}, expected {want!r}")

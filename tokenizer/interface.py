@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from gristmill.errors import InputError
+from gristmill.tokenizer.framing import DocumentFraming
 
 HF_FILE = "tokenizer.json"
 SP_FILE = "tokenizer.model"
@@ -102,6 +103,19 @@ class Tokenizer:
         # symbols piece by piece (one dummy prefix per piece): encode those models with sentencepiece
         self._encode_with_sp = sp is not None and (hf is None or not _json_is_exact(sp))
 
+    @property
+    def framing(self) -> DocumentFraming:
+        """Return how training frames a document: bos first exactly when this tokenizer prepends bos to an
+        encoded text (its tokenizer.json post-processor; a bare sentencepiece model: when it has bos, as
+        Llama's tokenizers do), eos last."""
+        if self.bos_id is None:
+            return DocumentFraming(None, self.eos_id)
+        if self._hf is None:
+            return DocumentFraming(self.bos_id, self.eos_id)
+        with_specials = self._hf.encode("a", add_special_tokens=True).ids
+        adds_bos = bool(with_specials) and with_specials[0] == self.bos_id
+        return DocumentFraming(self.bos_id if adds_bos else None, self.eos_id)
+
     def _find(self, names: Sequence[str]) -> int | None:
         for name in names:
             token_id = self._hf.token_to_id(name)
@@ -136,7 +150,7 @@ class Tokenizer:
         return [e.ids for e in self._hf.encode_batch_fast(list(texts), add_special_tokens=False)]
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Return the ids of each text as an int32 array, without bos/eos (the packer adds eos)."""
+        """Return the ids of each text as an int32 array, without bos/eos (the tokenize step frames them)."""
         return [np.asarray(ids, dtype=np.int32) for ids in self._encode_lists(texts)]
 
     def encode_batch_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,6 @@ are copied unpermuted; a tied LM head is written once, as the embedding, with ti
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +101,19 @@ def export_hf(checkpoint: str | Path, out: str | Path, *, tokenizer: str | Path 
               dtype: torch.dtype = torch.float32) -> Path:
     """Write a HF Llama model directory at `out` from a checkpoint (a step-N dir or a run's output_dir).
 
-    Returns `out`. Raises BuildError when there is no checkpoint, ConfigError when the tokenizer is missing.
+    Returns `out`. Raises BuildError when there is no checkpoint, ConfigError when the tokenizer is missing
+    or frames documents otherwise than the build the checkpoint trained on.
     """
     from safetensors.torch import save
 
+    from gristmill.tokenizer.hf_export import export_hf_tokenizer
     from gristmill.tokenizer.interface import Tokenizer
 
     checkpoint = _resolve_checkpoint(checkpoint)
     config = read_model_config(checkpoint).model_copy(update={"ops": OpsConfig(
         **dict.fromkeys(OpsConfig.model_fields, "reference"))})
     tok_dir = _tokenizer_dir(checkpoint, tokenizer)
-    tok = Tokenizer.load(tok_dir)
+    _check_framing(checkpoint, Tokenizer.load(tok_dir).framing.name)
     model = Transformer(config, build_ops(config.ops, "cpu"))
     load_model_weights(checkpoint, model)
 
@@ -120,13 +121,25 @@ def export_hf(checkpoint: str | Path, out: str | Path, *, tokenizer: str | Path 
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(str(out / "model.safetensors")) as f:
         f.write(save(hf_state_dict(model, dtype), metadata={"format": "pt"}))
+    tok = export_hf_tokenizer(tok_dir, out, config.max_seq_len)
     special = {"bos": tok.bos_id, "eos": tok.eos_id, "pad": tok.pad_id}
     write_json(str(out / "config.json"), hf_config(config, special, dtype))
-    for file in tok_dir.iterdir():
-        if file.is_file():
-            shutil.copyfile(file, out / file.name)
-    names = {k: tok.id_to_token(v) for k, v in special.items() if v is not None}
-    write_json(str(out / "tokenizer_config.json"), {
-        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config.max_seq_len,
-        **{f"{k}_token": v for k, v in names.items()}})
     return out
+
+
+def _check_framing(checkpoint: Path, framing: str) -> None:
+    """Refuse a tokenizer whose document framing differs from the one the checkpoint's build trained on."""
+    from gristmill.shards.manifest import read_manifest
+
+    config_file = checkpoint / TRAIN_CONFIG
+    if not config_file.exists():
+        return
+    build = json.loads(config_file.read_text())["build"]
+    try:
+        trained_on = read_manifest(build).tokenizer
+    except BuildError:
+        return  # the build is not at hand: nothing to compare with
+    if trained_on is not None and trained_on.framing != framing:
+        raise ConfigError(f"the tokenizer frames documents as {framing!r}, but the model trained on "
+                          f"{trained_on.framing!r} rows", path=str(checkpoint),
+                          hint="export with the build's own tokenizer directory")

@@ -130,3 +130,18 @@ def assert_rebuilt(found: Pieces, expected: dict[tuple[str, int], Sequence[np.nd
         assert used == sampling["used_tokens"], source
         assert sampling["sampling"] == pytest.approx(used / lengths.sum()), source
     return result
+
+
+def assert_rows_encode_like_hf(found: Pieces, texts: dict[tuple[str, int], Sequence[str]],
+                               hf_encode: Callable[[str], list[int]], eos_id: int) -> int:
+    """Assert that every document stored whole in one row holds exactly the ids the exported HF tokenizer
+    gives its text (bos included where the framing has it), then eos; return how many were checked."""
+    checked = 0
+    for (source, task, d), pieces in sorted(found.by_doc.items()):
+        start, piece = pieces[0]
+        if len(pieces) != 1 or start != 0 or piece[-1] != eos_id:
+            continue  # split, or sampled more than once
+        assert hf_encode(texts[(source, task)][d]) == piece[:-1].tolist(), (source, task, d)
+        checked += 1
+    assert checked, "no document is stored whole in one row"
+    return checked

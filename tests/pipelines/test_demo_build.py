@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -22,6 +21,8 @@ from gristmill.pipelines.filters import make_filters
 from gristmill.pipelines.readers import BadRecord, reader_for, source_files
 from gristmill.pipelines.recipe import Recipe, load_recipe, parse_recipe
 from gristmill.shards.manifest import Manifest, read_manifest
+from gristmill.shards.reader import ShardReader
+from gristmill.tokenizer.hf_export import export_hf_tokenizer
 from gristmill.tokenizer.interface import Tokenizer
 
 from . import packed
@@ -195,7 +196,7 @@ def test_every_kept_document_rebuilt_from_its_pieces(demo):
         for s, t in clean
     }
     expected = {
-        key: [np.append(ids, tokenizer.eos_id) for ids in tokenizer.encode_batch(docs)]
+        key: [tokenizer.framing.frame(ids) for ids in tokenizer.encode_batch(docs)]
         for key, docs in texts.items()
     }
     found = packed.collect_pieces(str(demo.root), demo.manifest)
@@ -203,6 +204,25 @@ def test_every_kept_document_rebuilt_from_its_pieces(demo):
     copies = packed.assert_rebuilt(found, expected, texts, plan, tokenizer.decode)
     assert set(copies) == {s.name for s in demo.recipe.sources}
     assert all(c.sum() > 0 for c in copies.values())
+
+
+def test_llama2_rows_start_documents_with_bos_as_the_exported_tokenizer_does(demo, tmp_path):
+    # The demo trains a llama2-profile tokenizer: `<s> doc … </s>` in the rows, as TinyLlama trained, and
+    # the HF export's AutoTokenizer prepends the same `<s>` to a prompt.
+    transformers = pytest.importorskip("transformers")
+    tokenizer = export_hf_tokenizer(str(demo.root / "tokenizer"), tmp_path, model_max_length=512)
+    assert demo.manifest.tokenizer.framing == tokenizer.framing.name == "bos+eos"
+    assert tokenizer.framing.bos_id == demo.manifest.tokenizer.bos_id == tokenizer.token_to_id("<s>")
+    for stage in demo.manifest.stages:
+        meta = ShardReader(str(demo.root / stage.shards[0].path)).meta
+        assert (meta.framing, meta.bos_id) == ("bos+eos", tokenizer.bos_id)
+    texts = {
+        (p.parent.name, int(p.stem)): pq.read_table(p, columns=["text"])["text"].to_pylist()
+        for p in demo.root.glob("clean/*/*.parquet")
+    }
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    found = packed.collect_pieces(str(demo.root), demo.manifest)
+    packed.assert_rows_encode_like_hf(found, texts, lambda t: hf(t)["input_ids"], tokenizer.eos_id)
 
 
 # --- 3. planted duplicates and junk ------------------------------------------------------------------------

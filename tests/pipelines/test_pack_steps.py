@@ -8,7 +8,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -20,6 +19,8 @@ from gristmill.pipelines.layout import BuildLayout
 from gristmill.pipelines.pack_steps import collect_stages, shard_steps, tokenizer_entry
 from gristmill.pipelines.recipe import parse_recipe
 from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
+from gristmill.shards.reader import ShardReader
+from gristmill.tokenizer.hf_export import export_hf_tokenizer
 from gristmill.tokenizer.interface import Tokenizer
 
 from . import packed
@@ -147,7 +148,7 @@ def test_every_document_rebuilt_from_its_pieces(build):
     tokenizer = Tokenizer.load(layout.path("tokenizer"))
     plan = json.loads(Path(layout.path("plan.json")).read_text())
     expected = {
-        (s, task): [np.append(ids, tokenizer.eos_id) for ids in tokenizer.encode_batch(texts)]
+        (s, task): [tokenizer.framing.frame(ids) for ids in tokenizer.encode_batch(texts)]
         for s, files in corpus.items()
         for task, texts in enumerate(files)
     }
@@ -155,6 +156,21 @@ def test_every_document_rebuilt_from_its_pieces(build):
     found = packed.collect_pieces(layout.root, manifest)
     packed.assert_rebuilt(found, expected, texts, plan, tokenizer.decode)
     assert plan["sources"]["hq"]["full_epochs"] >= 1  # the fixture repeats one source
+
+
+def test_rows_hold_what_the_exported_tokenizer_encodes(build, tmp_path):
+    # byte-level BPE: documents are eos-separated, no bos, and the HF export adds none either
+    transformers = pytest.importorskip("transformers")
+    _, layout, manifest, corpus = build
+    tokenizer = export_hf_tokenizer(layout.path("tokenizer"), tmp_path, model_max_length=256)
+    assert manifest.tokenizer.framing == tokenizer.framing.name == "eos"
+    for stage in manifest.stages:
+        meta = ShardReader(str(Path(layout.root, stage.shards[0].path))).meta
+        assert (meta.framing, meta.bos_id) == ("eos", None)
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    texts = {(s, task): texts for s, files in corpus.items() for task, texts in enumerate(files)}
+    found = packed.collect_pieces(layout.root, manifest)
+    packed.assert_rows_encode_like_hf(found, texts, lambda t: hf(t)["input_ids"], tokenizer.eos_id)
 
 
 def test_packing_quality_in_the_manifest(build):

@@ -67,7 +67,8 @@ def build(tmp_path):
             name="t", recipe={}, recipe_hash="h", seed=0, accounting={},
             sources=[SourceEntry(name=n, format="jsonl", kind="text", priority=0) for n in ("web", "code")],
             tokenizer=TokenizerEntry(path="tokenizer/", hash=META.tokenizer_hash, vocab_size=VOCAB,
-                                     bos_id=None, eos_id=META.eos_id, pad_id=META.pad_id), stages=[stage]))
+                                     bos_id=None, eos_id=META.eos_id, pad_id=META.pad_id,
+                                     framing=META.framing), stages=[stage]))
         return str(tmp_path)
 
     return write, entries, tmp_path

@@ -102,3 +102,30 @@ def test_polars_and_duckdb_read_a_shard(tmp_path):
     con.register("shard", pa.ipc.open_file(path).read_all())
     used = con.execute("select sum(list_last(doc_offsets)) from shard").fetchall()
     assert used == [(int(offsets[2::3].sum()),)]
+
+
+def test_framing_round_trips_in_the_schema_metadata():
+    for meta in (META, ShardMeta(seq_len=15, pad_id=0, eos_id=2, tokenizer_hash="ab", bos_id=1)):
+        schema = pa.schema([("tokens", pa.int32())], metadata=meta.to_metadata())
+        assert ShardMeta.from_schema(schema) == meta
+    assert META.framing == "eos"
+    assert META.to_metadata()[b"gristmill.bos_id"] == b"none"
+    bos = ShardMeta(seq_len=15, pad_id=0, eos_id=2, tokenizer_hash="ab", bos_id=1)
+    assert (bos.framing, bos.to_metadata()[b"gristmill.bos_id"]) == ("bos+eos", b"1")
+
+
+def test_framing_that_disagrees_with_bos_and_version_1_are_refused(tmp_path):
+    metadata = ShardMeta(seq_len=15, pad_id=0, eos_id=2, tokenizer_hash="ab", bos_id=1).to_metadata()
+    metadata[b"gristmill.framing"] = b"eos"
+    with pytest.raises(ValueError, match="malformed: framing 'eos' with bos_id '1'"):
+        ShardMeta.from_schema(pa.schema([("tokens", pa.int32())], metadata=metadata))
+
+    tokens, list_offsets, offsets, source = _rows(3)
+    table = shard_table(META, tokens, list_offsets, offsets, source)
+    added = (b"gristmill.framing", b"gristmill.bos_id")
+    old = {k: v for k, v in table.schema.metadata.items() if k not in added}
+    old[b"gristmill.format_version"] = b"1"
+    path = str(tmp_path / "old.arrow")
+    write_shard(path, table.replace_schema_metadata(old))
+    with pytest.raises(InputError, match="format version 1 is not the supported 2"):
+        ShardReader(path)

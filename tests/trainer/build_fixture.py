@@ -113,14 +113,14 @@ def write_build(root: Path, texts: list[str], tokenizer: Tokenizer, stages: list
     """
     root.mkdir(parents=True, exist_ok=True)
     tokenizer.save(root / "tokenizer")
-    docs = [np.append(ids, tokenizer.eos_id).astype(np.int32) for ids in tokenizer.encode_batch(texts)]
+    docs = [tokenizer.framing.frame(ids) for ids in tokenizer.encode_batch(texts)]
     cuts = np.cumsum([0] + [s.share for s in stages]) / sum(s.share for s in stages)
     entries = []
     for i, spec in enumerate(stages):
         part = docs[int(cuts[i] * len(docs)):int(cuts[i + 1] * len(docs))]
         tokens, offsets = pack_rows(part, spec.seq_len, tokenizer.pad_id)
         meta = ShardMeta(seq_len=spec.seq_len, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id,
-                         tokenizer_hash=tokenizer.content_hash)
+                         tokenizer_hash=tokenizer.content_hash, bos_id=tokenizer.framing.bos_id)
         (root / spec.name).mkdir()
         shards = []
         for n, a in enumerate(range(0, len(tokens), rows_per_shard)):
@@ -141,7 +141,8 @@ def write_build(root: Path, texts: list[str], tokenizer: Tokenizer, stages: list
         sources=[SourceEntry(name="docs", format="text", kind="web", priority=0)], accounting={},
         tokenizer=TokenizerEntry(path="tokenizer", hash=tokenizer.content_hash,
                                  vocab_size=tokenizer.vocab_size, bos_id=tokenizer.bos_id,
-                                 eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id),
+                                 eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                                 framing=tokenizer.framing.name),
         stages=entries)
     write_manifest(str(root), manifest)
     return manifest
