@@ -105,3 +105,34 @@ def test_kernel_ops_match_reference_ops_forward_and_backward():
     torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=1e-5)
     for (name, p), q in zip(reference.named_parameters(), kernel.parameters()):
         torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-3, msg=name)
+
+
+@pytest.mark.skipif(not kernels_available(), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("tied", [False, True])
+def test_compiled_kernel_model_has_no_graph_break_and_matches_eager(tied):
+    # Every kernel is a custom op with its own backward: dynamo traces the whole model, forward and loss,
+    # as one graph, and AOT autograd's joint graph gives eager's loss and gradients.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    config = tiny(n_layers=2, tie_embeddings=tied,
+                  ops=OpsConfig(**dict.fromkeys(OpsConfig.model_fields, "kernel")))
+    eager = Transformer(config, build_ops(config.ops, device)).to(device)
+    compiled = Transformer(config, build_ops(config.ops, device)).to(device)
+    compiled.load_state_dict(eager.state_dict())
+    ids, positions, cu, max_len = (t.to(device) if isinstance(t, torch.Tensor) else t
+                                   for t in packed([5, 9, 2], seed=4))
+    targets = torch.roll(ids, -1, dims=1)
+    targets[0, 4] = -100
+    args = (ids, positions, cu, max_len)
+
+    explanation = torch._dynamo.explain(compiled)(*args, targets=targets)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    torch._dynamo.reset()
+    losses = []
+    for model in (eager, torch.compile(compiled, backend="aot_eager", fullgraph=True)):
+        loss = model(*args, targets=targets)
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=1e-6)
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=1e-5, msg=name)
