@@ -73,7 +73,7 @@ def test_custom_softmax_scale(device):
 @pytest.mark.parametrize("blocks", [(32, 16), (16, 32)])
 @pytest.mark.parametrize("causal", [True, False])
 def test_unequal_block_sizes(blocks, causal, device):
-    # The autotuned CUDA configs pair unequal BLOCK_M and BLOCK_N; check the block walk for both orders.
+    # The pinned CUDA configs pair unequal BLOCK_M and BLOCK_N; check the block walk for both orders.
     lengths = [37, 64, 5]
     cu = _cu_seqlens(lengths, device)
     q, k, v, dout = _qkv(sum(lengths), 4, 2, 64, torch.float32, device)
@@ -129,6 +129,26 @@ def test_rejects_bad_shapes(device):
     q, k, v, _ = _qkv(8, 6, 4, 64, torch.float32, device)
     with pytest.raises(ValueError, match="multiple of n_kv_heads"):
         flash_attention_varlen(q, k, v, _cu_seqlens([8], device), 8)
+    q, k, v, _ = _qkv(8, 4, 2, 64, torch.float32, device)
+    with pytest.raises(ValueError, match="share a dtype"):
+        flash_attention_varlen(q, k.double(), v, _cu_seqlens([8], device), 8)
+
+
+def test_grid_limits_are_checked_before_launch(device):
+    # Documents go on the grid's first axis (2^31 - 1); blocks of one document on the second (65535).
+    q, k, v, _ = _qkv(8, 4, 2, 64, torch.float32, device)
+    with pytest.raises(ValueError, match="exceeds CUDA's 65535 per axis"):
+        attention_forward(q, k, v, _cu_seqlens([8], device), 16 * 65536, True, 0.125, (16, 16))
+
+
+def test_gqa_backward_is_deterministic(device):
+    # dK/dV: one program per query head, the group's fp32 shares summed in a fixed order, no atomics.
+    lengths = [21, 34]
+    q, k, v, dout = _qkv(sum(lengths), 8, 2, 64, torch.float32, device, seed=5)
+    cu = _cu_seqlens(lengths, device)
+    runs = [_forward_backward(flash_attention_varlen, q, k, v, dout, cu, 34) for _ in range(2)]
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
 
 
 def test_compiles_without_graph_breaks(device):

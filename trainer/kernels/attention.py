@@ -1,9 +1,16 @@
 """FlashAttention-2 for packed documents (varlen), with GQA and causal masking within each document.
 
 Tokens of all documents are concatenated along T; ``cu_seqlens`` gives the document offsets. Programs are
-launched per (block of a document, document, head) and loop only over the key (or query) blocks of their
-own document up to the diagonal, so fully masked blocks cost nothing; only blocks that straddle the
-diagonal or a document's end apply a mask.
+launched per (document, block of the document, query head) and loop only over the key (or query) blocks of
+their own document up to the diagonal, so fully masked blocks cost nothing; only blocks that straddle the
+diagonal or a document's end apply a mask. The grid's first axis is the document (up to 2^31 - 1 of them),
+and the block axis is walked heaviest first: every document's last query blocks (the most keys under the
+causal mask) launch before its first ones, its first key blocks before its last.
+
+dK/dV run one program per query head, as FlashAttention-2 does for GQA, rather than one per KV head looping
+over its group: GROUP times the parallelism. With GROUP > 1 each program writes its head's share to an fp32
+buffer and the group is summed afterwards in a fixed order (deterministic; no atomics). Launch configs are
+pinned per GPU class, dtype and head dim (attention_configs.py), never autotuned.
 """
 
 from __future__ import annotations
@@ -15,6 +22,13 @@ import triton
 import triton.language as tl
 
 from gristmill.trainer.kernels._launch import dot_precision, interpreting, require_backend
+from gristmill.trainer.kernels.attention_configs import (
+    INTERPRETER_CONFIG,
+    LaunchConfig,
+    gpu_class,
+    select_config,
+    shared_memory_limit,
+)
 
 _LOG2E = 1.4426950408889634
 
@@ -56,17 +70,18 @@ def _attention_forward_kernel(
     GROUP: tl.constexpr, CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """Program (query block, document, head).  For query i and keys j ≤ i of its document (all of the
-    document's keys when not causal), with s_ij = scale · q_i·k_j:
+    """Program (document, query block counted from the document's end, head).  For query i and keys j ≤ i
+    of its document (all of the document's keys when not causal), with s_ij = scale · q_i·k_j:
     o_i = Σ_j softmax_j(s_ij) · v_j, and lse_i = log2 Σ_j 2^(s_ij · log2 e) is saved for the backward.
     Head h reads key/value head h // GROUP."""
-    start_m = tl.program_id(0) * BLOCK_M
-    doc = tl.program_id(1)
+    doc = tl.program_id(0)
     head = tl.program_id(2)
     doc_start = tl.load(CU_SEQLENS + doc).to(tl.int64)
     seqlen = (tl.load(CU_SEQLENS + doc + 1) - doc_start).to(tl.int32)
-    if start_m >= seqlen:
+    n_blocks = tl.cdiv(seqlen, BLOCK_M)
+    if tl.program_id(1) >= n_blocks:
         return
+    start_m = (n_blocks - 1 - tl.program_id(1)) * BLOCK_M  # heaviest (last) query block first
     rows = start_m + tl.arange(0, BLOCK_M)  # query positions within the document
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < HEAD_DIM
@@ -166,12 +181,14 @@ def _attention_backward_dkdv_kernel(
     GROUP: tl.constexpr, CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """Program (key block, document, key/value head); sums over the GROUP query heads sharing it, so no
-    atomics.  With p_ij = 2^(s_ij · log2 e − lse_i) and ds_ij = p_ij · (do_i·v_j − delta_i):
-    dv_j = Σ_i p_ij · do_i and dk_j = scale · Σ_i ds_ij · q_i, over queries i ≥ j of the document."""
-    start_n = tl.program_id(0) * BLOCK_N
-    doc = tl.program_id(1)
-    kv_head = tl.program_id(2)
+    """Program (document, key block, query head h), reading key/value head h // GROUP.  With
+    p_ij = 2^(s_ij · log2 e − lse_i) and ds_ij = p_ij · (do_i·v_j − delta_i), head h's share of
+    dv_j = Σ_i p_ij · do_i and dk_j = scale · Σ_i ds_ij · q_i, over queries i ≥ j of the document, is
+    written at head h of DK and DV (shaped like q): the caller sums each group (nothing when GROUP is 1)."""
+    doc = tl.program_id(0)
+    start_n = tl.program_id(1) * BLOCK_N  # key block 0, the heaviest under the causal mask, first
+    head = tl.program_id(2)
+    kv_head = head // GROUP
     doc_start = tl.load(CU_SEQLENS + doc).to(tl.int64)
     seqlen = (tl.load(CU_SEQLENS + doc + 1) - doc_start).to(tl.int32)
     if start_n >= seqlen:
@@ -195,29 +212,26 @@ def _attention_backward_dkdv_kernel(
         lo = 0
         diag_end = 0
         full_end = (seqlen // BLOCK_M) * BLOCK_M
-    for g in range(GROUP):
-        head = kv_head * GROUP + g
-        Q_head = Q + doc_start * stride_qt + head * stride_qh
-        DO_head = DO + doc_start * stride_dot + head * stride_doh
-        LSE_head = LSE + head * n_tokens + doc_start
-        DELTA_head = DELTA + head * n_tokens + doc_start
-        dk, dv = _attention_backward_dkdv_inner(
-            dk, dv, k, v, Q_head, DO_head, LSE_head, DELTA_head, stride_qt, stride_dot, cols, offs_d, d_mask,
-            lo, diag_end, seqlen, qk_scale, CAUSAL, True, BLOCK_M, DOT_PRECISION,
-        )  # fmt: skip
-        dk, dv = _attention_backward_dkdv_inner(
-            dk, dv, k, v, Q_head, DO_head, LSE_head, DELTA_head, stride_qt, stride_dot, cols, offs_d, d_mask,
-            diag_end, full_end, seqlen, qk_scale, CAUSAL, False, BLOCK_M, DOT_PRECISION,
-        )  # fmt: skip
-        dk, dv = _attention_backward_dkdv_inner(
-            dk, dv, k, v, Q_head, DO_head, LSE_head, DELTA_head, stride_qt, stride_dot, cols, offs_d, d_mask,
-            full_end, seqlen, seqlen, qk_scale, CAUSAL, True, BLOCK_M, DOT_PRECISION,
-        )  # fmt: skip
-    out_mask = kv_mask
-    tl.store(DK + tok * stride_dkt + kv_head * stride_dkh + offs_d[None, :], (dk * sm_scale).to(
-        DK.dtype.element_ty), mask=out_mask)  # fmt: skip
-    tl.store(DV + tok * stride_dvt + kv_head * stride_dvh + offs_d[None, :], dv.to(DV.dtype.element_ty),
-             mask=out_mask)  # fmt: skip
+    Q_head = Q + doc_start * stride_qt + head * stride_qh
+    DO_head = DO + doc_start * stride_dot + head * stride_doh
+    LSE_head = LSE + head * n_tokens + doc_start
+    DELTA_head = DELTA + head * n_tokens + doc_start
+    dk, dv = _attention_backward_dkdv_inner(
+        dk, dv, k, v, Q_head, DO_head, LSE_head, DELTA_head, stride_qt, stride_dot, cols, offs_d, d_mask,
+        lo, diag_end, seqlen, qk_scale, CAUSAL, True, BLOCK_M, DOT_PRECISION,
+    )  # fmt: skip
+    dk, dv = _attention_backward_dkdv_inner(
+        dk, dv, k, v, Q_head, DO_head, LSE_head, DELTA_head, stride_qt, stride_dot, cols, offs_d, d_mask,
+        diag_end, full_end, seqlen, qk_scale, CAUSAL, False, BLOCK_M, DOT_PRECISION,
+    )  # fmt: skip
+    dk, dv = _attention_backward_dkdv_inner(
+        dk, dv, k, v, Q_head, DO_head, LSE_head, DELTA_head, stride_qt, stride_dot, cols, offs_d, d_mask,
+        full_end, seqlen, seqlen, qk_scale, CAUSAL, True, BLOCK_M, DOT_PRECISION,
+    )  # fmt: skip
+    tl.store(DK + tok * stride_dkt + head * stride_dkh + offs_d[None, :], (dk * sm_scale).to(
+        DK.dtype.element_ty), mask=kv_mask)  # fmt: skip
+    tl.store(DV + tok * stride_dvt + head * stride_dvh + offs_d[None, :], dv.to(DV.dtype.element_ty),
+             mask=kv_mask)  # fmt: skip
 
 
 @triton.jit
@@ -255,15 +269,16 @@ def _attention_backward_dq_kernel(
     GROUP: tl.constexpr, CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """Program (query block, document, head): dq_i = scale · Σ_j ds_ij · k_j over the document's keys
-    j ≤ i, with ds as in the dk/dv kernel; the same block walk as the forward."""
-    start_m = tl.program_id(0) * BLOCK_M
-    doc = tl.program_id(1)
+    """Program (document, query block counted from the document's end, head): dq_i = scale · Σ_j ds_ij · k_j
+    over the document's keys j ≤ i, with ds as in the dk/dv kernel; the same block walk as the forward."""
+    doc = tl.program_id(0)
     head = tl.program_id(2)
     doc_start = tl.load(CU_SEQLENS + doc).to(tl.int64)
     seqlen = (tl.load(CU_SEQLENS + doc + 1) - doc_start).to(tl.int32)
-    if start_m >= seqlen:
+    n_blocks = tl.cdiv(seqlen, BLOCK_M)
+    if tl.program_id(1) >= n_blocks:
         return
+    start_m = (n_blocks - 1 - tl.program_id(1)) * BLOCK_M  # heaviest (last) query block first
     rows = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < HEAD_DIM
@@ -296,50 +311,37 @@ def _attention_backward_dq_kernel(
         DQ.dtype.element_ty), mask=mask)  # fmt: skip
 
 
-# Block sizes. Under the interpreter: 16 (the smallest tl.dot), so small test documents span several blocks
-# and every masked/unmasked path runs. On CUDA the configs are autotuned per head dim; the candidates are
-# those of Triton's fused-attention tutorial and have not been measured for this kernel yet
-# (bench/kernels.py is the place to do so).
-_INTERPRETER_BLOCKS = (16, 16)
+_GRID_AXIS_LIMIT = 65535  # CUDA's limit on a grid's second and third axes
 
 
-def _configs(pairs: list[tuple[int, int]]) -> list[triton.Config]:
-    return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-        for bm, bn in pairs
-        for w in (4, 8)
-        for s in (2, 3)
-    ]
+def _config(kernel: str, q: torch.Tensor, blocks: tuple[int, int] | None) -> LaunchConfig:
+    """The launch config: `blocks` when given (tests), the interpreter's, or the pinned one for the device."""
+    if blocks is not None:
+        return LaunchConfig(blocks[0], blocks[1], 4, 1)
+    if interpreting():
+        return INTERPRETER_CONFIG
+    return select_config(kernel, gpu_class(q.device), q.dtype, q.shape[2], shared_memory_limit(q.device))
 
 
-_KEY = ["HEAD_DIM", "GROUP", "CAUSAL"]
-_forward_tuned = triton.autotune(_configs([(128, 64), (64, 64), (128, 32)]), key=_KEY)(
-    _attention_forward_kernel
-)
-_dkdv_tuned = triton.autotune(_configs([(32, 128), (64, 64), (32, 64)]), key=_KEY)(
-    _attention_backward_dkdv_kernel
-)
-_dq_tuned = triton.autotune(_configs([(128, 32), (64, 64), (64, 32)]), key=_KEY)(
-    _attention_backward_dq_kernel
-)
-
-
-def _launch(tuned, kernel, grid_axis0: int, grid_rest: tuple[int, int], blocks, *args, **meta) -> None:
-    """Launches kernel with fixed blocks (given, or under the interpreter) or its autotuned version.
-    grid_axis0: the sequence length tiled by the kernel's first-axis block."""
-    block_m, block_n = blocks if blocks is not None else _INTERPRETER_BLOCKS
-    tile = "BLOCK_N" if kernel is _attention_backward_dkdv_kernel else "BLOCK_M"
-    if blocks is not None or interpreting():
-        size = block_n if tile == "BLOCK_N" else block_m
-        kernel[(triton.cdiv(grid_axis0, size), *grid_rest)](*args, BLOCK_M=block_m, BLOCK_N=block_n, **meta)
-    else:
-        tuned[lambda m: (triton.cdiv(grid_axis0, m[tile]), *grid_rest)](*args, **meta)
+def _launch(kernel, name: str, config: LaunchConfig, n_docs: int, blocks_of: int, heads: int, *args,
+            **meta) -> None:
+    """Launches kernel on the grid (document, block, head); blocks_of: the longest document's length, tiled
+    by BLOCK_N for the dk/dv kernel and BLOCK_M for the others. Raises ValueError past the grid's limits."""
+    tile = config.block_n if name == "dkdv" else config.block_m
+    n_blocks = triton.cdiv(blocks_of, tile)
+    if n_blocks > _GRID_AXIS_LIMIT or heads > _GRID_AXIS_LIMIT:
+        raise ValueError(f"attention grid of {n_blocks} blocks × {heads} heads exceeds CUDA's "
+                         f"{_GRID_AXIS_LIMIT} per axis (max_seqlen {blocks_of}, blocks of {tile})")
+    kernel[(n_docs, n_blocks, heads)](*args, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
+                                      num_warps=config.num_warps, num_stages=config.num_stages, **meta)
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor) -> None:
     if q.dim() != 3 or k.dim() != 3 or k.shape != v.shape:
         raise ValueError(f"need q (T, H, D), k and v (T, H_kv, D); got {tuple(q.shape)}, {tuple(k.shape)}, "
                          f"{tuple(v.shape)}")  # fmt: skip
+    if not q.dtype == k.dtype == v.dtype:
+        raise ValueError(f"q, k and v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
     if q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
         raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} differ in T or head_dim")
     if q.shape[1] % k.shape[1]:
@@ -376,7 +378,7 @@ def attention_forward(
     blocks: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Launches the forward kernel. Returns (out (T, H, D) in q's dtype, lse (H, T) fp32 in log2 units).
-    blocks: (BLOCK_M, BLOCK_N) to bypass autotuning (tests). Raises ValueError on bad shapes."""
+    blocks: (BLOCK_M, BLOCK_N) instead of the pinned config (tests). Raises ValueError on bad shapes."""
     require_backend(q, k, v)
     _check(q, k, v, cu_seqlens)
     q, k, v = _unit_last_stride(q), _unit_last_stride(k), _unit_last_stride(v)
@@ -386,8 +388,8 @@ def attention_forward(
     lse = torch.empty((n_heads, n_tokens), dtype=torch.float32, device=q.device)
     if n_tokens and max_seqlen > 0:
         _launch(
-            _forward_tuned, _attention_forward_kernel, max_seqlen, (cu_seqlens.numel() - 1, n_heads), blocks,
-            out, lse, q, k, v, cu_seqlens,
+            _attention_forward_kernel, "forward", _config("forward", q, blocks), cu_seqlens.numel() - 1,
+            max_seqlen, n_heads, out, lse, q, k, v, cu_seqlens,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
             out.stride(0), out.stride(1),
             n_tokens, softmax_scale * _LOG2E, **_meta(q, k, causal),
@@ -408,7 +410,8 @@ def attention_backward(
     softmax_scale: float,
     blocks: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launches the backward kernels (delta, then dk/dv and dq). Returns (dq, dk, dv) shaped like q, k, v."""
+    """Launches the backward kernels (delta, then dk/dv and dq). Returns (dq, dk, dv) shaped like q, k, v.
+    With GQA, dk and dv are summed over each group from per-query-head fp32 shares."""
     dout, q, k, v = (_unit_last_stride(t) for t in (dout, q, k, v))
     cu_seqlens = cu_seqlens.to(torch.int32)
     n_tokens, n_heads, head_dim = q.shape
@@ -428,13 +431,20 @@ def attention_backward(
     strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                dout.stride(0), dout.stride(1))  # fmt: skip
     scales = (n_tokens, softmax_scale * _LOG2E, softmax_scale)
+    group = meta["GROUP"]
+    # per query head; fp32 shares summed below when heads share a KV head, else dk and dv themselves
+    dk_heads = dk if group == 1 else torch.empty(q.shape, dtype=torch.float32, device=q.device)
+    dv_heads = dv if group == 1 else torch.empty(q.shape, dtype=torch.float32, device=q.device)
     _launch(
-        _dkdv_tuned, _attention_backward_dkdv_kernel, max_seqlen, (n_docs, k.shape[1]), blocks,
-        dk, dv, q, k, v, dout, lse, delta, cu_seqlens, *strides,
-        dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1), *scales, **meta,
+        _attention_backward_dkdv_kernel, "dkdv", _config("dkdv", q, blocks), n_docs, max_seqlen, n_heads,
+        dk_heads, dv_heads, q, k, v, dout, lse, delta, cu_seqlens, *strides,
+        dk_heads.stride(0), dk_heads.stride(1), dv_heads.stride(0), dv_heads.stride(1), *scales, **meta,
     )  # fmt: skip
+    if group > 1:  # head h belongs to KV head h // group: heads (T, n_kv, group, D), summed over the group
+        dk.copy_(dk_heads.view(n_tokens, k.shape[1], group, head_dim).sum(dim=2))
+        dv.copy_(dv_heads.view(n_tokens, k.shape[1], group, head_dim).sum(dim=2))
     _launch(
-        _dq_tuned, _attention_backward_dq_kernel, max_seqlen, (n_docs, n_heads), blocks,
+        _attention_backward_dq_kernel, "dq", _config("dq", q, blocks), n_docs, max_seqlen, n_heads,
         dq, q, k, v, dout, lse, delta, cu_seqlens, *strides, dq.stride(0), dq.stride(1), *scales, **meta,
     )  # fmt: skip
     return dq, dk, dv
