@@ -14,11 +14,18 @@ loss at TinyLlama's 32K vocabulary.
     python bench/kernels.py              # full run
     python bench/kernels.py --quick      # smoke run: 2K tokens, few repetitions, small CE check
     python bench/kernels.py --ops attention cross_entropy --seqlens 4096 8192
+    python bench/kernels.py --tune       # time every attention launch config; print TABLE entries
+
+`--tune` times each candidate of `trainer/kernels/attention_configs.py` that fits this GPU's shared memory,
+per kernel (forward, dK/dV, dQ), at both models' head dims and 8K tokens of ragged documents, and prints the
+fastest as entries to paste into its TABLE (keyed by this GPU's class): configs are pinned from that table,
+never autotuned during training.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -313,6 +320,67 @@ def cross_entropy_checks(quick: bool, warmup: int, reps: int) -> None:
         torch.cuda.empty_cache()
 
 
+def _time_ms(fn: Callable[[], object], warmup: int, reps: int) -> float:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def tune_attention(warmup: int, reps: int, n_tokens: int = 8192) -> None:
+    """Times every fitting launch config of each attention kernel and prints the fastest as TABLE entries."""
+    from gristmill.trainer.kernels import attention_configs as ac
+    from gristmill.trainer.kernels.attention import attention_backward, attention_forward
+
+    device = torch.device("cuda")
+    gpu, limit = ac.gpu_class(device), ac.shared_memory_limit(device)
+    lengths = doc_lengths(n_tokens)
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
+    max_len = max(lengths)
+    print(f"attention configs for {gpu} ({limit} bytes of shared memory), {n_tokens} tokens, bf16:")
+    entries = []
+    for model in MODELS:
+        d = model.head_dim
+        heads = (model.n_heads, model.n_kv_heads, model.n_kv_heads)
+        q, k, v = (_leaf(n_tokens, h, d).detach() for h in heads)
+        dout = torch.randn_like(q)
+        scale = d**-0.5
+        out, lse = attention_forward(q, k, v, cu, max_len, True, scale)
+        best = {}
+        for kernel in ac.KERNELS:
+            timings = []
+            for config in ac.CANDIDATES[kernel]:
+                if ac.shared_memory_bytes(kernel, config, d, 2) > limit:
+                    continue
+                blocks = {kernel: config}
+                if kernel == "forward":
+                    run = functools.partial(attention_forward, q, k, v, cu, max_len, True, scale, blocks)
+                else:
+                    run = functools.partial(attention_backward, dout, q, k, v, out, lse, cu, max_len, True,
+                                            scale, blocks)
+                try:
+                    timings.append((_time_ms(run, warmup, reps), config))
+                except Exception as exc:  # a config this GPU cannot compile is skipped, and said
+                    print(f"  {model.name} {kernel} {config}: {type(exc).__name__}")
+            ms, best[kernel] = min(timings, key=lambda t: t[0])
+            print(f"  {model.name} (head dim {d}) {kernel}: {best[kernel]} {ms:.3f} ms "
+                  f"({len(timings)} configs timed)")  # fmt: skip
+        entries.append((d, best))
+    print("paste into TABLE in trainer/kernels/attention_configs.py:")
+    for d, best in entries:
+        body = ", ".join(f'"{k}": LaunchConfig({c.block_m}, {c.block_n}, {c.num_warps}, {c.num_stages})'
+                         for k, c in best.items())
+        print(f'    ("{gpu}", "bfloat16", {d}): {{{body}}},')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the benchmark; returns the process exit code (0 also when there is no GPU to measure on)."""
     parser = argparse.ArgumentParser(
@@ -325,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seqlens", nargs="+", type=int, default=[2048, 4096, 8192])
     parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--tune", action="store_true", help="time the attention launch configs, print TABLE")
     args = parser.parse_args(argv)
 
     if not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
@@ -339,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"GPU: {torch.cuda.get_device_name()} | torch {torch.__version__} | triton {triton.__version__} | "
           f"bf16 | median of {reps} fwd+bwd runs")  # fmt: skip
     torch.manual_seed(0)
+    if args.tune:
+        tune_attention(warmup, reps)
+        return 0
     rows = []
     for op in args.ops:
         for model in (m for m in MODELS if m.name in args.models):

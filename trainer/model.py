@@ -67,7 +67,12 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """One pre-norm transformer block: h += attn(norm(h)); h += mlp(norm(h))."""
+    """One pre-norm transformer block: h += attn(norm(h)); h += mlp(norm(h)).
+
+    Both residual additions are fused into the RMSNorm that follows them: the block takes the previous
+    block's MLP output (None for the first block) and adds it into h inside its attention norm, and
+    returns its own MLP output for the next norm (the next block's, or the final one) to add.
+    """
 
     def __init__(self, config: ModelConfig, ops: Ops) -> None:
         super().__init__()
@@ -77,14 +82,17 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(config.hidden_size)
         self.feed_forward = FeedForward(config, ops)
 
-    def forward(self, h: torch.Tensor, position_ids: torch.Tensor, cu_seqlens: torch.Tensor,
-                max_seqlen: int) -> torch.Tensor:
-        """Return the residual stream after this block, (T, hidden)."""
-        a = self.attention(self.ops.rms_norm(h, self.attention_norm.weight, self.eps), position_ids,
-                           cu_seqlens, max_seqlen)
-        # one pass adds the attention output into the stream and normalises the sum for the MLP
+    def forward(self, h: torch.Tensor, pending: torch.Tensor | None, position_ids: torch.Tensor,
+                cu_seqlens: torch.Tensor, max_seqlen: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (h, mlp): the residual stream with everything but this block's MLP output added, and that
+        output; h + mlp is the stream after the block. All (T, hidden)."""
+        if pending is None:
+            normed = self.ops.rms_norm(h, self.attention_norm.weight, self.eps)
+        else:
+            normed, h = self.ops.rms_norm_residual(pending, h, self.attention_norm.weight, self.eps)
+        a = self.attention(normed, position_ids, cu_seqlens, max_seqlen)
         normed, h = self.ops.rms_norm_residual(a, h, self.ffn_norm.weight, self.eps)
-        return h + self.feed_forward(normed)
+        return h, self.feed_forward(normed)
 
 
 class Transformer(nn.Module):
@@ -132,9 +140,14 @@ class Transformer(nn.Module):
         b, l = input_ids.shape
         h = self.embed(input_ids.reshape(b * l))  # (T, hidden)
         positions = position_ids.reshape(b * l)  # (T,)
+        pending = None  # the last block's MLP output, added into h by the next norm
         for layer in self.layers:
-            h = layer(h, positions, cu_seqlens, max_seqlen)
-        h = self.ops.rms_norm(h, self.norm.weight, self.config.norm_eps)  # (T, hidden)
+            h, pending = layer(h, pending, positions, cu_seqlens, max_seqlen)
+        eps = self.config.norm_eps
+        if pending is None:
+            h = self.ops.rms_norm(h, self.norm.weight, eps)  # (T, hidden)
+        else:
+            h, _ = self.ops.rms_norm_residual(pending, h, self.norm.weight, eps)  # (T, hidden)
         if targets is None:
             return F.linear(h, self.output_weight).view(b, l, -1)  # (B, L, vocab)
         return self.ops.linear_cross_entropy(h, self.output_weight, targets.reshape(b * l),

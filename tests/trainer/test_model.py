@@ -136,3 +136,37 @@ def test_compiled_kernel_model_has_no_graph_break_and_matches_eager(tied):
     torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=1e-6)
     for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
         torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_every_residual_addition_is_fused_into_the_next_norm():
+    # Only the first block's attention norm has no pending residual; the other 2 · layers norms (each
+    # block's MLP output is added by the norm after it, the last one by the final norm) add one.
+    import dataclasses
+
+    calls = {"rms_norm": 0, "rms_norm_residual": 0}
+    ops = build_ops(REFERENCE, "cpu")
+
+    def counted(name):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return getattr(ops, name)(*args, **kwargs)
+        return call
+
+    counting = dataclasses.replace(ops, rms_norm=counted("rms_norm"),
+                                   rms_norm_residual=counted("rms_norm_residual"))
+    torch.manual_seed(0)
+    plain = Transformer(tiny(n_layers=3))
+    fused = Transformer(tiny(n_layers=3), counting)
+    fused.load_state_dict(plain.state_dict())
+    ids, positions, cu, max_len = packed([6, 10])
+    out = fused(ids, positions, cu, max_len)
+    assert calls == {"rms_norm": 1, "rms_norm_residual": 6}
+
+    # the same stream as adding each residual by hand
+    h = plain.embed(ids.reshape(-1))
+    for layer in plain.layers:
+        a = layer.attention(ops.rms_norm(h, layer.attention_norm.weight), positions.reshape(-1), cu, max_len)
+        h = h + a
+        h = h + layer.feed_forward(ops.rms_norm(h, layer.ffn_norm.weight))
+    want = F.linear(ops.rms_norm(h, plain.norm.weight), plain.output_weight)
+    torch.testing.assert_close(out[0], want, atol=1e-5, rtol=1e-5)

@@ -16,6 +16,7 @@ pinned per GPU class, dtype and head dim (attention_configs.py), never autotuned
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 import triton
@@ -314,10 +315,16 @@ def _attention_backward_dq_kernel(
 _GRID_AXIS_LIMIT = 65535  # CUDA's limit on a grid's second and third axes
 
 
-def _config(kernel: str, q: torch.Tensor, blocks: tuple[int, int] | None) -> LaunchConfig:
-    """The launch config: `blocks` when given (tests), the interpreter's, or the pinned one for the device."""
-    if blocks is not None:
+Blocks = tuple[int, int] | Mapping[str, LaunchConfig] | None
+
+
+def _config(kernel: str, q: torch.Tensor, blocks: Blocks) -> LaunchConfig:
+    """The launch config: (BLOCK_M, BLOCK_N) when given (tests), a given config per kernel name (tuning),
+    the interpreter's, or the one pinned for the device."""
+    if isinstance(blocks, tuple):
         return LaunchConfig(blocks[0], blocks[1], 4, 1)
+    if blocks is not None and kernel in blocks:
+        return blocks[kernel]
     if interpreting():
         return INTERPRETER_CONFIG
     return select_config(kernel, gpu_class(q.device), q.dtype, q.shape[2], shared_memory_limit(q.device))
@@ -375,10 +382,11 @@ def attention_forward(
     max_seqlen: int,
     causal: bool,
     softmax_scale: float,
-    blocks: tuple[int, int] | None = None,
+    blocks: Blocks = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Launches the forward kernel. Returns (out (T, H, D) in q's dtype, lse (H, T) fp32 in log2 units).
-    blocks: (BLOCK_M, BLOCK_N) instead of the pinned config (tests). Raises ValueError on bad shapes."""
+    blocks: (BLOCK_M, BLOCK_N), or {kernel name: LaunchConfig}, instead of the pinned configs (tests,
+    tuning). Raises ValueError on bad shapes."""
     require_backend(q, k, v)
     _check(q, k, v, cu_seqlens)
     q, k, v = _unit_last_stride(q), _unit_last_stride(k), _unit_last_stride(v)
@@ -408,7 +416,7 @@ def attention_backward(
     max_seqlen: int,
     causal: bool,
     softmax_scale: float,
-    blocks: tuple[int, int] | None = None,
+    blocks: Blocks = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launches the backward kernels (delta, then dk/dv and dq). Returns (dq, dk, dv) shaped like q, k, v.
     With GQA, dk and dv are summed over each group from per-query-head fp32 shares."""
@@ -494,6 +502,7 @@ def _setup(ctx, inputs, output) -> None:
     q, k, v, cu_seqlens, max_seqlen, causal, softmax_scale = inputs
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse, cu_seqlens)
+    ctx.mark_non_differentiable(lse)
     ctx.max_seqlen, ctx.causal, ctx.softmax_scale = max_seqlen, causal, softmax_scale
 
 

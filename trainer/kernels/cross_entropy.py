@@ -323,6 +323,7 @@ def _setup(ctx, inputs, output) -> None:
     x, weight, targets, ignore_index, z_loss, _, _, _ = inputs
     _, grad_x, lse, scale = output
     ctx.save_for_backward(x, weight, targets, grad_x, lse, scale)
+    ctx.mark_non_differentiable(grad_x, lse, scale)
     ctx.ignore_index, ctx.z_loss = ignore_index, z_loss
 
 

@@ -187,6 +187,7 @@ def _(
 def _setup_rms_norm(ctx, inputs, output) -> None:
     x, weight, _ = inputs
     ctx.save_for_backward(x, weight, output[1])
+    ctx.mark_non_differentiable(output[1])  # rstd
 
 
 def _backward_rms_norm(ctx, dy, _drstd):
@@ -200,6 +201,7 @@ def _backward_rms_norm(ctx, dy, _drstd):
 def _setup_rms_norm_residual(ctx, inputs, output) -> None:
     _, _, weight, _ = inputs
     ctx.save_for_backward(output[1], weight, output[2])
+    ctx.mark_non_differentiable(output[2])  # rstd
 
 
 def _backward_rms_norm_residual(ctx, dy, dh, _drstd):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -99,6 +101,13 @@ def _check(q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor) -> None
         raise ValueError(f"position_ids must have shape ({q.shape[0]},), got {tuple(position_ids.shape)}")
 
 
+@functools.lru_cache(maxsize=16)
+def _inv_freq(head_dim: int, theta: float, device: torch.device) -> torch.Tensor:
+    """The reference's exact fp32 inverse frequencies, computed once per (head dim, theta, device) rather
+    than on every call (a launch and a host→device copy per layer and step)."""
+    return rope_inv_freq(head_dim, theta, device)
+
+
 def _launch(kernel, q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor, theta: float):
     """Runs a rope kernel over (T, heads, D) inputs q and k; returns new contiguous outputs."""
     require_backend(q, k)
@@ -107,7 +116,7 @@ def _launch(kernel, q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor
     n_tokens, n_q_heads, head_dim = q.shape
     half = head_dim // 2
     q_out, k_out = _empty(q), _empty(k)
-    inv_freq = rope_inv_freq(head_dim, theta, q.device)  # the reference's exact fp32 values
+    inv_freq = _inv_freq(head_dim, theta, q.device)
     if n_tokens:
         kernel[(n_tokens,)](
             q_out, k_out, q, k, position_ids.contiguous(), inv_freq,
