@@ -80,7 +80,7 @@ def collect_pieces(root: str, manifest: Manifest) -> Pieces:
 
 
 def copies_of(pieces: list[tuple[int, np.ndarray]], tokens: np.ndarray, key: DocKey) -> int:
-    """Return how many whole copies of a document (`tokens`, eos included) `pieces` make.
+    """Return how many whole copies of a document (`tokens`, framing included) `pieces` make.
 
     Asserts that each piece is the document's tokens at its place and that k copies cover every token of
     the document exactly k times.
@@ -101,7 +101,7 @@ def assert_rebuilt(found: Pieces, expected: dict[tuple[str, int], Sequence[np.nd
     """Assert that every document is in the shards as many times as plan.json's sampling says; return the
     copies of each document per source.
 
-    `expected[(source, task)]` holds each document's tokens (eos included) in its clean file's order, and
+    `expected[(source, task)]` holds each document's tokens (framing included) in its clean file's order, and
     `texts` the same documents' text: a document never split must decode back to it. Nothing may be left
     over: every piece found must belong to an expected document.
     """

@@ -3,7 +3,8 @@
 The text is the Python documentation that ships with the standard library (`pydoc_data.topics`), tokenized
 with a tiny byte-level BPE trained on it, so a model can learn real structure and its loss can fall below
 the unigram entropy. Topics are split into a training set and a held-out set. Documents are packed in
-order into rows of L + 1 tokens (split where a row ends), each ending with `</s>`; the last row is padded.
+order into rows of L + 1 tokens (split where a row ends), framed as the tokenizer frames them (this
+byte-level BPE: `</s>` last, no bos); the last row is padded.
 
 conftest.py loads it by file path (pytest imports tests in importlib mode, so they cannot import each
 other by name) and offers it as the `build_fixture` fixture, and the builds as `builds`.

@@ -73,3 +73,25 @@ def test_export_cli(builds, tmp_path):
 
     with pytest.raises(BuildError, match="no checkpoint here"):
         export_hf(tmp_path / "hf", tmp_path / "elsewhere")
+
+
+def test_export_refuses_a_tokenizer_framed_otherwise(builds, tmp_path):
+    # The build's byte-level BPE frames documents with eos only; a copy that prepends <s> (as a llama2
+    # tokenizer would) must not be exported with a model that never saw <s> at a document's start.
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import processors
+
+    from gristmill.errors import ConfigError
+
+    trained(builds, tmp_path / "run", "llama-tiny")
+    other = tmp_path / "bos-tokenizer"
+    other.mkdir()
+    hf = HFTokenizer.from_file(str(builds.train / "tokenizer" / "tokenizer.json"))
+    bos = hf.token_to_id("<s>")
+    hf.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    hf.save(str(other / "tokenizer.json"))
+    with pytest.raises(ConfigError, match="frames documents as 'bos\\+eos', but the model trained on 'eos'"):
+        export_hf(tmp_path / "run", tmp_path / "hf", tokenizer=other)
+    assert not (tmp_path / "hf").exists()
+    out = export_hf(tmp_path / "run", tmp_path / "hf")  # the build's own tokenizer
+    assert json.loads((out / "tokenizer_config.json").read_text())["add_bos_token"] is False
