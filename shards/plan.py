@@ -1,6 +1,7 @@
 """The mixing and curriculum plan: which copies of which documents fill each stage's rows, and in which shard.
 
-Pure functions over arrays of document lengths (tokens, eos included), one array per source.
+Pure functions over arrays of document lengths (tokens, framing included: bos if any, eos), one array per
+source.
 
 Each stage that uses a source asks for `stage tokens × share` of its tokens; their sum is the source's
 demand D. With A tokens available, the source is sampled by D / A: every document goes in
