@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from gristmill.pipelines.layout import BuildLayout
+from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.shards.manifest import Manifest
 from gristmill.storage import filesystem
 

@@ -1,4 +1,5 @@
-"""Runs build steps as datatrove pipelines on datatrove's RayPipelineExecutor, resumably.
+"""Runs build steps as datatrove pipelines on datatrove's RayPipelineExecutor (or, for tests and benches,
+its LocalPipelineExecutor in this process), resumably.
 
 A Step is a datatrove pipeline and a fixed task count. The task count comes from the data (files, bands,
 partitions), never from the number of workers, so outputs are the same whatever the cluster size. Finished
@@ -10,11 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gristmill.errors import BuildError
-from gristmill.pipelines.layout import BuildLayout
+from gristmill.pipelines.build.layout import BuildLayout
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,27 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=False)
 
 
+def check_fits(step: Step) -> None:
+    """Raise BuildError when no node of the Ray cluster has the CPUs and memory one task of `step` asks
+    for: Ray would otherwise keep the task pending forever."""
+    import ray
+
+    memory = step.cpus_per_task * step.mem_per_cpu_gb * 2**30
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(r.get("CPU", 0) >= step.cpus_per_task and r.get("memory", 0) >= memory for r in nodes):
+        return
+    biggest = max(nodes, key=lambda r: (r.get("CPU", 0), r.get("memory", 0)), default={})
+    raise BuildError(
+        f"step {step.name!r}: a task needs {step.cpus_per_task} CPU(s) and {memory / 2**30:.1f} GiB, but the "
+        f"largest node has {biggest.get('CPU', 0):g} CPU(s) and {biggest.get('memory', 0) / 2**30:.1f} GiB",
+        hint="add a larger node, or lower the step's threads (e.g. tokenizer.train.num_threads)",
+    )
+
+
 def run_step(step: Step, layout: BuildLayout, workers: int | None = None) -> bool:
     """Run every unfinished task of `step`; return True when there was work to do.
 
-    Raises BuildError when a task still has not completed after datatrove's retries.
+    Raises BuildError when a task still has not completed after datatrove's retries, or cannot be placed.
     """
     from datatrove.executor.ray import RayPipelineExecutor
 
@@ -81,6 +99,7 @@ def run_step(step: Step, layout: BuildLayout, workers: int | None = None) -> boo
     )
     todo = executor.get_incomplete_ranks(range(step.tasks))
     if todo:
+        check_fits(step)
         log.info("step %s: %d of %d tasks to run", step.name, len(todo), step.tasks)
         executor.run()
         failed = executor.get_incomplete_ranks(range(step.tasks))
@@ -94,3 +113,18 @@ def run_step(step: Step, layout: BuildLayout, workers: int | None = None) -> boo
     if step.after is not None:
         step.after()
     return bool(todo)
+
+
+def run_locally(steps: Iterable[Step], layout: BuildLayout) -> None:
+    """Run every unfinished task of each step in this process, in order, with datatrove's own
+    LocalPipelineExecutor and the same completion markers as `run_step`; then the step's `after` hook.
+
+    For tests, benchmarks and debugging; `gristmill build` runs steps on Ray.
+    """
+    from datatrove.executor.local import LocalPipelineExecutor
+
+    for step in steps:
+        LocalPipelineExecutor(list(step.pipeline), tasks=step.tasks, workers=1, logging_dir=layout.logs(step.name),
+                              skip_completed=True).run()
+        if step.after is not None:
+            step.after()
