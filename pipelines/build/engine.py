@@ -1,5 +1,5 @@
-"""Runs build steps as datatrove pipelines on datatrove's RayPipelineExecutor (or, for tests and benches,
-its LocalPipelineExecutor in this process), resumably.
+"""Runs build steps as datatrove pipelines on Ray, one Ray task per rank (`ray_tasks`), or, for tests and
+benches, with datatrove's LocalPipelineExecutor in this process; resumably.
 
 A Step is a datatrove pipeline and a fixed task count. The task count comes from the data (files, bands,
 partitions), never from the number of workers, so outputs are the same whatever the cluster size. Finished
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from gristmill.errors import BuildError
 from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.build.ray_tasks import RetryPolicy, StepExecutor, TaskFailure, run_ranks
 
 log = logging.getLogger(__name__)
 
@@ -81,38 +82,41 @@ def check_fits(step: Step) -> None:
     )
 
 
-def run_step(step: Step, layout: BuildLayout, workers: int | None = None) -> bool:
-    """Run every unfinished task of `step`; return True when there was work to do.
+def run_step(step: Step, layout: BuildLayout, workers: int | None = None,
+             policy: RetryPolicy | None = None) -> bool:
+    """Run every unfinished task of `step` on Ray (one Ray task per rank); return True when there was work.
 
-    Raises BuildError when a task still has not completed after datatrove's retries, or cannot be placed.
+    Raises BuildError naming each failed task's exception and where it happened, when a task could not be
+    placed, or when one was lost more often than `policy.retries`. Finished tasks keep their completion
+    markers, so a rerun resumes.
     """
-    from datatrove.executor.ray import RayPipelineExecutor
-
-    executor = RayPipelineExecutor(
-        list(step.pipeline),
-        tasks=step.tasks,
-        workers=workers or -1,
-        logging_dir=layout.logs(step.name),
-        skip_completed=True,
-        cpus_per_task=step.cpus_per_task,
-        mem_per_cpu_gb=step.mem_per_cpu_gb,
-    )
+    executor = StepExecutor(step.pipeline, step.tasks, layout.logs(step.name), step.cpus_per_task,
+                            step.mem_per_cpu_gb)
     todo = executor.get_incomplete_ranks(range(step.tasks))
     if todo:
         check_fits(step)
         log.info("step %s: %d of %d tasks to run", step.name, len(todo), step.tasks)
-        executor.run()
-        failed = executor.get_incomplete_ranks(range(step.tasks))
-        if failed:
-            shown = ", ".join(map(str, failed[:10]))
-            raise BuildError(
-                f"step {step.name!r}: tasks {shown} did not complete",
-                path=layout.logs(step.name),
-                hint="see the task logs there; rerun to resume",
-            )
+        failures = run_ranks(step.name, executor, todo, policy or RetryPolicy(), workers)
+        unmarked = set(executor.get_incomplete_ranks(range(step.tasks))) - {f.rank for f in failures}
+        failures += [TaskFailure(r, "ended without its completion marker", "see its task log")
+                     for r in unmarked]
+        if failures:
+            raise step_failed(step.name, sorted(failures, key=lambda f: f.rank), layout.logs(step.name))
     if step.after is not None:
         step.after()
     return bool(todo)
+
+
+def step_failed(step: str, failures: list[TaskFailure], logs: str, shown: int = 10) -> BuildError:
+    """Return the BuildError of a step whose `failures` are listed, each with its cause and place."""
+    lines = [f.describe() for f in failures[:shown]]
+    if len(failures) > shown:
+        lines.append(f"… and {len(failures) - shown} more")
+    return BuildError(
+        f"step {step!r}: {len(failures)} task(s) failed\n  " + "\n  ".join(lines),
+        path=logs,
+        hint="each task's log is logs/task_<rank>.log there; rerun to resume (finished tasks are kept)",
+    )
 
 
 def run_locally(steps: Iterable[Step], layout: BuildLayout) -> None:
@@ -124,7 +128,7 @@ def run_locally(steps: Iterable[Step], layout: BuildLayout) -> None:
     from datatrove.executor.local import LocalPipelineExecutor
 
     for step in steps:
-        LocalPipelineExecutor(list(step.pipeline), tasks=step.tasks, workers=1, logging_dir=layout.logs(step.name),
-                              skip_completed=True).run()
+        LocalPipelineExecutor(list(step.pipeline), tasks=step.tasks, workers=1,
+                              logging_dir=layout.logs(step.name), skip_completed=True).run()
         if step.after is not None:
             step.after()
