@@ -154,13 +154,16 @@ def run_ranks(name: str, executor: StepExecutor, ranks: Sequence[int], policy: R
             while queue and len(running) < min(workers or slots, slots):
                 rank = queue.pop(0)
                 running[remote.remote(executor_ref, rank)] = (rank, now)
+            if not running:  # nothing placeable yet: wait for a node
+                time.sleep(policy.poll_s)
+                continue
             done, _ = ray.wait(list(running), num_returns=len(running), timeout=policy.poll_s)
             for ref in done:
-                rank, _ = running.pop(ref)
+                rank, submitted = running.pop(ref)
                 try:
                     failure = ray.get(ref, timeout=policy.poll_s)
                 except GetTimeoutError:
-                    running[ref] = (rank, now)  # ready but not yet fetched: look again next round
+                    running[ref] = (rank, submitted)  # ready but not yet fetched: look again next round
                     continue
                 except RayError as e:
                     failure = _lost(rank, e, policy.retries)
