@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from gristmill.errors import BuildError
 from gristmill.pipelines.build.layout import BuildLayout
-from gristmill.pipelines.build.ray_tasks import RetryPolicy, StepExecutor, TaskFailure, run_ranks
+from gristmill.pipelines.build.ray_tasks import RetryPolicy, StepExecutor, TaskFailure, capacity, run_ranks
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +66,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
 
 def check_fits(step: Step) -> None:
-    """Raise BuildError when no node of the Ray cluster has the CPUs and memory one task of `step` asks
-    for: Ray would otherwise keep the task pending forever."""
-    import ray
-
-    memory = step.cpus_per_task * step.mem_per_cpu_gb * 2**30
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    if any(r.get("CPU", 0) >= step.cpus_per_task and r.get("memory", 0) >= memory for r in nodes):
-        return
-    biggest = max(nodes, key=lambda r: (r.get("CPU", 0), r.get("memory", 0)), default={})
-    raise BuildError(
-        f"step {step.name!r}: a task needs {step.cpus_per_task} CPU(s) and {memory / 2**30:.1f} GiB, but the "
-        f"largest node has {biggest.get('CPU', 0):g} CPU(s) and {biggest.get('memory', 0) / 2**30:.1f} GiB",
-        hint="add a larger node, or lower the step's threads (e.g. tokenizer.train.num_threads)",
-    )
+    """Raise BuildError when no live node of the Ray cluster has the CPUs and memory one task of `step` asks
+    for: Ray would otherwise keep the task pending."""
+    slots, why = capacity(step.cpus_per_task, step.cpus_per_task * step.mem_per_cpu_gb * 2**30)
+    if not slots:
+        raise BuildError(
+            f"step {step.name!r}: {why}",
+            hint="add a larger node, or lower the step's threads (e.g. tokenizer.train.num_threads)",
+        )
 
 
 def run_step(step: Step, layout: BuildLayout, workers: int | None = None,

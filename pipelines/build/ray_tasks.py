@@ -98,8 +98,9 @@ class RetryPolicy:
     poll_s: float = 1.0  # the longest single wait of the driver
 
 
-def _fits(cpus: int, memory: float) -> tuple[int, str | None]:
-    """Return (how many such tasks the live nodes hold at once, None) or (0, why none fits)."""
+def capacity(cpus: int, memory: float) -> tuple[int, str | None]:
+    """Return (how many tasks of `cpus` CPUs and `memory` bytes the live nodes hold at once, None), or
+    (0, why no live node holds one)."""
     import ray
 
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
@@ -141,7 +142,7 @@ def run_ranks(name: str, executor: StepExecutor, ranks: Sequence[int], policy: R
     unplaceable_since: float | None = None
     try:
         while queue or running:
-            slots, why = _fits(cpus, memory)
+            slots, why = capacity(cpus, memory)
             now = time.monotonic()
             if slots == 0:
                 unplaceable_since = unplaceable_since or now

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import sys
@@ -156,3 +157,30 @@ def test_run_locally_shares_the_completion_markers(tmp_path):
     run_locally([step], layout)
     assert run_step(step, layout) is False, "tasks finished in process must be skipped on Ray"
     assert len(list((tmp_path / "pids").iterdir())) == 2
+
+
+@pytest.mark.slow
+def test_a_build_that_cannot_write_its_tokens_says_why_and_resumes(sample_corpus, tmp_path):
+    from click.testing import CliRunner
+
+    from gristmill.cli import cli
+
+    from .test_cluster import build_bytes, small_recipe
+
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "tokens").write_text("")  # a file where the tokenize step makes its folder
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps(small_recipe(sample_corpus, out)))
+    failed = CliRunner().invoke(cli, ["build", str(recipe)])
+    assert failed.exit_code != 0
+    message = str(failed.exception) if failed.exception and not failed.output else failed.output
+    assert "step 'tokenize'" in message and "task 0:" in message, message
+    assert "Error: [Errno" in message and str(out / "tokens") in message, message  # the OSError and its path
+    ingested = sorted(p.stat().st_mtime_ns for p in (out / "documents").rglob("*.parquet"))
+
+    (out / "tokens").unlink()
+    resumed = CliRunner().invoke(cli, ["build", str(recipe)])
+    assert resumed.exit_code == 0, resumed.output
+    assert sorted(p.stat().st_mtime_ns for p in (out / "documents").rglob("*.parquet")) == ingested
+    assert build_bytes(out)  # shards and a manifest exist
