@@ -68,13 +68,15 @@ def three_nodes(monkeypatch):
 
     monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *args, **kwargs: None)
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Unix socket paths must stay short
-    cluster = Cluster(initialize_head=True, head_node_args={
-        **node_args(temp_dir), "gcs_server_port": free_port(), "include_dashboard": False})
-    workers = [cluster.add_node(**node_args(temp_dir)) for _ in range(2)]
-    cluster.wait_for_nodes()
-    yield cluster, workers
-    cluster.shutdown()
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    cluster = Cluster()
+    try:
+        cluster.add_node(**node_args(temp_dir), gcs_server_port=free_port(), include_dashboard=False)
+        workers = [cluster.add_node(**node_args(temp_dir)) for _ in range(2)]
+        cluster.wait_for_nodes()
+        yield cluster, workers
+    finally:
+        cluster.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def start_build(recipe: dict, tmp_path: Path, address: str) -> subprocess.Popen:
