@@ -2,7 +2,8 @@
 directory's layout, progress, per-task ledgers, the accounting summed from them, and the report.
 
     driver      run_build: claim the output, run `steps.build_steps` in order, write the manifest last
-    engine      Step, init_ray, run_step (datatrove's RayPipelineExecutor), run_locally (its local executor)
+    engine      Step, init_ray, run_step (on Ray), run_locally (datatrove's local executor)
+    ray_tasks   one Ray task per rank: retries of lost work, timed waits, failures with their cause
     layout      BuildLayout: every path inside BUILD/
     progress    live progress per step and the closing summary table
     ledger      per-task counts per subset; accounting sums them and checks they balance

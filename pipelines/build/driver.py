@@ -15,10 +15,11 @@ from gristmill.pipelines.build.accounting import collect_accounting
 from gristmill.pipelines.build.engine import Step, init_ray, quiet_datatrove_logs, run_step
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.build.progress import completed_tasks, step_progress, summary_table
+from gristmill.pipelines.build.ray_tasks import RetryPolicy
+from gristmill.pipelines.build.report import write_report
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps import build_steps
 from gristmill.pipelines.steps.ingest import WorkUnit, plan_work_units
-from gristmill.pipelines.build.report import write_report
 from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
 from gristmill.storage import filesystem, is_local, read_json, write_json
 
@@ -38,6 +39,7 @@ class BuildOptions:
     num_cpus: int | None = None
     strict: bool = False
     fresh: bool = False
+    policy: RetryPolicy = field(default_factory=RetryPolicy)  # retries of lost tasks, the driver's timeouts
     console: Console = field(default_factory=lambda: Console(stderr=True))
 
 
@@ -99,7 +101,7 @@ def _run(step: Step, layout: BuildLayout, options: BuildOptions) -> None:
         return
     with step_progress(options.console, layout, step.name, step.tasks):
         try:
-            run_step(step, layout, options.workers)
+            run_step(step, layout, options.workers, options.policy)
         except BuildError as e:
             _raise_task_error(layout, e)
 

@@ -1,5 +1,5 @@
-"""Runs build steps as datatrove pipelines on datatrove's RayPipelineExecutor (or, for tests and benches,
-its LocalPipelineExecutor in this process), resumably.
+"""Runs build steps as datatrove pipelines on Ray, one Ray task per rank (`ray_tasks`), or, for tests and
+benches, with datatrove's LocalPipelineExecutor in this process; resumably.
 
 A Step is a datatrove pipeline and a fixed task count. The task count comes from the data (files, bands,
 partitions), never from the number of workers, so outputs are the same whatever the cluster size. Finished
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from gristmill.errors import BuildError
 from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.build.ray_tasks import RetryPolicy, StepExecutor, TaskFailure, capacity, run_ranks
 
 log = logging.getLogger(__name__)
 
@@ -65,54 +66,51 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
 
 def check_fits(step: Step) -> None:
-    """Raise BuildError when no node of the Ray cluster has the CPUs and memory one task of `step` asks
-    for: Ray would otherwise keep the task pending forever."""
-    import ray
-
-    memory = step.cpus_per_task * step.mem_per_cpu_gb * 2**30
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    if any(r.get("CPU", 0) >= step.cpus_per_task and r.get("memory", 0) >= memory for r in nodes):
-        return
-    biggest = max(nodes, key=lambda r: (r.get("CPU", 0), r.get("memory", 0)), default={})
-    raise BuildError(
-        f"step {step.name!r}: a task needs {step.cpus_per_task} CPU(s) and {memory / 2**30:.1f} GiB, but the "
-        f"largest node has {biggest.get('CPU', 0):g} CPU(s) and {biggest.get('memory', 0) / 2**30:.1f} GiB",
-        hint="add a larger node, or lower the step's threads (e.g. tokenizer.train.num_threads)",
-    )
+    """Raise BuildError when no live node of the Ray cluster has the CPUs and memory one task of `step` asks
+    for: Ray would otherwise keep the task pending."""
+    slots, why = capacity(step.cpus_per_task, step.cpus_per_task * step.mem_per_cpu_gb * 2**30)
+    if not slots:
+        raise BuildError(
+            f"step {step.name!r}: {why}",
+            hint="add a larger node, or lower the step's threads (e.g. tokenizer.train.num_threads)",
+        )
 
 
-def run_step(step: Step, layout: BuildLayout, workers: int | None = None) -> bool:
-    """Run every unfinished task of `step`; return True when there was work to do.
+def run_step(step: Step, layout: BuildLayout, workers: int | None = None,
+             policy: RetryPolicy | None = None) -> bool:
+    """Run every unfinished task of `step` on Ray (one Ray task per rank); return True when there was work.
 
-    Raises BuildError when a task still has not completed after datatrove's retries, or cannot be placed.
+    Raises BuildError naming each failed task's exception and where it happened, when a task could not be
+    placed, or when one was lost more often than `policy.retries`. Finished tasks keep their completion
+    markers, so a rerun resumes.
     """
-    from datatrove.executor.ray import RayPipelineExecutor
-
-    executor = RayPipelineExecutor(
-        list(step.pipeline),
-        tasks=step.tasks,
-        workers=workers or -1,
-        logging_dir=layout.logs(step.name),
-        skip_completed=True,
-        cpus_per_task=step.cpus_per_task,
-        mem_per_cpu_gb=step.mem_per_cpu_gb,
-    )
+    executor = StepExecutor(step.pipeline, step.tasks, layout.logs(step.name), step.cpus_per_task,
+                            step.mem_per_cpu_gb)
     todo = executor.get_incomplete_ranks(range(step.tasks))
     if todo:
         check_fits(step)
         log.info("step %s: %d of %d tasks to run", step.name, len(todo), step.tasks)
-        executor.run()
-        failed = executor.get_incomplete_ranks(range(step.tasks))
-        if failed:
-            shown = ", ".join(map(str, failed[:10]))
-            raise BuildError(
-                f"step {step.name!r}: tasks {shown} did not complete",
-                path=layout.logs(step.name),
-                hint="see the task logs there; rerun to resume",
-            )
+        failures = run_ranks(step.name, executor, todo, policy or RetryPolicy(), workers)
+        unmarked = set(executor.get_incomplete_ranks(range(step.tasks))) - {f.rank for f in failures}
+        failures += [TaskFailure(r, "ended without its completion marker", "see its task log")
+                     for r in unmarked]
+        if failures:
+            raise step_failed(step.name, sorted(failures, key=lambda f: f.rank), layout.logs(step.name))
     if step.after is not None:
         step.after()
     return bool(todo)
+
+
+def step_failed(step: str, failures: list[TaskFailure], logs: str, shown: int = 10) -> BuildError:
+    """Return the BuildError of a step whose `failures` are listed, each with its cause and place."""
+    lines = [f.describe() for f in failures[:shown]]
+    if len(failures) > shown:
+        lines.append(f"… and {len(failures) - shown} more")
+    return BuildError(
+        f"step {step!r}: {len(failures)} task(s) failed\n  " + "\n  ".join(lines),
+        path=logs,
+        hint="each task's log is logs/task_<rank>.log there; rerun to resume (finished tasks are kept)",
+    )
 
 
 def run_locally(steps: Iterable[Step], layout: BuildLayout) -> None:
@@ -124,7 +122,7 @@ def run_locally(steps: Iterable[Step], layout: BuildLayout) -> None:
     from datatrove.executor.local import LocalPipelineExecutor
 
     for step in steps:
-        LocalPipelineExecutor(list(step.pipeline), tasks=step.tasks, workers=1, logging_dir=layout.logs(step.name),
-                              skip_completed=True).run()
+        LocalPipelineExecutor(list(step.pipeline), tasks=step.tasks, workers=1,
+                              logging_dir=layout.logs(step.name), skip_completed=True).run()
         if step.after is not None:
             step.after()

@@ -113,7 +113,7 @@ def step_progress(
             yield
         finally:
             stop.set()
-            thread.join()
+            thread.join(timeout=10 * interval)  # a daemon: a stuck read of the stats must not hold the build
             refresh()
     if not console.is_terminal:
         elapsed = time.monotonic() - started
