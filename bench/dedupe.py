@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gristmill.pipelines.dedupe.config import DedupeConfig
-from gristmill.pipelines.dedupe.local import run_steps_locally
-from gristmill.pipelines.dedupe.minhash import MinHasher
-from gristmill.pipelines.dedupe.planted import TextMaker, shingle_set
+from gristmill.pipelines.build.engine import run_locally
+from gristmill.pipelines.steps.dedupe.config import DedupeConfig
+from gristmill.pipelines.steps.dedupe.minhash import MinHasher
+from gristmill.sample.planted import TextMaker, shingle_set
 
 SHINGLE, BANDS, ROWS = 5, 14, 8
 
@@ -85,10 +85,10 @@ def build_pairs(root: Path, pairs: list, config: DedupeConfig) -> np.ndarray:
     import pyarrow.parquet as pq
     from datatrove.data import Document
 
-    from gristmill.pipelines.dedupe import dedupe_steps
+    from gristmill.pipelines.build.layout import BuildLayout
     from gristmill.pipelines.documents import DocumentFileWriter
-    from gristmill.pipelines.layout import BuildLayout
     from gristmill.pipelines.recipe import Recipe, SourceConfig
+    from gristmill.pipelines.steps.dedupe import dedupe_steps
 
     layout = BuildLayout(str(root))
     for source, texts in (("a", [p.original for p in pairs]), ("b", [p.copy for p in pairs])):
@@ -102,7 +102,7 @@ def build_pairs(root: Path, pairs: list, config: DedupeConfig) -> np.ndarray:
     peaks = {}
     for step in steps:
         tracemalloc.start()
-        run_steps_locally([step], layout)
+        run_locally([step], layout)
         peaks[step.name] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     removed = pq.read_table(layout.path("dedupe", "decisions", "b", "00000.parquet")).column("row").to_numpy()

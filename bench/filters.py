@@ -24,8 +24,9 @@ from datatrove.data import Document
 
 from gristmill.pipelines.filters import make_filters
 from gristmill.pipelines.filters.config import FiltersConfig
-from gristmill.pipelines.filters.reference import RULE_SETS, bench_documents, datatrove_filter
+from gristmill.pipelines.filters.reference import RULE_SETS, datatrove_filter
 from gristmill.pipelines.filters.text_stats import clear_batch_words
+from gristmill.sample.text import bench_documents
 
 
 def datatrove_run(filters: list, texts: list[str]) -> list[bool]:

@@ -65,28 +65,26 @@ def _recipe(root: Path, budget: int):
     })
 
 
-def _run(step) -> float:
+def _run(step, layout) -> float:
+    from gristmill.pipelines.build.engine import run_locally
+
     start = time.perf_counter()
-    for rank in range(step.tasks):
-        for _ in step.pipeline[0].run(None, rank, step.tasks):
-            pass
-    if step.after is not None:
-        step.after()
+    run_locally([step], layout)
     return time.perf_counter() - start
 
 
 def run_gristmill(root: Path) -> tuple[dict[str, float], int]:
     import json
 
-    from gristmill.pipelines.layout import BuildLayout
-    from gristmill.pipelines.pack_steps import shard_steps
+    from gristmill.pipelines.build.layout import BuildLayout
+    from gristmill.pipelines.steps import shard_steps
 
     layout, inputs = BuildLayout(str(root)), [("docs", 0)]
-    times = {"tokenize": _run(shard_steps(_recipe(root, 1), layout, inputs)[0])}
+    times = {"tokenize": _run(shard_steps(_recipe(root, 1), layout, inputs)[0], layout)}
     tokens = json.loads((root / "tokens" / "docs" / "histogram.json").read_text())["tokens"]
     # two stages take 90% of the tokens: most documents go in once, the rest are dropped
     for step in shard_steps(_recipe(root, int(tokens * 0.45)), layout, inputs, shard_bytes=32 << 20)[1:]:
-        times[step.name] = _run(step)
+        times[step.name] = _run(step, layout)
     return times, tokens
 
 

@@ -29,7 +29,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from gristmill.shards.loader import ShardStream, load_manifest
+from gristmill.shards.loader import ShardStream
+from gristmill.shards.manifest import read_manifest
 from gristmill.trainer.config import ModelConfig, OpsConfig, model_preset
 from gristmill.trainer.kernels import reference
 from gristmill.trainer.metrics import peak_tflops
@@ -85,7 +86,7 @@ def eager_ops(seq_len: int) -> Ops:
 
 def micro_batches(build: str, seq_len: int, count: int, device: torch.device) -> list[dict]:
     """Return `count` micro-batches of the build's stage of `seq_len`, on the device."""
-    stage = next((s for s in load_manifest(build).stages if s.seq_len == seq_len), None)
+    stage = next((s for s in read_manifest(build).stages if s.seq_len == seq_len), None)
     if stage is None:
         sys.exit(f"{build}: no stage of sequence length {seq_len}; pass --seq-lens with the build's lengths")
     stream = ShardStream(build, tokens_per_batch=TOKENS_PER_BATCH,
@@ -173,7 +174,7 @@ def main() -> int:
     device = torch.device("cuda", 0)
     torch.cuda.set_device(device)
     dist.init_process_group("nccl", store=dist.HashStore(), rank=0, world_size=1)
-    vocab = load_manifest(args.build).tokenizer
+    vocab = read_manifest(args.build).tokenizer
     tiny = model_preset("tinyllama-1.1b", max_seq_len=max(args.seq_lens))
     if vocab is not None and vocab.vocab_size > tiny.vocab_size:
         tiny = tiny.with_vocab(vocab.vocab_size)

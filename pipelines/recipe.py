@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gristmill.errors import ConfigError
-from gristmill.pipelines.dedupe.config import DedupeConfig
+from gristmill.models import StrictModel, read_yaml, validated
 from gristmill.pipelines.filters.config import FiltersConfig
+from gristmill.pipelines.steps.dedupe.config import DedupeConfig
+from gristmill.streams import MAX_RECORD_BYTES
 from gristmill.tokenizer.config import TokenizerConfig
 
 SourceFormat = Literal["slimpajama", "starcoder", "dolma", "pile", "jsonl", "parquet"]
-# One runaway record (a dump on one line, a missing newline) must not take a worker's memory; real documents
-# of the four corpora are far below this.
-MAX_DOCUMENT_BYTES = 32 << 20
+MAX_DOCUMENT_BYTES = MAX_RECORD_BYTES
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FieldMapping(_Strict):
+class FieldMapping(StrictModel):
     """Where a generic jsonl/parquet source keeps each field (dotted paths into nested objects)."""
 
     text: str = "text"
@@ -34,7 +32,7 @@ class FieldMapping(_Strict):
     subset: str | None = None
 
 
-class SourceConfig(_Strict):
+class SourceConfig(StrictModel):
     """One input corpus: its native layout, where its files are, which subsets to take."""
 
     name: str = Field(description="short identifier used in weights, manifests and shards")
@@ -79,7 +77,7 @@ class SourceConfig(_Strict):
         return self.include_subsets is None or subset in self.include_subsets
 
 
-class StageConfig(_Strict):
+class StageConfig(StrictModel):
     """One curriculum stage: rows of `seq_len` tokens, a token budget, and the mixture of sources."""
 
     name: str
@@ -110,7 +108,72 @@ class StageConfig(_Strict):
         return {k: w / total for k, w in self.weights.items()}
 
 
-class Recipe(_Strict):
+RULE_SETS = ("gopher_quality", "gopher_repetition", "c4", "fineweb", "code")
+
+
+class IngestStepConfig(StrictModel):
+    """A datatrove PipelineStep put into the ingest chain: a language filter, a PII formatter, a regex filter.
+
+    Its drops are counted in the manifest's accounting under `label` (its name, else its class name), like
+    gristmill's own; it must only keep, change or drop documents.
+    """
+
+    step: str = Field(description="import path of a datatrove PipelineStep, e.g. "
+                                  "datatrove.pipeline.filters.RegexFilter")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of its constructor")
+    name: str | None = Field(None, description="the reason its drops are counted under; default: class name")
+    after: str | None = Field(None, description=f"the rule set it runs after, one of {', '.join(RULE_SETS)}; "
+                                                "default: after all of gristmill's filters")
+
+    @field_validator("after")
+    @classmethod
+    def _known_rule_set(cls, v: str | None) -> str | None:
+        if v is not None and v not in RULE_SETS:
+            raise ValueError(f"unknown rule set {v!r}; expected one of {', '.join(RULE_SETS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _constructs(self) -> IngestStepConfig:
+        self.build()  # a bad path or argument fails at recipe check, not in a task
+        return self
+
+    @property
+    def label(self) -> str:
+        """The name its drops are counted under."""
+        return self.name or self.step.rpartition(".")[2]
+
+    def step_class(self) -> type:
+        """Import and return the step's class; raise ValueError when it is not a datatrove PipelineStep."""
+        from datatrove.pipeline.base import PipelineStep
+
+        module, _, attr = self.step.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), attr) if module else None
+        except ImportError as e:
+            raise ValueError(f"cannot import {self.step!r}: {e}") from None
+        except AttributeError:
+            cls = None
+        if cls is None:
+            raise ValueError(f"{self.step!r} names nothing importable (expected package.module.Class)")
+        if not (inspect.isclass(cls) and issubclass(cls, PipelineStep)):
+            raise ValueError(f"{self.step!r} is not a datatrove PipelineStep class")
+        return cls
+
+    def build(self) -> Any:
+        """Return a new instance of the step; raise ValueError naming what is wrong with its arguments."""
+        cls = self.step_class()
+        try:
+            inspect.signature(cls).bind(**self.kwargs)
+        except TypeError as e:
+            raise ValueError(f"{self.step}: {e}") from None
+        try:
+            return cls(**self.kwargs)
+        except Exception as e:  # the step's own validation of its arguments
+            arguments = ", ".join(self.kwargs)
+            raise ValueError(f"{self.step}({arguments}) failed: {type(e).__name__}: {e}") from None
+
+
+class Recipe(StrictModel):
     """A whole build: sources, cleaning, tokenizer, curriculum, seed and output directory."""
 
     name: str
@@ -118,6 +181,9 @@ class Recipe(_Strict):
     output: str = Field(description="build directory, local or fsspec URL")
     sources: list[SourceConfig] = Field(min_length=1)
     filters: FiltersConfig = FiltersConfig()
+    ingest_steps: list[IngestStepConfig] = Field(
+        default_factory=list, description="datatrove steps added to the ingest chain, at their `after` places"
+    )
     dedupe: DedupeConfig = DedupeConfig()
     tokenizer: TokenizerConfig | None = None
     stages: list[StageConfig] = Field(default_factory=list)
@@ -167,45 +233,17 @@ def _apply_override(data: dict, dotted: str, value: Any) -> None:
         node[last] = value
 
 
-def _format_validation_error(path: str, err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        got = e.get("input")
-        got_text = "" if isinstance(got, dict | list) or e["type"] == "missing" else f" (got {got!r})"
-        lines.append(f"  {field}: {e['msg']}{got_text}")
-    return f"{path}: invalid recipe\n" + "\n".join(lines)
-
-
 def parse_recipe(data: Any, path: str = "<recipe>", overrides: dict[str, Any] | None = None) -> Recipe:
     """Validate a parsed recipe mapping; raise ConfigError naming each bad field and what was expected."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"a recipe must be a YAML mapping, got {type(data).__name__}", path=path)
-    for dotted, value in (overrides or {}).items():
-        _apply_override(data, dotted, value)
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(_format_validation_error(path, e)) from None
+    if isinstance(data, dict):
+        for dotted, value in (overrides or {}).items():
+            _apply_override(data, dotted, value)
+    return validated(Recipe, data, path, "recipe")
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read and validate a recipe file; `overrides` maps dotted field paths (e.g. `output`) to values."""
-    path = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("recipe file not found", path=path) from None
-    except (UnicodeDecodeError, IsADirectoryError) as e:
-        raise ConfigError(f"cannot read the recipe: {e}", path=path) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"invalid YAML: {problem}", path=path, where=where) from None
-    return parse_recipe(data, path, overrides)
+    return parse_recipe(read_yaml(str(path), "recipe"), str(path), overrides)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -31,11 +31,11 @@ import numpy as np
 
 from gristmill.errors import BuildError, ConfigError
 from gristmill.shards.batch import micro_batch
-from gristmill.shards.manifest import Manifest, StageEntry, manifest_path, read_manifest
+from gristmill.shards.curriculum import Curriculum
+from gristmill.shards.manifest import StageEntry, manifest_path, read_manifest
 from gristmill.shards.partition import (
-    Holdout,
     Position,
-    StagePlan,
+    StageWalk,
     advance,
     global_batches,
     normalise,
@@ -49,79 +49,6 @@ _LOOKAHEAD_BATCHES = 4  # read-ahead horizon, in this worker's micro-batches
 _ROWS_CHUNK = 64  # micro-batches whose rows are computed in one shuffle call
 
 Batch = dict[str, Any]
-
-
-def load_manifest(build: str, storage_options: dict[str, Any] | None = None) -> Manifest:
-    """Return the build's manifest (read with fsspec storage options); raise BuildError when unusable."""
-    return read_manifest(build, **(storage_options or {}))
-
-
-def holdouts(manifest: Manifest, holdout_rows: int | Mapping[str, int]) -> dict[str, Holdout]:
-    """Return each build stage's holdout (stages holding none are left out): `holdout_rows` rows of every
-    stage, or {stage name: rows}. Raises ConfigError for an unknown stage or a count not in [0, rows)."""
-    if isinstance(holdout_rows, int):
-        wanted = {s.name: holdout_rows for s in manifest.stages}
-    else:
-        wanted = dict(holdout_rows)
-    numbers = {s.name: (i, s) for i, s in enumerate(manifest.stages)}
-    out = {}
-    for name, rows in wanted.items():
-        if name not in numbers:
-            raise ConfigError(f"holdout_rows names stage {name!r}, the build has {sorted(numbers)}",
-                              where="holdout_rows")
-        number, stage = numbers[name]
-        if not 0 <= rows < stage.rows:
-            raise ConfigError(f"cannot hold out {rows} of stage {name!r}'s {stage.rows} rows",
-                              where=f"holdout_rows[{name}]", hint="hold out at least 0 rows and leave one "
-                              "to train on")
-        if rows:
-            out[name] = Holdout.of_stage(stage.rows, rows, number)
-    return out
-
-
-def plan_curriculum(manifest: Manifest, tokens_per_batch: int,
-                    curriculum: Sequence[tuple[str, int]] | None = None,
-                    holdout: Mapping[str, Holdout] | None = None, held_out: bool = False) -> list[StagePlan]:
-    """Return the stages to walk: the manifest's (one epoch each) or `curriculum`'s (stage name, tokens).
-
-    With `holdout`, each stage walks its training rows, or its held-out rows when `held_out`. Raises
-    ConfigError for an unknown stage, a budget below one row, tokens_per_batch below seq_len, or a held-out
-    walk of a stage holding nothing out.
-    """
-    holdout = holdout or {}
-    by_name = {s.name: s for s in manifest.stages}
-    if curriculum is None:
-        stages = [s for s in manifest.stages if s.name in holdout or not held_out]
-        wanted = [(s.name, _split_rows(s.rows, holdout.get(s.name), held_out) * s.seq_len) for s in stages]
-    else:
-        wanted = list(curriculum)
-    plans = []
-    for index, (name, tokens) in enumerate(wanted):
-        if name not in by_name:
-            raise ConfigError(f"curriculum names stage {name!r}, the build has {sorted(by_name)}",
-                              where=f"curriculum[{index}]")
-        stage = by_name[name]
-        if held_out and name not in holdout:
-            raise ConfigError(f"stage {name!r} holds no rows out, so it has no held-out rows to walk",
-                              where=f"curriculum[{index}]", hint="give it holdout_rows")
-        micro = tokens_per_batch // stage.seq_len
-        if micro < 1:
-            raise ConfigError(f"tokens_per_batch {tokens_per_batch} is below stage {name!r}'s sequence "
-                              f"length {stage.seq_len}", where="tokens_per_batch")
-        rows = _split_rows(stage.rows, holdout.get(name), held_out)
-        if rows < 1 or tokens < stage.seq_len:
-            raise ConfigError(f"stage {name!r} has {rows} rows and a budget of {tokens} tokens; "
-                              f"a stage needs at least one row", where=f"curriculum[{index}]")
-        plans.append(StagePlan(index=index, name=name, seq_len=stage.seq_len, rows=rows,
-                               budget_rows=tokens // stage.seq_len, micro_batch_rows=micro,
-                               holdout=holdout.get(name), held_out=held_out))
-    return plans
-
-
-def _split_rows(stage_rows: int, holdout: Holdout | None, held_out: bool) -> int:
-    if holdout is None:
-        return stage_rows
-    return holdout.rows if held_out else holdout.training_rows
 
 
 class _StageIndex:
@@ -164,15 +91,15 @@ class ShardStream:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} is not in [0, world_size={world_size})", where="rank")
         self.build = build
-        self.manifest = load_manifest(build, storage_options)
+        self.manifest = read_manifest(build, **(storage_options or {}))
         self.manifest_hash = self.manifest.content_hash()
         self.rank, self.world_size, self.seed = rank, world_size, seed
-        self.holdout = holdouts(self.manifest, holdout_rows)
-        if held_out and not self.holdout:
+        self.curriculum = Curriculum(self.manifest, holdout_rows)
+        if held_out and not self.curriculum.holdouts:
             raise ConfigError("held_out=True walks the held-out rows, but holdout_rows holds none out",
                               where="holdout_rows")
         self.held_out = held_out
-        self.plans = plan_curriculum(self.manifest, tokens_per_batch, curriculum, self.holdout, held_out)
+        self.plans = self.curriculum.walks(tokens_per_batch, curriculum, held_out)
         stages = {s.name: s for s in self.manifest.stages}
         self._index = [_StageIndex(stages[p.name], manifest_path(build)) for p in self.plans]
         self.source = ShardSource(build, storage_options=storage_options, cache_dir=cache_dir,
@@ -187,7 +114,7 @@ class ShardStream:
 
     # -- the sample order --------------------------------------------------------------------------------
 
-    def rows_at(self, plan: StagePlan, positions: np.ndarray) -> np.ndarray:
+    def rows_at(self, plan: StageWalk, positions: np.ndarray) -> np.ndarray:
         """Return the stage rows at stage-stream positions (epoch e = position // rows reshuffles).
 
         Positions index this stream's split: with a holdout, the training rows (or the held-out ones)."""
@@ -281,7 +208,7 @@ class ShardStream:
                 "rows": pos.rows, **self._holdout_state()}
 
     def _holdout_state(self) -> dict[str, Any]:
-        return {"holdout_rows": {name: h.rows for name, h in sorted(self.holdout.items())},
+        return {"holdout_rows": {name: h.rows for name, h in sorted(self.curriculum.holdouts.items())},
                 "held_out": self.held_out}
 
     def state_at(self, batches: int) -> dict[str, Any]:

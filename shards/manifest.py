@@ -149,6 +149,10 @@ def read_manifest(build: str, **storage_options: Any) -> Manifest:
     try:
         data = read_json(manifest_path(build), **storage_options)
     except InputError as e:
+        if e.message == "file not found":
+            raise BuildError("no build here (manifest.json is missing)", path=build,
+                             hint="run `gristmill build RECIPE.yaml` first (or let it finish), or check the "
+                             "build path") from None
         raise BuildError(e.message, path=e.path, where=e.where, hint="is the build finished?") from None
     version = data.get("format_version") if isinstance(data, dict) else None
     if version != MANIFEST_VERSION:

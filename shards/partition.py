@@ -64,7 +64,7 @@ class Holdout:
 
 
 @dataclass(frozen=True)
-class StagePlan:
+class StageWalk:
     """One curriculum stage as the loader walks it: its rows, budget and micro-batch size."""
 
     index: int
@@ -102,7 +102,7 @@ class Position:
     rows: int
 
 
-def normalise(plans: list[StagePlan], pos: Position, world_size: int) -> Position:
+def normalise(plans: list[StageWalk], pos: Position, world_size: int) -> Position:
     """Return `pos` moved past stages whose budget has no whole global batch left."""
     stage, rows = pos.stage, pos.rows
     while stage < len(plans) and plans[stage].batches(world_size, rows) == 0:
@@ -110,7 +110,7 @@ def normalise(plans: list[StagePlan], pos: Position, world_size: int) -> Positio
     return Position(stage, rows)
 
 
-def advance(plans: list[StagePlan], pos: Position, batches: int, world_size: int) -> Position:
+def advance(plans: list[StageWalk], pos: Position, batches: int, world_size: int) -> Position:
     """Return the position after `batches` more global batches from `pos` (clamped at the end)."""
     if batches < 0:
         raise ValueError(f"cannot advance by a negative number of batches ({batches})")
@@ -124,7 +124,7 @@ def advance(plans: list[StagePlan], pos: Position, batches: int, world_size: int
     return pos
 
 
-def global_batches(plans: list[StagePlan], pos: Position, world_size: int) -> Iterator[Position]:
+def global_batches(plans: list[StageWalk], pos: Position, world_size: int) -> Iterator[Position]:
     """Yield the start position of every global batch from `pos` to the end of the curriculum."""
     pos = normalise(plans, pos, world_size)
     while pos.stage < len(plans):
@@ -132,7 +132,7 @@ def global_batches(plans: list[StagePlan], pos: Position, world_size: int) -> It
         pos = advance(plans, pos, 1, world_size)
 
 
-def rank_positions(plan: StagePlan, batch_start: int, rank: int) -> range:
+def rank_positions(plan: StageWalk, batch_start: int, rank: int) -> range:
     """Return the stage-stream positions of `rank`'s micro-batch in the global batch starting there."""
     first = batch_start + rank * plan.micro_batch_rows
     return range(first, first + plan.micro_batch_rows)
@@ -143,7 +143,7 @@ def owned_by_worker(batch_index: int, worker: int, num_workers: int) -> bool:
     return batch_index % num_workers == worker
 
 
-def dropped_positions(plan: StagePlan, start: int, world_size: int) -> range:
+def dropped_positions(plan: StageWalk, start: int, world_size: int) -> range:
     """Return the stage-stream positions skipped at the end of the stage when walked from `start`."""
     used = start + plan.batches(world_size, start) * plan.global_rows(world_size)
     return range(used, max(used, plan.budget_rows))

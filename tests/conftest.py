@@ -43,7 +43,7 @@ def ray_local():
 @pytest.fixture(scope="session")
 def sample_corpus(tmp_path_factory):
     """The bundled sample corpus (`gristmill sample`), written once per session with seed 0."""
-    from gristmill.pipelines.sample import write_sample
+    from gristmill.sample.corpus import write_sample
 
     out = tmp_path_factory.mktemp("sample")
     write_sample(str(out), seed=0)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from gristmill.models import StrictModel
 
 Backend = Literal["sentencepiece-bpe", "sentencepiece-unigram", "hf-bpe"]
 
 
-class TokenizerTrainConfig(BaseModel):
+class TokenizerTrainConfig(StrictModel):
     """How to train a tokenizer. `profile: llama2` fills in Llama 2's sentencepiece trainer settings."""
 
-    model_config = ConfigDict(extra="forbid")
 
     backend: Backend = "sentencepiece-bpe"
     profile: Literal["llama2"] | None = Field(
@@ -47,10 +48,9 @@ class TokenizerTrainConfig(BaseModel):
         return self
 
 
-class TokenizerConfig(BaseModel):
+class TokenizerConfig(StrictModel):
     """Exactly one of `path` (an existing tokenizer.json or sentencepiece .model) or `train`."""
 
-    model_config = ConfigDict(extra="forbid")
 
     path: str | None = None
     train: TokenizerTrainConfig | None = None

@@ -2,72 +2,70 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import PurePosixPath
 
 from gristmill.errors import InputError
-from gristmill.storage import expand, open_binary
+from gristmill.storage import expand
+from gristmill.streams import MAX_RECORD_BYTES, StreamFault, read_lines, read_parquet, read_whole
 
 Document = tuple[str, str, str]  # (text, source, subset)
 
 
-def _decompressed(path: str):
-    raw = open_binary(path)
-    if path.endswith(".zst"):
-        import zstandard
+def _fault(path: str, fault: StreamFault) -> InputError:
+    return InputError(fault.reason, path=path, where=None if fault.where == "file" else fault.where)
 
-        return zstandard.ZstdDecompressor().stream_reader(raw)
-    if path.endswith(".gz"):
-        import gzip
 
-        return gzip.GzipFile(fileobj=raw)
-    return raw
+def _lines(path: str) -> Iterator[tuple[int, bytes]]:
+    for item in read_lines(path, {}, MAX_RECORD_BYTES):
+        if isinstance(item, StreamFault):
+            raise _fault(path, item)
+        if item.data is None:
+            raise InputError(f"a line of {item.size:,} bytes, above the {MAX_RECORD_BYTES:,}-byte limit",
+                             path=path, where=f"line {item.number}")
+        yield item.number, item.data
 
 
 def _read_parquet(path: str, source: str) -> Iterator[Document]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.ParquetFile(open_binary(path))
-    except Exception as e:
-        raise InputError(f"not a readable parquet file: {e}", path=path) from None
-    names = table.schema_arrow.names
-    if "text" not in names:
-        raise InputError(f"parquet file has no `text` column (columns: {', '.join(names)})", path=path)
-    columns = [c for c in ("text", "source", "subset") if c in names]
-    for batch in table.iter_batches(columns=columns, batch_size=4096):
-        data = batch.to_pydict()
+    for item in read_parquet(path, {}, required=["text"], text_column="text"):
+        if isinstance(item, StreamFault):
+            raise _fault(path, item)
+        names = item.batch.schema.names
+        data = item.batch.to_pydict()
         texts = data["text"]
-        sources = data.get("source", [source] * len(texts))
-        subsets = data.get("subset", [""] * len(texts))
+        sources = data["source"] if "source" in names else [source] * len(texts)
+        subsets = data["subset"] if "subset" in names else [""] * len(texts)
         for text, src, subset in zip(texts, sources, subsets):
             if text:
                 yield text, src or source, subset or ""
 
 
 def _read_jsonl(path: str, source: str) -> Iterator[Document]:
-    with _decompressed(path) as raw:
-        for lineno, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                text = record["text"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise InputError(f"expected a JSON object with a `text` field ({e})", path=path,
-                                 where=f"line {lineno}") from None
-            if text:
-                yield text, record.get("source") or source, record.get("subset") or ""
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            text = record["text"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+            raise InputError(f"expected a JSON object with a `text` field ({e})", path=path,
+                             where=f"line {number}") from None
+        if not isinstance(text, str):
+            raise InputError(f"`text` is {type(text).__name__}, expected a string", path=path,
+                             where=f"line {number}")
+        if text:
+            yield text, record.get("source") or source, record.get("subset") or ""
 
 
 def _read_text(path: str, source: str) -> Iterator[Document]:
-    with _decompressed(path) as raw:
-        try:
-            text = raw.read().decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InputError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from None
+    data = read_whole(path, {}, MAX_RECORD_BYTES)
+    if isinstance(data, StreamFault):
+        raise _fault(path, data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from None
     if text:
         yield text, source, ""
 

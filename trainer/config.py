@@ -20,19 +20,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gristmill.errors import ConfigError
+from gristmill.models import FrozenModel, read_yaml, validated
 
 OpChoice = Literal["auto", "kernel", "reference"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OpsConfig(_Strict):
+class OpsConfig(FrozenModel):
     """Which implementation runs each hot op: our Triton kernel, its PyTorch reference, or `auto`.
 
     `auto` picks the kernel on a CUDA device where triton is installed and the reference elsewhere; `kernel`
@@ -46,7 +42,7 @@ class OpsConfig(_Strict):
     attention: OpChoice = Field("auto", description="document-masked (varlen) causal attention, with GQA")
 
 
-class ModelConfig(_Strict):
+class ModelConfig(FrozenModel):
     """A Llama-family decoder: RMSNorm pre-norm, RoPE, SwiGLU, grouped-query attention."""
 
     name: str = Field("custom", description="a label for logs and checkpoints")
@@ -102,7 +98,7 @@ def model_preset(name: str, **overrides: Any) -> ModelConfig:
     return ModelConfig(**{**PRESETS[name], **overrides})
 
 
-class AdamWConfig(_Strict):
+class AdamWConfig(FrozenModel):
     """torch.optim.AdamW settings."""
 
     lr: float = Field(3e-4, gt=0, description="peak learning rate (reached at the end of warmup)")
@@ -111,14 +107,14 @@ class AdamWConfig(_Strict):
     weight_decay: float = Field(0.1, ge=0, description="decoupled weight decay on matrices (not norms)")
 
 
-class ScheduleConfig(_Strict):
+class ScheduleConfig(FrozenModel):
     """Linear warmup from 0 to the peak lr, then cosine decay to `min_lr_ratio` × peak at the last step."""
 
     warmup_steps: int = Field(0, ge=0, description="optimizer steps of linear warmup")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="final lr as a fraction of the peak")
 
 
-class StageConfig(_Strict):
+class StageConfig(FrozenModel):
     """One curriculum stage to train on: a stage of the build, with its batch size and token budget."""
 
     name: str = Field(description="the build manifest's stage name")
@@ -128,7 +124,7 @@ class StageConfig(_Strict):
                                "of the stage (rows × seq_len); more than that repeats it, reshuffled")
 
 
-class EvalConfig(_Strict):
+class EvalConfig(FrozenModel):
     """Held-out evaluation every N steps: the loss on the first rows of a held-out build, or on rows of the
     training build held out of training (exactly one of `build` and `holdout_rows`)."""
 
@@ -154,7 +150,7 @@ class EvalConfig(_Strict):
         return self
 
 
-class CheckpointConfig(_Strict):
+class CheckpointConfig(FrozenModel):
     """Sharded checkpoints (torch.distributed.checkpoint) under OUTPUT_DIR/checkpoints/step-N."""
 
     every_steps: int = Field(1000, ge=1, description="save after every this many optimizer steps")
@@ -163,7 +159,7 @@ class CheckpointConfig(_Strict):
     at_end: bool = Field(True, description="also save after the last step")
 
 
-class TrainConfig(_Strict):
+class TrainConfig(FrozenModel):
     """One training run."""
 
     build: str = Field(description="build directory or URL (holds manifest.json, tokenizer/, shards)")
@@ -224,31 +220,11 @@ class TrainConfig(_Strict):
         return str(Path(self.output_dir) / "checkpoints")
 
 
-def _where(error: dict[str, Any]) -> str:
-    return ".".join(str(p) for p in error["loc"]) or "(top level)"
-
-
 def parse_train_config(data: Any, path: str | None = None) -> TrainConfig:
-    """Validate a parsed config; raise ConfigError naming the first bad field."""
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise ConfigError(first["msg"], path=path, where=_where(first),
-                          hint=f"{e.error_count()} problem(s) in all; see docs/trainer.md") from None
+    """Validate a parsed config; raise ConfigError naming every bad field."""
+    return validated(TrainConfig, data, path, "training config")
 
 
 def load_train_config(path: str) -> TrainConfig:
     """Read and validate a YAML training config; raise ConfigError when missing, unparsable or invalid."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError("config file not found", path=path) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"invalid YAML: {e}", path=path,
-                          where=f"line {mark.line + 1}" if mark else None) from None
-    if not isinstance(data, dict):
-        raise ConfigError("expected a mapping of settings at the top level", path=path)
-    return parse_train_config(data, path)
+    return parse_train_config(read_yaml(path, "training config"), path)

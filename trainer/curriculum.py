@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gristmill.errors import ConfigError
-from gristmill.shards.manifest import Manifest
+from gristmill.shards.curriculum import Curriculum
 from gristmill.trainer.config import ModelConfig, StageConfig, TrainConfig
 
 
@@ -34,16 +34,18 @@ class StageSteps:
         return self.steps * self.tokens_per_step
 
 
-def plan_steps(config: TrainConfig, manifest: Manifest, model: ModelConfig,
+def plan_steps(config: TrainConfig, curriculum: Curriculum, model: ModelConfig,
                world_size: int) -> list[StageSteps]:
     """Return the stages to train, in order; raise ConfigError when a stage does not fit the run.
+
+    A stage's default budget is one epoch of its training rows (the curriculum's, held-out rows excluded).
 
     A stage does not fit when its sequence length exceeds the model's max_seq_len or micro_batch_tokens,
     when its tokens per step are not a whole number of micro-batches over all devices, or when its budget
     holds no whole step.
     """
-    built = {s.name: s for s in manifest.stages}
-    wanted = config.stages or [StageConfig(name=s.name) for s in manifest.stages]
+    built = {s.name: s for s in curriculum.stages}
+    wanted = config.stages or [StageConfig(name=s.name) for s in curriculum.stages]
     if not wanted:
         raise ConfigError("the build has no stages", path=config.build, where="manifest.stages")
     stages: list[StageSteps] = []
@@ -68,7 +70,7 @@ def plan_steps(config: TrainConfig, manifest: Manifest, model: ModelConfig,
                               f"number of micro-batches of {config.micro_batch_tokens} tokens on "
                               f"{world_size} device(s)", where=f"{where}.tokens_per_step",
                               hint=f"use a multiple of {per_micro_step}")
-        budget = want.tokens or stage.rows * stage.seq_len
+        budget = want.tokens or stage.training_rows * stage.seq_len
         steps = budget // tokens_per_step
         if config.max_steps is not None:
             steps = min(steps, config.max_steps - step)

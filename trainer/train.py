@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader
 
 from gristmill.errors import BuildError, ConfigError
 from gristmill.shards.batch import IGNORE_INDEX
-from gristmill.shards.loader import ShardStream, load_manifest
-from gristmill.shards.manifest import Manifest, manifest_path
+from gristmill.shards.curriculum import Curriculum
+from gristmill.shards.loader import ShardStream
+from gristmill.shards.manifest import Manifest, read_manifest
 from gristmill.shards.torch_dataset import ShardDataset
-from gristmill.storage import filesystem
 from gristmill.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gristmill.trainer.config import ModelConfig, TrainConfig
 from gristmill.trainer.curriculum import StageSteps, loader_curriculum, plan_steps, stage_at
@@ -93,15 +93,6 @@ def build_runtime(config: TrainConfig) -> Runtime:
                    sharded=dist.is_initialized(), owns_process_group=owns)
 
 
-def open_build(build: str, storage_options: dict[str, Any] | None = None) -> Manifest:
-    """Return the build's manifest; raise BuildError when there is no build at `build`."""
-    fs, inner = filesystem(manifest_path(build), **(storage_options or {}))
-    if not fs.exists(inner):
-        raise BuildError("no build here (manifest.json is missing)", path=build,
-                         hint="run `gristmill build RECIPE.yaml` first, or check the build path")
-    return load_manifest(build, storage_options or None)
-
-
 def build_model_config(config: TrainConfig, manifest: Manifest) -> ModelConfig:
     """Return the model config with its vocabulary fitted to the build's tokenizer.
 
@@ -166,14 +157,6 @@ def eval_holdout(config: TrainConfig, manifest: Manifest) -> dict[str, int]:
     return {name: config.eval.holdout_rows}
 
 
-def without_holdout(manifest: Manifest, holdout: dict[str, int]) -> Manifest:
-    """Return the manifest as training sees it: each stage's rows less those held out (for step planning)."""
-    if not holdout:
-        return manifest
-    stages = [s.model_copy(update={"rows": s.rows - holdout.get(s.name, 0)}) for s in manifest.stages]
-    return manifest.model_copy(update={"stages": stages})
-
-
 def build_data(config: TrainConfig, stages: list[StageSteps], runtime: Runtime,
                holdout: dict[str, int] | None = None) -> ShardDataset:
     """Return this rank's stream of micro-batches over exactly the curriculum's steps, never yielding a
@@ -197,7 +180,8 @@ def build_eval_stream(config: TrainConfig, manifest: Manifest, model: ModelConfi
     if holdout:
         build, held_out = config.build, manifest
     else:
-        build, held_out = config.eval.build, open_build(config.eval.build, config.storage_options)
+        build = config.eval.build
+        held_out = read_manifest(build, **(config.storage_options or {}))
         if held_out.tokenizer and manifest.tokenizer and held_out.tokenizer.hash != manifest.tokenizer.hash:
             raise ConfigError("the held-out build was made with another tokenizer than the training build",
                               path=config.eval.build, where="eval.build")
@@ -308,10 +292,10 @@ def train(config: TrainConfig, *, stop_at_step: int | None = None,
 
 def _train(config: TrainConfig, runtime: Runtime, stop_at_step: int | None,
            console: Callable[[str], None] | None) -> TrainResult:
-    manifest = open_build(config.build, config.storage_options)
+    manifest = read_manifest(config.build, **(config.storage_options or {}))
     model_config = build_model_config(config, manifest)
     holdout = eval_holdout(config, manifest)
-    stages = plan_steps(config, without_holdout(manifest, holdout), model_config, runtime.world_size)
+    stages = plan_steps(config, Curriculum(manifest, holdout), model_config, runtime.world_size)
     total_steps = stages[-1].first_step + stages[-1].steps
     model = build_model(model_config, config, runtime)
     optimizer = build_optimizer(model, config)

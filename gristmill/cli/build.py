@@ -17,6 +17,10 @@ import click
 )
 @click.option("--workers", type=int, default=None, help="most tasks run at once (default: as many as fit)")
 @click.option("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray (default: all)")
+@click.option("--task-retries", type=int, default=3, show_default=True,
+              help="times a task is run again after its worker process or node was lost")
+@click.option("--task-timeout", type=float, default=4 * 3600.0, show_default=True, metavar="SECONDS",
+              help="a task running longer is cancelled and the build fails naming it (0: no limit)")
 @click.option("--strict", is_flag=True, help="stop at the first bad record instead of quarantining it")
 @click.option("--fresh", is_flag=True, help="delete the output directory first instead of resuming")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a recipe field")
@@ -26,6 +30,8 @@ def build(
     address: str | None,
     workers: int | None,
     num_cpus: int | None,
+    task_retries: int,
+    task_timeout: float,
     strict: bool,
     fresh: bool,
     overrides: tuple[str, ...],
@@ -43,11 +49,15 @@ def build(
       ray job submit --working-dir . -- gristmill build recipes/demo.yaml
     """
     from gristmill.pipelines.build import BuildOptions, run_build
+    from gristmill.pipelines.build.ray_tasks import RetryPolicy
     from gristmill.pipelines.recipe import load_recipe, parse_override
 
     recipe = load_recipe(recipe_path, dict(parse_override(o) for o in overrides))
+    policy = RetryPolicy(retries=task_retries, task_timeout_s=task_timeout or None)
     manifest = run_build(
-        recipe, BuildOptions(address=address, workers=workers, num_cpus=num_cpus, strict=strict, fresh=fresh)
+        recipe,
+        BuildOptions(address=address, workers=workers, num_cpus=num_cpus, strict=strict, fresh=fresh,
+                     policy=policy),
     )
     if as_json:
         accounting = {

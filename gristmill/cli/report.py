@@ -14,6 +14,6 @@ def report(build: str) -> None:
     Example:
       gristmill report build/demo && xdg-open build/demo/reports/index.html
     """
-    from gristmill.pipelines.report import write_report
+    from gristmill.pipelines.build.report import write_report
 
     click.echo(write_report(build))

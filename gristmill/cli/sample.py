@@ -26,7 +26,7 @@ def sample(out: str, seed: int, force: bool, as_json: bool) -> None:
       gristmill sample /tmp/corpus --seed 7 --force
     """
     from gristmill.errors import InputError
-    from gristmill.pipelines.sample import PLANTED_FILE, SOURCES, write_sample
+    from gristmill.sample.corpus import PLANTED_FILE, SOURCES, write_sample
 
     target = Path(out)
     if target.exists() and any(target.iterdir()):

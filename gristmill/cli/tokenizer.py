@@ -37,15 +37,15 @@ def _file_documents(files: tuple[str, ...]) -> Iterator[tuple[str, str, str]]:
 
 def _recipe_input(recipe_path: str, build: str | None) -> tuple[list[str], dict[str, float] | None, Any]:
     """Return the cleaned-document files of a recipe's build, its mixture weights, and the recipe."""
-    from gristmill.pipelines.layout import BuildLayout
+    from gristmill.pipelines.build.layout import BuildLayout
     from gristmill.pipelines.recipe import load_recipe
-    from gristmill.pipelines.tokenizer_step import mixture_weights
+    from gristmill.pipelines.steps.tokenizer import mixture_weights
     from gristmill.storage import filesystem
 
     recipe = load_recipe(recipe_path)
     layout = BuildLayout(build or recipe.output)
     for kind in ("clean", "documents"):
-        fs, inner = filesystem(layout.path(kind))
+        fs, inner = filesystem(layout.documents_dir(kind))
         files = sorted(fs.glob(inner + "/*/*.parquet")) if fs.isdir(inner) else []
         if files:
             break

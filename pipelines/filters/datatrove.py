@@ -1,17 +1,21 @@
-"""Our rule sets as datatrove filters, for plain datatrove pipelines: `GristmillGopherQualityFilter()` etc.
+"""Our rule sets as datatrove filters: the build's ingest chain, and plain datatrove pipelines alike.
 
 Each runs our batched implementation (`batch_size` documents at a time, 256 by default) and drops with our
-reason, which datatrove counts as the statistic `dropped_<name>:<rule>`.
+reason, "<rule set>:<rule>", which datatrove hands to the filter's exclusion writer and counts as the
+statistic `dropped_<reason>`. `gristmill_filter_steps(recipe)` gives the build's chain, each filter scoped
+to the sources its rule set is for; `GristmillGopherQualityFilter()` etc. serve plain datatrove pipelines.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
+from gristmill.pipelines.filters import make_filters
 from gristmill.pipelines.filters.base import DocumentFilter
 from gristmill.pipelines.filters.c4 import C4Filter
 from gristmill.pipelines.filters.code import CodeFilter
@@ -26,10 +30,16 @@ from gristmill.pipelines.filters.fineweb import FineWebFilter
 from gristmill.pipelines.filters.gopher_quality import GopherQualityFilter
 from gristmill.pipelines.filters.gopher_repetition import GopherRepetitionFilter
 
+if TYPE_CHECKING:
+    from gristmill.pipelines.recipe import Recipe
 
-class _GristmillFilter(BaseFilter):
+_BATCH = 256
+
+
+class RuleSetFilter(BaseFilter):
     """A datatrove filter that asks one of our rule sets about whole batches.
 
+    With `sources`, only documents whose `metadata["source"]` is one of them are judged; the others pass.
     Documents' file paths (metadata `path_key`, Starcoderdata's `repo_path` by default) go to the rule set
     too; those that judge by file type use them, the others ignore them.
     """
@@ -38,25 +48,44 @@ class _GristmillFilter(BaseFilter):
         self,
         rules: DocumentFilter,
         exclusion_writer: DiskWriter | None = None,
-        batch_size: int = 256,
+        batch_size: int = _BATCH,
         path_key: str = "repo_path",
+        sources: Collection[str] | None = None,
     ) -> None:
         super().__init__(exclusion_writer, batch_size=batch_size)
         self.rules = rules
         self.path_key = path_key
+        self.sources = frozenset(sources) if sources is not None else None
+        self.name = getattr(self, "name", None) or f"gristmill {rules.name}"
+
+    def judges(self, doc: Document) -> bool:
+        """Return True when `doc` is one this filter's rule set is for."""
+        return self.sources is None or doc.metadata.get("source") in self.sources
 
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
         """Return True to keep each document, or (False, reason) to drop it."""
-        paths = [doc.metadata.get(self.path_key) for doc in batch]
-        verdicts = self.rules.check_batch([doc.text for doc in batch], paths if any(paths) else None)
-        return [True if reason is None else (False, reason) for reason in verdicts]
+        judged = batch if self.sources is None else [d for d in batch if self.judges(d)]
+        if not judged:
+            return [True] * len(batch)
+        paths = [doc.metadata.get(self.path_key) for doc in judged]
+        verdicts = iter(self.rules.check_batch([doc.text for doc in judged], paths if any(paths) else None))
+        if len(judged) == len(batch):
+            return [True if reason is None else (False, reason) for reason in verdicts]
+        results: list[bool | tuple[bool, str]] = []
+        for doc in batch:
+            if not self.judges(doc):
+                results.append(True)
+                continue
+            reason = next(verdicts)
+            results.append(True if reason is None else (False, reason))
+        return results
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         """Return True to keep `doc`, or (False, reason) to drop it."""
         return self.filter_batch([doc])[0]
 
 
-class GristmillGopherQualityFilter(_GristmillFilter):
+class GristmillGopherQualityFilter(RuleSetFilter):
     """Gopher's quality rules (`gristmill.pipelines.filters.GopherQualityFilter`) as a datatrove step."""
 
     name = "🥇 Gristmill Gopher Quality"
@@ -65,7 +94,7 @@ class GristmillGopherQualityFilter(_GristmillFilter):
         super().__init__(GopherQualityFilter(config), **kwargs)
 
 
-class GristmillGopherRepetitionFilter(_GristmillFilter):
+class GristmillGopherRepetitionFilter(RuleSetFilter):
     """Gopher's repetition rules (`GopherRepetitionFilter`) as a datatrove step."""
 
     name = "👯 Gristmill Gopher Repetition"
@@ -74,7 +103,7 @@ class GristmillGopherRepetitionFilter(_GristmillFilter):
         super().__init__(GopherRepetitionFilter(config), **kwargs)
 
 
-class GristmillC4Filter(_GristmillFilter):
+class GristmillC4Filter(RuleSetFilter):
     """C4's document-level rules (`C4Filter`: drops, never rewrites) as a datatrove step."""
 
     name = "⛰ Gristmill C4"
@@ -83,7 +112,7 @@ class GristmillC4Filter(_GristmillFilter):
         super().__init__(C4Filter(config), **kwargs)
 
 
-class GristmillFineWebFilter(_GristmillFilter):
+class GristmillFineWebFilter(RuleSetFilter):
     """FineWeb's rules (`FineWebFilter`) as a datatrove step."""
 
     name = "🍷 Gristmill FineWeb"
@@ -92,10 +121,22 @@ class GristmillFineWebFilter(_GristmillFilter):
         super().__init__(FineWebFilter(config), **kwargs)
 
 
-class GristmillCodeFilter(_GristmillFilter):
+class GristmillCodeFilter(RuleSetFilter):
     """StarCoder-style code rules (`CodeFilter`) as a datatrove step; paths come from `path_key` metadata."""
 
     name = "💻 Gristmill Code"
 
     def __init__(self, config: CodeConfig | None = None, **kwargs: Any) -> None:
         super().__init__(CodeFilter(config), **kwargs)
+
+
+def gristmill_filter_steps(recipe: Recipe) -> list[tuple[str, RuleSetFilter]]:
+    """Return the build's filters in the order they run, as (rule set name, datatrove filter): the text
+    rule sets scoped to the recipe's text sources, the code rules to its code sources."""
+    steps: list[tuple[str, RuleSetFilter]] = []
+    for kind in ("text", "code"):
+        sources = [s.name for s in recipe.sources if s.kind == kind]
+        if sources:
+            steps += [(rules.name, RuleSetFilter(rules, sources=sources))
+                      for rules in make_filters(recipe.filters, kind)]
+    return steps

@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 from datatrove.data import Document
 from fsspec.core import split_protocol
 
-from gristmill.pipelines.readers.streams import StreamFault, read_lines, read_parquet
 from gristmill.pipelines.recipe import MAX_DOCUMENT_BYTES, SourceConfig
+from gristmill.streams import StreamFault, read_lines, read_parquet
 
 EXCERPT_CHARS = 300
 _GLOB_CHARS = re.compile(r"[*?\[]")

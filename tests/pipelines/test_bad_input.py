@@ -11,7 +11,7 @@ import pytest
 
 from gristmill.errors import InputError
 from gristmill.pipelines.readers import source_files
-from gristmill.pipelines.readers.streams import Line, split_lines
+from gristmill.streams import Line, split_lines
 
 CODECS = {"zst": "zstd", "gz": "gzip"}
 LFS_POINTER = (b"version https://git-lfs.github.com/spec/v1\n"

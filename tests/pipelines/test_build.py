@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from gristmill.cli import cli
-from gristmill.errors import BuildError
+from gristmill.errors import BuildError, ConfigError
 from gristmill.pipelines.build import BuildOptions, run_build
 from gristmill.pipelines.recipe import load_recipe, parse_recipe
 from gristmill.shards.manifest import read_manifest
@@ -126,3 +126,48 @@ def _write_yaml(tmp_path: Path, data: dict) -> str:
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
+
+
+def test_a_recipe_inserts_a_stock_datatrove_filter_and_its_drops_are_accounted(ray_local, sample_corpus,
+                                                                               tmp_path):
+    # Between Gopher quality and Gopher repetition: drop every document with the word "import" (the sample's
+    # prose is Python's documentation, so some documents of each text source have it).
+    step = {"step": "datatrove.pipeline.filters.RegexFilter", "kwargs": {"regex_exp": r"\bimport\b"},
+            "name": "no-import", "after": "gopher_quality"}
+    recipe = parse_recipe(ingest_recipe(sample_corpus, tmp_path / "b", ingest_steps=[step]))
+    manifest = run_build(recipe, BuildOptions())
+    dropped = {source: sum(c.filtered.get("no-import", 0) for c in subsets.values())
+               for source, subsets in manifest.accounting.items()}
+    assert sum(dropped.values()) > 0, dropped
+    for source, counts in manifest.source_totals().items():
+        assert counts.balanced(), (source, counts)
+    # every document the regex matches is gone from the kept documents; none that it does not match is
+    import re
+
+    import pyarrow.parquet as pq
+
+    pattern = re.compile(r"\bimport\b")
+    for path in (tmp_path / "b" / "documents").rglob("*.parquet"):
+        texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+        assert not any(pattern.search(t) for t in texts), path
+    samples = [json.loads(line) for p in (tmp_path / "b" / "dropped").rglob("*.jsonl")
+               for line in p.read_text().splitlines()]
+    assert any(s["reason"] == "no-import" and pattern.search(s["text"]) for s in samples)
+
+
+def test_recipe_check_refuses_a_bad_ingest_step(sample_corpus, tmp_path):
+    base = ingest_recipe(sample_corpus, tmp_path / "b")
+    cases = {
+        "datatrove.pipeline.filters.NoSuchFilter": "names nothing importable",
+        "json.JSONDecoder": "not a datatrove PipelineStep",
+    }
+    for path, message in cases.items():
+        with pytest.raises(ConfigError, match=message) as e:
+            parse_recipe({**base, "ingest_steps": [{"step": path}]})
+        assert "ingest_steps.0" in str(e.value)
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'nope'"):
+        parse_recipe({**base, "ingest_steps": [{"step": "datatrove.pipeline.filters.RegexFilter",
+                                                "kwargs": {"regex_exp": "x", "nope": 1}}]})
+    with pytest.raises(ConfigError, match="unknown rule set 'gopher'"):
+        parse_recipe({**base, "ingest_steps": [{"step": "datatrove.pipeline.filters.RegexFilter",
+                                                "kwargs": {"regex_exp": "x"}, "after": "gopher"}]})

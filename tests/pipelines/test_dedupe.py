@@ -12,14 +12,13 @@ import pytest
 from datatrove.data import Document
 
 from gristmill.errors import ConfigError
-from gristmill.pipelines.dedupe import dedupe_steps
-from gristmill.pipelines.dedupe.config import DedupeConfig, NearDedupeConfig
-from gristmill.pipelines.dedupe.local import run_steps_locally
-from gristmill.pipelines.dedupe.planted import TextMaker
+from gristmill.pipelines.build.engine import run_locally, run_step
+from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.documents import DocumentFileWriter
-from gristmill.pipelines.engine import run_step
-from gristmill.pipelines.layout import BuildLayout
 from gristmill.pipelines.recipe import Recipe, SourceConfig
+from gristmill.pipelines.steps.dedupe import dedupe_steps
+from gristmill.pipelines.steps.dedupe.config import DedupeConfig, NearDedupeConfig
+from gristmill.sample.planted import TextMaker
 
 PRIORITY = {"starcoderdata": 10, "dolma": 0, "pile": 0}
 
@@ -62,7 +61,7 @@ def build(
     layout = BuildLayout(str(root))
     recipe = make_recipe(root, dedupe, sources)
     inputs = write_documents(layout, files)
-    run_steps_locally(dedupe_steps(recipe, layout, inputs), layout)
+    run_locally(dedupe_steps(recipe, layout, inputs), layout)
     return layout
 
 
@@ -182,7 +181,7 @@ def test_rerun_resumes_without_rewriting(tmp_path, maker):
     clean = Path(layout.task_file("clean", "pile", 0, "parquet"))
     before = clean.stat().st_mtime_ns
     recipe = make_recipe(tmp_path)
-    run_steps_locally(dedupe_steps(recipe, layout, [("pile", 0)]), layout)
+    run_locally(dedupe_steps(recipe, layout, [("pile", 0)]), layout)
     assert clean.stat().st_mtime_ns == before
     assert len(clean_texts(layout, "pile", 0)) == 1
 
@@ -256,7 +255,7 @@ def test_outputs_do_not_depend_on_worker_count(tmp_path, ray_local):
 
 def test_batches_of_short_documents_get_signatures():
     """A batch whose documents are all shorter than one shingle (even in total) still gets signatures."""
-    from gristmill.pipelines.dedupe.minhash import MinHasher
+    from gristmill.pipelines.steps.dedupe.minhash import MinHasher
 
     hasher = MinHasher(shingle_size=5, bands=14, rows=8, seed=1)
     signatures, has = hasher.signatures(["fine", "also fine"])

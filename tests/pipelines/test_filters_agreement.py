@@ -6,7 +6,8 @@ import pytest
 
 from gristmill.pipelines.filters import C4Filter, FineWebFilter, GopherQualityFilter, GopherRepetitionFilter
 from gristmill.pipelines.filters.config import GopherQualityConfig, GopherRepetitionConfig
-from gristmill.pipelines.filters.reference import DATATROVE_REASONS, datatrove_verdicts, reference_documents
+from gristmill.pipelines.filters.reference import DATATROVE_REASONS, datatrove_verdicts
+from gristmill.sample.text import reference_documents
 
 pytest.importorskip("spacy", reason="datatrove's English filters need spaCy: pip install spacy")
 

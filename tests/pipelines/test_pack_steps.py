@@ -14,10 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from gristmill.cli import cli
+from gristmill.pipelines.build.engine import run_locally
+from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.documents import DOCUMENT_SCHEMA
-from gristmill.pipelines.layout import BuildLayout
-from gristmill.pipelines.pack_steps import collect_stages, shard_steps, tokenizer_entry
 from gristmill.pipelines.recipe import parse_recipe
+from gristmill.pipelines.steps import shard_steps
+from gristmill.pipelines.steps.pack import collect_stages, tokenizer_entry
 from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
 from gristmill.shards.reader import ShardReader
 from gristmill.tokenizer.hf_export import export_hf_tokenizer
@@ -124,22 +126,13 @@ def _write_manifest(recipe, layout: BuildLayout) -> Manifest:
     return manifest
 
 
-def _run_in_process(steps) -> None:
-    for step in steps:
-        for rank in range(step.tasks):
-            for _ in step.pipeline[0].run(None, rank, step.tasks):
-                pass
-        if step.after is not None:
-            step.after()
-
-
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
     """A packed tiny build (steps run in-process): (recipe, layout, manifest, corpus)."""
     root = tmp_path_factory.mktemp("build")
     recipe, inputs, corpus = _make_inputs(root)
     layout = BuildLayout(str(root))
-    _run_in_process(shard_steps(recipe, layout, inputs, shard_bytes=SHARD_BYTES))
+    run_locally(shard_steps(recipe, layout, inputs, shard_bytes=SHARD_BYTES), layout)
     return recipe, layout, _write_manifest(recipe, layout), corpus
 
 
@@ -232,7 +225,7 @@ def test_cli_inspect_verify_show(build):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_same_bytes_with_one_and_two_ray_workers(tmp_path, ray_local):
-    from gristmill.pipelines.engine import run_step
+    from gristmill.pipelines.build.engine import run_step
 
     first = tmp_path / "one"
     recipe, inputs, _ = _make_inputs(first)

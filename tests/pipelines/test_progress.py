@@ -6,8 +6,8 @@ import json
 
 from rich.console import Console
 
-from gristmill.pipelines.layout import BuildLayout
-from gristmill.pipelines.progress import StepCounters, step_progress
+from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.build.progress import StepCounters, step_progress
 
 
 def write_stats(layout: BuildLayout, step: str, rank: int, stats: dict) -> None:

@@ -102,7 +102,7 @@ def test_bad_yaml_names_line(tmp_path):
 def test_missing_recipe_and_not_a_mapping(tmp_path):
     with pytest.raises(ConfigError, match="recipe file not found"):
         load_recipe(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+    with pytest.raises(ConfigError, match="recipe must be a mapping of settings, got list"):
         load_recipe(write(tmp_path, "- a\n- b\n"))
 
 

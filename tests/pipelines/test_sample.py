@@ -14,7 +14,7 @@ from gristmill.pipelines.filters import make_filters
 from gristmill.pipelines.filters.config import FiltersConfig
 from gristmill.pipelines.readers import BadRecord, reader_for, source_files
 from gristmill.pipelines.recipe import SourceConfig
-from gristmill.pipelines.sample import SOURCES, jaccard, write_sample
+from gristmill.sample.corpus import SOURCES, jaccard, write_sample
 
 FORMATS = {"slimpajama": "slimpajama", "starcoderdata": "starcoder", "dolma": "dolma", "pile": "pile"}
 
@@ -113,8 +113,8 @@ def test_planted_near_duplicates_are_close_but_not_equal(documents, planted):
     for pair in pairs:
         a, b = (the(documents, ref).text for ref in pair["copies"])
         assert a != b
-        assert 0.85 <= jaccard(a, b) <= 0.95
-        assert jaccard(a, b) == pytest.approx(pair["jaccard_word_5grams"], abs=1e-3)
+        assert 0.85 <= jaccard(a, b, 5) <= 0.95
+        assert jaccard(a, b, 5) == pytest.approx(pair["jaccard_word_5grams"], abs=1e-3)
 
 
 def test_planted_junk_and_long_documents(documents, planted):

@@ -11,7 +11,7 @@ from gristmill.shards.loader import ShardStream
 from gristmill.shards.partition import (
     Holdout,
     Position,
-    StagePlan,
+    StageWalk,
     advance,
     dropped_positions,
     global_batches,
@@ -19,8 +19,8 @@ from gristmill.shards.partition import (
     rank_positions,
 )
 
-PLANS = [StagePlan(0, "a", 16, rows=40, budget_rows=40, micro_batch_rows=4),
-         StagePlan(1, "b", 32, rows=35, budget_rows=35, micro_batch_rows=2)]
+PLANS = [StageWalk(0, "a", 16, rows=40, budget_rows=40, micro_batch_rows=4),
+         StageWalk(1, "b", 32, rows=35, budget_rows=35, micro_batch_rows=2)]
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 8])

@@ -180,9 +180,10 @@ def make_builds(base: Path) -> TestBuilds:
 def unigram_entropy(build: Path) -> float:
     """Return the entropy (nats per token) of the counted targets of a build under their own unigram
     distribution: the loss of the best model that ignores context."""
-    from gristmill.shards.loader import ShardStream, load_manifest
+    from gristmill.shards.loader import ShardStream
+    from gristmill.shards.manifest import read_manifest
 
-    manifest = load_manifest(str(build))
+    manifest = read_manifest(str(build))
     counts: dict[int, int] = {}
     for stage in manifest.stages:
         stream = ShardStream(str(build), tokens_per_batch=stage.seq_len,

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from gristmill.cli import cli
 from gristmill.errors import BuildError, ConfigError
+from gristmill.shards.curriculum import Curriculum
 from gristmill.shards.manifest import Manifest, StageEntry
 from gristmill.shards.partition import Holdout
 from gristmill.trainer import train as train_module
@@ -134,11 +135,11 @@ def test_stage_batch_sizes_come_from_the_manifest_with_accumulation_derived():
     manifest = Manifest(name="fox", recipe={}, recipe_hash="", seed=0, sources=[], accounting={},
                         stages=[stage("short", 2048, 2 << 20, 10_000), stage("long", 8192, 4 << 20, 5_000)])
     cfg = parse_train_config(dict(build="b", output_dir="o", model="fox1-1.6b", micro_batch_tokens=16384))
-    short, long = plan_steps(cfg, manifest, cfg.model, world_size=8)
+    short, long = plan_steps(cfg, Curriculum(manifest), cfg.model, world_size=8)
     assert (short.micro_batch_rows, short.accumulation, short.steps) == (8, 16, 10_000 * 2048 // (2 << 20))
     assert (long.micro_batch_rows, long.accumulation, long.first_step) == (2, 32, short.steps)
     with pytest.raises(ConfigError, match="not a whole number of micro-batches"):
-        plan_steps(cfg, manifest, cfg.model, world_size=3)
+        plan_steps(cfg, Curriculum(manifest), cfg.model, world_size=3)
 
 
 def test_config_that_does_not_fit_the_build_is_refused(builds, tmp_path):
@@ -152,13 +153,16 @@ def test_config_that_does_not_fit_the_build_is_refused(builds, tmp_path):
         train(config(builds, tmp_path, build=str(tmp_path / "missing")))
 
 
-def test_bad_config_file_names_the_field(tmp_path):
+def test_bad_config_file_names_every_bad_field(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({"build": "b", "output_dir": "o", "model": "llama-tiny",
-                                    "micro_batch_tokens": 512, "optimizer": {"lr": -1}}))
-    with pytest.raises(ConfigError) as e:
+                                    "micro_batch_tokens": 512, "optimizer": {"lr": -1}, "log_every": 0,
+                                    "no_such_field": 1}))
+    with pytest.raises(ConfigError, match=r"3 problem\(s\)") as e:
         load_train_config(str(path))
-    assert e.value.where == "optimizer.lr" and e.value.path == str(path)
+    assert e.value.path == str(path)
+    for field in ("optimizer.lr", "log_every", "no_such_field"):
+        assert f"  {field}: " in e.value.message, field
     path.write_text(yaml.safe_dump({"build": "b", "output_dir": "o", "model": "gpt-9",
                                     "micro_batch_tokens": 512}))
     with pytest.raises(ConfigError, match="unknown model preset 'gpt-9'"):

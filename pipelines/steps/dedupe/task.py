@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datatrove.pipeline.base import PipelineStep
+from gristmill.pipelines.steps.base import WritingStep
+from gristmill.pipelines.steps.dedupe.plan import DedupePlan
 
-from gristmill.pipelines.dedupe.plan import DedupePlan
 
-
-class DedupeTask(PipelineStep):
-    """A dedupe step over `plan`; subclasses name themselves and implement `run` (writing files only)."""
+class DedupeTask(WritingStep):
+    """A dedupe step over `plan`; subclasses name themselves and implement `write`."""
 
     type = "🫂 - DEDUP"
 

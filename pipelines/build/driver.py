@@ -1,4 +1,5 @@
-"""`gristmill build`: runs a recipe's steps on Ray, resumably, and writes the manifest last."""
+"""`gristmill build`: claims the output, runs the recipe's steps (`steps.build_steps`) on Ray, resumably,
+and writes the manifest last."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from dataclasses import dataclass, field
 from rich.console import Console
 
 from gristmill.errors import BuildError, ConfigError
-from gristmill.pipelines.accounting import collect_accounting
-from gristmill.pipelines.engine import Step, init_ray, quiet_datatrove_logs, run_step
-from gristmill.pipelines.ingest import FilterDocuments, ReadSources, WorkUnit, WriteDocuments, plan_work_units
-from gristmill.pipelines.layout import BuildLayout
-from gristmill.pipelines.progress import completed_tasks, step_progress, summary_table
+from gristmill.pipelines.build.accounting import collect_accounting
+from gristmill.pipelines.build.engine import Step, init_ray, quiet_datatrove_logs, run_step
+from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.build.progress import completed_tasks, step_progress, summary_table
+from gristmill.pipelines.build.ray_tasks import RetryPolicy
+from gristmill.pipelines.build.report import write_report
 from gristmill.pipelines.recipe import Recipe
-from gristmill.pipelines.report import write_report
+from gristmill.pipelines.steps import build_steps
+from gristmill.pipelines.steps.ingest import WorkUnit, plan_work_units
 from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
 from gristmill.storage import filesystem, is_local, read_json, write_json
 
@@ -36,6 +39,7 @@ class BuildOptions:
     num_cpus: int | None = None
     strict: bool = False
     fresh: bool = False
+    policy: RetryPolicy = field(default_factory=RetryPolicy)  # retries of lost tasks, the driver's timeouts
     console: Console = field(default_factory=lambda: Console(stderr=True))
 
 
@@ -53,7 +57,7 @@ def _claim_output(layout: BuildLayout, recipe: Recipe, options: BuildOptions) ->
             shutil.rmtree(inner)
         else:
             fs.rm(inner, recursive=True)
-    marker = layout.path("recipe.json")
+    marker = layout.recipe_file
     digest = recipe_hash(recipe)
     if fs.exists(filesystem(marker)[1]):
         previous = read_json(marker)
@@ -70,7 +74,7 @@ def _claim_output(layout: BuildLayout, recipe: Recipe, options: BuildOptions) ->
 
 def _work_units(layout: BuildLayout, recipe: Recipe) -> list[WorkUnit]:
     """Plan the ingest tasks once; a resumed build reuses the saved plan, so task numbers keep meaning."""
-    path = layout.path("work_units.json")
+    path = layout.work_units_file
     fs, inner = filesystem(path)
     if fs.exists(inner):
         return [WorkUnit(u["source"], u["task"], tuple(u["files"])) for u in read_json(path)]
@@ -79,19 +83,9 @@ def _work_units(layout: BuildLayout, recipe: Recipe) -> list[WorkUnit]:
     return units
 
 
-def ingest_step(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], strict: bool) -> Step:
-    """Return the step that reads, selects, filters and writes every source's documents."""
-    pipeline = [
-        ReadSources(recipe, layout, units, strict=strict),
-        FilterDocuments(recipe, layout, units),
-        WriteDocuments(recipe, layout, units),
-    ]
-    return Step("ingest", pipeline, tasks=len(units))
-
-
 def _raise_task_error(layout: BuildLayout, error: BuildError) -> None:
     """Prefer the first task's own error message (e.g. a --strict stop naming file and line)."""
-    fs, inner = filesystem(layout.path("logs", "errors"))
+    fs, inner = filesystem(layout.task_errors)
     if fs.exists(inner):
         files = sorted(fs.ls(inner))
         if files:
@@ -107,40 +101,30 @@ def _run(step: Step, layout: BuildLayout, options: BuildOptions) -> None:
         return
     with step_progress(options.console, layout, step.name, step.tasks):
         try:
-            run_step(step, layout, options.workers)
+            run_step(step, layout, options.workers, options.policy)
         except BuildError as e:
             _raise_task_error(layout, e)
 
 
 def _overlap(layout: BuildLayout) -> dict[str, dict[str, int]]:
-    path = layout.path("dedupe", "overlap.json")
+    path = layout.overlap_file
     return read_json(path) if filesystem(path)[0].exists(filesystem(path)[1]) else {}
 
 
 def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
     """Run (or resume) the recipe's build and return its manifest. Raises BuildError or InputError.
 
-    Phases: ingest (read, select, filter) → dedupe → tokenizer (given or trained on the clean documents)
-    → tokenize, plan, pack (when the recipe has stages) → manifest → report.
+    The steps are `steps.build_steps`'s, in its order; then the manifest and the report.
     """
-    from gristmill.pipelines.dedupe import dedupe_steps
-    from gristmill.pipelines.pack_steps import collect_stages, shard_steps, tokenizer_entry
-    from gristmill.pipelines.tokenizer_step import prepare_tokenizer
+    from gristmill.pipelines.steps.pack import collect_stages, tokenizer_entry
 
     options = options or BuildOptions()
     layout = BuildLayout(recipe.output)
     _claim_output(layout, recipe, options)
     units = _work_units(layout, recipe)
-    inputs = [(u.source, u.task) for u in units]
     quiet_datatrove_logs()
     init_ray(options.address, options.num_cpus)
-
-    _run(ingest_step(recipe, layout, units, options.strict), layout, options)
-    for step in dedupe_steps(recipe, layout, inputs):  # sized from ingest's outputs, so built after it
-        _run(step, layout, options)
-    if recipe.tokenizer is not None:
-        prepare_tokenizer(recipe, layout, inputs, options.console)
-    for step in shard_steps(recipe, layout, inputs) if recipe.stages else []:
+    for step in build_steps(recipe, layout, units, strict=options.strict):
         _run(step, layout, options)
 
     tasks_by_source: dict[str, list[int]] = {s.name: [] for s in recipe.sources}

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from gristmill.models import StrictModel
 
 
-class NearDedupeConfig(BaseModel):
+class NearDedupeConfig(StrictModel):
     """MinHash-LSH near-duplicate detection: word n-gram shingles, `bands` × `rows` permutations.
 
     The defaults (5-gram shingles, 14 bands of 8 rows = 112 permutations, as in FineWeb) detect a pair with
     Jaccard similarity s with probability 1 - (1 - s**rows)**bands: 0.70 → 0.50, 0.80 → 0.92, 0.90 → 1.00.
     """
 
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
     shingle_size: int = Field(5, ge=1)
@@ -29,10 +30,9 @@ class NearDedupeConfig(BaseModel):
         return self.bands * self.rows
 
 
-class DedupeConfig(BaseModel):
+class DedupeConfig(StrictModel):
     """Exact (normalised-text hash) and near (MinHash-LSH) deduplication across all sources."""
 
-    model_config = ConfigDict(extra="forbid")
 
     exact: bool = True
     near: NearDedupeConfig = NearDedupeConfig()

@@ -41,6 +41,8 @@ import zstandard
 from gristmill.pipelines.filters import make_filters
 from gristmill.pipelines.filters.config import FiltersConfig
 from gristmill.pipelines.filters.text_stats import word_classes, words
+from gristmill.sample.planted import jaccard
+from gristmill.sample.text import LOREM, python_modules
 from gristmill.storage import atomic_write, write_json
 
 SOURCES = ("slimpajama", "starcoderdata", "dolma", "pile")
@@ -63,11 +65,6 @@ _MIN_LETTER_WORDS = 0.8
 _LETTER_OR_SPACE = re.compile(r"[^\W\d_]|\s")
 _NOT_PROSE = ("{", "}", "#", "...", "…", ">>>", "lorem ipsum", "javascript")
 _MARKDOWN_WIDTH = 79
-_LOREM = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut "
-          "labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco "
-          "laboris nisi ut aliquip ex ea commodo consequat. Duis aute irure dolor in reprehenderit in "
-          "voluptate velit esse cillum dolore eu fugiat nulla pariatur. Excepteur sint occaecat cupidatat "
-          "non proident, sunt in culpa qui officia deserunt mollit anim id est laborum.")
 
 
 @dataclass
@@ -95,7 +92,7 @@ class _Material:
     def __init__(self, rng: Random) -> None:
         self.rng = rng
         root = Path(sysconfig.get_paths()["stdlib"])
-        modules = _python_modules(root)
+        modules = python_modules(root, frozenset(_EXCLUDED_DIRS))
         self.code = [(name, text) for name, text in modules if _usable_code(text)]
         rng.shuffle(self.code)
         self.other_code = {lang: [(p, (root / p).read_text("utf-8")) for p in paths if (root / p).is_file()]
@@ -344,7 +341,7 @@ def _plant(c: _Corpus) -> None:
     c.plant_junk("very-short", sp, chunk1, "RedPajamaCommonCrawl", "Click here to continue.")
     c.plant_junk("word-salad", sp, chunk2, "RedPajamaCommonCrawl", " ".join(c.rng.choices(words, k=400)))
     c.plant_junk("lorem-ipsum", "dolma", "common-crawl-0000.json.gz", "common-crawl",
-                 "\n\n".join([_LOREM] * 4))
+                 "\n\n".join([LOREM] * 4))
     c.plant_junk("repeated-lines", "pile", "train/00.jsonl.zst", "Pile-CC",
                  "\n".join(["Buy cheap watches online at the best price!"] * 60))
     c.plant_junk("javascript-notice", "pile", "train/01.jsonl.zst", "Pile-CC", _javascript_page(c))
@@ -392,21 +389,6 @@ def _minified_javascript(rng: Random) -> str:
 
 
 # --- material -----------------------------------------------------------------------------------------------
-
-def _python_modules(root: Path) -> list[tuple[str, str]]:
-    """Return (path under the stdlib, text) of its non-test Python modules, in path order."""
-    found = []
-    for directory, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in _EXCLUDED_DIRS and not d.startswith("config-"))
-        for name in sorted(names):
-            if name.endswith(".py"):
-                path = Path(directory, name)
-                try:
-                    found.append((path.relative_to(root).as_posix(), path.read_text("utf-8")))
-                except (UnicodeDecodeError, OSError):
-                    continue
-    return found
-
 
 def _usable_code(text: str) -> bool:
     """Ordinary hand-written code: so that the only generated or unusual files are the planted ones."""
@@ -480,7 +462,7 @@ def _perturb(text: str, rng: Random, vocabulary: list[str], low: float = 0.86, h
     for _ in range(12):
         chosen = set(rng.sample(words, min(count, len(words))))
         edited = "".join(rng.choice(vocabulary) if i in chosen else t for i, t in enumerate(tokens))
-        similarity = jaccard(text, edited)
+        similarity = jaccard(text, edited, 5)
         if similarity > high:
             count += max(1, count // 4)
         elif similarity < low:
@@ -488,16 +470,6 @@ def _perturb(text: str, rng: Random, vocabulary: list[str], low: float = 0.86, h
         else:
             break
     return edited
-
-
-def jaccard(a: str, b: str, n: int = 5) -> float:
-    """Return the Jaccard similarity of two texts' sets of lowercased word `n`-grams."""
-    def shingles(text: str) -> set[tuple[str, ...]]:
-        words = _WORD.findall(text.lower())
-        return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
-
-    sa, sb = shingles(a), shingles(b)
-    return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
 
 
 # --- writing ------------------------------------------------------------------------------------------------
@@ -593,7 +565,7 @@ def _planted(c: _Corpus, seed: int) -> dict[str, Any]:
                   "`line`/`row` locate each one regardless (lines count from 1, rows from 0)."),
         "seed": seed,
         "exact_duplicates": [{"kind": kind, "copies": [d.ref() for d in docs]} for kind, docs in c.exact],
-        "near_duplicates": [{"jaccard_word_5grams": round(jaccard(a.text, b.text), 3),
+        "near_duplicates": [{"jaccard_word_5grams": round(jaccard(a.text, b.text, 5), 3),
                              "copies": [a.ref(), b.ref()]} for a, b in c.near],
         "low_quality": [{"kind": kind, **doc.ref()} for kind, doc in c.junk],
         "long_documents": [{**d.ref(), "chars": len(d.text)} for d in c.docs if len(d.text) >= 20_000],

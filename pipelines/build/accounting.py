@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gristmill.errors import BuildError
-from gristmill.pipelines.layout import BuildLayout
+from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.shards.manifest import Counts
 from gristmill.storage import filesystem, read_json
 
@@ -21,7 +21,7 @@ def _ledgers(layout: BuildLayout, step: str, source: str, tasks: list[int]) -> l
 def collect_accounting(
     layout: BuildLayout, tasks_by_source: dict[str, list[int]]
 ) -> dict[str, dict[str, Counts]]:
-    """Return source → subset → Counts from the ledgers of the read, filter, write and dedupe steps.
+    """Return source → subset → Counts from the ledgers of the ingest and dedupe steps.
 
     kept = written by ingest − removed by dedupe. Raises BuildError if any (source, subset) fails to balance,
     which would mean a record was lost or counted twice.
@@ -34,7 +34,7 @@ def collect_accounting(
         def at(subset: str, subsets=subsets) -> Counts:
             return subsets.setdefault(subset, Counts())
 
-        for ledger in _ledgers(layout, "read", source, tasks):
+        for ledger in _ledgers(layout, "ingest", source, tasks):
             for subset, c in ledger.items():
                 at(subset).add(
                     Counts.model_validate(
@@ -45,11 +45,6 @@ def collect_accounting(
                         }
                     )
                 )
-        for ledger in _ledgers(layout, "filter", source, tasks):
-            for subset, c in ledger.items():
-                at(subset).add(Counts(filtered=c.get("filtered", {})))
-        for ledger in _ledgers(layout, "write", source, tasks):
-            for subset, c in ledger.items():
                 written[subset] = written.get(subset, 0) + c.get("written", 0)
         for ledger in _ledgers(layout, "dedupe", source, tasks):
             for subset, c in ledger.items():

@@ -4,8 +4,8 @@ The algorithm of Kiveris et al., "Connected Components in MapReduce and Beyond" 
 one map-reduce over edges grouped by node, run as one task per hash partition of the nodes (no task ever holds
 the whole graph), and alternating them converges in O(log² n) operations to a forest of stars, each centred on
 its component's smallest key, which is the survivor (see plan.py). A task also checks whether its input is
-already such a star forest; when every task of an operation says so, the graph has converged, and the driver
-marks the remaining operations complete so that they never start.
+already such a star forest; when every task of an operation says so, the graph has converged, and no further
+operation is made (the build's steps are yielded lazily, see `steps.build_steps`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import numpy as np
 import pyarrow as pa
 from datatrove.data import DocumentsPipeline
 
-from gristmill.pipelines.dedupe.buckets import EDGE_SCHEMA, band_edges_path
-from gristmill.pipelines.dedupe.plan import DedupePlan
-from gristmill.pipelines.dedupe.store import column, read_partitions, write_partitioned
-from gristmill.pipelines.dedupe.task import DedupeTask
-from gristmill.pipelines.layout import BuildLayout
+from gristmill.pipelines.steps.dedupe.buckets import EDGE_SCHEMA, band_edges_path
+from gristmill.pipelines.steps.dedupe.plan import DedupePlan
+from gristmill.pipelines.steps.dedupe.store import column, read_partitions, write_partitioned
+from gristmill.pipelines.steps.dedupe.task import DedupeTask
 from gristmill.storage import filesystem, read_json, write_json
 
 MAX_OPERATIONS = 40  # 20 rounds; LSH graphs of real corpora converge in a handful (see docs/dedupe.md)
@@ -101,7 +100,7 @@ class StarOperation(DedupeTask):
         super().__init__(plan)
         self.op = op
 
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         plan = self.plan
         edges = read_partitions(operation_inputs(plan, self.op), rank, EDGE_SCHEMA)
         src, dst = unique_edges(column(edges, "src"), column(edges, "dst"))
@@ -114,8 +113,6 @@ class StarOperation(DedupeTask):
         )
         write_json(operation_path(plan, self.op, rank, "json"), {"star_forest": done, "edges": int(src.size)})
         self.stat_update("edges", value=int(src.size))
-        return
-        yield  # writes files only
 
 
 def operation_step_name(op: int) -> str:
@@ -123,23 +120,16 @@ def operation_step_name(op: int) -> str:
     return f"dedupe-components-{op:02d}"
 
 
-def after_operation(plan: DedupePlan, op: int) -> None:
-    """Driver hook: when operation `op` found a star forest everywhere, record it and skip the rest."""
+def converged(plan: DedupePlan) -> bool:
+    """Return True once an operation has found a star forest in every partition."""
     fs, inner = filesystem(converged_path(plan))
-    if fs.exists(inner):
+    return fs.exists(inner)
+
+
+def after_operation(plan: DedupePlan, op: int) -> None:
+    """Driver hook: when operation `op` found a star forest everywhere, record that the graph converged."""
+    if converged(plan):
         return
     statuses = [read_json(operation_path(plan, op, q, "json")) for q in range(plan.partitions)]
-    if not all(s["star_forest"] for s in statuses):
-        return
-    write_json(converged_path(plan), {"operation": op})
-    for later in range(op + 1, MAX_OPERATIONS):
-        _mark_complete(plan.layout, operation_step_name(later), plan.partitions)
-
-
-def _mark_complete(layout: BuildLayout, step_name: str, tasks: int) -> None:
-    """Leave datatrove's completion markers so that run_step finds nothing to do for this step."""
-    fs, inner = filesystem(layout.logs(step_name))
-    fs.makedirs(f"{inner}/completions", exist_ok=True)
-    for rank in range(tasks):
-        with fs.open(f"{inner}/completions/{rank:05d}", "w"):
-            pass
+    if all(s["star_forest"] for s in statuses):
+        write_json(converged_path(plan), {"operation": op})

@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 from datatrove.data import DocumentsPipeline
 
-from gristmill.pipelines.dedupe.minhash import estimated_jaccard
-from gristmill.pipelines.dedupe.plan import (
+from gristmill.pipelines.steps.dedupe.minhash import estimated_jaccard
+from gristmill.pipelines.steps.dedupe.plan import (
     EXACT_BAND,
     DedupePlan,
     DocFile,
@@ -22,9 +22,9 @@ from gristmill.pipelines.dedupe.plan import (
     key_is_earlier,
     key_row,
 )
-from gristmill.pipelines.dedupe.signatures import band_column, sketches
-from gristmill.pipelines.dedupe.store import column, read_table, write_partitioned
-from gristmill.pipelines.dedupe.task import DedupeTask
+from gristmill.pipelines.steps.dedupe.signatures import band_column, sketches
+from gristmill.pipelines.steps.dedupe.store import column, read_table, write_partitioned
+from gristmill.pipelines.steps.dedupe.task import DedupeTask
 
 EDGE_SCHEMA = pa.schema([("src", pa.uint64()), ("dst", pa.uint64())])
 
@@ -60,12 +60,10 @@ class BucketBands(DedupeTask):
 
     name = "dedupe buckets"
 
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         plan = self.plan
         for band in plan.band_groups[rank // plan.partitions]:
             self._bucket(band, rank % plan.partitions)
-        return
-        yield  # writes files only
 
     def _bucket(self, band: int, partition: int) -> None:
         plan = self.plan

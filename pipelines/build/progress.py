@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from gristmill.pipelines.layout import BuildLayout
+from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.shards.manifest import Manifest
 from gristmill.storage import filesystem
 
@@ -113,7 +113,7 @@ def step_progress(
             yield
         finally:
             stop.set()
-            thread.join()
+            thread.join(timeout=10 * interval)  # a daemon: a stuck read of the stats must not hold the build
             refresh()
     if not console.is_terminal:
         elapsed = time.monotonic() - started

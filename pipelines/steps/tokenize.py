@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
-from gristmill.pipelines.layout import BuildLayout
+from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.steps.base import WritingStep
 from gristmill.shards.plan import log2_histogram
 from gristmill.storage import atomic_write, filesystem, read_json, write_json
 from gristmill.tokenizer.interface import Tokenizer
@@ -31,11 +31,6 @@ TOKEN_FILE_SCHEMA = pa.schema([
 ENCODE_BATCH = 1024
 
 
-def token_file(layout: BuildLayout, source: str, task: int) -> str:
-    """Return BUILD/tokens/<source>/<task>.arrow."""
-    return layout.task_file("tokens", source, task, "arrow")
-
-
 def add_histograms(counts: Sequence[Sequence[int]]) -> list[int]:
     """Return the bucket-wise sum of log2 histograms of different lengths."""
     total = np.zeros(max((len(c) for c in counts), default=0), np.int64)
@@ -44,7 +39,7 @@ def add_histograms(counts: Sequence[Sequence[int]]) -> list[int]:
     return total.tolist()
 
 
-class TokenizeDocuments(PipelineStep):
+class TokenizeDocuments(WritingStep):
     """Encodes the clean file of task `rank` (inputs[rank] = (source, task)) into its token file."""
 
     name = "tokenize"
@@ -55,14 +50,14 @@ class TokenizeDocuments(PipelineStep):
         self.layout = layout
         self.inputs = inputs
 
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         source, task = self.inputs[rank]
-        tokenizer = Tokenizer.load(self.layout.path("tokenizer"))
+        tokenizer = Tokenizer.load(self.layout.tokenizer_dir)
         framing = tokenizer.framing
         lengths: list[np.ndarray] = []
         row = 0
-        fs, inner = filesystem(self.layout.task_file("clean", source, task, "parquet"))
-        with fs.open(inner, "rb") as f, atomic_write(token_file(self.layout, source, task)) as out, \
+        fs, inner = filesystem(self.layout.clean_file(source, task))
+        with fs.open(inner, "rb") as f, atomic_write(self.layout.token_file(source, task)) as out, \
                 pa.ipc.new_file(out, TOKEN_FILE_SCHEMA) as writer:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=ENCODE_BATCH, columns=["id", "text"]):
                 ids = tokenizer.encode_batch(batch.column("text").to_pylist())
@@ -80,19 +75,17 @@ class TokenizeDocuments(PipelineStep):
                 self.stat_update("documents", value=len(docs))
                 self.stat_update("tokens", value=int(sizes.sum()))
         sizes = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
-        write_json(self.layout.task_file("tokens", source, task, "json"), {
+        write_json(self.layout.token_file(source, task, "json"), {
             "documents": len(sizes), "tokens": int(sizes.sum()), "log2_histogram": log2_histogram(sizes)})
-        return
-        yield  # a generator that yields nothing: this is the pipeline's last step
 
 
 def write_source_histograms(layout: BuildLayout, inputs: list[tuple[str, int]]) -> None:
     """Sum the per-task stats into BUILD/tokens/<source>/histogram.json for every source."""
     by_source: dict[str, list[dict]] = {}
     for source, task in inputs:
-        by_source.setdefault(source, []).append(read_json(layout.task_file("tokens", source, task, "json")))
+        by_source.setdefault(source, []).append(read_json(layout.token_file(source, task, "json")))
     for source, stats in by_source.items():
-        write_json(layout.path("tokens", source, "histogram.json"), {
+        write_json(layout.histogram_file(source), {
             "documents": sum(s["documents"] for s in stats), "tokens": sum(s["tokens"] for s in stats),
             "log2_histogram": add_histograms([s["log2_histogram"] for s in stats]),
             "bucket": "log2_histogram[b] counts documents of [2^b, 2^(b+1)) tokens, bos/eos included"})

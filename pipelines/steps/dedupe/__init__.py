@@ -2,7 +2,8 @@
 
     signatures   one task per documents file: exact hash, band hashes, 8-bit sketch per document
     buckets      one task per (band, partition): bucket by band hash, verify, emit star edges
-    components   up to MAX_OPERATIONS steps of one task per partition: large-star / small-star until converged
+    components   one step per operation until converged (at most MAX_OPERATIONS), one task per partition:
+                 large-star / small-star
     resolve      one task per partition: the kept copy's id and source for every duplicate
     apply        one task per documents file: clean/, stats/dedupe/, dedupe/decisions/, dedupe/index/
 
@@ -11,23 +12,25 @@ Every task count depends on the data and the recipe only, so outputs are the sam
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gristmill.pipelines.engine import Step
-    from gristmill.pipelines.layout import BuildLayout
+    from gristmill.pipelines.build.engine import Step
+    from gristmill.pipelines.build.layout import BuildLayout
     from gristmill.pipelines.recipe import Recipe
 
 __all__ = ["dedupe_steps"]
 
 
-def dedupe_steps(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]]) -> list[Step]:
-    """Return the ordered dedupe steps for the ingest outputs `inputs` ((source, task) pairs).
+def dedupe_steps(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]]) -> Iterator[Step]:
+    """Yield the ordered dedupe steps for the ingest outputs `inputs` ((source, task) pairs), each once the
+    one before it has run (components operations stop when the graph has converged).
 
     Call after ingest: the partition count comes from the documents files' row counts. Raises BuildError when
     a documents file is missing, ConfigError when `dedupe.against` names an unusable build.
     """
     # Imported here: the recipe imports this package's config, and the steps import the recipe.
-    from gristmill.pipelines.dedupe.steps import build_steps
+    from gristmill.pipelines.steps.dedupe.steps import build_steps
 
     return build_steps(recipe, layout, inputs)

@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from gristmill.errors import BuildError, ConfigError
-from gristmill.pipelines.dedupe.config import DedupeConfig
-from gristmill.pipelines.dedupe.minhash import MinHasher
-from gristmill.pipelines.layout import BuildLayout
+from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.recipe import Recipe
+from gristmill.pipelines.steps.dedupe.config import DedupeConfig
+from gristmill.pipelines.steps.dedupe.minhash import MinHasher
 from gristmill.storage import filesystem, read_json
 
 INDEX_VERSION = 1
@@ -70,11 +70,6 @@ def key_is_earlier(keys: np.ndarray) -> np.ndarray:
     return (keys >> np.uint64(_FILE_BITS + _ROW_BITS)) == 0
 
 
-def index_dir(layout: BuildLayout) -> str:
-    """Return BUILD/dedupe/index: the kept documents' hashes that later builds deduplicate against."""
-    return layout.path("dedupe", "index")
-
-
 def index_settings(config: DedupeConfig) -> dict:
     """Return the settings an index must share with a build that uses it."""
     near = config.near
@@ -107,7 +102,7 @@ class DedupePlan:
         rank = {s.name: 1 + priorities.index(s.priority) for s in recipe.sources}
         self.files: list[DocFile] = []
         for ordinal, (source, task) in enumerate(sorted(set(inputs), key=lambda st: (order[st[0]], st[1]))):
-            documents = layout.task_file("documents", source, task, "parquet")
+            documents = layout.documents_file(source, task)
             self.files.append(
                 DocFile(
                     ordinal,
@@ -137,7 +132,7 @@ class DedupePlan:
 
     def work(self, *parts: str) -> str:
         """Return a path under BUILD/dedupe/work (intermediate files)."""
-        return self.layout.path("dedupe", "work", *parts)
+        return self.layout.dedupe("work", *parts)
 
     def file_of(self, key_ordinal: int, earlier: bool) -> DocFile:
         """Return the file a key's ordinal points at."""
@@ -151,7 +146,7 @@ class DedupePlan:
         files: list[DocFile] = []
         for build in self.config.against:
             root = BuildLayout(build)
-            meta_path = root.path("dedupe", "index", "meta.json")
+            meta_path = root.dedupe_index_meta
             if not filesystem(meta_path)[0].exists(filesystem(meta_path)[1]):
                 raise ConfigError(
                     "dedupe.against names a build without a dedupe index",
@@ -176,7 +171,7 @@ class DedupePlan:
                         entry["task"],
                         entry["rows"],
                         0,
-                        root.path("dedupe", "index", entry["source"], f"{entry['task']:05d}.arrow"),
+                        root.dedupe_index_file(entry["source"], entry["task"]),
                         None,
                     )
                 )

@@ -1,4 +1,5 @@
-"""Streaming reads shared by the readers: lines of zstd, gzip or plain text files; batches of parquet rows.
+"""Streaming reads of input files, shared by the build's readers and the tokenizer's file corpus: lines of
+zstd, gzip or plain text files; batches of parquet rows; Git LFS pointers and size limits checked.
 
 Nothing here loads a whole file, and nothing raises on bad data: problems come out as `StreamFault`s in
 file order, between the good lines or rows around them.
@@ -19,6 +20,7 @@ What survives what:
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,6 +33,9 @@ import zstandard
 from gristmill.storage import open_binary
 
 CHUNK_BYTES = 1 << 20
+# One runaway record (a dump on one line, a missing newline) must not take a worker's memory; real documents
+# of the four corpora are far below this.
+MAX_RECORD_BYTES = 32 << 20
 # Compressed bytes fed to a decoder at a time: a corrupt frame loses at most the output of one slice before
 # the decoder raises, and a slice's output (what a single call returns) stays a few hundred KiB for text.
 DECODE_SLICE_BYTES = 64 << 10
@@ -82,25 +87,55 @@ def lfs_pointer_reason(head: bytes) -> str | None:
             "dataset's clone (or download the file itself)")
 
 
+def _pieces(path: str, f: Any, chunk_bytes: int) -> Iterator[bytes | _DecodeFault | StreamFault]:
+    """Yield a file's decompressed bytes and decoder faults, or one StreamFault when it is no data at all."""
+    codec = codec_for(path)
+    head = f.read(chunk_bytes)
+    if not head:
+        return
+    lfs = lfs_pointer_reason(head)
+    if lfs:
+        yield StreamFault("file", lfs)
+        return
+    if codec and not head.startswith(_MAGIC[codec]):
+        yield StreamFault("file", f"not {codec} data although the name ends in "
+                                  f"{path.rsplit('.', 1)[-1]!r} (the file starts with {head[:8]!r})")
+        return
+    chunks = _chunks(f, head, chunk_bytes)
+    yield from _decompress(chunks, codec) if codec else chunks
+
+
 def read_lines(path: str, storage_options: dict[str, Any], max_line_bytes: int,
                chunk_bytes: int = CHUNK_BYTES) -> Iterator[Line | StreamFault]:
     """Yield the lines of a plain, zstd or gzip text file (by its name), and faults where it is unreadable."""
-    codec = codec_for(path)
     with open_binary(path, **storage_options) as f:
-        head = f.read(chunk_bytes)
-        if not head:
+        pieces = _pieces(path, f, chunk_bytes)
+        first = next(pieces, None)
+        if first is None:
             return
-        lfs = lfs_pointer_reason(head)
-        if lfs:
-            yield StreamFault("file", lfs)
+        if isinstance(first, StreamFault):
+            yield first
             return
-        if codec and not head.startswith(_MAGIC[codec]):
-            yield StreamFault("file", f"not {codec} data although the name ends in "
-                                      f"{path.rsplit('.', 1)[-1]!r} (the file starts with {head[:8]!r})")
-            return
-        chunks = _chunks(f, head, chunk_bytes)
-        pieces = _decompress(chunks, codec) if codec else chunks
-        yield from split_lines(pieces, max_line_bytes)
+        yield from split_lines(itertools.chain([first], pieces), max_line_bytes)
+
+
+def read_whole(path: str, storage_options: dict[str, Any], max_bytes: int,
+               chunk_bytes: int = CHUNK_BYTES) -> bytes | StreamFault:
+    """Return the whole decompressed content of a plain, zstd or gzip file, or a fault: not data, corrupt,
+    or larger than `max_bytes` (never buffered past it)."""
+    parts: list[bytes] = []
+    size = 0
+    with open_binary(path, **storage_options) as f:
+        for piece in _pieces(path, f, chunk_bytes):
+            if isinstance(piece, StreamFault):
+                return piece
+            if isinstance(piece, _DecodeFault):
+                return StreamFault(f"byte {size}", piece.reason)
+            size += len(piece)
+            if size > max_bytes:
+                return StreamFault("file", f"larger than the {max_bytes:,}-byte limit")
+            parts.append(piece)
+    return b"".join(parts)
 
 
 def split_lines(pieces: Iterable[bytes | _DecodeFault], max_line_bytes: int) -> Iterator[Line | StreamFault]:

@@ -8,7 +8,7 @@ import io
 import json
 from collections.abc import Iterable
 
-from gristmill.pipelines.layout import BuildLayout
+from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.shards.manifest import Manifest, read_manifest
 from gristmill.storage import atomic_write, filesystem
 
@@ -108,7 +108,7 @@ def _stages_section(m: Manifest) -> str:
 
 def _length_histograms(layout: BuildLayout) -> str:
     """Plot the per-source document length histograms the tokenize step left in BUILD/tokens/."""
-    fs, inner = filesystem(layout.path("tokens"))
+    fs, inner = filesystem(layout.tokens_dir)
     if not fs.exists(inner):
         return ""
     files = sorted(p for p in fs.find(inner) if p.endswith("histogram.json"))
@@ -159,7 +159,7 @@ def write_report(build: str) -> str:
     """Write BUILD/reports/index.html from the build's manifest and step outputs; return its path."""
     layout = BuildLayout(build)
     page = render_report(read_manifest(build), layout)
-    path = layout.path("reports", REPORT_NAME)
+    path = layout.report_file(REPORT_NAME)
     with atomic_write(path, "w") as f:
         f.write(page)
     return path

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
 
-from gristmill.pipelines.dedupe.minhash import MinHasher, exact_hashes, sketch_bytes
-from gristmill.pipelines.dedupe.store import write_table
-from gristmill.pipelines.dedupe.task import DedupeTask
+from gristmill.pipelines.steps.dedupe.minhash import MinHasher, exact_hashes, sketch_bytes
+from gristmill.pipelines.steps.dedupe.store import write_table
+from gristmill.pipelines.steps.dedupe.task import DedupeTask
 from gristmill.storage import filesystem
 
 _BATCH = 2048
@@ -54,7 +54,7 @@ class ComputeSignatures(DedupeTask):
 
     name = "dedupe signatures"
 
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         file = self.plan.files[rank]
         fs, inner = filesystem(file.documents)
         parts = []
@@ -65,5 +65,3 @@ class ComputeSignatures(DedupeTask):
                 self.stat_update("documents", value=len(texts))
         table = pa.concat_tables(parts) if parts else signature_schema(self.plan.hasher).empty_table()
         write_table(file.signatures, table)
-        return
-        yield  # writes files only

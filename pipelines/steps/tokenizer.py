@@ -1,7 +1,7 @@
-"""The build's tokenizer phase: copy the recipe's tokenizer into BUILD/tokenizer/, or train one there.
+"""The tokenizer step: copy the recipe's tokenizer into BUILD/tokenizer/, or train one there.
 
-Training reads the clean documents (after dedupe), sampled by the recipe's mixture: each source's weight
-is its share of all stage tokens. The directory appears whole (trained in a temporary directory, then
+One task. Training reads the clean documents (after dedupe), sampled by the recipe's mixture: each source's
+weight is its share of all stage tokens. The directory appears whole (trained in a temporary directory, then
 renamed), so a rerun skips a finished tokenizer and redoes a half-written one.
 """
 
@@ -11,15 +11,18 @@ import os
 import shutil
 import tempfile
 
+from datatrove.data import DocumentsPipeline
 from rich.console import Console
 
+from gristmill.pipelines.build.engine import Step
+from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.documents import read_documents
-from gristmill.pipelines.layout import BuildLayout
 from gristmill.pipelines.recipe import Recipe
+from gristmill.pipelines.steps.base import WritingStep
 from gristmill.storage import current_umask
 from gristmill.tokenizer.interface import Tokenizer
 
-TOKENIZER_DIR = "tokenizer"
+_TRAINING_GB_PER_CPU = 2.0  # sentencepiece holds the sample and its pieces: ~1.5 GB at the 200 MB default
 
 
 def mixture_weights(recipe: Recipe) -> dict[str, float]:
@@ -38,15 +41,15 @@ def clean_files(layout: BuildLayout, inputs: list[tuple[str, int]]) -> dict[str,
     """Return source → its clean document files, in task order."""
     files: dict[str, list[str]] = {}
     for source, task in sorted(inputs):
-        files.setdefault(source, []).append(layout.task_file("clean", source, task, "parquet"))
+        files.setdefault(source, []).append(layout.clean_file(source, task))
     return files
 
 
 def prepare_tokenizer(
-    recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], console: Console
+    recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], console: Console | None = None
 ) -> Tokenizer:
     """Make BUILD/tokenizer/ hold the recipe's tokenizer (unless it already does) and return it."""
-    target = layout.path(TOKENIZER_DIR)
+    target = layout.tokenizer_dir
     if os.path.isdir(target):
         return Tokenizer.load(target)
     config = recipe.tokenizer
@@ -72,5 +75,29 @@ def prepare_tokenizer(
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    console.print(f"tokenizer: {target}")
     return Tokenizer.load(target)
+
+
+class PrepareTokenizer(WritingStep):
+    """Copies or trains the build's tokenizer into BUILD/tokenizer/ (one task)."""
+
+    name = "tokenizer"
+    type = "🔤 - TOKENIZER TRAINING"
+
+    def __init__(self, recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]]) -> None:
+        super().__init__()
+        self.recipe = recipe
+        self.layout = layout
+        self.inputs = inputs
+
+    def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
+        tokenizer = prepare_tokenizer(self.recipe, self.layout, self.inputs, Console(stderr=True))
+        self.stat_update("vocab_size", value=tokenizer.vocab_size)
+
+
+def tokenizer_step(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]]) -> Step:
+    """Return the step that gives the build its tokenizer; it takes the CPUs its trainer uses."""
+    train = recipe.tokenizer.train if recipe.tokenizer.path is None else None
+    cpus = train.num_threads if train is not None else 1
+    return Step("tokenizer", [PrepareTokenizer(recipe, layout, inputs)], tasks=1, cpus_per_task=cpus,
+                mem_per_cpu_gb=_TRAINING_GB_PER_CPU if train is not None else 1.0)

@@ -19,27 +19,26 @@ import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
 
 from gristmill.errors import BuildError
-from gristmill.pipelines.dedupe.buckets import EDGE_SCHEMA, band_edges_path
-from gristmill.pipelines.dedupe.components import MAX_OPERATIONS, converged_path, operation_path
-from gristmill.pipelines.dedupe.plan import (
+from gristmill.pipelines.documents import DOCUMENT_SCHEMA
+from gristmill.pipelines.steps.dedupe.buckets import EDGE_SCHEMA, band_edges_path
+from gristmill.pipelines.steps.dedupe.components import MAX_OPERATIONS, converged_path, operation_path
+from gristmill.pipelines.steps.dedupe.plan import (
     EXACT_BAND,
     DedupePlan,
     DocFile,
-    index_dir,
     index_settings,
     key_file_ordinal,
     key_is_earlier,
     key_row,
 )
-from gristmill.pipelines.dedupe.store import (
+from gristmill.pipelines.steps.dedupe.store import (
     column,
     read_partitions,
     read_table,
     write_partitioned,
     write_table,
 )
-from gristmill.pipelines.dedupe.task import DedupeTask
-from gristmill.pipelines.documents import DOCUMENT_SCHEMA
+from gristmill.pipelines.steps.dedupe.task import DedupeTask
 from gristmill.storage import atomic_write, filesystem, is_local, read_json, write_json
 
 RESOLVED_SCHEMA = pa.schema(
@@ -74,7 +73,7 @@ def apply_summary_path(plan: DedupePlan, ordinal: int) -> str:
 
 def decisions_path(plan: DedupePlan, file: DocFile) -> str:
     """Return BUILD/dedupe/decisions/<source>/<task>.parquet."""
-    return plan.layout.path("dedupe", "decisions", file.source, f"{file.task:05d}.parquet")
+    return plan.layout.decisions_file(file.source, file.task)
 
 
 def _ids(file: DocFile, rows: np.ndarray) -> list[str]:
@@ -93,7 +92,7 @@ class ResolveKept(DedupeTask):
 
     name = "dedupe resolve"
 
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         plan = self.plan
         fs, inner = filesystem(converged_path(plan))
         if not fs.exists(inner):
@@ -127,8 +126,6 @@ class ResolveKept(DedupeTask):
         )
         write_partitioned(resolved_path(plan, rank), table, plan.partition_of(duplicate), plan.partitions)
         self.stat_update("duplicates", value=int(duplicate.size))
-        return
-        yield  # writes files only
 
 
 class ApplyDedupe(DedupeTask):
@@ -136,7 +133,7 @@ class ApplyDedupe(DedupeTask):
 
     name = "dedupe apply"
 
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         plan, file = self.plan, self.plan.files[rank]
         part = rank % plan.partitions
         resolved = read_partitions(
@@ -155,7 +152,7 @@ class ApplyDedupe(DedupeTask):
             documents = pq.read_table(f, schema=DOCUMENT_SCHEMA)
         keep = np.ones(documents.num_rows, dtype=bool)
         keep[rows] = False
-        with atomic_write(plan.layout.task_file("clean", file.source, file.task, "parquet")) as f:
+        with atomic_write(plan.layout.clean_file(file.source, file.task)) as f:
             pq.write_table(documents.filter(pa.array(keep)), f, compression="zstd")
 
         ids = documents.column("id").take(pa.array(rows))
@@ -181,7 +178,7 @@ class ApplyDedupe(DedupeTask):
 
         signatures = read_table(file.signatures).filter(pa.array(keep))
         signatures = signatures.append_column("id", documents.column("id").filter(pa.array(keep)))
-        write_table(plan.layout.path("dedupe", "index", file.source, f"{file.task:05d}.arrow"), signatures)
+        write_table(plan.layout.dedupe_index_file(file.source, file.task), signatures)
         overlap = Counter(resolved.column("kept_source").to_pylist())
         write_json(
             apply_summary_path(plan, rank),
@@ -193,8 +190,6 @@ class ApplyDedupe(DedupeTask):
             },
         )
         self.stat_update("duplicates", value=int(rows.size))
-        return
-        yield  # writes files only
 
     def _exact_rows(self, rank: int) -> np.ndarray:
         """Return the rows of file `rank` that are exact duplicates (non-leaders of an exact-hash bucket)."""
@@ -219,10 +214,10 @@ def finish_apply(plan: DedupePlan) -> None:
         overlap.setdefault(file.source, Counter()).update(summary["overlap"])
         files.append({"source": file.source, "task": file.task, "rows": summary["kept"]})
     write_json(
-        plan.layout.path("dedupe", "overlap.json"),
+        plan.layout.overlap_file,
         {removed: dict(sorted(kept.items())) for removed, kept in sorted(overlap.items()) if kept},
     )
-    write_json(f"{index_dir(plan.layout)}/meta.json", {**index_settings(plan.config), "files": files})
+    write_json(plan.layout.dedupe_index_meta, {**index_settings(plan.config), "files": files})
 
 
 class CopyDocuments(DedupeTask):
@@ -230,9 +225,9 @@ class CopyDocuments(DedupeTask):
 
     name = "dedupe off: copy"
 
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         plan, file = self.plan, self.plan.files[rank]
-        clean = plan.layout.task_file("clean", file.source, file.task, "parquet")
+        clean = plan.layout.clean_file(file.source, file.task)
         if is_local(clean) and is_local(file.documents):
             os.makedirs(os.path.dirname(clean), exist_ok=True)
             tmp = f"{clean}.link.tmp"
@@ -256,5 +251,3 @@ class CopyDocuments(DedupeTask):
         )
         with atomic_write(decisions_path(plan, file)) as f:
             pq.write_table(DECISION_SCHEMA.empty_table(), f)
-        return
-        yield  # writes files only

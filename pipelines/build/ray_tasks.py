@@ -1,0 +1,183 @@
+"""Runs a step's ranks on Ray, one Ray task per rank: bounded retries, no wait without a timeout, and each
+failure named by its exception and where it happened.
+
+Why not datatrove's RayPipelineExecutor: it runs each rank in a `multiprocess` pool forked inside a
+`RankWorker` actor. A SIGKILL of that forked child (it too is named `ray::RankWorker` in `ps`) is invisible
+to Ray, and the pool's `starmap` then waits forever; a placement group that cannot be placed is waited for
+forever in a helper thread; and a task's exception reaches the driver only as "tasks N did not complete".
+Here the rank runs in the Ray worker process itself, so a lost worker or node is a Ray system failure that
+Ray retries (`max_retries`), and datatrove's own `PipelineExecutor._run_for_rank` still writes the logs,
+stats and completion markers, so resume and `run_locally` keep sharing them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from datatrove.executor.base import DistributedEnvVars, PipelineExecutor
+
+
+class StepExecutor(PipelineExecutor):
+    """datatrove's executor contract for one step: `_run_for_rank` with datatrove's logs, stats and completion
+    markers under `logging_dir`. It runs no ranks itself: `run_ranks` submits them to Ray."""
+
+    def __init__(self, pipeline: Sequence[object], tasks: int, logging_dir: str, cpus_per_task: int = 1,
+                 mem_per_cpu_gb: float = 1.0) -> None:
+        super().__init__(list(pipeline), logging_dir, skip_completed=True)
+        self.tasks = tasks
+        self.cpus_per_task = cpus_per_task
+        self.mem_per_cpu_gb = mem_per_cpu_gb
+
+    @property
+    def world_size(self) -> int:
+        """The step's task count."""
+        return self.tasks
+
+    def get_distributed_env(self, node_rank: int = -1) -> DistributedEnvVars:
+        """The environment datatrove's steps may read (each rank is a single-node task)."""
+        return DistributedEnvVars(
+            datatrove_node_ips="",
+            datatrove_cpus_per_task=str(self.cpus_per_task),
+            datatrove_mem_per_cpu=str(self.mem_per_cpu_gb),
+            datatrove_gpus_on_node="0",
+            datatrove_executor="RAY",
+        )
+
+    def run(self) -> None:
+        """Not used: the build submits ranks with `run_ranks`."""
+        raise NotImplementedError("a StepExecutor's ranks are run by ray_tasks.run_ranks")
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """Why one task did not complete: its exception (type and message) and where it happened."""
+
+    rank: int
+    error: str
+    where: str
+
+    def describe(self) -> str:
+        """Return e.g. "task 5: OSError: [Errno 28] No space left on device (node n3, pid 812, at …)"."""
+        return f"task {self.rank}: {self.error} ({self.where})"
+
+
+def failure_of(rank: int, exc: BaseException) -> TaskFailure:
+    """Describe `exc`, raised by task `rank` in this process: node, pid and the innermost frame."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    at = f", at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    message = str(exc).strip().splitlines()
+    error = type(exc).__name__ + (f": {message[0]}" if message else "")
+    return TaskFailure(rank, error, f"node {socket.gethostname()}, pid {os.getpid()}{at}")
+
+
+def run_rank(executor: StepExecutor, rank: int) -> TaskFailure | None:
+    """Run one rank in this (Ray worker) process; return its failure, or None once it completed.
+
+    An exception of the step is returned, not raised, so that it reaches the driver whole (even one that
+    cannot be pickled) and is not retried: a step is deterministic, so it would fail again.
+    """
+    try:
+        executor._run_for_rank(rank)
+    except Exception as e:
+        return failure_of(rank, e)
+    return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long the driver waits, and how often Ray retries a task whose worker process or node was lost."""
+
+    retries: int = 3  # runs again after a lost worker or node (Ray's max_retries); exceptions are not retried
+    task_timeout_s: float | None = 4 * 3600.0  # a task running longer is cancelled and reported
+    place_timeout_s: float = 120.0  # how long tasks may wait while no live node could run one
+    poll_s: float = 1.0  # the longest single wait of the driver
+
+
+def capacity(cpus: int, memory: float) -> tuple[int, str | None]:
+    """Return (how many tasks of `cpus` CPUs and `memory` bytes the live nodes hold at once, None), or
+    (0, why no live node holds one)."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    slots = sum(min(int(r.get("CPU", 0) // cpus), int(r.get("memory", 0) // memory)) for r in nodes)
+    if slots:
+        return slots, None
+    biggest = max(nodes, key=lambda r: (r.get("CPU", 0), r.get("memory", 0)), default={})
+    return 0, (f"a task needs {cpus} CPU(s) and {memory / 2**30:.1f} GiB, but the largest live node has "
+               f"{biggest.get('CPU', 0):g} CPU(s) and {biggest.get('memory', 0) / 2**30:.1f} GiB")
+
+
+def _lost(rank: int, exc: BaseException, retries: int) -> TaskFailure:
+    """A task Ray gave up on: its worker process or node was lost more than `retries` times."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return TaskFailure(rank, f"{type(exc).__name__}: {first}", f"lost after {retries} retries")
+
+
+def run_ranks(name: str, executor: StepExecutor, ranks: Sequence[int], policy: RetryPolicy = RetryPolicy(),
+              workers: int | None = None) -> list[TaskFailure]:
+    """Run `ranks` of step `name` (its `executor`) as Ray tasks, at most `workers` at once (default: as many
+    as the live nodes hold); return the failures (empty when every rank completed).
+
+    Never blocks longer than `policy.poll_s` at a time; stops waiting for a task after
+    `policy.task_timeout_s`, and for unplaced tasks after `policy.place_timeout_s` without a node that could
+    run one.
+    """
+    import ray
+    from ray.exceptions import GetTimeoutError, RayError
+
+    cpus, memory = executor.cpus_per_task, executor.cpus_per_task * executor.mem_per_cpu_gb * 2**30
+    remote = ray.remote(run_rank).options(
+        num_cpus=cpus, memory=int(memory), max_retries=policy.retries, retry_exceptions=False,
+        name=f"gristmill:{name}",
+    )
+    executor_ref = ray.put(executor)
+    queue = list(ranks)
+    running: dict[object, tuple[int, float]] = {}  # ref → (rank, submitted at)
+    failures: list[TaskFailure] = []
+    unplaceable_since: float | None = None
+    try:
+        while queue or running:
+            slots, why = capacity(cpus, memory)
+            now = time.monotonic()
+            if slots == 0:
+                unplaceable_since = unplaceable_since or now
+                if now - unplaceable_since > policy.place_timeout_s:
+                    failures += [TaskFailure(r, f"cannot be placed: {why}", "not started")
+                                 for r in [*(r for r, _ in running.values()), *queue]]
+                    break
+            else:
+                unplaceable_since = None
+            while queue and len(running) < min(workers or slots, slots):
+                rank = queue.pop(0)
+                running[remote.remote(executor_ref, rank)] = (rank, now)
+            if not running:  # nothing placeable yet: wait for a node
+                time.sleep(policy.poll_s)
+                continue
+            done, _ = ray.wait(list(running), num_returns=len(running), timeout=policy.poll_s)
+            for ref in done:
+                rank, submitted = running.pop(ref)
+                try:
+                    failure = ray.get(ref, timeout=policy.poll_s)
+                except GetTimeoutError:
+                    running[ref] = (rank, submitted)  # ready but not yet fetched: look again next round
+                    continue
+                except RayError as e:
+                    failure = _lost(rank, e, policy.retries)
+                if failure is not None:
+                    failures.append(failure)
+            if policy.task_timeout_s is not None:
+                for ref, (rank, submitted) in list(running.items()):
+                    if time.monotonic() - submitted > policy.task_timeout_s:
+                        ray.cancel(ref, force=True)
+                        del running[ref]
+                        late = f"did not finish within {policy.task_timeout_s:g} s"
+                        failures.append(TaskFailure(rank, late, "cancelled by the driver"))
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
+    return sorted(failures, key=lambda f: f.rank)

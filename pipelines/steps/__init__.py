@@ -1,0 +1,62 @@
+"""The build's steps, one module per kind, and `build_steps`: the whole sequence in one place.
+
+    ingest      ReadSources → filters (gristmill's and the recipe's datatrove steps) → WriteDocuments
+    dedupe/     exact and MinHash-LSH near duplicates across sources: signatures … apply
+    tokenizer   copy or train the build's tokenizer on the clean documents
+    tokenize    encode the clean documents into token files
+    plan        mix, epoch and length-bucket every stage
+    pack        gather each shard's rows and write it
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from gristmill.shards.plan import SHARD_BYTES
+
+if TYPE_CHECKING:  # the recipe imports the dedupe package's config, so this package imports it lazily
+    from gristmill.pipelines.build.engine import Step
+    from gristmill.pipelines.build.layout import BuildLayout
+    from gristmill.pipelines.recipe import Recipe
+    from gristmill.pipelines.steps.ingest import WorkUnit
+
+__all__ = ["build_steps", "shard_steps"]
+
+
+def build_steps(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], *,
+                strict: bool = False) -> Iterator[Step]:
+    """Yield the recipe's steps in the order they run.
+
+    Lazily: a step is made only once the one before it has run, because later steps are sized from earlier
+    outputs (dedupe's partitions from the documents' row counts, the pack tasks from the plan).
+    """
+    from gristmill.pipelines.steps.dedupe import dedupe_steps
+    from gristmill.pipelines.steps.ingest import ingest_step
+    from gristmill.pipelines.steps.tokenizer import tokenizer_step
+
+    inputs = [(u.source, u.task) for u in units]
+    yield ingest_step(recipe, layout, units, strict)
+    yield from dedupe_steps(recipe, layout, inputs)
+    if recipe.tokenizer is not None:
+        yield tokenizer_step(recipe, layout, inputs)
+    if recipe.stages:
+        yield from shard_steps(recipe, layout, inputs)
+
+
+def shard_steps(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], *,
+                shard_bytes: int = SHARD_BYTES) -> list[Step]:
+    """Return the tokenize, plan and pack steps for the clean files `inputs` ((source, task) pairs)."""
+    from gristmill.pipelines.build.engine import Step
+    from gristmill.pipelines.steps.pack import PackShards
+    from gristmill.pipelines.steps.plan import PlanShards, pack_jobs
+    from gristmill.pipelines.steps.tokenize import TokenizeDocuments, write_source_histograms
+
+    inputs = sorted(inputs)
+    jobs = pack_jobs(recipe, shard_bytes)
+    return [
+        Step("tokenize", [TokenizeDocuments(layout, inputs)], tasks=len(inputs),
+             after=lambda: write_source_histograms(layout, inputs)),
+        Step("plan", [PlanShards(recipe, layout, inputs, shard_bytes)], tasks=1, mem_per_cpu_gb=4.0),
+        Step("pack", [PackShards(recipe, layout, inputs, jobs)], tasks=len(jobs), mem_per_cpu_gb=2.0),
+    ]
