@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from gristmill.errors import BuildError
 from gristmill.pipelines.layout import BuildLayout
+from gristmill.threads import FollowTaskThreads
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def run_step(step: Step, layout: BuildLayout, workers: int | None = None) -> boo
     from datatrove.executor.ray import RayPipelineExecutor
 
     executor = RayPipelineExecutor(
-        list(step.pipeline),
+        [FollowTaskThreads(step.cpus_per_task), *step.pipeline],  # threads follow the task's CPUs
         tasks=step.tasks,
         workers=workers or -1,
         logging_dir=layout.logs(step.name),
