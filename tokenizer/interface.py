@@ -70,26 +70,19 @@ def _load_sp(path: Path):
     return sp
 
 
-def _proto(sp):
+def _user_symbols(proto) -> list[str]:
+    """Return the model's user-defined symbols (always one piece, wherever they appear in text)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    return [p.piece for p in proto.pieces if p.type == pb.ModelProto.SentencePiece.USER_DEFINED]
+
+
+def _model_proto(sp):
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     proto = pb.ModelProto()
     proto.ParseFromString(sp.serialized_model_proto())
     return proto
-
-
-def _user_symbols(sp) -> list[str]:
-    """Return the model's user-defined symbols (always one piece, wherever they appear in text)."""
-    from sentencepiece import sentencepiece_model_pb2 as pb
-
-    return [p.piece for p in _proto(sp).pieces if p.type == pb.ModelProto.SentencePiece.USER_DEFINED]
-
-
-def _json_is_exact(sp) -> bool:
-    """Return True when our tokenizer.json encodes exactly like `sp` (BPE without user-defined symbols)."""
-    from sentencepiece import sentencepiece_model_pb2 as pb
-
-    return _proto(sp).trainer_spec.model_type == pb.TrainerSpec.BPE and not _user_symbols(sp)
 
 
 class Tokenizer:
@@ -129,7 +122,13 @@ class Tokenizer:
         self._skip_on_decode = {i for i in (self.bos_id, self.eos_id, self.pad_id) if i is not None}
         # tokenizers breaks unigram Viterbi ties differently, and normalises the text around user-defined
         # symbols piece by piece (one dummy prefix per piece): only sentencepiece decodes those models
-        self._json_exact = sp is None or (hf is not None and _json_is_exact(sp))
+        from sentencepiece import sentencepiece_model_pb2 as pb
+
+        proto = _model_proto(sp) if sp is not None else None
+        self._user_symbols = _user_symbols(proto) if proto is not None else []
+        # our json is exact for BPE without user-defined symbols (hf_json.py)
+        self._json_exact = proto is None or (hf is not None and not self._user_symbols
+                                             and proto.trainer_spec.model_type == pb.TrainerSpec.BPE)
         key = (self.content_hash, encoder, self._threads)
         if key not in _CHOSEN:
             _CHOSEN[key] = self._choose(encoder)
@@ -151,7 +150,7 @@ class Tokenizer:
             return EncoderChoice(reference, reference.name, f"{reference.name} (the reference, as asked)")
         texts = heldout_texts(self.files[0].parent)
         if self._sp is not None:  # user-defined symbols inside words and between spaces
-            texts += [f"a{s}b {s} {s}{s}\n" for s in _user_symbols(self._sp)]
+            texts += [f"a{s}b {s} {s}{s}\n" for s in self._user_symbols]
         return choose_encoder(reference, candidates, texts)
 
     def _find(self, names: Sequence[str]) -> int | None:

