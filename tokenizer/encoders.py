@@ -79,9 +79,14 @@ def heldout_texts(directory: Path, max_bytes: int = PARITY_BYTES) -> list[str]:
     if not path.is_file():
         return []
     texts, total = [], 0
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8", errors="replace") as f:
         for line in f:
-            text = json.loads(line)["text"]
+            try:
+                text = json.loads(line).get("text")
+            except (ValueError, AttributeError):  # not our sample's format: check on what is readable
+                continue
+            if not isinstance(text, str):
+                continue
             texts.append(text)
             total += len(text.encode("utf-8", "surrogatepass"))
             if total >= max_bytes:
