@@ -106,7 +106,7 @@ def build_pairs(root: Path, pairs: list, config: DedupeConfig) -> np.ndarray:
 
     layout = BuildLayout(str(root))
     for source, texts in (("a", [p.original for p in pairs]), ("b", [p.copy for p in pairs])):
-        writer = DocumentFileWriter(layout.task_file("documents", source, 0, "parquet"))
+        writer = DocumentFileWriter(layout.documents_file(source, 0))
         for i, text in enumerate(texts):
             writer.write(Document(text=text, id=str(i), metadata={"source": source, "subset": "x"}))
         writer.close()
@@ -119,7 +119,7 @@ def build_pairs(root: Path, pairs: list, config: DedupeConfig) -> np.ndarray:
         run_locally([step], layout)
         peaks[step.name] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    removed = pq.read_table(layout.path("dedupe", "decisions", "b", "00000.parquet")).column("row").to_numpy()
+    removed = pq.read_table(layout.decisions_file("b", 0)).column("row").to_numpy()
     found = np.zeros(len(pairs), dtype=bool)
     found[removed] = True
     build_pairs.peaks = peaks
