@@ -1,8 +1,9 @@
-"""MinHash signatures: gristmill's vectorised MinHash vs datatrove's MinhashDedupSignature vs datasketch, one
-process each on the same documents (5-gram word shingles, 112 permutations); plus near-duplicate quality on
-planted pairs and the clustering's peak memory per million documents.
+"""MinHash signatures: gristmill's vectorised MinHash vs rensa (Rust), datasketch and datatrove's
+MinhashDedupSignature, on the same documents (5-gram word shingles, 112 permutations), per core with one
+thread (the process pins itself to one CPU and calls `limit_threads(1)`), rounds interleaved, best kept;
+plus near-duplicate quality on planted pairs and the clustering's peak memory per million documents.
 
-    python bench/dedupe.py [--docs-mb 4] [--pairs 400] [--cluster-docs 100000]
+    python bench/dedupe.py [--docs-mb 4] [--pairs 400] [--cluster-docs 100000] [--signatures-only]
 
 Text: the English prose files (README, docs, licences: *.md, *.rst, *.txt) of the installed Python packages,
 cut into documents of about 3 KB. Prints a Markdown report (pasted into docs/dedupe.md).
@@ -11,6 +12,7 @@ cut into documents of about 3 KB. Prints a Markdown report (pasted into docs/ded
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import site
 import tempfile
@@ -22,8 +24,9 @@ import numpy as np
 
 from gristmill.pipelines.build.engine import run_locally
 from gristmill.pipelines.steps.dedupe.config import DedupeConfig
-from gristmill.pipelines.steps.dedupe.minhash import MinHasher
+from gristmill.pipelines.steps.dedupe.minhash import _WORD, MinHasher
 from gristmill.sample.planted import TextMaker, shingle_set
+from gristmill.threads import limit_threads
 
 SHINGLE, BANDS, ROWS = 5, 14, 8
 
@@ -47,37 +50,48 @@ def prose_documents(megabytes: float) -> list[str]:
     return docs
 
 
-def timed(fn) -> float:
-    """Return the seconds `fn()` takes (best of two runs)."""
-    best = float("inf")
-    for _ in range(2):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+def rensa_shingles(text: str) -> list[str]:
+    """Return the word 5-grams of `text` as strings, in Python (what a rensa user writes)."""
+    words = _WORD.findall(text.lower())
+    if len(words) < SHINGLE:
+        return [" ".join(words)] if words else []
+    return [" ".join(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)]
 
 
-def bench_signatures(docs: list[str]) -> list[tuple[str, float]]:
-    """Return (implementation, MB/s on one core) for the three MinHash implementations."""
+def bench_signatures(docs: list[str], repeats: int) -> list[tuple[str, float]]:
+    """Return (implementation, MB/s on one core, best of `repeats` rounds taken in turn) for each MinHash."""
     from datasketch import MinHash
     from datatrove.data import Document
     from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+    from rensa import RMinHash
 
     mb = sum(len(d.encode()) for d in docs) / 1e6
     ours = MinHasher(SHINGLE, BANDS, ROWS, seed=1)
-    results = [("gristmill MinHasher (numpy)", mb / timed(lambda: ours.signatures(docs)))]
 
     def datasketch_bulk() -> None:
         shingles = [[" ".join(s).encode() for s in shingle_set(d, SHINGLE)] for d in docs]
         MinHash.bulk(shingles, num_perm=BANDS * ROWS)
 
-    results.append(("datasketch MinHash.bulk", mb / timed(datasketch_bulk)))
+    def rensa_matrix() -> None:
+        RMinHash.digest_matrix_from_token_sets([rensa_shingles(d) for d in docs], BANDS * ROWS, 1)
+
     with tempfile.TemporaryDirectory() as tmp:
         config = MinhashConfig(n_grams=SHINGLE, num_buckets=BANDS, hashes_per_bucket=ROWS)
         step = MinhashDedupSignature(tmp, config)
         documents = [Document(text=d, id=str(i)) for i, d in enumerate(docs)]
-        results.append(("datatrove MinhashDedupSignature", mb / timed(lambda: step.run(iter(documents)))))
-    return results
+        runs = {
+            "gristmill MinHasher (numpy)": lambda: ours.signatures(docs),
+            "rensa RMinHash digest_matrix (Rust; Python shingling)": rensa_matrix,
+            "datasketch MinHash.bulk": datasketch_bulk,
+            "datatrove MinhashDedupSignature": lambda: step.run(iter(documents)),
+        }
+        best = dict.fromkeys(runs, float("inf"))
+        for _ in range(repeats):
+            for name, fn in runs.items():
+                start = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - start)
+    return [(name, mb / seconds) for name, seconds in best.items()]
 
 
 def build_pairs(root: Path, pairs: list, config: DedupeConfig) -> np.ndarray:
@@ -92,7 +106,7 @@ def build_pairs(root: Path, pairs: list, config: DedupeConfig) -> np.ndarray:
 
     layout = BuildLayout(str(root))
     for source, texts in (("a", [p.original for p in pairs]), ("b", [p.copy for p in pairs])):
-        writer = DocumentFileWriter(layout.task_file("documents", source, 0, "parquet"))
+        writer = DocumentFileWriter(layout.documents_file(source, 0))
         for i, text in enumerate(texts):
             writer.write(Document(text=text, id=str(i), metadata={"source": source, "subset": "x"}))
         writer.close()
@@ -105,7 +119,7 @@ def build_pairs(root: Path, pairs: list, config: DedupeConfig) -> np.ndarray:
         run_locally([step], layout)
         peaks[step.name] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    removed = pq.read_table(layout.path("dedupe", "decisions", "b", "00000.parquet")).column("row").to_numpy()
+    removed = pq.read_table(layout.decisions_file("b", 0)).column("row").to_numpy()
     found = np.zeros(len(pairs), dtype=bool)
     found[removed] = True
     build_pairs.peaks = peaks
@@ -153,18 +167,29 @@ def main() -> None:
     parser.add_argument("--docs-mb", type=float, default=4.0)
     parser.add_argument("--pairs", type=int, default=300, help="planted pairs per similarity range")
     parser.add_argument("--cluster-docs", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3, help="signature rounds (best kept)")
+    parser.add_argument("--signatures-only", action="store_true", help="skip the quality and memory parts")
     args = parser.parse_args()
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})  # per core, one thread: as a one-CPU Ray task runs
+    limit_threads(1)
     docs = prose_documents(args.docs_mb)
     mb = sum(len(d.encode()) for d in docs) / 1e6
     machine = platform.processor() or platform.machine()
-    print(f"machine: {machine}, Python {platform.python_version()}, one process\n")
+    print(f"machine: {machine}, Python {platform.python_version()}, one process pinned to CPU {cpu}, "
+          "one thread per library\n")
     print(f"## MinHash signatures ({len(docs)} documents, {mb:.1f} MB, {SHINGLE}-gram shingles, "
           f"{BANDS * ROWS} permutations)\n")
-    results = bench_signatures(docs)
-    baseline = dict(results)["datatrove MinhashDedupSignature"]
-    print("| implementation | MB/s per core | × datatrove |\n|---|---|---|")
-    for name, rate in results:
-        print(f"| {name} | {rate:.2f} | {rate / baseline:.1f} |")
+    results = dict(bench_signatures(docs, args.repeats))
+    names = {"datatrove": "datatrove MinhashDedupSignature", "datasketch": "datasketch MinHash.bulk",
+             "rensa": "rensa RMinHash digest_matrix (Rust; Python shingling)"}
+    print(f"best of {args.repeats}\n")
+    print("| implementation | MB/s per core | × datatrove | × datasketch | × rensa |\n|---|---|---|---|---|")
+    for name, rate in results.items():
+        ratios = " | ".join(f"{rate / results[names[b]]:.2f}" for b in ("datatrove", "datasketch", "rensa"))
+        print(f"| {name} | {rate:.2f} | {ratios} |")
+    if args.signatures_only:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         print("\n## Planted pairs (whole pipeline, default settings)\n")
         print("\n".join(quality(args.pairs, Path(tmp))))

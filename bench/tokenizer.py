@@ -3,8 +3,12 @@
 (a) training time and peak memory (each in a fresh child process, ru_maxrss) of gristmill's
     `train_tokenizer` (sentences, and pre-token counts) against plain sentencepiece training on the raw
     text (one line = one sentence, Llama-2 settings) and the HF `tokenizers` byte-level BPE trainer;
-(b) batch-encoding throughput of our `Tokenizer` against raw sentencepiece and raw `tokenizers` on the
-    same model (target: >= 0.9x the fastest raw library of the same backend);
+(b) encoding throughput per core, one thread (the process pins itself to one CPU and calls
+    `gristmill.threads.limit_threads(1)`, as a one-CPU Ray task runs), on --encode-mb MB of Debian package
+    docs that no tokenizer was trained on: our `Tokenizer` (the fastest exact encoder its parity check
+    chose) against sentencepiece, `tokenizers` and kitoken on the same models, with the number of
+    documents whose ids equal the reference encoder's; then the build's tokenize step itself
+    (`TokenizeDocuments.run`, one task: parquet in, token file out) on the same documents;
 (c) bytes per token and byte-fallback rate on held-out documents: ours against a Llama-2-settings baseline
     trained on the same sample.
 
@@ -12,7 +16,7 @@ The corpus is prose (pydoc topics) and code (the stdlib's .py files), repeated w
 substitutions until it reaches --mb megabytes.
 
     python bench/tokenizer.py --mb 20 --vocab 8000          # smoke run
-    python bench/tokenizer.py --mb 200 --vocab 32000 --out /tmp/tokbench
+    python bench/tokenizer.py --mb 20 --vocab 32000 --encode-mb 8     # the figures in docs/tokenizer.md
 """
 
 from __future__ import annotations
@@ -113,46 +117,115 @@ def _run_child(kind: str, corpus: Path, out: Path, vocab: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _throughputs(encoders: dict[str, object], texts: list[str], repeats: int = 5) -> dict[str, float]:
-    """Return MB/s per encoder, best of `repeats` rounds taken in turn (shared machines are noisy)."""
+def debian_docs(megabytes: float) -> list[str]:
+    """Return about `megabytes` MB of real text never trained on: Debian package docs (/usr/share/doc)."""
+    import gzip
+
+    texts, total = [], 0
+    for path in sorted(Path("/usr/share/doc").rglob("*")):
+        if total >= megabytes * 1e6:
+            break
+        if not path.is_file() or path.is_symlink():
+            continue
+        try:
+            data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            text = data.decode("utf-8")
+        except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
+            continue
+        for start in range(0, len(text), 8000):  # documents of at most 8 KB
+            texts.append(text[start:start + 8000])
+            total += len(texts[-1].encode())
+    return texts
+
+
+def pin_to_one_core() -> int:
+    """Pin this process to its first allowed CPU, one thread per library (as a one-CPU Ray task runs)."""
+    from gristmill.threads import limit_threads
+
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    limit_threads(1)
+    return cpu
+
+
+def _throughputs(encoders: dict, texts: list[str], repeats: int) -> tuple[dict, dict]:
+    """Return (MB/s per encoder, best of `repeats` rounds taken in turn, and each encoder's last ids)."""
     nbytes = sum(len(t.encode()) for t in texts)
     best = dict.fromkeys(encoders, float("inf"))
+    ids = {}
     for _ in range(repeats):
         for name, fn in encoders.items():
             started = time.perf_counter()
-            fn(texts)
+            ids[name] = fn(texts)
             best[name] = min(best[name], time.perf_counter() - started)
-    return {name: nbytes / seconds / 1e6 for name, seconds in best.items()}
+    return {name: nbytes / seconds / 1e6 for name, seconds in best.items()}, ids
 
 
-def encode_bench(out: Path, texts: list[str]) -> list[tuple[str, str, float]]:
-    """Return (backend, encoder, MB/s) for our Tokenizer and the raw libraries on the same models."""
+def encode_bench(out: Path, texts: list[str], repeats: int) -> list[tuple[str, str, float, str]]:
+    """Return (backend, encoder, MB/s per core, ids identical to the reference) on both trained models."""
+    import kitoken
     import sentencepiece as spm
     from tokenizers import Tokenizer as HFTokenizer
 
     from gristmill.tokenizer.interface import Tokenizer
 
-    threads = os.cpu_count() or 1
     sp_dir, hf_dir = out / "gristmill-sentences", out / "gristmill-hf"
     sp = spm.SentencePieceProcessor(model_file=str(sp_dir / "tokenizer.model"))
     raw_json = HFTokenizer.from_file(str(sp_dir / "tokenizer.json"))
+    kt_sp = kitoken.Kitoken.from_sentencepiece_file(str(sp_dir / "tokenizer.model"))
     ours = Tokenizer.load(sp_dir)
     raw_hf = HFTokenizer.from_file(str(hf_dir / "tokenizer.json"))
+    raw_hf.encode_special_tokens = True
+    kt_hf = kitoken.Kitoken.from_tokenizers_file(str(hf_dir / "tokenizer.json"))
     ours_hf = Tokenizer.load(hf_dir)
-    # every raw encoder returns the ids as Python lists: the least any caller needs
+    print(f"  ours on sentencepiece-bpe: {ours.encoder_choice.note}")
+    print(f"  ours on hf-bpe: {ours_hf.encoder_choice.note}")
+    # every encoder returns each text's ids: the least any caller needs (lists, or our int32 arrays)
     encoders = {
-        ("sentencepiece-bpe", "raw sentencepiece encode(num_threads)"):
-            lambda b: sp.encode(b, num_threads=threads),
-        ("sentencepiece-bpe", "raw tokenizers encode_batch_fast (our json)"):
+        ("sentencepiece-bpe", "sentencepiece encode (reference)"): lambda b: sp.encode(b, num_threads=1),
+        ("sentencepiece-bpe", "tokenizers encode_batch_fast (our json)"):
             lambda b: [e.ids for e in raw_json.encode_batch_fast(b, add_special_tokens=False)],
+        ("sentencepiece-bpe", "kitoken encode_all (from_sentencepiece_file)"):
+            lambda b: kt_sp.encode_all(b, False),
         ("sentencepiece-bpe", "ours encode_batch"): ours.encode_batch,
-        ("sentencepiece-bpe", "ours encode_batch_flat"): ours.encode_batch_flat,
-        ("hf-bpe", "raw tokenizers encode_batch_fast"):
+        ("hf-bpe", "tokenizers encode_batch_fast (reference)"):
             lambda b: [e.ids for e in raw_hf.encode_batch_fast(b, add_special_tokens=False)],
+        ("hf-bpe", "kitoken encode_all (from_tokenizers_file)"): lambda b: kt_hf.encode_all(b, False),
         ("hf-bpe", "ours encode_batch"): ours_hf.encode_batch,
-        ("hf-bpe", "ours encode_batch_flat"): ours_hf.encode_batch_flat,
     }
-    return [(backend, name, rate) for (backend, name), rate in _throughputs(encoders, texts).items()]
+    rates, ids = _throughputs(encoders, texts, repeats)
+    rows = []
+    for (backend, name), rate in rates.items():
+        reference = next(v for (b, n), v in ids.items() if b == backend and "reference" in n)
+        same = sum(list(a) == list(r) for a, r in zip(ids[(backend, name)], reference))
+        rows.append((backend, name, rate, f"{same}/{len(texts)}"))
+    return rows
+
+
+def tokenize_step_bench(out: Path, texts: list[str], repeats: int) -> float:
+    """Return MB/s per core of the build's tokenize step (`TokenizeDocuments.run`, one task) on `texts`."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gristmill.pipelines.build.layout import BuildLayout
+    from gristmill.pipelines.steps.tokenize import TokenizeDocuments
+
+    layout = BuildLayout(str(out / "step-build"))
+    shutil.copytree(out / "gristmill-sentences", layout.tokenizer_dir, dirs_exist_ok=True)
+    clean = Path(layout.clean_file("docs", 0))
+    clean.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"id": [str(i) for i in range(len(texts))], "text": texts}), clean)
+    step = TokenizeDocuments(layout, [("docs", 0)])
+    nbytes = sum(len(t.encode()) for t in texts)
+    best = float("inf")
+    for _ in range(repeats):  # a fresh load each time, as each task does (parity check included)
+        started = time.perf_counter()
+        for _ in step.run(rank=0):
+            pass
+        best = min(best, time.perf_counter() - started)
+    return nbytes / best / 1e6
 
 
 def main() -> None:
@@ -162,7 +235,9 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=10, help="corpus size in MB")
     parser.add_argument("--vocab", type=int, default=8000)
     parser.add_argument("--out", default="/tmp/gristmill-tokenizer-bench")
-    parser.add_argument("--encode-mb", type=float, default=10, help="MB of held-out text to encode")
+    parser.add_argument("--encode-mb", type=float, default=10, help="MB of Debian docs to encode")
+    parser.add_argument("--repeats", type=int, default=5, help="encoding rounds (best kept)")
+    parser.add_argument("--skip-train", action="store_true", help="reuse earlier trained tokenizers")
     parser.add_argument("--child")
     parser.add_argument("--corpus")
     args = parser.parse_args()
@@ -181,21 +256,29 @@ def main() -> None:
     print("\n(a) training: seconds, peak RSS MiB (fresh child process each)")
     for kind in ("gristmill-sentences", "gristmill-counts", "gristmill-llama2", "sentencepiece",
                  "gristmill-hf", "hf-tokenizers"):
+        if args.skip_train and (out / kind).exists():
+            continue
         results["train"][kind] = r = _run_child(kind, corpus, out, args.vocab)
         print(f"  {kind:22s} {r['seconds']:8.1f} s  {r['peak_rss_mib']:8.0f} MiB", flush=True)
-    heldout = [json.loads(line)["text"] for line in (out / "gristmill-sentences" / "sample" / "heldout.jsonl")
-               .open(encoding="utf-8")]
-    texts = (heldout * (1 + int(args.encode_mb * 1e6 // max(1, sum(len(t) for t in heldout)))))
-    texts = texts[: max(1, int(len(texts) * args.encode_mb * 1e6 / max(1, sum(len(t) for t in texts))))]
-    print(f"\n(b) batch encoding of {sum(len(t.encode()) for t in texts) / 1e6:.1f} MB "
-          f"({len(texts):,} documents): MB/s, best of 5")
-    rows = encode_bench(out, texts)
-    results["encode_mb_per_s"] = {f"{b} / {e}": v for b, e, v in rows}
+    cpu = pin_to_one_core()
+    texts = debian_docs(args.encode_mb)
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    print(f"\n(b) encoding {mb:.1f} MB of Debian package docs ({len(texts):,} documents, never trained on), "
+          f"pinned to CPU {cpu}, one thread per library: MB/s per core, best of {args.repeats}")
+    rows = encode_bench(out, texts, args.repeats)
+    results["encode_mb_per_s"] = {f"{b} / {e}": v for b, e, v, _ in rows}
+    print(f"  {'backend':18s} {'encoder':46s} {'MB/s':>7s}  {'x ref':>6s} {'x kitoken':>9s}  ids = ref")
     for backend in ("sentencepiece-bpe", "hf-bpe"):
-        raw_best = max(v for b, e, v in rows if b == backend and e.startswith("raw"))
-        for b, e, v in rows:
+        ref = next(v for b, e, v, _ in rows if b == backend and "reference" in e)
+        kit = next(v for b, e, v, _ in rows if b == backend and e.startswith("kitoken"))
+        for b, e, v, same in rows:
             if b == backend:
-                print(f"  {b:18s} {e:46s} {v:7.2f} MB/s  {v / raw_best:5.2f}x fastest raw")
+                print(f"  {b:18s} {e:46s} {v:7.2f}  {v / ref:5.2f}x {v / kit:8.2f}x  {same}")
+    step_rate = tokenize_step_bench(out, texts, args.repeats)
+    results["tokenize_step_mb_per_s"] = step_rate
+    sp_rate = next(v for b, e, v, _ in rows if b == "sentencepiece-bpe" and "reference" in e)
+    print(f"  tokenize step (TokenizeDocuments.run, one task, parquet in, Arrow out): {step_rate:.2f} MB/s "
+          f"per core, {step_rate / sp_rate:.2f}x sentencepiece encode")
     print("\n(c) held-out compression (same sample, same held-out documents)")
     results["evaluation"] = {}
     for kind in ("gristmill-sentences", "gristmill-llama2", "gristmill-hf"):

@@ -1,10 +1,11 @@
 """One `Tokenizer` interface over every backend, used by the pipeline (tokenize stage) and the trainer.
 
 A tokenizer directory holds `tokenizer.json` (HF `tokenizers`) and, for sentencepiece-trained tokenizers,
-`tokenizer.model`. BPE models encode through `tokenizers` (ids identical to sentencepiece: hf_json.py);
-unigram models and models with user-defined symbols encode through sentencepiece itself, which `tokenizers`
-does not always match on them. A bare `.model` file is served by sentencepiece; a bare `tokenizer.json`
-by `tokenizers`.
+`tokenizer.model`. The reference encoder is sentencepiece for a `.model` and `tokenizers` for a bare
+`tokenizer.json`; `Tokenizer` encodes with the fastest library whose ids equal the reference's on the
+tokenizer's held-out sample and edge cases (encoders.py: kitoken, then `tokenizers` on our exact json for
+sentencepiece BPE), else with the reference. Decoding uses `tokenizers` where our json is exact (BPE
+without user-defined symbols, hf_json.py) and sentencepiece otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from gristmill.errors import InputError
+from gristmill.threads import task_cpus
+from gristmill.tokenizer.encoders import (
+    EncoderChoice,
+    choose_encoder,
+    heldout_texts,
+    kitoken_encoder,
+    sentencepiece_encoder,
+    tokenizers_encoder,
+)
 from gristmill.tokenizer.framing import DocumentFraming
 
 HF_FILE = "tokenizer.json"
@@ -26,6 +36,8 @@ SP_FILE = "tokenizer.model"
 _EOS_NAMES = ("</s>", "<|endoftext|>", "<eos>", "<|end_of_text|>")
 _BOS_NAMES = ("<s>", "<|begin_of_text|>", "<bos>")
 _PAD_NAMES = ("<pad>", "<|pad|>", "[PAD]")
+# The encoder chosen per (content hash, mode, threads) in this process: a reload skips the parity check.
+_CHOSEN: dict[tuple[str, str], EncoderChoice] = {}
 
 
 def _file_hash(paths: Sequence[Path]) -> str:
@@ -59,28 +71,38 @@ def _load_sp(path: Path):
     return sp
 
 
-def _json_is_exact(sp) -> bool:
-    """Return True when our tokenizer.json encodes exactly like `sp` (BPE without user-defined symbols)."""
+def _user_symbols(proto) -> list[str]:
+    """Return the model's user-defined symbols (always one piece, wherever they appear in text)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    return [p.piece for p in proto.pieces if p.type == pb.ModelProto.SentencePiece.USER_DEFINED]
+
+
+def _model_proto(sp):
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     proto = pb.ModelProto()
     proto.ParseFromString(sp.serialized_model_proto())
-    user_symbols = any(p.type == pb.ModelProto.SentencePiece.USER_DEFINED for p in proto.pieces)
-    return proto.trainer_spec.model_type == pb.TrainerSpec.BPE and not user_symbols
+    return proto
 
 
 class Tokenizer:
     """Encode text to int32 ids in batches, decode ids, and name the special ids, whatever the backend.
 
     Build one with `Tokenizer.load(path)`; `path` is a tokenizer directory, a `tokenizer.json`, or a
-    sentencepiece `.model`.
+    sentencepiece `.model`. `encoder="auto"` encodes with the fastest exact library (`encoder_choice` says
+    which, and why); `"reference"` with the reference encoder. Encoders use `threads` threads (default: the
+    CPUs of the Ray task or process, `gristmill.threads.task_cpus`).
     """
 
-    def __init__(self, files: list[Path], hf=None, sp=None, threads: int | None = None) -> None:
+    def __init__(self, files: list[Path], hf=None, sp=None, threads: int | None = None,
+                 encoder: str = "auto") -> None:
+        if encoder not in ("auto", "reference"):
+            raise ValueError(f"encoder must be 'auto' or 'reference', got {encoder!r}")
         self.files = files
         self._hf = hf
         self._sp = sp
-        self._threads = threads or os.cpu_count() or 1
+        self._threads = threads or task_cpus()
         self.content_hash = _file_hash(files)
         if hf is not None:
             self.vocab_size = hf.get_vocab_size(with_added_tokens=True)
@@ -100,8 +122,37 @@ class Tokenizer:
         # sentencepiece's control pieces are plain vocabulary entries in our tokenizer.json (hf_json.py)
         self._skip_on_decode = {i for i in (self.bos_id, self.eos_id, self.pad_id) if i is not None}
         # tokenizers breaks unigram Viterbi ties differently, and normalises the text around user-defined
-        # symbols piece by piece (one dummy prefix per piece): encode those models with sentencepiece
-        self._encode_with_sp = sp is not None and (hf is None or not _json_is_exact(sp))
+        # symbols piece by piece (one dummy prefix per piece): only sentencepiece decodes those models
+        from sentencepiece import sentencepiece_model_pb2 as pb
+
+        proto = _model_proto(sp) if sp is not None else None
+        self._user_symbols = _user_symbols(proto) if proto is not None else []
+        # our json is exact for BPE without user-defined symbols (hf_json.py)
+        self._json_exact = proto is None or (hf is not None and not self._user_symbols
+                                             and proto.trainer_spec.model_type == pb.TrainerSpec.BPE)
+        key = (self.content_hash, encoder, self._threads)
+        if key not in _CHOSEN:
+            _CHOSEN[key] = self._choose(encoder)
+        self.encoder_choice = _CHOSEN[key]
+        self._encode = self.encoder_choice.encoder.encode
+
+    def _choose(self, mode: str) -> EncoderChoice:
+        """Check the candidate encoders against the reference on the held-out sample; return the choice."""
+        by_suffix = {f.suffix: f for f in self.files}
+        if self._sp is not None:
+            reference = sentencepiece_encoder(self._sp, self._threads)
+            candidates = [("kitoken", lambda: kitoken_encoder(by_suffix[".model"]))]
+            if self._json_exact:
+                candidates.append(("tokenizers", lambda: tokenizers_encoder(self._hf)))
+        else:
+            reference = tokenizers_encoder(self._hf)
+            candidates = [("kitoken", lambda: kitoken_encoder(by_suffix[".json"]))]
+        if mode == "reference":
+            return EncoderChoice(reference, reference.name, f"{reference.name} (the reference, as asked)")
+        texts = heldout_texts(self.files[0].parent)
+        if self._sp is not None:  # user-defined symbols inside words and between spaces
+            texts += [f"a{s}b {s} {s}{s}\n" for s in self._user_symbols]
+        return choose_encoder(reference, candidates, texts)
 
     @property
     def framing(self) -> DocumentFraming:
@@ -124,8 +175,9 @@ class Tokenizer:
         return None
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Tokenizer:
-        """Load a tokenizer directory, tokenizer.json or sentencepiece .model; InputError if unreadable."""
+    def load(cls, path: str | os.PathLike, encoder: str = "auto", threads: int | None = None) -> Tokenizer:
+        """Load a tokenizer directory, tokenizer.json or sentencepiece .model (see the class for `encoder`
+        and `threads`); InputError if unreadable."""
         path = Path(path)
         if path.is_dir():
             hf_file, sp_file = path / HF_FILE, path / SP_FILE
@@ -142,12 +194,10 @@ class Tokenizer:
         hf = _load_hf(hf_file) if hf_file.exists() else None
         sp = _load_sp(sp_file) if sp_file.exists() else None
         files = [f for f in (hf_file, sp_file) if f.exists()]
-        return cls(files, hf=hf, sp=sp)
+        return cls(files, hf=hf, sp=sp, threads=threads, encoder=encoder)
 
-    def _encode_lists(self, texts: Sequence[str]) -> list[list[int]]:
-        if self._encode_with_sp:
-            return self._sp.encode(list(texts), num_threads=self._threads)
-        return [e.ids for e in self._hf.encode_batch_fast(list(texts), add_special_tokens=False)]
+    def _encode_lists(self, texts: Sequence[str]) -> list[Sequence[int]]:
+        return self._encode(texts)
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Return the ids of each text as an int32 array, without bos/eos (the tokenize step frames them)."""
@@ -168,7 +218,7 @@ class Tokenizer:
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """Return the text of `ids` (bos, eos and pad skipped)."""
         ids = [int(i) for i in ids if int(i) not in self._skip_on_decode]
-        if not self._encode_with_sp:
+        if self._json_exact:
             return self._hf.decode(ids, skip_special_tokens=True)
         return self._sp.decode(ids)
 

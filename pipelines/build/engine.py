@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from gristmill.errors import BuildError
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.build.ray_tasks import RetryPolicy, StepExecutor, TaskFailure, capacity, run_ranks
+from gristmill.threads import FollowTaskThreads
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ def run_step(step: Step, layout: BuildLayout, workers: int | None = None,
     placed, or when one was lost more often than `policy.retries`. Finished tasks keep their completion
     markers, so a rerun resumes.
     """
-    executor = StepExecutor(step.pipeline, step.tasks, layout.logs(step.name), step.cpus_per_task,
+    pipeline = [FollowTaskThreads(step.cpus_per_task), *step.pipeline]  # threads follow the task's CPUs
+    executor = StepExecutor(pipeline, step.tasks, layout.logs(step.name), step.cpus_per_task,
                             step.mem_per_cpu_gb)
     todo = executor.get_incomplete_ranks(range(step.tasks))
     if todo:

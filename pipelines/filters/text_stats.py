@@ -200,12 +200,17 @@ def word_classes(tokens: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """Return (lengths, symbol, has_letter) per word of a non-empty list: its length; whether it is made only
     of punctuation (Gopher's "symbol" words); whether it holds a letter. Computed over the code points of
     the joined words with numpy, one segment per word."""
-    points = np.frombuffer("".join(tokens).encode("utf-32-le"), dtype=np.uint32)
+    joined = "".join(tokens)
+    if joined.isascii():  # most documents: one byte per character, both flags by table
+        points = np.frombuffer(joined.encode(), dtype=np.uint8)
+        punctuation, letters = _ASCII_PUNCTUATION[points], _ASCII_LETTER[points]
+    else:
+        points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        punctuation = _char_flags(points, _ASCII_PUNCTUATION, _is_punctuation)
+        letters = _char_flags(points, _ASCII_LETTER, _is_letter)
     sizes = lengths(tokens)
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    symbol = np.logical_and.reduceat(_char_flags(points, _ASCII_PUNCTUATION, _is_punctuation), starts)
-    letter = np.logical_or.reduceat(_char_flags(points, _ASCII_LETTER, _is_letter), starts)
-    return sizes, symbol, letter
+    return sizes, np.logical_and.reduceat(punctuation, starts), np.logical_or.reduceat(letters, starts)
 
 
 def lengths(items: list[str]) -> np.ndarray:
