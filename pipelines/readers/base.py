@@ -7,7 +7,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,7 +48,14 @@ class FormatReader(ABC):
     `iter_file` yields a Document per good record (metadata holds at least `source` and `subset`, and the id
     is stable: from the data where it has one, else derived from path and line/row) and a BadRecord per bad
     one, in file order, and carries on after a bad record wherever the format allows it.
+
+    `default_profiles` maps the corpus's subsets (names or globs) to the filter profile its makers' own
+    processing calls for; a recipe's `profiles` come first. `known_subsets` lists every subset the corpus
+    has, where that is a fixed list (None otherwise).
     """
+
+    default_profiles: ClassVar[dict[str, str]] = {}
+    known_subsets: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, source: SourceConfig, max_document_bytes: int = MAX_DOCUMENT_BYTES) -> None:
         self.source = source

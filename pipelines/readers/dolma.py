@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from datatrove.data import Document
 
@@ -14,7 +14,23 @@ class DolmaReader(JsonLinesReader):
 
     The id is `<source>/<dolma source>/<dolma id>`. Dolma ids are not unique (the same id can appear in two
     files), so nothing downstream may rely on ids being unique; a record without an id gets a derived one.
+
+    Profiles (Soldaini et al. 2024): Dolma's web subsets (`common-crawl`, `cc_*`, `c4`, `falcon-*`) went
+    through Gopher and C4 rules, which `web` runs again; its code (`stack`, `starcoder`, `algebraic-stack`)
+    through StarCoder-style rules, `code`; everything else (`wiki`, `gutenberg`, `books`, `pes2o`, `arxiv`,
+    `stackexchange`, `open-web-math`, `reddit`, `megawika`, `tulu_flan`, …) is `curated`.
     """
+
+    default_profiles: ClassVar[dict[str, str]] = {
+        "common-crawl": "web",
+        "cc_*": "web",
+        "c4": "web",
+        "falcon*": "web",
+        "stack": "code",
+        "starcoder": "code",
+        "algebraic-stack": "code",
+        "*": "curated",
+    }
 
     def make_document(self, record: dict[str, Any], relative: str, line: int) -> Document:
         """Return the Document of one line; raise RecordError when the text or the `source` is missing."""

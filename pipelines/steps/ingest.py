@@ -4,10 +4,11 @@ One task per work unit (a source's files in groups of `files_per_task`). The ste
 
     ReadSources → gristmill's filters and the recipe's own datatrove steps, in order → WriteDocuments
 
-sharing one `IngestTally` per task: the reader counts records in and quarantines, every filter counts its
-drops through its exclusion writer (`CountDrops`, the hook datatrove's `BaseFilter` already has), a recipe
-step that is not a filter is watched for the documents it removes (`CountRemoved`), and the writer writes
-the task's ledger and dropped-document samples once the chain is drained.
+sharing one `IngestTally` per task: the reader counts records in, quarantines, and the documents of each
+subset under the filter profile that judges them (`ProfileScope`, the same the filters ask); every filter
+counts its drops through its exclusion writer (`CountDrops`, the hook datatrove's `BaseFilter` already
+has), a recipe step that is not a filter is watched for the documents it removes (`CountRemoved`), and the
+writer writes the task's ledger and dropped-document samples once the chain is drained.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.build.ledger import Ledger
 from gristmill.pipelines.documents import DocumentFileWriter
 from gristmill.pipelines.filters.datatrove import gristmill_filter_steps
+from gristmill.pipelines.filters.profiles import ProfileScope
 from gristmill.pipelines.readers import reader_for, source_files
 from gristmill.pipelines.readers.base import BadRecord
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
-from gristmill.storage import atomic_write
+from gristmill.storage import atomic_write, filesystem, read_json
 
 EXCLUDED_SUBSET = "excluded_subset"
 UNREADABLE = "(unreadable)"  # the pseudo-subset of records that cannot be read, so have none
@@ -155,6 +157,7 @@ class ReadSources(PipelineStep):
         self.units = units
         self.tally = tally
         self.strict = strict
+        self.scope = ProfileScope.of_recipe(recipe)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         unit = self.units[rank]
@@ -174,6 +177,8 @@ class ReadSources(PipelineStep):
                     if not source.wants_subset(subset):
                         ledger.add_reason(subset, "filtered", EXCLUDED_SUBSET)
                         continue
+                    # the manifest shows which profile's rule sets each subset went through
+                    ledger.add_reason(subset, "profile", self.scope.profile(source.name, subset) or "none")
                     yield record
 
     def _quarantine(self, record: BadRecord, ledger: Ledger, qfile, rank: int) -> None:
@@ -252,6 +257,31 @@ def _counted(step: PipelineStep, label: str, tally: IngestTally) -> PipelineStep
     return CountRemoved(step, label, tally)
 
 
+def check_excluded_subsets(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit]) -> None:
+    """Raise BuildError when a source's `exclude_subsets` names a subset none of its records had, naming
+    the subsets that were seen (a misspelt name would otherwise let the subset through unnoticed)."""
+    fs, _ = filesystem(layout.root)
+    for i, source in enumerate(recipe.sources):
+        if not source.exclude_subsets:
+            continue
+        seen: set[str] = set()
+        for unit in units:
+            path = layout.stats_file(STATS_STEP, unit.source, unit.task)
+            if unit.source == source.name and fs.exists(filesystem(path)[1]):
+                seen.update(read_json(path))
+        seen.discard(UNREADABLE)
+        missing = [s for s in source.exclude_subsets if s not in seen]
+        if missing:
+            raise BuildError(
+                f"exclude_subsets names {missing}, but no record of source {source.name!r} is in such a "
+                f"subset; its subsets are {sorted(seen)}",
+                where=f"sources.{i}.exclude_subsets",
+                hint="subset names are case-sensitive: correct or remove them",
+            )
+
+
 def ingest_step(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], strict: bool = False) -> Step:
-    """Return the step that reads, selects, filters and writes every source's documents."""
-    return Step("ingest", ingest_chain(recipe, layout, units, strict), tasks=len(units))
+    """Return the step that reads, selects, filters and writes every source's documents; once it has run,
+    every `exclude_subsets` name must have been seen (`check_excluded_subsets`)."""
+    return Step("ingest", ingest_chain(recipe, layout, units, strict), tasks=len(units),
+                after=lambda: check_excluded_subsets(recipe, layout, units))
