@@ -34,6 +34,8 @@ class Counts(_Model):
     profile: str | None = Field(None, description="the filter profile the subset went through (none "
                                                   "when every record was excluded or unreadable)")
     keep_rate: float | None = Field(None, description="kept / in (None when nothing came in)")
+    empty_files: int = Field(0, description="data files holding no record (under the pseudo-subset "
+                                            "`(empty files)`)")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -42,6 +44,7 @@ class Counts(_Model):
         self.records_in += other.records_in
         self.kept += other.kept
         self.quarantined += other.quarantined
+        self.empty_files += other.empty_files
         if other.profile is not None and self.profile != other.profile:
             self.profile = other.profile if self.profile is None else "mixed"
         self.keep_rate = self.kept / self.records_in if self.records_in else None

@@ -42,6 +42,7 @@ def collect_accounting(
                         {
                             "in": c.get("in", 0),
                             "quarantined": c.get("quarantined", 0),
+                            "empty_files": c.get("empty_files", 0),
                             "filtered": c.get("filtered", {}),
                         }
                     )

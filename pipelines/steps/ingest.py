@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
+from loguru import logger
 
 from gristmill.errors import BuildError, InputError
 from gristmill.pipelines.build.engine import Step
@@ -37,6 +38,7 @@ from gristmill.storage import atomic_write, filesystem, read_json
 
 EXCLUDED_SUBSET = "excluded_subset"
 UNREADABLE = "(unreadable)"  # the pseudo-subset of records that cannot be read, so have none
+EMPTY_FILES = "(empty files)"  # the pseudo-subset counting data files that hold no record at all
 STATS_STEP = "ingest"
 
 
@@ -50,10 +52,16 @@ class WorkUnit:
 
 
 def plan_work_units(recipe: Recipe) -> list[WorkUnit]:
-    """Split every source's files into tasks of `files_per_task` (sorted file order; deterministic)."""
+    """Split every source's files into tasks of `files_per_task` (sorted file order; deterministic); files in
+    a source's folders that are not data files of its layout are listed in the build log as skipped."""
     units = []
     for source in recipe.sources:
-        files = source_files(source)
+        skipped: list[str] = []
+        files = source_files(source, skipped)
+        if skipped:
+            listed = "\n  ".join(skipped)
+            logger.warning(f"source {source.name!r}: skipped {len(skipped)} files that are not "
+                           f"{source.format} data files:\n  {listed}")
         n = recipe.files_per_task
         for task, start in enumerate(range(0, len(files), n)):
             units.append(WorkUnit(source.name, task, tuple(files[start : start + n])))
@@ -167,7 +175,9 @@ class ReadSources(PipelineStep):
         ledger = self.tally.ledger
         with atomic_write(self.layout.quarantine_file(unit.source, unit.task), "w") as qfile:
             for path in unit.files:
+                empty = True
                 for record in reader.iter_file(path):
+                    empty = False
                     if isinstance(record, BadRecord):
                         self._quarantine(record, ledger, qfile, rank)
                         continue
@@ -180,6 +190,9 @@ class ReadSources(PipelineStep):
                     # the manifest shows which profile's rule sets each subset went through
                     ledger.add_reason(subset, "profile", self.scope.profile(source.name, subset) or "none")
                     yield record
+                if empty:  # 0 bytes, or only blank lines: counted in the manifest, never passed over silently
+                    ledger.add(EMPTY_FILES, "empty_files")
+                    logger.warning(f"ingest: {path} holds no records (counted under {EMPTY_FILES!r})")
 
     def _quarantine(self, record: BadRecord, ledger: Ledger, qfile, rank: int) -> None:
         if self.strict:
@@ -269,7 +282,7 @@ def check_excluded_subsets(recipe: Recipe, layout: BuildLayout, units: list[Work
             path = layout.stats_file(STATS_STEP, unit.source, unit.task)
             if unit.source == source.name and fs.exists(filesystem(path)[1]):
                 seen.update(read_json(path))
-        seen.discard(UNREADABLE)
+        seen -= {UNREADABLE, EMPTY_FILES}
         missing = [s for s in source.exclude_subsets if s not in seen]
         if missing:
             raise BuildError(
