@@ -148,8 +148,10 @@ def test_code_in_text_corpora_goes_through_the_code_rules_and_is_kept(demo):
     for source, subset in (("dolma", "stack"), ("pile", "Github"), ("starcoderdata", "python")):
         counts = accounting[source][subset]
         assert counts.profile == "code", (source, subset)
-        assert not counts.filtered, (source, subset, counts.filtered)  # the sample's code is all good code
-        assert counts.keep_rate == counts.kept / counts.records_in > 0.8, (source, subset)
+        assert counts.keep_rate == pytest.approx(counts.kept / counts.records_in), (source, subset)
+        assert counts.keep_rate > 0.8, (source, subset)  # what is not kept is a duplicate or planted junk
+    for subset in (("dolma", "stack"), ("pile", "Github")):  # the web rules dropped 8 of 12 and 9 of 16
+        assert not accounting[subset[0]][subset[1]].filtered, subset
     profiles = {(s, sub): c.profile for s, subsets in accounting.items() for sub, c in subsets.items()}
     assert profiles["pile", "Pile-CC"] == profiles["dolma", "common-crawl"] == "web"
     assert profiles["pile", "Wikipedia (en)"] == profiles["slimpajama", "RedPajamaWikipedia"] == "curated"
