@@ -84,7 +84,7 @@ class Demo:
         return doc
 
     def filter_reason(self, source: str, subset: str, text: str) -> str | None:
-        """Return the first filter reason the filters of the subset's profile give `text` (None: it passes)."""
+        """Return the first reason the filters of the subset's profile give `text` (None: it passes)."""
         for rule_set in make_filters(self.recipe.filters, self.recipe.source(source).profile_for(subset)):
             reason = rule_set.check_batch([text])[0]
             if reason is not None:

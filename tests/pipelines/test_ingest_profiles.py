@@ -12,7 +12,8 @@ from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.recipe import parse_recipe
 from gristmill.pipelines.steps.ingest import EMPTY_FILES, ingest_step, plan_work_units
 
-CODE = "\n".join(f"def handler_{i}(request):\n    return respond(request, status={200 + i})\n" for i in range(20))
+CODE = "\n".join(f"def handler_{i}(request):\n    return respond(request, status={200 + i})\n"
+                 for i in range(20))
 PROSE = ("The library was founded in the old town hall, and for a century it lent books to anyone who asked "
          "for them; its reading room, with the long oak tables, is still open every day of the week. ") * 6
 
@@ -55,6 +56,7 @@ def test_excluded_subsets_no_record_had_fail_after_ingest_naming_those_seen(file
                                          r"subsets are \['Books3', 'Github', 'Pile-CC'\]") as err:
         run_ingest(files, tmp_path, exclude_subsets=["Github (code)"])
     assert err.value.where == "sources.0.exclude_subsets"
-    accounting = run_ingest(files, tmp_path / "again", exclude_subsets=["Github"], profiles={"Books*": "none"})
+    accounting = run_ingest(files, tmp_path / "again", exclude_subsets=["Github"],
+                            profiles={"Books*": "none"})
     assert accounting["Github"].profile is None and accounting["Github"].filtered == {"excluded_subset": 1}
     assert accounting["Books3"].profile == "none" and accounting["Books3"].kept == 2

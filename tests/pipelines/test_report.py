@@ -1,4 +1,4 @@
-"""The build report: accounting per source × subset with profile and keep rate; padding as `shards inspect`."""
+"""The build report: accounting per source × subset with profile and keep rate; padding as shards inspect."""
 
 from __future__ import annotations
 
