@@ -83,7 +83,8 @@ def main() -> None:
     for label, rates in rows:
         speed = total_mb / seconds[label]
         cells = " | ".join(f"{rates[n]:.1%}" for n in docs)
-        print(f"| {label} | {cells} | {speed:.2f} | {speed / base:.2f}x |")
+        timing = f"{speed:.2f} | {speed / base:.2f}x" if chains[label] else "— | —"  # `none` does no work
+        print(f"| {label} | {cells} | {timing} |")
     for label in chains:
         for name in ("prose", "code"):
             top = ", ".join(f"{r} {n}" for r, n in reasons[label][name].most_common(3))
