@@ -33,9 +33,13 @@ def filesystem(path: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSy
 
 
 def expand(pattern: str, **storage_options: Any) -> list[str]:
-    """Return the files matching a path or glob (`**` allowed), sorted, as full URLs; raise if none match."""
+    """Return the files matching a path or glob (`**` allowed), sorted, as full URLs; raise if none match.
+
+    A path that exists is that path, even when it holds glob characters (`[old] copy (1)/val.jsonl.zst`);
+    only one that does not is read as a glob (write `[[]` for a literal `[` inside a glob).
+    """
     fs, inner = filesystem(pattern, **storage_options)
-    if any(ch in inner for ch in "*?["):
+    if any(ch in inner for ch in "*?[") and not fs.exists(inner):
         found = [p for p in fs.glob(inner) if fs.isfile(p)]
     elif fs.isdir(inner):
         found = [p for p in fs.find(inner) if fs.isfile(p)]

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gristmill.errors import ConfigError
 from gristmill.models import StrictModel, read_yaml, validated
-from gristmill.pipelines.filters.config import FiltersConfig
+from gristmill.pipelines.filters.config import RULE_SETS, FiltersConfig
 from gristmill.pipelines.steps.dedupe.config import DedupeConfig
 from gristmill.streams import MAX_RECORD_BYTES
 from gristmill.tokenizer.config import TokenizerConfig
@@ -39,7 +39,13 @@ class SourceConfig(StrictModel):
     format: SourceFormat
     paths: list[str] = Field(min_length=1, description="files, folders or globs; local or fsspec URLs")
     kind: Literal["text", "code"] | None = Field(
-        None, description="which filter set applies; by format if unset"
+        None, description="what the source mostly is (code for starcoder, else text): subsets that neither "
+                          "`profiles` nor the reader's defaults name get the `web` (text) or `code` profile"
+    )
+    profiles: dict[str, str] = Field(
+        default_factory=dict,
+        description="subset name or glob → filter profile (a name in `filters.profiles`), first match wins; "
+                    "the reader's defaults follow, then `*` for the rest by `kind`",
     )
     include_subsets: list[str] | None = None
     exclude_subsets: list[str] = Field(default_factory=list)
@@ -66,15 +72,45 @@ class SourceConfig(StrictModel):
     def _defaults(self) -> SourceConfig:
         if self.kind is None:
             self.kind = "code" if self.format == "starcoder" else "text"
+        self.profiles = resolved_profiles(self.format, self.kind, self.profiles)
         if self.fields is not None and self.format not in ("jsonl", "parquet"):
             raise ValueError(f"`fields` applies to the generic formats jsonl/parquet, not {self.format!r}")
         return self
+
+    def profile_for(self, subset: str) -> str:
+        """Return the filter profile of `subset`: the first of the resolved `profiles` patterns it matches."""
+        from gristmill.pipelines.filters.profiles import match_profile
+
+        return match_profile(self.profiles, subset) or _FALLBACK_PROFILE[self.kind or "text"]
+
+    def unknown_excluded_subsets(self) -> list[str]:
+        """Return the `exclude_subsets` names that the reader's corpus is not known to have (empty when the
+        format's subsets are not a fixed list, as for starcoder and the generic formats)."""
+        from gristmill.pipelines.readers import READERS
+
+        known = READERS[self.format].known_subsets
+        return [] if known is None else [s for s in self.exclude_subsets if s not in known]
 
     def wants_subset(self, subset: str) -> bool:
         """Return True when documents of `subset` are to be read."""
         if subset in self.exclude_subsets:
             return False
         return self.include_subsets is None or subset in self.include_subsets
+
+
+_FALLBACK_PROFILE = {"text": "web", "code": "code"}
+
+
+def resolved_profiles(fmt: str, kind: str, given: dict[str, str]) -> dict[str, str]:
+    """Return a source's subset → profile patterns in the order they are tried: the recipe's own, then the
+    reader's defaults for `fmt`, then `*` by `kind` (resolving an already resolved map changes nothing)."""
+    from gristmill.pipelines.readers import READERS
+
+    resolved = dict(given)
+    for pattern, profile in READERS[fmt].default_profiles.items():
+        resolved.setdefault(pattern, profile)
+    resolved.setdefault("*", _FALLBACK_PROFILE[kind])
+    return resolved
 
 
 class StageConfig(StrictModel):
@@ -106,9 +142,6 @@ class StageConfig(StrictModel):
         """Return the weights normalised to sum to 1."""
         total = sum(self.weights.values())
         return {k: w / total for k, w in self.weights.items()}
-
-
-RULE_SETS = ("gopher_quality", "gopher_repetition", "c4", "fineweb", "code")
 
 
 class IngestStepConfig(StrictModel):
@@ -209,9 +242,25 @@ class Recipe(StrictModel):
             unknown = sorted(set(stage.weights) - set(names))
             if unknown:
                 raise ValueError(f"stages.{i}.weights names unknown sources {unknown}; known: {names}")
+        for i, source in enumerate(self.sources):
+            for pattern, profile in source.profiles.items():
+                if profile not in self.filters.profiles:
+                    raise ValueError(f"sources.{i}.profiles.{pattern}: unknown profile {profile!r}; "
+                                     f"expected one of {', '.join(self.filters.profiles)} "
+                                     "(or define it under filters.profiles)")
         if self.stages and self.tokenizer is None:
             raise ValueError("stages need a `tokenizer` (a path to one, or `train` settings)")
         return self
+
+    def warnings(self) -> list[str]:
+        """Return what is valid but probably a mistake: `exclude_subsets` names the corpus does not have."""
+        out = []
+        for i, source in enumerate(self.sources):
+            unknown = source.unknown_excluded_subsets()
+            if unknown:
+                out.append(f"sources.{i}.exclude_subsets: {unknown} are not subsets of the {source.format} "
+                           "corpus; the build fails after ingest if no file has them")
+        return out
 
     def source(self, name: str) -> SourceConfig:
         """Return the source called `name`."""

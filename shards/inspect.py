@@ -11,15 +11,21 @@ from gristmill.shards.manifest import Manifest, StageEntry
 from gristmill.shards.reader import Row, ShardReader
 
 
+def padding_rate(stage: StageEntry) -> float:
+    """Return the stage's padding over all tokens stored in its rows (padding included): what
+    `shards inspect` and the build report both show."""
+    stored = stage.tokens + stage.padding_tokens
+    return stage.padding_tokens / stored if stored else 0.0
+
+
 def build_summary(manifest: Manifest) -> dict:
     """Return the build's stages as JSON-ready data: sizes, padding and split rates, mixture and sampling."""
     stages = []
     for i, stage in enumerate(manifest.stages, 1):
-        stored = stage.tokens + stage.padding_tokens
         stages.append({
             "index": i, "name": stage.name, "seq_len": stage.seq_len, "shards": len(stage.shards),
             "rows": stage.rows, "tokens": stage.tokens, "padding_tokens": stage.padding_tokens,
-            "padding_rate": stage.padding_tokens / stored if stored else 0.0,
+            "padding_rate": padding_rate(stage),
             "split_documents": stage.split_documents, "tokens_per_batch": stage.tokens_per_batch,
             "bytes": sum(s.bytes for s in stage.shards),
             "sources": {name: {"tokens": n, "share": n / stage.tokens if stage.tokens else 0.0,

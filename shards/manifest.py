@@ -31,6 +31,11 @@ class Counts(_Model):
     quarantined: int = 0
     filtered: dict[str, int] = Field(default_factory=dict, description="reason → documents dropped")
     duplicate: dict[str, int] = Field(default_factory=dict, description="exact / near → documents removed")
+    profile: str | None = Field(None, description="the filter profile the subset went through (none "
+                                                  "when every record was excluded or unreadable)")
+    keep_rate: float | None = Field(None, description="kept / in (None when nothing came in)")
+    empty_files: int = Field(0, description="data files holding no record (under the pseudo-subset "
+                                            "`(empty files)`)")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -39,6 +44,10 @@ class Counts(_Model):
         self.records_in += other.records_in
         self.kept += other.kept
         self.quarantined += other.quarantined
+        self.empty_files += other.empty_files
+        if other.profile is not None and self.profile != other.profile:
+            self.profile = other.profile if self.profile is None else "mixed"
+        self.keep_rate = self.kept / self.records_in if self.records_in else None
         for mine, theirs in ((self.filtered, other.filtered), (self.duplicate, other.duplicate)):
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v

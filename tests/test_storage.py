@@ -38,3 +38,14 @@ def test_expand_and_read_json_name_the_file(tmp_path):
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(InputError, match=r"bad\.json:line 1: invalid JSON"):
         read_json(str(tmp_path / "bad.json"))
+
+
+def test_an_existing_path_with_glob_characters_is_that_path(tmp_path):
+    folder = tmp_path / "[old] copy (1)"
+    folder.mkdir()
+    (folder / "val.jsonl.zst").write_bytes(b"x")
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "val.jsonl.zst").write_bytes(b"y")  # what `[old]` matches as a glob character class
+    assert expand(str(folder / "val.jsonl.zst")) == [str(folder / "val.jsonl.zst")]
+    assert expand(str(folder)) == [str(folder / "val.jsonl.zst")]
+    assert expand(str(tmp_path / "[[]old] copy (1)" / "*.zst")) == [str(folder / "val.jsonl.zst")]

@@ -27,7 +27,9 @@ def recipe() -> None:
 def check(path: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate a recipe and print it with every default filled in.
 
-    Errors name the file, the field path and what was expected.
+    Each source's `profiles` are shown resolved: the recipe's own patterns, then the reader's defaults,
+    then `*`, in the order they are tried. Errors name the file, the field path and what was expected;
+    warnings (e.g. `exclude_subsets` names the corpus does not have) go to stderr.
 
     \b
     Example:
@@ -36,6 +38,8 @@ def check(path: str, overrides: tuple[str, ...], as_json: bool) -> None:
     from gristmill.pipelines.recipe import load_recipe, parse_override
 
     resolved = load_recipe(path, dict(parse_override(o) for o in overrides))
+    for warning in resolved.warnings():
+        click.echo(f"{path}: warning: {warning}", err=True)
     data = resolved.model_dump(mode="json")
     if as_json:
         click.echo(json.dumps(data, indent=2))

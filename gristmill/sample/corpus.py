@@ -8,9 +8,10 @@ web text does). Planted on purpose and listed in PLANTED.json: exact duplicates 
 sources), near-duplicates across sources (a copy with about 1% of its words changed: Jaccard ≈ 0.9 on word
 5-gram shingles), low-quality documents of the kinds the filters target, long documents (20–60K characters)
 for long-context stages, and Dolma records that share an id (as real Dolma has). Every planted duplicate, long
-document and shared id is chosen among documents that pass the default filters of their source's kind (as
-recipes/demo.yaml reads them: Starcoderdata as code, the others as text), so the demo build shows the dedupe
-and the curriculum at work rather than the filters.
+document and shared id is chosen among documents that pass the default filters of their subset's profile (as
+recipes/demo.yaml reads them, by the readers' default profiles: Starcoderdata, Pile `Github` and Dolma `stack`
+as code, SlimPajama and the curated subsets as curated text, Common Crawl subsets as web text), so the demo
+build shows the dedupe and the curriculum at work rather than the filters.
 
 The same seed gives byte-identical files on the same Python version (the material is that version's standard
 library): fixed compression levels, gzip mtime 0, fixed parquet settings, no clocks.
@@ -46,7 +47,6 @@ from gristmill.sample.text import LOREM, python_modules
 from gristmill.storage import atomic_write, write_json
 
 SOURCES = ("slimpajama", "starcoderdata", "dolma", "pile")
-_KIND = {"starcoderdata": "code"}  # as recipes/demo.yaml reads the sources: Starcoderdata code, others text
 _DRAFTS = 8  # prose drafts tried for a document that must pass the filters before giving up
 PLANTED_FILE = "PLANTED.json"
 _ZSTD_LEVEL = 3  # the zstd command's default, as the corpora were written
@@ -146,16 +146,17 @@ class _Corpus:
         self.near: list[tuple[_Doc, _Doc]] = []
         self.junk: list[tuple[str, _Doc]] = []
         self.shared_ids: list[list[_Doc]] = []
-        self.filters = {kind: make_filters(FiltersConfig(), kind) for kind in ("text", "code")}
+        config = FiltersConfig()
+        self.filters = {profile: make_filters(config, profile) for profile in config.profiles}
         self._verdicts: dict[tuple[str, str], str | None] = {}
 
-    def verdict(self, text: str, source: str) -> str | None:
-        """Return the first reason the default filters of `source`'s kind give `text` (None: it passes)."""
-        kind = _KIND.get(source, "text")
-        if (kind, text) not in self._verdicts:
-            reasons = (rules.check_batch([text])[0] for rules in self.filters[kind])
-            self._verdicts[kind, text] = next((r for r in reasons if r is not None), None)
-        return self._verdicts[kind, text]
+    def verdict(self, text: str, source: str, subset: str) -> str | None:
+        """Return the first reason the default filters of the subset's profile give `text` (None: passes)."""
+        profile = demo_profile(source, subset)
+        if (profile, text) not in self._verdicts:
+            reasons = (rules.check_batch([text])[0] for rules in self.filters[profile])
+            self._verdicts[profile, text] = next((r for r in reasons if r is not None), None)
+        return self._verdicts[profile, text]
 
     def add(self, source: str, file: str, subset: str, text: str, **fields: Any) -> _Doc:
         """Plan one document and return it."""
@@ -172,7 +173,7 @@ class _Corpus:
         """Plan one prose document that passes `source`'s default filters; raise ValueError if none does."""
         for _ in range(_DRAFTS):
             text = self.material.take_prose(self.rng.randint(*lengths))
-            if self.verdict(text, source) is None:
+            if self.verdict(text, source, subset) is None:
                 return self.add(source, file, subset, text)
         raise ValueError(f"{_DRAFTS} drafts of {source}/{subset} prose all fail the default filters")
 
@@ -296,25 +297,26 @@ def _plan_dolma(c: _Corpus) -> None:
 
 
 def _plant(c: _Corpus) -> None:
-    def pick(source: str, subset: str, into: str | None = None, min_chars: int = 0,
+    def pick(source: str, subset: str, into: tuple[str, str] | None = None, min_chars: int = 0,
              max_chars: int = 60_000) -> Iterator[_Doc]:
         """Yield, in random order, the unplanted documents of `subset` of a size in range that pass the
-        default filters of `source` and of `into` (where a copy goes)."""
+        default filters of their subset and of `into` (the source and subset where a copy goes)."""
         choices = [d for d in c.docs if d.source == source and d.subset == subset
                    and min_chars <= len(d.text) <= max_chars and not c.planted(d)]
         c.rng.shuffle(choices)
         for doc in choices:
-            if c.verdict(doc.text, source) is None and c.verdict(doc.text, into or source) is None:
+            copy_to = into or (source, subset)
+            if c.verdict(doc.text, source, subset) is None and c.verdict(doc.text, *copy_to) is None:
                 yield doc
         raise ValueError(f"no unplanted {source}/{subset} document passes the filters of {into or source}")
 
     def copy(source: str, subset: str, into: str, file: str, into_subset: str, kind: str) -> _Doc:
-        return c.copy(next(pick(source, subset, into)), into, file, into_subset, kind)
+        return c.copy(next(pick(source, subset, (into, into_subset))), into, file, into_subset, kind)
 
     def near_copy(source: str, subset: str, into: str, file: str, into_subset: str, min_chars: int) -> None:
-        for doc in pick(source, subset, into, min_chars):
+        for doc in pick(source, subset, (into, into_subset), min_chars):
             edited = _perturb(doc.text, c.rng, c.material.vocabulary)
-            if c.verdict(edited, into) is None:
+            if c.verdict(edited, into, into_subset) is None:
                 c.near_copy(doc, edited, into, file, into_subset)
                 return
 
@@ -327,8 +329,8 @@ def _plant(c: _Corpus) -> None:
     fork.fields["fork"] = True
     copy(sp, "RedPajamaCommonCrawl", "pile", "train/00.jsonl.zst", "Pile-CC", "cross-source")
     copy(sp, "RedPajamaWikipedia", "dolma", "wiki-0000.json.gz", "wiki", "cross-source")
-    # Python source fails the text filters of the Pile and Dolma; a README is what passes there as it does
-    # in Starcoderdata, so the code copy that the dedupe settles by priority is a Markdown file.
+    # A README copied from Starcoderdata into the Pile's `Github` (read as code there, as in Starcoderdata):
+    # the code copy that the dedupe settles by priority.
     copy(sc, "markdown", "pile", "train/00.jsonl.zst", "Github", "cross-source")
 
     near_copy(sc, "markdown", "pile", "train/01.jsonl.zst", "Github", 0)
@@ -339,7 +341,9 @@ def _plant(c: _Corpus) -> None:
 
     words = c.material.vocabulary
     c.plant_junk("very-short", sp, chunk1, "RedPajamaCommonCrawl", "Click here to continue.")
-    c.plant_junk("word-salad", sp, chunk2, "RedPajamaCommonCrawl", " ".join(c.rng.choices(words, k=400)))
+    # word salad is what web rules catch; SlimPajama's subsets are curated text, so it goes into Dolma's web
+    c.plant_junk("word-salad", "dolma", "common-crawl-0000.json.gz", "common-crawl",
+                 " ".join(c.rng.choices(words, k=400)))
     c.plant_junk("lorem-ipsum", "dolma", "common-crawl-0000.json.gz", "common-crawl",
                  "\n\n".join([LOREM] * 4))
     c.plant_junk("repeated-lines", "pile", "train/00.jsonl.zst", "Pile-CC",
@@ -360,6 +364,15 @@ def _plant(c: _Corpus) -> None:
     first, second = next(c4), next(c4)
     first.fields["dolma_id"] = second.fields["dolma_id"] = f"{c.rng.getrandbits(64):016x}"
     c.shared_ids.append([first, second])
+
+
+def demo_profile(source: str, subset: str) -> str:
+    """Return the filter profile recipes/demo.yaml gives a sample subset: its reader's default."""
+    from gristmill.pipelines.filters.profiles import match_profile
+    from gristmill.pipelines.recipe import resolved_profiles
+
+    fmt, kind = ("starcoder", "code") if source == "starcoderdata" else (source, "text")
+    return match_profile(resolved_profiles(fmt, kind, {}), subset) or "web"
 
 
 def _javascript_page(c: _Corpus) -> str:

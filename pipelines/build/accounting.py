@@ -23,7 +23,8 @@ def collect_accounting(
 ) -> dict[str, dict[str, Counts]]:
     """Return source → subset → Counts from the ledgers of the ingest and dedupe steps.
 
-    kept = written by ingest − removed by dedupe. Raises BuildError if any (source, subset) fails to balance,
+    kept = written by ingest − removed by dedupe; each subset has the filter profile it went through and its
+    keep rate (kept / in). Raises BuildError if any (source, subset) fails to balance,
     which would mean a record was lost or counted twice.
     """
     accounting: dict[str, dict[str, Counts]] = {}
@@ -41,16 +42,20 @@ def collect_accounting(
                         {
                             "in": c.get("in", 0),
                             "quarantined": c.get("quarantined", 0),
+                            "empty_files": c.get("empty_files", 0),
                             "filtered": c.get("filtered", {}),
                         }
                     )
                 )
                 written[subset] = written.get(subset, 0) + c.get("written", 0)
+                if c.get("profile"):
+                    at(subset).profile = min(c["profile"])  # one profile per (source, subset)
         for ledger in _ledgers(layout, "dedupe", source, tasks):
             for subset, c in ledger.items():
                 at(subset).add(Counts(duplicate={k: v for k, v in c.items() if v}))
         for subset, counts in subsets.items():
             counts.kept = written.get(subset, 0) - sum(counts.duplicate.values())
+            counts.keep_rate = round(counts.kept / counts.records_in, 6) if counts.records_in else None
             if not counts.balanced():
                 raise BuildError(
                     f"accounting does not balance for {source}/{subset}: {counts.model_dump(by_alias=True)}",

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterable
 
 from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.shards.inspect import padding_rate
 from gristmill.shards.manifest import Manifest, read_manifest
 from gristmill.storage import atomic_write, filesystem
 
@@ -46,15 +47,17 @@ def _accounting_section(m: Manifest) -> str:
             rows.append(
                 [
                     f"{source} / {subset}{flag}",
+                    c.profile or "—",
                     c.records_in,
                     c.kept,
+                    "—" if c.keep_rate is None else f"{c.keep_rate:.1%}",
                     sum(c.filtered.values()),
                     c.duplicate.get("exact", 0),
                     c.duplicate.get("near", 0),
                     c.quarantined,
                 ]
             )
-    header = ["source / subset", "in", "kept", "filtered", "exact dup", "near dup", "quarantined"]
+    header = ["source / subset", "profile", "in", "kept", "keep rate", "filtered", "exact dup", "near dup", "quarantined"]
     return "<h2>Accounting: in = kept + filtered + duplicate + quarantined</h2>" + _table(header, rows)
 
 
@@ -96,7 +99,7 @@ def _stages_section(m: Manifest) -> str:
                 len(s.shards),
                 s.rows,
                 s.tokens,
-                s.padding_tokens / total,
+                f"{padding_rate(s):.3%}",
                 s.split_documents,
                 mix,
                 sampling,

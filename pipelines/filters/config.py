@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from gristmill.models import StrictModel
+
+# The rule sets in the order the build's ingest chain runs them (a profile names a subset of these).
+RULE_SETS = ("curated", "gopher_quality", "gopher_repetition", "c4", "fineweb", "code")
 
 
 class GopherQualityConfig(StrictModel):
@@ -19,6 +24,12 @@ class GopherQualityConfig(StrictModel):
     max_bullet_lines_ratio: float = 0.9
     max_ellipsis_lines_ratio: float = 0.3
     max_non_alpha_words_ratio: float = 0.8
+    alpha_words: Literal["tokens", "whitespace"] = Field(
+        "tokens",
+        description="what `alpha_words` counts as words: `tokens` (spaCy's tokens, punctuation included, as "
+                    "datatrove, FineWeb and Dolma computed it) or `whitespace` (whitespace-separated words, "
+                    "the Gopher paper's reading)",
+    )
     min_stop_words: int = 2
 
 
@@ -83,6 +94,33 @@ class CodeConfig(StrictModel):
     max_encoded_fraction: float = 0.5  # characters in base64/hex/escape runs of 64 or more, over all
 
 
+class CuratedConfig(StrictModel):
+    """What text its makers already cleaned can still fail: empty or too short, binary, extreme repetition.
+
+    A threshold of 0 turns its rule off. Words are whitespace-separated; lines are non-blank lines.
+    """
+
+    enabled: bool = True
+    min_words: int = Field(5, ge=0, description="fewer whitespace-separated words than this: `too_short`")
+    max_control_fraction: float = Field(
+        0.01, ge=0, description="control characters (other than tab, newline, carriage return, form feed) "
+                                "and U+FFFD replacement characters over all characters: `binary`")
+    max_dup_line_char_frac: float = Field(
+        0.5, ge=0, description="characters in repeats of a line seen earlier, over all line characters")
+    max_top_line_frac: float = Field(
+        0.5, ge=0, description="share of the non-blank lines that are one and the same line (5+ lines)")
+    max_top_word_frac: float = Field(
+        0.3, ge=0, description="share of the words that are one and the same word (50+ words)")
+
+
+DEFAULT_PROFILES: dict[str, list[str]] = {
+    "web": ["gopher_quality", "gopher_repetition", "c4", "fineweb"],
+    "code": ["curated", "code"],
+    "curated": ["curated"],
+    "none": [],
+}
+
+
 class TextFiltersConfig(StrictModel):
     """The web-text rule sets, applied in this order."""
 
@@ -93,9 +131,34 @@ class TextFiltersConfig(StrictModel):
 
 
 class FiltersConfig(StrictModel):
-    """Which filters run on text sources and on code sources (a source says which kind it is)."""
+    """The rule sets' thresholds, and the profiles: which rule sets judge a subset (a source's `profiles`
+    say which profile each of its subsets gets)."""
 
     enabled: bool = True
     text: TextFiltersConfig = TextFiltersConfig()
     code: CodeConfig = CodeConfig()
+    curated: CuratedConfig = CuratedConfig()
+    profiles: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_PROFILES.items()},
+        description="profile name → the rule sets it runs (any of " + ", ".join(RULE_SETS) + "); "
+                    "web, code, curated and none are defined unless the recipe redefines them",
+    )
+
+    @field_validator("profiles")
+    @classmethod
+    def _known_rule_sets(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, rule_sets in v.items():
+            unknown = [r for r in rule_sets if r not in RULE_SETS]
+            if unknown:
+                raise ValueError(f"profile {name!r} names unknown rule sets {unknown}; "
+                                 f"expected any of {', '.join(RULE_SETS)}")
+            if len(set(rule_sets)) != len(rule_sets):
+                raise ValueError(f"profile {name!r} names a rule set twice: {rule_sets}")
+        return v
+
+    @model_validator(mode="after")
+    def _default_profiles(self) -> FiltersConfig:
+        for name, rule_sets in DEFAULT_PROFILES.items():
+            self.profiles.setdefault(name, list(rule_sets))
+        return self
     samples_per_reason: int = Field(20, ge=0, description="dropped documents kept per reason for inspection")

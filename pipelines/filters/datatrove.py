@@ -2,33 +2,37 @@
 
 Each runs our batched implementation (`batch_size` documents at a time, 256 by default) and drops with our
 reason, "<rule set>:<rule>", which datatrove hands to the filter's exclusion writer and counts as the
-statistic `dropped_<reason>`. `gristmill_filter_steps(recipe)` gives the build's chain, each filter scoped
-to the sources its rule set is for; `GristmillGopherQualityFilter()` etc. serve plain datatrove pipelines.
+statistic `dropped_<reason>`. `gristmill_filter_steps(recipe)` gives the build's chain, each filter judging
+only the documents whose (source, subset) resolves to a profile that runs its rule set;
+`GristmillGopherQualityFilter()` etc. serve plain datatrove pipelines.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
-from gristmill.pipelines.filters import make_filters
+from gristmill.pipelines.filters import make_rule_set
 from gristmill.pipelines.filters.base import DocumentFilter
 from gristmill.pipelines.filters.c4 import C4Filter
 from gristmill.pipelines.filters.code import CodeFilter
 from gristmill.pipelines.filters.config import (
+    RULE_SETS,
     C4Config,
     CodeConfig,
+    CuratedConfig,
     FineWebConfig,
     GopherQualityConfig,
     GopherRepetitionConfig,
 )
+from gristmill.pipelines.filters.curated import CuratedFilter
 from gristmill.pipelines.filters.fineweb import FineWebFilter
 from gristmill.pipelines.filters.gopher_quality import GopherQualityFilter
 from gristmill.pipelines.filters.gopher_repetition import GopherRepetitionFilter
+from gristmill.pipelines.filters.profiles import ProfileScope
 
 if TYPE_CHECKING:
     from gristmill.pipelines.recipe import Recipe
@@ -39,7 +43,8 @@ _BATCH = 256
 class RuleSetFilter(BaseFilter):
     """A datatrove filter that asks one of our rule sets about whole batches.
 
-    With `sources`, only documents whose `metadata["source"]` is one of them are judged; the others pass.
+    With a `scope`, only documents whose (`metadata["source"]`, `metadata["subset"]`) resolves to a profile
+    that runs this rule set are judged; the others pass.
     Documents' file paths (metadata `path_key`, Starcoderdata's `repo_path` by default) go to the rule set
     too; those that judge by file type use them, the others ignore them.
     """
@@ -50,21 +55,22 @@ class RuleSetFilter(BaseFilter):
         exclusion_writer: DiskWriter | None = None,
         batch_size: int = _BATCH,
         path_key: str = "repo_path",
-        sources: Collection[str] | None = None,
+        scope: ProfileScope | None = None,
     ) -> None:
         super().__init__(exclusion_writer, batch_size=batch_size)
         self.rules = rules
         self.path_key = path_key
-        self.sources = frozenset(sources) if sources is not None else None
+        self.scope = scope
         self.name = getattr(self, "name", None) or f"gristmill {rules.name}"
 
     def judges(self, doc: Document) -> bool:
         """Return True when `doc` is one this filter's rule set is for."""
-        return self.sources is None or doc.metadata.get("source") in self.sources
+        return self.scope is None or self.scope.includes(
+            doc.metadata.get("source"), doc.metadata.get("subset"), self.rules.name)
 
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
         """Return True to keep each document, or (False, reason) to drop it."""
-        judged = batch if self.sources is None else [d for d in batch if self.judges(d)]
+        judged = batch if self.scope is None else [d for d in batch if self.judges(d)]
         if not judged:
             return [True] * len(batch)
         paths = [doc.metadata.get(self.path_key) for doc in judged]
@@ -121,6 +127,15 @@ class GristmillFineWebFilter(RuleSetFilter):
         super().__init__(FineWebFilter(config), **kwargs)
 
 
+class GristmillCuratedFilter(RuleSetFilter):
+    """The curated rules (`CuratedFilter`: empty, short, binary, extreme repetition) as a datatrove step."""
+
+    name = "📚 Gristmill Curated"
+
+    def __init__(self, config: CuratedConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(CuratedFilter(config), **kwargs)
+
+
 class GristmillCodeFilter(RuleSetFilter):
     """StarCoder-style code rules (`CodeFilter`) as a datatrove step; paths come from `path_key` metadata."""
 
@@ -131,12 +146,14 @@ class GristmillCodeFilter(RuleSetFilter):
 
 
 def gristmill_filter_steps(recipe: Recipe) -> list[tuple[str, RuleSetFilter]]:
-    """Return the build's filters in the order they run, as (rule set name, datatrove filter): the text
-    rule sets scoped to the recipe's text sources, the code rules to its code sources."""
+    """Return the build's filters in the order they run, as (rule set name, datatrove filter): every
+    enabled rule set some source's profile runs, each judging only the subsets whose profile runs it."""
+    scope = ProfileScope.of_recipe(recipe)
+    used = {rule_set for source in recipe.sources for profile in set(source.profiles.values())
+            for rule_set in recipe.filters.profiles[profile]}
     steps: list[tuple[str, RuleSetFilter]] = []
-    for kind in ("text", "code"):
-        sources = [s.name for s in recipe.sources if s.kind == kind]
-        if sources:
-            steps += [(rules.name, RuleSetFilter(rules, sources=sources))
-                      for rules in make_filters(recipe.filters, kind)]
+    for name in RULE_SETS:
+        rules = make_rule_set(recipe.filters, name) if name in used else None
+        if rules is not None:
+            steps.append((name, RuleSetFilter(rules, scope=scope)))
     return steps

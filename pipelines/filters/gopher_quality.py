@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from itertools import repeat
 
 from gristmill.pipelines.filters.base import DocumentFilter
@@ -11,6 +12,8 @@ from gristmill.pipelines.filters.text_stats import batch_words, word_classes
 STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])
 _BULLETS = ("•", "-")
 _ELLIPSES = ("...", "…")
+# A whitespace-separated chunk holding a letter: anchored at the chunk's start, so each counts once.
+_LETTER_CHUNK = re.compile(r"(?<!\S)\S*?[^\W\d_]")
 
 
 class GopherQualityFilter(DocumentFilter):
@@ -19,8 +22,10 @@ class GopherQualityFilter(DocumentFilter):
 
     Rules, in order: min_doc_words, max_doc_words (words that are not only punctuation),
     min_avg_word_length, max_avg_word_length (over those words), hash_ratio, ellipsis_ratio (per word),
-    bullet_lines, ellipsis_lines (fraction of lines), alpha_words (fraction of words with a letter),
-    stop_words (distinct stop words present, case-sensitive as datatrove).
+    bullet_lines, ellipsis_lines (fraction of lines), alpha_words (fraction of words with a letter: of
+    spaCy's tokens as datatrove counts them, or of whitespace-separated words with
+    `alpha_words: whitespace`, as the Gopher paper defines it), stop_words (distinct stop words present,
+    case-sensitive as datatrove).
     """
 
     name = "gopher_quality"
@@ -64,11 +69,17 @@ class GopherQualityFilter(DocumentFilter):
             ellipses = sum(map(str.endswith, map(str.rstrip, lines), repeat(_ELLIPSES)))
             if ellipses / len(lines) > c.max_ellipsis_lines_ratio:
                 return self.reason("ellipsis_lines")
-        if (
-            c.max_non_alpha_words_ratio
-            and letter.sum() / n_words < c.max_non_alpha_words_ratio
-        ):
+        if c.max_non_alpha_words_ratio and _alpha_share(text, letter, n_words, c.alpha_words) \
+                < c.max_non_alpha_words_ratio:
             return self.reason("alpha_words")
         if c.min_stop_words and len(STOP_WORDS.intersection(tokens)) < c.min_stop_words:
             return self.reason("stop_words")
         return None
+
+
+def _alpha_share(text: str, letter, n_words: int, definition: str) -> float:
+    """Return the share of words holding a letter: of the tokens (`letter` flags them) or of the
+    whitespace-separated words."""
+    if definition == "whitespace":
+        return len(_LETTER_CHUNK.findall(text)) / len(text.split())
+    return float(letter.sum()) / n_words

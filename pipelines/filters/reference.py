@@ -79,7 +79,10 @@ def datatrove_filter(rule_set: str, config: Any = None) -> Any:
     if rule_set not in classes:
         raise ValueError(f"unknown rule set {rule_set!r}; expected one of {', '.join(RULE_SETS)}")
     config_class, filter_class = classes[rule_set]
-    thresholds = (config or config_class()).model_dump(exclude={"enabled"})
+    config = config or config_class()
+    if getattr(config, "alpha_words", "tokens") != "tokens":
+        raise ValueError("datatrove counts alpha_words over spaCy's tokens only (alpha_words: tokens)")
+    thresholds = config.model_dump(exclude={"enabled", "alpha_words"})  # ours only: no datatrove argument
     kwargs = {k: tuple(map(tuple, v)) if isinstance(v, list) else v for k, v in thresholds.items()}
     return filter_class(**kwargs)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gristmill.errors import InputError
 from gristmill.pipelines.readers.base import BadRecord, FormatReader
 from gristmill.pipelines.readers.dolma import DolmaReader
 from gristmill.pipelines.readers.generic import GenericJsonlReader, GenericParquetReader
@@ -9,7 +10,7 @@ from gristmill.pipelines.readers.pile import PileReader
 from gristmill.pipelines.readers.slimpajama import SlimPajamaReader
 from gristmill.pipelines.readers.starcoder import StarcoderReader
 from gristmill.pipelines.recipe import MAX_DOCUMENT_BYTES, SourceConfig
-from gristmill.storage import expand
+from gristmill.storage import expand, filesystem
 
 READERS: dict[str, type[FormatReader]] = {
     "slimpajama": SlimPajamaReader,
@@ -28,12 +29,32 @@ def reader_for(source: SourceConfig, max_document_bytes: int | None = None) -> F
     return READERS[source.format](source, max_document_bytes or source.max_document_bytes)
 
 
-def source_files(source: SourceConfig) -> list[str]:
+def source_files(source: SourceConfig, skipped: list[str] | None = None) -> list[str]:
     """Return the source's files: every path and glob expanded, without repeats, sorted.
 
-    Raises InputError naming the path when one matches nothing.
+    A folder gives only the layout's data files (names ending in one of its reader's `data_suffixes`,
+    outside hidden folders such as `.git/`); the files passed over are appended to `skipped` when given.
+    Raises InputError naming the path when one matches nothing, or a folder holds no data file.
     """
+    suffixes = READERS[source.format].data_suffixes
     files: set[str] = set()
     for pattern in source.paths:
-        files.update(expand(pattern, **source.storage_options))
+        found = expand(pattern, **source.storage_options)
+        fs, inner = filesystem(pattern, **source.storage_options)
+        if fs.isdir(inner):
+            root = len(inner.rstrip("/")) + 1
+            data = [f for f in found if _is_data_file(filesystem(f, **source.storage_options)[1][root:],
+                                                      suffixes)]
+            if skipped is not None:
+                skipped += sorted(set(found) - set(data))
+            if not data:
+                raise InputError(f"the folder holds no {source.format} data files (names ending in "
+                                 f"{', '.join(suffixes)})", path=pattern)
+            found = data
+        files.update(found)
     return sorted(files)
+
+
+def _is_data_file(relative: str, suffixes: tuple[str, ...]) -> bool:
+    parts = relative.split("/")
+    return not any(p.startswith(".") for p in parts) and parts[-1].endswith(suffixes)

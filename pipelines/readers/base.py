@@ -7,7 +7,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,7 +48,15 @@ class FormatReader(ABC):
     `iter_file` yields a Document per good record (metadata holds at least `source` and `subset`, and the id
     is stable: from the data where it has one, else derived from path and line/row) and a BadRecord per bad
     one, in file order, and carries on after a bad record wherever the format allows it.
+
+    `default_profiles` maps the corpus's subsets (names or globs) to the filter profile its makers' own
+    processing calls for; a recipe's `profiles` come first. `known_subsets` lists every subset the corpus
+    has, where that is a fixed list (None otherwise).
     """
+
+    default_profiles: ClassVar[dict[str, str]] = {}
+    known_subsets: ClassVar[frozenset[str] | None] = None
+    data_suffixes: ClassVar[tuple[str, ...]] = ()  # the file names a folder of this layout is read for
 
     def __init__(self, source: SourceConfig, max_document_bytes: int = MAX_DOCUMENT_BYTES) -> None:
         self.source = source
@@ -98,6 +106,20 @@ def checked_text(value: Any, field: str = "text") -> str:
         # NULs do not occur in real prose or source code; they mark binary data or a botched conversion.
         raise RecordError(f"`{field}` contains NUL bytes (U+0000): corrupt or binary data")
     return value
+
+
+def native_id(value: Any, field: str = "id") -> str | None:
+    """Return a record's own id as a string: a string as it is, an integer in decimal; None when it has none
+    (missing, null or ""). Raise RecordError for any other type (true/false, a number with a fraction, a list
+    or an object), which is no id a corpus means, so the record is quarantined rather than given one."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    kind = "boolean" if isinstance(value, bool) else type(value).__name__
+    raise RecordError(f"`{field}` is a {kind} ({json.dumps(value)[:40]}), expected a string or an integer")
 
 
 def dig(record: dict[str, Any], dotted: str) -> Any:
@@ -154,6 +176,10 @@ def _static_root(pattern: str) -> list[str]:
 class JsonLinesReader(FormatReader):
     """Reads JSON-lines files (plain, .zst or .gz); a subclass turns each parsed object into a Document."""
 
+    data_suffixes: ClassVar[tuple[str, ...]] = tuple(
+        f"{ext}{compression}" for ext in (".jsonl", ".json", ".ndjson") for compression in ("", ".zst", ".gz")
+    )
+
     @abstractmethod
     def make_document(self, record: dict[str, Any], relative: str, line: int) -> Document:
         """Return the Document for one parsed line; raise RecordError with the reason when it has none."""
@@ -173,8 +199,8 @@ class JsonLinesReader(FormatReader):
                     yield BadRecord(path, f"line {item.number}", str(e), excerpt(item.data))
 
     def _parse(self, raw: bytes, relative: str, number: int) -> Document:
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]  # a byte-order mark some Windows tools write
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a byte-order mark some Windows tools write: on any line of concatenated files
         try:
             record = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as e:
@@ -194,6 +220,8 @@ class JsonLinesReader(FormatReader):
 
 class ParquetRowsReader(FormatReader):
     """Reads parquet files batch by batch; a subclass turns each row (a dict of columns) into a Document."""
+
+    data_suffixes: ClassVar[tuple[str, ...]] = (".parquet",)
 
     def __init__(self, source: SourceConfig, max_document_bytes: int = MAX_DOCUMENT_BYTES) -> None:
         super().__init__(source, max_document_bytes)

@@ -12,6 +12,7 @@ from gristmill.pipelines.readers.base import (
     ParquetRowsReader,
     checked_text,
     dig,
+    native_id,
 )
 from gristmill.pipelines.recipe import FieldMapping
 
@@ -22,9 +23,8 @@ def _document(reader: FormatReader, record: dict[str, Any], relative: str, posit
     """Return the Document of a record under the field mapping; other top-level fields go to `meta`."""
     fields = reader.source.fields or FieldMapping()
     text = checked_text(dig(record, fields.text), fields.text)
-    native = dig(record, fields.id) if fields.id else None
-    doc_id = (f"{reader.source.name}/{native}" if isinstance(native, str | int) and native != ""
-              else reader.derived_id(relative, position))
+    native = native_id(dig(record, fields.id), fields.id) if fields.id else None
+    doc_id = f"{reader.source.name}/{native}" if native is not None else reader.derived_id(relative, position)
     subset = dig(record, fields.subset) if fields.subset else None
     text_root = fields.text.split(".", 1)[0]
     meta = {k: v for k, v in record.items() if k != text_root}

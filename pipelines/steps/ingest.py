@@ -4,10 +4,11 @@ One task per work unit (a source's files in groups of `files_per_task`). The ste
 
     ReadSources → gristmill's filters and the recipe's own datatrove steps, in order → WriteDocuments
 
-sharing one `IngestTally` per task: the reader counts records in and quarantines, every filter counts its
-drops through its exclusion writer (`CountDrops`, the hook datatrove's `BaseFilter` already has), a recipe
-step that is not a filter is watched for the documents it removes (`CountRemoved`), and the writer writes
-the task's ledger and dropped-document samples once the chain is drained.
+sharing one `IngestTally` per task: the reader counts records in, quarantines, and the documents of each
+subset under the filter profile that judges them (`ProfileScope`, the same the filters ask); every filter
+counts its drops through its exclusion writer (`CountDrops`, the hook datatrove's `BaseFilter` already
+has), a recipe step that is not a filter is watched for the documents it removes (`CountRemoved`), and the
+writer writes the task's ledger and dropped-document samples once the chain is drained.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
+from loguru import logger
 
 from gristmill.errors import BuildError, InputError
 from gristmill.pipelines.build.engine import Step
@@ -27,14 +29,16 @@ from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.build.ledger import Ledger
 from gristmill.pipelines.documents import DocumentFileWriter
 from gristmill.pipelines.filters.datatrove import gristmill_filter_steps
+from gristmill.pipelines.filters.profiles import ProfileScope
 from gristmill.pipelines.readers import reader_for, source_files
 from gristmill.pipelines.readers.base import BadRecord
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
-from gristmill.storage import atomic_write
+from gristmill.storage import atomic_write, filesystem, read_json
 
 EXCLUDED_SUBSET = "excluded_subset"
 UNREADABLE = "(unreadable)"  # the pseudo-subset of records that cannot be read, so have none
+EMPTY_FILES = "(empty files)"  # the pseudo-subset counting data files that hold no record at all
 STATS_STEP = "ingest"
 
 
@@ -48,10 +52,16 @@ class WorkUnit:
 
 
 def plan_work_units(recipe: Recipe) -> list[WorkUnit]:
-    """Split every source's files into tasks of `files_per_task` (sorted file order; deterministic)."""
+    """Split every source's files into tasks of `files_per_task` (sorted file order; deterministic); files in
+    a source's folders that are not data files of its layout are listed in the build log as skipped."""
     units = []
     for source in recipe.sources:
-        files = source_files(source)
+        skipped: list[str] = []
+        files = source_files(source, skipped)
+        if skipped:
+            listed = "\n  ".join(skipped)
+            logger.warning(f"source {source.name!r}: skipped {len(skipped)} files that are not "
+                           f"{source.format} data files:\n  {listed}")
         n = recipe.files_per_task
         for task, start in enumerate(range(0, len(files), n)):
             units.append(WorkUnit(source.name, task, tuple(files[start : start + n])))
@@ -155,6 +165,7 @@ class ReadSources(PipelineStep):
         self.units = units
         self.tally = tally
         self.strict = strict
+        self.scope = ProfileScope.of_recipe(recipe)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         unit = self.units[rank]
@@ -164,7 +175,9 @@ class ReadSources(PipelineStep):
         ledger = self.tally.ledger
         with atomic_write(self.layout.quarantine_file(unit.source, unit.task), "w") as qfile:
             for path in unit.files:
+                empty = True
                 for record in reader.iter_file(path):
+                    empty = False
                     if isinstance(record, BadRecord):
                         self._quarantine(record, ledger, qfile, rank)
                         continue
@@ -174,7 +187,12 @@ class ReadSources(PipelineStep):
                     if not source.wants_subset(subset):
                         ledger.add_reason(subset, "filtered", EXCLUDED_SUBSET)
                         continue
+                    # the manifest shows which profile's rule sets each subset went through
+                    ledger.add_reason(subset, "profile", self.scope.profile(source.name, subset) or "none")
                     yield record
+                if empty:  # 0 bytes, or only blank lines: counted in the manifest, never passed over silently
+                    ledger.add(EMPTY_FILES, "empty_files")
+                    logger.warning(f"ingest: {path} holds no records (counted under {EMPTY_FILES!r})")
 
     def _quarantine(self, record: BadRecord, ledger: Ledger, qfile, rank: int) -> None:
         if self.strict:
@@ -252,6 +270,31 @@ def _counted(step: PipelineStep, label: str, tally: IngestTally) -> PipelineStep
     return CountRemoved(step, label, tally)
 
 
+def check_excluded_subsets(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit]) -> None:
+    """Raise BuildError when a source's `exclude_subsets` names a subset none of its records had, naming
+    the subsets that were seen (a misspelt name would otherwise let the subset through unnoticed)."""
+    fs, _ = filesystem(layout.root)
+    for i, source in enumerate(recipe.sources):
+        if not source.exclude_subsets:
+            continue
+        seen: set[str] = set()
+        for unit in units:
+            path = layout.stats_file(STATS_STEP, unit.source, unit.task)
+            if unit.source == source.name and fs.exists(filesystem(path)[1]):
+                seen.update(read_json(path))
+        seen -= {UNREADABLE, EMPTY_FILES}
+        missing = [s for s in source.exclude_subsets if s not in seen]
+        if missing:
+            raise BuildError(
+                f"exclude_subsets names {missing}, but no record of source {source.name!r} is in such a "
+                f"subset; its subsets are {sorted(seen)}",
+                where=f"sources.{i}.exclude_subsets",
+                hint="subset names are case-sensitive: correct or remove them",
+            )
+
+
 def ingest_step(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], strict: bool = False) -> Step:
-    """Return the step that reads, selects, filters and writes every source's documents."""
-    return Step("ingest", ingest_chain(recipe, layout, units, strict), tasks=len(units))
+    """Return the step that reads, selects, filters and writes every source's documents; once it has run,
+    every `exclude_subsets` name must have been seen (`check_excluded_subsets`)."""
+    return Step("ingest", ingest_chain(recipe, layout, units, strict), tasks=len(units),
+                after=lambda: check_excluded_subsets(recipe, layout, units))

@@ -19,8 +19,13 @@ from gristmill.pipelines.filters import (
     make_filters,
 )
 from gristmill.pipelines.filters.c4 import count_sentences
-from gristmill.pipelines.filters.config import CodeConfig, FiltersConfig, GopherQualityConfig
-from gristmill.pipelines.filters.datatrove import GristmillCodeFilter, GristmillGopherQualityFilter
+from gristmill.pipelines.filters.config import CodeConfig, CuratedConfig, FiltersConfig, GopherQualityConfig
+from gristmill.pipelines.filters.curated import CuratedFilter
+from gristmill.pipelines.filters.datatrove import (
+    GristmillCodeFilter,
+    GristmillCuratedFilter,
+    GristmillGopherQualityFilter,
+)
 from gristmill.pipelines.filters.gopher_repetition import (
     _NGramBatch,
     _NGrams,
@@ -29,6 +34,7 @@ from gristmill.pipelines.filters.gopher_repetition import (
     top_ngram_chars,
     top_ngram_chars_batch,
 )
+from gristmill.pipelines.filters.profiles import ProfileScope
 from gristmill.pipelines.filters.text_stats import batch_words, words
 
 PROSE = (
@@ -193,16 +199,76 @@ def test_code_passes_ordinary_source_and_uses_paths_for_data_files():
         flt.check_batch([CODE], ["a.py", "b.py"])
 
 
-def test_make_filters_by_kind_and_switches():
-    assert [f.name for f in make_filters(FiltersConfig(), "text")] == [
+def test_make_filters_by_profile_and_switches():
+    assert [f.name for f in make_filters(FiltersConfig(), "web")] == [
         "gopher_quality", "gopher_repetition", "c4", "fineweb"]
-    assert [f.name for f in make_filters(FiltersConfig(), "code")] == ["code"]
+    assert [f.name for f in make_filters(FiltersConfig(), "text")] == [  # the old name of `web`
+        "gopher_quality", "gopher_repetition", "c4", "fineweb"]
+    assert [f.name for f in make_filters(FiltersConfig(), "code")] == ["curated", "code"]
+    assert [f.name for f in make_filters(FiltersConfig(), "curated")] == ["curated"]
+    assert make_filters(FiltersConfig(), "none") == []
     off = FiltersConfig.model_validate({"text": {"c4": {"enabled": False}}, "code": {"enabled": False}})
-    assert [f.name for f in make_filters(off, "text")] == ["gopher_quality", "gopher_repetition", "fineweb"]
-    assert make_filters(off, "code") == []
-    assert make_filters(FiltersConfig(enabled=False), "text") == []
-    with pytest.raises(ValueError, match="unknown source kind 'video'"):
+    assert [f.name for f in make_filters(off, "web")] == ["gopher_quality", "gopher_repetition", "fineweb"]
+    assert [f.name for f in make_filters(off, "code")] == ["curated"]
+    assert make_filters(FiltersConfig(enabled=False), "web") == []
+    mine = FiltersConfig.model_validate({"profiles": {"mine": ["fineweb", "curated"]}})
+    assert [f.name for f in make_filters(mine, "mine")] == ["curated", "fineweb"]  # chain order
+    with pytest.raises(ValueError, match="unknown filter profile 'video'"):
         make_filters(FiltersConfig(), "video")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "curated:empty"),
+        (" \n\t\n", "curated:empty"),
+        ("Click here to continue.", "curated:too_short"),
+        (PROSE + "\x01\x02\x03\x04\x05" * 10, "curated:binary"),
+        (PROSE + "\ufffd" * 40, "curated:binary"),
+        (PROSE.split("\n")[0] + "\n" + "\n".join([PROSE.split("\n")[1]] * 10), "curated:dup_line_chars"),
+        ("\n".join(["ok"] * 8 + [PROSE]), "curated:top_line"),
+        (PROSE + " buy" * 200, "curated:top_word"),
+        (PROSE, None),
+        (CODE, None),
+        (PROSE + "\x0c\n" + PROSE.upper(), None),  # a form feed is text (old sources separate pages so)
+    ],
+)
+def test_curated_rules(text, reason):
+    assert verdict(CuratedFilter(), text) == reason
+
+
+def test_curated_zero_threshold_turns_a_rule_off():
+    assert verdict(CuratedFilter(CuratedConfig(min_words=0)), "Click here.") is None
+    assert verdict(CuratedFilter(CuratedConfig(max_top_word_frac=0)), PROSE + " buy" * 200) is None
+
+
+def test_alpha_words_counts_tokens_or_whitespace_words():
+    # Prose heavy in punctuation: spaCy's tokens count each comma, bracket and quote as a word, letterless.
+    line = '"Yes," she said (quietly), "the old house - with the garden - is ours; we have it."'
+    text = " ".join([line] * 8)
+    tokens = GopherQualityFilter(GopherQualityConfig())
+    whitespace = GopherQualityFilter(GopherQualityConfig(alpha_words="whitespace"))
+    assert verdict(tokens, text) == "gopher_quality:alpha_words"
+    assert verdict(whitespace, text) is None
+    numbers = " ".join(f"{i}01 {i}02 {i}03 with the measurements" for i in range(40))  # 3 of 6: no letter
+    assert verdict(whitespace, numbers) == "gopher_quality:alpha_words"
+    with pytest.raises(ValueError):
+        GopherQualityConfig(alpha_words="letters")
+
+
+def test_rule_sets_judge_only_the_subsets_whose_profile_runs_them():
+    scope = ProfileScope({"pile": {"Github": "code", "Pile-CC": "web", "*": "curated"}},
+                         FiltersConfig().profiles)
+    gopher = GristmillGopherQualityFilter(scope=scope)
+    curated = GristmillCuratedFilter(scope=scope)
+    docs = [Document(text=CODE, id=subset, metadata={"source": "pile", "subset": subset})
+            for subset in ("Github", "Pile-CC", "Books3")]
+    docs.append(Document(text=CODE, id="other", metadata={"source": "elsewhere", "subset": "Github"}))
+    assert [d.id for d in gopher.run(iter(docs))] == ["Github", "Books3", "other"]  # code fails web rules
+    assert [d.id for d in curated.run(iter(docs))] == ["Github", "Pile-CC", "Books3", "other"]
+    assert curated.filter(Document(text="", id="e", metadata={"source": "pile", "subset": "Books3"})) == (
+        False, "curated:empty")
+    assert scope.profile("pile", "Github") == "code" and scope.profile("elsewhere", "x") is None
 
 
 def test_words_follow_spacy_conventions():

@@ -8,6 +8,7 @@ import shutil
 import pyarrow as pa
 import pytest
 
+from gristmill.errors import InputError
 from gristmill.pipelines.readers import reader_for, source_files
 from gristmill.pipelines.readers.starcoder import strip_header
 from gristmill.pipelines.recipe import FieldMapping
@@ -174,3 +175,41 @@ def test_reader_for_picks_the_format_and_the_limit(files):
     source = files.source("dolma", "x/*.json.gz")
     reader = reader_for(source, max_document_bytes=123)
     assert type(reader).__name__ == "DolmaReader" and reader.max_document_bytes == 123
+
+
+def test_a_folder_gives_only_the_layouts_data_files_and_lists_the_rest(files):
+    slimpajama_tree(files)
+    files.write("sp/README.md", b"# SlimPajama\n")
+    files.write("sp/.gitattributes", b"*.zst filter=lfs\n")
+    files.write("sp/.git/objects/ab/cdef.jsonl", b"{}\n")
+    files.write("sp/train/chunk1/notes.txt", b"notes\n")
+    skipped: list[str] = []
+    found = source_files(files.source("slimpajama", "sp"), skipped)
+    assert [f.rsplit("/sp/", 1)[1] for f in found] == ["train/chunk1/example_train_0.jsonl.zst",
+                                                       "train/chunk2/example_train_0.jsonl.zst"]
+    assert sorted(f.rsplit("/sp/", 1)[1] for f in skipped) == [
+        ".git/objects/ab/cdef.jsonl", ".gitattributes", "README.md", "train/chunk1/notes.txt"]
+    files.write("docs/README.md", b"# nothing to read\n")
+    with pytest.raises(InputError, match="holds no slimpajama data files"):
+        source_files(files.source("slimpajama", "docs"))
+
+
+def test_a_byte_order_mark_on_any_line_is_stripped(files):
+    bom = b"\xef\xbb\xbf"
+    one = files.jsonl([{"text": "First.", "meta": {"pile_set_name": "Pile-CC"}}])
+    two = files.jsonl([{"text": "Second.", "meta": {"pile_set_name": "Pile-CC"}}])
+    path = files.write("pile/00.jsonl", bom + one + bom + two)  # two files, each with its BOM, concatenated
+    docs, bad = files.read(files.source("pile", "pile/*.jsonl"), path)
+    assert not bad and [d.text for d in docs] == ["First.", "Second."]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("abc", "dolma/wiki/abc"), (17, "dolma/wiki/17"), (None, "dolma/d.json.gz:1"), ("", "dolma/d.json.gz:1"),
+    (True, "`id` is a boolean (true), expected a string or an integer"),
+    (1.5, "`id` is a float (1.5), expected a string or an integer"),
+    ([1], "`id` is a list ([1]), expected a string or an integer"),
+])
+def test_dolma_ids_are_strings_integers_or_none_and_anything_else_is_quarantined(files, value, expected):
+    path = files.write("d.json.gz", files.gzip(files.jsonl([{"id": value, "text": "T.", "source": "wiki"}])))
+    docs, bad = files.read(files.source("dolma", "*.json.gz"), path)
+    assert [d.id for d in docs] + [b.reason for b in bad] == [expected]

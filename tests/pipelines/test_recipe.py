@@ -126,3 +126,88 @@ def test_document_size_limit_reaches_the_reader(tmp_path):
     )
     assert reader_for(recipe.source("code")).max_document_bytes == 4096
     assert reader_for(recipe.source("web")).max_document_bytes == 32 << 20
+
+
+PROFILED = """
+name: p
+output: out
+filters:
+  profiles: {strict-code: [curated, code, gopher_repetition]}
+sources:
+  - name: pile
+    format: pile
+    paths: [pile/*.jsonl.zst]
+    profiles: {"Books*": none, "ArXiv": strict-code}
+  - {name: dolma, format: dolma, paths: [dolma/*.json.gz]}
+  - {name: slim, format: slimpajama, paths: [slim/*.jsonl.zst]}
+  - {name: code, format: starcoder, paths: [code/*/*.parquet]}
+  - {name: mine, format: jsonl, paths: [mine/*.jsonl]}
+  - {name: mycode, format: jsonl, paths: [mycode/*.jsonl], kind: code}
+"""
+
+
+def test_profiles_resolve_per_subset_recipe_first_then_reader_defaults(tmp_path):
+    recipe = load_recipe(write(tmp_path, PROFILED))
+    pile, dolma, slim = recipe.source("pile"), recipe.source("dolma"), recipe.source("slim")
+    assert [pile.profile_for(s) for s in ("Books3", "ArXiv", "Github", "Pile-CC", "Wikipedia (en)")] == [
+        "none", "strict-code", "code", "web", "curated"]
+    assert list(pile.profiles)[:3] == ["Books*", "ArXiv", "Pile-CC"]  # the recipe's own come first
+    assert [dolma.profile_for(s) for s in ("stack", "cc_en_head", "c4", "wiki", "gutenberg", "pes2o")] == [
+        "code", "web", "web", "curated", "curated", "curated"]
+    assert [slim.profile_for(s) for s in ("RedPajamaGithub", "RedPajamaCommonCrawl", "RedPajamaBook")] == [
+        "code", "curated", "curated"]
+    assert recipe.source("code").profile_for("python") == "code"
+    assert recipe.source("mine").profile_for("default") == "web"  # `kind: text`, no reader defaults
+    assert recipe.source("mycode").profile_for("default") == "code"
+    assert recipe.filters.profiles["strict-code"] == ["curated", "code", "gopher_repetition"]
+    assert recipe.filters.profiles["web"] == ["gopher_quality", "gopher_repetition", "c4", "fineweb"]
+
+
+def test_resolved_profiles_read_back_unchanged(tmp_path):
+    from gristmill.pipelines.recipe import parse_recipe
+
+    recipe = load_recipe(write(tmp_path, PROFILED))
+    again = parse_recipe(recipe.model_dump(mode="json"))
+    assert [list(s.profiles.items()) for s in again.sources] == [list(s.profiles.items())
+                                                                 for s in recipe.sources]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (('"ArXiv": strict-code', '"ArXiv": strict'), "sources.0.profiles.ArXiv: unknown profile 'strict'"),
+        (("gopher_repetition]}", "gopher_rep]}"), "'strict-code' names unknown rule sets ['gopher_rep']"),
+        (("[curated, code,", "[code, code,"), "names a rule set twice"),
+    ],
+)
+def test_bad_profiles_name_the_field(tmp_path, edit, expected):
+    path = write(tmp_path, PROFILED.replace(*edit))
+    with pytest.raises(ConfigError) as err:
+        load_recipe(path)
+    assert expected in str(err.value), str(err.value)
+
+
+def test_shipped_recipes_route_code_and_curated_subsets(monkeypatch):
+    monkeypatch.setenv("GRISTMILL_DATA", "/data")
+    fox1 = load_recipe(RECIPES / "fox1.yaml")
+    assert fox1.source("pile").profile_for("Github") == "code"
+    assert fox1.source("dolma").profile_for("stack") == "code"
+    assert fox1.source("slimpajama").profile_for("RedPajamaGithub") == "code"
+    assert fox1.source("slimpajama").profile_for("RedPajamaWikipedia") == "curated"
+    assert fox1.source("pile").profile_for("Pile-CC") == "web"
+    assert fox1.source("hq").profile_for("anything") == "curated"
+    tinyllama = load_recipe(RECIPES / "tinyllama.yaml")
+    assert {tinyllama.source("slimpajama").profile_for(s) for s in ("RedPajamaC4", "RedPajamaCommonCrawl",
+                                                                     "RedPajamaBook")} == {"curated"}
+    assert tinyllama.source("starcoderdata").profile_for("python") == "code"
+
+
+def test_cli_check_shows_profiles_and_warns_of_unknown_excluded_subsets(tmp_path):
+    runner = CliRunner()
+    text = GOOD.replace("exclude_subsets: [RedPajamaGithub]", "exclude_subsets: [RedPajamaGitHub]")
+    out = runner.invoke(cli, ["recipe", "check", write(tmp_path, text)])
+    assert out.exit_code == 0, out.output
+    assert "RedPajamaGithub: code" in out.output and "RedPajama*: curated" in out.output
+    assert "warning: sources.0.exclude_subsets: ['RedPajamaGitHub'] are not subsets" in out.output
+    quiet = runner.invoke(cli, ["recipe", "check", write(tmp_path, GOOD, "good.yaml")])
+    assert "warning" not in quiet.output

@@ -14,7 +14,7 @@ from gristmill.pipelines.filters import make_filters
 from gristmill.pipelines.filters.config import FiltersConfig
 from gristmill.pipelines.readers import BadRecord, reader_for, source_files
 from gristmill.pipelines.recipe import SourceConfig
-from gristmill.sample.corpus import SOURCES, jaccard, write_sample
+from gristmill.sample.corpus import SOURCES, demo_profile, jaccard, write_sample
 
 FORMATS = {"slimpajama": "slimpajama", "starcoderdata": "starcoder", "dolma": "dolma", "pile": "pile"}
 
@@ -132,9 +132,10 @@ def test_planted_junk_and_long_documents(documents, planted):
 
 
 def first_reason(ref: dict, text: str) -> str | None:
-    """The first reason the default filters of the source's kind give `text` (Starcoderdata: code)."""
-    kind = "code" if ref["source"] == "starcoderdata" else "text"
-    reasons = (rules.check_batch([text])[0] for rules in make_filters(FiltersConfig(), kind))
+    """The first reason the default filters of the subset's profile (as recipes/demo.yaml resolves it) give
+    `text`."""
+    profile = demo_profile(ref["source"], ref["subset"])
+    reasons = (rules.check_batch([text])[0] for rules in make_filters(FiltersConfig(), profile))
     return next((r for r in reasons if r is not None), None)
 
 
@@ -153,18 +154,18 @@ def test_everything_planted_but_junk_passes_the_default_filters(documents, plant
         assert first_reason(junk, the(documents, junk).text) is not None, junk["kind"]
 
 
-def test_most_prose_passes_the_default_filters(documents):
-    code_subsets = {"RedPajamaGithub", "Github", "stack"}  # source code among text: judged as text, dropped
+def test_most_documents_pass_the_default_filters_of_their_profile(documents):
     passed: Counter = Counter()
     total: Counter = Counter()
     for doc in (d for docs in documents.values() for d in docs):
-        source, subset = doc.metadata["source"], doc.metadata["subset"]
-        if source != "starcoderdata" and subset not in code_subsets:
-            total[source] += 1
-            passed[source] += first_reason({"source": source}, doc.text) is None
-    assert set(total) == {"slimpajama", "dolma", "pile"}
-    for source, count in total.items():
-        assert passed[source] >= 0.8 * count, (source, passed[source], count)
+        key = doc.metadata["source"], demo_profile(doc.metadata["source"], doc.metadata["subset"])
+        total[key] += 1
+        passed[key] += first_reason(doc.metadata, doc.text) is None
+    # the code inside the text corpora is judged as code (Pile `Github`, Dolma `stack`, RedPajamaGithub)
+    assert {("pile", "code"), ("dolma", "code"), ("slimpajama", "code"), ("slimpajama", "curated"),
+            ("pile", "web"), ("dolma", "curated"), ("starcoderdata", "code")} <= set(total)
+    for key, count in total.items():
+        assert passed[key] >= 0.8 * count, (key, passed[key], count)
 
 
 def test_dolma_shares_an_id_between_two_records(documents, planted):
