@@ -113,7 +113,7 @@ def resolved_profiles(fmt: str, kind: str, given: dict[str, str]) -> dict[str, s
     return resolved
 
 
-class StageConfig(StrictModel):
+class StageRecipe(StrictModel):
     """One curriculum stage: rows of `seq_len` tokens, a token budget, and the mixture of sources."""
 
     name: str
@@ -131,7 +131,7 @@ class StageConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _batch(self) -> StageConfig:
+    def _batch(self) -> StageRecipe:
         if self.tokens_per_batch % self.seq_len:
             raise ValueError(
                 f"tokens_per_batch ({self.tokens_per_batch}) must be a multiple of seq_len ({self.seq_len})"
@@ -219,7 +219,7 @@ class Recipe(StrictModel):
     )
     dedupe: DedupeConfig = DedupeConfig()
     tokenizer: TokenizerConfig | None = None
-    stages: list[StageConfig] = Field(default_factory=list)
+    stages: list[StageRecipe] = Field(default_factory=list)
     files_per_task: int = Field(1, ge=1, description="input files per Ray task (the unit of resume)")
 
     @field_validator("output")

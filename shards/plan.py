@@ -84,7 +84,7 @@ class SourceSampling:
 
 
 @dataclass
-class StagePlan:
+class PackedStage:
     """One stage: its spec, 1-based index in the recipe, shard count and every source's packing."""
 
     index: int
@@ -102,7 +102,7 @@ class StagePlan:
 class Plan:
     """The whole build's plan: stages in recipe order and each source's sampling."""
 
-    stages: list[StagePlan]
+    stages: list[PackedStage]
     sampling: dict[str, SourceSampling]
 
 
@@ -134,7 +134,7 @@ def make_plan(lengths: dict[str, np.ndarray], stages: list[StageSpec], seed: int
 
     Raises ValueError when a stage names a source that has no tokens.
     """
-    plans = [StagePlan(i + 1, spec, shard_count(spec, shard_bytes)) for i, spec in enumerate(stages)]
+    plans = [PackedStage(i + 1, spec, shard_count(spec, shard_bytes)) for i, spec in enumerate(stages)]
     fill_order = sorted(plans, key=lambda p: (-p.spec.seq_len, p.index))
     sampling = {}
     for source_index, (name, lens) in enumerate(lengths.items()):
@@ -153,7 +153,7 @@ def make_plan(lengths: dict[str, np.ndarray], stages: list[StageSpec], seed: int
     return Plan(plans, sampling)
 
 
-def _sample_and_pack(name: str, lengths: np.ndarray, stages: list[StagePlan], targets: list[int],
+def _sample_and_pack(name: str, lengths: np.ndarray, stages: list[PackedStage], targets: list[int],
                      rng: np.random.Generator) -> tuple[list[RowPacker], SourceSampling]:
     n = len(lengths)
     available = int(lengths.sum())
@@ -241,7 +241,7 @@ def _fill_to(packer: RowPacker, lengths: np.ndarray, docs: np.ndarray, target: i
     return docs
 
 
-def layout_shards(stage: StagePlan, lengths: dict[str, np.ndarray], seed: int) -> list[ShardLayout]:
+def layout_shards(stage: PackedStage, lengths: dict[str, np.ndarray], seed: int) -> list[ShardLayout]:
     """Deal a stage's rows into its shards, each source's rows evenly, so every shard carries the mixture.
 
     Each source's rows are dealt in a seeded random order and each shard's rows are shuffled (seeded), so

@@ -114,7 +114,7 @@ class ScheduleConfig(FrozenModel):
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="final lr as a fraction of the peak")
 
 
-class StageConfig(FrozenModel):
+class TrainStage(FrozenModel):
     """One curriculum stage to train on: a stage of the build, with its batch size and token budget."""
 
     name: str = Field(description="the build manifest's stage name")
@@ -168,7 +168,7 @@ class TrainConfig(FrozenModel):
     seed: int = Field(0, description="seeds the weights' init and the data order")
     micro_batch_tokens: int = Field(ge=1, description="tokens per device per forward/backward, the same in "
                                     "every stage; gradient accumulation makes up tokens_per_step")
-    stages: list[StageConfig] | None = Field(None, description="curriculum; None: every manifest stage in "
+    stages: list[TrainStage] | None = Field(None, description="curriculum; None: every manifest stage in "
                                              "order, one epoch each, at its tokens_per_batch")
     max_steps: int | None = Field(None, ge=1, description="stop the curriculum after this many steps "
                                   "(the lr schedule spans the steps actually trained)")

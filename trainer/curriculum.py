@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from gristmill.errors import ConfigError
 from gristmill.shards.curriculum import Curriculum
-from gristmill.trainer.config import ModelConfig, StageConfig, TrainConfig
+from gristmill.trainer.config import ModelConfig, TrainConfig, TrainStage
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class StageSteps:
         return self.steps * self.tokens_per_step
 
 
-def plan_steps(config: TrainConfig, curriculum: Curriculum, model: ModelConfig,
+def schedule_stages(config: TrainConfig, curriculum: Curriculum, model: ModelConfig,
                world_size: int) -> list[StageSteps]:
     """Return the stages to train, in order; raise ConfigError when a stage does not fit the run.
 
@@ -45,7 +45,7 @@ def plan_steps(config: TrainConfig, curriculum: Curriculum, model: ModelConfig,
     holds no whole step.
     """
     built = {s.name: s for s in curriculum.stages}
-    wanted = config.stages or [StageConfig(name=s.name) for s in curriculum.stages]
+    wanted = config.stages or [TrainStage(name=s.name) for s in curriculum.stages]
     if not wanted:
         raise ConfigError("the build has no stages", path=config.build, where="manifest.stages")
     stages: list[StageSteps] = []

@@ -25,7 +25,7 @@ from gristmill.shards.manifest import Manifest, read_manifest
 from gristmill.shards.torch_dataset import ShardDataset
 from gristmill.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gristmill.trainer.config import ModelConfig, TrainConfig
-from gristmill.trainer.curriculum import StageSteps, loader_curriculum, plan_steps, stage_at
+from gristmill.trainer.curriculum import StageSteps, loader_curriculum, schedule_stages, stage_at
 from gristmill.trainer.metrics import MetricsLog, ThroughputMeter, peak_tflops
 from gristmill.trainer.model import Transformer
 from gristmill.trainer.ops import build_ops
@@ -295,7 +295,7 @@ def _train(config: TrainConfig, runtime: Runtime, stop_at_step: int | None,
     manifest = read_manifest(config.build, **(config.storage_options or {}))
     model_config = build_model_config(config, manifest)
     holdout = eval_holdout(config, manifest)
-    stages = plan_steps(config, Curriculum(manifest, holdout), model_config, runtime.world_size)
+    stages = schedule_stages(config, Curriculum(manifest, holdout), model_config, runtime.world_size)
     total_steps = stages[-1].first_step + stages[-1].steps
     model = build_model(model_config, config, runtime)
     optimizer = build_optimizer(model, config)

@@ -17,7 +17,7 @@ from gristmill.pipelines.steps.base import WritingStep
 from gristmill.pipelines.steps.tokenize import TokenFile
 from gristmill.shards.plan import (
     SHARD_BYTES,
-    StagePlan,
+    PackedStage,
     StageSpec,
     layout_shards,
     log2_histogram,
@@ -103,7 +103,7 @@ class PlanShards(WritingStep):
         })
 
 
-def _stage_summary(stage: StagePlan, lengths: dict[str, np.ndarray]) -> dict:
+def _stage_summary(stage: PackedStage, lengths: dict[str, np.ndarray]) -> dict:
     sources = {}
     for name, packing in stage.packings.items():
         first = packing.pieces.doc[packing.pieces.start == 0]

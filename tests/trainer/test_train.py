@@ -16,7 +16,7 @@ from gristmill.shards.manifest import Manifest, StageEntry
 from gristmill.shards.partition import Holdout
 from gristmill.trainer import train as train_module
 from gristmill.trainer.config import load_train_config, parse_train_config
-from gristmill.trainer.curriculum import plan_steps
+from gristmill.trainer.curriculum import schedule_stages
 from gristmill.trainer.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -135,11 +135,11 @@ def test_stage_batch_sizes_come_from_the_manifest_with_accumulation_derived():
     manifest = Manifest(name="fox", recipe={}, recipe_hash="", seed=0, sources=[], accounting={},
                         stages=[stage("short", 2048, 2 << 20, 10_000), stage("long", 8192, 4 << 20, 5_000)])
     cfg = parse_train_config(dict(build="b", output_dir="o", model="fox1-1.6b", micro_batch_tokens=16384))
-    short, long = plan_steps(cfg, Curriculum(manifest), cfg.model, world_size=8)
+    short, long = schedule_stages(cfg, Curriculum(manifest), cfg.model, world_size=8)
     assert (short.micro_batch_rows, short.accumulation, short.steps) == (8, 16, 10_000 * 2048 // (2 << 20))
     assert (long.micro_batch_rows, long.accumulation, long.first_step) == (2, 32, short.steps)
     with pytest.raises(ConfigError, match="not a whole number of micro-batches"):
-        plan_steps(cfg, Curriculum(manifest), cfg.model, world_size=3)
+        schedule_stages(cfg, Curriculum(manifest), cfg.model, world_size=3)
 
 
 def test_config_that_does_not_fit_the_build_is_refused(builds, tmp_path):

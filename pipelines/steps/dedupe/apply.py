@@ -22,9 +22,9 @@ from gristmill.errors import BuildError
 from gristmill.pipelines.documents import DOCUMENT_SCHEMA
 from gristmill.pipelines.steps.dedupe.buckets import EDGE_SCHEMA, band_edges_path
 from gristmill.pipelines.steps.dedupe.components import MAX_OPERATIONS, converged_path, operation_path
-from gristmill.pipelines.steps.dedupe.plan import (
+from gristmill.pipelines.steps.dedupe.job import (
     EXACT_BAND,
-    DedupePlan,
+    DedupeJob,
     DocFile,
     index_settings,
     key_file_ordinal,
@@ -61,19 +61,19 @@ DECISION_SCHEMA = pa.schema(
 )
 
 
-def resolved_path(plan: DedupePlan, partition: int) -> str:
+def resolved_path(job: DedupeJob, partition: int) -> str:
     """Return the resolve task's output file."""
-    return plan.work("resolved", f"{partition:05d}.arrow")
+    return job.work("resolved", f"{partition:05d}.arrow")
 
 
-def apply_summary_path(plan: DedupePlan, ordinal: int) -> str:
+def apply_summary_path(job: DedupeJob, ordinal: int) -> str:
     """Return the apply task's summary (overlap counts and kept documents)."""
-    return plan.work("apply", f"{ordinal:05d}.json")
+    return job.work("apply", f"{ordinal:05d}.json")
 
 
-def decisions_path(plan: DedupePlan, file: DocFile) -> str:
+def decisions_path(job: DedupeJob, file: DocFile) -> str:
     """Return BUILD/dedupe/decisions/<source>/<task>.parquet."""
-    return plan.layout.decisions_file(file.source, file.task)
+    return job.layout.decisions_file(file.source, file.task)
 
 
 def _ids(file: DocFile, rows: np.ndarray) -> list[str]:
@@ -93,17 +93,17 @@ class ResolveKept(DedupeTask):
     name = "dedupe resolve"
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
-        plan = self.plan
-        fs, inner = filesystem(converged_path(plan))
+        job = self.job
+        fs, inner = filesystem(converged_path(job))
         if not fs.exists(inner):
             raise BuildError(
                 f"dedupe clustering did not converge within {MAX_OPERATIONS} operations",
-                path=plan.work("components"),
+                path=job.work("components"),
                 hint="this is a bug in gristmill; please report it",
             )
-        final = read_json(converged_path(plan))["operation"]
+        final = read_json(converged_path(job))["operation"]
         edges = read_partitions(
-            [operation_path(plan, final, q) for q in range(plan.partitions)], rank, EDGE_SCHEMA
+            [operation_path(job, final, q) for q in range(job.partitions)], rank, EDGE_SCHEMA
         )
         src, dst = column(edges, "src"), column(edges, "dst")
         centre, duplicate = src[src < dst], dst[src < dst]
@@ -111,7 +111,7 @@ class ResolveKept(DedupeTask):
         kept_source = np.empty(centre.size, dtype=object)
         earlier, ordinal = key_is_earlier(centre), key_file_ordinal(centre)
         for is_earlier, number in sorted(set(zip(earlier.tolist(), ordinal.tolist()))):
-            file = plan.file_of(number, is_earlier)
+            file = job.file_of(number, is_earlier)
             at = np.flatnonzero((earlier == is_earlier) & (ordinal == number))
             kept_id[at] = _ids(file, key_row(centre[at]))
             kept_source[at] = file.source
@@ -124,7 +124,7 @@ class ResolveKept(DedupeTask):
             },
             schema=RESOLVED_SCHEMA,
         )
-        write_partitioned(resolved_path(plan, rank), table, plan.partition_of(duplicate), plan.partitions)
+        write_partitioned(resolved_path(job, rank), table, job.partition_of(duplicate), job.partitions)
         self.stat_update("duplicates", value=int(duplicate.size))
 
 
@@ -134,10 +134,10 @@ class ApplyDedupe(DedupeTask):
     name = "dedupe apply"
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
-        plan, file = self.plan, self.plan.files[rank]
-        part = rank % plan.partitions
+        job, file = self.job, self.job.files[rank]
+        part = rank % job.partitions
         resolved = read_partitions(
-            [resolved_path(plan, q) for q in range(plan.partitions)], part, RESOLVED_SCHEMA
+            [resolved_path(job, q) for q in range(job.partitions)], part, RESOLVED_SCHEMA
         )
         dup_keys = column(resolved, "duplicate")
         mine = ~key_is_earlier(dup_keys) & (key_file_ordinal(dup_keys) == rank)
@@ -152,7 +152,7 @@ class ApplyDedupe(DedupeTask):
             documents = pq.read_table(f, schema=DOCUMENT_SCHEMA)
         keep = np.ones(documents.num_rows, dtype=bool)
         keep[rows] = False
-        with atomic_write(plan.layout.clean_file(file.source, file.task)) as f:
+        with atomic_write(job.layout.clean_file(file.source, file.task)) as f:
             pq.write_table(documents.filter(pa.array(keep)), f, compression="zstd")
 
         ids = documents.column("id").take(pa.array(rows))
@@ -167,21 +167,21 @@ class ApplyDedupe(DedupeTask):
             },
             schema=DECISION_SCHEMA,
         )
-        with atomic_write(decisions_path(plan, file)) as f:
+        with atomic_write(decisions_path(job, file)) as f:
             pq.write_table(decisions, f, compression="zstd")
 
         subsets = documents.column("subset").to_numpy(zero_copy_only=False)
         stats = {s: {"exact": 0, "near": 0} for s in sorted(set(subsets.tolist()))}
         for subset, kind in zip(subsets[rows].tolist(), kinds.tolist()):
             stats[subset][kind] += 1
-        write_json(plan.layout.stats_file("dedupe", file.source, file.task), stats)
+        write_json(job.layout.stats_file("dedupe", file.source, file.task), stats)
 
         signatures = read_table(file.signatures).filter(pa.array(keep))
         signatures = signatures.append_column("id", documents.column("id").filter(pa.array(keep)))
-        write_table(plan.layout.dedupe_index_file(file.source, file.task), signatures)
+        write_table(job.layout.dedupe_index_file(file.source, file.task), signatures)
         overlap = Counter(resolved.column("kept_source").to_pylist())
         write_json(
-            apply_summary_path(plan, rank),
+            apply_summary_path(job, rank),
             {
                 "source": file.source,
                 "task": file.task,
@@ -193,31 +193,31 @@ class ApplyDedupe(DedupeTask):
 
     def _exact_rows(self, rank: int) -> np.ndarray:
         """Return the rows of file `rank` that are exact duplicates (non-leaders of an exact-hash bucket)."""
-        plan = self.plan
-        if EXACT_BAND not in plan.bands:
+        job = self.job
+        if EXACT_BAND not in job.bands:
             return np.empty(0, np.int64)
-        part = rank % plan.partitions
+        part = rank % job.partitions
         edges = read_partitions(
-            [band_edges_path(plan, EXACT_BAND, q) for q in range(plan.partitions)], part, EDGE_SCHEMA
+            [band_edges_path(job, EXACT_BAND, q) for q in range(job.partitions)], part, EDGE_SCHEMA
         )
         src, dst = column(edges, "src"), column(edges, "dst")
         members = src[(src > dst) & ~key_is_earlier(src) & (key_file_ordinal(src) == rank)]
         return key_row(members)
 
 
-def finish_apply(plan: DedupePlan) -> None:
+def finish_apply(job: DedupeJob) -> None:
     """Driver hook: sum the overlap matrix into BUILD/dedupe/overlap.json and describe the index."""
     overlap: dict[str, Counter] = {}
     files = []
-    for file in plan.files:
-        summary = read_json(apply_summary_path(plan, file.ordinal))
+    for file in job.files:
+        summary = read_json(apply_summary_path(job, file.ordinal))
         overlap.setdefault(file.source, Counter()).update(summary["overlap"])
         files.append({"source": file.source, "task": file.task, "rows": summary["kept"]})
     write_json(
-        plan.layout.overlap_file,
+        job.layout.overlap_file,
         {removed: dict(sorted(kept.items())) for removed, kept in sorted(overlap.items()) if kept},
     )
-    write_json(plan.layout.dedupe_index_meta, {**index_settings(plan.config), "files": files})
+    write_json(job.layout.dedupe_index_meta, {**index_settings(job.config), "files": files})
 
 
 class CopyDocuments(DedupeTask):
@@ -226,8 +226,8 @@ class CopyDocuments(DedupeTask):
     name = "dedupe off: copy"
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
-        plan, file = self.plan, self.plan.files[rank]
-        clean = plan.layout.clean_file(file.source, file.task)
+        job, file = self.job, self.job.files[rank]
+        clean = job.layout.clean_file(file.source, file.task)
         if is_local(clean) and is_local(file.documents):
             os.makedirs(os.path.dirname(clean), exist_ok=True)
             tmp = f"{clean}.link.tmp"
@@ -246,8 +246,8 @@ class CopyDocuments(DedupeTask):
         with fs.open(inner, "rb") as f:
             subsets = pc.unique(pq.read_table(f, columns=["subset"]).column("subset")).to_pylist()
         write_json(
-            plan.layout.stats_file("dedupe", file.source, file.task),
+            job.layout.stats_file("dedupe", file.source, file.task),
             {s: {"exact": 0, "near": 0} for s in sorted(subsets)},
         )
-        with atomic_write(decisions_path(plan, file)) as f:
+        with atomic_write(decisions_path(job, file)) as f:
             pq.write_table(DECISION_SCHEMA.empty_table(), f)

@@ -13,15 +13,15 @@ import numpy as np
 import pyarrow as pa
 from datatrove.data import DocumentsPipeline
 
-from gristmill.pipelines.steps.dedupe.minhash import estimated_jaccard
-from gristmill.pipelines.steps.dedupe.plan import (
+from gristmill.pipelines.steps.dedupe.job import (
     EXACT_BAND,
-    DedupePlan,
+    DedupeJob,
     DocFile,
     key_file_ordinal,
     key_is_earlier,
     key_row,
 )
+from gristmill.pipelines.steps.dedupe.minhash import estimated_jaccard
 from gristmill.pipelines.steps.dedupe.signatures import band_column, sketches
 from gristmill.pipelines.steps.dedupe.store import column, read_table, write_partitioned
 from gristmill.pipelines.steps.dedupe.task import DedupeTask
@@ -45,14 +45,14 @@ def star_edges(keys: np.ndarray, *hashes: np.ndarray) -> tuple[np.ndarray, np.nd
     return keys[same], leader[same]
 
 
-def band_edges_path(plan: DedupePlan, band: int, partition: int) -> str:
+def band_edges_path(job: DedupeJob, band: int, partition: int) -> str:
     """Return the edge file of one band task."""
     name = "exact" if band == EXACT_BAND else f"band-{band:03d}"
-    return plan.work("edges", f"{name}-{partition:05d}.arrow")
+    return job.work("edges", f"{name}-{partition:05d}.arrow")
 
 
 class BucketBands(DedupeTask):
-    """Rank r is band group `plan.band_groups[r // partitions]`, partition `r % partitions`.
+    """Rank r is band group `job.band_groups[r // partitions]`, partition `r % partitions`.
 
     A task buckets its bands one after another (so its peak memory is one band's), writing each band's
     edges. Grouping bands keeps the task count, and Ray's per-task cost, low on small builds.
@@ -61,20 +61,20 @@ class BucketBands(DedupeTask):
     name = "dedupe buckets"
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
-        plan = self.plan
-        for band in plan.band_groups[rank // plan.partitions]:
-            self._bucket(band, rank % plan.partitions)
+        job = self.job
+        for band in job.band_groups[rank // job.partitions]:
+            self._bucket(band, rank % job.partitions)
 
     def _bucket(self, band: int, partition: int) -> None:
-        plan = self.plan
+        job = self.job
         exact = band == EXACT_BAND
         names = ["exact_hi", "exact_lo"] if exact else [band_column(band), "has_sig"]
         keys, hi, lo, tables = [], [], [], {}
-        for file in [*plan.earlier, *plan.files]:
+        for file in [*job.earlier, *job.files]:
             table = read_table(file.signatures, names if exact else [*names, "sketch"])
             tables[(file.earlier, file.ordinal)] = table
             h = column(table, names[0])
-            mine = (h % np.uint64(plan.partitions)) == partition
+            mine = (h % np.uint64(job.partitions)) == partition
             if not exact:
                 mine &= column(table, "has_sig")
             keys.append(file.keys()[mine])
@@ -84,28 +84,28 @@ class BucketBands(DedupeTask):
         all_keys = np.concatenate(keys) if keys else np.empty(0, np.uint64)
         hashes = (np.concatenate(hi), np.concatenate(lo)) if exact else (np.concatenate(hi),)
         member, leader = star_edges(all_keys, *hashes) if all_keys.size else (all_keys, all_keys)
-        threshold = plan.config.near.jaccard_threshold
+        threshold = job.config.near.jaccard_threshold
         if not exact and threshold > 0 and member.size:
             member, leader = self._verified(member, leader, tables, threshold)
         self.stat_update("edges", value=int(member.size))
         src, dst = np.concatenate([member, leader]), np.concatenate([leader, member])
         table = pa.table({"src": src, "dst": dst}, schema=EDGE_SCHEMA)
         write_partitioned(
-            band_edges_path(plan, band, partition), table, plan.partition_of(src), plan.partitions
+            band_edges_path(job, band, partition), table, job.partition_of(src), job.partitions
         )
 
     def _verified(self, member: np.ndarray, leader: np.ndarray, tables: dict, threshold: float):
         """Keep the pairs whose estimated Jaccard similarity reaches `threshold`."""
-        plan = self.plan
+        job = self.job
         wanted = np.unique(np.concatenate([member, leader]))
-        rows = np.empty((wanted.size, plan.hasher.num_perm), dtype=np.uint8)
+        rows = np.empty((wanted.size, job.hasher.num_perm), dtype=np.uint8)
         earlier, ordinal = key_is_earlier(wanted), key_file_ordinal(wanted)
         # `wanted` is sorted, so each file's keys are one contiguous run.
         starts = np.flatnonzero(np.r_[True, (earlier[1:] != earlier[:-1]) | (ordinal[1:] != ordinal[:-1])])
         for start, end in zip(starts, np.r_[starts[1:], wanted.size]):
-            file: DocFile = plan.file_of(int(ordinal[start]), bool(earlier[start]))
+            file: DocFile = job.file_of(int(ordinal[start]), bool(earlier[start]))
             table = tables[(file.earlier, file.ordinal)]
-            rows[start:end] = sketches(table, key_row(wanted[start:end]), plan.hasher.num_perm)
+            rows[start:end] = sketches(table, key_row(wanted[start:end]), job.hasher.num_perm)
         similar = (
             estimated_jaccard(rows[np.searchsorted(wanted, member)], rows[np.searchsorted(wanted, leader)])
             >= threshold

@@ -3,7 +3,7 @@
 The algorithm of Kiveris et al., "Connected Components in MapReduce and Beyond" (SoCC 2014): each operation is
 one map-reduce over edges grouped by node, run as one task per hash partition of the nodes (no task ever holds
 the whole graph), and alternating them converges in O(log² n) operations to a forest of stars, each centred on
-its component's smallest key, which is the survivor (see plan.py). A task also checks whether its input is
+its component's smallest key, which is the survivor (see job.py). A task also checks whether its input is
 already such a star forest; when every task of an operation says so, the graph has converged, and no further
 operation is made (the build's steps are yielded lazily, see `steps.build_steps`).
 """
@@ -15,7 +15,7 @@ import pyarrow as pa
 from datatrove.data import DocumentsPipeline
 
 from gristmill.pipelines.steps.dedupe.buckets import EDGE_SCHEMA, band_edges_path
-from gristmill.pipelines.steps.dedupe.plan import DedupePlan
+from gristmill.pipelines.steps.dedupe.job import DedupeJob
 from gristmill.pipelines.steps.dedupe.store import column, read_partitions, write_partitioned
 from gristmill.pipelines.steps.dedupe.task import DedupeTask
 from gristmill.storage import filesystem, read_json, write_json
@@ -74,21 +74,21 @@ def small_star(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return nodes[keep], targets[keep]
 
 
-def operation_path(plan: DedupePlan, op: int, partition: int, ext: str = "arrow") -> str:
+def operation_path(job: DedupeJob, op: int, partition: int, ext: str = "arrow") -> str:
     """Return the output (or `json` status) file of one task of one operation."""
-    return plan.work("components", f"op-{op:02d}", f"{partition:05d}.{ext}")
+    return job.work("components", f"op-{op:02d}", f"{partition:05d}.{ext}")
 
 
-def converged_path(plan: DedupePlan) -> str:
+def converged_path(job: DedupeJob) -> str:
     """Return the file naming the operation whose output is the final star forest."""
-    return plan.work("components", "converged.json")
+    return job.work("components", "converged.json")
 
 
-def operation_inputs(plan: DedupePlan, op: int) -> list[str]:
+def operation_inputs(job: DedupeJob, op: int) -> list[str]:
     """Return the files whose partition slices are the input of operation `op`."""
     if op == 0:
-        return [band_edges_path(plan, b, q) for b in plan.bands for q in range(plan.partitions)]
-    return [operation_path(plan, op - 1, q) for q in range(plan.partitions)]
+        return [band_edges_path(job, b, q) for b in job.bands for q in range(job.partitions)]
+    return [operation_path(job, op - 1, q) for q in range(job.partitions)]
 
 
 class StarOperation(DedupeTask):
@@ -96,22 +96,22 @@ class StarOperation(DedupeTask):
 
     name = "dedupe components"
 
-    def __init__(self, plan: DedupePlan, op: int) -> None:
-        super().__init__(plan)
+    def __init__(self, job: DedupeJob, op: int) -> None:
+        super().__init__(job)
         self.op = op
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
-        plan = self.plan
-        edges = read_partitions(operation_inputs(plan, self.op), rank, EDGE_SCHEMA)
+        job = self.job
+        edges = read_partitions(operation_inputs(job, self.op), rank, EDGE_SCHEMA)
         src, dst = unique_edges(column(edges, "src"), column(edges, "dst"))
         done = is_star_forest(src, dst)
         nodes, targets = (large_star if self.op % 2 == 0 else small_star)(src, dst)
         out_src, out_dst = np.concatenate([nodes, targets]), np.concatenate([targets, nodes])
         table = pa.table({"src": out_src, "dst": out_dst}, schema=EDGE_SCHEMA)
         write_partitioned(
-            operation_path(plan, self.op, rank), table, plan.partition_of(out_src), plan.partitions
+            operation_path(job, self.op, rank), table, job.partition_of(out_src), job.partitions
         )
-        write_json(operation_path(plan, self.op, rank, "json"), {"star_forest": done, "edges": int(src.size)})
+        write_json(operation_path(job, self.op, rank, "json"), {"star_forest": done, "edges": int(src.size)})
         self.stat_update("edges", value=int(src.size))
 
 
@@ -120,16 +120,16 @@ def operation_step_name(op: int) -> str:
     return f"dedupe-components-{op:02d}"
 
 
-def converged(plan: DedupePlan) -> bool:
+def converged(job: DedupeJob) -> bool:
     """Return True once an operation has found a star forest in every partition."""
-    fs, inner = filesystem(converged_path(plan))
+    fs, inner = filesystem(converged_path(job))
     return fs.exists(inner)
 
 
-def after_operation(plan: DedupePlan, op: int) -> None:
+def after_operation(job: DedupeJob, op: int) -> None:
     """Driver hook: when operation `op` found a star forest everywhere, record that the graph converged."""
-    if converged(plan):
+    if converged(job):
         return
-    statuses = [read_json(operation_path(plan, op, q, "json")) for q in range(plan.partitions)]
+    statuses = [read_json(operation_path(job, op, q, "json")) for q in range(job.partitions)]
     if all(s["star_forest"] for s in statuses):
-        write_json(converged_path(plan), {"operation": op})
+        write_json(converged_path(job), {"operation": op})

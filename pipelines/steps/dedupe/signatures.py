@@ -55,13 +55,13 @@ class ComputeSignatures(DedupeTask):
     name = "dedupe signatures"
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
-        file = self.plan.files[rank]
+        file = self.job.files[rank]
         fs, inner = filesystem(file.documents)
         parts = []
         with fs.open(inner, "rb") as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH, columns=["text"]):
                 texts = batch.column(0).to_pylist()
-                parts.append(signature_table(texts, self.plan.hasher))
+                parts.append(signature_table(texts, self.job.hasher))
                 self.stat_update("documents", value=len(texts))
-        table = pa.concat_tables(parts) if parts else signature_schema(self.plan.hasher).empty_table()
+        table = pa.concat_tables(parts) if parts else signature_schema(self.job.hasher).empty_table()
         write_table(file.signatures, table)

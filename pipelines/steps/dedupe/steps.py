@@ -16,7 +16,7 @@ from gristmill.pipelines.steps.dedupe.components import (
     converged,
     operation_step_name,
 )
-from gristmill.pipelines.steps.dedupe.plan import DedupePlan
+from gristmill.pipelines.steps.dedupe.job import DedupeJob
 from gristmill.pipelines.steps.dedupe.signatures import ComputeSignatures
 from gristmill.storage import write_json
 
@@ -24,22 +24,22 @@ from gristmill.storage import write_json
 def build_steps(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]]) -> Iterator[Step]:
     """Yield the ordered dedupe steps (see gristmill.pipelines.steps.dedupe.dedupe_steps); a components
     operation is made only while the graph has not converged, so run each step before asking for the next."""
-    plan = DedupePlan(recipe, layout, inputs)  # validates `dedupe.against` now, not when first iterated
-    return _steps(plan, layout)
+    job = DedupeJob(recipe, layout, inputs)  # validates `dedupe.against` now, not when first iterated
+    return _steps(job, layout)
 
 
-def _steps(plan: DedupePlan, layout: BuildLayout) -> Iterator[Step]:
-    files = len(plan.files)
-    if not plan.bands:
+def _steps(job: DedupeJob, layout: BuildLayout) -> Iterator[Step]:
+    files = len(job.files)
+    if not job.bands:
         overlap = layout.overlap_file
-        yield Step("dedupe-copy", [CopyDocuments(plan)], tasks=files, after=lambda: write_json(overlap, {}))
+        yield Step("dedupe-copy", [CopyDocuments(job)], tasks=files, after=lambda: write_json(overlap, {}))
         return
-    yield Step("dedupe-signatures", [ComputeSignatures(plan)], tasks=files)
-    yield Step("dedupe-buckets", [BucketBands(plan)], tasks=len(plan.band_groups) * plan.partitions)
+    yield Step("dedupe-signatures", [ComputeSignatures(job)], tasks=files)
+    yield Step("dedupe-buckets", [BucketBands(job)], tasks=len(job.band_groups) * job.partitions)
     for op in range(MAX_OPERATIONS):
-        if converged(plan):
+        if converged(job):
             break
-        yield Step(operation_step_name(op), [StarOperation(plan, op)], tasks=plan.partitions,
-                   after=lambda op=op: after_operation(plan, op))
-    yield Step("dedupe-resolve", [ResolveKept(plan)], tasks=plan.partitions)
-    yield Step("dedupe-apply", [ApplyDedupe(plan)], tasks=files, after=lambda: finish_apply(plan))
+        yield Step(operation_step_name(op), [StarOperation(job, op)], tasks=job.partitions,
+                   after=lambda op=op: after_operation(job, op))
+    yield Step("dedupe-resolve", [ResolveKept(job)], tasks=job.partitions)
+    yield Step("dedupe-apply", [ApplyDedupe(job)], tasks=files, after=lambda: finish_apply(job))

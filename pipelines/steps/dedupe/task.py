@@ -1,16 +1,16 @@
-"""The base of every dedupe step: a datatrove step that runs one task (rank) of a DedupePlan."""
+"""The base of every dedupe step: a datatrove step that runs one task (rank) of a DedupeJob."""
 
 from __future__ import annotations
 
 from gristmill.pipelines.steps.base import WritingStep
-from gristmill.pipelines.steps.dedupe.plan import DedupePlan
+from gristmill.pipelines.steps.dedupe.job import DedupeJob
 
 
 class DedupeTask(WritingStep):
-    """A dedupe step over `plan`; subclasses name themselves and implement `write`."""
+    """A dedupe step over `job`; subclasses name themselves and implement `write`."""
 
     type = "🫂 - DEDUP"
 
-    def __init__(self, plan: DedupePlan) -> None:
+    def __init__(self, job: DedupeJob) -> None:
         super().__init__()
-        self.plan = plan
+        self.job = job

@@ -1,4 +1,4 @@
-"""The dedupe's plan: which files take part, the 64-bit key of every document, partitions, file paths.
+"""The dedupe job: which files take part, the 64-bit key of every document, partitions, file paths.
 
 A document's key orders it for survival (smaller wins) and says where it is:
 
@@ -82,7 +82,7 @@ def index_settings(config: DedupeConfig) -> dict:
     }
 
 
-class DedupePlan:
+class DedupeJob:
     """Every file, key, partition and path of a build's dedupe; made in the driver, pickled to tasks."""
 
     def __init__(self, recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]]) -> None:
