@@ -23,10 +23,10 @@ os.environ.setdefault("LOGURU_LEVEL", "ERROR")
 
 def corpus(megabytes: float) -> list[str]:
     """Return paragraphs and whole pages of the Python docs, repeated (with a counter) to `megabytes`."""
-    from pydoc_data.topics import topics
+    from gristmill.sample.text import doc_topics, paragraphs
 
-    pages = [topics[k] for k in sorted(topics)]
-    base = [p for page in pages for p in page.split("\n\n") if p.strip()] + pages
+    pages = doc_topics()
+    base = [p for page in pages for p in paragraphs(page)] + pages
     docs, size, copy = [], 0, 0
     while size < megabytes * 1e6:
         for text in base:

@@ -30,18 +30,15 @@ import re
 import resource
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
 
 def make_corpus(directory: Path, megabytes: float, seed: int = 0) -> dict[str, Path]:
     """Write prose.jsonl and code.jsonl (about 60:40) of `megabytes` MB in total; return source → path."""
-    from pydoc_data.topics import topics
+    from gristmill.sample.text import doc_topics, stdlib_top_modules
 
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    code = [p.read_text(encoding="utf-8", errors="replace") for p in sorted(stdlib.glob("*.py"))]
-    bases = {"prose": list(topics.values()), "code": code}
+    bases = {"prose": doc_topics(), "code": [text for _, text in stdlib_top_modules()]}
     shares = {"prose": 0.6, "code": 0.4}
     rng = random.Random(seed)
     words = sorted({w for text in bases["prose"][:200] for w in re.findall(r"[A-Za-z_]{3,12}", text)})

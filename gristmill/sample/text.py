@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+import re
 import sysconfig
 from pathlib import Path
 from random import Random
@@ -40,6 +41,16 @@ def doc_topics() -> list[str]:
     from pydoc_data.topics import topics
 
     return [topics[key] for key in sorted(topics)]
+
+
+def paragraphs(text: str, min_chars: int = 1) -> list[str]:
+    """Return the blank-line-separated paragraphs of `text`, stripped, of at least `min_chars` characters."""
+    return [p.strip() for p in re.split(r"\n\s*\n", text) if len(p.strip()) >= min_chars]
+
+
+def stdlib_top_modules() -> list[tuple[str, str]]:
+    """Return (file name, text) of the standard library's top-level modules, in name order."""
+    return [(p.name, p.read_text(encoding="utf-8", errors="replace")) for p in sorted(STDLIB.glob("*.py"))]
 
 
 def python_modules(root: Path = STDLIB, skip_dirs: frozenset[str] = frozenset()) -> list[tuple[str, str]]:

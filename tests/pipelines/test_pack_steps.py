@@ -20,6 +20,7 @@ from gristmill.pipelines.documents import DOCUMENT_SCHEMA
 from gristmill.pipelines.recipe import parse_recipe
 from gristmill.pipelines.steps import shard_steps
 from gristmill.pipelines.steps.pack import collect_stages, tokenizer_entry
+from gristmill.sample.text import doc_topics, paragraphs
 from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
 from gristmill.shards.reader import ShardReader
 from gristmill.tokenizer.hf_export import export_hf_tokenizer
@@ -49,13 +50,11 @@ STAGES = [
 
 def _corpus() -> dict[str, list[list[str]]]:
     """Return source → files → document texts, from the Python docs' topic pages (stdlib text)."""
-    from pydoc_data.topics import topics
-
-    pages = [topics[k] for k in sorted(topics)]
-    paragraphs = [p.strip() for page in pages[:60] for p in page.split("\n\n") if p.strip()]
-    hq = [p.strip() for page in pages[60:] for p in page.split("\n\n") if len(p.strip()) > 40][:80]
-    half = len(paragraphs) // 2
-    return {"web": [paragraphs[:half], paragraphs[half:]], "books": [pages], "hq": [hq]}
+    pages = doc_topics()
+    short = [p for page in pages[:60] for p in paragraphs(page)]
+    hq = [p for page in pages[60:] for p in paragraphs(page, min_chars=41)][:80]
+    half = len(short) // 2
+    return {"web": [short[:half], short[half:]], "books": [pages], "hq": [hq]}
 
 
 def _train_tokenizer(directory: Path, texts: list[str]) -> None:

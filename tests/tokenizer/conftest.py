@@ -26,9 +26,9 @@ EDGE_CASES = [
 
 def corpus() -> list[tuple[str, str, str]]:
     """Return (text, source, subset) documents: pydoc topics as prose, stdlib modules as code."""
-    from pydoc_data.topics import topics
+    from gristmill.sample.text import doc_topics
 
-    prose = [(text, "prose", "pydoc") for _, text in sorted(topics.items())]
+    prose = [(text, "prose", "pydoc") for text in doc_topics()]
     code = [(path.read_text(encoding="utf-8"), "code", path.parent.name) for path in CODE_FILES]
     # tab-indented code (as in Go or Makefiles): the stdlib's json package with its indentation as tabs
     tabbed = [(re.sub(r"(?m)^((?:    )+)", lambda m: "\t" * (len(m.group(1)) // 4), text), "code", "tabs")

@@ -13,7 +13,6 @@ other by name) and offers it as the `build_fixture` fixture, and the builds as `
 from __future__ import annotations
 
 import fcntl
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +47,11 @@ class StageSpec:
 
 def documents() -> tuple[list[str], list[str]]:
     """Return (training, held-out) documents: paragraphs of the stdlib's pydoc topics, split by topic."""
-    from pydoc_data.topics import topics
+    from gristmill.sample.text import doc_topics, paragraphs
 
     train, held_out = [], []
-    for i, name in enumerate(sorted(topics)):
-        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", topics[name]) if len(p.strip()) > 40]
-        (held_out if i % 8 == 7 else train).extend(paragraphs)
+    for i, page in enumerate(doc_topics()):
+        (held_out if i % 8 == 7 else train).extend(paragraphs(page, min_chars=41))
     return train, held_out
 
 
