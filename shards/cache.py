@@ -94,7 +94,7 @@ class ShardCache:
 
     def path(self, entry: ShardEntry) -> str:
         """Return where the shard's verified copy lives; raise BuildError if that is outside the cache."""
-        self._prepare()
+        self.prepare()
         try:
             return confined(self.directory, f"{entry.path}.{entry.xxh3}")
         except ValueError as e:
@@ -167,7 +167,8 @@ class ShardCache:
                 freed += size
         return freed
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
+        """Create the cache root and this build's folder (0700), or check them; raise BuildError."""
         if not self._ready:
             private_directory(self.root)
             private_directory(self.directory)

@@ -15,9 +15,8 @@ from click.testing import CliRunner
 
 from gristmill.cli import cli
 from gristmill.errors import BuildError
-from gristmill.trainer.checkpoint import latest_checkpoint, load_dcp, load_model_weights, read_model_config
+from gristmill.trainer.checkpoint import latest_checkpoint, load_model_weights, read_model_config
 from gristmill.trainer.config import parse_train_config
-from gristmill.trainer.dcp_reader import read_metadata
 from gristmill.trainer.export import export_hf
 from gristmill.trainer.model import Transformer
 from gristmill.trainer.train import train
@@ -52,6 +51,8 @@ def _crafted_copy(run_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_a_genuine_checkpoint_loads_through_the_restricted_reader(run):
+    from gristmill.trainer.dcp_reader import read_metadata
+
     checkpoint = latest_checkpoint(run[0] / "checkpoints")
     assert read_metadata(checkpoint).state_dict_metadata
     load_model_weights(checkpoint, Transformer(read_model_config(checkpoint)))
@@ -75,6 +76,8 @@ def test_malicious_metadata_runs_nothing_on_export_or_resume(run, tmp_path):
 
 
 def test_metadata_pointing_outside_the_checkpoint_is_refused(run, tmp_path):
+    from gristmill.trainer.dcp_reader import read_metadata
+
     checkpoint, _ = _crafted_copy(run[0], tmp_path)
     metadata = read_metadata(checkpoint)
     for info in metadata.storage_data.values():
@@ -85,6 +88,8 @@ def test_metadata_pointing_outside_the_checkpoint_is_refused(run, tmp_path):
 
 
 def test_a_crafted_non_tensor_value_runs_nothing(tmp_path):
+    from gristmill.trainer.checkpoint import load_dcp
+
     marker = tmp_path / "code-ran"
     dcp.save({"extra": {"lr": RunsCode(marker), "w": torch.ones(2)}}, checkpoint_id=str(tmp_path / "c"),
              no_dist=True)
