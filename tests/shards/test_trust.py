@@ -200,3 +200,16 @@ def test_a_state_resumes_on_a_moved_copy_and_on_s3(stream_build, stream_s3, tmp_
         stream = ShardStream(build, **KWARGS, **extra)
         stream.load_state_dict(state)
         _same(expected, _batches(stream))
+
+
+def test_a_remote_build_is_cached_under_the_users_cache_dir_by_default(stream_build, stream_s3, monkeypatch,
+                                                                       tmp_path):
+    monkeypatch.delenv("GRISTMILL_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    url, options = stream_s3.upload(stream_build.root, "default-cache")
+    _batches(ShardStream(url, storage_options=options, **KWARGS))
+    root = tmp_path / "xdg" / "gristmill" / "shards"
+    cached = [p for p in root.rglob("shard-*") if p.is_file()]
+    assert cached
+    for folder in [root, *root.iterdir()]:
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
