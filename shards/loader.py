@@ -79,12 +79,18 @@ class ShardStream:
 
     `holdout_rows` (rows of every stage, or {stage name: rows}) holds rows out of training; with
     `held_out=True` the stream walks only those rows (one epoch of them by default).
+
+    A remote build's shards are cached under `cache_dir` (default $GRISTMILL_CACHE_DIR, else the user's
+    cache directory), evicted to `cache_max_bytes` (default $GRISTMILL_CACHE_MAX_BYTES, else 64 GiB); see
+    `gristmill.shards.cache`. Cached copies are always checked against the manifest; `verify` is about
+    local shards, which are hashed once per process when it is on.
     """
 
     def __init__(self, build: str, *, tokens_per_batch: int, rank: int = 0, world_size: int = 1,
                  seed: int = 0, curriculum: Sequence[tuple[str, int]] | None = None,
                  storage_options: dict[str, Any] | None = None, cache_dir: str | None = None,
-                 read_ahead: int = 2, verify: bool = True, shuffle_block_rows: int = 256,
+                 cache_max_bytes: int | None = None, read_ahead: int = 2, verify: bool = True,
+                 shuffle_block_rows: int = 256,
                  shuffle_window_blocks: int = 8, cross_document_targets: bool = False,
                  token_dtype: type = np.int64, holdout_rows: int | Mapping[str, int] = 0,
                  held_out: bool = False) -> None:
@@ -92,7 +98,7 @@ class ShardStream:
             raise ConfigError(f"rank {rank} is not in [0, world_size={world_size})", where="rank")
         self.build = build
         self.manifest = read_manifest(build, **(storage_options or {}))
-        self.manifest_hash = self.manifest.content_hash()
+        self.manifest_hash = self.manifest.computed_hash()
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.curriculum = Curriculum(self.manifest, holdout_rows)
         if held_out and not self.curriculum.holdouts:
@@ -103,7 +109,7 @@ class ShardStream:
         stages = {s.name: s for s in self.manifest.stages}
         self._index = [_StageIndex(stages[p.name], manifest_path(build)) for p in self.plans]
         self.source = ShardSource(build, storage_options=storage_options, cache_dir=cache_dir,
-                                  read_ahead=read_ahead, verify=verify)
+                                  cache_max_bytes=cache_max_bytes, read_ahead=read_ahead, verify=verify)
         self.shuffle_block_rows, self.shuffle_window_blocks = shuffle_block_rows, shuffle_window_blocks
         self.cross_document_targets = cross_document_targets
         self.token_dtype = token_dtype

@@ -10,13 +10,16 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gristmill.errors import BuildError, InputError
+from gristmill.shards.paths import check_relative
 from gristmill.storage import read_json, write_json
 
-MANIFEST_VERSION = 2  # 2: the tokenizer entry records the document framing
+MANIFEST_VERSION = 3  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
+# content hash and the recipe in it has no `output`
 MANIFEST_NAME = "manifest.json"
+HASH_FIELD = "content_hash"
 
 
 class _Model(BaseModel):
@@ -79,6 +82,11 @@ class TokenizerEntry(_Model):
     pad_id: int
     framing: Literal["bos+eos", "eos"]
 
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        return check_relative(v)
+
 
 class ShardEntry(_Model):
     """One shard file: relative path, size in rows and tokens, tokens per source, and its xxh3-64 checksum.
@@ -90,10 +98,15 @@ class ShardEntry(_Model):
     rows: int
     tokens: int
     source_tokens: dict[str, int]
-    xxh3: str
+    xxh3: str = Field(pattern=r"^[0-9a-f]{1,16}$", description="xxh3-64 of the whole file, lowercase hex")
     bytes: int
     padding_tokens: int = 0
     split_documents: int = Field(0, description="documents split across rows whose first piece is here")
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        return check_relative(v)
 
 
 class StageEntry(_Model):
@@ -127,6 +140,8 @@ class Manifest(_Model):
     tokenizer: TokenizerEntry | None = None
     stages: list[StageEntry] = Field(default_factory=list)
     artifacts: dict[str, Any] = Field(default_factory=dict, description="where each build step left output")
+    content_hash: str | None = Field(None, description="sha256 of the manifest without this field; set by "
+                                     "write_manifest, checked by read_manifest")
 
     def source_totals(self) -> dict[str, Counts]:
         """Return the accounting summed over subsets, per source."""
@@ -137,10 +152,19 @@ class Manifest(_Model):
                 total.add(counts)
         return totals
 
-    def content_hash(self) -> str:
-        """Return a hash of the manifest's content (what a loader's resume state pins)."""
-        blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+    def computed_hash(self) -> str:
+        """Return the sha256 of the manifest's content, all but `content_hash` (what a loader state pins).
+
+        The manifest holds no absolute path, so the same build has the same hash wherever it lies.
+        """
+        return content_hash_of(self.model_dump(mode="json", by_alias=True))
+
+
+def content_hash_of(data: dict[str, Any]) -> str:
+    """Return the sha256 (hex) of manifest JSON data, leaving out its own `content_hash` field."""
+    body = {k: v for k, v in data.items() if k != HASH_FIELD}
+    blob = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
 
 
 def manifest_path(build: str) -> str:
@@ -148,13 +172,16 @@ def manifest_path(build: str) -> str:
     return build.rstrip("/") + "/" + MANIFEST_NAME
 
 
-def write_manifest(build: str, manifest: Manifest) -> None:
-    """Write the manifest atomically (the last step of a build)."""
+def write_manifest(build: str, manifest: Manifest) -> Manifest:
+    """Write the manifest atomically with its content hash (the last step of a build); return it hashed."""
+    manifest = manifest.model_copy(update={HASH_FIELD: manifest.computed_hash()})
     write_json(manifest_path(build), manifest.model_dump(mode="json", by_alias=True))
+    return manifest
 
 
-def read_manifest(build: str, **storage_options: Any) -> Manifest:
-    """Read and validate a build's manifest; raise BuildError when it is missing, malformed or too new."""
+def read_manifest(build: str, *, check_hash: bool = True, **storage_options: Any) -> Manifest:
+    """Read and validate a build's manifest; raise BuildError when it is missing, malformed, too new, names
+    a path outside the build, or (with `check_hash`) its content no longer matches its content hash."""
     try:
         data = read_json(manifest_path(build), **storage_options)
     except InputError as e:
@@ -171,6 +198,22 @@ def read_manifest(build: str, **storage_options: Any) -> Manifest:
             hint="rebuild with this version of gristmill",
         )
     try:
-        return Manifest.model_validate(data)
+        manifest = Manifest.model_validate(data)
     except Exception as e:
         raise BuildError(f"malformed manifest: {e}", path=manifest_path(build)) from None
+    if check_hash:
+        problem = hash_problem(manifest)
+        if problem is not None:
+            raise BuildError(problem, path=manifest_path(build), where=HASH_FIELD,
+                             hint="the manifest was edited or damaged; rebuild, or restore it from the build")
+    return manifest
+
+
+def hash_problem(manifest: Manifest) -> str | None:
+    """Return what is wrong with the manifest's own content hash (None when it matches its content)."""
+    if manifest.content_hash is None:
+        return "the manifest carries no content hash"
+    actual = manifest.computed_hash()
+    if manifest.content_hash != actual:
+        return f"the manifest's content hashes to {actual}, it says {manifest.content_hash}"
+    return None

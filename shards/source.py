@@ -1,18 +1,16 @@
 """Open a build's shards for reading rows: local files by memory map, object stores through a local cache.
 
 Every shard is checked against the manifest the first time this process reads it: its xxh3-64 over the
-whole file, its schema's sequence length, and its row count. Remote shards are downloaded whole (hashed
-while streaming) into `cache_dir`, and only a verified file is renamed into place, so a file in the cache
-is a verified one; `prefetch` downloads the next shards on a background thread (read-ahead). A missing or
-corrupt shard raises BuildError naming it.
+whole file, its schema's sequence length, and its row count. A local shard's path must stay inside the
+build (symlinks resolved). Remote shards are downloaded whole into a private `ShardCache` (see
+`gristmill.shards.cache`), which checks every cached file against the manifest before it is used;
+`prefetch` downloads the next shards on a background thread (read-ahead). A missing or corrupt shard, or
+one whose path leaves the build, raises BuildError naming it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,13 +22,20 @@ import pyarrow as pa
 import xxhash
 
 from gristmill.errors import BuildError
+from gristmill.shards.cache import ShardCache
+from gristmill.shards.checksum import (
+    VERIFY_HINT,
+    checksum_error,
+    remember_verified,
+    same_hash,
+    verified_before,
+)
 from gristmill.shards.format import ShardMeta
-from gristmill.shards.manifest import ShardEntry
+from gristmill.shards.manifest import MANIFEST_NAME, ShardEntry
+from gristmill.shards.paths import confined
 from gristmill.storage import filesystem, is_local
 
 _DOWNLOAD_CHUNK = 8 << 20
-_VERIFIED: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, xxh3) verified in this process
-_VERIFY_HINT = "rebuild the build, or delete the file from the cache so it is downloaded again"
 
 
 @dataclass
@@ -68,7 +73,7 @@ def _read_columns(path: str, source: pa.NativeFile, expected_seq_len: int, expec
         meta = ShardMeta.from_schema(reader.schema)
         batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
     except (pa.ArrowInvalid, ValueError) as e:
-        raise BuildError(f"unreadable shard: {e}", path=path, hint=_VERIFY_HINT) from None
+        raise BuildError(f"unreadable shard: {e}", path=path, hint=VERIFY_HINT) from None
     if meta.seq_len != expected_seq_len:
         raise BuildError(f"shard has sequence length {meta.seq_len}, its stage expects {expected_seq_len}",
                          path=path, hint="the manifest and the shards come from different builds")
@@ -83,35 +88,30 @@ def _read_columns(path: str, source: pa.NativeFile, expected_seq_len: int, expec
         values.append(docs.values.to_numpy(zero_copy_only=True))
     if starts[-1] != expected_rows:
         raise BuildError(f"shard has {starts[-1]} rows, the manifest says {expected_rows}", path=path,
-                         hint=_VERIFY_HINT)
+                         hint=VERIFY_HINT)
     return ShardRows(path, meta, starts, tokens, offsets, values)
 
 
-def _checksum_error(path: str, expected: str, actual: str) -> BuildError:
-    return BuildError(f"shard checksum mismatch: xxh3 {actual}, the manifest says {expected}", path=path,
-                      hint=_VERIFY_HINT)
-
-
-def _same_hash(expected: str, actual: str) -> bool:
+def local_shard_path(build: str, entry: ShardEntry) -> str:
+    """Return a local build's shard file; raise BuildError when its path resolves outside the build."""
+    root = build.rstrip("/").removeprefix("file://")
     try:
-        return int(expected, 16) == int(actual, 16)
-    except ValueError:
-        return False
+        return confined(root, entry.path)
+    except ValueError as e:
+        raise BuildError(f"shard path refused: {e}", path=f"{root}/{MANIFEST_NAME}",
+                         where=entry.path, hint="the manifest may only name files inside its build") from None
 
 
 class ShardSource:
     """Reads shards of one build (local directory or fsspec URL); safe to pickle into worker processes."""
 
     def __init__(self, build: str, *, storage_options: dict[str, Any] | None = None,
-                 cache_dir: str | None = None, read_ahead: int = 2, verify: bool = True,
-                 max_open: int = 64) -> None:
+                 cache_dir: str | None = None, cache_max_bytes: int | None = None, read_ahead: int = 2,
+                 verify: bool = True, max_open: int = 64) -> None:
         self.build = build.rstrip("/")
         self.storage_options = dict(storage_options or {})
         self.local = is_local(build)
-        if not self.local and cache_dir is None:
-            key = hashlib.sha256(self.build.encode()).hexdigest()[:16]
-            cache_dir = os.path.join(tempfile.gettempdir(), "gristmill-shard-cache", key)
-        self.cache_dir = cache_dir
+        self.cache = None if self.local else ShardCache(self.build, cache_dir, cache_max_bytes)
         self.read_ahead = read_ahead
         self.verify = verify
         self.max_open = max_open
@@ -126,7 +126,7 @@ class ShardSource:
         self._fs = None
 
     def __getstate__(self) -> dict[str, Any]:
-        keep = ("build", "storage_options", "local", "cache_dir", "read_ahead", "verify", "max_open")
+        keep = ("build", "storage_options", "local", "cache", "read_ahead", "verify", "max_open")
         return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -164,15 +164,13 @@ class ShardSource:
         return rows
 
     def _verify_local(self, entry: ShardEntry, path: str, mapped: pa.MemoryMappedFile) -> None:
-        stat = os.stat(path)
-        key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, entry.xxh3)
-        if key in _VERIFIED:
+        if verified_before(path, entry.xxh3):
             return
         actual = xxhash.xxh3_64_hexdigest(mapped.read_buffer())
         mapped.seek(0)
-        if not _same_hash(entry.xxh3, actual):
-            raise _checksum_error(self.url(entry), entry.xxh3, actual)
-        _VERIFIED.add(key)
+        if not same_hash(entry.xxh3, actual):
+            raise checksum_error(self.url(entry), entry.xxh3, actual)
+        remember_verified(path, entry.xxh3)
 
     def prefetch(self, entries: list[ShardEntry]) -> None:
         """Start downloading remote shards not yet cached (a no-op for local builds)."""
@@ -180,7 +178,8 @@ class ShardSource:
             return
         self._check_process()
         for entry in entries:
-            self._download_async(entry)
+            if entry.path not in self._open:
+                self._download_async(entry)
 
     def close(self) -> None:
         """Stop the read-ahead thread and drop open memory maps."""
@@ -195,15 +194,14 @@ class ShardSource:
 
     def _local_copy(self, entry: ShardEntry) -> str:
         if self.local:
-            return self.url(entry).removeprefix("file://")
-        path = self._cache_path(entry)
-        if os.path.exists(path):
-            return path
-        return self._download_async(entry).result()
-
-    def _cache_path(self, entry: ShardEntry) -> str:
-        assert self.cache_dir is not None
-        return os.path.join(self.cache_dir, f"{entry.path}.{entry.xxh3}")
+            return local_shard_path(self.build, entry)
+        future = self._download_async(entry)
+        try:
+            return future.result()
+        finally:  # the next open looks in the cache again: the copy may have been evicted meanwhile
+            with self._lock:
+                if self._pending.get(entry.path) is future:
+                    del self._pending[entry.path]
 
     def _download_async(self, entry: ShardEntry) -> Future[str]:
         with self._lock:
@@ -216,30 +214,17 @@ class ShardSource:
             return future
 
     def _download(self, entry: ShardEntry) -> str:
-        path = self._cache_path(entry)
-        if os.path.exists(path):
+        assert self.cache is not None
+        path = self.cache.lookup(entry)  # a verified copy, or None (a mismatching one is deleted)
+        if path is not None:
             return path
         if self._fs is None:
             self._fs, _ = filesystem(self.build, **self.storage_options)
         _, inner = filesystem(self.url(entry), **self.storage_options)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".download.", suffix=".tmp")
-        digest = xxhash.xxh3_64()
         try:
-            with os.fdopen(fd, "wb") as out:
-                try:
-                    src = self._fs.open(inner, "rb", block_size=_DOWNLOAD_CHUNK)
-                except FileNotFoundError:
-                    raise BuildError("shard is missing", path=self.url(entry),
-                                     hint="the build is incomplete or was moved") from None
-                with src:
-                    while chunk := src.read(_DOWNLOAD_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-            if self.verify and not _same_hash(entry.xxh3, digest.hexdigest()):
-                raise _checksum_error(self.url(entry), entry.xxh3, digest.hexdigest())
-            os.replace(tmp, path)  # only a verified shard enters the cache
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        return path
+            src = self._fs.open(inner, "rb", block_size=_DOWNLOAD_CHUNK)
+        except FileNotFoundError:
+            raise BuildError("shard is missing", path=self.url(entry),
+                             hint="the build is incomplete or was moved") from None
+        with src:
+            return self.cache.store(entry, iter(lambda: src.read(_DOWNLOAD_CHUNK), b""), self.url(entry))

@@ -1,4 +1,5 @@
-"""Verifies a build's shards against its manifest: checksums, schema, offsets, token ids, token counts."""
+"""Verifies a build against its manifest: the manifest's own hash, accounting and stage sums, the tokenizer
+files, and every shard's checksum, schema, offsets, token ids and token counts."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gristmill.errors import GristmillError
-from gristmill.shards.manifest import Manifest, ShardEntry, StageEntry, read_manifest
+from gristmill.shards.manifest import Manifest, ShardEntry, StageEntry, hash_problem, read_manifest
+from gristmill.shards.paths import confined
 from gristmill.shards.reader import Batch, ShardReader
 from gristmill.shards.writer import file_xxh3
+from gristmill.storage import is_local
 
 
 @dataclass
@@ -48,25 +51,96 @@ class VerifyReport:
 
 
 def verify_build(build: str) -> VerifyReport:
-    """Check every shard the manifest lists; raise BuildError only when the manifest itself is unreadable."""
-    manifest = read_manifest(build)
+    """Check the manifest and every shard it lists; raise BuildError only when the manifest is unreadable
+    (missing, malformed, or naming a path outside the build)."""
+    manifest = read_manifest(build, check_hash=False)
     report = VerifyReport(build, [])
-    if manifest.tokenizer is None and manifest.stages:
-        report.problems.append("the manifest has stages but no tokenizer entry")
+    problem = hash_problem(manifest)
+    if problem is not None:
+        report.problems.append(problem)
+    report.problems += accounting_problems(manifest)
+    report.problems += tokenizer_problems(build, manifest)
     for stage in manifest.stages:
         for entry in stage.shards:
             report.shards.append(verify_shard(build, manifest, stage, entry))
-        for what, listed, total in (("rows", stage.rows, sum(s.rows for s in stage.shards)),
-                                    ("tokens", stage.tokens, sum(s.tokens for s in stage.shards))):
-            if listed != total:
-                report.problems.append(f"stage {stage.name!r} lists {listed} {what}, its shards hold {total}")
+        report.problems += stage_problems(stage)
     return report
+
+
+def accounting_problems(manifest: Manifest) -> list[str]:
+    """Return a problem for each (source, subset) whose records in ≠ kept + filtered + duplicate +
+    quarantined, and for accounting of a source the manifest does not list."""
+    names = {s.name for s in manifest.sources}
+    problems = [f"the accounting has source {s!r}, which is not in the manifest's sources"
+                for s in manifest.accounting if s not in names]
+    for source, subsets in manifest.accounting.items():
+        for subset, counts in subsets.items():
+            if not counts.balanced():
+                out = (counts.kept + counts.quarantined + sum(counts.filtered.values())
+                       + sum(counts.duplicate.values()))
+                problems.append(f"accounting of {source}/{subset} does not balance: {counts.records_in} in, "
+                                f"{out} kept + filtered + duplicate + quarantined")
+    return problems
+
+
+def stage_problems(stage: StageEntry) -> list[str]:
+    """Return a problem for each of the stage's totals that is not the sum over its shards."""
+    problems = []
+    for what, listed, total in (("rows", stage.rows, sum(s.rows for s in stage.shards)),
+                                ("tokens", stage.tokens, sum(s.tokens for s in stage.shards)),
+                                ("padding tokens", stage.padding_tokens,
+                                 sum(s.padding_tokens for s in stage.shards)),
+                                ("split documents", stage.split_documents,
+                                 sum(s.split_documents for s in stage.shards))):
+        if listed != total:
+            problems.append(f"stage {stage.name!r} lists {listed} {what}, its shards hold {total}")
+    per_source: dict[str, int] = {}
+    for shard in stage.shards:
+        for name, n in shard.source_tokens.items():
+            per_source[name] = per_source.get(name, 0) + n
+    if {k: v for k, v in stage.source_tokens.items() if v} != per_source:
+        problems.append(f"stage {stage.name!r} lists tokens per source {stage.source_tokens}, its shards "
+                        f"hold {per_source}")
+    for shard in stage.shards:
+        padding = shard.rows * (stage.seq_len + 1) - shard.tokens
+        if shard.padding_tokens != padding:
+            problems.append(f"shard {shard.path} lists {shard.padding_tokens} padding tokens, its rows and "
+                            f"tokens make {padding}")
+    return problems
+
+
+def tokenizer_problems(build: str, manifest: Manifest) -> list[str]:
+    """Return how the manifest's tokenizer entry differs from the tokenizer files in the build."""
+    from gristmill.tokenizer.interface import Tokenizer
+
+    entry = manifest.tokenizer
+    if entry is None:
+        return ["the manifest has stages but no tokenizer entry"] if manifest.stages else []
+    if not is_local(build):
+        return []  # the tokenizer is loaded from local files; a remote build's shards are still checked
+    try:
+        tokenizer = Tokenizer.load(confined(build.removeprefix("file://"), entry.path))
+    except ValueError as e:
+        return [f"tokenizer path refused: {e}"]
+    except (GristmillError, OSError) as e:
+        return [f"the tokenizer at {entry.path} cannot be loaded: {e}"]
+    found = {"hash": tokenizer.content_hash, "vocab_size": tokenizer.vocab_size, "bos_id": tokenizer.bos_id,
+             "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id}
+    return [f"the manifest's tokenizer {name} is {getattr(entry, name)!r}, the tokenizer files say {want!r}"
+            for name, want in found.items() if getattr(entry, name) != want]
 
 
 def verify_shard(build: str, manifest: Manifest, stage: StageEntry, entry: ShardEntry) -> ShardCheck:
     """Check one shard file against its manifest entry and stage."""
     check = ShardCheck(stage.name, entry.path, entry.rows)
-    path = build.rstrip("/") + "/" + entry.path
+    if is_local(build):
+        try:
+            path = confined(build.removeprefix("file://"), entry.path)
+        except ValueError as e:
+            check.problems.append(f"path refused: {e}")
+            return check
+    else:
+        path = build.rstrip("/") + "/" + entry.path
     try:
         size, digest = file_xxh3(path)
     except FileNotFoundError:

@@ -123,7 +123,7 @@ def train_tokenizer(config: TokenizerTrainConfig, documents: Iterable[Document],
     write_json(str(out / SETTINGS_FILE), settings)
     tokenizer = Tokenizer.load(out)
     started = time.perf_counter()
-    evaluation = evaluate(tokenizer, sample.heldout, name=str(out))
+    evaluation = evaluate(tokenizer, sample.heldout)  # named by content hash: no path in the output
     timings["evaluate_s"] = time.perf_counter() - started
     write_json(str(out / EVALUATION_FILE), evaluation.to_dict())
     title = f"tokenizer {name or out} ({config.backend}, vocab {tokenizer.vocab_size:,})"

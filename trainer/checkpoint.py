@@ -7,6 +7,8 @@ OUTPUT_DIR/checkpoints/step-N/ holds
                             back with weights_only=True)
   model.json                the model config, so a checkpoint is never loaded into another model
   train_config.json         the run's config (export finds the build's tokenizer through it)
+Loading never runs code from the checkpoint: DCP's metadata and non-tensor values are read through
+`dcp_reader` (an allow-listed unpickler, weights_only=True), trainer_state.pt with weights_only=True.
 Everything is written into step-N.tmp/ and renamed to step-N/ once complete, so a checkpoint directory is
 complete or absent; the newest `keep_last` are kept. Checkpoints live on a local or shared file system.
 """
@@ -30,6 +32,12 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from gristmill.errors import BuildError, ConfigError
 from gristmill.storage import write_json
 from gristmill.trainer.config import ModelConfig, TrainConfig
+from gristmill.trainer.dcp_reader import (
+    SafeFileSystemReader,
+    SafeLoadPlanner,
+    gristmill_error_in,
+    read_metadata,
+)
 
 TRAINER_STATE = "trainer_state.pt"
 MODEL_CONFIG = "model.json"
@@ -49,11 +57,20 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _dcp(operation, state: dict[str, Any], path: Path) -> None:
+def _dcp(operation, state: dict[str, Any], path: Path, **options: Any) -> None:
     """Run dcp.save or dcp.load; in a single process, without DCP's warning that this is one process."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        operation(state, checkpoint_id=str(path), no_dist=not _distributed())
+        operation(state, checkpoint_id=str(path), no_dist=not _distributed(), **options)
+
+
+def load_dcp(state: dict[str, Any], path: Path) -> None:
+    """Load `state` from the DCP checkpoint at `path` without running code from it; raise BuildError."""
+    read_metadata(path)  # refuses a crafted .metadata here, with its own message, before DCP sees it
+    try:
+        _dcp(dcp.load, state, path, storage_reader=SafeFileSystemReader(path), planner=SafeLoadPlanner())
+    except dcp.api.CheckpointException as e:
+        raise (gristmill_error_in(e) or BuildError(f"cannot load the checkpoint: {e}", path=str(path))) from e
 
 
 def _rank() -> int:
@@ -156,7 +173,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     check_same_model(path, model_config)
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optimizer": optim_state}
-    _dcp(dcp.load, state, Path(path))
+    load_dcp(state, Path(path))
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
     trainer_state = torch.load(Path(path) / TRAINER_STATE, weights_only=True)
     scheduler.load_state_dict(trainer_state["scheduler"])
@@ -168,5 +185,5 @@ def load_model_weights(path: str | Path, model: torch.nn.Module) -> None:
     """Load only the model weights of a checkpoint into a plain (unsharded) model, in one process."""
     check_same_model(path, model.config)
     state = {"model": model.state_dict()}
-    _dcp(dcp.load, state, Path(path))
+    load_dcp(state, Path(path))
     model.load_state_dict(state["model"])

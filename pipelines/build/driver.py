@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass, field
 
 from rich.console import Console
 
 from gristmill.errors import BuildError, ConfigError
 from gristmill.pipelines.build.accounting import collect_accounting
+from gristmill.pipelines.build.directory import remove_build, remove_leftovers
 from gristmill.pipelines.build.engine import Step, init_ray, quiet_datatrove_logs, run_step
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.build.progress import completed_tasks, step_progress, summary_table
@@ -52,11 +52,8 @@ def _claim_output(layout: BuildLayout, recipe: Recipe, options: BuildOptions) ->
             hint="on a cluster, use a shared file system such as NFS or Lustre",
         )
     fs, inner = filesystem(layout.root)
-    if options.fresh and fs.exists(inner):
-        if is_local(layout.root):
-            shutil.rmtree(inner)
-        else:
-            fs.rm(inner, recursive=True)
+    if options.fresh:
+        remove_build(inner)  # refuses, naming what is there, unless it is a gristmill build
     marker = layout.recipe_file
     digest = recipe_hash(recipe)
     if fs.exists(filesystem(marker)[1]):
@@ -68,8 +65,9 @@ def _claim_output(layout: BuildLayout, recipe: Recipe, options: BuildOptions) ->
                 path=layout.root,
                 hint="use another output, or --fresh to start this one over",
             )
+        remove_leftovers(inner)  # a resumed build: what a killed run left half-written goes
         return
-    write_json(marker, {"recipe_hash": digest, "recipe": recipe.model_dump(mode="json")})
+    write_json(marker, {"recipe_hash": digest, "recipe": recipe.model_dump(mode="json", exclude={"output"})})
 
 
 def _work_units(layout: BuildLayout, recipe: Recipe) -> list[WorkUnit]:
@@ -132,7 +130,7 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
         tasks_by_source[unit.source].append(unit.task)
     manifest = Manifest(
         name=recipe.name,
-        recipe=recipe.model_dump(mode="json"),
+        recipe=recipe.model_dump(mode="json", exclude={"output"}),  # no absolute path: builds relocate
         recipe_hash=recipe_hash(recipe),
         seed=recipe.seed,
         sources=[
@@ -151,7 +149,7 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
             "report": "reports/index.html",
         },
     )
-    write_manifest(layout.root, manifest)
+    manifest = write_manifest(layout.root, manifest)
     write_report(layout.root)
     options.console.print(summary_table(manifest))
     return manifest

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+RECIPE_MARKER = "recipe.json"  # written first: the mark of a gristmill build directory
+TOKENIZER_TEMP_PREFIX = ".tokenizer."  # the tokenizer step trains into BUILD/.tokenizer.<random>/ first
+
 
 @dataclass(frozen=True)
 class BuildLayout:
@@ -45,7 +48,7 @@ class BuildLayout:
     @property
     def recipe_file(self) -> str:
         """BUILD/recipe.json."""
-        return self.path("recipe.json")
+        return self.path(RECIPE_MARKER)
 
     @property
     def work_units_file(self) -> str:

@@ -15,7 +15,7 @@ from datatrove.data import DocumentsPipeline
 from rich.console import Console
 
 from gristmill.pipelines.build.engine import Step
-from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.build.layout import TOKENIZER_TEMP_PREFIX, BuildLayout
 from gristmill.pipelines.documents import read_documents
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
@@ -53,7 +53,7 @@ def prepare_tokenizer(
     if os.path.isdir(target):
         return Tokenizer.load(target)
     config = recipe.tokenizer
-    tmp = tempfile.mkdtemp(prefix=".tokenizer.", dir=layout.root)
+    tmp = tempfile.mkdtemp(prefix=TOKENIZER_TEMP_PREFIX, dir=layout.root)
     try:
         if config.path is not None:
             Tokenizer.load(config.path).save(tmp)

@@ -67,6 +67,38 @@ def test_rerun_skips_finished_work_and_refuses_another_recipe(ray_local, sample_
         run_build(parse_recipe({**data, "seed": 6}), BuildOptions())
 
 
+def test_a_rerun_removes_the_temporary_files_a_killed_build_left(ray_local, sample_corpus, tmp_path):
+    build = tmp_path / "b"
+    data = ingest_recipe(sample_corpus, build)
+    run_build(parse_recipe(data), BuildOptions())
+    finished = document_files(build)
+    # what a build killed mid-write leaves: a tokenizer being trained, half-written files beside outputs
+    (build / ".tokenizer.k1ll3d" / "sample").mkdir(parents=True)
+    (build / ".tokenizer.k1ll3d" / "sample" / "train.jsonl").write_text("{}\n")
+    leftovers = [build / ".manifest.json.a1b2c3.tmp", build / "documents" / "dolma" / ".00000.parquet.x9.tmp",
+                 build / "clean" / "pile" / "00000.parquet.link.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    run_build(parse_recipe(data), BuildOptions())
+    assert not (build / ".tokenizer.k1ll3d").exists()
+    assert [p for p in leftovers if p.exists()] == []
+    assert not [p for p in build.rglob("*.tmp") if "logs" not in p.relative_to(build).parts]
+    assert document_files(build) == finished
+
+
+def test_fresh_refuses_a_directory_that_is_not_a_build(tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "precious.txt").write_text("do not delete")
+    data = ingest_recipe(tmp_path / "no-corpus", mine)
+    with pytest.raises(BuildError, match=r"holds: precious\.txt, sub") as err:
+        run_build(parse_recipe(data), BuildOptions(fresh=True))
+    assert err.value.path == str(mine)
+    result = CliRunner().invoke(cli, ["build", "--fresh", _write_yaml(tmp_path, data)])
+    assert result.exit_code != 0 and "--fresh deletes only a gristmill build" in result.output
+    assert (mine / "precious.txt").read_text() == "do not delete" and (mine / "sub").is_dir()
+
+
 @pytest.mark.slow
 def test_killed_build_resumes_to_identical_outputs(ray_local, sample_corpus, tmp_path):
     reference = tmp_path / "ref"

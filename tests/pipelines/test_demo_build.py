@@ -5,11 +5,14 @@ bytes."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -342,21 +345,47 @@ def test_shared_dolma_ids_are_two_documents(demo, planted):
 # --- 4. determinism ----------------------------------------------------------------------------------------
 
 
-def _without_output(manifest: Manifest) -> dict:
-    data = manifest.model_dump(mode="json", by_alias=True)
-    data["recipe"].pop("output")
-    return data
+@pytest.fixture(scope="module")
+def demo_elsewhere(demo, sample_corpus, tmp_path_factory) -> Path:
+    """The same recipe built afresh with 1 worker in another directory (nothing reused, tokenizer trained
+    again)."""
+    root = tmp_path_factory.mktemp("elsewhere") / "another-name"
+    run_build(parse_recipe(demo_recipe(sample_corpus, root)), BuildOptions(workers=1))
+    return root
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Return every file of a build but its logs (datatrove's, with timings and hosts), by relative path."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).parts[0] != "logs"}
 
 
 @pytest.mark.slow
-def test_one_and_two_workers_give_identical_bytes(demo, sample_corpus, tmp_path):
-    """A fresh build with 1 worker (nothing reused, tokenizer trained again) against the module's 2-worker
-    build."""
-    root = tmp_path / "one-worker"
-    run_build(parse_recipe(demo_recipe(sample_corpus, root)), BuildOptions(workers=1))
+def test_two_directories_and_worker_counts_give_identical_trees(demo, demo_elsewhere):
+    """1 worker here, 2 there: every file of the build, manifest included, is byte-identical."""
     shards = sorted(p.relative_to(demo.root) for p in demo.root.glob("stage-*/shard-*.arrow"))
     assert len(shards) >= 2
-    assert sorted(p.relative_to(root) for p in root.glob("stage-*/shard-*.arrow")) == shards
-    for rel in shards:
-        assert (root / rel).read_bytes() == (demo.root / rel).read_bytes(), rel
-    assert _without_output(read_manifest(str(root))) == _without_output(read_manifest(str(demo.root)))
+    mine, theirs = _tree(demo.root), _tree(demo_elsewhere)
+    assert sorted(mine) == sorted(theirs)
+    assert [name for name in mine if mine[name] != theirs[name]] == []
+    for name, data in mine.items():  # no absolute path of either build in any file
+        assert str(demo.root).encode() not in data and str(demo_elsewhere).encode() not in data, name
+    assert read_manifest(str(demo_elsewhere)).computed_hash() == demo.manifest.computed_hash()
+
+
+@pytest.mark.slow
+def test_a_loader_state_resumes_on_the_same_recipe_built_elsewhere(demo, demo_elsewhere, tmp_path):
+    from gristmill.shards.loader import ShardStream
+
+    kwargs = dict(tokens_per_batch=16384, seed=7, world_size=2, rank=1)
+    here = ShardStream(str(demo.root), **kwargs)
+    state = here.state_at(2)
+    expected = list(here)[2:5]
+    moved = tmp_path / "moved"
+    shutil.copytree(demo_elsewhere, moved, ignore=shutil.ignore_patterns("logs", "documents", "clean"))
+    for build in (demo_elsewhere, moved):
+        there = ShardStream(str(build), **kwargs)
+        there.load_state_dict(state)
+        got = list(itertools.islice(there, 3))
+        assert [b["row_ids"].tolist() for b in got] == [b["row_ids"].tolist() for b in expected]
+        assert all(np.array_equal(a["input_ids"], b["input_ids"]) for a, b in zip(got, expected))

@@ -2,10 +2,13 @@
 
 stream_*: small builds written directly with pyarrow (independent of the shard writer) for the loader's
 tests. In every row the first token is 1000 + the row's index in its stage, so a test can tell rows apart.
+stream_s3: moto's S3 server on 127.0.0.1 and a way to upload a build to it.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,3 +127,42 @@ def stream_make_build(tmp_path):
         return made[-1]
 
     return make
+
+
+S3_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+                  "region_name": "us-east-1"}
+
+
+class StreamS3:
+    """moto's S3 server: `upload(root, bucket)` copies a build directory to a new bucket."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.options = {"key": "testing", "secret": "testing", "endpoint_url": endpoint,
+                        "client_kwargs": {"region_name": "us-east-1"}}
+
+    def upload(self, root: str, bucket: str) -> tuple[str, dict]:
+        """Upload `root` as s3://bucket/build; return the URL and the storage options that read it."""
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=self.endpoint, **S3_CREDENTIALS)
+        client.create_bucket(Bucket=bucket)
+        for folder, _, files in os.walk(root):
+            for name in files:
+                path = os.path.join(folder, name)
+                client.upload_file(path, bucket, "build/" + os.path.relpath(path, root))
+        return f"s3://{bucket}/build", dict(self.options)
+
+
+@pytest.fixture(scope="session")
+def stream_s3():
+    """moto's S3 server on a free port of 127.0.0.1, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield StreamS3(f"http://127.0.0.1:{port}")
+    server.stop()

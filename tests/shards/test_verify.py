@@ -1,5 +1,6 @@
 """`verify` passes a good build and names the shard and the problem for a flipped byte, a wrong offset,
-a token outside the vocabulary and a missing file; the CLI exits non-zero."""
+a token outside the vocabulary and a missing file; the CLI exits non-zero. The fixture's build carries a
+real (word-level) tokenizer, since verify checks the manifest's tokenizer entry against its files."""
 
 from __future__ import annotations
 
@@ -23,17 +24,29 @@ from gristmill.shards.verify import verify_build
 from gristmill.shards.writer import shard_table, write_shard
 
 VOCAB = 1000
-META = ShardMeta(seq_len=15, pad_id=1, eos_id=0, tokenizer_hash="0123abcd")
 
 
-def _shard(rows: int, seed: int, bad_offset: bool = False, bad_token: bool = False):
+def write_tokenizer(directory) -> ShardMeta:
+    """Write a word-level tokenizer of VOCAB ids (eos 0, pad 1) into `directory`; return the shard meta."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models
+
+    from gristmill.tokenizer.interface import Tokenizer
+
+    vocab = {"</s>": 0, "<pad>": 1, **{f"w{i}": i for i in range(2, VOCAB)}}
+    directory.mkdir(parents=True)
+    HFTokenizer(models.WordLevel(vocab, unk_token="w2")).save(str(directory / "tokenizer.json"))
+    return ShardMeta(seq_len=15, pad_id=1, eos_id=0, tokenizer_hash=Tokenizer.load(directory).content_hash)
+
+
+def _shard(meta: ShardMeta, rows: int, seed: int, bad_offset: bool = False, bad_token: bool = False):
     rng = np.random.default_rng(seed)
-    tokens = np.full((rows, 16), META.pad_id, np.int32)
+    tokens = np.full((rows, 16), meta.pad_id, np.int32)
     offsets, list_offsets, used = [], [0], []
     for r in range(rows):
         cut, end = int(rng.integers(1, 10)), int(rng.integers(10, 17))
         tokens[r, :end] = rng.integers(2, VOCAB, end)
-        tokens[r, cut - 1] = tokens[r, end - 1] = META.eos_id
+        tokens[r, cut - 1] = tokens[r, end - 1] = meta.eos_id
         offsets += [0, cut, end]
         list_offsets.append(len(offsets))
         used.append(end)
@@ -43,7 +56,7 @@ def _shard(rows: int, seed: int, bad_offset: bool = False, bad_token: bool = Fal
         tokens[2, 0] = VOCAB + 5
     source = (np.arange(rows) % 2).astype(np.uint8)
     offsets_parts = np.asarray(list_offsets, np.int32), np.asarray(offsets, np.int32)
-    table = shard_table(META, tokens, *offsets_parts, source)
+    table = shard_table(meta, tokens, *offsets_parts, source)
     return (table,
             {name: int(np.asarray(used)[source == i].sum()) for i, name in enumerate(["web", "code"])})
 
@@ -51,24 +64,31 @@ def _shard(rows: int, seed: int, bad_offset: bool = False, bad_token: bool = Fal
 @pytest.fixture
 def build(tmp_path):
     """A build of one stage with three shards (the last two broken in ways the manifest does not show)."""
+    meta = write_tokenizer(tmp_path / "tokenizer")
     entries = []
     for n, kwargs in enumerate([{}, {"bad_offset": True}, {"bad_token": True}]):
-        table, per_source = _shard(8, seed=n, **kwargs)
+        table, per_source = _shard(meta, 8, seed=n, **kwargs)
         rel = f"stage-1-15/shard-{n:05d}.arrow"
         written = write_shard(str(tmp_path / rel), table)
-        entries.append(ShardEntry(path=rel, rows=8, tokens=sum(per_source.values()), source_tokens=per_source,
-                                  xxh3=written.xxh3, bytes=written.bytes, padding_tokens=0))
+        tokens = sum(per_source.values())
+        entries.append(ShardEntry(path=rel, rows=8, tokens=tokens, source_tokens=per_source,
+                                  xxh3=written.xxh3, bytes=written.bytes, padding_tokens=8 * 16 - tokens))
 
     def write(shards: list[ShardEntry]) -> str:
+        per_source: dict[str, int] = {}
+        for shard in shards:
+            for name, n in shard.source_tokens.items():
+                per_source[name] = per_source.get(name, 0) + n
         stage = StageEntry(name="s", seq_len=15, tokens_per_batch=30, rows=sum(s.rows for s in shards),
-                           tokens=sum(s.tokens for s in shards), padding_tokens=0, split_documents=0,
-                           source_tokens={}, sampling={}, shards=shards)
+                           tokens=sum(s.tokens for s in shards),
+                           padding_tokens=sum(s.padding_tokens for s in shards), split_documents=0,
+                           source_tokens=per_source, sampling={}, shards=shards)
         write_manifest(str(tmp_path), Manifest(
             name="t", recipe={}, recipe_hash="h", seed=0, accounting={},
             sources=[SourceEntry(name=n, format="jsonl", kind="text", priority=0) for n in ("web", "code")],
-            tokenizer=TokenizerEntry(path="tokenizer/", hash=META.tokenizer_hash, vocab_size=VOCAB,
-                                     bos_id=None, eos_id=META.eos_id, pad_id=META.pad_id,
-                                     framing=META.framing), stages=[stage]))
+            tokenizer=TokenizerEntry(path="tokenizer/", hash=meta.tokenizer_hash, vocab_size=VOCAB,
+                                     bos_id=None, eos_id=meta.eos_id, pad_id=meta.pad_id,
+                                     framing=meta.framing), stages=[stage]))
         return str(tmp_path)
 
     return write, entries, tmp_path
@@ -109,3 +129,57 @@ def test_a_flipped_byte_and_a_missing_file(build):
     result = CliRunner().invoke(cli, ["shards", "verify", str(root)])
     assert result.exit_code == 1 and "FAILED" in result.output
     assert f"{entries[0].path}: xxh3 is" in result.output
+
+
+def _edit_manifest(root, change, rehash: bool) -> None:
+    """Apply `change` to manifest.json's data; keep its old content hash unless `rehash`."""
+    path = root / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    if rehash:
+        from gristmill.shards.manifest import content_hash_of
+
+        data["content_hash"] = content_hash_of(data)
+    path.write_text(json.dumps(data))
+
+
+def _unbalance(data):
+    data["accounting"] = {"web": {"all": {"in": 10, "kept": 9, "quarantined": 0, "filtered": {},
+                                          "duplicate": {}}}}
+
+
+def _more_web_tokens(data):
+    data["stages"][0]["source_tokens"]["web"] += 5
+
+
+def _bigger_vocab(data):
+    data["tokenizer"]["vocab_size"] = 2000
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (_unbalance, "accounting of web/all does not balance: 10 in, 9 kept + filtered + duplicate + "
+                 "quarantined"),
+    (_more_web_tokens, "stage 's' lists tokens per source"),
+    (_bigger_vocab, "the manifest's tokenizer vocab_size is 2000, the tokenizer files say 1000"),
+])
+@pytest.mark.parametrize("rehash", [False, True])
+def test_an_edited_manifest_fails_verify(build, change, problem, rehash):
+    write, entries, root = build
+    write(entries[:1])
+    _edit_manifest(root, change, rehash)
+    report = verify_build(str(root))
+    assert not report.ok
+    assert any(p.startswith(problem) for p in report.problems), report.problems
+    hash_problems = [p for p in report.problems if p.startswith("the manifest's content hashes to")]
+    assert bool(hash_problems) != rehash, report.problems
+    result = CliRunner().invoke(cli, ["shards", "verify", str(root)])
+    assert result.exit_code == 1 and problem in result.output
+
+
+def test_the_tokenizer_files_are_checked_against_the_manifest(build):
+    write, entries, root = build
+    write(entries[:1])
+    (root / "tokenizer" / "tokenizer.json").write_text(
+        (root / "tokenizer" / "tokenizer.json").read_text().replace('"w999"', '"x999"'))
+    report = verify_build(str(root))
+    assert [p for p in report.problems if p.startswith("the manifest's tokenizer hash is")], report.problems
