@@ -18,7 +18,6 @@ import contextlib
 import functools
 import os
 import platform
-import socket
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
+from gristmill.sample.s3 import local_s3_server
 from gristmill.shards.format import ShardMeta, shard_schema
 from gristmill.shards.loader import ShardStream
 from gristmill.shards.manifest import Manifest, ShardEntry, SourceEntry, StageEntry, write_manifest
@@ -138,22 +138,6 @@ def litdata_pass(data_dir: str, seq_len: int, limit: int | None = None,
     return first or 0.0, time.perf_counter() - start, tokens
 
 
-@contextlib.contextmanager
-def s3_server():
-    """Yield the endpoint of a moto S3 server on a free 127.0.0.1 port."""
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 def upload(endpoint: str, root: Path, bucket: str) -> str:
     """Upload a directory tree to a new bucket; return its s3:// URL."""
     import boto3
@@ -206,7 +190,7 @@ def main() -> None:
 
         if not args.skip_s3:
             print("\n2. local S3 server (moto on 127.0.0.1), cold cache, one process")
-            with s3_server() as endpoint:
+            with local_s3_server() as endpoint:
                 gm_url = upload(endpoint, tmp / "gm", "gristmill")
                 lit_url = upload(endpoint, tmp / "lit", "litdata")
                 try:

@@ -8,9 +8,10 @@ import pytest
 from gristmill.errors import InputError
 from gristmill.pipelines.readers import source_files
 from gristmill.pipelines.recipe import SourceConfig
+from gristmill.sample.s3 import local_s3_server
 
 boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 BUCKET = "corpora"
 
@@ -18,11 +19,8 @@ BUCKET = "corpora"
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """A moto S3 server on a free local port, for this module."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with local_s3_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ stream_s3: moto's S3 server on 127.0.0.1 and a way to upload a build to it.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,12 +156,7 @@ class StreamS3:
 @pytest.fixture(scope="session")
 def stream_s3():
     """moto's S3 server on a free port of 127.0.0.1, for the whole session."""
-    from moto.server import ThreadedMotoServer
+    from gristmill.sample.s3 import local_s3_server
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield StreamS3(f"http://127.0.0.1:{port}")
-    server.stop()
+    with local_s3_server() as endpoint:
+        yield StreamS3(endpoint)
