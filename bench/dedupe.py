@@ -41,7 +41,7 @@ def prose_documents(megabytes: float) -> list[str]:
         except (UnicodeDecodeError, OSError):
             continue
         for start in range(0, len(text), 3000):
-            chunk = text[start:start + 3000]
+            chunk = text[start : start + 3000]
             if len(chunk.split()) >= 50:
                 docs.append(chunk)
                 total += len(chunk.encode())
@@ -55,7 +55,7 @@ def rensa_shingles(text: str) -> list[str]:
     words = _WORD.findall(text.lower())
     if len(words) < SHINGLE:
         return [" ".join(words)] if words else []
-    return [" ".join(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)]
+    return [" ".join(words[i : i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)]
 
 
 def bench_signatures(docs: list[str], repeats: int) -> list[tuple[str, float]]:
@@ -110,8 +110,12 @@ def build_pairs(root: Path, pairs: list, config: DedupeConfig) -> np.ndarray:
         for i, text in enumerate(texts):
             writer.write(Document(text=text, id=str(i), metadata={"source": source, "subset": "x"}))
         writer.close()
-    recipe = Recipe(name="bench", output=str(root), dedupe=config,
-                    sources=[SourceConfig(name=s, format="jsonl", paths=["-"]) for s in ("a", "b")])
+    recipe = Recipe(
+        name="bench",
+        output=str(root),
+        dedupe=config,
+        sources=[SourceConfig(name=s, format="jsonl", paths=["-"]) for s in ("a", "b")],
+    )
     steps = dedupe_steps(recipe, layout, [("a", 0), ("b", 0)])
     peaks = {}
     for step in steps:
@@ -135,14 +139,17 @@ def quality(pairs_per_range: int, tmp: Path) -> list[str]:
     found = build_pairs(tmp / "quality", pairs, DedupeConfig())
     sim = np.array([p.similarity for p in pairs])
     high, low = sim >= 0.85, sim <= 0.5
-    lines = [f"- recall at J ≥ 0.85: **{found[high].mean():.3f}** ({high.sum()} pairs)",
-             f"- false-positive rate at J ≤ 0.5: **{found[low].mean():.4f}** ({low.sum()} pairs)",
-             "", "| Jaccard | LSH S-curve 1-(1-s^8)^14 | measured (±0.025, LSH + 0.7 verification) | pairs |",
-             "|---|---|---|---|"]
+    lines = [
+        f"- recall at J ≥ 0.85: **{found[high].mean():.3f}** ({high.sum()} pairs)",
+        f"- false-positive rate at J ≤ 0.5: **{found[low].mean():.4f}** ({low.sum()} pairs)",
+        "",
+        "| Jaccard | LSH S-curve 1-(1-s^8)^14 | measured (±0.025, LSH + 0.7 verification) | pairs |",
+        "|---|---|---|---|",
+    ]
     for s in (0.7, 0.8, 0.9):
         near = np.abs(sim - s) <= 0.025
         measured = f"{found[near].mean():.3f}" if near.any() else "–"
-        lines.append(f"| {s} | {1 - (1 - s ** ROWS) ** BANDS:.3f} | {measured} | {near.sum()} |")
+        lines.append(f"| {s} | {1 - (1 - s**ROWS) ** BANDS:.3f} | {measured} | {near.sum()} |")
     return lines
 
 
@@ -153,7 +160,7 @@ def memory(docs: int, tmp: Path) -> list[str]:
     originals = [maker.document(60) for _ in range(docs // 2)]
     copies = [maker.edited(t, 2) if i % 10 == 0 else maker.document(60) for i, t in enumerate(originals)]
     pairs = [type("P", (), {"original": a, "copy": b})() for a, b in zip(originals, copies)]
-    build_pairs(tmp / "memory", pairs, DedupeConfig(docs_per_partition=10 ** 9))
+    build_pairs(tmp / "memory", pairs, DedupeConfig(docs_per_partition=10**9))
     lines = ["| step | peak traced memory (MiB) | per million documents (MiB) |", "|---|---|---|"]
     for name, peak in build_pairs.peaks.items():
         if name.startswith("dedupe-components") and peak < 1 << 16:
@@ -176,13 +183,20 @@ def main() -> None:
     docs = prose_documents(args.docs_mb)
     mb = sum(len(d.encode()) for d in docs) / 1e6
     machine = platform.processor() or platform.machine()
-    print(f"machine: {machine}, Python {platform.python_version()}, one process pinned to CPU {cpu}, "
-          "one thread per library\n")
-    print(f"## MinHash signatures ({len(docs)} documents, {mb:.1f} MB, {SHINGLE}-gram shingles, "
-          f"{BANDS * ROWS} permutations)\n")
+    print(
+        f"machine: {machine}, Python {platform.python_version()}, one process pinned to CPU {cpu}, "
+        "one thread per library\n"
+    )
+    print(
+        f"## MinHash signatures ({len(docs)} documents, {mb:.1f} MB, {SHINGLE}-gram shingles, "
+        f"{BANDS * ROWS} permutations)\n"
+    )
     results = dict(bench_signatures(docs, args.repeats))
-    names = {"datatrove": "datatrove MinhashDedupSignature", "datasketch": "datasketch MinHash.bulk",
-             "rensa": "rensa RMinHash digest_matrix (Rust; Python shingling)"}
+    names = {
+        "datatrove": "datatrove MinhashDedupSignature",
+        "datasketch": "datasketch MinHash.bulk",
+        "rensa": "rensa RMinHash digest_matrix (Rust; Python shingling)",
+    }
     print(f"best of {args.repeats}\n")
     print("| implementation | MB/s per core | × datatrove | × datasketch | × rensa |\n|---|---|---|---|---|")
     for name, rate in results.items():

@@ -77,9 +77,11 @@ def main() -> None:
     ours = dict(zip(RULE_SETS, make_filters(FiltersConfig(), "text")))
     theirs = {name: datatrove_filter(name) for name in RULE_SETS}
     datatrove_run(list(theirs.values()), texts[:50])  # load spaCy before timing
-    print(f"{len(texts)} documents, {mb:.1f} MB; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}; pinned to CPU {cpu}, one thread, "
-          f"best of {args.repeats}")
+    print(
+        f"{len(texts)} documents, {mb:.1f} MB; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}; pinned to CPU {cpu}, one thread, "
+        f"best of {args.repeats}"
+    )
     print(f"{'rule set':<20}{'datatrove MB/s':>16}{'gristmill MB/s':>16}{'ratio':>8}{'agree':>9}")
     rows = [(name, [theirs[name]], [ours[name]]) for name in RULE_SETS]
     rows.append(("all four, chained", list(theirs.values()), list(ours.values())))
@@ -93,8 +95,10 @@ def main() -> None:
             seconds, our_kept = timed(lambda f=our_filters: gristmill_run(f, texts, args.batch))
             our_time = min(our_time, seconds)
         agree = sum(a == b for a, b in zip(their_kept, our_kept)) / len(texts)
-        print(f"{label:<20}{mb / their_time:>16.2f}{mb / our_time:>16.2f}{their_time / our_time:>7.1f}x"
-              f"{agree:>9.2%}")
+        print(
+            f"{label:<20}{mb / their_time:>16.2f}{mb / our_time:>16.2f}{their_time / our_time:>7.1f}x"
+            f"{agree:>9.2%}"
+        )
 
 
 if __name__ == "__main__":

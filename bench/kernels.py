@@ -364,8 +364,9 @@ def tune_attention(warmup: int, reps: int, n_tokens: int = 8192) -> None:
                 if kernel == "forward":
                     run = functools.partial(attention_forward, q, k, v, cu, max_len, True, scale, blocks)
                 else:
-                    run = functools.partial(attention_backward, dout, q, k, v, out, lse, cu, max_len, True,
-                                            scale, blocks)
+                    run = functools.partial(
+                        attention_backward, dout, q, k, v, out, lse, cu, max_len, True, scale, blocks
+                    )
                 try:
                     timings.append((_time_ms(run, warmup, reps), config))
                 except Exception as exc:  # a config this GPU cannot compile is skipped, and said
@@ -376,8 +377,10 @@ def tune_attention(warmup: int, reps: int, n_tokens: int = 8192) -> None:
         entries.append((d, best))
     print("paste into TABLE in trainer/kernels/attention_configs.py:")
     for d, best in entries:
-        body = ", ".join(f'"{k}": LaunchConfig({c.block_m}, {c.block_n}, {c.num_warps}, {c.num_stages})'
-                         for k, c in best.items())
+        body = ", ".join(
+            f'"{k}": LaunchConfig({c.block_m}, {c.block_n}, {c.num_warps}, {c.num_stages})'
+            for k, c in best.items()
+        )
         print(f'    ("{gpu}", "bfloat16", {d}): {{{body}}},')
 
 

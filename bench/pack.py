@@ -43,9 +43,15 @@ def train_tokenizer(directory: Path, texts: list[str]) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=8192, special_tokens=["</s>", "<pad>"],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                                       show_progress=False))
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=8192,
+            special_tokens=["</s>", "<pad>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     directory.mkdir(parents=True, exist_ok=True)
     tok.save(str(directory / "tokenizer.json"))
     return directory / "tokenizer.json"
@@ -54,15 +60,31 @@ def train_tokenizer(directory: Path, texts: list[str]) -> Path:
 def _recipe(root: Path, budget: int):
     from gristmill.pipelines.recipe import parse_recipe
 
-    return parse_recipe({
-        "name": "bench", "seed": 0, "output": str(root),
-        "sources": [{"name": "docs", "format": "parquet", "paths": ["unused"]}],
-        "tokenizer": {"path": str(root / "tokenizer")},
-        "stages": [{"name": "2k", "seq_len": 2048, "tokens": budget, "tokens_per_batch": 2048 * 8,
-                    "weights": {"docs": 1}},
-                   {"name": "8k", "seq_len": 8192, "tokens": budget, "tokens_per_batch": 8192 * 8,
-                    "weights": {"docs": 1}}],
-    })
+    return parse_recipe(
+        {
+            "name": "bench",
+            "seed": 0,
+            "output": str(root),
+            "sources": [{"name": "docs", "format": "parquet", "paths": ["unused"]}],
+            "tokenizer": {"path": str(root / "tokenizer")},
+            "stages": [
+                {
+                    "name": "2k",
+                    "seq_len": 2048,
+                    "tokens": budget,
+                    "tokens_per_batch": 2048 * 8,
+                    "weights": {"docs": 1},
+                },
+                {
+                    "name": "8k",
+                    "seq_len": 8192,
+                    "tokens": budget,
+                    "tokens_per_batch": 8192 * 8,
+                    "weights": {"docs": 1},
+                },
+            ],
+        }
+    )
 
 
 def _run(step, layout) -> float:
@@ -92,8 +114,12 @@ def run_datatrove(root: Path, tokenizer_file: Path, texts: list[str]) -> float:
     from datatrove.data import Document
     from datatrove.pipeline.tokens import DocumentTokenizer
 
-    step = DocumentTokenizer(str(root / "dt"), tokenizer_name_or_path=str(tokenizer_file), eos_token="</s>",
-                             local_working_dir=str(root / "dt-work"))
+    step = DocumentTokenizer(
+        str(root / "dt"),
+        tokenizer_name_or_path=str(tokenizer_file),
+        eos_token="</s>",
+        local_working_dir=str(root / "dt-work"),
+    )
     docs = (Document(text=t, id=str(i)) for i, t in enumerate(texts))
     start = time.perf_counter()
     for _ in step.run(docs, rank=0, world_size=1) or ():
@@ -116,19 +142,33 @@ def main() -> None:
         tokenizer_file = train_tokenizer(root / "tokenizer", texts[:20_000])
         (root / "clean" / "docs").mkdir(parents=True)
         n = len(texts)
-        pq.write_table(pa.table({"id": [str(i) for i in range(n)], "text": texts, "source": ["docs"] * n,
-                                 "subset": ["all"] * n, "metadata": ["{}"] * n}, schema=DOCUMENT_SCHEMA),
-                       root / "clean" / "docs" / "00000.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    "id": [str(i) for i in range(n)],
+                    "text": texts,
+                    "source": ["docs"] * n,
+                    "subset": ["all"] * n,
+                    "metadata": ["{}"] * n,
+                },
+                schema=DOCUMENT_SCHEMA,
+            ),
+            root / "clean" / "docs" / "00000.parquet",
+        )
         dt_seconds = run_datatrove(root, tokenizer_file, texts)
         times, tokens = run_gristmill(root)
     total = sum(times.values())
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, one core used; "
-          f"{len(texts):,} documents, {sum(map(len, texts)) / 1e6:.1f} MB, {tokens:,} tokens")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, one core used; "
+        f"{len(texts):,} documents, {sum(map(len, texts)) / 1e6:.1f} MB, {tokens:,} tokens"
+    )
     print(f"datatrove DocumentTokenizer: {dt_seconds:7.2f} s  {tokens / dt_seconds / 1e6:6.2f} M tokens/s")
     for name, seconds in times.items():
         print(f"gristmill {name:>8}:         {seconds:7.2f} s  {tokens / seconds / 1e6:6.2f} M tokens/s")
-    print(f"gristmill tokenize+plan+pack: {total:7.2f} s  {tokens / total / 1e6:6.2f} M tokens/s "
-          f"= {dt_seconds / total:.2f}× datatrove")
+    print(
+        f"gristmill tokenize+plan+pack: {total:7.2f} s  {tokens / total / 1e6:6.2f} M tokens/s "
+        f"= {dt_seconds / total:.2f}× datatrove"
+    )
 
 
 if __name__ == "__main__":

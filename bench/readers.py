@@ -53,8 +53,11 @@ def run_gristmill(path: Path) -> int:
 
 def run_datatrove(path: Path) -> int:
     def adapter(self, data: dict, path: str, id_in_file: int | str) -> dict:
-        return {"text": data["text"], "id": f"{path}:{id_in_file}",
-                "metadata": {"subset": data["meta"]["redpajama_set_name"]}}
+        return {
+            "text": data["text"],
+            "id": f"{path}:{id_in_file}",
+            "metadata": {"subset": data["meta"]["redpajama_set_name"]},
+        }
 
     reader = JsonlReader(str(path.parent), glob_pattern=path.name, adapter=adapter, compression="zstd")
     return sum(1 for _ in reader.run())
@@ -72,17 +75,20 @@ def run_stdlib(path: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "train" / "chunk1" / "example_train_0.jsonl.zst"
         size = write_file(path, args.records)
-        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} "
-              f"{platform.python_version()}; file: {args.records:,} records, {size / 1e6:.1f} MB unpacked, "
-              f"{path.stat().st_size / 1e6:.1f} MB zstd")
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} "
+            f"{platform.python_version()}; file: {args.records:,} records, {size / 1e6:.1f} MB unpacked, "
+            f"{path.stat().st_size / 1e6:.1f} MB zstd"
+        )
         best = {}
         runs = {"gristmill": run_gristmill, "datatrove": run_datatrove, "stdlib": run_stdlib}
         if importlib.util.find_spec("orjson") is None:  # datatrove's JsonlReader needs it
@@ -97,8 +103,10 @@ def main() -> None:
                 assert count == args.records, (name, count)
             best[name] = min(times)
         for name, seconds in best.items():
-            print(f"{name:>10}: {seconds:6.2f} s  {size / seconds / 1e6:7.1f} MB/s  "
-                  f"gristmill is {seconds / best['gristmill']:.2f}x its speed")
+            print(
+                f"{name:>10}: {seconds:6.2f} s  {size / seconds / 1e6:7.1f} MB/s  "
+                f"gristmill is {seconds / best['gristmill']:.2f}x its speed"
+            )
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ def write_build(root: Path, n_rows: int, seq_len: int, shard_rows: int, seed: in
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for c in range(a, b, batch_rows):
                 d = min(b, c + batch_rows)
-                offs = list_offsets[c:d + 1] - list_offsets[c]
-                docs = values[list_offsets[c]:list_offsets[d]]
+                offs = list_offsets[c : d + 1] - list_offsets[c]
+                docs = values[list_offsets[c] : list_offsets[d]]
                 columns = [
                     pa.FixedSizeListArray.from_arrays(pa.array(tokens[c:d].reshape(-1)), seq_len + 1),
                     pa.ListArray.from_arrays(pa.array(offs), pa.array(docs)),
@@ -73,15 +73,41 @@ def write_build(root: Path, n_rows: int, seq_len: int, shard_rows: int, seed: in
                 ]
                 writer.write_batch(pa.record_batch(columns, schema=schema))
         data = path.read_bytes()
-        entries.append(ShardEntry(path=f"stage/{path.name}", rows=b - a, tokens=(b - a) * seq_len,
-                                  source_tokens={"web": (b - a) * seq_len},
-                                  xxh3=xxhash.xxh3_64_hexdigest(data), bytes=len(data)))
-    stage = StageEntry(name="stage", seq_len=seq_len, tokens_per_batch=MICRO_BATCH_ROWS * seq_len,
-                       rows=n_rows, tokens=n_rows * seq_len, padding_tokens=0, split_documents=0,
-                       source_tokens={"web": n_rows * seq_len}, sampling={"web": 1.0}, shards=entries)
+        entries.append(
+            ShardEntry(
+                path=f"stage/{path.name}",
+                rows=b - a,
+                tokens=(b - a) * seq_len,
+                source_tokens={"web": (b - a) * seq_len},
+                xxh3=xxhash.xxh3_64_hexdigest(data),
+                bytes=len(data),
+            )
+        )
+    stage = StageEntry(
+        name="stage",
+        seq_len=seq_len,
+        tokens_per_batch=MICRO_BATCH_ROWS * seq_len,
+        rows=n_rows,
+        tokens=n_rows * seq_len,
+        padding_tokens=0,
+        split_documents=0,
+        source_tokens={"web": n_rows * seq_len},
+        sampling={"web": 1.0},
+        shards=entries,
+    )
     source = SourceEntry(name="web", format="jsonl", kind="web", priority=0)
-    write_manifest(str(root), Manifest(name="bench", recipe={}, recipe_hash="bench", seed=seed,
-                                       sources=[source], accounting={}, stages=[stage]))
+    write_manifest(
+        str(root),
+        Manifest(
+            name="bench",
+            recipe={},
+            recipe_hash="bench",
+            seed=seed,
+            sources=[source],
+            accounting={},
+            stages=[stage],
+        ),
+    )
     return tokens
 
 
@@ -97,10 +123,17 @@ def write_litdata(root: Path, tokens: np.ndarray, rows_per_chunk: int) -> None:
     npy = root.parent / f"{root.name}-rows.npy"
     np.save(npy, tokens)
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        optimize(fn=functools.partial(_row_item, path=str(npy)), inputs=list(range(len(tokens))),
-                 output_dir=str(root), chunk_size=rows_per_chunk * tokens.shape[1],
-                 item_loader=TokensLoader(), num_workers=1, reorder_files=False, verbose=False,
-                 start_method="fork")
+        optimize(
+            fn=functools.partial(_row_item, path=str(npy)),
+            inputs=list(range(len(tokens))),
+            output_dir=str(root),
+            chunk_size=rows_per_chunk * tokens.shape[1],
+            item_loader=TokensLoader(),
+            num_workers=1,
+            reorder_files=False,
+            verbose=False,
+            start_method="fork",
+        )
     npy.unlink()
 
 
@@ -116,15 +149,17 @@ def gristmill_pass(build: str, seq_len: int, **options) -> tuple[float, float, i
     return first or 0.0, time.perf_counter() - start, tokens
 
 
-def litdata_pass(data_dir: str, seq_len: int, limit: int | None = None,
-                 **options) -> tuple[float, float, int]:
+def litdata_pass(
+    data_dir: str, seq_len: int, limit: int | None = None, **options
+) -> tuple[float, float, int]:
     """Return (seconds to first batch, seconds for the pass, tokens) for litdata, stacking B rows a batch."""
     from litdata import StreamingDataset
     from litdata.streaming.item_loader import TokensLoader
 
     start = time.perf_counter()
-    dataset = StreamingDataset(data_dir, item_loader=TokensLoader(block_size=seq_len + 1), shuffle=True,
-                               seed=1, **options)
+    dataset = StreamingDataset(
+        data_dir, item_loader=TokensLoader(block_size=seq_len + 1), shuffle=True, seed=1, **options
+    )
     first, tokens, rows = None, 0, []
     for item in dataset:
         rows.append(np.asarray(item))
@@ -142,8 +177,13 @@ def upload(endpoint: str, root: Path, bucket: str) -> str:
     """Upload a directory tree to a new bucket; return its s3:// URL."""
     import boto3
 
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     client.create_bucket(Bucket=bucket)
     for path in root.rglob("*"):
         if path.is_file():
@@ -155,8 +195,10 @@ def report(name: str, first: float, total: float, tokens: int, baseline: float |
     """Print one result line; return tokens/s."""
     rate = tokens / total if total else 0.0
     ratio = f"  ×{rate / baseline:5.2f} vs litdata" if baseline else ""
-    print(f"  {name:<34} first batch {first * 1e3:8.1f} ms   {rate / 1e6:7.2f} M tokens/s "
-          f"({tokens / 1e6:.1f} M tokens in {total:.2f} s){ratio}")
+    print(
+        f"  {name:<34} first batch {first * 1e3:8.1f} ms   {rate / 1e6:7.2f} M tokens/s "
+        f"({tokens / 1e6:.1f} M tokens in {total:.2f} s){ratio}"
+    )
     return rate
 
 
@@ -169,8 +211,10 @@ def main() -> None:
     parser.add_argument("--tiny-shards", type=int, default=10_000)
     parser.add_argument("--skip-s3", action="store_true")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
-          f"python {sys.version.split()[0]}, pyarrow {pa.__version__}")
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
+        f"python {sys.version.split()[0]}, pyarrow {pa.__version__}"
+    )
     import litdata
 
     print(f"baseline: litdata {litdata.__version__} (StreamingDataset + TokensLoader, shuffle=True)")
@@ -179,8 +223,10 @@ def main() -> None:
         L = args.seq_len
         tokens = write_build(tmp / "gm", args.rows, L, args.shard_rows)
         write_litdata(tmp / "lit", tokens, args.shard_rows)
-        print(f"\n1. local, one process, {args.rows} rows × L={L} ({args.rows * L / 1e6:.1f} M tokens), "
-              f"micro-batch {MICRO_BATCH_ROWS} rows")
+        print(
+            f"\n1. local, one process, {args.rows} rows × L={L} ({args.rows * L / 1e6:.1f} M tokens), "
+            f"micro-batch {MICRO_BATCH_ROWS} rows"
+        )
         lit = litdata_pass(str(tmp / "lit"), L, cache_dir=str(tmp / "lit-cache"))
         base = report("litdata", *lit)
         report("gristmill (cold: verifies xxh3)", *gristmill_pass(str(tmp / "gm"), L), baseline=base)
@@ -194,18 +240,30 @@ def main() -> None:
                 gm_url = upload(endpoint, tmp / "gm", "gristmill")
                 lit_url = upload(endpoint, tmp / "lit", "litdata")
                 try:
-                    lit = litdata_pass(lit_url, L, cache_dir=str(tmp / "lit-s3-cache"),
-                                       storage_options={"endpoint_url": endpoint,
-                                                        "aws_access_key_id": "testing",
-                                                        "aws_secret_access_key": "testing"})
+                    lit = litdata_pass(
+                        lit_url,
+                        L,
+                        cache_dir=str(tmp / "lit-s3-cache"),
+                        storage_options={
+                            "endpoint_url": endpoint,
+                            "aws_access_key_id": "testing",
+                            "aws_secret_access_key": "testing",
+                        },
+                    )
                     base = report("litdata", *lit)
                 except Exception as e:  # report the baseline's failure instead of dying
                     print(f"  litdata could not stream from the local S3 server: {type(e).__name__}: {e}")
                     base = None
-                options = {**CREDENTIALS, "endpoint_url": endpoint,
-                           "client_kwargs": {"region_name": "us-east-1"}}
-                report("gristmill", *gristmill_pass(gm_url, L, storage_options=options,
-                                                    cache_dir=str(tmp / "gm-s3-cache")), baseline=base)
+                options = {
+                    **CREDENTIALS,
+                    "endpoint_url": endpoint,
+                    "client_kwargs": {"region_name": "us-east-1"},
+                }
+                report(
+                    "gristmill",
+                    *gristmill_pass(gm_url, L, storage_options=options, cache_dir=str(tmp / "gm-s3-cache")),
+                    baseline=base,
+                )
 
         n = args.tiny_shards
         print(f"\n3. time to first batch, {n} tiny shards (4 rows × L=128 each)")
@@ -215,11 +273,14 @@ def main() -> None:
         stream = ShardStream(str(tmp / "gm-tiny"), tokens_per_batch=MICRO_BATCH_ROWS * 128, seed=1)
         next(iter(stream))
         gm_first = time.perf_counter() - start
-        lit_first = litdata_pass(str(tmp / "lit-tiny"), 128, limit=1,
-                                 cache_dir=str(tmp / "lit-tiny-cache"))[0]
+        lit_first = litdata_pass(str(tmp / "lit-tiny"), 128, limit=1, cache_dir=str(tmp / "lit-tiny-cache"))[
+            0
+        ]
         print(f"  litdata   {lit_first:6.3f} s ({len(list((tmp / 'lit-tiny').glob('*.bin')))} chunks)")
-        print(f"  gristmill {gm_first:6.3f} s ({n} shards)   litdata time / gristmill time = "
-              f"{lit_first / gm_first:.2f}")
+        print(
+            f"  gristmill {gm_first:6.3f} s ({n} shards)   litdata time / gristmill time = "
+            f"{lit_first / gm_first:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,11 @@ def make_corpus(directory: Path, megabytes: float, seed: int = 0) -> dict[str, P
             while written < budget:
                 text = rng.choice(docs)
                 # seeded variation: swap about 8% of the words, so copies are not identical
-                text = re.sub(r"[A-Za-z_]{3,12}", lambda m: rng.choice(words) if rng.random() < 0.08
-                              else m.group(0), text)
+                text = re.sub(
+                    r"[A-Za-z_]{3,12}",
+                    lambda m: rng.choice(words) if rng.random() < 0.08 else m.group(0),
+                    text,
+                )
                 f.write(json.dumps({"text": text, "source": source}) + "\n")
                 written += len(text.encode())
     return paths
@@ -75,10 +78,15 @@ def child_train(kind: str, corpus: Path, out: Path, vocab: int) -> dict:
         from gristmill.tokenizer.corpus import read_files
         from gristmill.tokenizer.train import train_tokenizer
 
-        settings = {"gristmill-sentences": {}, "gristmill-counts": {"count_pretokens": "always"},
-                    "gristmill-llama2": {"profile": "llama2"}, "gristmill-hf": {"backend": "hf-bpe"}}[kind]
-        config = TokenizerTrainConfig(vocab_size=vocab, sample_bytes=10**12, heldout_bytes=2_000_000,
-                                      heldout_fraction=0.01, **settings)
+        settings = {
+            "gristmill-sentences": {},
+            "gristmill-counts": {"count_pretokens": "always"},
+            "gristmill-llama2": {"profile": "llama2"},
+            "gristmill-hf": {"backend": "hf-bpe"},
+        }[kind]
+        config = TokenizerTrainConfig(
+            vocab_size=vocab, sample_bytes=10**12, heldout_bytes=2_000_000, heldout_fraction=0.01, **settings
+        )
         docs = read_files([str(p) for p in paths.values()])
         train_tokenizer(config, docs, out / kind, seed=0, console=Console(quiet=True))
     elif kind == "sentencepiece":
@@ -96,18 +104,31 @@ def child_train(kind: str, corpus: Path, out: Path, vocab: int) -> dict:
         from tokenizers import ByteLevelBPETokenizer
 
         tok = ByteLevelBPETokenizer()
-        tok.train_from_iterator(_texts(paths), vocab_size=vocab, special_tokens=["<|endoftext|>"],
-                                show_progress=False)
+        tok.train_from_iterator(
+            _texts(paths), vocab_size=vocab, special_tokens=["<|endoftext|>"], show_progress=False
+        )
         tok.save(str(out / "plain-hf.json"))
     else:
         raise ValueError(kind)
-    return {"seconds": time.perf_counter() - started,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "seconds": time.perf_counter() - started,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _run_child(kind: str, corpus: Path, out: Path, vocab: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--corpus", str(corpus), "--out", str(out),
-           "--vocab", str(vocab)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        "--vocab",
+        str(vocab),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{kind} failed:\n{done.stderr[-3000:]}")
@@ -130,7 +151,7 @@ def debian_docs(megabytes: float) -> list[str]:
         except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
             continue
         for start in range(0, len(text), 8000):  # documents of at most 8 KB
-            texts.append(text[start:start + 8000])
+            texts.append(text[start : start + 8000])
             total += len(texts[-1].encode())
     return texts
 
@@ -180,13 +201,16 @@ def encode_bench(out: Path, texts: list[str], repeats: int) -> list[tuple[str, s
     # every encoder returns each text's ids: the least any caller needs (lists, or our int32 arrays)
     encoders = {
         ("sentencepiece-bpe", "sentencepiece encode (reference)"): lambda b: sp.encode(b, num_threads=1),
-        ("sentencepiece-bpe", "tokenizers encode_batch_fast (our json)"):
-            lambda b: [e.ids for e in raw_json.encode_batch_fast(b, add_special_tokens=False)],
-        ("sentencepiece-bpe", "kitoken encode_all (from_sentencepiece_file)"):
-            lambda b: kt_sp.encode_all(b, False),
+        ("sentencepiece-bpe", "tokenizers encode_batch_fast (our json)"): lambda b: [
+            e.ids for e in raw_json.encode_batch_fast(b, add_special_tokens=False)
+        ],
+        ("sentencepiece-bpe", "kitoken encode_all (from_sentencepiece_file)"): lambda b: kt_sp.encode_all(
+            b, False
+        ),
         ("sentencepiece-bpe", "ours encode_batch"): ours.encode_batch,
-        ("hf-bpe", "tokenizers encode_batch_fast (reference)"):
-            lambda b: [e.ids for e in raw_hf.encode_batch_fast(b, add_special_tokens=False)],
+        ("hf-bpe", "tokenizers encode_batch_fast (reference)"): lambda b: [
+            e.ids for e in raw_hf.encode_batch_fast(b, add_special_tokens=False)
+        ],
         ("hf-bpe", "kitoken encode_all (from_tokenizers_file)"): lambda b: kt_hf.encode_all(b, False),
         ("hf-bpe", "ours encode_batch"): ours_hf.encode_batch,
     }
@@ -227,8 +251,9 @@ def tokenize_step_bench(out: Path, texts: list[str], repeats: int) -> float:
 
 def main() -> None:
     """Run the benchmark and print its tables (and write results.json beside the corpus)."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mb", type=float, default=10, help="corpus size in MB")
     parser.add_argument("--vocab", type=int, default=8000)
     parser.add_argument("--out", default="/tmp/gristmill-tokenizer-bench")
@@ -247,12 +272,20 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     paths = make_corpus(corpus, args.mb)
     size = sum(p.stat().st_size for p in paths.values())
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}; corpus {size / 1e6:.0f} MB (jsonl), vocab {args.vocab}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}; corpus {size / 1e6:.0f} MB (jsonl), vocab {args.vocab}"
+    )
     results: dict = {"corpus_bytes": size, "vocab": args.vocab, "train": {}}
     print("\n(a) training: seconds, peak RSS MiB (fresh child process each)")
-    for kind in ("gristmill-sentences", "gristmill-counts", "gristmill-llama2", "sentencepiece",
-                 "gristmill-hf", "hf-tokenizers"):
+    for kind in (
+        "gristmill-sentences",
+        "gristmill-counts",
+        "gristmill-llama2",
+        "sentencepiece",
+        "gristmill-hf",
+        "hf-tokenizers",
+    ):
         if args.skip_train and (out / kind).exists():
             continue
         results["train"][kind] = r = _run_child(kind, corpus, out, args.vocab)
@@ -260,8 +293,10 @@ def main() -> None:
     cpu = pin_to_one_core()
     texts = debian_docs(args.encode_mb)
     mb = sum(len(t.encode()) for t in texts) / 1e6
-    print(f"\n(b) encoding {mb:.1f} MB of Debian package docs ({len(texts):,} documents, never trained on), "
-          f"pinned to CPU {cpu}, one thread per library: MB/s per core, best of {args.repeats}")
+    print(
+        f"\n(b) encoding {mb:.1f} MB of Debian package docs ({len(texts):,} documents, never trained on), "
+        f"pinned to CPU {cpu}, one thread per library: MB/s per core, best of {args.repeats}"
+    )
     rows = encode_bench(out, texts, args.repeats)
     results["encode_mb_per_s"] = {f"{b} / {e}": v for b, e, v, _ in rows}
     print(f"  {'backend':18s} {'encoder':46s} {'MB/s':>7s}  {'x ref':>6s} {'x kitoken':>9s}  ids = ref")
@@ -274,15 +309,19 @@ def main() -> None:
     step_rate = tokenize_step_bench(out, texts, args.repeats)
     results["tokenize_step_mb_per_s"] = step_rate
     sp_rate = next(v for b, e, v, _ in rows if b == "sentencepiece-bpe" and "reference" in e)
-    print(f"  tokenize step (TokenizeDocuments.run, one task, parquet in, Arrow out): {step_rate:.2f} MB/s "
-          f"per core, {step_rate / sp_rate:.2f}x sentencepiece encode")
+    print(
+        f"  tokenize step (TokenizeDocuments.run, one task, parquet in, Arrow out): {step_rate:.2f} MB/s "
+        f"per core, {step_rate / sp_rate:.2f}x sentencepiece encode"
+    )
     print("\n(c) held-out compression (same sample, same held-out documents)")
     results["evaluation"] = {}
     for kind in ("gristmill-sentences", "gristmill-llama2", "gristmill-hf"):
         total = json.loads((out / kind / "evaluation.json").read_text())["total"]
         results["evaluation"][kind] = total
-        print(f"  {kind:22s} bytes/token {total['bytes_per_token']:.3f}  "
-              f"byte fallback {total['byte_fallback_rate']:.3%}  lossless {total['round_trip_lossless']}")
+        print(
+            f"  {kind:22s} bytes/token {total['bytes_per_token']:.3f}  "
+            f"byte fallback {total['byte_fallback_rate']:.3%}  lossless {total['round_trip_lossless']}"
+        )
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
 

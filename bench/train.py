@@ -59,6 +59,7 @@ class Measurement:
 
 def masked_sdpa(seq_len: int):
     """Return a plain-PyTorch varlen attention for rows of `seq_len`: SDPA with a per-row document mask."""
+
     def attention(q, k, v, cu_seqlens, max_seqlen, causal=True, softmax_scale=None):
         t, n_heads, head_dim = q.shape
         rows = t // seq_len
@@ -78,10 +79,15 @@ def masked_sdpa(seq_len: int):
 
 def eager_ops(seq_len: int) -> Ops:
     """Return the plain-PyTorch ops of the baselines."""
-    return Ops(rms_norm=reference.rms_norm_reference, rms_norm_residual=reference.rms_norm_residual_reference,
-               apply_rope=reference.rope_reference, swiglu=reference.swiglu_reference,
-               linear_cross_entropy=reference.linear_cross_entropy_reference, attention=masked_sdpa(seq_len),
-               choices=dict.fromkeys(OpsConfig.model_fields, "eager"))
+    return Ops(
+        rms_norm=reference.rms_norm_reference,
+        rms_norm_residual=reference.rms_norm_residual_reference,
+        apply_rope=reference.rope_reference,
+        swiglu=reference.swiglu_reference,
+        linear_cross_entropy=reference.linear_cross_entropy_reference,
+        attention=masked_sdpa(seq_len),
+        choices=dict.fromkeys(OpsConfig.model_fields, "eager"),
+    )
 
 
 def micro_batches(build: str, seq_len: int, count: int, device: torch.device) -> list[dict]:
@@ -89,8 +95,9 @@ def micro_batches(build: str, seq_len: int, count: int, device: torch.device) ->
     stage = next((s for s in read_manifest(build).stages if s.seq_len == seq_len), None)
     if stage is None:
         sys.exit(f"{build}: no stage of sequence length {seq_len}; pass --seq-lens with the build's lengths")
-    stream = ShardStream(build, tokens_per_batch=TOKENS_PER_BATCH,
-                         curriculum=[(stage.name, max(stage.rows, 1) * seq_len * 4)])
+    stream = ShardStream(
+        build, tokens_per_batch=TOKENS_PER_BATCH, curriculum=[(stage.name, max(stage.rows, 1) * seq_len * 4)]
+    )
     batches = []
     for batch in stream:
         batches.append(to_device(batch, device))
@@ -100,8 +107,9 @@ def micro_batches(build: str, seq_len: int, count: int, device: torch.device) ->
     return batches
 
 
-def measure(config: ModelConfig, variant: str, batches: list[dict], steps: int, warmup: int,
-            device: torch.device) -> Measurement:
+def measure(
+    config: ModelConfig, variant: str, batches: list[dict], steps: int, warmup: int, device: torch.device
+) -> Measurement:
     """Train `warmup` + `steps` steps of one variant; return its throughput and peak memory."""
     seq_len = batches[0]["input_ids"].shape[1]
     torch.manual_seed(0)
@@ -124,8 +132,16 @@ def measure(config: ModelConfig, variant: str, batches: list[dict], steps: int, 
     rate = steps * TOKENS_PER_BATCH / (time.perf_counter() - start)
     peak = peak_tflops(device, None)
     mfu = rate * flops_per_token(config, seq_len) / (peak * 1e12) if peak else None
-    result = Measurement(config.name, variant, seq_len, TOKENS_PER_BATCH // seq_len, rate, mfu,
-                         torch.cuda.max_memory_allocated(device) / GIB, float(loss))
+    result = Measurement(
+        config.name,
+        variant,
+        seq_len,
+        TOKENS_PER_BATCH // seq_len,
+        rate,
+        mfu,
+        torch.cuda.max_memory_allocated(device) / GIB,
+        float(loss),
+    )
     del model, optimizer
     torch.cuda.empty_cache()
     return result
@@ -146,20 +162,26 @@ def report(results: list[Measurement]) -> None:
     print(f"\n{'model':16} {'variant':10} {'rows':>9} {'tok/s':>10} {'MFU':>7} {'peak GiB':>9} {'loss':>7}")
     for r in results:
         mfu = f"{100 * r.mfu:.1f}%" if r.mfu is not None else "-"
-        print(f"{r.model:16} {r.variant:10} {r.seq_len:>5}x{r.rows:<3} {r.tokens_per_s:>10,.0f} {mfu:>7} "
-              f"{r.peak_gib:>9.1f} {r.loss:>7.3f}")
+        print(
+            f"{r.model:16} {r.variant:10} {r.seq_len:>5}x{r.rows:<3} {r.tokens_per_s:>10,.0f} {mfu:>7} "
+            f"{r.peak_gib:>9.1f} {r.loss:>7.3f}"
+        )
     for seq_len in sorted({r.seq_len for r in results}):
         at = {r.variant: r for r in results if r.seq_len == seq_len and r.model == "tinyllama-1.1b"}
         if "gristmill" in at:
-            ratios = ", ".join(f"{at['gristmill'].tokens_per_s / at[v].tokens_per_s:.2f}x {v}"
-                               for v in ("eager", "compile") if v in at)
+            ratios = ", ".join(
+                f"{at['gristmill'].tokens_per_s / at[v].tokens_per_s:.2f}x {v}"
+                for v in ("eager", "compile")
+                if v in at
+            )
             print(f"L={seq_len}: gristmill is {ratios}")
 
 
 def main() -> int:
     """Run the benchmark; return the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("build")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)

@@ -41,8 +41,9 @@ def validated(model: type[M], data: Any, path: str | None, what: str) -> M:
             got = error.get("input")
             shown = "" if isinstance(got, dict | list) or error["type"] == "missing" else f" (got {got!r})"
             lines.append(f"  {field}: {error['msg']}{shown}")
-        raise ConfigError(f"invalid {what} ({e.error_count()} problem(s))\n" + "\n".join(lines),
-                          path=path) from None
+        raise ConfigError(
+            f"invalid {what} ({e.error_count()} problem(s))\n" + "\n".join(lines), path=path
+        ) from None
 
 
 def read_yaml(path: str, what: str) -> Any:

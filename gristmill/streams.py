@@ -83,8 +83,10 @@ def lfs_pointer_reason(head: bytes) -> str | None:
         return None
     fields = dict(line.split(" ", 1) for line in head.decode("ascii", "replace").splitlines() if " " in line)
     detail = ", ".join(f"{k} {fields[k]}" for k in ("oid", "size") if k in fields)
-    return (f"this is a Git LFS pointer ({detail or 'no oid'}), not the data: run `git lfs pull` in the "
-            "dataset's clone (or download the file itself)")
+    return (
+        f"this is a Git LFS pointer ({detail or 'no oid'}), not the data: run `git lfs pull` in the "
+        "dataset's clone (or download the file itself)"
+    )
 
 
 def _pieces(path: str, f: Any, chunk_bytes: int) -> Iterator[bytes | _DecodeFault | StreamFault]:
@@ -98,15 +100,19 @@ def _pieces(path: str, f: Any, chunk_bytes: int) -> Iterator[bytes | _DecodeFaul
         yield StreamFault("file", lfs)
         return
     if codec and not head.startswith(_MAGIC[codec]):
-        yield StreamFault("file", f"not {codec} data although the name ends in "
-                                  f"{path.rsplit('.', 1)[-1]!r} (the file starts with {head[:8]!r})")
+        yield StreamFault(
+            "file",
+            f"not {codec} data although the name ends in "
+            f"{path.rsplit('.', 1)[-1]!r} (the file starts with {head[:8]!r})",
+        )
         return
     chunks = _chunks(f, head, chunk_bytes)
     yield from _decompress(chunks, codec) if codec else chunks
 
 
-def read_lines(path: str, storage_options: dict[str, Any], max_line_bytes: int,
-               chunk_bytes: int = CHUNK_BYTES) -> Iterator[Line | StreamFault]:
+def read_lines(
+    path: str, storage_options: dict[str, Any], max_line_bytes: int, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[Line | StreamFault]:
     """Yield the lines of a plain, zstd or gzip text file (by its name), and faults where it is unreadable."""
     with open_binary(path, **storage_options) as f:
         pieces = _pieces(path, f, chunk_bytes)
@@ -119,8 +125,9 @@ def read_lines(path: str, storage_options: dict[str, Any], max_line_bytes: int,
         yield from split_lines(itertools.chain([first], pieces), max_line_bytes)
 
 
-def read_whole(path: str, storage_options: dict[str, Any], max_bytes: int,
-               chunk_bytes: int = CHUNK_BYTES) -> bytes | StreamFault:
+def read_whole(
+    path: str, storage_options: dict[str, Any], max_bytes: int, chunk_bytes: int = CHUNK_BYTES
+) -> bytes | StreamFault:
     """Return the whole decompressed content of a plain, zstd or gzip file, or a fault: not data, corrupt,
     or larger than `max_bytes` (never buffered past it)."""
     parts: list[bytes] = []
@@ -217,7 +224,7 @@ def _decompress(chunks: Iterable[bytes], codec: str) -> Iterator[bytes | _Decode
             if seeking:
                 found = data.find(magic)
                 if found < 0:
-                    carry = data[-(len(magic) - 1):]
+                    carry = data[-(len(magic) - 1) :]
                     position += len(data) - len(carry)
                     break
                 data, position = data[found:], position + found
@@ -236,8 +243,10 @@ def _decompress(chunks: Iterable[bytes], codec: str) -> Iterator[bytes | _Decode
                 decoder, seeking = None, True
                 continue
             if bad_since is not None and (out or decoder.eof):
-                yield _DecodeFault(f"corrupt {codec} data ({message}) in the {unit} starting at compressed "
-                                   f"byte {bad_since:,}; skipped to the next {unit} at byte {frame_start:,}")
+                yield _DecodeFault(
+                    f"corrupt {codec} data ({message}) in the {unit} starting at compressed "
+                    f"byte {bad_since:,}; skipped to the next {unit} at byte {frame_start:,}"
+                )
                 bad_since = None
             if out:
                 yield out
@@ -249,11 +258,15 @@ def _decompress(chunks: Iterable[bytes], codec: str) -> Iterator[bytes | _Decode
                 position += len(data)
                 data = b""
     if bad_since is not None:
-        yield _DecodeFault(f"corrupt {codec} data ({message}) in the {unit} starting at compressed byte "
-                           f"{bad_since:,}; no later {unit} to resume at, so the rest of the file is lost")
+        yield _DecodeFault(
+            f"corrupt {codec} data ({message}) in the {unit} starting at compressed byte "
+            f"{bad_since:,}; no later {unit} to resume at, so the rest of the file is lost"
+        )
     elif decoder is not None and position > frame_start:
-        yield _DecodeFault(f"truncated {codec} stream: the file ends at compressed byte {position:,}, inside "
-                           f"the {unit} that starts at byte {frame_start:,}")
+        yield _DecodeFault(
+            f"truncated {codec} stream: the file ends at compressed byte {position:,}, inside "
+            f"the {unit} that starts at byte {frame_start:,}"
+        )
 
 
 def _slices(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
@@ -263,7 +276,7 @@ def _slices(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
         else:
             view = memoryview(chunk)
             for start in range(0, len(chunk), size):
-                yield bytes(view[start:start + size])
+                yield bytes(view[start : start + size])
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,9 +287,13 @@ class RowBatch:
     batch: pa.RecordBatch
 
 
-def read_parquet(path: str, storage_options: dict[str, Any], required: list[str],
-                 text_column: str | None = None,
-                 batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[RowBatch | StreamFault]:
+def read_parquet(
+    path: str,
+    storage_options: dict[str, Any],
+    required: list[str],
+    text_column: str | None = None,
+    batch_rows: int = PARQUET_BATCH_ROWS,
+) -> Iterator[RowBatch | StreamFault]:
     """Yield a parquet file's rows in batches, row group by row group, and faults for what cannot be read.
 
     A file that is not parquet, is a Git LFS pointer, lacks a `required` column or has a `text_column` that
@@ -300,9 +317,12 @@ def read_parquet(path: str, storage_options: dict[str, Any], required: list[str]
         names = parquet.schema_arrow.names
         missing = [c for c in required if c not in names]
         if missing:
-            yield StreamFault("file", f"missing column{'s' if len(missing) > 1 else ''} "
-                                      f"{', '.join(f'`{c}`' for c in missing)}; the file has columns: "
-                                      f"{', '.join(names) or '(none)'}")
+            yield StreamFault(
+                "file",
+                f"missing column{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(f'`{c}`' for c in missing)}; the file has columns: "
+                f"{', '.join(names) or '(none)'}",
+            )
             return
         if text_column in names:
             kind = parquet.schema_arrow.field(text_column).type
@@ -318,6 +338,7 @@ def read_parquet(path: str, storage_options: dict[str, Any], required: list[str]
                     yield RowBatch(start, batch)
                     start += batch.num_rows
             except (pa.ArrowException, OSError) as e:
-                yield StreamFault(f"rows {start}-{first + rows - 1}",
-                                  f"unreadable parquet data in row group {group} ({e})")
+                yield StreamFault(
+                    f"rows {start}-{first + rows - 1}", f"unreadable parquet data in row group {group} ({e})"
+                )
             first += rows

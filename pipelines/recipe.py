@@ -39,13 +39,14 @@ class SourceConfig(StrictModel):
     format: SourceFormat
     paths: list[str] = Field(min_length=1, description="files, folders or globs; local or fsspec URLs")
     kind: Literal["text", "code"] | None = Field(
-        None, description="what the source mostly is (code for starcoder, else text): subsets that neither "
-                          "`profiles` nor the reader's defaults name get the `web` (text) or `code` profile"
+        None,
+        description="what the source mostly is (code for starcoder, else text): subsets that neither "
+        "`profiles` nor the reader's defaults name get the `web` (text) or `code` profile",
     )
     profiles: dict[str, str] = Field(
         default_factory=dict,
         description="subset name or glob → filter profile (a name in `filters.profiles`), first match wins; "
-                    "the reader's defaults follow, then `*` for the rest by `kind`",
+        "the reader's defaults follow, then `*` for the rest by `kind`",
     )
     include_subsets: list[str] | None = None
     exclude_subsets: list[str] = Field(default_factory=list)
@@ -151,12 +152,16 @@ class IngestStepConfig(StrictModel):
     gristmill's own; it must only keep, change or drop documents.
     """
 
-    step: str = Field(description="import path of a datatrove PipelineStep, e.g. "
-                                  "datatrove.pipeline.filters.RegexFilter")
+    step: str = Field(
+        description="import path of a datatrove PipelineStep, e.g. datatrove.pipeline.filters.RegexFilter"
+    )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of its constructor")
     name: str | None = Field(None, description="the reason its drops are counted under; default: class name")
-    after: str | None = Field(None, description=f"the rule set it runs after, one of {', '.join(RULE_SETS)}; "
-                                                "default: after all of gristmill's filters")
+    after: str | None = Field(
+        None,
+        description=f"the rule set it runs after, one of {', '.join(RULE_SETS)}; "
+        "default: after all of gristmill's filters",
+    )
 
     @field_validator("after")
     @classmethod
@@ -245,9 +250,11 @@ class Recipe(StrictModel):
         for i, source in enumerate(self.sources):
             for pattern, profile in source.profiles.items():
                 if profile not in self.filters.profiles:
-                    raise ValueError(f"sources.{i}.profiles.{pattern}: unknown profile {profile!r}; "
-                                     f"expected one of {', '.join(self.filters.profiles)} "
-                                     "(or define it under filters.profiles)")
+                    raise ValueError(
+                        f"sources.{i}.profiles.{pattern}: unknown profile {profile!r}; "
+                        f"expected one of {', '.join(self.filters.profiles)} "
+                        "(or define it under filters.profiles)"
+                    )
         if self.stages and self.tokenizer is None:
             raise ValueError("stages need a `tokenizer` (a path to one, or `train` settings)")
         return self
@@ -258,8 +265,10 @@ class Recipe(StrictModel):
         for i, source in enumerate(self.sources):
             unknown = source.unknown_excluded_subsets()
             if unknown:
-                out.append(f"sources.{i}.exclude_subsets: {unknown} are not subsets of the {source.format} "
-                           "corpus; the build fails after ingest if no file has them")
+                out.append(
+                    f"sources.{i}.exclude_subsets: {unknown} are not subsets of the {source.format} "
+                    "corpus; the build fails after ingest if no file has them"
+                )
         return out
 
     def source(self, name: str) -> SourceConfig:

@@ -22,8 +22,14 @@ import numpy as np
 IGNORE_INDEX = -100
 
 
-def micro_batch(tokens: np.ndarray, offsets: np.ndarray, counts: np.ndarray, *,
-                cross_document_targets: bool = False, dtype: type = np.int64) -> dict[str, np.ndarray | int]:
+def micro_batch(
+    tokens: np.ndarray,
+    offsets: np.ndarray,
+    counts: np.ndarray,
+    *,
+    cross_document_targets: bool = False,
+    dtype: type = np.int64,
+) -> dict[str, np.ndarray | int]:
     """Return input_ids, targets, loss_mask, position_ids (B, L), cu_seqlens (int32) and max_seqlen.
 
     tokens: (B, L+1) int; offsets: every row's doc_offsets concatenated; counts: (B,) offsets per row.
@@ -56,19 +62,26 @@ def micro_batch(tokens: np.ndarray, offsets: np.ndarray, counts: np.ndarray, *,
     is_start[ends - 1] = False
     is_start &= offsets < seq_len
     pad_rows = np.flatnonzero(used < seq_len)
-    starts = np.concatenate([row_of[is_start] * seq_len + offsets[is_start],
-                             pad_rows * seq_len + used[pad_rows]])
+    starts = np.concatenate(
+        [row_of[is_start] * seq_len + offsets[is_start], pad_rows * seq_len + used[pad_rows]]
+    )
     starts.sort()
     cu_seqlens = np.append(starts, n_rows * seq_len).astype(np.int32)
     lengths = np.diff(cu_seqlens)
     position_ids = (np.arange(n_rows * seq_len) - np.repeat(starts, lengths)).reshape(n_rows, seq_len)
-    return {"input_ids": input_ids, "targets": targets, "loss_mask": loss_mask,
-            "position_ids": position_ids.astype(dtype), "cu_seqlens": cu_seqlens,
-            "max_seqlen": int(lengths.max()) if lengths.size else 0}
+    return {
+        "input_ids": input_ids,
+        "targets": targets,
+        "loss_mask": loss_mask,
+        "position_ids": position_ids.astype(dtype),
+        "cu_seqlens": cu_seqlens,
+        "max_seqlen": int(lengths.max()) if lengths.size else 0,
+    }
 
 
-def _check_offsets(offsets: np.ndarray, counts: np.ndarray, firsts: np.ndarray, row_of: np.ndarray,
-                   width: int) -> None:
+def _check_offsets(
+    offsets: np.ndarray, counts: np.ndarray, firsts: np.ndarray, row_of: np.ndarray, width: int
+) -> None:
     bad = counts < 2
     ok_rows = ~bad
     bad[ok_rows] |= offsets[firsts[ok_rows]] != 0
@@ -78,7 +91,9 @@ def _check_offsets(offsets: np.ndarray, counts: np.ndarray, firsts: np.ndarray, 
     bad[row_of[offsets > width]] = True
     if bad.any():
         r = int(np.flatnonzero(bad)[0])
-        row = offsets[firsts[r]:firsts[r] + counts[r]].tolist()
+        row = offsets[firsts[r] : firsts[r] + counts[r]].tolist()
         shown = f"{row[:8]}{'…' if len(row) > 8 else ''}"
-        raise ValueError(f"row {r} of the micro-batch has doc_offsets {shown}; "
-                         f"expected 0 first, strictly increasing, last ≤ {width}")
+        raise ValueError(
+            f"row {r} of the micro-batch has doc_offsets {shown}; "
+            f"expected 0 first, strictly increasing, last ≤ {width}"
+        )

@@ -53,8 +53,9 @@ def default_max_bytes() -> int:
     except ValueError:
         value = -1
     if value < 0:
-        raise ConfigError(f"{CACHE_MAX_BYTES_ENV}={text!r} is not a number of bytes ≥ 0",
-                          where=CACHE_MAX_BYTES_ENV)
+        raise ConfigError(
+            f"{CACHE_MAX_BYTES_ENV}={text!r} is not a number of bytes ≥ 0", where=CACHE_MAX_BYTES_ENV
+        )
     return value
 
 
@@ -67,11 +68,17 @@ def private_directory(path: str) -> str:
     os.makedirs(path, mode=0o700, exist_ok=True)
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise BuildError("the shard cache is a symlink or not a directory", path=path,
-                         hint=f"remove it, or set {CACHE_DIR_ENV} to a directory of your own")
+        raise BuildError(
+            "the shard cache is a symlink or not a directory",
+            path=path,
+            hint=f"remove it, or set {CACHE_DIR_ENV} to a directory of your own",
+        )
     if info.st_uid != os.geteuid():
-        raise BuildError(f"the shard cache belongs to user id {info.st_uid}, not to you ({os.geteuid()})",
-                         path=path, hint=f"set {CACHE_DIR_ENV} (or cache_dir) to a directory of your own")
+        raise BuildError(
+            f"the shard cache belongs to user id {info.st_uid}, not to you ({os.geteuid()})",
+            path=path,
+            hint=f"set {CACHE_DIR_ENV} (or cache_dir) to a directory of your own",
+        )
     if stat.S_IMODE(info.st_mode) != 0o700:
         os.chmod(path, 0o700)
     return path
@@ -98,8 +105,9 @@ class ShardCache:
         try:
             return confined(self.directory, f"{entry.path}.{entry.xxh3}")
         except ValueError as e:
-            raise BuildError(f"shard path refused by the cache: {e}", path=self.build,
-                             where=entry.path) from None
+            raise BuildError(
+                f"shard path refused by the cache: {e}", path=self.build, where=entry.path
+            ) from None
 
     def lookup(self, entry: ShardEntry) -> str | None:
         """Return the cached copy's path when it matches the manifest's checksum; delete a mismatch."""

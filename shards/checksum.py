@@ -22,8 +22,9 @@ def same_hash(expected: str, actual: str) -> bool:
 
 def checksum_error(path: str, expected: str, actual: str) -> BuildError:
     """Return the error for a shard whose checksum is not the manifest's."""
-    return BuildError(f"shard checksum mismatch: xxh3 {actual}, the manifest says {expected}", path=path,
-                      hint=VERIFY_HINT)
+    return BuildError(
+        f"shard checksum mismatch: xxh3 {actual}, the manifest says {expected}", path=path, hint=VERIFY_HINT
+    )
 
 
 def _key(path: str, xxh3: str) -> tuple[str, int, int, str]:

@@ -56,18 +56,22 @@ class Curriculum:
         known = {s.name for s in manifest.stages}
         for name in wanted:
             if name not in known:
-                raise ConfigError(f"holdout_rows names stage {name!r}, the build has {sorted(known)}",
-                                  where="holdout_rows")
+                raise ConfigError(
+                    f"holdout_rows names stage {name!r}, the build has {sorted(known)}", where="holdout_rows"
+                )
         self.stages: list[StageRows] = []
         for number, stage in enumerate(manifest.stages):
             rows = wanted.get(stage.name, 0)
             if not 0 <= rows < stage.rows:
-                raise ConfigError(f"cannot hold out {rows} of stage {stage.name!r}'s {stage.rows} rows",
-                                  where=f"holdout_rows[{stage.name}]",
-                                  hint="hold out at least 0 rows and leave one to train on")
+                raise ConfigError(
+                    f"cannot hold out {rows} of stage {stage.name!r}'s {stage.rows} rows",
+                    where=f"holdout_rows[{stage.name}]",
+                    hint="hold out at least 0 rows and leave one to train on",
+                )
             holdout = Holdout.of_stage(stage.rows, rows, number) if rows else None
-            self.stages.append(StageRows(number, stage.name, stage.seq_len, stage.tokens_per_batch,
-                                         stage.rows, holdout))
+            self.stages.append(
+                StageRows(number, stage.name, stage.seq_len, stage.tokens_per_batch, stage.rows, holdout)
+            )
         self._by_name = {s.name: s for s in self.stages}
 
     def stage(self, name: str) -> StageRows:
@@ -81,8 +85,9 @@ class Curriculum:
         """Return {stage name: holdout} of the stages that hold rows out."""
         return {s.name: s.holdout for s in self.stages if s.holdout is not None}
 
-    def walks(self, tokens_per_batch: int, budgets: Sequence[tuple[str, int]] | None = None,
-              held_out: bool = False) -> list[StageWalk]:
+    def walks(
+        self, tokens_per_batch: int, budgets: Sequence[tuple[str, int]] | None = None, held_out: bool = False
+    ) -> list[StageWalk]:
         """Return the stages a stream walks: `budgets`' (stage name, tokens), else one epoch of each stage.
 
         With `held_out`, each walk covers the stage's held-out rows instead of its training rows (by
@@ -95,21 +100,41 @@ class Curriculum:
         walks = []
         for index, (name, tokens) in enumerate(budgets):
             if name not in self._by_name:
-                raise ConfigError(f"curriculum names stage {name!r}, the build has {sorted(self._by_name)}",
-                                  where=f"curriculum[{index}]")
+                raise ConfigError(
+                    f"curriculum names stage {name!r}, the build has {sorted(self._by_name)}",
+                    where=f"curriculum[{index}]",
+                )
             stage = self._by_name[name]
             if held_out and stage.holdout is None:
-                raise ConfigError(f"stage {name!r} holds no rows out, so it has no held-out rows to walk",
-                                  where=f"curriculum[{index}]", hint="give it holdout_rows")
+                raise ConfigError(
+                    f"stage {name!r} holds no rows out, so it has no held-out rows to walk",
+                    where=f"curriculum[{index}]",
+                    hint="give it holdout_rows",
+                )
             micro = tokens_per_batch // stage.seq_len
             if micro < 1:
-                raise ConfigError(f"tokens_per_batch {tokens_per_batch} is below stage {name!r}'s sequence "
-                                  f"length {stage.seq_len}", where="tokens_per_batch")
+                raise ConfigError(
+                    f"tokens_per_batch {tokens_per_batch} is below stage {name!r}'s sequence "
+                    f"length {stage.seq_len}",
+                    where="tokens_per_batch",
+                )
             rows = stage.split_rows(held_out)
             if rows < 1 or tokens < stage.seq_len:
-                raise ConfigError(f"stage {name!r} has {rows} rows and a budget of {tokens} tokens; "
-                                  f"a stage needs at least one row", where=f"curriculum[{index}]")
-            walks.append(StageWalk(index=index, name=name, seq_len=stage.seq_len, rows=rows,
-                                   budget_rows=tokens // stage.seq_len, micro_batch_rows=micro,
-                                   holdout=stage.holdout, held_out=held_out))
+                raise ConfigError(
+                    f"stage {name!r} has {rows} rows and a budget of {tokens} tokens; "
+                    f"a stage needs at least one row",
+                    where=f"curriculum[{index}]",
+                )
+            walks.append(
+                StageWalk(
+                    index=index,
+                    name=name,
+                    seq_len=stage.seq_len,
+                    rows=rows,
+                    budget_rows=tokens // stage.seq_len,
+                    micro_batch_rows=micro,
+                    holdout=stage.holdout,
+                    held_out=held_out,
+                )
+            )
         return walks

@@ -94,8 +94,14 @@ class ShardMeta:
             bos = field("bos_id", "none" if version < 2 else None)
             if framing not in FRAMINGS or (framing == EOS_ONLY) != (bos == "none"):
                 raise ValueError(f"framing {framing!r} with bos_id {bos!r}")
-            return cls(seq_len=seq_len, pad_id=pad_id, eos_id=eos_id, tokenizer_hash=tokenizer_hash,
-                       bos_id=None if bos == "none" else int(bos), format_version=version)
+            return cls(
+                seq_len=seq_len,
+                pad_id=pad_id,
+                eos_id=eos_id,
+                tokenizer_hash=tokenizer_hash,
+                bos_id=None if bos == "none" else int(bos),
+                format_version=version,
+            )
         except KeyError as e:
             raise ValueError(f"shard schema metadata lacks {e.args[0]}") from None
         except ValueError as e:

@@ -22,20 +22,38 @@ def build_summary(manifest: Manifest) -> dict:
     """Return the build's stages as JSON-ready data: sizes, padding and split rates, mixture and sampling."""
     stages = []
     for i, stage in enumerate(manifest.stages, 1):
-        stages.append({
-            "index": i, "name": stage.name, "seq_len": stage.seq_len, "shards": len(stage.shards),
-            "rows": stage.rows, "tokens": stage.tokens, "padding_tokens": stage.padding_tokens,
-            "padding_rate": padding_rate(stage),
-            "split_documents": stage.split_documents, "tokens_per_batch": stage.tokens_per_batch,
-            "bytes": sum(s.bytes for s in stage.shards),
-            "sources": {name: {"tokens": n, "share": n / stage.tokens if stage.tokens else 0.0,
-                               "sampling": stage.sampling.get(name)}
-                        for name, n in stage.source_tokens.items()},
-        })
+        stages.append(
+            {
+                "index": i,
+                "name": stage.name,
+                "seq_len": stage.seq_len,
+                "shards": len(stage.shards),
+                "rows": stage.rows,
+                "tokens": stage.tokens,
+                "padding_tokens": stage.padding_tokens,
+                "padding_rate": padding_rate(stage),
+                "split_documents": stage.split_documents,
+                "tokens_per_batch": stage.tokens_per_batch,
+                "bytes": sum(s.bytes for s in stage.shards),
+                "sources": {
+                    name: {
+                        "tokens": n,
+                        "share": n / stage.tokens if stage.tokens else 0.0,
+                        "sampling": stage.sampling.get(name),
+                    }
+                    for name, n in stage.source_tokens.items()
+                },
+            }
+        )
     tok = manifest.tokenizer
-    return {"name": manifest.name, "seed": manifest.seed, "recipe_hash": manifest.recipe_hash,
-            "sources": [s.name for s in manifest.sources],
-            "tokenizer": tok.model_dump() if tok is not None else None, "stages": stages}
+    return {
+        "name": manifest.name,
+        "seed": manifest.seed,
+        "recipe_hash": manifest.recipe_hash,
+        "sources": [s.name for s in manifest.sources],
+        "tokenizer": tok.model_dump() if tok is not None else None,
+        "stages": stages,
+    }
 
 
 def stage_table(summary: dict) -> Table:
@@ -44,9 +62,17 @@ def stage_table(summary: dict) -> Table:
     for column in ("#", "stage", "L", "shards", "rows", "tokens", "padding", "split docs", "size"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for s in summary["stages"]:
-        table.add_row(str(s["index"]), s["name"], str(s["seq_len"]), str(s["shards"]), f"{s['rows']:,}",
-                      f"{s['tokens']:,}", f"{s['padding_rate']:.3%}", f"{s['split_documents']:,}",
-                      f"{s['bytes'] / 2**20:,.1f} MiB")
+        table.add_row(
+            str(s["index"]),
+            s["name"],
+            str(s["seq_len"]),
+            str(s["shards"]),
+            f"{s['rows']:,}",
+            f"{s['tokens']:,}",
+            f"{s['padding_rate']:.3%}",
+            f"{s['split_documents']:,}",
+            f"{s['bytes'] / 2**20:,.1f} MiB",
+        )
     return table
 
 
@@ -60,8 +86,11 @@ def mixture_table(summary: dict) -> Table:
         cells = []
         for s in summary["stages"]:
             entry = s["sources"].get(name)
-            cells.append("—" if entry is None else
-                         f"{entry['tokens']:,} ({entry['share']:.1%}) ×{entry['sampling']:.2f}")
+            cells.append(
+                "—"
+                if entry is None
+                else f"{entry['tokens']:,} ({entry['share']:.1%}) ×{entry['sampling']:.2f}"
+            )
         table.add_row(name, *cells)
     return table
 
@@ -107,8 +136,10 @@ def render_row(row: Row, decode, eos_id: int, source: str) -> str:
     for i, (piece, start) in enumerate(zip(pieces, row.doc_offsets[:-1])):
         ends = len(piece) and int(piece[-1]) == eos_id
         how = "ends the document" if ends else "continues in another row"
-        lines.append(f"──── piece {i + 1}/{len(pieces)}: tokens {int(start)}–{int(start) + len(piece)} "
-                     f"({len(piece)}), {how} ────")
+        lines.append(
+            f"──── piece {i + 1}/{len(pieces)}: tokens {int(start)}–{int(start) + len(piece)} "
+            f"({len(piece)}), {how} ────"
+        )
         lines.append(decode(piece))
     lines.append(f"──── padding: {len(row.tokens) - row.used} tokens ────")
     return "\n".join(lines)

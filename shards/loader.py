@@ -59,8 +59,11 @@ class _StageIndex:
         counts = np.fromiter((s.rows for s in stage.shards), dtype=np.int64, count=len(stage.shards))
         self.starts = np.concatenate([[0], np.cumsum(counts)])
         if self.starts[-1] != stage.rows:
-            raise BuildError(f"stage {stage.name!r} has {stage.rows} rows but its shards hold "
-                             f"{self.starts[-1]}", path=manifest, where=f"stages[{stage.name}].rows")
+            raise BuildError(
+                f"stage {stage.name!r} has {stage.rows} rows but its shards hold {self.starts[-1]}",
+                path=manifest,
+                where=f"stages[{stage.name}].rows",
+            )
 
     def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (shard number, row within shard) for each stage row."""
@@ -86,14 +89,27 @@ class ShardStream:
     local shards, which are hashed once per process when it is on.
     """
 
-    def __init__(self, build: str, *, tokens_per_batch: int, rank: int = 0, world_size: int = 1,
-                 seed: int = 0, curriculum: Sequence[tuple[str, int]] | None = None,
-                 storage_options: dict[str, Any] | None = None, cache_dir: str | None = None,
-                 cache_max_bytes: int | None = None, read_ahead: int = 2, verify: bool = True,
-                 shuffle_block_rows: int = 256,
-                 shuffle_window_blocks: int = 8, cross_document_targets: bool = False,
-                 token_dtype: type = np.int64, holdout_rows: int | Mapping[str, int] = 0,
-                 held_out: bool = False) -> None:
+    def __init__(
+        self,
+        build: str,
+        *,
+        tokens_per_batch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        curriculum: Sequence[tuple[str, int]] | None = None,
+        storage_options: dict[str, Any] | None = None,
+        cache_dir: str | None = None,
+        cache_max_bytes: int | None = None,
+        read_ahead: int = 2,
+        verify: bool = True,
+        shuffle_block_rows: int = 256,
+        shuffle_window_blocks: int = 8,
+        cross_document_targets: bool = False,
+        token_dtype: type = np.int64,
+        holdout_rows: int | Mapping[str, int] = 0,
+        held_out: bool = False,
+    ) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} is not in [0, world_size={world_size})", where="rank")
         self.build = build
@@ -102,14 +118,21 @@ class ShardStream:
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.curriculum = Curriculum(self.manifest, holdout_rows)
         if held_out and not self.curriculum.holdouts:
-            raise ConfigError("held_out=True walks the held-out rows, but holdout_rows holds none out",
-                              where="holdout_rows")
+            raise ConfigError(
+                "held_out=True walks the held-out rows, but holdout_rows holds none out", where="holdout_rows"
+            )
         self.held_out = held_out
         self.plans = self.curriculum.walks(tokens_per_batch, curriculum, held_out)
         stages = {s.name: s for s in self.manifest.stages}
         self._index = [_StageIndex(stages[p.name], manifest_path(build)) for p in self.plans]
-        self.source = ShardSource(build, storage_options=storage_options, cache_dir=cache_dir,
-                                  cache_max_bytes=cache_max_bytes, read_ahead=read_ahead, verify=verify)
+        self.source = ShardSource(
+            build,
+            storage_options=storage_options,
+            cache_dir=cache_dir,
+            cache_max_bytes=cache_max_bytes,
+            read_ahead=read_ahead,
+            verify=verify,
+        )
         self.shuffle_block_rows, self.shuffle_window_blocks = shuffle_block_rows, shuffle_window_blocks
         self.cross_document_targets = cross_document_targets
         self.token_dtype = token_dtype
@@ -130,9 +153,13 @@ class ShardStream:
         for e in np.unique(epoch):
             sel = epoch == e
             key = derive_key(self.seed, plan.index, int(e))
-            out[sel] = shuffled_rows(positions[sel] - e * plan.rows, plan.rows, key,
-                                     block_rows=self.shuffle_block_rows,
-                                     window_blocks=self.shuffle_window_blocks)
+            out[sel] = shuffled_rows(
+                positions[sel] - e * plan.rows,
+                plan.rows,
+                key,
+                block_rows=self.shuffle_block_rows,
+                window_blocks=self.shuffle_window_blocks,
+            )
         return plan.slot_rows(out + plan.first_slot)
 
     def micro_batch_row_ids(self, pos: Position, rank: int | None = None) -> np.ndarray:
@@ -160,7 +187,7 @@ class ShardStream:
         owned = (pos for k, pos in enumerate(starts) if k >= first and (k - first) % num_workers == 0)
         for chunk in self._with_rows(owned):
             for i, (pos, rows) in enumerate(chunk):
-                self._read_ahead(pos.stage, [r for _, r in chunk[i:i + 1 + _LOOKAHEAD_BATCHES]])
+                self._read_ahead(pos.stage, [r for _, r in chunk[i : i + 1 + _LOOKAHEAD_BATCHES]])
                 batch = self._load(pos, rows)
                 self._yielded += 1  # before the yield: state_dict() between next() calls counts this batch
                 yield batch
@@ -170,8 +197,12 @@ class ShardStream:
         for stage, group in itertools.groupby(owned, key=lambda p: p.stage):
             plan = self.plans[stage]
             while chunk := list(itertools.islice(group, _ROWS_CHUNK)):
-                positions = np.concatenate([np.arange(r.start, r.stop) for r in
-                                            (rank_positions(plan, p.rows, self.rank) for p in chunk)])
+                positions = np.concatenate(
+                    [
+                        np.arange(r.start, r.stop)
+                        for r in (rank_positions(plan, p.rows, self.rank) for p in chunk)
+                    ]
+                )
                 rows = self.rows_at(plan, positions).reshape(len(chunk), plan.micro_batch_rows)
                 yield list(zip(chunk, rows))
 
@@ -195,13 +226,19 @@ class ShardStream:
         offsets = np.concatenate([p[1] for p in parts])
         counts = np.array([p[1].size for p in parts])
         try:
-            batch = micro_batch(tokens, offsets, counts, cross_document_targets=self.cross_document_targets,
-                                dtype=self.token_dtype)
+            batch = micro_batch(
+                tokens,
+                offsets,
+                counts,
+                cross_document_targets=self.cross_document_targets,
+                dtype=self.token_dtype,
+            )
         except ValueError as e:
             names = sorted({index.stage.shards[s].path for s in shard.tolist()})
             raise BuildError(f"bad doc_offsets: {e}", path=self.build, where=f"one of {names}") from None
-        batch.update(stage=plan.name, stage_index=plan.index, seq_len=plan.seq_len, row_ids=rows,
-                     position=pos.rows)
+        batch.update(
+            stage=plan.name, stage_index=plan.index, seq_len=plan.seq_len, row_ids=rows, position=pos.rows
+        )
         return batch
 
     # -- state -------------------------------------------------------------------------------------------
@@ -209,13 +246,21 @@ class ShardStream:
     def _state(self, pos: Position) -> dict[str, Any]:
         pos = normalise(self.plans, pos, self.world_size)
         done = pos.stage >= len(self.plans)
-        return {"version": STATE_VERSION, "manifest_hash": self.manifest_hash, "seed": self.seed,
-                "stage_index": pos.stage, "stage": None if done else self.plans[pos.stage].name,
-                "rows": pos.rows, **self._holdout_state()}
+        return {
+            "version": STATE_VERSION,
+            "manifest_hash": self.manifest_hash,
+            "seed": self.seed,
+            "stage_index": pos.stage,
+            "stage": None if done else self.plans[pos.stage].name,
+            "rows": pos.rows,
+            **self._holdout_state(),
+        }
 
     def _holdout_state(self) -> dict[str, Any]:
-        return {"holdout_rows": {name: h.rows for name, h in sorted(self.curriculum.holdouts.items())},
-                "held_out": self.held_out}
+        return {
+            "holdout_rows": {name: h.rows for name, h in sorted(self.curriculum.holdouts.items())},
+            "held_out": self.held_out,
+        }
 
     def state_at(self, batches: int) -> dict[str, Any]:
         """Return the state after `batches` more global batches from this stream's start (or loaded state)."""
@@ -237,26 +282,38 @@ class ShardStream:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state`; raise BuildError for another build, seed or curriculum."""
         if state.get("version") != STATE_VERSION:
-            raise BuildError(f"stream state version {state.get('version')!r} is not {STATE_VERSION}",
-                             where="state.version")
+            raise BuildError(
+                f"stream state version {state.get('version')!r} is not {STATE_VERSION}", where="state.version"
+            )
         if state["manifest_hash"] != self.manifest_hash:
-            raise BuildError(f"the state was saved on a build with manifest hash {state['manifest_hash']}, "
-                             f"this build's is {self.manifest_hash}", path=self.build,
-                             where="state.manifest_hash",
-                             hint="resume on the same build, or start a fresh stream")
+            raise BuildError(
+                f"the state was saved on a build with manifest hash {state['manifest_hash']}, "
+                f"this build's is {self.manifest_hash}",
+                path=self.build,
+                where="state.manifest_hash",
+                hint="resume on the same build, or start a fresh stream",
+            )
         if state["seed"] != self.seed:
-            raise BuildError(f"the state was saved with seed {state['seed']}, this stream's is {self.seed}",
-                             where="state.seed", hint="pass the seed the run started with")
+            raise BuildError(
+                f"the state was saved with seed {state['seed']}, this stream's is {self.seed}",
+                where="state.seed",
+                hint="pass the seed the run started with",
+            )
         saved = {"holdout_rows": state.get("holdout_rows", {}), "held_out": state.get("held_out", False)}
         if saved != self._holdout_state():  # states from before holdouts existed hold nothing out
-            raise BuildError(f"the state was saved holding out {saved}, this stream holds out "
-                             f"{self._holdout_state()}", where="state.holdout_rows",
-                             hint="resume with the holdout the run started with")
+            raise BuildError(
+                f"the state was saved holding out {saved}, this stream holds out {self._holdout_state()}",
+                where="state.holdout_rows",
+                hint="resume with the holdout the run started with",
+            )
         index, name = state["stage_index"], state["stage"]
         if index > len(self.plans) or (index < len(self.plans) and self.plans[index].name != name):
-            raise BuildError(f"the state is in stage {index} ({name!r}), which this curriculum does not have "
-                             f"there ({[p.name for p in self.plans]})", where="state.stage",
-                             hint="resume with the curriculum the run started with")
+            raise BuildError(
+                f"the state is in stage {index} ({name!r}), which this curriculum does not have "
+                f"there ({[p.name for p in self.plans]})",
+                where="state.stage",
+                hint="resume with the curriculum the run started with",
+            )
         self._start = Position(index, int(state["rows"]))
         self._resume_worker = state.get("worker")
         self._first, self._yielded = 0, 0

@@ -34,11 +34,15 @@ class Counts(_Model):
     quarantined: int = 0
     filtered: dict[str, int] = Field(default_factory=dict, description="reason → documents dropped")
     duplicate: dict[str, int] = Field(default_factory=dict, description="exact / near → documents removed")
-    profile: str | None = Field(None, description="the filter profile the subset went through (none "
-                                                  "when every record was excluded or unreadable)")
+    profile: str | None = Field(
+        None,
+        description="the filter profile the subset went through (none "
+        "when every record was excluded or unreadable)",
+    )
     keep_rate: float | None = Field(None, description="kept / in (None when nothing came in)")
-    empty_files: int = Field(0, description="data files holding no record (under the pseudo-subset "
-                                            "`(empty files)`)")
+    empty_files: int = Field(
+        0, description="data files holding no record (under the pseudo-subset `(empty files)`)"
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -140,8 +144,11 @@ class Manifest(_Model):
     tokenizer: TokenizerEntry | None = None
     stages: list[StageEntry] = Field(default_factory=list)
     artifacts: dict[str, Any] = Field(default_factory=dict, description="where each build step left output")
-    content_hash: str | None = Field(None, description="sha256 of the manifest without this field; set by "
-                                     "write_manifest, checked by read_manifest")
+    content_hash: str | None = Field(
+        None,
+        description="sha256 of the manifest without this field; set by "
+        "write_manifest, checked by read_manifest",
+    )
 
     def source_totals(self) -> dict[str, Counts]:
         """Return the accounting summed over subsets, per source."""
@@ -186,9 +193,11 @@ def read_manifest(build: str, *, check_hash: bool = True, **storage_options: Any
         data = read_json(manifest_path(build), **storage_options)
     except InputError as e:
         if e.message == "file not found":
-            raise BuildError("no build here (manifest.json is missing)", path=build,
-                             hint="run `gristmill build RECIPE.yaml` first (or let it finish), or check the "
-                             "build path") from None
+            raise BuildError(
+                "no build here (manifest.json is missing)",
+                path=build,
+                hint="run `gristmill build RECIPE.yaml` first (or let it finish), or check the build path",
+            ) from None
         raise BuildError(e.message, path=e.path, where=e.where, hint="is the build finished?") from None
     version = data.get("format_version") if isinstance(data, dict) else None
     if version != MANIFEST_VERSION:
@@ -204,8 +213,12 @@ def read_manifest(build: str, *, check_hash: bool = True, **storage_options: Any
     if check_hash:
         problem = hash_problem(manifest)
         if problem is not None:
-            raise BuildError(problem, path=manifest_path(build), where=HASH_FIELD,
-                             hint="the manifest was edited or damaged; rebuild, or restore it from the build")
+            raise BuildError(
+                problem,
+                path=manifest_path(build),
+                where=HASH_FIELD,
+                hint="the manifest was edited or damaged; rebuild, or restore it from the build",
+            )
     return manifest
 
 

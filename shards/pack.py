@@ -143,15 +143,19 @@ class RowPacker:
                 rejected.append(doc)
                 # Offered longest first: once no room takes the smallest, nothing later fits either.
                 if self.takes_nothing_from(smallest):
-                    rejected.extend(doc_list[k + 1:])
+                    rejected.extend(doc_list[k + 1 :])
                     break
         return np.asarray(rejected, dtype=np.int64)
 
     def pieces(self) -> Pieces:
         """Return every placed piece, sorted by (row, offset)."""
-        pieces = Pieces(np.asarray(self._doc, np.int64), np.asarray(self._start, np.int32),
-                        np.asarray(self._length, np.int32), np.asarray(self._row, np.int32),
-                        np.asarray(self._offset, np.int32))
+        pieces = Pieces(
+            np.asarray(self._doc, np.int64),
+            np.asarray(self._start, np.int32),
+            np.asarray(self._length, np.int32),
+            np.asarray(self._row, np.int32),
+            np.asarray(self._offset, np.int32),
+        )
         return pieces.take(np.lexsort((pieces.offset, pieces.row)))
 
     def _may_open(self, count: int) -> bool:
@@ -232,8 +236,15 @@ def row_offsets(pieces: Pieces, rows: int) -> tuple[np.ndarray, np.ndarray]:
     return list_offsets.astype(np.int32), values
 
 
-def gather_tokens(pieces: Pieces, rows: int, capacity: int, pad_id: int, block: np.ndarray,
-                  block_start: np.ndarray, blocks: Sequence[np.ndarray]) -> np.ndarray:
+def gather_tokens(
+    pieces: Pieces,
+    rows: int,
+    capacity: int,
+    pad_id: int,
+    block: np.ndarray,
+    block_start: np.ndarray,
+    blocks: Sequence[np.ndarray],
+) -> np.ndarray:
     """Return the rows' tokens, int32[rows, capacity], padding with `pad_id` where no piece lies.
 
     Piece i's tokens are `blocks[block[i]][block_start[i] + pieces.start[i]:][:pieces.length[i]]`: a block is

@@ -128,8 +128,9 @@ def stage_targets(spec: StageSpec) -> dict[str, int]:
     return {s: round(spec.tokens * share) for s, share in spec.shares.items()}
 
 
-def make_plan(lengths: dict[str, np.ndarray], stages: list[StageSpec], seed: int,
-              shard_bytes: int = SHARD_BYTES) -> Plan:
+def make_plan(
+    lengths: dict[str, np.ndarray], stages: list[StageSpec], seed: int, shard_bytes: int = SHARD_BYTES
+) -> Plan:
     """Return the plan for `stages` over the documents of each source (`lengths`, in document order).
 
     Raises ValueError when a stage names a source that has no tokens.
@@ -143,8 +144,13 @@ def make_plan(lengths: dict[str, np.ndarray], stages: list[StageSpec], seed: int
         rng = np.random.default_rng([seed, source_index])
         packers, sampling[name] = _sample_and_pack(name, np.asarray(lens, np.int64), wanting, targets, rng)
         for stage, packer, target in zip(wanting, packers, targets):
-            stage.packings[name] = SourcePacking(target_tokens=target, rows=packer.rows,
-                capacity=stage.spec.capacity, pieces=packer.pieces(), split_documents=packer.split_documents)
+            stage.packings[name] = SourcePacking(
+                target_tokens=target,
+                rows=packer.rows,
+                capacity=stage.spec.capacity,
+                pieces=packer.pieces(),
+                split_documents=packer.split_documents,
+            )
     for stage in plans:
         unknown = sorted(set(stage.spec.shares) - set(lengths))
         if unknown:
@@ -153,24 +159,30 @@ def make_plan(lengths: dict[str, np.ndarray], stages: list[StageSpec], seed: int
     return Plan(plans, sampling)
 
 
-def _sample_and_pack(name: str, lengths: np.ndarray, stages: list[PackedStage], targets: list[int],
-                     rng: np.random.Generator) -> tuple[list[RowPacker], SourceSampling]:
+def _sample_and_pack(
+    name: str, lengths: np.ndarray, stages: list[PackedStage], targets: list[int], rng: np.random.Generator
+) -> tuple[list[RowPacker], SourceSampling]:
     n = len(lengths)
     available = int(lengths.sum())
     demand = sum(targets)
     if demand and not available:
-        raise ValueError(f"source {name!r} has no tokens, but stages "
-                         f"{[s.spec.name for s in stages]} want {demand:,}")
+        raise ValueError(
+            f"source {name!r} has no tokens, but stages {[s.spec.name for s in stages]} want {demand:,}"
+        )
     full, rest = divmod(demand, available) if available else (0, 0)
     order = rng.permutation(n)
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n)
     extra = np.zeros(n, bool)  # in the partial epoch: one copy more than `full`
-    extra[order[:np.searchsorted(np.cumsum(lengths[order]), rest, side="right")]] = True
+    extra[order[: np.searchsorted(np.cumsum(lengths[order]), rest, side="right")]] = True
 
     docs = longest_first(lengths, np.repeat(np.arange(n), full + extra), rank)
-    packers = [RowPacker(s.spec.capacity, max(1, round(target / s.spec.capacity)),
-                         max_tokens=target + s.spec.capacity // 2) for s, target in zip(stages, targets)]
+    packers = [
+        RowPacker(
+            s.spec.capacity, max(1, round(target / s.spec.capacity)), max_tokens=target + s.spec.capacity // 2
+        )
+        for s, target in zip(stages, targets)
+    ]
     for packer, target in zip(packers[:-1], targets[:-1]):
         docs = _fill_to(packer, lengths, docs, target)
     if packers:
@@ -200,8 +212,13 @@ def _sample_and_pack(name: str, lengths: np.ndarray, stages: list[PackedStage], 
         pool = _take_from_pool(packer, lengths, pool, target, extra, grow=False)
         relaid.append(packer)
     copies = full + extra.astype(np.int64)
-    return relaid, SourceSampling(documents=n, tokens=available, used_tokens=int(copies @ lengths),
-                                   full_epochs=full, extra_copies=int(extra.sum()))
+    return relaid, SourceSampling(
+        documents=n,
+        tokens=available,
+        used_tokens=int(copies @ lengths),
+        full_epochs=full,
+        extra_copies=int(extra.sum()),
+    )
 
 
 def _split_partial_epoch(docs: np.ndarray, extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -217,8 +234,14 @@ def _split_partial_epoch(docs: np.ndarray, extra: np.ndarray) -> tuple[np.ndarra
     return np.asarray(owed, np.int64), np.asarray(optional, np.int64)
 
 
-def _take_from_pool(packer: RowPacker, lengths: np.ndarray, pool: np.ndarray, target: int, extra: np.ndarray,
-                    grow: bool = True) -> np.ndarray:
+def _take_from_pool(
+    packer: RowPacker,
+    lengths: np.ndarray,
+    pool: np.ndarray,
+    target: int,
+    extra: np.ndarray,
+    grow: bool = True,
+) -> np.ndarray:
     """Place pool documents (longest first) as a partial-epoch copy each; return the pool left."""
     if not pool.size:
         return pool
@@ -285,10 +308,21 @@ def layout_shards(stage: PackedStage, lengths: dict[str, np.ndarray], seed: int)
     layouts = []
     for shard in range(stage.shards):
         sl = slice(bounds[shard], bounds[shard + 1])
-        shard_pieces = Pieces(pieces.doc[sl], pieces.start[sl], pieces.length[sl],
-                              position[sl].astype(np.int32), pieces.offset[sl])
-        layouts.append(ShardLayout(rows=int(next_position[shard]), pieces=shard_pieces, source=source[sl],
-                                   split_documents=int(first_of_split[sl].sum())))
+        shard_pieces = Pieces(
+            pieces.doc[sl],
+            pieces.start[sl],
+            pieces.length[sl],
+            position[sl].astype(np.int32),
+            pieces.offset[sl],
+        )
+        layouts.append(
+            ShardLayout(
+                rows=int(next_position[shard]),
+                pieces=shard_pieces,
+                source=source[sl],
+                split_documents=int(first_of_split[sl].sum()),
+            )
+        )
     return layouts
 
 

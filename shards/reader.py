@@ -63,12 +63,16 @@ class ShardReader:
         except ValueError as e:
             raise InputError(str(e), path=path) from None
         if self.meta.format_version != FORMAT_VERSION:
-            raise InputError(f"shard format version {self.meta.format_version} is not the supported "
-                             f"{FORMAT_VERSION}", path=path)
+            raise InputError(
+                f"shard format version {self.meta.format_version} is not the supported {FORMAT_VERSION}",
+                path=path,
+            )
         expected = shard_schema(self.meta)
         if not self._file.schema.equals(expected, check_metadata=False):
-            raise InputError(f"schema is {self._file.schema.remove_metadata()}, expected "
-                             f"{expected.remove_metadata()}", path=path)
+            raise InputError(
+                f"schema is {self._file.schema.remove_metadata()}, expected {expected.remove_metadata()}",
+                path=path,
+            )
         self._batch_starts = np.zeros(self._file.num_record_batches + 1, np.int64)
         for i in range(self._file.num_record_batches):
             self._batch_starts[i + 1] = self._batch_starts[i] + self._file.get_batch(i).num_rows
@@ -89,10 +93,13 @@ class ShardReader:
         tokens, doc_offsets, source = rb.column(0), rb.column(1), rb.column(2)
         width = self.meta.seq_len + 1
         flat = tokens.values.to_numpy(zero_copy_only=False)
-        rows = flat[tokens.offset * width:(tokens.offset + len(tokens)) * width].reshape(-1, width)
-        return Batch(tokens=rows,
-                     list_offsets=doc_offsets.offsets.to_numpy(), offsets=doc_offsets.values.to_numpy(),
-                     source=source.to_numpy())
+        rows = flat[tokens.offset * width : (tokens.offset + len(tokens)) * width].reshape(-1, width)
+        return Batch(
+            tokens=rows,
+            list_offsets=doc_offsets.offsets.to_numpy(),
+            offsets=doc_offsets.values.to_numpy(),
+            source=source.to_numpy(),
+        )
 
     def batches(self) -> Iterator[Batch]:
         """Yield every record batch in order."""

@@ -84,8 +84,9 @@ def feistel_permute(x: np.ndarray, m: int, key: np.ndarray | int, *, inverse: bo
     return y
 
 
-def shuffled_rows(positions: np.ndarray, n: int, key: int, *, block_rows: int = 256,
-                  window_blocks: int = 8) -> np.ndarray:
+def shuffled_rows(
+    positions: np.ndarray, n: int, key: int, *, block_rows: int = 256, window_blocks: int = 8
+) -> np.ndarray:
     """Return the row index (int64) at each shuffled position in [0, n); raise ValueError out of range."""
     p = np.asarray(positions, dtype=np.int64)
     if p.size and (p.min() < 0 or p.max() >= n):
@@ -101,11 +102,13 @@ def shuffled_rows(positions: np.ndarray, n: int, key: int, *, block_rows: int = 
     last = (n - 1) // window_rows
     window_keys = mix64(mix64(window.astype(_U64) + _U64(1)) ^ _U64(key))
     full = window < last
-    s[full] = start[full] + feistel_permute(p[full] - start[full], window_rows,
-                                            window_keys[full]).astype(np.int64)
+    s[full] = start[full] + feistel_permute(p[full] - start[full], window_rows, window_keys[full]).astype(
+        np.int64
+    )
     tail = ~full
-    s[tail] = start[tail] + feistel_permute(p[tail] - start[tail], n - last * window_rows,
-                                            window_keys[tail]).astype(np.int64)
+    s[tail] = start[tail] + feistel_permute(
+        p[tail] - start[tail], n - last * window_rows, window_keys[tail]
+    ).astype(np.int64)
 
     # level 1: block stream position → row, with the short last block at its permuted slot q
     n_blocks = -(-n // block_rows)

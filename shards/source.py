@@ -54,8 +54,13 @@ class ShardRows:
         """Return the number of rows in the shard."""
         return int(self.chunk_starts[-1])
 
-    def take(self, local: np.ndarray, tokens_out: np.ndarray, slots: np.ndarray,
-             offsets_out: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def take(
+        self,
+        local: np.ndarray,
+        tokens_out: np.ndarray,
+        slots: np.ndarray,
+        offsets_out: list[tuple[np.ndarray, np.ndarray]],
+    ) -> None:
         """Copy rows `local` into tokens_out[slots]; append (slots, doc_offsets per row) to offsets_out."""
         chunk = np.searchsorted(self.chunk_starts, local, side="right") - 1
         for c in np.unique(chunk):
@@ -75,8 +80,11 @@ def _read_columns(path: str, source: pa.NativeFile, expected_seq_len: int, expec
     except (pa.ArrowInvalid, ValueError) as e:
         raise BuildError(f"unreadable shard: {e}", path=path, hint=VERIFY_HINT) from None
     if meta.seq_len != expected_seq_len:
-        raise BuildError(f"shard has sequence length {meta.seq_len}, its stage expects {expected_seq_len}",
-                         path=path, hint="the manifest and the shards come from different builds")
+        raise BuildError(
+            f"shard has sequence length {meta.seq_len}, its stage expects {expected_seq_len}",
+            path=path,
+            hint="the manifest and the shards come from different builds",
+        )
     starts = np.zeros(len(batches) + 1, dtype=np.int64)
     tokens, offsets, values = [], [], []
     for i, batch in enumerate(batches):
@@ -87,8 +95,9 @@ def _read_columns(path: str, source: pa.NativeFile, expected_seq_len: int, expec
         offsets.append(docs.offsets.to_numpy(zero_copy_only=True).astype(np.int64))
         values.append(docs.values.to_numpy(zero_copy_only=True))
     if starts[-1] != expected_rows:
-        raise BuildError(f"shard has {starts[-1]} rows, the manifest says {expected_rows}", path=path,
-                         hint=VERIFY_HINT)
+        raise BuildError(
+            f"shard has {starts[-1]} rows, the manifest says {expected_rows}", path=path, hint=VERIFY_HINT
+        )
     return ShardRows(path, meta, starts, tokens, offsets, values)
 
 
@@ -98,16 +107,28 @@ def local_shard_path(build: str, entry: ShardEntry) -> str:
     try:
         return confined(root, entry.path)
     except ValueError as e:
-        raise BuildError(f"shard path refused: {e}", path=f"{root}/{MANIFEST_NAME}",
-                         where=entry.path, hint="the manifest may only name files inside its build") from None
+        raise BuildError(
+            f"shard path refused: {e}",
+            path=f"{root}/{MANIFEST_NAME}",
+            where=entry.path,
+            hint="the manifest may only name files inside its build",
+        ) from None
 
 
 class ShardSource:
     """Reads shards of one build (local directory or fsspec URL); safe to pickle into worker processes."""
 
-    def __init__(self, build: str, *, storage_options: dict[str, Any] | None = None,
-                 cache_dir: str | None = None, cache_max_bytes: int | None = None, read_ahead: int = 2,
-                 verify: bool = True, max_open: int = 64) -> None:
+    def __init__(
+        self,
+        build: str,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        cache_dir: str | None = None,
+        cache_max_bytes: int | None = None,
+        read_ahead: int = 2,
+        verify: bool = True,
+        max_open: int = 64,
+    ) -> None:
         self.build = build.rstrip("/")
         self.storage_options = dict(storage_options or {})
         self.local = is_local(build)
@@ -153,8 +174,11 @@ class ShardSource:
         try:
             mapped = pa.memory_map(local_path)
         except FileNotFoundError:
-            raise BuildError("shard is missing", path=self.url(entry),
-                             hint="the build is incomplete or was moved; rebuild or restore it") from None
+            raise BuildError(
+                "shard is missing",
+                path=self.url(entry),
+                hint="the build is incomplete or was moved; rebuild or restore it",
+            ) from None
         if self.verify and self.local:
             self._verify_local(entry, local_path, mapped)
         rows = _read_columns(self.url(entry), mapped, seq_len, entry.rows)
@@ -224,7 +248,8 @@ class ShardSource:
         try:
             src = self._fs.open(inner, "rb", block_size=_DOWNLOAD_CHUNK)
         except FileNotFoundError:
-            raise BuildError("shard is missing", path=self.url(entry),
-                             hint="the build is incomplete or was moved") from None
+            raise BuildError(
+                "shard is missing", path=self.url(entry), hint="the build is incomplete or was moved"
+            ) from None
         with src:
             return self.cache.store(entry, iter(lambda: src.read(_DOWNLOAD_CHUNK), b""), self.url(entry))

@@ -31,15 +31,28 @@ class ShardDataset(IterableDataset):
     `stream_options` go to `ShardStream`, e.g. holdout_rows / held_out for a split of held-out rows.
     """
 
-    def __init__(self, build: str, *, tokens_per_batch: int, rank: int | None = None,
-                 world_size: int | None = None, seed: int = 0,
-                 curriculum: Sequence[tuple[str, int]] | None = None, **stream_options: Any) -> None:
+    def __init__(
+        self,
+        build: str,
+        *,
+        tokens_per_batch: int,
+        rank: int | None = None,
+        world_size: int | None = None,
+        seed: int = 0,
+        curriculum: Sequence[tuple[str, int]] | None = None,
+        **stream_options: Any,
+    ) -> None:
         super().__init__()
         default_rank, default_world = _default_rank_world()
-        self.stream = ShardStream(build, tokens_per_batch=tokens_per_batch,
-                                  rank=default_rank if rank is None else rank,
-                                  world_size=default_world if world_size is None else world_size,
-                                  seed=seed, curriculum=curriculum, **stream_options)
+        self.stream = ShardStream(
+            build,
+            tokens_per_batch=tokens_per_batch,
+            rank=default_rank if rank is None else rank,
+            world_size=default_world if world_size is None else world_size,
+            seed=seed,
+            curriculum=curriculum,
+            **stream_options,
+        )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()

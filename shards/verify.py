@@ -45,9 +45,15 @@ class VerifyReport:
 
     def to_dict(self) -> dict:
         """Return the report as JSON-ready data."""
-        return {"build": self.build, "ok": self.ok, "problems": self.problems,
-                "shards": [{"stage": s.stage, "path": s.path, "rows": s.rows, "ok": s.ok,
-                            "problems": s.problems} for s in self.shards]}
+        return {
+            "build": self.build,
+            "ok": self.ok,
+            "problems": self.problems,
+            "shards": [
+                {"stage": s.stage, "path": s.path, "rows": s.rows, "ok": s.ok, "problems": s.problems}
+                for s in self.shards
+            ],
+        }
 
 
 def verify_build(build: str) -> VerifyReport:
@@ -71,27 +77,36 @@ def accounting_problems(manifest: Manifest) -> list[str]:
     """Return a problem for each (source, subset) whose records in ≠ kept + filtered + duplicate +
     quarantined, and for accounting of a source the manifest does not list."""
     names = {s.name for s in manifest.sources}
-    problems = [f"the accounting has source {s!r}, which is not in the manifest's sources"
-                for s in manifest.accounting if s not in names]
+    problems = [
+        f"the accounting has source {s!r}, which is not in the manifest's sources"
+        for s in manifest.accounting
+        if s not in names
+    ]
     for source, subsets in manifest.accounting.items():
         for subset, counts in subsets.items():
             if not counts.balanced():
-                out = (counts.kept + counts.quarantined + sum(counts.filtered.values())
-                       + sum(counts.duplicate.values()))
-                problems.append(f"accounting of {source}/{subset} does not balance: {counts.records_in} in, "
-                                f"{out} kept + filtered + duplicate + quarantined")
+                out = (
+                    counts.kept
+                    + counts.quarantined
+                    + sum(counts.filtered.values())
+                    + sum(counts.duplicate.values())
+                )
+                problems.append(
+                    f"accounting of {source}/{subset} does not balance: {counts.records_in} in, "
+                    f"{out} kept + filtered + duplicate + quarantined"
+                )
     return problems
 
 
 def stage_problems(stage: StageEntry) -> list[str]:
     """Return a problem for each of the stage's totals that is not the sum over its shards."""
     problems = []
-    for what, listed, total in (("rows", stage.rows, sum(s.rows for s in stage.shards)),
-                                ("tokens", stage.tokens, sum(s.tokens for s in stage.shards)),
-                                ("padding tokens", stage.padding_tokens,
-                                 sum(s.padding_tokens for s in stage.shards)),
-                                ("split documents", stage.split_documents,
-                                 sum(s.split_documents for s in stage.shards))):
+    for what, listed, total in (
+        ("rows", stage.rows, sum(s.rows for s in stage.shards)),
+        ("tokens", stage.tokens, sum(s.tokens for s in stage.shards)),
+        ("padding tokens", stage.padding_tokens, sum(s.padding_tokens for s in stage.shards)),
+        ("split documents", stage.split_documents, sum(s.split_documents for s in stage.shards)),
+    ):
         if listed != total:
             problems.append(f"stage {stage.name!r} lists {listed} {what}, its shards hold {total}")
     per_source: dict[str, int] = {}
@@ -99,13 +114,17 @@ def stage_problems(stage: StageEntry) -> list[str]:
         for name, n in shard.source_tokens.items():
             per_source[name] = per_source.get(name, 0) + n
     if {k: v for k, v in stage.source_tokens.items() if v} != per_source:
-        problems.append(f"stage {stage.name!r} lists tokens per source {stage.source_tokens}, its shards "
-                        f"hold {per_source}")
+        problems.append(
+            f"stage {stage.name!r} lists tokens per source {stage.source_tokens}, its shards "
+            f"hold {per_source}"
+        )
     for shard in stage.shards:
         padding = shard.rows * (stage.seq_len + 1) - shard.tokens
         if shard.padding_tokens != padding:
-            problems.append(f"shard {shard.path} lists {shard.padding_tokens} padding tokens, its rows and "
-                            f"tokens make {padding}")
+            problems.append(
+                f"shard {shard.path} lists {shard.padding_tokens} padding tokens, its rows and "
+                f"tokens make {padding}"
+            )
     return problems
 
 
@@ -124,10 +143,18 @@ def tokenizer_problems(build: str, manifest: Manifest) -> list[str]:
         return [f"tokenizer path refused: {e}"]
     except (GristmillError, OSError) as e:
         return [f"the tokenizer at {entry.path} cannot be loaded: {e}"]
-    found = {"hash": tokenizer.content_hash, "vocab_size": tokenizer.vocab_size, "bos_id": tokenizer.bos_id,
-             "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id}
-    return [f"the manifest's tokenizer {name} is {getattr(entry, name)!r}, the tokenizer files say {want!r}"
-            for name, want in found.items() if getattr(entry, name) != want]
+    found = {
+        "hash": tokenizer.content_hash,
+        "vocab_size": tokenizer.vocab_size,
+        "bos_id": tokenizer.bos_id,
+        "eos_id": tokenizer.eos_id,
+        "pad_id": tokenizer.pad_id,
+    }
+    return [
+        f"the manifest's tokenizer {name} is {getattr(entry, name)!r}, the tokenizer files say {want!r}"
+        for name, want in found.items()
+        if getattr(entry, name) != want
+    ]
 
 
 def verify_shard(build: str, manifest: Manifest, stage: StageEntry, entry: ShardEntry) -> ShardCheck:
@@ -158,8 +185,12 @@ def verify_shard(build: str, manifest: Manifest, stage: StageEntry, entry: Shard
     meta, tok = reader.meta, manifest.tokenizer
     expected = {"seq_len": stage.seq_len}
     if tok is not None:
-        expected |= {"tokenizer_hash": tok.hash, "eos_id": tok.eos_id, "pad_id": tok.pad_id,
-                     "framing": tok.framing}
+        expected |= {
+            "tokenizer_hash": tok.hash,
+            "eos_id": tok.eos_id,
+            "pad_id": tok.pad_id,
+            "framing": tok.framing,
+        }
         if tok.framing == "bos+eos":
             expected["bos_id"] = tok.bos_id
     for name, want in expected.items():
@@ -180,7 +211,7 @@ def verify_shard(build: str, manifest: Manifest, stage: StageEntry, entry: Shard
         used = batch.offsets[batch.list_offsets[1:] - 1].astype(np.int64)
         per_source += np.bincount(batch.source, weights=used, minlength=len(per_source)).astype(np.int64)
         first_row += len(batch.source)
-    found = {names[i]: int(n) for i, n in enumerate(per_source[:len(names)]) if n}
+    found = {names[i]: int(n) for i, n in enumerate(per_source[: len(names)]) if n}
     if found != entry.source_tokens:
         check.problems.append(f"tokens per source are {found}, the manifest says {entry.source_tokens}")
     if sum(found.values()) != entry.tokens:
@@ -188,8 +219,9 @@ def verify_shard(build: str, manifest: Manifest, stage: StageEntry, entry: Shard
     return check
 
 
-def _check_batch(batch: Batch, width: int, pad_id: int, vocab: int | None,
-                 sources: int) -> tuple[int, str] | None:
+def _check_batch(
+    batch: Batch, width: int, pad_id: int, vocab: int | None, sources: int
+) -> tuple[int, str] | None:
     """Return (row in batch, problem) for the first bad row of a record batch, or None."""
     lo, values, tokens = batch.list_offsets.astype(np.int64), batch.offsets, batch.tokens
     counts = np.diff(lo)

@@ -53,8 +53,9 @@ def rows_per_batch(seq_len: int) -> int:
     return max(1, ROWS_PER_BATCH_BYTES // ((seq_len + 1) * TOKEN_TYPE.byte_width))
 
 
-def shard_table(meta: ShardMeta, tokens: np.ndarray, list_offsets: np.ndarray, offsets: np.ndarray,
-                source: np.ndarray) -> pa.Table:
+def shard_table(
+    meta: ShardMeta, tokens: np.ndarray, list_offsets: np.ndarray, offsets: np.ndarray, source: np.ndarray
+) -> pa.Table:
     """Return the shard's rows as an Arrow table of the shard schema.
 
     `tokens` is int32[rows, L + 1]; row r's doc_offsets are `offsets[list_offsets[r]:list_offsets[r + 1]]`;

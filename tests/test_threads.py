@@ -28,8 +28,12 @@ def _hf_tokenizer(directory: Path) -> Path:
     tok = HFTokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["</s>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["</s>"],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(TEXTS[:50], trainer)
     directory.mkdir(parents=True, exist_ok=True)
     tok.save(str(directory / "tokenizer.json"))
@@ -46,8 +50,12 @@ def _encode_and_count(directory: str) -> dict:
     before = _threads()
     tokenizer = Tokenizer.load(directory, encoder="reference")
     tokenizer.encode_batch(TEXTS)
-    return {"added_threads": _threads() - before, "tokenizer_threads": tokenizer._threads,
-            "pyarrow_cpus": pa.cpu_count(), "blas_threads": [p["num_threads"] for p in threadpool_info()]}
+    return {
+        "added_threads": _threads() - before,
+        "tokenizer_threads": tokenizer._threads,
+        "pyarrow_cpus": pa.cpu_count(),
+        "blas_threads": [p["num_threads"] for p in threadpool_info()],
+    }
 
 
 class _CountThreads(PipelineStep):
@@ -105,8 +113,14 @@ def test_the_count_sees_a_pool_without_the_limit(tmp_path):
     texts.write_text(json.dumps(TEXTS))
     seen = {}
     for mode in ("free", "limit"):
-        done = subprocess.run([sys.executable, "-c", _CHILD, directory, mode, str(texts)], env=env,
-                              capture_output=True, text=True, check=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD, directory, mode, str(texts)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
         seen[mode] = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["free"]["added_threads"] >= 2 and seen["free"]["pyarrow_cpus"] >= 2, seen
     assert seen["limit"]["added_threads"] == 0 and seen["limit"]["pyarrow_cpus"] == 1, seen

@@ -14,10 +14,10 @@ Backend = Literal["sentencepiece-bpe", "sentencepiece-unigram", "hf-bpe"]
 class TokenizerTrainConfig(StrictModel):
     """How to train a tokenizer. `profile: llama2` fills in Llama 2's sentencepiece trainer settings."""
 
-
     backend: Backend = "sentencepiece-bpe"
     profile: Literal["llama2"] | None = Field(
-        None, description="llama2: Llama 2's trainer settings exactly (one line = one sentence)")
+        None, description="llama2: Llama 2's trainer settings exactly (one line = one sentence)"
+    )
     vocab_size: int = Field(32000, ge=64)
     character_coverage: float = Field(0.99995, gt=0, le=1)
     sample_bytes: int = Field(200_000_000, ge=1, description="bytes of documents drawn to train on")
@@ -28,14 +28,21 @@ class TokenizerTrainConfig(StrictModel):
     pad_vocab_to_multiple_of: int | None = Field(None, ge=1)
     seed: int | None = Field(None, description="sampling seed; the recipe's seed when not given")
     newline_pieces: bool | None = Field(
-        None, description="sentencepiece: train on whole documents so \\n and \\t get pieces; "
-                          "default on, off for profile llama2")
+        None,
+        description="sentencepiece: train on whole documents so \\n and \\t get pieces; "
+        "default on, off for profile llama2",
+    )
     count_pretokens: Literal["auto", "always", "never"] = Field(
-        "auto", description="sentencepiece: train from pre-token counts (TSV) instead of sentences; "
-                            "auto when the sample exceeds `max_sentences_bytes`")
-    max_sentences_bytes: int = Field(1_000_000_000, ge=1,
-                                     description="largest sample trained from sentences (sentencepiece holds "
-                                                 "about 11x the text in memory)")
+        "auto",
+        description="sentencepiece: train from pre-token counts (TSV) instead of sentences; "
+        "auto when the sample exceeds `max_sentences_bytes`",
+    )
+    max_sentences_bytes: int = Field(
+        1_000_000_000,
+        ge=1,
+        description="largest sample trained from sentences (sentencepiece holds "
+        "about 11x the text in memory)",
+    )
     max_sentence_bytes: int = Field(4192, ge=64, description="longer lines are split, never skipped")
     num_threads: int = Field(2, ge=1, description="trainer threads (pinned so unigram is reproducible)")
 
@@ -50,7 +57,6 @@ class TokenizerTrainConfig(StrictModel):
 
 class TokenizerConfig(StrictModel):
     """Exactly one of `path` (an existing tokenizer.json or sentencepiece .model) or `train`."""
-
 
     path: str | None = None
     train: TokenizerTrainConfig | None = None

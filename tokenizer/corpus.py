@@ -22,8 +22,11 @@ def _lines(path: str) -> Iterator[tuple[int, bytes]]:
         if isinstance(item, StreamFault):
             raise _fault(path, item)
         if item.data is None:
-            raise InputError(f"a line of {item.size:,} bytes, above the {MAX_RECORD_BYTES:,}-byte limit",
-                             path=path, where=f"line {item.number}")
+            raise InputError(
+                f"a line of {item.size:,} bytes, above the {MAX_RECORD_BYTES:,}-byte limit",
+                path=path,
+                where=f"line {item.number}",
+            )
         yield item.number, item.data
 
 
@@ -49,11 +52,13 @@ def _read_jsonl(path: str, source: str) -> Iterator[Document]:
             record = json.loads(line)
             text = record["text"]
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-            raise InputError(f"expected a JSON object with a `text` field ({e})", path=path,
-                             where=f"line {number}") from None
+            raise InputError(
+                f"expected a JSON object with a `text` field ({e})", path=path, where=f"line {number}"
+            ) from None
         if not isinstance(text, str):
-            raise InputError(f"`text` is {type(text).__name__}, expected a string", path=path,
-                             where=f"line {number}")
+            raise InputError(
+                f"`text` is {type(text).__name__}, expected a string", path=path, where=f"line {number}"
+            )
         if text:
             yield text, record.get("source") or source, record.get("subset") or ""
 

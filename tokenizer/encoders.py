@@ -23,11 +23,32 @@ PARITY_BYTES = 1_000_000
 # What encoders most often disagree on: whitespace runs, tabs, CRLF, NBSP, combining marks, emoji (ZWJ and
 # flags), literal special-token text (always text, never a boundary), scripts without spaces, long runs.
 PARITY_EDGE_CASES = (
-    "", " ", "  ", " leading", "trailing ", "double  space", "\t", "a\tb\t\tc", "x\r\ny\r\n", "\r\n\r\n",
-    "non\u00a0breaking\u00a0space", "\u00a0", "e\u0301 cafe\u0301 n\u0303", "emoji 🦀 🎉👩‍👩‍👧 🇫🇷",
-    "<s> </s> <unk> <pad>", "a<s>b</s>c", "<|endoftext|> x <|im_start|>", "日本語のテキスト", "\n\n\n",
-    "    def f(x):\n\treturn x\n", "\x00\x01\x7f", "\ufeffbom", "ﬁ ligature Ａ full width", "\u2028sep\u2029",
-    "x" * 3000, "digits 1234567890 3.14159",
+    "",
+    " ",
+    "  ",
+    " leading",
+    "trailing ",
+    "double  space",
+    "\t",
+    "a\tb\t\tc",
+    "x\r\ny\r\n",
+    "\r\n\r\n",
+    "non\u00a0breaking\u00a0space",
+    "\u00a0",
+    "e\u0301 cafe\u0301 n\u0303",
+    "emoji 🦀 🎉👩‍👩‍👧 🇫🇷",
+    "<s> </s> <unk> <pad>",
+    "a<s>b</s>c",
+    "<|endoftext|> x <|im_start|>",
+    "日本語のテキスト",
+    "\n\n\n",
+    "    def f(x):\n\treturn x\n",
+    "\x00\x01\x7f",
+    "\ufeffbom",
+    "ﬁ ligature Ａ full width",
+    "\u2028sep\u2029",
+    "x" * 3000,
+    "digits 1234567890 3.14159",
 )
 
 Encode = Callable[[Sequence[str]], list[Sequence[int]]]
@@ -57,8 +78,10 @@ def sentencepiece_encoder(sp, threads: int) -> Encoder:
 
 def tokenizers_encoder(hf) -> Encoder:
     """Return `tokenizers`' batch encoder (its pool size follows TOKENIZERS_PARALLELISM/RAYON_NUM_THREADS)."""
-    return Encoder("tokenizers",
-                   lambda texts: [e.ids for e in hf.encode_batch_fast(list(texts), add_special_tokens=False)])
+    return Encoder(
+        "tokenizers",
+        lambda texts: [e.ids for e in hf.encode_batch_fast(list(texts), add_special_tokens=False)],
+    )
 
 
 def kitoken_encoder(path: Path) -> Encoder:
@@ -102,8 +125,9 @@ def first_mismatch(candidate: Encoder, reference: Encoder, texts: Sequence[str])
     return None
 
 
-def choose_encoder(reference: Encoder, candidates: Sequence[tuple[str, Callable[[], Encoder]]],
-                   texts: Sequence[str]) -> EncoderChoice:
+def choose_encoder(
+    reference: Encoder, candidates: Sequence[tuple[str, Callable[[], Encoder]]], texts: Sequence[str]
+) -> EncoderChoice:
     """Return the first candidate (name, factory) whose ids equal the reference's on `texts` and the edge
     cases, else the reference; `note` names each rejected candidate and why."""
     checked = [*texts, *PARITY_EDGE_CASES]
@@ -116,12 +140,13 @@ def choose_encoder(reference: Encoder, candidates: Sequence[tuple[str, Callable[
             rejected.append(f"{label}: {type(e).__name__}: {e}")
             continue
         if mismatch is None:
-            note = (f"{candidate.name}: ids identical to {reference.name} on {len(texts)} held-out documents "
-                    f"and {len(PARITY_EDGE_CASES)} edge cases")
+            note = (
+                f"{candidate.name}: ids identical to {reference.name} on {len(texts)} held-out documents "
+                f"and {len(PARITY_EDGE_CASES)} edge cases"
+            )
             return EncoderChoice(candidate, reference.name, "; ".join([note, *rejected]))
         rejected.append(f"{candidate.name}: ids differ from {reference.name} on {mismatch}")
     note = "; ".join([f"{reference.name} (the reference)", *rejected])
     if rejected:
         log.warning("tokenizer falls back to its reference encoder: %s", note)
     return EncoderChoice(reference, reference.name, note)
-

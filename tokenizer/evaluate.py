@@ -36,11 +36,15 @@ class Counts:
     def summary(self) -> dict[str, float | int]:
         """Return the totals with bytes/token, chars/token, tokens/word and the rates."""
         tokens = max(self.tokens, 1)
-        return {**asdict(self), "bytes_per_token": self.bytes / tokens,
-                "chars_per_token": self.chars / tokens,
-                "tokens_per_word": self.tokens / max(self.words, 1),
-                "byte_fallback_rate": self.byte_fallback / tokens, "unknown_rate": self.unknown / tokens,
-                "round_trip_lossless": self.lossless == self.docs}
+        return {
+            **asdict(self),
+            "bytes_per_token": self.bytes / tokens,
+            "chars_per_token": self.chars / tokens,
+            "tokens_per_word": self.tokens / max(self.words, 1),
+            "byte_fallback_rate": self.byte_fallback / tokens,
+            "unknown_rate": self.unknown / tokens,
+            "round_trip_lossless": self.lossless == self.docs,
+        }
 
 
 @dataclass
@@ -57,11 +61,16 @@ class Evaluation:
 
     def to_dict(self) -> dict:
         """Return the evaluation as JSON-ready data (evaluation.json)."""
-        return {"tokenizer": self.tokenizer, "vocab_size": self.vocab_size, "vocab_used": self.vocab_used,
-                "vocab_use": self.vocab_used / max(self.vocab_size, 1), "total": self.total.summary(),
-                "sources": {k: v.summary() for k, v in sorted(self.sources.items())},
-                "subsets": {k: v.summary() for k, v in sorted(self.subsets.items())},
-                "lossy_examples": self.lossy_examples}
+        return {
+            "tokenizer": self.tokenizer,
+            "vocab_size": self.vocab_size,
+            "vocab_used": self.vocab_used,
+            "vocab_use": self.vocab_used / max(self.vocab_size, 1),
+            "total": self.total.summary(),
+            "sources": {k: v.summary() for k, v in sorted(self.sources.items())},
+            "subsets": {k: v.summary() for k, v in sorted(self.subsets.items())},
+            "lossy_examples": self.lossy_examples,
+        }
 
 
 def _special_ids(tokenizer: Tokenizer) -> tuple[np.ndarray, int | None]:
@@ -70,8 +79,9 @@ def _special_ids(tokenizer: Tokenizer) -> tuple[np.ndarray, int | None]:
     return np.asarray(byte_ids, dtype=np.int32), unk
 
 
-def evaluate(tokenizer: Tokenizer, documents: Iterable[Document], name: str = "",
-             batch_size: int = 256) -> Evaluation:
+def evaluate(
+    tokenizer: Tokenizer, documents: Iterable[Document], name: str = "", batch_size: int = 256
+) -> Evaluation:
     """Return the evaluation of `tokenizer` on `documents` (text, source, subset)."""
     result = Evaluation(tokenizer=name or tokenizer.content_hash, vocab_size=tokenizer.vocab_size)
     byte_ids, unk = _special_ids(tokenizer)
@@ -83,13 +93,18 @@ def evaluate(tokenizer: Tokenizer, documents: Iterable[Document], name: str = ""
         used[ids] = True
         fallback = np.isin(ids, byte_ids)
         for i, (text, source, subset) in enumerate(batch):
-            piece = ids[offsets[i]:offsets[i + 1]]
+            piece = ids[offsets[i] : offsets[i + 1]]
             decoded = tokenizer.decode(piece)
-            counts = Counts(docs=1, bytes=len(text.encode("utf-8", "surrogatepass")), chars=len(text),
-                            words=len(text.split()), tokens=len(piece),
-                            byte_fallback=int(fallback[offsets[i]:offsets[i + 1]].sum()),
-                            unknown=int((piece == unk).sum()) if unk is not None else 0,
-                            lossless=int(decoded == text))
+            counts = Counts(
+                docs=1,
+                bytes=len(text.encode("utf-8", "surrogatepass")),
+                chars=len(text),
+                words=len(text.split()),
+                tokens=len(piece),
+                byte_fallback=int(fallback[offsets[i] : offsets[i + 1]].sum()),
+                unknown=int((piece == unk).sum()) if unk is not None else 0,
+                lossless=int(decoded == text),
+            )
             if not counts.lossless and len(result.lossy_examples) < 5:
                 result.lossy_examples.append(text[:200])
             result.total.add(counts)
@@ -114,7 +129,8 @@ def comparison_rows(a: Evaluation, b: Evaluation) -> list[tuple[str, str, float,
     """Return (group, metric, a, b) rows for the total and every source the two evaluations share."""
     rows = []
     groups = [("total", a.total, b.total)] + [
-        (name, a.sources[name], b.sources[name]) for name in sorted(set(a.sources) & set(b.sources))]
+        (name, a.sources[name], b.sources[name]) for name in sorted(set(a.sources) & set(b.sources))
+    ]
     for group, ca, cb in groups:
         sa, sb = ca.summary(), cb.summary()
         rows += [(group, metric, float(sa[metric]), float(sb[metric])) for metric in COLUMNS]

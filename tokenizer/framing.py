@@ -40,7 +40,7 @@ class DocumentFraming:
         """Return `ids` (int32) framed: `[bos] + ids + [eos]`, or `ids + [eos]`."""
         head = [] if self.bos_id is None else [self.bos_id]
         out = np.empty(len(ids) + self.extra_tokens, np.int32)
-        out[:len(head)] = head
-        out[len(head):-1] = ids
+        out[: len(head)] = head
+        out[len(head) : -1] = ids
         out[-1] = self.eos_id
         return out

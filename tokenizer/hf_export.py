@@ -18,12 +18,18 @@ def hf_tokenizer_config(tokenizer: Tokenizer, model_max_length: int) -> dict:
     exactly when the framing has it; never eos, which ends a document rather than a prompt)."""
     special = {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id}
     names = {f"{k}_token": tokenizer.id_to_token(v) for k, v in special.items() if v is not None}
-    return {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model_max_length, **names,
-            "add_bos_token": tokenizer.framing.bos_id is not None, "add_eos_token": False}
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": model_max_length,
+        **names,
+        "add_bos_token": tokenizer.framing.bos_id is not None,
+        "add_eos_token": False,
+    }
 
 
-def export_hf_tokenizer(source: str | os.PathLike, out: str | os.PathLike,
-                        model_max_length: int) -> Tokenizer:
+def export_hf_tokenizer(
+    source: str | os.PathLike, out: str | os.PathLike, model_max_length: int
+) -> Tokenizer:
     """Copy the tokenizer directory `source` into `out` with its tokenizer_config.json; return the tokenizer.
 
     Raises InputError when `source` holds no readable tokenizer."""

@@ -21,22 +21,33 @@ from __future__ import annotations
 import json
 from typing import Any
 
-_BPE_DECODER = {"type": "Sequence", "decoders": [
-    {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
-    {"type": "ByteFallback"},
-    {"type": "Fuse"},
-    {"type": "Strip", "content": " ", "start": 1, "stop": 0},
-]}
+_BPE_DECODER = {
+    "type": "Sequence",
+    "decoders": [
+        {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+        {"type": "ByteFallback"},
+        {"type": "Fuse"},
+        {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+    ],
+}
 
 
 def _added(token_id: int, content: str, special: bool, normalized: bool) -> dict[str, Any]:
-    return {"id": token_id, "content": content, "single_word": False, "lstrip": False, "rstrip": False,
-            "normalized": normalized, "special": special}
+    return {
+        "id": token_id,
+        "content": content,
+        "single_word": False,
+        "lstrip": False,
+        "rstrip": False,
+        "normalized": normalized,
+        "special": special,
+    }
 
 
 def _merges(pieces: list[tuple[str, float, int]], vocab: dict[str, int], normal: int) -> list[list[str]]:
-    ranked = sorted(((score, -i, piece) for i, (piece, score, kind) in enumerate(pieces) if kind == normal),
-                    reverse=True)
+    ranked = sorted(
+        ((score, -i, piece) for i, (piece, score, kind) in enumerate(pieces) if kind == normal), reverse=True
+    )
     merges = []
     for _, _, piece in ranked:
         for cut in range(1, len(piece)):
@@ -57,22 +68,39 @@ def sentencepiece_to_json(model: bytes) -> str:
     vocab = {piece: i for i, (piece, _, _) in enumerate(pieces)}
     spec, norm = proto.trainer_spec, proto.normalizer_spec
     if norm.name not in ("identity", "") or norm.remove_extra_whitespaces or not spec.split_by_whitespace:
-        raise ValueError("only identity normalisation, remove_extra_whitespaces=false and "
-                         "split_by_whitespace are supported")
+        raise ValueError(
+            "only identity normalisation, remove_extra_whitespaces=false and "
+            "split_by_whitespace are supported"
+        )
     unk = spec.unk_piece
     normalizers = [{"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]
     if norm.add_dummy_prefix:
         normalizers.insert(0, {"type": "Prepend", "prepend": "▁"})
-    added = [_added(i, piece, special=False, normalized=True)
-             for i, (piece, _, kind) in enumerate(pieces) if kind == kinds.USER_DEFINED]
+    added = [
+        _added(i, piece, special=False, normalized=True)
+        for i, (piece, _, kind) in enumerate(pieces)
+        if kind == kinds.USER_DEFINED
+    ]
     if spec.model_type == pb.TrainerSpec.BPE:
         model_json: dict[str, Any] = {
-            "type": "BPE", "dropout": None, "unk_token": unk, "continuing_subword_prefix": None,
-            "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": spec.byte_fallback,
-            "ignore_merges": False, "vocab": vocab, "merges": _merges(pieces, vocab, kinds.NORMAL)}
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": unk,
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": True,
+            "byte_fallback": spec.byte_fallback,
+            "ignore_merges": False,
+            "vocab": vocab,
+            "merges": _merges(pieces, vocab, kinds.NORMAL),
+        }
     elif spec.model_type == pb.TrainerSpec.UNIGRAM:
-        model_json = {"type": "Unigram", "unk_id": spec.unk_id, "byte_fallback": spec.byte_fallback,
-                      "vocab": [[piece, score] for piece, score, _ in pieces]}
+        model_json = {
+            "type": "Unigram",
+            "unk_id": spec.unk_id,
+            "byte_fallback": spec.byte_fallback,
+            "vocab": [[piece, score] for piece, score, _ in pieces],
+        }
     else:
         raise ValueError(f"unsupported sentencepiece model type {spec.model_type}")
     bos = spec.bos_piece if spec.bos_id >= 0 else None
@@ -80,13 +108,26 @@ def sentencepiece_to_json(model: bytes) -> str:
     if bos is not None:
         first, second = ({"SpecialToken": {"id": bos, "type_id": t}} for t in (0, 1))
         a, b = ({"Sequence": {"id": s, "type_id": t}} for s, t in (("A", 0), ("B", 1)))
-        post = {"type": "TemplateProcessing", "single": [first, a], "pair": [first, a, second, b],
-                "special_tokens": {bos: {"id": bos, "ids": [spec.bos_id], "tokens": [bos]}}}
+        post = {
+            "type": "TemplateProcessing",
+            "single": [first, a],
+            "pair": [first, a, second, b],
+            "special_tokens": {bos: {"id": bos, "ids": [spec.bos_id], "tokens": [bos]}},
+        }
     document = {
-        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
         "normalizer": {"type": "Sequence", "normalizers": normalizers},
-        "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "▁*[^▁]+|▁+"}, "behavior": "Isolated",
-                          "invert": False},
-        "post_processor": post, "decoder": _BPE_DECODER, "model": model_json,
+        "pre_tokenizer": {
+            "type": "Split",
+            "pattern": {"Regex": "▁*[^▁]+|▁+"},
+            "behavior": "Isolated",
+            "invert": False,
+        },
+        "post_processor": post,
+        "decoder": _BPE_DECODER,
+        "model": model_json,
     }
     return json.dumps(document, ensure_ascii=False, indent=None)

@@ -54,8 +54,11 @@ def _load_hf(path: Path):
     try:
         hf = HFTokenizer.from_file(str(path))
     except Exception as e:
-        raise InputError(f"not a readable tokenizers JSON file: {e}", path=str(path),
-                         hint="give a tokenizer directory, tokenizer.json or sentencepiece .model") from None
+        raise InputError(
+            f"not a readable tokenizers JSON file: {e}",
+            path=str(path),
+            hint="give a tokenizer directory, tokenizer.json or sentencepiece .model",
+        ) from None
     hf.encode_special_tokens = True  # a literal `<|endoftext|>` in a document is text, never a boundary
     return hf
 
@@ -95,8 +98,9 @@ class Tokenizer:
     CPUs of the Ray task or process, `gristmill.threads.task_cpus`).
     """
 
-    def __init__(self, files: list[Path], hf=None, sp=None, threads: int | None = None,
-                 encoder: str = "auto") -> None:
+    def __init__(
+        self, files: list[Path], hf=None, sp=None, threads: int | None = None, encoder: str = "auto"
+    ) -> None:
         if encoder not in ("auto", "reference"):
             raise ValueError(f"encoder must be 'auto' or 'reference', got {encoder!r}")
         self.files = files
@@ -115,8 +119,10 @@ class Tokenizer:
             eos = sp.eos_id() if sp.eos_id() >= 0 else None
             pad = sp.pad_id() if sp.pad_id() >= 0 else None
         if eos is None:
-            raise InputError("the tokenizer has no end-of-document token (one of "
-                             f"{', '.join(_EOS_NAMES)})", path=str(files[0]))
+            raise InputError(
+                f"the tokenizer has no end-of-document token (one of {', '.join(_EOS_NAMES)})",
+                path=str(files[0]),
+            )
         self.eos_id: int = eos
         self.pad_id: int = pad if pad is not None else eos  # padding carries no loss, so eos serves
         # sentencepiece's control pieces are plain vocabulary entries in our tokenizer.json (hf_json.py)
@@ -128,8 +134,9 @@ class Tokenizer:
         proto = _model_proto(sp) if sp is not None else None
         self._user_symbols = _user_symbols(proto) if proto is not None else []
         # our json is exact for BPE without user-defined symbols (hf_json.py)
-        self._json_exact = proto is None or (hf is not None and not self._user_symbols
-                                             and proto.trainer_spec.model_type == pb.TrainerSpec.BPE)
+        self._json_exact = proto is None or (
+            hf is not None and not self._user_symbols and proto.trainer_spec.model_type == pb.TrainerSpec.BPE
+        )
         key = (self.content_hash, encoder, self._threads)
         if key not in _CHOSEN:
             _CHOSEN[key] = self._choose(encoder)

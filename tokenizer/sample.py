@@ -26,8 +26,9 @@ SAMPLE_DIR = "sample"
 
 
 def _keys(seed: int, text: str) -> tuple[int, float]:
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16,
-                             key=seed.to_bytes(8, "little", signed=True)).digest()
+    digest = hashlib.blake2b(
+        text.encode("utf-8", "surrogatepass"), digest_size=16, key=seed.to_bytes(8, "little", signed=True)
+    ).digest()
     return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little") / 2.0**64
 
 
@@ -85,10 +86,15 @@ class Sample:
 
     def manifest(self) -> dict:
         """Return the manifest: seed, per-source weights, budgets, what was seen and taken, file hashes."""
-        return {"seed": self.seed, "train_docs": len(self.train), "train_bytes": self.train_bytes,
-                "heldout_docs": len(self.heldout),
-                "sources": {name: vars(t) for name, t in sorted(self.sources.items())},
-                "train_sha256": _docs_hash(self.train), "heldout_sha256": _docs_hash(self.heldout)}
+        return {
+            "seed": self.seed,
+            "train_docs": len(self.train),
+            "train_bytes": self.train_bytes,
+            "heldout_docs": len(self.heldout),
+            "sources": {name: vars(t) for name, t in sorted(self.sources.items())},
+            "train_sha256": _docs_hash(self.train),
+            "heldout_sha256": _docs_hash(self.heldout),
+        }
 
     def write(self, directory: str | Path) -> None:
         """Write sample/train.jsonl, sample/heldout.jsonl and sample-manifest.json under `directory`."""
@@ -111,9 +117,15 @@ def _docs_hash(docs: list[Document]) -> str:
     return h.hexdigest()
 
 
-def draw_sample(documents: Iterable[Document], sample_bytes: int, seed: int,
-                weights: dict[str, float] | None = None, heldout_bytes: int = 0,
-                heldout_fraction: float = 0.0, on_document: Callable[[int], None] | None = None) -> Sample:
+def draw_sample(
+    documents: Iterable[Document],
+    sample_bytes: int,
+    seed: int,
+    weights: dict[str, float] | None = None,
+    heldout_bytes: int = 0,
+    heldout_fraction: float = 0.0,
+    on_document: Callable[[int], None] | None = None,
+) -> Sample:
     """Return a seeded sample of about `sample_bytes` bytes mixed by `weights` (source → weight).
 
     With no weights the sample keeps the corpus's own mixture. Sources missing from `weights` are skipped.
@@ -147,8 +159,10 @@ def draw_sample(documents: Iterable[Document], sample_bytes: int, seed: int,
         (heldout if held < heldout_fraction else train)[bucket].offer(key, size, (text, source, subset))
     if not tallies:
         wanted = f" of the weighted sources {sorted(weights)}" if weights else ""
-        raise InputError(f"the corpus is empty: no document{wanted} was found",
-                         hint="check the paths/recipe and that the cleaning steps produced documents")
+        raise InputError(
+            f"the corpus is empty: no document{wanted} was found",
+            hint="check the paths/recipe and that the cleaning steps produced documents",
+        )
     sample = Sample(seed=seed, train=[], heldout=[], sources=tallies)
     for bucket in sorted(train):
         sample.train += train[bucket].documents()

@@ -111,8 +111,9 @@ def count_pretokens(texts: Iterable[str], escapes: Escapes, max_bytes: int) -> t
     return counts, split
 
 
-def count_pretokens_parallel(texts: list[str], escapes: Escapes, max_bytes: int,
-                             chunks: int) -> tuple[Counter, SplitCount]:
+def count_pretokens_parallel(
+    texts: list[str], escapes: Escapes, max_bytes: int, chunks: int
+) -> tuple[Counter, SplitCount]:
     """Count pre-tokens in `chunks` Ray tasks (Ray is started locally when not running) and add them up."""
     import ray
 
@@ -120,7 +121,7 @@ def count_pretokens_parallel(texts: list[str], escapes: Escapes, max_bytes: int,
         ray.init(include_dashboard=False, log_to_driver=False)
     task = ray.remote(count_pretokens)
     step = max(1, -(-len(texts) // chunks))
-    refs = [task.remote(texts[i:i + step], escapes, max_bytes) for i in range(0, len(texts), step)]
+    refs = [task.remote(texts[i : i + step], escapes, max_bytes) for i in range(0, len(texts), step)]
     total: Counter = Counter()
     split = SplitCount()
     for part, part_split in ray.get(refs):

@@ -41,11 +41,21 @@ class TrainedTokenizer:
     timings: dict[str, float]
 
 
-def _sample(config: TokenizerTrainConfig, documents: Iterable[Document], weights: dict[str, float] | None,
-            seed: int, console: Console) -> Sample:
-    columns = [bar.TextColumn("[bold]sampling"), bar.BarColumn(), bar.DownloadColumn(),
-               bar.TransferSpeedColumn(), bar.TextColumn("{task.fields[docs]:,} documents"),
-               bar.TimeElapsedColumn()]
+def _sample(
+    config: TokenizerTrainConfig,
+    documents: Iterable[Document],
+    weights: dict[str, float] | None,
+    seed: int,
+    console: Console,
+) -> Sample:
+    columns = [
+        bar.TextColumn("[bold]sampling"),
+        bar.BarColumn(),
+        bar.DownloadColumn(),
+        bar.TransferSpeedColumn(),
+        bar.TextColumn("{task.fields[docs]:,} documents"),
+        bar.TimeElapsedColumn(),
+    ]
     with bar.Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("sample", total=None, docs=0)
         seen = [0, 0]
@@ -56,16 +66,25 @@ def _sample(config: TokenizerTrainConfig, documents: Iterable[Document], weights
             if seen[0] % 512 == 0:
                 progress.update(task, completed=seen[1], docs=seen[0])
 
-        sample = draw_sample(documents, config.sample_bytes, seed, weights, config.heldout_bytes,
-                             config.heldout_fraction, on_document=tick)
+        sample = draw_sample(
+            documents,
+            config.sample_bytes,
+            seed,
+            weights,
+            config.heldout_bytes,
+            config.heldout_fraction,
+            on_document=tick,
+        )
         progress.update(task, completed=seen[1], docs=seen[0])
     return sample
 
 
-def _train_backend(config: TokenizerTrainConfig, texts: list[str], out: Path,
-                   console: Console) -> tuple[dict[str, Any], dict[str, float]]:
+def _train_backend(
+    config: TokenizerTrainConfig, texts: list[str], out: Path, console: Console
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Train the backend on `texts`; write tokenizer.json (and .model); return settings and timings."""
     with console.status("training") as status:
+
         def say(text: str) -> None:
             status.update(text)
             if not console.is_terminal:
@@ -91,14 +110,24 @@ def _train_backend(config: TokenizerTrainConfig, texts: list[str], out: Path,
         with atomic_write(str(out / HF_FILE), "w") as f:
             f.write(sentencepiece_to_json(sp.model))
         escapes = {"newline": sp.escapes.newline, "tab": sp.escapes.tab}
-        return {"trainer": sp.settings, "input": sp.input_mode, "padded_with_unused": sp.padded,
-                "training_escapes": {k: f"U+{ord(v):04X}" if v else None for k, v in escapes.items()},
-                "long_lines_split": {"lines": sp.split.lines, "parts": sp.split.parts}}, sp.timings
+        return {
+            "trainer": sp.settings,
+            "input": sp.input_mode,
+            "padded_with_unused": sp.padded,
+            "training_escapes": {k: f"U+{ord(v):04X}" if v else None for k, v in escapes.items()},
+            "long_lines_split": {"lines": sp.split.lines, "parts": sp.split.parts},
+        }, sp.timings
 
 
-def train_tokenizer(config: TokenizerTrainConfig, documents: Iterable[Document], out_dir: str | Path,
-                    weights: dict[str, float] | None = None, seed: int | None = None,
-                    console: Console | None = None, name: str | None = None) -> TrainedTokenizer:
+def train_tokenizer(
+    config: TokenizerTrainConfig,
+    documents: Iterable[Document],
+    out_dir: str | Path,
+    weights: dict[str, float] | None = None,
+    seed: int | None = None,
+    console: Console | None = None,
+    name: str | None = None,
+) -> TrainedTokenizer:
     """Sample `documents` (text, source, subset) by `weights`, train, write `out_dir`; return the result.
 
     `name` titles the summary table (default: `out_dir`; a build trains in a temporary directory).
@@ -118,8 +147,12 @@ def train_tokenizer(config: TokenizerTrainConfig, documents: Iterable[Document],
     started = time.perf_counter()
     backend_settings, backend_timings = _train_backend(config, [t for t, _, _ in sample.train], out, console)
     timings.update(backend_timings, total_train_s=time.perf_counter() - started)
-    settings = {"config": config.model_dump(mode="json"), "seed": seed, "weights": weights,
-                **backend_settings}
+    settings = {
+        "config": config.model_dump(mode="json"),
+        "seed": seed,
+        "weights": weights,
+        **backend_settings,
+    }
     write_json(str(out / SETTINGS_FILE), settings)
     tokenizer = Tokenizer.load(out)
     started = time.perf_counter()
@@ -128,22 +161,44 @@ def train_tokenizer(config: TokenizerTrainConfig, documents: Iterable[Document],
     write_json(str(out / EVALUATION_FILE), evaluation.to_dict())
     title = f"tokenizer {name or out} ({config.backend}, vocab {tokenizer.vocab_size:,})"
     console.print(summary_table(evaluation, title))
-    return TrainedTokenizer(tokenizer=tokenizer, out_dir=out, evaluation=evaluation, settings=settings,
-                            sample=sample.manifest(), timings=timings)
+    return TrainedTokenizer(
+        tokenizer=tokenizer,
+        out_dir=out,
+        evaluation=evaluation,
+        settings=settings,
+        sample=sample.manifest(),
+        timings=timings,
+    )
 
 
 def summary_table(evaluation: Evaluation, title: str) -> Table:
     """Return a rich table of the held-out evaluation per source and in total."""
     table = Table(title=title)
-    for col in ("source", "docs", "tokens", "bytes/token", "chars/token", "tokens/word", "byte fallback",
-                "unknown", "round trip"):
+    for col in (
+        "source",
+        "docs",
+        "tokens",
+        "bytes/token",
+        "chars/token",
+        "tokens/word",
+        "byte fallback",
+        "unknown",
+        "round trip",
+    ):
         table.add_column(col, justify="left" if col == "source" else "right")
     rows = [*sorted(evaluation.sources.items()), ("total", evaluation.total)]
     for name, counts in rows:
         s = counts.summary()
-        table.add_row(name, f"{counts.docs:,}", f"{counts.tokens:,}", f"{s['bytes_per_token']:.2f}",
-                      f"{s['chars_per_token']:.2f}", f"{s['tokens_per_word']:.2f}",
-                      f"{s['byte_fallback_rate']:.2%}", f"{s['unknown_rate']:.2%}",
-                      "lossless" if s["round_trip_lossless"] else f"{counts.docs - counts.lossless} lossy")
+        table.add_row(
+            name,
+            f"{counts.docs:,}",
+            f"{counts.tokens:,}",
+            f"{s['bytes_per_token']:.2f}",
+            f"{s['chars_per_token']:.2f}",
+            f"{s['tokens_per_word']:.2f}",
+            f"{s['byte_fallback_rate']:.2%}",
+            f"{s['unknown_rate']:.2%}",
+            "lossless" if s["round_trip_lossless"] else f"{counts.docs - counts.lossless} lossy",
+        )
     table.caption = f"held-out documents; vocabulary use {evaluation.vocab_used:,}/{evaluation.vocab_size:,}"
     return table

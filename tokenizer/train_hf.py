@@ -18,7 +18,7 @@ from gristmill.tokenizer.config import TokenizerTrainConfig
 
 EOS = "<|endoftext|>"
 # GPT-2's pattern with letter/other runs capped at 16 characters and digits split one by one.
-SPLIT_PATTERN = (r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}{1,16}| ?\p{N}| ?[^\s\p{L}\p{N}]{1,16}|\s+(?!\S)|\s+")
+SPLIT_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}{1,16}| ?\p{N}| ?[^\s\p{L}\p{N}]{1,16}|\s+(?!\S)|\s+"
 
 
 @dataclass
@@ -36,16 +36,22 @@ def build_untrained(config: TokenizerTrainConfig):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     specials = [EOS, *[t for t in config.special_tokens if t != EOS]]
     trainer = trainers.BpeTrainer(
-        vocab_size=config.vocab_size, special_tokens=specials, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), max_token_length=16)
+        vocab_size=config.vocab_size,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        max_token_length=16,
+    )
     if config.user_defined_symbols:
         tokenizer.add_tokens(list(config.user_defined_symbols))
     return tokenizer, trainer
@@ -59,8 +65,9 @@ def _pad(tokenizer, multiple: int | None) -> int:
     return padded
 
 
-def train_hf(config: TokenizerTrainConfig, texts: list[str],
-             status: Callable[[str], None] = lambda _: None) -> HFResult:
+def train_hf(
+    config: TokenizerTrainConfig, texts: list[str], status: Callable[[str], None] = lambda _: None
+) -> HFResult:
     """Train on `texts`; raise InputError when the corpus cannot fill the vocabulary."""
     tokenizer, trainer = build_untrained(config)
     status(f"training HF byte-level BPE ({config.vocab_size:,} tokens)")
@@ -68,16 +75,28 @@ def train_hf(config: TokenizerTrainConfig, texts: list[str],
 
     def batches() -> Iterator[list[str]]:
         for i in range(0, len(texts), 1000):
-            yield texts[i:i + 1000]
+            yield texts[i : i + 1000]
 
     tokenizer.train_from_iterator(batches(), trainer=trainer, length=len(texts))
     size = tokenizer.get_vocab_size(with_added_tokens=True)
     if size < config.vocab_size:
-        raise InputError(f"vocabulary of {config.vocab_size:,} is larger than this corpus supports: "
-                         f"training stopped at {size:,} tokens", hint="lower vocab_size or sample more text")
+        raise InputError(
+            f"vocabulary of {config.vocab_size:,} is larger than this corpus supports: "
+            f"training stopped at {size:,} tokens",
+            hint="lower vocab_size or sample more text",
+        )
     padded = _pad(tokenizer, config.pad_vocab_to_multiple_of)
-    settings = {"model": "BPE", "byte_level": True, "split_pattern": SPLIT_PATTERN,
-                "vocab_size": config.vocab_size, "special_tokens": [EOS, *config.special_tokens],
-                "max_token_length": 16}
-    return HFResult(tokenizer_json=json.dumps(json.loads(tokenizer.to_str()), ensure_ascii=False),
-                    settings=settings, padded=padded, timings={"train_s": time.perf_counter() - started})
+    settings = {
+        "model": "BPE",
+        "byte_level": True,
+        "split_pattern": SPLIT_PATTERN,
+        "vocab_size": config.vocab_size,
+        "special_tokens": [EOS, *config.special_tokens],
+        "max_token_length": 16,
+    }
+    return HFResult(
+        tokenizer_json=json.dumps(json.loads(tokenizer.to_str()), ensure_ascii=False),
+        settings=settings,
+        padded=padded,
+        timings={"train_s": time.perf_counter() - started},
+    )

@@ -84,9 +84,15 @@ class SentencepieceResult:
 def trainer_settings(config: TokenizerTrainConfig) -> dict[str, Any]:
     """Return the sentencepiece trainer arguments for `config` (llama2 fields, our overrides)."""
     settings = dict(LLAMA2_TRAINER_SPEC)
-    settings.update(vocab_size=config.vocab_size, character_coverage=config.character_coverage,
-                    num_threads=config.num_threads, input_sentence_size=0, shuffle_input_sentence=False,
-                    max_sentence_length=config.max_sentence_bytes, minloglevel=2)
+    settings.update(
+        vocab_size=config.vocab_size,
+        character_coverage=config.character_coverage,
+        num_threads=config.num_threads,
+        input_sentence_size=0,
+        shuffle_input_sentence=False,
+        max_sentence_length=config.max_sentence_bytes,
+        minloglevel=2,
+    )
     if config.backend == "sentencepiece-unigram":
         settings.update(model_type="unigram")
     if config.user_defined_symbols:
@@ -99,9 +105,11 @@ def trainer_settings(config: TokenizerTrainConfig) -> dict[str, Any]:
 def _explain(error: Exception, config: TokenizerTrainConfig, sample_bytes: int) -> InputError:
     text = str(error)
     if "Vocabulary size" in text or "vocab_size" in text:
-        return InputError(f"vocabulary of {config.vocab_size:,} is larger than this corpus supports "
-                          f"({sample_bytes:,} bytes sampled): sentencepiece says {text.strip()!r}",
-                          hint="lower vocab_size or sample more text (sample_bytes)")
+        return InputError(
+            f"vocabulary of {config.vocab_size:,} is larger than this corpus supports "
+            f"({sample_bytes:,} bytes sampled): sentencepiece says {text.strip()!r}",
+            hint="lower vocab_size or sample more text (sample_bytes)",
+        )
     return InputError(f"sentencepiece training failed: {text.strip()}")
 
 
@@ -120,8 +128,12 @@ def _finish_model(model: bytes, escapes: Escapes, multiple: int | None) -> tuple
     return proto.SerializeToString(), padded
 
 
-def train_sentencepiece(config: TokenizerTrainConfig, texts: list[str], workdir: Path,
-                        status: Callable[[str], None] = lambda _: None) -> SentencepieceResult:
+def train_sentencepiece(
+    config: TokenizerTrainConfig,
+    texts: list[str],
+    workdir: Path,
+    status: Callable[[str], None] = lambda _: None,
+) -> SentencepieceResult:
     """Train on `texts` (the sampled documents) in `workdir`; raise InputError when training is impossible.
 
     Trains from sentences, or from pre-token counts (TSV, counted on Ray when more than one thread) when
@@ -133,15 +145,17 @@ def train_sentencepiece(config: TokenizerTrainConfig, texts: list[str], workdir:
     escapes = choose_escapes(texts, newline=bool(config.newline_pieces), tab=bool(config.newline_pieces))
     sample_bytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
     use_counts = config.count_pretokens == "always" or (
-        config.count_pretokens == "auto" and sample_bytes > config.max_sentences_bytes)
+        config.count_pretokens == "auto" and sample_bytes > config.max_sentences_bytes
+    )
     timings: dict[str, float] = {}
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     if use_counts:
         status("counting pre-tokens")
         if config.num_threads > 1 and len(texts) > 1000:
-            counts, split = count_pretokens_parallel(texts, escapes, config.max_sentence_bytes,
-                                                     chunks=config.num_threads)
+            counts, split = count_pretokens_parallel(
+                texts, escapes, config.max_sentence_bytes, chunks=config.num_threads
+            )
         else:
             counts, split = count_pretokens(texts, escapes, config.max_sentence_bytes)
         input_file = workdir / "pretokens.tsv"
@@ -168,6 +182,12 @@ def train_sentencepiece(config: TokenizerTrainConfig, texts: list[str], workdir:
     timings["train_s"] = time.perf_counter() - started
     finished, padded = _finish_model(model.getvalue(), escapes, config.pad_vocab_to_multiple_of)
     settings.pop("minloglevel")
-    return SentencepieceResult(model=finished, settings=settings, escapes=escapes, split=split,
-                               input_mode="pretoken-counts" if use_counts else "sentences", padded=padded,
-                               timings=timings)
+    return SentencepieceResult(
+        model=finished,
+        settings=settings,
+        escapes=escapes,
+        split=split,
+        input_mode="pretoken-counts" if use_counts else "sentences",
+        padded=padded,
+        timings=timings,
+    )

@@ -44,8 +44,17 @@ MODEL_CONFIG = "model.json"
 TRAIN_CONFIG = "train_config.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 # fields that decide the weights' shapes and meaning; the rest (name, ops, init) may change on resume
-SHAPE_FIELDS = ("vocab_size", "hidden_size", "n_layers", "n_heads", "n_kv_heads", "head_dim",
-                "intermediate_size", "tie_embeddings", "rope_theta")
+SHAPE_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "head_dim",
+    "intermediate_size",
+    "tie_embeddings",
+    "rope_theta",
+)
 
 
 def _distributed() -> bool:
@@ -82,8 +91,11 @@ def complete_checkpoints(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir()
-             if (m := _STEP_DIR.match(p.name)) and (p / TRAINER_STATE).exists()]
+    found = [
+        (int(m.group(1)), p)
+        for p in directory.iterdir()
+        if (m := _STEP_DIR.match(p.name)) and (p / TRAINER_STATE).exists()
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -97,8 +109,11 @@ def rng_state() -> dict[str, Any]:
     """Return the RNG states of python, numpy, torch (and CUDA), in types torch.load(weights_only) reads."""
     version, mt, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {"python": [version, list(mt), gauss], "torch": torch.get_rng_state(),
-                             "numpy": [kind, keys.tolist(), pos, has_gauss, cached]}
+    state: dict[str, Any] = {
+        "python": [version, list(mt), gauss],
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -115,9 +130,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(directory: str | Path, step: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, scheduler: Any, loader_state: dict[str, Any],
-                    model_config: ModelConfig, train_config: TrainConfig) -> Path:
+def save_checkpoint(
+    directory: str | Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    loader_state: dict[str, Any],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+) -> Path:
     """Write checkpoint step-`step` (collective: every rank calls it); return its path.
 
     A checkpoint already complete for this step is kept as is.
@@ -133,12 +155,14 @@ def save_checkpoint(directory: str | Path, step: int, model: torch.nn.Module,
     model_state, optim_state = get_state_dict(model, optimizer)
     _dcp(dcp.save, {"model": model_state, "optimizer": optim_state}, tmp)
     if _rank() == 0:
-        torch.save({"step": step, "scheduler": scheduler.state_dict(), "loader": loader_state,
-                    "rng": rng_state()}, tmp / TRAINER_STATE)
+        torch.save(
+            {"step": step, "scheduler": scheduler.state_dict(), "loader": loader_state, "rng": rng_state()},
+            tmp / TRAINER_STATE,
+        )
         write_json(str(tmp / MODEL_CONFIG), model_config.model_dump(mode="json"))
         write_json(str(tmp / TRAIN_CONFIG), train_config.model_dump(mode="json"))
         tmp.rename(final)
-        for old in complete_checkpoints(directory)[:-train_config.checkpoint.keep_last]:
+        for old in complete_checkpoints(directory)[: -train_config.checkpoint.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     _barrier()
     return final
@@ -148,24 +172,38 @@ def read_model_config(path: str | Path) -> ModelConfig:
     """Return the model config a checkpoint was written with; raise BuildError when it has none."""
     file = Path(path) / MODEL_CONFIG
     if not file.exists():
-        raise BuildError(f"not a gristmill checkpoint (no {MODEL_CONFIG})", path=str(path),
-                         hint="pass a step-N directory under OUTPUT_DIR/checkpoints")
+        raise BuildError(
+            f"not a gristmill checkpoint (no {MODEL_CONFIG})",
+            path=str(path),
+            hint="pass a step-N directory under OUTPUT_DIR/checkpoints",
+        )
     return ModelConfig.model_validate(json.loads(file.read_text()))
 
 
 def check_same_model(path: str | Path, model_config: ModelConfig) -> None:
     """Raise ConfigError when the checkpoint at `path` was written by a model of other shapes."""
     saved = read_model_config(path)
-    differ = [f"{f}: checkpoint {getattr(saved, f)}, config {getattr(model_config, f)}"
-              for f in SHAPE_FIELDS if getattr(saved, f) != getattr(model_config, f)]
+    differ = [
+        f"{f}: checkpoint {getattr(saved, f)}, config {getattr(model_config, f)}"
+        for f in SHAPE_FIELDS
+        if getattr(saved, f) != getattr(model_config, f)
+    ]
     if differ:
-        raise ConfigError(f"the checkpoint is of another model ({saved.name}): " + "; ".join(differ),
-                          path=str(path), where="model",
-                          hint="resume with the model config the run started with, or use a new output_dir")
+        raise ConfigError(
+            f"the checkpoint is of another model ({saved.name}): " + "; ".join(differ),
+            path=str(path),
+            where="model",
+            hint="resume with the model config the run started with, or use a new output_dir",
+        )
 
 
-def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, model_config: ModelConfig) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    model_config: ModelConfig,
+) -> dict[str, Any]:
     """Load model, optimizer, scheduler and RNG states from `path` (collective); return the trainer state.
 
     Raises ConfigError for a checkpoint of another model.

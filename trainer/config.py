@@ -46,8 +46,9 @@ class ModelConfig(FrozenModel):
     """A Llama-family decoder: RMSNorm pre-norm, RoPE, SwiGLU, grouped-query attention."""
 
     name: str = Field("custom", description="a label for logs and checkpoints")
-    vocab_size: int | None = Field(None, ge=1, description="embedding rows; None takes the build "
-                                   "tokenizer's vocab_size; must be ≥ it")
+    vocab_size: int | None = Field(
+        None, ge=1, description="embedding rows; None takes the build tokenizer's vocab_size; must be ≥ it"
+    )
     hidden_size: int = Field(ge=1, description="width of the residual stream")
     n_layers: int = Field(ge=1, description="transformer blocks")
     n_heads: int = Field(ge=1, description="query heads")
@@ -76,18 +77,55 @@ class ModelConfig(FrozenModel):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "tinyllama-1.1b": dict(name="tinyllama-1.1b", vocab_size=32000, hidden_size=2048, n_layers=22, n_heads=32,
-                           n_kv_heads=4, head_dim=64, intermediate_size=5632, rope_theta=10000.0,
-                           max_seq_len=2048, tie_embeddings=False),
+    "tinyllama-1.1b": dict(
+        name="tinyllama-1.1b",
+        vocab_size=32000,
+        hidden_size=2048,
+        n_layers=22,
+        n_heads=32,
+        n_kv_heads=4,
+        head_dim=64,
+        intermediate_size=5632,
+        rope_theta=10000.0,
+        max_seq_len=2048,
+        tie_embeddings=False,
+    ),
     # intermediate_size 4096 makes the published 1.6B total (1.67B, 0.52B of it the tied 256K embedding)
-    "fox1-1.6b": dict(name="fox1-1.6b", vocab_size=256000, hidden_size=2048, n_layers=32, n_heads=16,
-                      n_kv_heads=4, head_dim=128, intermediate_size=4096, rope_theta=10000.0,
-                      max_seq_len=8192, tie_embeddings=True),
+    "fox1-1.6b": dict(
+        name="fox1-1.6b",
+        vocab_size=256000,
+        hidden_size=2048,
+        n_layers=32,
+        n_heads=16,
+        n_kv_heads=4,
+        head_dim=128,
+        intermediate_size=4096,
+        rope_theta=10000.0,
+        max_seq_len=8192,
+        tie_embeddings=True,
+    ),
     # small shapes for tests and CPU smoke runs; vocab taken from the build
-    "llama-tiny": dict(name="llama-tiny", hidden_size=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
-                       intermediate_size=176, max_seq_len=1024),
-    "llama-tiny-tied": dict(name="llama-tiny-tied", hidden_size=64, n_layers=2, n_heads=4, n_kv_heads=2,
-                            head_dim=16, intermediate_size=176, max_seq_len=1024, tie_embeddings=True),
+    "llama-tiny": dict(
+        name="llama-tiny",
+        hidden_size=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        head_dim=16,
+        intermediate_size=176,
+        max_seq_len=1024,
+    ),
+    "llama-tiny-tied": dict(
+        name="llama-tiny-tied",
+        hidden_size=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        head_dim=16,
+        intermediate_size=176,
+        max_seq_len=1024,
+        tie_embeddings=True,
+    ),
 }
 
 
@@ -118,23 +156,39 @@ class TrainStage(FrozenModel):
     """One curriculum stage to train on: a stage of the build, with its batch size and token budget."""
 
     name: str = Field(description="the build manifest's stage name")
-    tokens_per_step: int | None = Field(None, ge=1, description="tokens per optimizer step (all devices); "
-                                        "None takes the manifest stage's tokens_per_batch")
-    tokens: int | None = Field(None, ge=1, description="tokens to train on in this stage; None: one epoch "
-                               "of the stage (rows × seq_len); more than that repeats it, reshuffled")
+    tokens_per_step: int | None = Field(
+        None,
+        ge=1,
+        description="tokens per optimizer step (all devices); "
+        "None takes the manifest stage's tokens_per_batch",
+    )
+    tokens: int | None = Field(
+        None,
+        ge=1,
+        description="tokens to train on in this stage; None: one epoch "
+        "of the stage (rows × seq_len); more than that repeats it, reshuffled",
+    )
 
 
 class EvalConfig(FrozenModel):
     """Held-out evaluation every N steps: the loss on the first rows of a held-out build, or on rows of the
     training build held out of training (exactly one of `build` and `holdout_rows`)."""
 
-    build: str | None = Field(None, description="held-out build directory or URL (same tokenizer as the "
-                              "training build)")
-    holdout_rows: int | None = Field(None, ge=1, description="instead of a build: hold this many rows of "
-                                     "the training build's `stage` out of training and evaluate on them")
+    build: str | None = Field(
+        None, description="held-out build directory or URL (same tokenizer as the training build)"
+    )
+    holdout_rows: int | None = Field(
+        None,
+        ge=1,
+        description="instead of a build: hold this many rows of "
+        "the training build's `stage` out of training and evaluate on them",
+    )
     every_steps: int = Field(100, ge=1, description="evaluate after every this many optimizer steps")
-    stage: str | None = Field(None, description="stage to read (of the held-out build, or of the training "
-                              "build with holdout_rows); None: the build's first stage")
+    stage: str | None = Field(
+        None,
+        description="stage to read (of the held-out build, or of the training "
+        "build with holdout_rows); None: the build's first stage",
+    )
     batches: int = Field(8, ge=1, description="micro-batches per device per evaluation")
 
     @field_validator("build")
@@ -145,8 +199,10 @@ class EvalConfig(FrozenModel):
     @model_validator(mode="after")
     def _one_source(self) -> EvalConfig:
         if (self.build is None) == (self.holdout_rows is None):
-            raise ValueError("eval needs exactly one of build (a held-out build) and holdout_rows (rows of "
-                             "the training build)")
+            raise ValueError(
+                "eval needs exactly one of build (a held-out build) and holdout_rows (rows of "
+                "the training build)"
+            )
         return self
 
 
@@ -166,18 +222,29 @@ class TrainConfig(FrozenModel):
     model: ModelConfig = Field(description="a preset name, {preset: NAME, field: override…}, or all fields")
     output_dir: str = Field(description="where checkpoints and metrics go")
     seed: int = Field(0, description="seeds the weights' init and the data order")
-    micro_batch_tokens: int = Field(ge=1, description="tokens per device per forward/backward, the same in "
-                                    "every stage; gradient accumulation makes up tokens_per_step")
-    stages: list[TrainStage] | None = Field(None, description="curriculum; None: every manifest stage in "
-                                             "order, one epoch each, at its tokens_per_batch")
-    max_steps: int | None = Field(None, ge=1, description="stop the curriculum after this many steps "
-                                  "(the lr schedule spans the steps actually trained)")
+    micro_batch_tokens: int = Field(
+        ge=1,
+        description="tokens per device per forward/backward, the same in "
+        "every stage; gradient accumulation makes up tokens_per_step",
+    )
+    stages: list[TrainStage] | None = Field(
+        None,
+        description="curriculum; None: every manifest stage in "
+        "order, one epoch each, at its tokens_per_batch",
+    )
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="stop the curriculum after this many steps "
+        "(the lr schedule spans the steps actually trained)",
+    )
     optimizer: AdamWConfig = Field(default_factory=AdamWConfig, description="AdamW settings")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="lr warmup and decay")
     grad_clip: float | None = Field(1.0, gt=0, description="clip the global gradient norm to this; None: off")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
-    dtype: Literal["auto", "bfloat16", "float32"] = Field("auto", description="compute dtype; auto: bf16 on "
-                                                          "GPU (fp32 master weights), fp32 on CPU")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="compute dtype; auto: bf16 on GPU (fp32 master weights), fp32 on CPU"
+    )
     deterministic: bool = Field(False, description="torch deterministic algorithms (exact resume on CPU)")
     compile: bool = Field(False, description="torch.compile each transformer block")
     peak_tflops: float | None = Field(None, gt=0, description="per-device peak for MFU; None: known GPUs")

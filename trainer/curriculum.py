@@ -34,8 +34,9 @@ class StageSteps:
         return self.steps * self.tokens_per_step
 
 
-def schedule_stages(config: TrainConfig, curriculum: Curriculum, model: ModelConfig,
-               world_size: int) -> list[StageSteps]:
+def schedule_stages(
+    config: TrainConfig, curriculum: Curriculum, model: ModelConfig, world_size: int
+) -> list[StageSteps]:
     """Return the stages to train, in order; raise ConfigError when a stage does not fit the run.
 
     A stage's default budget is one epoch of its training rows (the curriculum's, held-out rows excluded).
@@ -53,23 +54,33 @@ def schedule_stages(config: TrainConfig, curriculum: Curriculum, model: ModelCon
     for i, want in enumerate(wanted):
         where = f"stages[{i}]" if config.stages else f"manifest.stages[{i}]"
         if want.name not in built:
-            raise ConfigError(f"stage {want.name!r} is not in the build, which has {sorted(built)}",
-                              where=where)
+            raise ConfigError(
+                f"stage {want.name!r} is not in the build, which has {sorted(built)}", where=where
+            )
         stage = built[want.name]
         if stage.seq_len > model.max_seq_len:
-            raise ConfigError(f"stage {stage.name!r} has sequence length {stage.seq_len}, above the model's "
-                              f"max_seq_len {model.max_seq_len}", where=where,
-                              hint="raise model.max_seq_len, or train on shorter stages")
+            raise ConfigError(
+                f"stage {stage.name!r} has sequence length {stage.seq_len}, above the model's "
+                f"max_seq_len {model.max_seq_len}",
+                where=where,
+                hint="raise model.max_seq_len, or train on shorter stages",
+            )
         if config.micro_batch_tokens % stage.seq_len:
-            raise ConfigError(f"micro_batch_tokens {config.micro_batch_tokens} is not a multiple of stage "
-                              f"{stage.name!r}'s sequence length {stage.seq_len}", where="micro_batch_tokens")
+            raise ConfigError(
+                f"micro_batch_tokens {config.micro_batch_tokens} is not a multiple of stage "
+                f"{stage.name!r}'s sequence length {stage.seq_len}",
+                where="micro_batch_tokens",
+            )
         per_micro_step = config.micro_batch_tokens * world_size
         tokens_per_step = want.tokens_per_step or stage.tokens_per_batch
         if tokens_per_step % per_micro_step:
-            raise ConfigError(f"stage {stage.name!r}: {tokens_per_step} tokens per step is not a whole "
-                              f"number of micro-batches of {config.micro_batch_tokens} tokens on "
-                              f"{world_size} device(s)", where=f"{where}.tokens_per_step",
-                              hint=f"use a multiple of {per_micro_step}")
+            raise ConfigError(
+                f"stage {stage.name!r}: {tokens_per_step} tokens per step is not a whole "
+                f"number of micro-batches of {config.micro_batch_tokens} tokens on "
+                f"{world_size} device(s)",
+                where=f"{where}.tokens_per_step",
+                hint=f"use a multiple of {per_micro_step}",
+            )
         budget = want.tokens or stage.training_rows * stage.seq_len
         steps = budget // tokens_per_step
         if config.max_steps is not None:
@@ -77,13 +88,22 @@ def schedule_stages(config: TrainConfig, curriculum: Curriculum, model: ModelCon
         if steps <= 0 and config.max_steps is not None and step >= config.max_steps:
             break
         if steps <= 0:
-            raise ConfigError(f"stage {stage.name!r} has {budget} tokens, less than one step of "
-                              f"{tokens_per_step}", where=where,
-                              hint="lower tokens_per_step, or raise tokens")
-        stages.append(StageSteps(name=stage.name, seq_len=stage.seq_len, tokens_per_step=tokens_per_step,
-                                 micro_batch_rows=config.micro_batch_tokens // stage.seq_len,
-                                 accumulation=tokens_per_step // per_micro_step, first_step=step,
-                                 steps=steps))
+            raise ConfigError(
+                f"stage {stage.name!r} has {budget} tokens, less than one step of {tokens_per_step}",
+                where=where,
+                hint="lower tokens_per_step, or raise tokens",
+            )
+        stages.append(
+            StageSteps(
+                name=stage.name,
+                seq_len=stage.seq_len,
+                tokens_per_step=tokens_per_step,
+                micro_batch_rows=config.micro_batch_tokens // stage.seq_len,
+                accumulation=tokens_per_step // per_micro_step,
+                first_step=step,
+                steps=steps,
+            )
+        )
         step += steps
     return stages
 

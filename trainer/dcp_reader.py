@@ -30,8 +30,14 @@ _HINT = "this is not a checkpoint gristmill wrote; do not load checkpoints from 
 
 _DCP_CLASSES = {
     "torch.distributed.checkpoint.metadata": {
-        "Metadata", "MetadataIndex", "StorageMeta", "TensorProperties", "TensorStorageMetadata",
-        "BytesStorageMetadata", "ChunkStorageMetadata", "_MEM_FORMAT_ENCODING",
+        "Metadata",
+        "MetadataIndex",
+        "StorageMeta",
+        "TensorProperties",
+        "TensorStorageMetadata",
+        "BytesStorageMetadata",
+        "ChunkStorageMetadata",
+        "_MEM_FORMAT_ENCODING",
     },
     "torch.distributed.checkpoint.filesystem": {"_StorageInfo", "_StoragePrefix"},
     "torch.serialization": {"_get_layout"},  # looks a layout up by name
@@ -67,20 +73,31 @@ def read_metadata(path: str | Path, file_name: str = METADATA_FILE) -> Metadata:
         with open(file, "rb") as f:
             metadata = MetadataUnpickler(f).load()
     except FileNotFoundError:
-        raise BuildError(f"the checkpoint has no {file_name}", path=str(path),
-                         hint="pass a complete step-N checkpoint directory") from None
+        raise BuildError(
+            f"the checkpoint has no {file_name}",
+            path=str(path),
+            hint="pass a complete step-N checkpoint directory",
+        ) from None
     except Exception as e:  # whatever the bytes make the restricted unpickler raise, nothing of theirs ran
-        raise BuildError(f"refused to load the checkpoint metadata: {e}", path=str(file),
-                         hint=_HINT) from None
+        raise BuildError(
+            f"refused to load the checkpoint metadata: {e}", path=str(file), hint=_HINT
+        ) from None
     if not isinstance(metadata, Metadata):
-        raise BuildError(f"the checkpoint metadata is a {type(metadata).__name__}, not DCP Metadata",
-                         path=str(file), hint=_HINT)
+        raise BuildError(
+            f"the checkpoint metadata is a {type(metadata).__name__}, not DCP Metadata",
+            path=str(file),
+            hint=_HINT,
+        )
     for index, info in (metadata.storage_data or {}).items():
         data_file = getattr(info, "relative_path", None)
         if not _plain_file_name(data_file):
             name = getattr(index, "fqn", index)
-            raise BuildError(f"the metadata points {name!r} at {data_file!r}, which is not a file name "
-                             "inside the checkpoint", path=str(file), hint=_HINT)
+            raise BuildError(
+                f"the metadata points {name!r} at {data_file!r}, which is not a file name "
+                "inside the checkpoint",
+                path=str(file),
+                hint=_HINT,
+            )
     return metadata
 
 
@@ -106,8 +123,9 @@ class SafeLoadPlanner(DefaultLoadPlanner):
         try:
             obj = torch.load(value, weights_only=True)
         except pickle.UnpicklingError as e:
-            raise BuildError(f"refused to load {read_item.dest_index.fqn!r} from the checkpoint: {e}",
-                             hint=_HINT) from None
+            raise BuildError(
+                f"refused to load {read_item.dest_index.fqn!r} from the checkpoint: {e}", hint=_HINT
+            ) from None
         if self.flatten_state_dict:
             set_element(self.original_state_dict, self.mappings[read_item.dest_index.fqn], obj)
         else:

@@ -36,8 +36,11 @@ BLOCK_NAMES = {
     "feed_forward.w_up.weight": "mlp.up_proj.weight",
     "feed_forward.w_down.weight": "mlp.down_proj.weight",
 }
-TOP_NAMES = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
-             "lm_head.weight": "lm_head.weight"}
+TOP_NAMES = {
+    "embed.weight": "model.embed_tokens.weight",
+    "norm.weight": "model.norm.weight",
+    "lm_head.weight": "lm_head.weight",
+}
 
 
 def hf_name(name: str) -> str:
@@ -56,17 +59,28 @@ def hf_state_dict(model: Transformer, dtype: torch.dtype = torch.float32) -> dic
 def hf_config(config: ModelConfig, special_ids: dict[str, int | None], dtype: torch.dtype) -> dict[str, Any]:
     """Return the config.json of a LlamaForCausalLM of these shapes (read by transformers 4.x and 5.x)."""
     return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "vocab_size": config.vocab_size, "hidden_size": config.hidden_size,
-        "intermediate_size": config.intermediate_size, "num_hidden_layers": config.n_layers,
-        "num_attention_heads": config.n_heads, "num_key_value_heads": config.n_kv_heads,
-        "head_dim": config.head_dim, "max_position_embeddings": config.max_seq_len,
-        "rms_norm_eps": config.norm_eps, "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.n_layers,
+        "num_attention_heads": config.n_heads,
+        "num_key_value_heads": config.n_kv_heads,
+        "head_dim": config.head_dim,
+        "max_position_embeddings": config.max_seq_len,
+        "rms_norm_eps": config.norm_eps,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "mlp_bias": False,
         "rope_theta": config.rope_theta,  # transformers 4.x
         "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta},  # 5.x
-        "tie_word_embeddings": config.tie_embeddings, "initializer_range": config.init_std,
-        "bos_token_id": special_ids.get("bos"), "eos_token_id": special_ids.get("eos"),
-        "pad_token_id": special_ids.get("pad"), "torch_dtype": str(dtype).removeprefix("torch."),
+        "tie_word_embeddings": config.tie_embeddings,
+        "initializer_range": config.init_std,
+        "bos_token_id": special_ids.get("bos"),
+        "eos_token_id": special_ids.get("eos"),
+        "pad_token_id": special_ids.get("pad"),
+        "torch_dtype": str(dtype).removeprefix("torch."),
         "use_cache": True,
     }
 
@@ -77,8 +91,11 @@ def _resolve_checkpoint(path: str | Path) -> Path:
         return path
     latest = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
     if latest is None:
-        raise BuildError("no checkpoint here", path=str(path),
-                         hint="pass a step-N directory, a checkpoints/ directory, or a run's output_dir")
+        raise BuildError(
+            "no checkpoint here",
+            path=str(path),
+            hint="pass a step-N directory, a checkpoints/ directory, or a run's output_dir",
+        )
     return latest
 
 
@@ -88,17 +105,28 @@ def _tokenizer_dir(checkpoint: Path, tokenizer: str | Path | None) -> Path:
     else:
         config_file = checkpoint / TRAIN_CONFIG
         if not config_file.exists():
-            raise ConfigError("the checkpoint does not name its build", path=str(checkpoint),
-                              hint="pass --tokenizer BUILD/tokenizer")
+            raise ConfigError(
+                "the checkpoint does not name its build",
+                path=str(checkpoint),
+                hint="pass --tokenizer BUILD/tokenizer",
+            )
         found = Path(json.loads(config_file.read_text())["build"]) / "tokenizer"
     if not (found / "tokenizer.json").exists():
-        raise ConfigError("no tokenizer.json in the tokenizer directory", path=str(found),
-                          hint="pass --tokenizer with the build's tokenizer directory")
+        raise ConfigError(
+            "no tokenizer.json in the tokenizer directory",
+            path=str(found),
+            hint="pass --tokenizer with the build's tokenizer directory",
+        )
     return found
 
 
-def export_hf(checkpoint: str | Path, out: str | Path, *, tokenizer: str | Path | None = None,
-              dtype: torch.dtype = torch.float32) -> Path:
+def export_hf(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
     """Write a HF Llama model directory at `out` from a checkpoint (a step-N dir or a run's output_dir).
 
     Returns `out`. Raises BuildError when there is no checkpoint, ConfigError when the tokenizer is missing
@@ -110,8 +138,9 @@ def export_hf(checkpoint: str | Path, out: str | Path, *, tokenizer: str | Path 
     from gristmill.tokenizer.interface import Tokenizer
 
     checkpoint = _resolve_checkpoint(checkpoint)
-    config = read_model_config(checkpoint).model_copy(update={"ops": OpsConfig(
-        **dict.fromkeys(OpsConfig.model_fields, "reference"))})
+    config = read_model_config(checkpoint).model_copy(
+        update={"ops": OpsConfig(**dict.fromkeys(OpsConfig.model_fields, "reference"))}
+    )
     tok_dir = _tokenizer_dir(checkpoint, tokenizer)
     _check_framing(checkpoint, Tokenizer.load(tok_dir).framing.name)
     model = Transformer(config, build_ops(config.ops, "cpu"))
@@ -140,6 +169,9 @@ def _check_framing(checkpoint: Path, framing: str) -> None:
     except BuildError:
         return  # the build is not at hand: nothing to compare with
     if trained_on is not None and trained_on.framing != framing:
-        raise ConfigError(f"the tokenizer frames documents as {framing!r}, but the model trained on "
-                          f"{trained_on.framing!r} rows", path=str(checkpoint),
-                          hint="export with the build's own tokenizer directory")
+        raise ConfigError(
+            f"the tokenizer frames documents as {framing!r}, but the model trained on "
+            f"{trained_on.framing!r} rows",
+            path=str(checkpoint),
+            hint="export with the build's own tokenizer directory",
+        )

@@ -32,8 +32,12 @@ def peak_tflops(device: torch.device, configured: float | None) -> float | None:
 
 def format_line(record: dict[str, Any]) -> str:
     """Return the console line for one step's record."""
-    parts = [f"stage {record['stage']}", f"step {record['step']}/{record['total_steps']}",
-             f"loss {record['loss']:.4f}", f"tok/s {record['tokens_per_s']:,.0f}"]
+    parts = [
+        f"stage {record['stage']}",
+        f"step {record['step']}/{record['total_steps']}",
+        f"loss {record['loss']:.4f}",
+        f"tok/s {record['tokens_per_s']:,.0f}",
+    ]
     if record.get("mfu") is not None:
         parts.append(f"mfu {100 * record['mfu']:.1f}%")
     parts += [f"lr {record['lr']:.2e}", f"gnorm {record['grad_norm']:.3f}"]
@@ -48,8 +52,14 @@ class MetricsLog:
     Only the writer (rank 0) does anything; other ranks hold an inactive log.
     """
 
-    def __init__(self, path: str, *, active: bool, tensorboard_dir: str | None = None,
-                 console: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        active: bool,
+        tensorboard_dir: str | None = None,
+        console: Callable[[str], None] | None = None,
+    ) -> None:
         self.active = active
         self.console = console or (lambda line: print(line, file=sys.stderr, flush=True))
         self._file = None
@@ -62,8 +72,11 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise ConfigError("tensorboard is not installed", where="tensorboard",
-                                  hint="pip install tensorboard, or set tensorboard: false") from None
+                raise ConfigError(
+                    "tensorboard is not installed",
+                    where="tensorboard",
+                    hint="pip install tensorboard, or set tensorboard: false",
+                ) from None
             self._tb = SummaryWriter(tensorboard_dir)
 
     def log(self, record: dict[str, Any], *, show: bool = True) -> None:
@@ -92,8 +105,14 @@ class MetricsLog:
 class ThroughputMeter:
     """Tokens per second (all devices) and MFU over the steps since the last reading."""
 
-    def __init__(self, model: ModelConfig, stages: list[StageSteps], world_size: int,
-                 peak_tflops: float | None, step: int) -> None:
+    def __init__(
+        self,
+        model: ModelConfig,
+        stages: list[StageSteps],
+        world_size: int,
+        peak_tflops: float | None,
+        step: int,
+    ) -> None:
         self.model, self.stages, self.world_size, self.peak = model, stages, world_size, peak_tflops
         self.start, self.last_tokens = time.perf_counter(), tokens_through(stages, step)
 

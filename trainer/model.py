@@ -39,8 +39,9 @@ class Attention(nn.Module):
         self.wv = nn.Linear(config.hidden_size, config.n_kv_heads * config.head_dim, bias=False)
         self.wo = nn.Linear(config.n_heads * config.head_dim, config.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, position_ids: torch.Tensor, cu_seqlens: torch.Tensor,
-                max_seqlen: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, position_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int
+    ) -> torch.Tensor:
         """Return the attention output, (T, hidden), for x (T, hidden)."""
         t = x.shape[0]
         q = self.wq(x).view(t, self.n_heads, self.head_dim)  # (T, nh, hd)
@@ -82,8 +83,14 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(config.hidden_size)
         self.feed_forward = FeedForward(config, ops)
 
-    def forward(self, h: torch.Tensor, pending: torch.Tensor | None, position_ids: torch.Tensor,
-                cu_seqlens: torch.Tensor, max_seqlen: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        h: torch.Tensor,
+        pending: torch.Tensor | None,
+        position_ids: torch.Tensor,
+        cu_seqlens: torch.Tensor,
+        max_seqlen: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (h, mlp): the residual stream with everything but this block's MLP output added, and that
         output; h + mlp is the stream after the block. All (T, hidden)."""
         if pending is None:
@@ -107,8 +114,9 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(Block(config, self.ops) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.hidden_size)
-        self.lm_head = None if config.tie_embeddings else nn.Linear(config.hidden_size, config.vocab_size,
-                                                                    bias=False)
+        self.lm_head = (
+            None if config.tie_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        )
         self.init_weights()
 
     @property
@@ -128,9 +136,15 @@ class Transformer(nn.Module):
             else:
                 p.normal_(0.0, std)
 
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, cu_seqlens: torch.Tensor,
-                max_seqlen: int, targets: torch.Tensor | None = None,
-                loss_reduction: str = "mean") -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        cu_seqlens: torch.Tensor,
+        max_seqlen: int,
+        targets: torch.Tensor | None = None,
+        loss_reduction: str = "mean",
+    ) -> torch.Tensor:
         """Return the loss over targets (-100: no loss) when given, else the logits (B, L, vocab).
 
         input_ids, position_ids, targets: (B, L); cu_seqlens: (segments + 1,) int32 offsets into the
@@ -150,8 +164,9 @@ class Transformer(nn.Module):
             h, _ = self.ops.rms_norm_residual(pending, h, self.norm.weight, eps)  # (T, hidden)
         if targets is None:
             return F.linear(h, self.output_weight).view(b, l, -1)  # (B, L, vocab)
-        return self.ops.linear_cross_entropy(h, self.output_weight, targets.reshape(b * l),
-                                             z_loss=self.config.z_loss, reduction=loss_reduction)
+        return self.ops.linear_cross_entropy(
+            h, self.output_weight, targets.reshape(b * l), z_loss=self.config.z_loss, reduction=loss_reduction
+        )
 
 
 def count_parameters(config: ModelConfig, include_embedding: bool = False) -> int:

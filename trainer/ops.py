@@ -26,17 +26,21 @@ class Ops:
 
 
 def _attention_reference(q, k, v, cu_seqlens, max_seqlen, causal=True, softmax_scale=None):
-    return reference.attention_varlen_reference(q, k, v, cu_seqlens, causal=causal,
-                                                softmax_scale=softmax_scale)
+    return reference.attention_varlen_reference(
+        q, k, v, cu_seqlens, causal=causal, softmax_scale=softmax_scale
+    )
 
 
 def _resolve(op: str, choice: str, device: torch.device) -> str:
     if choice == "auto":
         return "kernel" if device.type == "cuda" and kernels_available() else "reference"
     if choice == "kernel" and not kernels_available():
-        raise ConfigError(f"ops.{op} asks for the Triton kernel, which cannot run here (no CUDA device, "
-                          "and TRITON_INTERPRET=1 is not set)", where=f"model.ops.{op}",
-                          hint="use 'auto' or 'reference' on a machine without a GPU")
+        raise ConfigError(
+            f"ops.{op} asks for the Triton kernel, which cannot run here (no CUDA device, "
+            "and TRITON_INTERPRET=1 is not set)",
+            where=f"model.ops.{op}",
+            hint="use 'auto' or 'reference' on a machine without a GPU",
+        )
     return choice
 
 
@@ -50,12 +54,16 @@ def build_ops(config: OpsConfig, device: torch.device | str) -> Ops:
         from gristmill.trainer import kernels
     return Ops(
         rms_norm=kernels.rms_norm if use_kernel["rms_norm"] else reference.rms_norm_reference,
-        rms_norm_residual=(kernels.rms_norm_residual if use_kernel["rms_norm"]
-                           else reference.rms_norm_residual_reference),
+        rms_norm_residual=(
+            kernels.rms_norm_residual if use_kernel["rms_norm"] else reference.rms_norm_residual_reference
+        ),
         apply_rope=kernels.apply_rope if use_kernel["rope"] else reference.rope_reference,
         swiglu=kernels.swiglu if use_kernel["swiglu"] else reference.swiglu_reference,
-        linear_cross_entropy=(kernels.fused_linear_cross_entropy if use_kernel["cross_entropy"]
-                              else reference.linear_cross_entropy_reference),
+        linear_cross_entropy=(
+            kernels.fused_linear_cross_entropy
+            if use_kernel["cross_entropy"]
+            else reference.linear_cross_entropy_reference
+        ),
         attention=kernels.flash_attention_varlen if use_kernel["attention"] else _attention_reference,
         choices=choices,
     )

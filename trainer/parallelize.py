@@ -24,8 +24,12 @@ def data_parallel_mesh(device: torch.device, world_size: int) -> DeviceMesh:
     return init_device_mesh(device.type, (world_size,), mesh_dim_names=("dp",))
 
 
-def apply_fsdp(model: Transformer, mesh: DeviceMesh, param_dtype: torch.dtype = torch.float32,
-               compile_blocks: bool = False) -> Transformer:
+def apply_fsdp(
+    model: Transformer,
+    mesh: DeviceMesh,
+    param_dtype: torch.dtype = torch.float32,
+    compile_blocks: bool = False,
+) -> Transformer:
     """Shard `model` in place, per block then the root; return it (now an FSDPModule)."""
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
     last = len(model.layers) - 1

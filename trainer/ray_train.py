@@ -34,22 +34,27 @@ def train_with_ray(config: TrainConfig, *, workers: int, use_gpu: bool) -> Any:
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
     except ImportError as e:
-        raise ConfigError(f"Ray Train is not installed here ({e})", where="ray",
-                          hint='pip install "ray[train]"') from None
+        raise ConfigError(
+            f"Ray Train is not installed here ({e})", where="ray", hint='pip install "ray[train]"'
+        ) from None
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config=config.model_dump(mode="json"),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
-        run_config=RunConfig(name=f"gristmill-{config.model.name}",
-                             storage_path=os.path.abspath(config.output_dir)),
+        run_config=RunConfig(
+            name=f"gristmill-{config.model.name}", storage_path=os.path.abspath(config.output_dir)
+        ),
     )
     return trainer.fit()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and train under Ray; return the exit status (2: a user error)."""
-    parser = argparse.ArgumentParser(prog="python -m gristmill.trainer.ray_train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m gristmill.trainer.ray_train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("config")
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (one per device)")
     parser.add_argument("--gpu", action="store_true", help="give each worker a GPU")

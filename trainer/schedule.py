@@ -23,6 +23,10 @@ def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, min_lr_rati
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: ScheduleConfig, total_steps: int) -> LambdaLR:
     """Return a LambdaLR stepping `warmup_cosine` once per optimizer step."""
-    schedule = functools.partial(warmup_cosine, warmup_steps=config.warmup_steps, total_steps=total_steps,
-                                 min_lr_ratio=config.min_lr_ratio)
+    schedule = functools.partial(
+        warmup_cosine,
+        warmup_steps=config.warmup_steps,
+        total_steps=total_steps,
+        min_lr_ratio=config.min_lr_ratio,
+    )
     return LambdaLR(optimizer, schedule)

@@ -89,8 +89,14 @@ def build_runtime(config: TrainConfig) -> Runtime:
     if cuda:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    return Runtime(rank=rank, world_size=world_size, device=device, dtype=dtype,
-                   sharded=dist.is_initialized(), owns_process_group=owns)
+    return Runtime(
+        rank=rank,
+        world_size=world_size,
+        device=device,
+        dtype=dtype,
+        sharded=dist.is_initialized(),
+        owns_process_group=owns,
+    )
 
 
 def build_model_config(config: TrainConfig, manifest: Manifest) -> ModelConfig:
@@ -101,16 +107,21 @@ def build_model_config(config: TrainConfig, manifest: Manifest) -> ModelConfig:
     model = config.model
     if manifest.tokenizer is None:
         if model.vocab_size is None:
-            raise ConfigError("the build's manifest names no tokenizer, so model.vocab_size must be set",
-                              path=config.build, where="model.vocab_size")
+            raise ConfigError(
+                "the build's manifest names no tokenizer, so model.vocab_size must be set",
+                path=config.build,
+                where="model.vocab_size",
+            )
         return model
     vocab = manifest.tokenizer.vocab_size
     if model.vocab_size is None:
         return model.with_vocab(vocab)
     if model.vocab_size < vocab:
-        raise ConfigError(f"model.vocab_size {model.vocab_size} is smaller than the build tokenizer's "
-                          f"vocab_size {vocab}", where="model.vocab_size",
-                          hint="leave vocab_size unset to take it from the build, or raise it")
+        raise ConfigError(
+            f"model.vocab_size {model.vocab_size} is smaller than the build tokenizer's vocab_size {vocab}",
+            where="model.vocab_size",
+            hint="leave vocab_size unset to take it from the build, or raise it",
+        )
     return model
 
 
@@ -121,8 +132,12 @@ def build_model(model_config: ModelConfig, config: TrainConfig, runtime: Runtime
     model = Transformer(model_config, build_ops(model_config.ops, runtime.device))
     model.to(runtime.device)
     if runtime.sharded:
-        return apply_fsdp(model, data_parallel_mesh(runtime.device, runtime.world_size), runtime.dtype,
-                          compile_blocks=config.compile)
+        return apply_fsdp(
+            model,
+            data_parallel_mesh(runtime.device, runtime.world_size),
+            runtime.dtype,
+            compile_blocks=config.compile,
+        )
     if config.compile:
         for block in model.layers:
             block.compile()
@@ -134,9 +149,13 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = config.optimizer
-    return torch.optim.AdamW([{"params": decay, "weight_decay": opt.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}],
-                             lr=opt.lr, betas=opt.betas, eps=opt.eps, foreach=True)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=opt.lr,
+        betas=opt.betas,
+        eps=opt.eps,
+        foreach=True,
+    )
 
 
 def eval_holdout(config: TrainConfig, manifest: Manifest) -> dict[str, int]:
@@ -149,25 +168,38 @@ def eval_holdout(config: TrainConfig, manifest: Manifest) -> dict[str, int]:
     name = config.eval.stage or manifest.stages[0].name
     stage = next((s for s in manifest.stages if s.name == name), None)
     if stage is None:
-        raise ConfigError(f"the build has no stage {name!r} to hold rows out of", path=config.build,
-                          where="eval.stage")
+        raise ConfigError(
+            f"the build has no stage {name!r} to hold rows out of", path=config.build, where="eval.stage"
+        )
     if config.eval.holdout_rows >= stage.rows:
-        raise ConfigError(f"eval.holdout_rows {config.eval.holdout_rows} leaves none of stage {name!r}'s "
-                          f"{stage.rows} rows to train on", where="eval.holdout_rows")
+        raise ConfigError(
+            f"eval.holdout_rows {config.eval.holdout_rows} leaves none of stage {name!r}'s "
+            f"{stage.rows} rows to train on",
+            where="eval.holdout_rows",
+        )
     return {name: config.eval.holdout_rows}
 
 
-def build_data(config: TrainConfig, stages: list[StageSteps], runtime: Runtime,
-               holdout: dict[str, int] | None = None) -> ShardDataset:
+def build_data(
+    config: TrainConfig, stages: list[StageSteps], runtime: Runtime, holdout: dict[str, int] | None = None
+) -> ShardDataset:
     """Return this rank's stream of micro-batches over exactly the curriculum's steps, never yielding a
     row of `holdout` ({stage name: rows held out})."""
-    return ShardDataset(config.build, tokens_per_batch=config.micro_batch_tokens, rank=runtime.rank,
-                        world_size=runtime.world_size, seed=config.seed, curriculum=loader_curriculum(stages),
-                        storage_options=config.storage_options or None, holdout_rows=holdout or 0)
+    return ShardDataset(
+        config.build,
+        tokens_per_batch=config.micro_batch_tokens,
+        rank=runtime.rank,
+        world_size=runtime.world_size,
+        seed=config.seed,
+        curriculum=loader_curriculum(stages),
+        storage_options=config.storage_options or None,
+        holdout_rows=holdout or 0,
+    )
 
 
-def build_eval_stream(config: TrainConfig, manifest: Manifest, model: ModelConfig,
-                      runtime: Runtime) -> ShardStream | None:
+def build_eval_stream(
+    config: TrainConfig, manifest: Manifest, model: ModelConfig, runtime: Runtime
+) -> ShardStream | None:
     """Return the held-out stream, or None when eval is off: the first rows of the held-out build, or the
     rows of the training build held out of training (`eval.holdout_rows`).
 
@@ -183,40 +215,59 @@ def build_eval_stream(config: TrainConfig, manifest: Manifest, model: ModelConfi
         build = config.eval.build
         held_out = read_manifest(build, **(config.storage_options or {}))
         if held_out.tokenizer and manifest.tokenizer and held_out.tokenizer.hash != manifest.tokenizer.hash:
-            raise ConfigError("the held-out build was made with another tokenizer than the training build",
-                              path=config.eval.build, where="eval.build")
+            raise ConfigError(
+                "the held-out build was made with another tokenizer than the training build",
+                path=config.eval.build,
+                where="eval.build",
+            )
     name = config.eval.stage or held_out.stages[0].name
     stage = next((s for s in held_out.stages if s.name == name), None)
     if stage is None:
         raise ConfigError(f"the held-out build has no stage {config.eval.stage!r}", where="eval.stage")
     if stage.seq_len > model.max_seq_len or config.micro_batch_tokens % stage.seq_len:
-        raise ConfigError(f"held-out stage {stage.name!r} (sequence length {stage.seq_len}) does not fit "
-                          f"max_seq_len {model.max_seq_len} and micro_batch_tokens "
-                          f"{config.micro_batch_tokens}",
-                          where="eval.stage")
+        raise ConfigError(
+            f"held-out stage {stage.name!r} (sequence length {stage.seq_len}) does not fit "
+            f"max_seq_len {model.max_seq_len} and micro_batch_tokens "
+            f"{config.micro_batch_tokens}",
+            where="eval.stage",
+        )
     rows = holdout.get(name, stage.rows)
     batch_rows = config.micro_batch_tokens // stage.seq_len * runtime.world_size
     if holdout and rows < batch_rows:
-        raise ConfigError(f"eval.holdout_rows {rows} is less than one batch of stage {name!r} on every "
-                          f"device ({batch_rows} rows)", where="eval.holdout_rows",
-                          hint=f"hold out at least {batch_rows} rows")
-    return ShardStream(build, tokens_per_batch=config.micro_batch_tokens, rank=runtime.rank,
-                       world_size=runtime.world_size, seed=config.seed,
-                       curriculum=[(stage.name, rows * stage.seq_len)],
-                       storage_options=config.storage_options or None,
-                       holdout_rows=holdout, held_out=bool(holdout))
+        raise ConfigError(
+            f"eval.holdout_rows {rows} is less than one batch of stage {name!r} on every "
+            f"device ({batch_rows} rows)",
+            where="eval.holdout_rows",
+            hint=f"hold out at least {batch_rows} rows",
+        )
+    return ShardStream(
+        build,
+        tokens_per_batch=config.micro_batch_tokens,
+        rank=runtime.rank,
+        world_size=runtime.world_size,
+        seed=config.seed,
+        curriculum=[(stage.name, rows * stage.seq_len)],
+        storage_options=config.storage_options or None,
+        holdout_rows=holdout,
+        held_out=bool(holdout),
+    )
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Return the model's inputs of a loader micro-batch on `device`."""
+
     def move(key: str, dtype: torch.dtype) -> torch.Tensor:
         value = batch[key]
         value = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
         return value.to(device=device, dtype=dtype, non_blocking=True)
 
-    return {"input_ids": move("input_ids", torch.int64), "position_ids": move("position_ids", torch.int32),
-            "cu_seqlens": move("cu_seqlens", torch.int32), "max_seqlen": int(batch["max_seqlen"]),
-            "targets": move("targets", torch.int64)}
+    return {
+        "input_ids": move("input_ids", torch.int64),
+        "position_ids": move("position_ids", torch.int32),
+        "cu_seqlens": move("cu_seqlens", torch.int32),
+        "max_seqlen": int(batch["max_seqlen"]),
+        "targets": move("targets", torch.int64),
+    }
 
 
 def counted_targets(batches: list[dict[str, Any]]) -> int:
@@ -266,14 +317,17 @@ def _micro_batches(it: Iterator[dict[str, Any]], stage: StageSteps) -> list[dict
     for _ in range(stage.accumulation):
         batch = next(it)
         if batch["stage"] != stage.name:
-            raise BuildError(f"the loader gave a batch of stage {batch['stage']!r} in stage {stage.name!r}",
-                             hint="the trainer and the loader disagree on the curriculum: this is a bug")
+            raise BuildError(
+                f"the loader gave a batch of stage {batch['stage']!r} in stage {stage.name!r}",
+                hint="the trainer and the loader disagree on the curriculum: this is a bug",
+            )
         batches.append(batch)
     return batches
 
 
-def train(config: TrainConfig, *, stop_at_step: int | None = None,
-          console: Callable[[str], None] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, *, stop_at_step: int | None = None, console: Callable[[str], None] | None = None
+) -> TrainResult:
     """Train as `config` says, resuming from its latest checkpoint; return the losses of this call.
 
     `stop_at_step` ends the call after that step without a final checkpoint, as a killed or time-limited
@@ -290,8 +344,9 @@ def train(config: TrainConfig, *, stop_at_step: int | None = None,
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, runtime: Runtime, stop_at_step: int | None,
-           console: Callable[[str], None] | None) -> TrainResult:
+def _train(
+    config: TrainConfig, runtime: Runtime, stop_at_step: int | None, console: Callable[[str], None] | None
+) -> TrainResult:
     manifest = read_manifest(config.build, **(config.storage_options or {}))
     model_config = build_model_config(config, manifest)
     holdout = eval_holdout(config, manifest)
@@ -312,14 +367,16 @@ def _train(config: TrainConfig, runtime: Runtime, stop_at_step: int | None,
         step = result.resumed_from = state["step"]
 
     tensorboard = str(Path(config.output_dir) / "tensorboard") if config.tensorboard else None
-    log = MetricsLog(config.metrics_path, active=runtime.rank == 0, console=console,
-                     tensorboard_dir=tensorboard)
+    log = MetricsLog(
+        config.metrics_path, active=runtime.rank == 0, console=console, tensorboard_dir=tensorboard
+    )
     peak = peak_tflops(runtime.device, config.peak_tflops)
     meter = ThroughputMeter(model_config, stages, runtime.world_size, peak, step)
     loader = data
     if config.data_workers:
-        loader = DataLoader(data, batch_size=None, num_workers=config.data_workers,
-                            pin_memory=runtime.device.type == "cuda")
+        loader = DataLoader(
+            data, batch_size=None, num_workers=config.data_workers, pin_memory=runtime.device.type == "cuda"
+        )
     batches, consumed = iter(loader), 0
     try:
         while step < total_steps and (stop_at_step is None or step < stop_at_step):
@@ -339,13 +396,29 @@ def _train(config: TrainConfig, runtime: Runtime, stop_at_step: int | None,
                 record["eval_loss"] = evaluate(model, eval_stream, config.eval.batches, runtime)
                 result.eval_losses[step] = record["eval_loss"]
             if step % config.log_every == 0 or step == total_steps or record:
-                record.update(step=step, total_steps=total_steps, stage=stage.name, seq_len=stage.seq_len,
-                              loss=result.losses[step], lr=lr, grad_norm=grad_norm, **meter.read(step))
+                record.update(
+                    step=step,
+                    total_steps=total_steps,
+                    stage=stage.name,
+                    seq_len=stage.seq_len,
+                    loss=result.losses[step],
+                    lr=lr,
+                    grad_norm=grad_norm,
+                    **meter.read(step),
+                )
                 log.log(record)
             finished = step == total_steps and config.checkpoint.at_end
             if step % config.checkpoint.every_steps == 0 or finished:
-                result.checkpoint = save_checkpoint(config.checkpoint_dir, step, model, optimizer, scheduler,
-                                                    data.state_at(consumed), model_config, config)
+                result.checkpoint = save_checkpoint(
+                    config.checkpoint_dir,
+                    step,
+                    model,
+                    optimizer,
+                    scheduler,
+                    data.state_at(consumed),
+                    model_config,
+                    config,
+                )
     finally:
         log.close()
         data.stream.close()

@@ -17,10 +17,21 @@ import click
 )
 @click.option("--workers", type=int, default=None, help="most tasks run at once (default: as many as fit)")
 @click.option("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray (default: all)")
-@click.option("--task-retries", type=int, default=3, show_default=True,
-              help="times a task is run again after its worker process or node was lost")
-@click.option("--task-timeout", type=float, default=4 * 3600.0, show_default=True, metavar="SECONDS",
-              help="a task running longer is cancelled and the build fails naming it (0: no limit)")
+@click.option(
+    "--task-retries",
+    type=int,
+    default=3,
+    show_default=True,
+    help="times a task is run again after its worker process or node was lost",
+)
+@click.option(
+    "--task-timeout",
+    type=float,
+    default=4 * 3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="a task running longer is cancelled and the build fails naming it (0: no limit)",
+)
 @click.option("--strict", is_flag=True, help="stop at the first bad record instead of quarantining it")
 @click.option("--fresh", is_flag=True, help="delete the output directory first instead of resuming")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a recipe field")
@@ -56,8 +67,9 @@ def build(
     policy = RetryPolicy(retries=task_retries, task_timeout_s=task_timeout or None)
     manifest = run_build(
         recipe,
-        BuildOptions(address=address, workers=workers, num_cpus=num_cpus, strict=strict, fresh=fresh,
-                     policy=policy),
+        BuildOptions(
+            address=address, workers=workers, num_cpus=num_cpus, strict=strict, fresh=fresh, policy=policy
+        ),
     )
     if as_json:
         accounting = {

@@ -7,12 +7,26 @@ import click
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
-@click.option("--hf", "out", required=True, type=click.Path(file_okay=False),
-              help="output directory for config.json, model.safetensors and the tokenizer")
-@click.option("--tokenizer", type=click.Path(exists=True, file_okay=False), default=None,
-              help="tokenizer directory (default: the trained-on build's tokenizer/)")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
-              help="dtype of the exported weights")
+@click.option(
+    "--hf",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="output directory for config.json, model.safetensors and the tokenizer",
+)
+@click.option(
+    "--tokenizer",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="tokenizer directory (default: the trained-on build's tokenizer/)",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16"]),
+    default="float32",
+    show_default=True,
+    help="dtype of the exported weights",
+)
 def export(checkpoint: str, out: str, tokenizer: str | None, dtype: str) -> None:
     """Export CHECKPOINT (a step-N directory, or a run's output_dir for its latest) for transformers.
 

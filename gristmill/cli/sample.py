@@ -31,8 +31,11 @@ def sample(out: str, seed: int, force: bool, as_json: bool) -> None:
     target = Path(out)
     if target.exists() and any(target.iterdir()):
         if not force:
-            raise InputError("the output directory is not empty", path=out,
-                             hint="pick an empty directory, or pass --force to replace the sample there")
+            raise InputError(
+                "the output directory is not empty",
+                path=out,
+                hint="pick an empty directory, or pass --force to replace the sample there",
+            )
         for name in SOURCES:  # only what an earlier sample wrote
             shutil.rmtree(target / name, ignore_errors=True)
         (target / PLANTED_FILE).unlink(missing_ok=True)
@@ -48,15 +51,25 @@ def _print_summary(summary: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"sample corpus in {summary['out_dir']} (seed {summary['seed']})")
-    for column, justify in (("source", "left"), ("files", "right"), ("bytes", "right"), ("subset", "left"),
-                            ("records", "right")):
+    for column, justify in (
+        ("source", "left"),
+        ("files", "right"),
+        ("bytes", "right"),
+        ("subset", "left"),
+        ("records", "right"),
+    ):
         table.add_column(column, justify=justify)
     for source, subsets in summary["records"].items():
         for i, (subset, count) in enumerate(subsets.items()):
             first = i == 0
-            table.add_row(source if first else "", str(len(summary["files"][source])) if first else "",
-                          f"{summary['bytes'][source]:,}" if first else "", subset, f"{count:,}",
-                          end_section=i == len(subsets) - 1)
+            table.add_row(
+                source if first else "",
+                str(len(summary["files"][source])) if first else "",
+                f"{summary['bytes'][source]:,}" if first else "",
+                subset,
+                f"{count:,}",
+                end_section=i == len(subsets) - 1,
+            )
     console = Console()
     console.print(table)
     planted = "; ".join(f"{kind.replace('_', ' ')}: {n}" for kind, n in summary["planted"].items())

@@ -89,7 +89,8 @@ def show(build: str, stage: str, row: int) -> None:
 
     manifest = read_manifest(build)
     where, content = read_row(build, manifest, stage, row)
-    tokenizer = Tokenizer.load(build.rstrip("/") + "/" + (manifest.tokenizer.path if manifest.tokenizer
-                                                          else "tokenizer"))
+    tokenizer = Tokenizer.load(
+        build.rstrip("/") + "/" + (manifest.tokenizer.path if manifest.tokenizer else "tokenizer")
+    )
     click.echo(f"{where.shard} row {where.row}")
     click.echo(render_row(content, tokenizer.decode, tokenizer.eos_id, manifest.sources[content.source].name))

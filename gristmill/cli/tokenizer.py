@@ -50,8 +50,11 @@ def _recipe_input(recipe_path: str, build: str | None) -> tuple[list[str], dict[
         if files:
             break
     else:
-        raise InputError("the build has no cleaned documents (clean/ or documents/ parquet files)",
-                         path=layout.root, hint=f"run the cleaning steps: gristmill build {recipe_path}")
+        raise InputError(
+            "the build has no cleaned documents (clean/ or documents/ parquet files)",
+            path=layout.root,
+            hint=f"run the cleaning steps: gristmill build {recipe_path}",
+        )
     # the tokenizer sees the sources as the whole curriculum will; without stages, as the corpus has them
     weights = mixture_weights(recipe) if recipe.stages else None
     return [fs.unstrip_protocol(f) if "://" in layout.root else f for f in files], weights, recipe
@@ -94,15 +97,29 @@ def tokenizer() -> None:
 @click.option("--special-token", "special_tokens", multiple=True, help="extra special token (repeatable)")
 @click.option("--user-symbol", "user_symbols", multiple=True, help="user-defined symbol (repeatable)")
 @click.option("--pad-to-multiple", type=int, help="pad the vocabulary with unused tokens to a multiple")
-@click.option("--newline-pieces/--no-newline-pieces", default=None,
-              help="sentencepiece: train on whole documents so \\n and \\t get pieces (default on)")
-@click.option("--count-pretokens", type=click.Choice(["auto", "always", "never"]),
-              help="sentencepiece: train from pre-token counts (bounded memory)")
+@click.option(
+    "--newline-pieces/--no-newline-pieces",
+    default=None,
+    help="sentencepiece: train on whole documents so \\n and \\t get pieces (default on)",
+)
+@click.option(
+    "--count-pretokens",
+    type=click.Choice(["auto", "always", "never"]),
+    help="sentencepiece: train from pre-token counts (bounded memory)",
+)
 @click.option("--threads", type=int, help="trainer threads")
 @click.option("--seed", type=int, help="sampling seed (default: the recipe's, else 0)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def train(out: str, recipe: str | None, build: str | None, files: tuple[str, ...], weights: tuple[str, ...],
-          as_json: bool, seed: int | None, **options: Any) -> None:
+def train(
+    out: str,
+    recipe: str | None,
+    build: str | None,
+    files: tuple[str, ...],
+    weights: tuple[str, ...],
+    as_json: bool,
+    seed: int | None,
+    **options: Any,
+) -> None:
     """Sample documents by mixture (seeded), train a tokenizer into OUT, and evaluate it on held-out text.
 
     OUT gets tokenizer.json (loadable by transformers' PreTrainedTokenizerFast), tokenizer.model
@@ -122,8 +139,11 @@ def train(out: str, recipe: str | None, build: str | None, files: tuple[str, ...
     base: dict[str, Any] = {}
     if parsed is not None and parsed.tokenizer is not None and parsed.tokenizer.train is not None:
         base = parsed.tokenizer.train.model_dump(exclude_unset=True)
-    renames = {"user_symbols": "user_defined_symbols", "pad_to_multiple": "pad_vocab_to_multiple_of",
-               "threads": "num_threads"}
+    renames = {
+        "user_symbols": "user_defined_symbols",
+        "pad_to_multiple": "pad_vocab_to_multiple_of",
+        "threads": "num_threads",
+    }
     for key, value in options.items():
         if value is not None and value != ():
             base[renames.get(key, key)] = list(value) if isinstance(value, tuple) else value
@@ -133,12 +153,23 @@ def train(out: str, recipe: str | None, build: str | None, files: tuple[str, ...
         raise ConfigError(f"invalid tokenizer settings: {e}") from None
     if seed is None and parsed is not None:
         seed = config.seed if config.seed is not None else parsed.seed
-    result = train_tokenizer(config, documents, out, weights=_pairs(weights, "--weight") or recipe_weights,
-                             seed=seed)
+    result = train_tokenizer(
+        config, documents, out, weights=_pairs(weights, "--weight") or recipe_weights, seed=seed
+    )
     if as_json:
-        click.echo(json.dumps({"out": str(result.out_dir), "hash": result.tokenizer.content_hash,
-                               "vocab_size": result.tokenizer.vocab_size, "timings": result.timings,
-                               "sample": result.sample, "evaluation": result.evaluation.to_dict()}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "out": str(result.out_dir),
+                    "hash": result.tokenizer.content_hash,
+                    "vocab_size": result.tokenizer.vocab_size,
+                    "timings": result.timings,
+                    "sample": result.sample,
+                    "evaluation": result.evaluation.to_dict(),
+                },
+                indent=2,
+            )
+        )
 
 
 @tokenizer.command("eval")
@@ -146,12 +177,24 @@ def train(out: str, recipe: str | None, build: str | None, files: tuple[str, ...
 @click.option("--recipe", help="evaluate on this recipe's cleaned documents")
 @click.option("--build", help="build directory of the recipe (default: the recipe's output)")
 @click.option("--files", multiple=True, help="file/glob, or SOURCE=GLOB (repeatable)")
-@click.option("--max-bytes", type=int, default=20_000_000, show_default=True,
-              help="evaluate on a seeded sample of this many bytes")
+@click.option(
+    "--max-bytes",
+    type=int,
+    default=20_000_000,
+    show_default=True,
+    help="evaluate on a seeded sample of this many bytes",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the evaluation(s) as JSON")
-def evaluate_command(tokenizers: tuple[str, ...], recipe: str | None, build: str | None,
-                     files: tuple[str, ...], max_bytes: int, seed: int, as_json: bool) -> None:
+def evaluate_command(
+    tokenizers: tuple[str, ...],
+    recipe: str | None,
+    build: str | None,
+    files: tuple[str, ...],
+    max_bytes: int,
+    seed: int,
+    as_json: bool,
+) -> None:
     """Evaluate one tokenizer, or two side by side: bytes/token, chars/token, tokens/word, byte fallback.
 
     TOKENIZER is a tokenizer directory, a tokenizer.json or a sentencepiece .model.
@@ -188,4 +231,3 @@ def evaluate_command(tokenizers: tuple[str, ...], recipe: str | None, build: str
         for group, metric, a, b in comparison_rows(*evaluations):
             table.add_row(group, metric, f"{a:.4f}", f"{b:.4f}", f"{b / a:.3f}" if a else "-")
         console.print(table)
-

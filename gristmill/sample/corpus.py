@@ -50,11 +50,28 @@ SOURCES = ("slimpajama", "starcoderdata", "dolma", "pile")
 _DRAFTS = 8  # prose drafts tried for a document that must pass the filters before giving up
 PLANTED_FILE = "PLANTED.json"
 _ZSTD_LEVEL = 3  # the zstd command's default, as the corpora were written
-_EXCLUDED_DIRS = {"test", "tests", "idle_test", "idlelib", "encodings", "pydoc_data", "site-packages",
-                  "ensurepip", "__pycache__", "lib2to3", "turtledemo", "lib-dynload"}
-_OTHER_CODE = {"shell": ["venv/scripts/common/activate", "venv/scripts/posix/activate.fish",
-                         "venv/scripts/posix/activate.csh"],
-               "powershell": ["venv/scripts/common/Activate.ps1"]}
+_EXCLUDED_DIRS = {
+    "test",
+    "tests",
+    "idle_test",
+    "idlelib",
+    "encodings",
+    "pydoc_data",
+    "site-packages",
+    "ensurepip",
+    "__pycache__",
+    "lib2to3",
+    "turtledemo",
+    "lib-dynload",
+}
+_OTHER_CODE = {
+    "shell": [
+        "venv/scripts/common/activate",
+        "venv/scripts/posix/activate.fish",
+        "venv/scripts/posix/activate.csh",
+    ],
+    "powershell": ["venv/scripts/common/Activate.ps1"],
+}
 _WORD = re.compile(r"\w+")
 _DOCSTRING = re.compile(r'"""(.*?)"""', re.S)
 _NOT_COMMENT = re.compile(r"^(?![ \t]*#(?!!)).*$", re.M)  # any line but a whole-line comment (not `#!`)
@@ -82,8 +99,13 @@ class _Doc:
     def ref(self) -> dict[str, Any]:
         """Return how PLANTED.json points at this document."""
         where = "row" if self.source == "starcoderdata" else "line"
-        return {"id": self.id, "source": self.source, "subset": self.subset,
-                "file": f"{self.source}/{self.file}", where: self.position}
+        return {
+            "id": self.id,
+            "source": self.source,
+            "subset": self.subset,
+            "file": f"{self.source}/{self.file}",
+            where: self.position,
+        }
 
 
 class _Material:
@@ -95,11 +117,19 @@ class _Material:
         modules = python_modules(root, frozenset(_EXCLUDED_DIRS))
         self.code = [(name, text) for name, text in modules if _usable_code(text)]
         rng.shuffle(self.code)
-        self.other_code = {lang: [(p, (root / p).read_text("utf-8")) for p in paths if (root / p).is_file()]
-                           for lang, paths in _OTHER_CODE.items()}
+        self.other_code = {
+            lang: [(p, (root / p).read_text("utf-8")) for p in paths if (root / p).is_file()]
+            for lang, paths in _OTHER_CODE.items()
+        }
         self.paragraphs = _prose_paragraphs(modules, rng)
-        self.vocabulary = sorted({w for _, p in self.paragraphs[:400] for w in _WORD.findall(p.lower())
-                                  if w.isalpha() and len(w) > 2})
+        self.vocabulary = sorted(
+            {
+                w
+                for _, p in self.paragraphs[:400]
+                for w in _WORD.findall(p.lower())
+                if w.isalpha() and len(w) > 2
+            }
+        )
 
     def take_code(self, min_chars: int = 0, max_chars: int = 60_000) -> tuple[str, str]:
         """Return (stdlib path, source) of an unused module of the given size."""
@@ -166,8 +196,10 @@ class _Corpus:
 
     def prose(self, source: str, file: str, subset: str, lengths: tuple[int, int], count: int) -> list[_Doc]:
         """Plan `count` prose documents of a length drawn from `lengths` (characters)."""
-        return [self.add(source, file, subset, self.material.take_prose(self.rng.randint(*lengths)))
-                for _ in range(count)]
+        return [
+            self.add(source, file, subset, self.material.take_prose(self.rng.randint(*lengths)))
+            for _ in range(count)
+        ]
 
     def passing_prose(self, source: str, file: str, subset: str, lengths: tuple[int, int]) -> _Doc:
         """Plan one prose document that passes `source`'s default filters; raise ValueError if none does."""
@@ -177,15 +209,24 @@ class _Corpus:
                 return self.add(source, file, subset, text)
         raise ValueError(f"{_DRAFTS} drafts of {source}/{subset} prose all fail the default filters")
 
-    def markdown(self, source: str, file: str, subset: str, lengths: tuple[int, int],
-                 count: int) -> list[_Doc]:
+    def markdown(
+        self, source: str, file: str, subset: str, lengths: tuple[int, int], count: int
+    ) -> list[_Doc]:
         """Plan `count` README-like Markdown files of a length drawn from `lengths` (characters)."""
-        return [self.add(source, file, subset, self.material.take_markdown(self.rng.randint(*lengths)),
-                         repo_path=self.rng.choice(["README.md", "docs/index.md", "docs/guide.md"]))
-                for _ in range(count)]
+        return [
+            self.add(
+                source,
+                file,
+                subset,
+                self.material.take_markdown(self.rng.randint(*lengths)),
+                repo_path=self.rng.choice(["README.md", "docs/index.md", "docs/guide.md"]),
+            )
+            for _ in range(count)
+        ]
 
-    def code(self, source: str, file: str, subset: str, count: int, min_chars: int = 300,
-             max_chars: int = 20_000) -> list[_Doc]:
+    def code(
+        self, source: str, file: str, subset: str, count: int, min_chars: int = 300, max_chars: int = 20_000
+    ) -> list[_Doc]:
         """Plan `count` documents of standard-library Python source."""
         docs = []
         for _ in range(count):
@@ -247,6 +288,7 @@ def write_sample(out_dir: str, seed: int = 0) -> dict[str, Any]:
 
 # --- what goes where ---------------------------------------------------------------------------------------
 
+
 def _plan_starcoder(c: _Corpus) -> None:
     for i in range(2):
         file = f"python/train-0000{i}-of-00002.parquet"
@@ -297,12 +339,23 @@ def _plan_dolma(c: _Corpus) -> None:
 
 
 def _plant(c: _Corpus) -> None:
-    def pick(source: str, subset: str, into: tuple[str, str] | None = None, min_chars: int = 0,
-             max_chars: int = 60_000) -> Iterator[_Doc]:
+    def pick(
+        source: str,
+        subset: str,
+        into: tuple[str, str] | None = None,
+        min_chars: int = 0,
+        max_chars: int = 60_000,
+    ) -> Iterator[_Doc]:
         """Yield, in random order, the unplanted documents of `subset` of a size in range that pass the
         default filters of their subset and of `into` (the source and subset where a copy goes)."""
-        choices = [d for d in c.docs if d.source == source and d.subset == subset
-                   and min_chars <= len(d.text) <= max_chars and not c.planted(d)]
+        choices = [
+            d
+            for d in c.docs
+            if d.source == source
+            and d.subset == subset
+            and min_chars <= len(d.text) <= max_chars
+            and not c.planted(d)
+        ]
         c.rng.shuffle(choices)
         for doc in choices:
             copy_to = into or (source, subset)
@@ -342,22 +395,58 @@ def _plant(c: _Corpus) -> None:
     words = c.material.vocabulary
     c.plant_junk("very-short", sp, chunk1, "RedPajamaCommonCrawl", "Click here to continue.")
     # word salad is what web rules catch; SlimPajama's subsets are curated text, so it goes into Dolma's web
-    c.plant_junk("word-salad", "dolma", "common-crawl-0000.json.gz", "common-crawl",
-                 " ".join(c.rng.choices(words, k=400)))
-    c.plant_junk("lorem-ipsum", "dolma", "common-crawl-0000.json.gz", "common-crawl",
-                 "\n\n".join([LOREM] * 4))
-    c.plant_junk("repeated-lines", "pile", "train/00.jsonl.zst", "Pile-CC",
-                 "\n".join(["Buy cheap watches online at the best price!"] * 60))
+    c.plant_junk(
+        "word-salad",
+        "dolma",
+        "common-crawl-0000.json.gz",
+        "common-crawl",
+        " ".join(c.rng.choices(words, k=400)),
+    )
+    c.plant_junk(
+        "lorem-ipsum", "dolma", "common-crawl-0000.json.gz", "common-crawl", "\n\n".join([LOREM] * 4)
+    )
+    c.plant_junk(
+        "repeated-lines",
+        "pile",
+        "train/00.jsonl.zst",
+        "Pile-CC",
+        "\n".join(["Buy cheap watches online at the best price!"] * 60),
+    )
     c.plant_junk("javascript-notice", "pile", "train/01.jsonl.zst", "Pile-CC", _javascript_page(c))
-    c.plant_junk("navigation-menu", "dolma", "c4-0000.json.gz", "c4",
-                 "\n".join(["Home", "About us", "Products", "Contact", "Login", "Register", "Cart (0)"] * 3))
-    c.plant_junk("auto-generated", "starcoderdata", "python/train-00000-of-00002.parquet", "python",
-                 _generated_code(c.rng), header=False)
-    c.plant_junk("data-file", "starcoderdata", "json/train-00000-of-00001.parquet", "json",
-                 json.dumps([{"id": i, "x": round(c.rng.random(), 6), "y": round(c.rng.random(), 6)}
-                             for i in range(900)], indent=1), header=False)
-    c.plant_junk("minified", "starcoderdata", "javascript/train-00000-of-00001.parquet", "javascript",
-                 _minified_javascript(c.rng), header=False)
+    c.plant_junk(
+        "navigation-menu",
+        "dolma",
+        "c4-0000.json.gz",
+        "c4",
+        "\n".join(["Home", "About us", "Products", "Contact", "Login", "Register", "Cart (0)"] * 3),
+    )
+    c.plant_junk(
+        "auto-generated",
+        "starcoderdata",
+        "python/train-00000-of-00002.parquet",
+        "python",
+        _generated_code(c.rng),
+        header=False,
+    )
+    c.plant_junk(
+        "data-file",
+        "starcoderdata",
+        "json/train-00000-of-00001.parquet",
+        "json",
+        json.dumps(
+            [{"id": i, "x": round(c.rng.random(), 6), "y": round(c.rng.random(), 6)} for i in range(900)],
+            indent=1,
+        ),
+        header=False,
+    )
+    c.plant_junk(
+        "minified",
+        "starcoderdata",
+        "javascript/train-00000-of-00001.parquet",
+        "javascript",
+        _minified_javascript(c.rng),
+        header=False,
+    )
 
     # Dolma ids are not unique: two different records of one Dolma source share an id.
     c4 = pick("dolma", "c4")
@@ -376,38 +465,57 @@ def demo_profile(source: str, subset: str) -> str:
 
 
 def _javascript_page(c: _Corpus) -> str:
-    return "\n".join([
-        "Please enable JavaScript to view the comments powered by Disqus.",
-        c.material.take_prose(300),
-        "This site uses cookies. By continuing to browse the site you are agreeing to our use of cookies.",
-        "You must enable JavaScript in your browser to use this page.",
-        "Read our privacy policy and terms of use.",
-    ])
+    return "\n".join(
+        [
+            "Please enable JavaScript to view the comments powered by Disqus.",
+            c.material.take_prose(300),
+            "This site uses cookies. By continuing to browse the site you are agreeing to our use of "
+            "cookies.",
+            "You must enable JavaScript in your browser to use this page.",
+            "Read our privacy policy and terms of use.",
+        ]
+    )
 
 
 def _generated_code(rng: Random) -> str:
-    lines = ["# -*- coding: utf-8 -*-", "# Generated by the protocol buffer compiler.  DO NOT EDIT!",
-             "# source: telemetry.proto", "", "from google.protobuf import descriptor as _descriptor", ""]
+    lines = [
+        "# -*- coding: utf-8 -*-",
+        "# Generated by the protocol buffer compiler.  DO NOT EDIT!",
+        "# source: telemetry.proto",
+        "",
+        "from google.protobuf import descriptor as _descriptor",
+        "",
+    ]
     for i in range(60):
-        lines.append(f"_FIELD_{i} = _descriptor.FieldDescriptor(name='f{i}', index={i}, number={i + 1}, "
-                     f"type={rng.randint(1, 18)}, label=1, has_default_value=False)")
+        lines.append(
+            f"_FIELD_{i} = _descriptor.FieldDescriptor(name='f{i}', index={i}, number={i + 1}, "
+            f"type={rng.randint(1, 18)}, label=1, has_default_value=False)"
+        )
     return "\n".join(lines) + "\n"
 
 
 def _minified_javascript(rng: Random) -> str:
     names = [f"{a}{b}" for a in "abcdefghij" for b in "xyz"]
-    parts = [f"function {rng.choice(names)}({rng.choice(names)},{rng.choice(names)}){{return "
-             f"{rng.choice(names)}*{rng.randint(2, 99)}+{rng.choice(names)}}}" for _ in range(200)]
+    parts = [
+        f"function {rng.choice(names)}({rng.choice(names)},{rng.choice(names)}){{return "
+        f"{rng.choice(names)}*{rng.randint(2, 99)}+{rng.choice(names)}}}"
+        for _ in range(200)
+    ]
     return "!function(){'use strict';" + ";".join(parts) + "}();"
 
 
 # --- material -----------------------------------------------------------------------------------------------
 
+
 def _usable_code(text: str) -> bool:
     """Ordinary hand-written code: so that the only generated or unusual files are the planted ones."""
     head = text[:600].lower()
-    return (300 <= len(text) <= 60_000 and "\x00" not in text and "generated" not in head
-            and max(map(len, text.splitlines()), default=0) <= 200)
+    return (
+        300 <= len(text) <= 60_000
+        and "\x00" not in text
+        and "generated" not in head
+        and max(map(len, text.splitlines()), default=0) <= 200
+    )
 
 
 def _prose_paragraphs(modules: list[tuple[str, str]], rng: Random) -> list[tuple[str, str]]:
@@ -487,6 +595,7 @@ def _perturb(text: str, rng: Random, vocabulary: list[str], low: float = 0.86, h
 
 # --- writing ------------------------------------------------------------------------------------------------
 
+
 def _write(c: _Corpus, out: Path) -> dict[str, int]:
     """Write every planned document in its layout; set each one's position and id; return {file: bytes}."""
     by_file: dict[tuple[str, str], list[_Doc]] = {}
@@ -527,10 +636,14 @@ def _dolma(docs: list[_Doc], rng: Random) -> bytes:
     for line, doc in enumerate(docs, 1):
         dolma_id = doc.fields.setdefault("dolma_id", f"{rng.getrandbits(64):016x}")
         doc.position, doc.id = line, f"dolma/{doc.subset}/{dolma_id}"
-        record = {"id": dolma_id, "text": doc.text, "source": doc.subset,
-                  "added": f"2023-08-{rng.randint(10, 28)}T00:00:00.000Z",
-                  "created": f"20{rng.randint(10, 22)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}T00:00:00Z",
-                  "metadata": {"length": len(doc.text)}}
+        record = {
+            "id": dolma_id,
+            "text": doc.text,
+            "source": doc.subset,
+            "added": f"2023-08-{rng.randint(10, 28)}T00:00:00.000Z",
+            "created": f"20{rng.randint(10, 22)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}T00:00:00Z",
+            "metadata": {"length": len(doc.text)},
+        }
         lines.append(json.dumps(record, ensure_ascii=False))
     return gzip.compress("\n".join(lines).encode() + b"\n", compresslevel=6, mtime=0)
 
@@ -543,19 +656,39 @@ def _starcoder(docs: list[_Doc], rng: Random) -> bytes:
         repo = "python/cpython" if "stdlib_path" in doc.fields else f"user{rng.randint(1, 999)}/project"
         if doc.fields.get("fork"):
             repo = f"fork{rng.randint(1, 99)}/cpython"
-        path = (f"Lib/{doc.fields['stdlib_path']}" if "stdlib_path" in doc.fields
-                else doc.fields.get("repo_path", f"src/file{row}"))
+        path = (
+            f"Lib/{doc.fields['stdlib_path']}"
+            if "stdlib_path" in doc.fields
+            else doc.fields.get("repo_path", f"src/file{row}")
+        )
         stars = rng.randint(0, 60_000)
         native = f"{rng.getrandbits(48)}"
-        header = (f"<reponame>{repo}<filename>{path}<gh_stars>{_stars_bucket(stars)}\n"
-                  if doc.fields.get("header") else "")
+        header = (
+            f"<reponame>{repo}<filename>{path}<gh_stars>{_stars_bucket(stars)}\n"
+            if doc.fields.get("header")
+            else ""
+        )
         doc.position, doc.id = row, f"starcoderdata/{language}/{native}"
-        for key, value in (("max_stars_repo_path", path), ("max_stars_repo_name", repo),
-                           ("max_stars_count", stars), ("id", native), ("content", header + doc.text)):
+        for key, value in (
+            ("max_stars_repo_path", path),
+            ("max_stars_repo_name", repo),
+            ("max_stars_count", stars),
+            ("id", native),
+            ("content", header + doc.text),
+        ):
             columns[key].append(value)
-    table = pa.table(columns, schema=pa.schema([
-        ("max_stars_repo_path", pa.string()), ("max_stars_repo_name", pa.string()),
-        ("max_stars_count", pa.int64()), ("id", pa.string()), ("content", pa.string())]))
+    table = pa.table(
+        columns,
+        schema=pa.schema(
+            [
+                ("max_stars_repo_path", pa.string()),
+                ("max_stars_repo_name", pa.string()),
+                ("max_stars_count", pa.int64()),
+                ("id", pa.string()),
+                ("content", pa.string()),
+            ]
+        ),
+    )
     buffer = io.BytesIO()
     pq.write_table(table, buffer, row_group_size=64, compression="snappy")
     return buffer.getvalue()
@@ -573,13 +706,17 @@ _ENCODERS = {"slimpajama": _slimpajama, "pile": _pile, "dolma": _dolma, "starcod
 
 def _planted(c: _Corpus, seed: int) -> dict[str, Any]:
     return {
-        "about": ("Documents planted in the sample corpus. Ids are those the readers give when each source "
-                  "is named after its folder and globbed from it (as recipes/demo.yaml does); `file` and "
-                  "`line`/`row` locate each one regardless (lines count from 1, rows from 0)."),
+        "about": (
+            "Documents planted in the sample corpus. Ids are those the readers give when each source "
+            "is named after its folder and globbed from it (as recipes/demo.yaml does); `file` and "
+            "`line`/`row` locate each one regardless (lines count from 1, rows from 0)."
+        ),
         "seed": seed,
         "exact_duplicates": [{"kind": kind, "copies": [d.ref() for d in docs]} for kind, docs in c.exact],
-        "near_duplicates": [{"jaccard_word_5grams": round(jaccard(a.text, b.text, 5), 3),
-                             "copies": [a.ref(), b.ref()]} for a, b in c.near],
+        "near_duplicates": [
+            {"jaccard_word_5grams": round(jaccard(a.text, b.text, 5), 3), "copies": [a.ref(), b.ref()]}
+            for a, b in c.near
+        ],
         "low_quality": [{"kind": kind, **doc.ref()} for kind, doc in c.junk],
         "long_documents": [{**d.ref(), "chars": len(d.text)} for d in c.docs if len(d.text) >= 20_000],
         "shared_dolma_ids": [{"copies": [d.ref() for d in docs]} for docs in c.shared_ids],

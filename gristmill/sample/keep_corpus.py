@@ -103,15 +103,18 @@ def junk_documents(seed: int = 0, per_kind: int = 40) -> list[tuple[str, str]]:
     makers = {
         "empty": lambda: rng.choice(["", " ", "\n", "\n\n  \n", "\t \r\n"]) * rng.randint(1, 20),
         "stub": lambda: " ".join(rng.sample(words, rng.randint(1, 4))) + rng.choice([".", "", " »", "!"]),
-        "binary-bytes": lambda: bytes(rng.getrandbits(8) for _ in range(rng.randint(200, 5000)))
-        .decode("latin-1"),
-        "bad-decode": lambda: bytes(rng.getrandbits(8) for _ in range(rng.randint(200, 5000)))
-        .decode("utf-8", errors="replace"),
+        "binary-bytes": lambda: bytes(rng.getrandbits(8) for _ in range(rng.randint(200, 5000))).decode(
+            "latin-1"
+        ),
+        "bad-decode": lambda: bytes(rng.getrandbits(8) for _ in range(rng.randint(200, 5000))).decode(
+            "utf-8", errors="replace"
+        ),
         "repeated-line": lambda: "\n".join([rng.choice(lines)] * rng.randint(10, 200)),
         "repeated-paragraph": lambda: "\n\n".join([rng.choice(prose)] * rng.randint(3, 12)),
         "repeated-word": lambda: " ".join([rng.choice(words)] * rng.randint(50, 2000)),
         "repeated-phrase": lambda: " ".join(rng.sample(words, rng.randint(2, 3)) * rng.randint(40, 500)),
-        "stuffed-keyword": lambda: rng.choice(prose) + "\n" + " ".join([rng.choice(words)] * rng.randint(400,
-                                                                                                        2000)),
+        "stuffed-keyword": lambda: (
+            rng.choice(prose) + "\n" + " ".join([rng.choice(words)] * rng.randint(400, 2000))
+        ),
     }
     return [(kind, make()) for kind, make in makers.items() for _ in range(per_kind)]

@@ -36,15 +36,21 @@ def remove_build(root: str) -> None:
     if not os.path.lexists(root):
         return
     if os.path.islink(root) or not os.path.isdir(root):
-        raise BuildError("--fresh deletes only a gristmill build directory, and this is a symlink or a file",
-                         path=root, hint="name a build directory as the output, or remove it yourself")
+        raise BuildError(
+            "--fresh deletes only a gristmill build directory, and this is a symlink or a file",
+            path=root,
+            hint="name a build directory as the output, or remove it yourself",
+        )
     entries = sorted(os.listdir(root))
     if entries and not is_build(root):
         more = f", … ({len(entries)} entries)" if len(entries) > _LISTED else ""
         shown = ", ".join(entries[:_LISTED]) + more
-        raise BuildError(f"--fresh deletes only a gristmill build, and this directory has no {MARKER} "
-                         f"marker; it holds: {shown}", path=root,
-                         hint="choose a new or empty output directory, or delete this one yourself")
+        raise BuildError(
+            f"--fresh deletes only a gristmill build, and this directory has no {MARKER} "
+            f"marker; it holds: {shown}",
+            path=root,
+            hint="choose a new or empty output directory, or delete this one yourself",
+        )
     shutil.rmtree(root)
 
 

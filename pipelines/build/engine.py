@@ -77,8 +77,9 @@ def check_fits(step: Step) -> None:
         )
 
 
-def run_step(step: Step, layout: BuildLayout, workers: int | None = None,
-             policy: RetryPolicy | None = None) -> bool:
+def run_step(
+    step: Step, layout: BuildLayout, workers: int | None = None, policy: RetryPolicy | None = None
+) -> bool:
     """Run every unfinished task of `step` on Ray (one Ray task per rank); return True when there was work.
 
     Raises BuildError naming each failed task's exception and where it happened, when a task could not be
@@ -86,16 +87,18 @@ def run_step(step: Step, layout: BuildLayout, workers: int | None = None,
     markers, so a rerun resumes.
     """
     pipeline = [FollowTaskThreads(step.cpus_per_task), *step.pipeline]  # threads follow the task's CPUs
-    executor = StepExecutor(pipeline, step.tasks, layout.logs(step.name), step.cpus_per_task,
-                            step.mem_per_cpu_gb)
+    executor = StepExecutor(
+        pipeline, step.tasks, layout.logs(step.name), step.cpus_per_task, step.mem_per_cpu_gb
+    )
     todo = executor.get_incomplete_ranks(range(step.tasks))
     if todo:
         check_fits(step)
         log.info("step %s: %d of %d tasks to run", step.name, len(todo), step.tasks)
         failures = run_ranks(step.name, executor, todo, policy or RetryPolicy(), workers)
         unmarked = set(executor.get_incomplete_ranks(range(step.tasks))) - {f.rank for f in failures}
-        failures += [TaskFailure(r, "ended without its completion marker", "see its task log")
-                     for r in unmarked]
+        failures += [
+            TaskFailure(r, "ended without its completion marker", "see its task log") for r in unmarked
+        ]
         if failures:
             raise step_failed(step.name, sorted(failures, key=lambda f: f.rank), layout.logs(step.name))
     if step.after is not None:
@@ -124,7 +127,12 @@ def run_locally(steps: Iterable[Step], layout: BuildLayout) -> None:
     from datatrove.executor.local import LocalPipelineExecutor
 
     for step in steps:
-        LocalPipelineExecutor(list(step.pipeline), tasks=step.tasks, workers=1,
-                              logging_dir=layout.logs(step.name), skip_completed=True).run()
+        LocalPipelineExecutor(
+            list(step.pipeline),
+            tasks=step.tasks,
+            workers=1,
+            logging_dir=layout.logs(step.name),
+            skip_completed=True,
+        ).run()
         if step.after is not None:
             step.after()

@@ -26,8 +26,14 @@ class StepExecutor(PipelineExecutor):
     """datatrove's executor contract for one step: `_run_for_rank` with datatrove's logs, stats and completion
     markers under `logging_dir`. It runs no ranks itself: `run_ranks` submits them to Ray."""
 
-    def __init__(self, pipeline: Sequence[object], tasks: int, logging_dir: str, cpus_per_task: int = 1,
-                 mem_per_cpu_gb: float = 1.0) -> None:
+    def __init__(
+        self,
+        pipeline: Sequence[object],
+        tasks: int,
+        logging_dir: str,
+        cpus_per_task: int = 1,
+        mem_per_cpu_gb: float = 1.0,
+    ) -> None:
         super().__init__(list(pipeline), logging_dir, skip_completed=True)
         self.tasks = tasks
         self.cpus_per_task = cpus_per_task
@@ -108,8 +114,10 @@ def capacity(cpus: int, memory: float) -> tuple[int, str | None]:
     if slots:
         return slots, None
     biggest = max(nodes, key=lambda r: (r.get("CPU", 0), r.get("memory", 0)), default={})
-    return 0, (f"a task needs {cpus} CPU(s) and {memory / 2**30:.1f} GiB, but the largest live node has "
-               f"{biggest.get('CPU', 0):g} CPU(s) and {biggest.get('memory', 0) / 2**30:.1f} GiB")
+    return 0, (
+        f"a task needs {cpus} CPU(s) and {memory / 2**30:.1f} GiB, but the largest live node has "
+        f"{biggest.get('CPU', 0):g} CPU(s) and {biggest.get('memory', 0) / 2**30:.1f} GiB"
+    )
 
 
 def _lost(rank: int, exc: BaseException, retries: int) -> TaskFailure:
@@ -118,8 +126,13 @@ def _lost(rank: int, exc: BaseException, retries: int) -> TaskFailure:
     return TaskFailure(rank, f"{type(exc).__name__}: {first}", f"lost after {retries} retries")
 
 
-def run_ranks(name: str, executor: StepExecutor, ranks: Sequence[int], policy: RetryPolicy = RetryPolicy(),
-              workers: int | None = None) -> list[TaskFailure]:
+def run_ranks(
+    name: str,
+    executor: StepExecutor,
+    ranks: Sequence[int],
+    policy: RetryPolicy = RetryPolicy(),
+    workers: int | None = None,
+) -> list[TaskFailure]:
     """Run `ranks` of step `name` (its `executor`) as Ray tasks, at most `workers` at once (default: as many
     as the live nodes hold); return the failures (empty when every rank completed).
 
@@ -132,7 +145,10 @@ def run_ranks(name: str, executor: StepExecutor, ranks: Sequence[int], policy: R
 
     cpus, memory = executor.cpus_per_task, executor.cpus_per_task * executor.mem_per_cpu_gb * 2**30
     remote = ray.remote(run_rank).options(
-        num_cpus=cpus, memory=int(memory), max_retries=policy.retries, retry_exceptions=False,
+        num_cpus=cpus,
+        memory=int(memory),
+        max_retries=policy.retries,
+        retry_exceptions=False,
         name=f"gristmill:{name}",
     )
     executor_ref = ray.put(executor)
@@ -147,8 +163,10 @@ def run_ranks(name: str, executor: StepExecutor, ranks: Sequence[int], policy: R
             if slots == 0:
                 unplaceable_since = unplaceable_since or now
                 if now - unplaceable_since > policy.place_timeout_s:
-                    failures += [TaskFailure(r, f"cannot be placed: {why}", "not started")
-                                 for r in [*(r for r, _ in running.values()), *queue]]
+                    failures += [
+                        TaskFailure(r, f"cannot be placed: {why}", "not started")
+                        for r in [*(r for r, _ in running.values()), *queue]
+                    ]
                     break
             else:
                 unplaceable_since = None

@@ -57,7 +57,17 @@ def _accounting_section(m: Manifest) -> str:
                     c.quarantined,
                 ]
             )
-    header = ["source / subset", "profile", "in", "kept", "keep rate", "filtered", "exact dup", "near dup", "quarantined"]
+    header = [
+        "source / subset",
+        "profile",
+        "in",
+        "kept",
+        "keep rate",
+        "filtered",
+        "exact dup",
+        "near dup",
+        "quarantined",
+    ]
     return "<h2>Accounting: in = kept + filtered + duplicate + quarantined</h2>" + _table(header, rows)
 
 

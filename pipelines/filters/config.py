@@ -27,8 +27,8 @@ class GopherQualityConfig(StrictModel):
     alpha_words: Literal["tokens", "whitespace"] = Field(
         "tokens",
         description="what `alpha_words` counts as words: `tokens` (spaCy's tokens, punctuation included, as "
-                    "datatrove, FineWeb and Dolma computed it) or `whitespace` (whitespace-separated words, "
-                    "the Gopher paper's reading)",
+        "datatrove, FineWeb and Dolma computed it) or `whitespace` (whitespace-separated words, "
+        "the Gopher paper's reading)",
     )
     min_stop_words: int = 2
 
@@ -103,14 +103,20 @@ class CuratedConfig(StrictModel):
     enabled: bool = True
     min_words: int = Field(5, ge=0, description="fewer whitespace-separated words than this: `too_short`")
     max_control_fraction: float = Field(
-        0.01, ge=0, description="control characters (other than tab, newline, carriage return, form feed) "
-                                "and U+FFFD replacement characters over all characters: `binary`")
+        0.01,
+        ge=0,
+        description="control characters (other than tab, newline, carriage return, form feed) "
+        "and U+FFFD replacement characters over all characters: `binary`",
+    )
     max_dup_line_char_frac: float = Field(
-        0.5, ge=0, description="characters in repeats of a line seen earlier, over all line characters")
+        0.5, ge=0, description="characters in repeats of a line seen earlier, over all line characters"
+    )
     max_top_line_frac: float = Field(
-        0.5, ge=0, description="share of the non-blank lines that are one and the same line (5+ lines)")
+        0.5, ge=0, description="share of the non-blank lines that are one and the same line (5+ lines)"
+    )
     max_top_word_frac: float = Field(
-        0.3, ge=0, description="share of the words that are one and the same word (50+ words)")
+        0.3, ge=0, description="share of the words that are one and the same word (50+ words)"
+    )
 
 
 DEFAULT_PROFILES: dict[str, list[str]] = {
@@ -141,7 +147,7 @@ class FiltersConfig(StrictModel):
     profiles: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_PROFILES.items()},
         description="profile name → the rule sets it runs (any of " + ", ".join(RULE_SETS) + "); "
-                    "web, code, curated and none are defined unless the recipe redefines them",
+        "web, code, curated and none are defined unless the recipe redefines them",
     )
 
     @field_validator("profiles")
@@ -150,8 +156,10 @@ class FiltersConfig(StrictModel):
         for name, rule_sets in v.items():
             unknown = [r for r in rule_sets if r not in RULE_SETS]
             if unknown:
-                raise ValueError(f"profile {name!r} names unknown rule sets {unknown}; "
-                                 f"expected any of {', '.join(RULE_SETS)}")
+                raise ValueError(
+                    f"profile {name!r} names unknown rule sets {unknown}; "
+                    f"expected any of {', '.join(RULE_SETS)}"
+                )
             if len(set(rule_sets)) != len(rule_sets):
                 raise ValueError(f"profile {name!r} names a rule set twice: {rule_sets}")
         return v
@@ -161,4 +169,5 @@ class FiltersConfig(StrictModel):
         for name, rule_sets in DEFAULT_PROFILES.items():
             self.profiles.setdefault(name, list(rule_sets))
         return self
+
     samples_per_reason: int = Field(20, ge=0, description="dropped documents kept per reason for inspection")

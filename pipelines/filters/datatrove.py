@@ -66,7 +66,8 @@ class RuleSetFilter(BaseFilter):
     def judges(self, doc: Document) -> bool:
         """Return True when `doc` is one this filter's rule set is for."""
         return self.scope is None or self.scope.includes(
-            doc.metadata.get("source"), doc.metadata.get("subset"), self.rules.name)
+            doc.metadata.get("source"), doc.metadata.get("subset"), self.rules.name
+        )
 
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
         """Return True to keep each document, or (False, reason) to drop it."""
@@ -149,8 +150,12 @@ def gristmill_filter_steps(recipe: Recipe) -> list[tuple[str, RuleSetFilter]]:
     """Return the build's filters in the order they run, as (rule set name, datatrove filter): every
     enabled rule set some source's profile runs, each judging only the subsets whose profile runs it."""
     scope = ProfileScope.of_recipe(recipe)
-    used = {rule_set for source in recipe.sources for profile in set(source.profiles.values())
-            for rule_set in recipe.filters.profiles[profile]}
+    used = {
+        rule_set
+        for source in recipe.sources
+        for profile in set(source.profiles.values())
+        for rule_set in recipe.filters.profiles[profile]
+    }
     steps: list[tuple[str, RuleSetFilter]] = []
     for name in RULE_SETS:
         rules = make_rule_set(recipe.filters, name) if name in used else None

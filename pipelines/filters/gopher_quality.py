@@ -69,8 +69,10 @@ class GopherQualityFilter(DocumentFilter):
             ellipses = sum(map(str.endswith, map(str.rstrip, lines), repeat(_ELLIPSES)))
             if ellipses / len(lines) > c.max_ellipsis_lines_ratio:
                 return self.reason("ellipsis_lines")
-        if c.max_non_alpha_words_ratio and _alpha_share(text, letter, n_words, c.alpha_words) \
-                < c.max_non_alpha_words_ratio:
+        if (
+            c.max_non_alpha_words_ratio
+            and _alpha_share(text, letter, n_words, c.alpha_words) < c.max_non_alpha_words_ratio
+        ):
             return self.reason("alpha_words")
         if c.min_stop_words and len(STOP_WORDS.intersection(tokens)) < c.min_stop_words:
             return self.reason("stop_words")

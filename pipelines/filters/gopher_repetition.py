@@ -177,7 +177,11 @@ def repeated_ngram_chars(grams: _NGrams, n: int, stop_above: float) -> int:
 
 
 def _walk(
-    candidates: list[int], earlier: list[int], chars: list[int], previous: dict[int, int], n: int,
+    candidates: list[int],
+    earlier: list[int],
+    chars: list[int],
+    previous: dict[int, int],
+    n: int,
     stop_above: float,
 ) -> int:
     """Replay datatrove's walk over one document's candidate positions (see `repeated_ngram_chars_batch`)."""

@@ -56,7 +56,6 @@ DATATROVE_REASONS = {
 }
 
 
-
 def datatrove_filter(rule_set: str, config: Any = None) -> Any:
     """Return datatrove's filter for `rule_set` with `config`'s thresholds (published defaults if None).
 

@@ -43,13 +43,16 @@ def source_files(source: SourceConfig, skipped: list[str] | None = None) -> list
         fs, inner = filesystem(pattern, **source.storage_options)
         if fs.isdir(inner):
             root = len(inner.rstrip("/")) + 1
-            data = [f for f in found if _is_data_file(filesystem(f, **source.storage_options)[1][root:],
-                                                      suffixes)]
+            data = [
+                f for f in found if _is_data_file(filesystem(f, **source.storage_options)[1][root:], suffixes)
+            ]
             if skipped is not None:
                 skipped += sorted(set(found) - set(data))
             if not data:
-                raise InputError(f"the folder holds no {source.format} data files (names ending in "
-                                 f"{', '.join(suffixes)})", path=pattern)
+                raise InputError(
+                    f"the folder holds no {source.format} data files (names ending in {', '.join(suffixes)})",
+                    path=pattern,
+                )
             found = data
         files.update(found)
     return sorted(files)

@@ -78,8 +78,8 @@ class FormatReader(ABC):
         parts = _parts(path)
         for root in self._roots:
             for start in range(len(parts) - len(root), -1, -1):
-                if parts[start:start + len(root)] == root:
-                    rest = parts[start + len(root):]
+                if parts[start : start + len(root)] == root:
+                    rest = parts[start + len(root) :]
                     return "/".join(rest) if rest else parts[-1]
         return "/".join(parts[-3:])
 
@@ -151,7 +151,7 @@ def subset_from_meta(record: dict[str, Any], key: str) -> tuple[str, dict[str, A
 def excerpt(raw: bytes | str) -> str:
     """Return the start of a raw record, decoded leniently, for a person to look at."""
     if isinstance(raw, bytes):
-        raw = raw[:EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+        raw = raw[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
     return raw[:EXCERPT_CHARS]
 
 
@@ -213,8 +213,9 @@ class JsonLinesReader(FormatReader):
             try:
                 json.dumps(record, ensure_ascii=False).encode("utf-8")
             except UnicodeEncodeError:
-                raise RecordError("a \\u escape in the record is a lone UTF-16 surrogate, not a character") \
-                    from None
+                raise RecordError(
+                    "a \\u escape in the record is a lone UTF-16 surrogate, not a character"
+                ) from None
         return self.make_document(record, relative, number)
 
 

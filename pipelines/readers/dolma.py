@@ -41,8 +41,9 @@ class DolmaReader(JsonLinesReader):
         if not isinstance(subset, str) or not subset:
             raise RecordError("missing `source` (the Dolma subset)")
         native = native_id(record.get("id"))
-        doc_id = (f"{self.source.name}/{subset}/{native}" if native is not None
-                  else self.derived_id(relative, line))
+        doc_id = (
+            f"{self.source.name}/{subset}/{native}" if native is not None else self.derived_id(relative, line)
+        )
         metadata = {"source": self.source.name, "subset": subset}
         for key in ("added", "created"):
             if record.get(key) is not None:

@@ -28,11 +28,15 @@ def _document(reader: FormatReader, record: dict[str, Any], relative: str, posit
     subset = dig(record, fields.subset) if fields.subset else None
     text_root = fields.text.split(".", 1)[0]
     meta = {k: v for k, v in record.items() if k != text_root}
-    return Document(text=text, id=doc_id, metadata={
-        "source": reader.source.name,
-        "subset": str(subset) if subset not in (None, "") else DEFAULT_SUBSET,
-        "meta": meta,
-    })
+    return Document(
+        text=text,
+        id=doc_id,
+        metadata={
+            "source": reader.source.name,
+            "subset": str(subset) if subset not in (None, "") else DEFAULT_SUBSET,
+            "meta": meta,
+        },
+    )
 
 
 class GenericJsonlReader(JsonLinesReader):

@@ -26,16 +26,39 @@ class PileReader(JsonLinesReader):
         "Github": "code",
         "*": "curated",
     }
-    known_subsets: ClassVar[frozenset[str] | None] = frozenset({
-        "Pile-CC", "PubMed Central", "Books3", "OpenWebText2", "ArXiv", "Github", "FreeLaw", "StackExchange",
-        "USPTO Backgrounds", "PubMed Abstracts", "Gutenberg (PG-19)", "OpenSubtitles", "Wikipedia (en)",
-        "DM Mathematics", "Ubuntu IRC", "BookCorpus2", "EuroParl", "HackerNews", "YoutubeSubtitles",
-        "PhilPapers", "NIH ExPorter", "Enron Emails",
-    })
+    known_subsets: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "Pile-CC",
+            "PubMed Central",
+            "Books3",
+            "OpenWebText2",
+            "ArXiv",
+            "Github",
+            "FreeLaw",
+            "StackExchange",
+            "USPTO Backgrounds",
+            "PubMed Abstracts",
+            "Gutenberg (PG-19)",
+            "OpenSubtitles",
+            "Wikipedia (en)",
+            "DM Mathematics",
+            "Ubuntu IRC",
+            "BookCorpus2",
+            "EuroParl",
+            "HackerNews",
+            "YoutubeSubtitles",
+            "PhilPapers",
+            "NIH ExPorter",
+            "Enron Emails",
+        }
+    )
 
     def make_document(self, record: dict[str, Any], relative: str, line: int) -> Document:
         """Return the Document of one line; raise RecordError when the text or the subset is missing."""
         text = checked_text(record.get("text"))
         subset, meta = subset_from_meta(record, "pile_set_name")
-        return Document(text=text, id=self.derived_id(relative, line),
-                        metadata={"source": self.source.name, "subset": subset, "meta": meta})
+        return Document(
+            text=text,
+            id=self.derived_id(relative, line),
+            metadata={"source": self.source.name, "subset": subset, "meta": meta},
+        )

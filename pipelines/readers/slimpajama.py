@@ -23,14 +23,24 @@ class SlimPajamaReader(JsonLinesReader):
         "RedPajamaGithub": "code",
         "RedPajama*": "curated",
     }
-    known_subsets: ClassVar[frozenset[str] | None] = frozenset({
-        "RedPajamaCommonCrawl", "RedPajamaC4", "RedPajamaGithub", "RedPajamaBook", "RedPajamaArXiv",
-        "RedPajamaWikipedia", "RedPajamaStackExchange",
-    })
+    known_subsets: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "RedPajamaCommonCrawl",
+            "RedPajamaC4",
+            "RedPajamaGithub",
+            "RedPajamaBook",
+            "RedPajamaArXiv",
+            "RedPajamaWikipedia",
+            "RedPajamaStackExchange",
+        }
+    )
 
     def make_document(self, record: dict[str, Any], relative: str, line: int) -> Document:
         """Return the Document of one line; raise RecordError when the text or the subset is missing."""
         text = checked_text(record.get("text"))
         subset, meta = subset_from_meta(record, "redpajama_set_name")
-        return Document(text=text, id=self.derived_id(relative, line),
-                        metadata={"source": self.source.name, "subset": subset, "meta": meta})
+        return Document(
+            text=text,
+            id=self.derived_id(relative, line),
+            metadata={"source": self.source.name, "subset": subset, "meta": meta},
+        )

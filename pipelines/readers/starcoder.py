@@ -13,8 +13,11 @@ from gristmill.pipelines.readers.base import ParquetRowsReader, checked_text
 # first line (StarCoder's training format put repository metadata in front of some files).
 _VALUE = r"(?:(?!<reponame>|<filename>|<gh_stars>)[^\n])*"
 _HEADER = re.compile(rf"(<reponame>{_VALUE})?(<filename>{_VALUE})?(<gh_stars>{_VALUE})?(?:\n|\Z)")
-_METADATA_COLUMNS = {"max_stars_repo_name": "repo_name", "max_stars_repo_path": "repo_path",
-                     "max_stars_count": "stars"}
+_METADATA_COLUMNS = {
+    "max_stars_repo_name": "repo_name",
+    "max_stars_repo_path": "repo_path",
+    "max_stars_count": "stars",
+}
 
 
 def strip_header(content: str) -> str:
@@ -24,7 +27,7 @@ def strip_header(content: str) -> str:
     match = _HEADER.match(content)
     if match is None or not any(match.groups()):
         return content
-    return content[match.end():]
+    return content[match.end() :]
 
 
 class StarcoderReader(ParquetRowsReader):
@@ -44,8 +47,11 @@ class StarcoderReader(ParquetRowsReader):
         text = strip_header(checked_text(row.get("content"), "content"))
         language = path.rstrip("/").split("/")[-2] if "/" in path else "default"
         native = row.get("id")
-        doc_id = (f"{self.source.name}/{language}/{native}" if native is not None and native != ""
-                  else self.derived_id(relative, index))
+        doc_id = (
+            f"{self.source.name}/{language}/{native}"
+            if native is not None and native != ""
+            else self.derived_id(relative, index)
+        )
         metadata: dict[str, Any] = {"source": self.source.name, "subset": language}
         for column, key in _METADATA_COLUMNS.items():
             if row.get(column) is not None:

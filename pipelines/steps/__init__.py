@@ -1,11 +1,11 @@
 """The build's steps, one module per kind, and `build_steps`: the whole sequence in one place.
 
-    ingest      ReadSources → filters (gristmill's and the recipe's datatrove steps) → WriteDocuments
-    dedupe/     exact and MinHash-LSH near duplicates across sources: signatures … apply
-    tokenizer   copy or train the build's tokenizer on the clean documents
-    tokenize    encode the clean documents into token files
-    plan        mix, epoch and length-bucket every stage
-    pack        gather each shard's rows and write it
+ingest      ReadSources → filters (gristmill's and the recipe's datatrove steps) → WriteDocuments
+dedupe/     exact and MinHash-LSH near duplicates across sources: signatures … apply
+tokenizer   copy or train the build's tokenizer on the clean documents
+tokenize    encode the clean documents into token files
+plan        mix, epoch and length-bucket every stage
+pack        gather each shard's rows and write it
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ if TYPE_CHECKING:  # the recipe imports the dedupe package's config, so this pac
 __all__ = ["build_steps", "shard_steps"]
 
 
-def build_steps(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], *,
-                strict: bool = False) -> Iterator[Step]:
+def build_steps(
+    recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], *, strict: bool = False
+) -> Iterator[Step]:
     """Yield the recipe's steps in the order they run.
 
     Lazily: a step is made only once the one before it has run, because later steps are sized from earlier
@@ -44,8 +45,9 @@ def build_steps(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], *,
         yield from shard_steps(recipe, layout, inputs)
 
 
-def shard_steps(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], *,
-                shard_bytes: int = SHARD_BYTES) -> list[Step]:
+def shard_steps(
+    recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], *, shard_bytes: int = SHARD_BYTES
+) -> list[Step]:
     """Return the tokenize, plan and pack steps for the clean files `inputs` ((source, task) pairs)."""
     from gristmill.pipelines.build.engine import Step
     from gristmill.pipelines.steps.pack import PackShards
@@ -55,8 +57,12 @@ def shard_steps(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int
     inputs = sorted(inputs)
     jobs = pack_jobs(recipe, shard_bytes)
     return [
-        Step("tokenize", [TokenizeDocuments(layout, inputs)], tasks=len(inputs),
-             after=lambda: write_source_histograms(layout, inputs)),
+        Step(
+            "tokenize",
+            [TokenizeDocuments(layout, inputs)],
+            tasks=len(inputs),
+            after=lambda: write_source_histograms(layout, inputs),
+        ),
         Step("plan", [PlanShards(recipe, layout, inputs, shard_bytes)], tasks=1, mem_per_cpu_gb=4.0),
         Step("pack", [PackShards(recipe, layout, inputs, jobs)], tasks=len(jobs), mem_per_cpu_gb=2.0),
     ]

@@ -60,8 +60,10 @@ def plan_work_units(recipe: Recipe) -> list[WorkUnit]:
         files = source_files(source, skipped)
         if skipped:
             listed = "\n  ".join(skipped)
-            logger.warning(f"source {source.name!r}: skipped {len(skipped)} files that are not "
-                           f"{source.format} data files:\n  {listed}")
+            logger.warning(
+                f"source {source.name!r}: skipped {len(skipped)} files that are not "
+                f"{source.format} data files:\n  {listed}"
+            )
         n = recipe.files_per_task
         for task, start in enumerate(range(0, len(files), n)):
             units.append(WorkUnit(source.name, task, tuple(files[start : start + n])))
@@ -142,9 +144,11 @@ class CountRemoved(PipelineStep):
             while pending and pending[0] is not out:
                 self.tally.drop(pending.popleft(), self.label)
             if not pending:
-                raise BuildError(f"ingest step {self.label!r} yielded a document it was not given "
-                                 f"({out.id!r}); steps in the ingest chain may only keep, change or drop",
-                                 where="ingest_steps")
+                raise BuildError(
+                    f"ingest step {self.label!r} yielded a document it was not given "
+                    f"({out.id!r}); steps in the ingest chain may only keep, change or drop",
+                    where="ingest_steps",
+                )
             pending.popleft()
             yield out
         for doc in pending:
@@ -157,8 +161,14 @@ class ReadSources(PipelineStep):
     name = "read sources"
     type = "📖 - READER"
 
-    def __init__(self, recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], tally: IngestTally,
-                 strict: bool = False) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        layout: BuildLayout,
+        units: list[WorkUnit],
+        tally: IngestTally,
+        strict: bool = False,
+    ) -> None:
         super().__init__()
         self.recipe = recipe
         self.layout = layout
@@ -243,8 +253,9 @@ class WriteDocuments(WritingStep):
         self.stat_update("written", value=writer.count)
 
 
-def ingest_chain(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit],
-                 strict: bool = False) -> list[PipelineStep]:
+def ingest_chain(
+    recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], strict: bool = False
+) -> list[PipelineStep]:
     """Return the ingest pipeline: reader, gristmill's filters with the recipe's steps at their places,
     writer; every step that can drop a document counts its drops in one shared tally."""
     tally = IngestTally(recipe.filters.samples_per_reason)
@@ -256,15 +267,21 @@ def ingest_chain(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit],
         middle += [_counted(e.build(), e.label, tally) for e in recipe.ingest_steps if e.after == name]
         placed.discard(name)
     middle += [_counted(e.build(), e.label, tally) for e in recipe.ingest_steps if e.after in placed]
-    return [ReadSources(recipe, layout, units, tally, strict=strict), *middle,
-            WriteDocuments(layout, units, tally)]
+    return [
+        ReadSources(recipe, layout, units, tally, strict=strict),
+        *middle,
+        WriteDocuments(layout, units, tally),
+    ]
 
 
 def _counted(step: PipelineStep, label: str, tally: IngestTally) -> PipelineStep:
     if isinstance(step, BaseFilter):
         if step.exclusion_writer is not None:
-            raise BuildError(f"ingest step {label!r} has an exclusion writer of its own; the build "
-                             "counts and samples drops itself (BUILD/dropped/)", where="ingest_steps")
+            raise BuildError(
+                f"ingest step {label!r} has an exclusion writer of its own; the build "
+                "counts and samples drops itself (BUILD/dropped/)",
+                where="ingest_steps",
+            )
         step.exclusion_writer = CountDrops(tally, label)
         return step
     return CountRemoved(step, label, tally)
@@ -296,5 +313,9 @@ def check_excluded_subsets(recipe: Recipe, layout: BuildLayout, units: list[Work
 def ingest_step(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit], strict: bool = False) -> Step:
     """Return the step that reads, selects, filters and writes every source's documents; once it has run,
     every `exclude_subsets` name must have been seen (`check_excluded_subsets`)."""
-    return Step("ingest", ingest_chain(recipe, layout, units, strict), tasks=len(units),
-                after=lambda: check_excluded_subsets(recipe, layout, units))
+    return Step(
+        "ingest",
+        ingest_chain(recipe, layout, units, strict),
+        tasks=len(units),
+        after=lambda: check_excluded_subsets(recipe, layout, units),
+    )

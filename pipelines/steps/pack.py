@@ -29,8 +29,9 @@ class PackShards(WritingStep):
     name = "pack"
     type = "📦 - PACKER"
 
-    def __init__(self, recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]],
-                 jobs: list[tuple[int, int]]) -> None:
+    def __init__(
+        self, recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], jobs: list[tuple[int, int]]
+    ) -> None:
         super().__init__()
         self.recipe = recipe
         self.layout = layout
@@ -58,8 +59,13 @@ class PackShards(WritingStep):
             blocks.extend(tokens.blocks)
 
         tokenizer = Tokenizer.load(self.layout.tokenizer_dir)
-        meta = ShardMeta(seq_len=stage.seq_len, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id,
-                         tokenizer_hash=tokenizer.content_hash, bos_id=tokenizer.framing.bos_id)
+        meta = ShardMeta(
+            seq_len=stage.seq_len,
+            pad_id=tokenizer.pad_id,
+            eos_id=tokenizer.eos_id,
+            tokenizer_hash=tokenizer.content_hash,
+            bos_id=tokenizer.framing.bos_id,
+        )
         capacity = stage.seq_len + 1
         token_rows = gather_tokens(pieces, rows, capacity, tokenizer.pad_id, block, block_start, blocks)
         list_offsets, offsets = row_offsets(pieces, rows)
@@ -71,12 +77,18 @@ class PackShards(WritingStep):
         per_source = np.bincount(col["source"], weights=pieces.length, minlength=len(names)).astype(np.int64)
         tokens = int(pieces.length.sum())
         entry = ShardEntry(
-            path=self.layout.relative(path), rows=rows, tokens=tokens,
+            path=self.layout.relative(path),
+            rows=rows,
+            tokens=tokens,
             source_tokens={names[i]: int(n) for i, n in enumerate(per_source) if n},
-            xxh3=written.xxh3, bytes=written.bytes, padding_tokens=rows * capacity - tokens,
-            split_documents=int(reader.schema.metadata[b"split_documents"]))
-        write_json(self.layout.shard_file(stage_index, stage.seq_len, shard, "json"),
-                   entry.model_dump(mode="json"))
+            xxh3=written.xxh3,
+            bytes=written.bytes,
+            padding_tokens=rows * capacity - tokens,
+            split_documents=int(reader.schema.metadata[b"split_documents"]),
+        )
+        write_json(
+            self.layout.shard_file(stage_index, stage.seq_len, shard, "json"), entry.model_dump(mode="json")
+        )
         self.stat_update("rows", value=rows)
         self.stat_update("tokens", value=tokens)
 
@@ -88,21 +100,37 @@ def collect_stages(recipe: Recipe, layout: BuildLayout) -> list[StageEntry]:
     entries = []
     for stage, summary in zip(recipe.stages, plan["stages"]):
         index = summary["index"]
-        shards = [ShardEntry.model_validate(read_json(layout.shard_file(index, stage.seq_len, n, "json")))
-                  for n in range(summary["shards"])]
+        shards = [
+            ShardEntry.model_validate(read_json(layout.shard_file(index, stage.seq_len, n, "json")))
+            for n in range(summary["shards"])
+        ]
         source_tokens = {name: s["tokens"] for name, s in summary["sources"].items()}
-        entries.append(StageEntry(
-            name=stage.name, seq_len=stage.seq_len, tokens_per_batch=stage.tokens_per_batch,
-            rows=sum(s.rows for s in shards), tokens=sum(s.tokens for s in shards),
-            padding_tokens=sum(s.padding_tokens for s in shards),
-            split_documents=sum(s.split_documents for s in shards), source_tokens=source_tokens,
-            sampling={name: sampling[name] for name in source_tokens}, shards=shards))
+        entries.append(
+            StageEntry(
+                name=stage.name,
+                seq_len=stage.seq_len,
+                tokens_per_batch=stage.tokens_per_batch,
+                rows=sum(s.rows for s in shards),
+                tokens=sum(s.tokens for s in shards),
+                padding_tokens=sum(s.padding_tokens for s in shards),
+                split_documents=sum(s.split_documents for s in shards),
+                source_tokens=source_tokens,
+                sampling={name: sampling[name] for name in source_tokens},
+                shards=shards,
+            )
+        )
     return entries
 
 
 def tokenizer_entry(layout: BuildLayout) -> TokenizerEntry:
     """Return the manifest's entry for the tokenizer in BUILD/tokenizer/."""
     tokenizer = Tokenizer.load(layout.tokenizer_dir)
-    return TokenizerEntry(path="tokenizer/", hash=tokenizer.content_hash, vocab_size=tokenizer.vocab_size,
-                          bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
-                          framing=tokenizer.framing.name)
+    return TokenizerEntry(
+        path="tokenizer/",
+        hash=tokenizer.content_hash,
+        vocab_size=tokenizer.vocab_size,
+        bos_id=tokenizer.bos_id,
+        eos_id=tokenizer.eos_id,
+        pad_id=tokenizer.pad_id,
+        framing=tokenizer.framing.name,
+    )

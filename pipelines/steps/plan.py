@@ -26,10 +26,17 @@ from gristmill.shards.plan import (
 )
 from gristmill.storage import atomic_write, write_json
 
-SHARD_LAYOUT_SCHEMA = pa.schema([
-    ("row", pa.int32()), ("offset", pa.int32()), ("length", pa.int32()), ("start", pa.int32()),
-    ("source", pa.uint8()), ("file", pa.int32()), ("doc", pa.int64()),
-])
+SHARD_LAYOUT_SCHEMA = pa.schema(
+    [
+        ("row", pa.int32()),
+        ("offset", pa.int32()),
+        ("length", pa.int32()),
+        ("start", pa.int32()),
+        ("source", pa.uint8()),
+        ("file", pa.int32()),
+        ("doc", pa.int64()),
+    ]
+)
 
 
 def stage_specs(recipe: Recipe) -> list[StageSpec]:
@@ -49,8 +56,9 @@ class PlanShards(WritingStep):
     name = "plan"
     type = "🗺️ - PLANNER"
 
-    def __init__(self, recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]],
-                 shard_bytes: int) -> None:
+    def __init__(
+        self, recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], shard_bytes: int
+    ) -> None:
         super().__init__()
         self.recipe = recipe
         self.layout = layout
@@ -61,14 +69,18 @@ class PlanShards(WritingStep):
         names = [s.name for s in self.recipe.sources]
         per_file = [TokenFile.open(self.layout.token_file(s, t)).lengths for s, t in self.inputs]
         files_of = {name: [i for i, (s, _) in enumerate(self.inputs) if s == name] for name in names}
-        lengths = {name: np.concatenate([per_file[i] for i in files_of[name]] or [np.zeros(0, np.int64)])
-                   for name in names}
+        lengths = {
+            name: np.concatenate([per_file[i] for i in files_of[name]] or [np.zeros(0, np.int64)])
+            for name in names
+        }
         try:
             plan = make_plan(lengths, stage_specs(self.recipe), self.recipe.seed, self.shard_bytes)
         except ValueError as e:
-            raise BuildError(f"cannot plan the stages: {e}", path=self.layout.tokens_dir,
-                             hint="check the recipe's stage weights against the sources that kept documents"
-                             ) from None
+            raise BuildError(
+                f"cannot plan the stages: {e}",
+                path=self.layout.tokens_dir,
+                hint="check the recipe's stage weights against the sources that kept documents",
+            ) from None
         # source-global document index → (input file index, document index in the file)
         file_base = {name: np.cumsum([0] + [len(per_file[i]) for i in files_of[name]]) for name in names}
 
@@ -87,20 +99,35 @@ class PlanShards(WritingStep):
                 codes = np.asarray([names.index(n) for n in stage.packings] or [0], np.uint8)[sources]
                 table = pa.Table.from_arrays(
                     [p.row, p.offset, p.length, p.start, codes, file, doc], schema=SHARD_LAYOUT_SCHEMA
-                ).replace_schema_metadata({"rows": str(shard_layout.rows),
-                                           "split_documents": str(shard_layout.split_documents)})
-                with atomic_write(self.layout.shard_layout_file(stage.index, shard)) as f, \
-                        pa.ipc.new_file(f, table.schema) as writer:
+                ).replace_schema_metadata(
+                    {"rows": str(shard_layout.rows), "split_documents": str(shard_layout.split_documents)}
+                )
+                with (
+                    atomic_write(self.layout.shard_layout_file(stage.index, shard)) as f,
+                    pa.ipc.new_file(f, table.schema) as writer,
+                ):
                     writer.write_table(table)
             stages.append(_stage_summary(stage, lengths))
-        write_json(self.layout.plan_file, {
-            "seed": self.recipe.seed, "shard_bytes": self.shard_bytes,
-            "inputs": [[s, t, len(n)] for (s, t), n in zip(self.inputs, per_file)],
-            "sources": {name: {"documents": s.documents, "tokens": s.tokens, "used_tokens": s.used_tokens,
-                               "full_epochs": s.full_epochs, "extra_copies": s.extra_copies,
-                               "sampling": s.factor} for name, s in plan.sampling.items()},
-            "stages": stages,
-        })
+        write_json(
+            self.layout.plan_file,
+            {
+                "seed": self.recipe.seed,
+                "shard_bytes": self.shard_bytes,
+                "inputs": [[s, t, len(n)] for (s, t), n in zip(self.inputs, per_file)],
+                "sources": {
+                    name: {
+                        "documents": s.documents,
+                        "tokens": s.tokens,
+                        "used_tokens": s.used_tokens,
+                        "full_epochs": s.full_epochs,
+                        "extra_copies": s.extra_copies,
+                        "sampling": s.factor,
+                    }
+                    for name, s in plan.sampling.items()
+                },
+                "stages": stages,
+            },
+        )
 
 
 def _stage_summary(stage: PackedStage, lengths: dict[str, np.ndarray]) -> dict:
@@ -109,14 +136,25 @@ def _stage_summary(stage: PackedStage, lengths: dict[str, np.ndarray]) -> dict:
         first = packing.pieces.doc[packing.pieces.start == 0]
         doc_lengths = lengths[name][first]
         sources[name] = {
-            "target_tokens": packing.target_tokens, "tokens": packing.tokens, "rows": packing.rows,
-            "padding_tokens": packing.padding, "split_documents": packing.split_documents,
+            "target_tokens": packing.target_tokens,
+            "tokens": packing.tokens,
+            "rows": packing.rows,
+            "padding_tokens": packing.padding,
+            "split_documents": packing.split_documents,
             "documents": len(first),
             "length_range": [int(doc_lengths.min()), int(doc_lengths.max())] if len(first) else [0, 0],
             "log2_histogram": log2_histogram(doc_lengths),
         }
-    return {"index": stage.index, "name": stage.spec.name, "seq_len": stage.spec.seq_len,
-            "budget_tokens": stage.spec.tokens, "shares": stage.spec.shares, "shards": stage.shards,
-            "rows": stage.rows, "tokens": sum(s["tokens"] for s in sources.values()),
-            "padding_tokens": sum(s["padding_tokens"] for s in sources.values()),
-            "split_documents": sum(s["split_documents"] for s in sources.values()), "sources": sources}
+    return {
+        "index": stage.index,
+        "name": stage.spec.name,
+        "seq_len": stage.spec.seq_len,
+        "budget_tokens": stage.spec.tokens,
+        "shares": stage.spec.shares,
+        "shards": stage.shards,
+        "rows": stage.rows,
+        "tokens": sum(s["tokens"] for s in sources.values()),
+        "padding_tokens": sum(s["padding_tokens"] for s in sources.values()),
+        "split_documents": sum(s["split_documents"] for s in sources.values()),
+        "sources": sources,
+    }

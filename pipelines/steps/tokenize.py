@@ -23,11 +23,13 @@ from gristmill.shards.plan import log2_histogram
 from gristmill.storage import atomic_write, filesystem, read_json, write_json
 from gristmill.tokenizer.interface import Tokenizer
 
-TOKEN_FILE_SCHEMA = pa.schema([
-    pa.field("row", pa.int32(), nullable=False),
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("tokens", pa.list_(pa.int32()), nullable=False),
-])
+TOKEN_FILE_SCHEMA = pa.schema(
+    [
+        pa.field("row", pa.int32(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("tokens", pa.list_(pa.int32()), nullable=False),
+    ]
+)
 ENCODE_BATCH = 1024
 
 
@@ -35,7 +37,7 @@ def add_histograms(counts: Sequence[Sequence[int]]) -> list[int]:
     """Return the bucket-wise sum of log2 histograms of different lengths."""
     total = np.zeros(max((len(c) for c in counts), default=0), np.int64)
     for c in counts:
-        total[:len(c)] += np.asarray(c, np.int64)
+        total[: len(c)] += np.asarray(c, np.int64)
     return total.tolist()
 
 
@@ -57,26 +59,39 @@ class TokenizeDocuments(WritingStep):
         lengths: list[np.ndarray] = []
         row = 0
         fs, inner = filesystem(self.layout.clean_file(source, task))
-        with fs.open(inner, "rb") as f, atomic_write(self.layout.token_file(source, task)) as out, \
-                pa.ipc.new_file(out, TOKEN_FILE_SCHEMA) as writer:
+        with (
+            fs.open(inner, "rb") as f,
+            atomic_write(self.layout.token_file(source, task)) as out,
+            pa.ipc.new_file(out, TOKEN_FILE_SCHEMA) as writer,
+        ):
             for batch in pq.ParquetFile(f).iter_batches(batch_size=ENCODE_BATCH, columns=["id", "text"]):
                 ids = tokenizer.encode_batch(batch.column("text").to_pylist())
                 docs = [framing.frame(d) for d in ids]
                 sizes = np.fromiter((len(d) for d in docs), np.int64, len(docs))
                 offsets = np.zeros(len(docs) + 1, np.int32)
                 np.cumsum(sizes, out=offsets[1:])
-                tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(docs) if docs
-                                                                             else np.zeros(0, np.int32)))
-                writer.write_batch(pa.RecordBatch.from_arrays(
-                    [pa.array(np.arange(row, row + len(docs), dtype=np.int32)), batch.column("id"), tokens],
-                    schema=TOKEN_FILE_SCHEMA))
+                tokens = pa.ListArray.from_arrays(
+                    pa.array(offsets), pa.array(np.concatenate(docs) if docs else np.zeros(0, np.int32))
+                )
+                writer.write_batch(
+                    pa.RecordBatch.from_arrays(
+                        [
+                            pa.array(np.arange(row, row + len(docs), dtype=np.int32)),
+                            batch.column("id"),
+                            tokens,
+                        ],
+                        schema=TOKEN_FILE_SCHEMA,
+                    )
+                )
                 row += len(docs)
                 lengths.append(sizes)
                 self.stat_update("documents", value=len(docs))
                 self.stat_update("tokens", value=int(sizes.sum()))
         sizes = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
-        write_json(self.layout.token_file(source, task, "json"), {
-            "documents": len(sizes), "tokens": int(sizes.sum()), "log2_histogram": log2_histogram(sizes)})
+        write_json(
+            self.layout.token_file(source, task, "json"),
+            {"documents": len(sizes), "tokens": int(sizes.sum()), "log2_histogram": log2_histogram(sizes)},
+        )
 
 
 def write_source_histograms(layout: BuildLayout, inputs: list[tuple[str, int]]) -> None:
@@ -85,10 +100,15 @@ def write_source_histograms(layout: BuildLayout, inputs: list[tuple[str, int]]) 
     for source, task in inputs:
         by_source.setdefault(source, []).append(read_json(layout.token_file(source, task, "json")))
     for source, stats in by_source.items():
-        write_json(layout.histogram_file(source), {
-            "documents": sum(s["documents"] for s in stats), "tokens": sum(s["tokens"] for s in stats),
-            "log2_histogram": add_histograms([s["log2_histogram"] for s in stats]),
-            "bucket": "log2_histogram[b] counts documents of [2^b, 2^(b+1)) tokens, bos/eos included"})
+        write_json(
+            layout.histogram_file(source),
+            {
+                "documents": sum(s["documents"] for s in stats),
+                "tokens": sum(s["tokens"] for s in stats),
+                "log2_histogram": add_histograms([s["log2_histogram"] for s in stats]),
+                "bucket": "log2_histogram[b] counts documents of [2^b, 2^(b+1)) tokens, bos/eos included",
+            },
+        )
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -124,10 +144,16 @@ class TokenFile:
             blocks.append(tokens.values.to_numpy())
             if with_ids:
                 ids.extend(reader.get_batch(b).column("id").to_pylist())
-        return cls(path, ids if with_ids else None, _concat(lengths, np.int64),
-                   _concat(block, np.int32), _concat(start, np.int64), blocks)
+        return cls(
+            path,
+            ids if with_ids else None,
+            _concat(lengths, np.int64),
+            _concat(block, np.int32),
+            _concat(start, np.int64),
+            blocks,
+        )
 
     def document(self, d: int) -> np.ndarray:
         """Return the tokens of document `d` (framing included)."""
         s = self.start[d]
-        return self.blocks[self.block[d]][s:s + self.lengths[d]]
+        return self.blocks[self.block[d]][s : s + self.lengths[d]]

@@ -68,7 +68,12 @@ def prepare_tokenizer(
             )
             seed = config.train.seed if config.train.seed is not None else recipe.seed
             train_tokenizer(
-                config.train, documents, tmp, weights=mixture_weights(recipe), seed=seed, console=console,
+                config.train,
+                documents,
+                tmp,
+                weights=mixture_weights(recipe),
+                seed=seed,
+                console=console,
                 name=target,
             )
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 directories
@@ -99,5 +104,10 @@ def tokenizer_step(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, 
     """Return the step that gives the build its tokenizer; it takes the CPUs its trainer uses."""
     train = recipe.tokenizer.train if recipe.tokenizer.path is None else None
     cpus = train.num_threads if train is not None else 1
-    return Step("tokenizer", [PrepareTokenizer(recipe, layout, inputs)], tasks=1, cpus_per_task=cpus,
-                mem_per_cpu_gb=_TRAINING_GB_PER_CPU if train is not None else 1.0)
+    return Step(
+        "tokenizer",
+        [PrepareTokenizer(recipe, layout, inputs)],
+        tasks=1,
+        cpus_per_task=cpus,
+        mem_per_cpu_gb=_TRAINING_GB_PER_CPU if train is not None else 1.0,
+    )

@@ -27,14 +27,14 @@ def zstd_frames(data: bytes, frames: int = 1) -> bytes:
     lines = data.splitlines(keepends=True) or [b""]
     step = -(-len(lines) // frames)
     compressor = zstandard.ZstdCompressor(level=3, write_checksum=True)
-    return b"".join(compressor.compress(b"".join(lines[i:i + step])) for i in range(0, len(lines), step))
+    return b"".join(compressor.compress(b"".join(lines[i : i + step])) for i in range(0, len(lines), step))
 
 
 def gzip_members(data: bytes, members: int = 1) -> bytes:
     """Return `data` gzip-compressed as `members` concatenated members split at line ends."""
     lines = data.splitlines(keepends=True)
     step = -(-len(lines) // members)
-    return b"".join(gzip.compress(b"".join(lines[i:i + step]), mtime=0) for i in range(0, len(lines), step))
+    return b"".join(gzip.compress(b"".join(lines[i : i + step]), mtime=0) for i in range(0, len(lines), step))
 
 
 def parquet_bytes(table: pa.Table, row_group_size: int = 1024, **options: Any) -> bytes:

@@ -68,12 +68,13 @@ def collect_pieces(root: str, manifest: Manifest) -> Pieces:
                 src, task = inputs[file]
                 assert src == names[source], (shard.path, row, src, names[source])
                 found.by_doc.setdefault((src, task, doc), []).append(
-                    (start, tokens[row, offset:offset + length]))
+                    (start, tokens[row, offset : offset + length])
+                )
             for row, row_offsets in enumerate(offsets):
                 spans = sorted(laid.get(row, []))
                 assert [o for o, _ in spans] == row_offsets[:-1].tolist(), (shard.path, row)
                 assert [o + n for o, n in spans] == row_offsets[1:].tolist(), (shard.path, row)
-                assert (tokens[row, row_offsets[-1]:] == pad_id).all(), (shard.path, row)
+                assert (tokens[row, row_offsets[-1] :] == pad_id).all(), (shard.path, row)
                 found.stored_tokens += int(row_offsets[-1])
             found.rows += len(offsets)
     return found
@@ -88,16 +89,20 @@ def copies_of(pieces: list[tuple[int, np.ndarray]], tokens: np.ndarray, key: Doc
     copies = sum(1 for start, _ in pieces if start == 0)
     coverage = np.zeros(len(tokens) + 1, int)
     for start, piece in pieces:
-        np.testing.assert_array_equal(piece, tokens[start:start + len(piece)], err_msg=str(key))
+        np.testing.assert_array_equal(piece, tokens[start : start + len(piece)], err_msg=str(key))
         coverage[start] += 1
         coverage[start + len(piece)] -= 1
     assert (np.cumsum(coverage)[:-1] == copies).all(), key
     return copies
 
 
-def assert_rebuilt(found: Pieces, expected: dict[tuple[str, int], Sequence[np.ndarray]],
-                   texts: dict[tuple[str, int], Sequence[str]], plan: dict,
-                   decode: Callable[[np.ndarray], str]) -> dict[str, np.ndarray]:
+def assert_rebuilt(
+    found: Pieces,
+    expected: dict[tuple[str, int], Sequence[np.ndarray]],
+    texts: dict[tuple[str, int], Sequence[str]],
+    plan: dict,
+    decode: Callable[[np.ndarray], str],
+) -> dict[str, np.ndarray]:
     """Assert that every document is in the shards as many times as plan.json's sampling says; return the
     copies of each document per source.
 
@@ -121,8 +126,9 @@ def assert_rebuilt(found: Pieces, expected: dict[tuple[str, int], Sequence[np.nd
     result = {source: np.asarray(c) for source, c in counts.items()}
     for source, copies in result.items():
         sampling = plan["sources"][source]
-        lengths = np.concatenate([[len(t) for t in docs] for (s, _), docs in sorted(expected.items())
-                                  if s == source])
+        lengths = np.concatenate(
+            [[len(t) for t in docs] for (s, _), docs in sorted(expected.items()) if s == source]
+        )
         full = sampling["full_epochs"]
         assert set(np.unique(copies)) <= {full, full + 1}, source
         assert (copies == full + 1).sum() == sampling["extra_copies"], source
@@ -132,8 +138,12 @@ def assert_rebuilt(found: Pieces, expected: dict[tuple[str, int], Sequence[np.nd
     return result
 
 
-def assert_rows_encode_like_hf(found: Pieces, texts: dict[tuple[str, int], Sequence[str]],
-                               hf_encode: Callable[[str], list[int]], eos_id: int) -> int:
+def assert_rows_encode_like_hf(
+    found: Pieces,
+    texts: dict[tuple[str, int], Sequence[str]],
+    hf_encode: Callable[[str], list[int]],
+    eos_id: int,
+) -> int:
     """Assert that every document stored whole in one row holds exactly the ids the exported HF tokenizer
     gives its text (bos included where the framing has it), then eos; return how many were checked."""
     checked = 0

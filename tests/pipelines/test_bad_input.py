@@ -14,16 +14,20 @@ from gristmill.pipelines.readers import source_files
 from gristmill.streams import Line, split_lines
 
 CODECS = {"zst": "zstd", "gz": "gzip"}
-LFS_POINTER = (b"version https://git-lfs.github.com/spec/v1\n"
-               b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 123456\n")
+LFS_POINTER = (
+    b"version https://git-lfs.github.com/spec/v1\n"
+    b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 123456\n"
+)
 
 
 def pile_records(n: int, seed: int = 0) -> list[dict]:
     """n Pile records of ~300 bytes that compress about 4x, numbered in their text."""
     rng = random.Random(seed)
     words = [f"w{rng.randrange(5000)}" for _ in range(3000)]
-    return [{"text": f"{i} " + " ".join(rng.choices(words, k=45)), "meta": {"pile_set_name": "Pile-CC"}}
-            for i in range(n)]
+    return [
+        {"text": f"{i} " + " ".join(rng.choices(words, k=45)), "meta": {"pile_set_name": "Pile-CC"}}
+        for i in range(n)
+    ]
 
 
 def compress(files, ext: str, data: bytes, parts: int = 1) -> bytes:
@@ -34,10 +38,10 @@ def compress(files, ext: str, data: bytes, parts: int = 1) -> bytes:
 def test_truncated_file_keeps_every_record_before_the_cut(files, ext):
     records = pile_records(3000)
     blob = compress(files, ext, files.jsonl(records))
-    path = files.write(f"pile/00.jsonl.{ext}", blob[:len(blob) * 2 // 3])
+    path = files.write(f"pile/00.jsonl.{ext}", blob[: len(blob) * 2 // 3])
     docs, bad = files.read(files.source("pile", "pile/*"), path)
     assert 0 < len(docs) < len(records)
-    assert [d.text for d in docs] == [r["text"] for r in records[:len(docs)]]
+    assert [d.text for d in docs] == [r["text"] for r in records[: len(docs)]]
     assert len(bad) == 1
     assert bad[0].path == path and bad[0].where == f"line {len(docs) + 1}"
     assert bad[0].reason.startswith(f"truncated {CODECS[ext]} stream")
@@ -49,7 +53,7 @@ def test_corrupt_frame_mid_file_resumes_at_the_next_frame(files, ext):
     records = pile_records(2000)
     blob = bytearray(compress(files, ext, files.jsonl(records), parts=4))
     middle = len(blob) * 3 // 8  # inside the second of four frames
-    blob[middle:middle + 64] = bytes(64)
+    blob[middle : middle + 64] = bytes(64)
     path = files.write(f"pile/00.jsonl.{ext}", bytes(blob))
     docs, bad = files.read(files.source("pile", "pile/*"), path)
     texts = {d.text for d in docs}
@@ -64,7 +68,7 @@ def test_corrupt_single_frame_file_says_the_rest_is_lost(files, ext):
     records = pile_records(2000)
     blob = bytearray(compress(files, ext, files.jsonl(records)))
     middle = len(blob) // 2
-    blob[middle:middle + 64] = bytes(64)
+    blob[middle : middle + 64] = bytes(64)
     path = files.write(f"pile/00.jsonl.{ext}", bytes(blob))
     docs, bad = files.read(files.source("pile", "pile/*"), path)
     assert docs and [d.text for d in docs[:100]] == [r["text"] for r in records[:100]]
@@ -145,12 +149,24 @@ def test_line_splitting_never_buffers_past_the_limit():
 def test_line_splitting_across_chunk_boundaries():
     pieces = [b"ab", b"c\nde", b"f\n\n", b"g" * 5, b"h\ni"]
     assert list(split_lines(pieces, max_line_bytes=5)) == [
-        Line(1, b"abc", 3), Line(2, b"def", 3), Line(3, b"", 0), Line(4, None, 6), Line(5, b"i", 1)]
+        Line(1, b"abc", 3),
+        Line(2, b"def", 3),
+        Line(3, b"", 0),
+        Line(4, None, 6),
+        Line(5, b"i", 1),
+    ]
 
 
-@pytest.mark.parametrize(("fmt", "name"), [("pile", "00.jsonl.zst"), ("dolma", "c4-0000.json.gz"),
-                                           ("starcoder", "python/train.parquet"), ("jsonl", "a.jsonl"),
-                                           ("parquet", "a.parquet")])
+@pytest.mark.parametrize(
+    ("fmt", "name"),
+    [
+        ("pile", "00.jsonl.zst"),
+        ("dolma", "c4-0000.json.gz"),
+        ("starcoder", "python/train.parquet"),
+        ("jsonl", "a.jsonl"),
+        ("parquet", "a.parquet"),
+    ],
+)
 def test_empty_files_yield_nothing(files, fmt, name):
     path = files.write(f"d/{name}", b"")
     assert files.read(files.source(fmt, "d/**"), path) == ([], [])
@@ -161,9 +177,14 @@ def test_compressed_empty_content_yields_nothing(files):
     assert files.read(files.source("pile", "d/*"), path) == ([], [])
 
 
-@pytest.mark.parametrize(("fmt", "name"), [("slimpajama", "chunk1/example_train_0.jsonl.zst"),
-                                           ("dolma", "c4-0000.json.gz"),
-                                           ("starcoder", "python/train.parquet")])
+@pytest.mark.parametrize(
+    ("fmt", "name"),
+    [
+        ("slimpajama", "chunk1/example_train_0.jsonl.zst"),
+        ("dolma", "c4-0000.json.gz"),
+        ("starcoder", "python/train.parquet"),
+    ],
+)
 def test_git_lfs_pointer_in_place_of_data(files, fmt, name):
     path = files.write(f"d/{name}", LFS_POINTER)
     docs, bad = files.read(files.source(fmt, "d/**"), path)
@@ -189,13 +210,14 @@ def test_parquet_text_column_of_the_wrong_type(files):
     path = files.write("sc/python/train.parquet", files.parquet(pa.table({"content": [1, 2]})))
     docs, bad = files.read(files.source("starcoder", "sc/*/*.parquet"), path)
     assert docs == [] and [(b.where, b.reason) for b in bad] == [
-        ("file", "column `content` has type int64, expected string")]
+        ("file", "column `content` has type int64, expected string")
+    ]
 
 
 @pytest.mark.parametrize("damage", ["not parquet", "truncated"])
 def test_corrupt_parquet_file(files, damage):
     whole = files.parquet(pa.table({"content": ["x = 1\n"] * 10}))
-    data = b"this is not a parquet file at all" if damage == "not parquet" else whole[:len(whole) - 20]
+    data = b"this is not a parquet file at all" if damage == "not parquet" else whole[: len(whole) - 20]
     path = files.write("sc/python/train.parquet", data)
     docs, bad = files.read(files.source("starcoder", "sc/*/*.parquet"), path)
     assert docs == [] and len(bad) == 1 and bad[0].where == "file"
@@ -207,7 +229,7 @@ def test_corrupt_parquet_row_group_loses_only_its_rows(files):
     data = bytearray(files.parquet(table, row_group_size=10, compression="none", use_dictionary=False))
     middle = data.find(b"row 15 ")  # uncompressed plain pages: overwrite the second row group's values
     assert middle > 0
-    data[middle - 300:middle + 300] = b"\xff" * 600
+    data[middle - 300 : middle + 300] = b"\xff" * 600
     path = files.write("sc/python/train.parquet", bytes(data))
     docs, bad = files.read(files.source("starcoder", "sc/*/*.parquet"), path)
     texts = [d.text for d in docs]
@@ -225,8 +247,10 @@ def test_parquet_bad_rows_are_quarantined_and_neighbours_kept(files):
     path = files.write("sc/python/train.parquet", files.parquet(table))
     source = files.source("starcoder", "sc/*/*.parquet")
     docs, bad = files.read(source, path, max_document_bytes=50)
-    assert [(d.text, d.id) for d in docs] == [("good", "starcoderdata/python/train.parquet:0"),
-                                              ("good2", "starcoderdata/python/train.parquet:3")]
+    assert [(d.text, d.id) for d in docs] == [
+        ("good", "starcoderdata/python/train.parquet:0"),
+        ("good2", "starcoderdata/python/train.parquet:3"),
+    ]
     assert [(b.where, b.reason.split(" (")[0]) for b in bad] == [
         ("row 1", "invalid UTF-8 in column `content` at byte 0"),
         ("row 2", "`content` contains NUL bytes"),
@@ -253,4 +277,8 @@ def test_bad_records_serialise_for_the_quarantine_file(files):
     path = files.write("pile/00.jsonl", b"{oops\n")
     _, bad = files.read(files.source("jsonl", "pile/*"), path)
     assert json.loads(json.dumps(bad[0].to_dict())) == {
-        "path": path, "where": "line 1", "reason": bad[0].reason, "excerpt": "{oops"}
+        "path": path,
+        "where": "line 1",
+        "reason": bad[0].reason,
+        "excerpt": "{oops",
+    }

@@ -75,8 +75,11 @@ def test_a_rerun_removes_the_temporary_files_a_killed_build_left(ray_local, samp
     # what a build killed mid-write leaves: a tokenizer being trained, half-written files beside outputs
     (build / ".tokenizer.k1ll3d" / "sample").mkdir(parents=True)
     (build / ".tokenizer.k1ll3d" / "sample" / "train.jsonl").write_text("{}\n")
-    leftovers = [build / ".manifest.json.a1b2c3.tmp", build / "documents" / "dolma" / ".00000.parquet.x9.tmp",
-                 build / "clean" / "pile" / "00000.parquet.link.tmp"]
+    leftovers = [
+        build / ".manifest.json.a1b2c3.tmp",
+        build / "documents" / "dolma" / ".00000.parquet.x9.tmp",
+        build / "clean" / "pile" / "00000.parquet.link.tmp",
+    ]
     for path in leftovers:
         path.write_bytes(b"half")
     run_build(parse_recipe(data), BuildOptions())
@@ -160,16 +163,23 @@ def _write_yaml(tmp_path: Path, data: dict) -> str:
     return str(path)
 
 
-def test_a_recipe_inserts_a_stock_datatrove_filter_and_its_drops_are_accounted(ray_local, sample_corpus,
-                                                                               tmp_path):
+def test_a_recipe_inserts_a_stock_datatrove_filter_and_its_drops_are_accounted(
+    ray_local, sample_corpus, tmp_path
+):
     # Between Gopher quality and Gopher repetition: drop every document with the word "import" (the sample's
     # prose is Python's documentation, so some documents of each text source have it).
-    step = {"step": "datatrove.pipeline.filters.RegexFilter", "kwargs": {"regex_exp": r"\bimport\b"},
-            "name": "no-import", "after": "gopher_quality"}
+    step = {
+        "step": "datatrove.pipeline.filters.RegexFilter",
+        "kwargs": {"regex_exp": r"\bimport\b"},
+        "name": "no-import",
+        "after": "gopher_quality",
+    }
     recipe = parse_recipe(ingest_recipe(sample_corpus, tmp_path / "b", ingest_steps=[step]))
     manifest = run_build(recipe, BuildOptions())
-    dropped = {source: sum(c.filtered.get("no-import", 0) for c in subsets.values())
-               for source, subsets in manifest.accounting.items()}
+    dropped = {
+        source: sum(c.filtered.get("no-import", 0) for c in subsets.values())
+        for source, subsets in manifest.accounting.items()
+    }
     assert sum(dropped.values()) > 0, dropped
     for source, counts in manifest.source_totals().items():
         assert counts.balanced(), (source, counts)
@@ -182,8 +192,11 @@ def test_a_recipe_inserts_a_stock_datatrove_filter_and_its_drops_are_accounted(r
     for path in (tmp_path / "b" / "documents").rglob("*.parquet"):
         texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
         assert not any(pattern.search(t) for t in texts), path
-    samples = [json.loads(line) for p in (tmp_path / "b" / "dropped").rglob("*.jsonl")
-               for line in p.read_text().splitlines()]
+    samples = [
+        json.loads(line)
+        for p in (tmp_path / "b" / "dropped").rglob("*.jsonl")
+        for line in p.read_text().splitlines()
+    ]
     assert any(s["reason"] == "no-import" and pattern.search(s["text"]) for s in samples)
 
 
@@ -198,8 +211,27 @@ def test_recipe_check_refuses_a_bad_ingest_step(sample_corpus, tmp_path):
             parse_recipe({**base, "ingest_steps": [{"step": path}]})
         assert "ingest_steps.0" in str(e.value)
     with pytest.raises(ConfigError, match="unexpected keyword argument 'nope'"):
-        parse_recipe({**base, "ingest_steps": [{"step": "datatrove.pipeline.filters.RegexFilter",
-                                                "kwargs": {"regex_exp": "x", "nope": 1}}]})
+        parse_recipe(
+            {
+                **base,
+                "ingest_steps": [
+                    {
+                        "step": "datatrove.pipeline.filters.RegexFilter",
+                        "kwargs": {"regex_exp": "x", "nope": 1},
+                    }
+                ],
+            }
+        )
     with pytest.raises(ConfigError, match="unknown rule set 'gopher'"):
-        parse_recipe({**base, "ingest_steps": [{"step": "datatrove.pipeline.filters.RegexFilter",
-                                                "kwargs": {"regex_exp": "x"}, "after": "gopher"}]})
+        parse_recipe(
+            {
+                **base,
+                "ingest_steps": [
+                    {
+                        "step": "datatrove.pipeline.filters.RegexFilter",
+                        "kwargs": {"regex_exp": "x"},
+                        "after": "gopher",
+                    }
+                ],
+            }
+        )

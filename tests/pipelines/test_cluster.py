@@ -29,10 +29,24 @@ def small_recipe(sample: Path, output: Path) -> dict:
     short stage."""
     recipe = ingest_recipe(sample, output)
     recipe.update(
-        tokenizer={"train": {"backend": "sentencepiece-bpe", "profile": "llama2", "vocab_size": 1024,
-                             "sample_bytes": 2_000_000, "num_threads": 1}},
-        stages=[{"name": "short", "seq_len": 256, "tokens": 60_000, "tokens_per_batch": 4096,
-                 "weights": {"slimpajama": 0.4, "starcoderdata": 0.3, "dolma": 0.15, "pile": 0.15}}],
+        tokenizer={
+            "train": {
+                "backend": "sentencepiece-bpe",
+                "profile": "llama2",
+                "vocab_size": 1024,
+                "sample_bytes": 2_000_000,
+                "num_threads": 1,
+            }
+        },
+        stages=[
+            {
+                "name": "short",
+                "seq_len": 256,
+                "tokens": 60_000,
+                "tokens_per_batch": 4096,
+                "weights": {"slimpajama": 0.4, "starcoderdata": 0.3, "dolma": 0.15, "pile": 0.15},
+            }
+        ],
     )
     return recipe
 
@@ -54,9 +68,13 @@ def free_port() -> int:
 
 def node_args(temp_dir: str) -> dict:
     """One CPU, with ports of its own (other Ray instances here hold the default ones)."""
-    return {"num_cpus": 1, "temp_dir": temp_dir,
-            "metrics_export_port": free_port(), "runtime_env_agent_port": free_port(),
-            "dashboard_agent_listen_port": free_port()}
+    return {
+        "num_cpus": 1,
+        "temp_dir": temp_dir,
+        "metrics_export_port": free_port(),
+        "runtime_env_agent_port": free_port(),
+        "dashboard_agent_listen_port": free_port(),
+    }
 
 
 @pytest.fixture
@@ -84,8 +102,13 @@ def start_build(recipe: dict, tmp_path: Path, address: str) -> subprocess.Popen:
     path = tmp_path / f"{Path(recipe['output']).name}.json"
     path.write_text(json.dumps(recipe))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return subprocess.Popen([sys.executable, "-m", "gristmill", "build", str(path), "--address", address],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gristmill", "build", str(path), "--address", address],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def node_pids(*nodes) -> set[int]:
@@ -125,8 +148,9 @@ def wait_for_task(proc: subprocess.Popen, nodes: list, step: str) -> int:
     pytest.fail(f"no {step} task was seen running on {len(nodes)} node(s): " + proc.communicate()[0][-4000:])
 
 
-def test_three_nodes_losing_one_mid_step_build_the_same_bytes_as_one(ray_local, three_nodes, sample_corpus,
-                                                                      tmp_path):
+def test_three_nodes_losing_one_mid_step_build_the_same_bytes_as_one(
+    ray_local, three_nodes, sample_corpus, tmp_path
+):
     cluster, workers = three_nodes
     reference = tmp_path / "one-node"
     started = time.monotonic()

@@ -162,8 +162,10 @@ def test_code_in_text_corpora_goes_through_the_code_rules_and_is_kept(demo):
     assert profiles["slimpajama", "RedPajamaGithub"] is None  # excluded by the recipe: judged by nothing
     page = (demo.root / "reports" / "index.html").read_text()
     stack = accounting["dolma"]["stack"]
-    assert f"<td>dolma / stack</td><td>code</td><td>{stack.records_in:,}</td><td>{stack.kept:,}</td>" \
-           f"<td>{stack.keep_rate:.1%}</td>" in page
+    assert (
+        f"<td>dolma / stack</td><td>code</td><td>{stack.records_in:,}</td><td>{stack.kept:,}</td>"
+        f"<td>{stack.keep_rate:.1%}</td>" in page
+    )
 
 
 def test_shards_verify_and_two_stage_lengths(demo):
@@ -356,8 +358,11 @@ def demo_elsewhere(demo, sample_corpus, tmp_path_factory) -> Path:
 
 def _tree(root: Path) -> dict[str, bytes]:
     """Return every file of a build but its logs (datatrove's, with timings and hosts), by relative path."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.relative_to(root).parts[0] != "logs"}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).parts[0] != "logs"
+    }
 
 
 @pytest.mark.slow

@@ -68,17 +68,20 @@ def test_prose_passes_every_text_rule_set():
         assert verdict(flt, PROSE) is None, flt.name
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("Too short to be a document.", "min_doc_words"),
-    (" ".join(["a"] * 60) + " the and of", "min_avg_word_length"),
-    (" ".join(["internationalisation"] * 60) + " the and", "max_avg_word_length"),
-    (PROSE + " #tag" * 60, "hash_ratio"),
-    (PROSE + " ..." * 60, "ellipsis_ratio"),
-    ("\n".join(f"• item number {i} of the list with the words" for i in range(30)), "bullet_lines"),
-    ("\n".join(f"and then the story went on and on {i}..." for i in range(10)), "ellipsis_lines"),
-    (PROSE + " 12345 67890" * 60, "alpha_words"),
-    (" ".join(f"word{i} apple banana cherry" for i in range(20)), "stop_words"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Too short to be a document.", "min_doc_words"),
+        (" ".join(["a"] * 60) + " the and of", "min_avg_word_length"),
+        (" ".join(["internationalisation"] * 60) + " the and", "max_avg_word_length"),
+        (PROSE + " #tag" * 60, "hash_ratio"),
+        (PROSE + " ..." * 60, "ellipsis_ratio"),
+        ("\n".join(f"• item number {i} of the list with the words" for i in range(30)), "bullet_lines"),
+        ("\n".join(f"and then the story went on and on {i}..." for i in range(10)), "ellipsis_lines"),
+        (PROSE + " 12345 67890" * 60, "alpha_words"),
+        (" ".join(f"word{i} apple banana cherry" for i in range(20)), "stop_words"),
+    ],
+)
 def test_gopher_quality_rules(text, reason):
     assert verdict(GopherQualityFilter(), text) == f"gopher_quality:{reason}"
 
@@ -91,12 +94,15 @@ def test_gopher_quality_zero_threshold_turns_a_rule_off():
     assert verdict(GopherQualityFilter(GopherQualityConfig(min_doc_words=0)), "") is None
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("", "empty"),
-    ("\n\n".join([PROSE] * 3), "dup_para_frac"),
-    ("\n".join(["the same line again and again"] * 10 + [PROSE]), "dup_line_frac"),
-    (PROSE + " " + " ".join(["all work and no play"] * 40), "top_2_gram"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty"),
+        ("\n\n".join([PROSE] * 3), "dup_para_frac"),
+        ("\n".join(["the same line again and again"] * 10 + [PROSE]), "dup_line_frac"),
+        (PROSE + " " + " ".join(["all work and no play"] * 40), "top_2_gram"),
+    ],
+)
 def test_gopher_repetition_rules(text, reason):
     assert verdict(GopherRepetitionFilter(), text) == f"gopher_repetition:{reason}"
 
@@ -106,7 +112,7 @@ def test_repeated_ngrams_follow_datatrove_walk():
     def reference(tokens, n):
         seen, repeated, i = set(), 0, 0
         while i < len(tokens) - n + 1:
-            gram = "".join(tokens[i:i + n])
+            gram = "".join(tokens[i : i + n])
             if gram in seen:
                 repeated += len(gram)
                 i += n
@@ -138,17 +144,20 @@ def test_batched_ngram_counts_equal_per_document_counts():
             assert repeated[d] == repeated_ngram_chars(_NGrams(tokens), n, float("inf")), (d, n)
         # the batch answer also matches datatrove's own definition of the top n-gram
         for d, tokens in enumerate(docs):
-            grams = [" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+            grams = [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
             if grams:
                 gram, count = Counter(grams).most_common(1)[0]
                 assert top[d] == len(gram) * count, (d, n)
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    (PROSE + "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n", "lorem_ipsum"),
-    (PROSE + "Call it as f(x) { return x; } in the code.\n", "curly_bracket"),
-    ("One line here.\nAnother line here.\nno punctuation here\n", "min_num_sentences"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (PROSE + "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n", "lorem_ipsum"),
+        (PROSE + "Call it as f(x) { return x; } in the code.\n", "curly_bracket"),
+        ("One line here.\nAnother line here.\nno punctuation here\n", "min_num_sentences"),
+    ],
+)
 def test_c4_rules(text, reason):
     assert verdict(C4Filter(), text) == f"c4:{reason}"
 
@@ -161,29 +170,58 @@ def test_c4_drops_only_for_kept_lines_and_never_rewrites():
     assert count_sentences('"Stop." Then go.') == 2
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("   \n", "empty"),
-    ("\n".join(["A list item without an end"] * 3 + ["Another item without one"] * 10), "line_punct_ratio"),
-    ("\n".join([f"Short line {i}." for i in range(20)]), "short_line_ratio"),
-    (PROSE + PROSE.split("\n")[0] + "\n", "char_dup_ratio"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("   \n", "empty"),
+        (
+            "\n".join(["A list item without an end"] * 3 + ["Another item without one"] * 10),
+            "line_punct_ratio",
+        ),
+        ("\n".join([f"Short line {i}." for i in range(20)]), "short_line_ratio"),
+        (PROSE + PROSE.split("\n")[0] + "\n", "char_dup_ratio"),
+    ],
+)
 def test_fineweb_rules(text, reason):
     assert verdict(FineWebFilter(), text) == f"fineweb:{reason}"
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("", "empty"),
-    ("x = 1\n" + "y = '" + "a" * 1200 + "'\n", "max_line_length"),
-    ("\n".join(["value = compute(alpha, beta, gamma, delta) + another_value * yet_another_factor + 1"
-                " - offset_value + the_last_correction_term"] * 30), "mean_line_length"),
-    ("\n".join(["0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,"] * 30), "alpha_fraction"),
-    ("// ---- ++++ ----\n" * 40, "alphanum_fraction"),
-    ("# Code generated by protoc-gen-go. DO NOT EDIT.\n" + CODE, "autogenerated"),
-    ("[\n" + ",\n".join(json.dumps({"id": i, "name": f"item number {i}", "note": "kept for the records"})
-                         for i in range(400)) + "\n]", "data_file"),
-    ("blob = '" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=" * 3 + "'\n" + ("'" + "QUJD" * 20 + "',\n") * 40,
-     "encoded_data"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty"),
+        ("x = 1\n" + "y = '" + "a" * 1200 + "'\n", "max_line_length"),
+        (
+            "\n".join(
+                [
+                    "value = compute(alpha, beta, gamma, delta) + another_value * yet_another_factor + 1"
+                    " - offset_value + the_last_correction_term"
+                ]
+                * 30
+            ),
+            "mean_line_length",
+        ),
+        ("\n".join(["0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,"] * 30), "alpha_fraction"),
+        ("// ---- ++++ ----\n" * 40, "alphanum_fraction"),
+        ("# Code generated by protoc-gen-go. DO NOT EDIT.\n" + CODE, "autogenerated"),
+        (
+            "[\n"
+            + ",\n".join(
+                json.dumps({"id": i, "name": f"item number {i}", "note": "kept for the records"})
+                for i in range(400)
+            )
+            + "\n]",
+            "data_file",
+        ),
+        (
+            "blob = '"
+            + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=" * 3
+            + "'\n"
+            + ("'" + "QUJD" * 20 + "',\n") * 40,
+            "encoded_data",
+        ),
+    ],
+)
 def test_code_rules(text, reason):
     assert verdict(CodeFilter(), text) == f"code:{reason}"
 
@@ -193,7 +231,9 @@ def test_code_passes_ordinary_source_and_uses_paths_for_data_files():
     assert verdict(flt, CODE) is None
     long_config = "\n".join(f"key_{i}: value {i}" for i in range(2000))
     assert flt.check_batch([long_config, long_config], ["conf/settings.yaml", "src/notes.py"]) == [
-        "code:data_file", None]
+        "code:data_file",
+        None,
+    ]
     assert verdict(CodeFilter(CodeConfig(max_data_file_chars=0)), long_config) is None
     with pytest.raises(ValueError, match="1 texts but 2 paths"):
         flt.check_batch([CODE], ["a.py", "b.py"])
@@ -201,9 +241,17 @@ def test_code_passes_ordinary_source_and_uses_paths_for_data_files():
 
 def test_make_filters_by_profile_and_switches():
     assert [f.name for f in make_filters(FiltersConfig(), "web")] == [
-        "gopher_quality", "gopher_repetition", "c4", "fineweb"]
+        "gopher_quality",
+        "gopher_repetition",
+        "c4",
+        "fineweb",
+    ]
     assert [f.name for f in make_filters(FiltersConfig(), "text")] == [  # the old name of `web`
-        "gopher_quality", "gopher_repetition", "c4", "fineweb"]
+        "gopher_quality",
+        "gopher_repetition",
+        "c4",
+        "fineweb",
+    ]
     assert [f.name for f in make_filters(FiltersConfig(), "code")] == ["curated", "code"]
     assert [f.name for f in make_filters(FiltersConfig(), "curated")] == ["curated"]
     assert make_filters(FiltersConfig(), "none") == []
@@ -257,26 +305,62 @@ def test_alpha_words_counts_tokens_or_whitespace_words():
 
 
 def test_rule_sets_judge_only_the_subsets_whose_profile_runs_them():
-    scope = ProfileScope({"pile": {"Github": "code", "Pile-CC": "web", "*": "curated"}},
-                         FiltersConfig().profiles)
+    scope = ProfileScope(
+        {"pile": {"Github": "code", "Pile-CC": "web", "*": "curated"}}, FiltersConfig().profiles
+    )
     gopher = GristmillGopherQualityFilter(scope=scope)
     curated = GristmillCuratedFilter(scope=scope)
-    docs = [Document(text=CODE, id=subset, metadata={"source": "pile", "subset": subset})
-            for subset in ("Github", "Pile-CC", "Books3")]
+    docs = [
+        Document(text=CODE, id=subset, metadata={"source": "pile", "subset": subset})
+        for subset in ("Github", "Pile-CC", "Books3")
+    ]
     docs.append(Document(text=CODE, id="other", metadata={"source": "elsewhere", "subset": "Github"}))
     assert [d.id for d in gopher.run(iter(docs))] == ["Github", "Books3", "other"]  # code fails web rules
     assert [d.id for d in curated.run(iter(docs))] == ["Github", "Pile-CC", "Books3", "other"]
     assert curated.filter(Document(text="", id="e", metadata={"source": "pile", "subset": "Books3"})) == (
-        False, "curated:empty")
+        False,
+        "curated:empty",
+    )
     assert scope.profile("pile", "Github") == "code" and scope.profile("elsewhere", "x") is None
 
 
 def test_words_follow_spacy_conventions():
     assert words("Don't stop, it's U.S. e.g. well-known (see http://x.com/a). 20% I/O.") == [
-        "Do", "n't", "stop", ",", "it", "'s", "U.S.", "e.g.", "well", "-", "known", "(", "see",
-        "http://x.com/a", ")", ".", "20", "%", "I", "/", "O."]
+        "Do",
+        "n't",
+        "stop",
+        ",",
+        "it",
+        "'s",
+        "U.S.",
+        "e.g.",
+        "well",
+        "-",
+        "known",
+        "(",
+        "see",
+        "http://x.com/a",
+        ")",
+        ".",
+        "20",
+        "%",
+        "I",
+        "/",
+        "O.",
+    ]
     assert words("You cannot do that; def f(): pass") == [
-        "You", "can", "not", "do", "that", ";", "def", "f", "(", "):", "pass"]
+        "You",
+        "can",
+        "not",
+        "do",
+        "that",
+        ";",
+        "def",
+        "f",
+        "(",
+        "):",
+        "pass",
+    ]
 
 
 def test_batch_words_reuses_the_same_texts_only():

@@ -11,8 +11,12 @@ from gristmill.sample.text import reference_documents
 
 pytest.importorskip("spacy", reason="datatrove's English filters need spaCy: pip install spacy")
 
-OURS = {"gopher_quality": GopherQualityFilter, "gopher_repetition": GopherRepetitionFilter,
-        "c4": C4Filter, "fineweb": FineWebFilter}
+OURS = {
+    "gopher_quality": GopherQualityFilter,
+    "gopher_repetition": GopherRepetitionFilter,
+    "c4": C4Filter,
+    "fineweb": FineWebFilter,
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +55,9 @@ def test_decisions_agree_with_datatrove(documents, rule_set):
 def test_agreement_holds_with_other_thresholds(documents):
     # thresholds moved so that other documents sit on the edges
     quality = GopherQualityConfig(min_doc_words=20, max_non_alpha_words_ratio=0.6, min_stop_words=1)
-    repetition = GopherRepetitionConfig(dup_line_frac=0.1, top_n_grams=[(2, 0.1), (3, 0.08)],
-                                        dup_n_grams=[(5, 0.05), (7, 0.03)])
+    repetition = GopherRepetitionConfig(
+        dup_line_frac=0.1, top_n_grams=[(2, 0.1), (3, 0.08)], dup_n_grams=[(5, 0.05), (7, 0.03)]
+    )
     sample = documents[::3]
     for rule_set, config in (("gopher_quality", quality), ("gopher_repetition", repetition)):
         decisions, _, differ = _agreement(rule_set, sample, config)

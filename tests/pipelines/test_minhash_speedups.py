@@ -9,8 +9,17 @@ from gristmill.pipelines.steps.dedupe import minhash
 from gristmill.pipelines.steps.dedupe.minhash import _WORD, MinHasher, words_of
 
 TEXTS = [
-    "Hello, World_x 12ab! a-b\tc\nD", "", "   ", "__", "MiXeD 9 z", "\x7fa\x1fb\x00c", "one two three four",
-    "café Ünïcödé naïve façade", "ΑΣ.Α ΑΣ Σ. İstanbul", "emoji 🦀 text", "x" * 500,
+    "Hello, World_x 12ab! a-b\tc\nD",
+    "",
+    "   ",
+    "__",
+    "MiXeD 9 z",
+    "\x7fa\x1fb\x00c",
+    "one two three four",
+    "café Ünïcödé naïve façade",
+    "ΑΣ.Α ΑΣ Σ. İstanbul",
+    "emoji 🦀 text",
+    "x" * 500,
     " ".join(f"word{i % 37} other{i % 11}" for i in range(400)),
 ]
 
@@ -36,7 +45,7 @@ def test_a_signature_is_the_minimum_of_each_permutation():
     hashes, starts = hasher.shingles(TEXTS)
     sig, _ = hasher.signatures_from_shingles(hashes, starts)
     for d in range(len(TEXTS)):
-        h = hashes[starts[d]:starts[d + 1]]
+        h = hashes[starts[d] : starts[d + 1]]
         if h.size:
-            expected = ((h[:, None] * hasher._a[None, :] + hasher._b[None, :]).min(axis=0) >> np.uint64(32))
+            expected = (h[:, None] * hasher._a[None, :] + hasher._b[None, :]).min(axis=0) >> np.uint64(32)
             assert (sig[d] == expected.astype(np.uint32)).all()

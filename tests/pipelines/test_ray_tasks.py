@@ -98,8 +98,9 @@ def test_a_task_that_cannot_write_its_log_names_the_path(tmp_path):
     logs.mkdir(parents=True)
     (logs / "logs").write_text("not a directory")  # where datatrove opens each task's log
     with pytest.raises(BuildError) as caught:
-        run_step(Step("pack", [FailOnRank(-1, ValueError())], tasks=1), layout,
-                 policy=RetryPolicy(poll_s=0.2))
+        run_step(
+            Step("pack", [FailOnRank(-1, ValueError())], tasks=1), layout, policy=RetryPolicy(poll_s=0.2)
+        )
     message = str(caught.value)
     assert "task 0:" in message and "Error" in message and str(logs / "logs") in message, message
 
@@ -112,8 +113,11 @@ def test_a_killed_worker_is_retried_and_the_step_completes(tmp_path):
     killer = kill_each_attempt(pids, times=1, stop=stop)
     started = time.monotonic()
     try:
-        run_step(Step("tokenize", [WaitToBeKilled(str(pids), survive_from=1)], tasks=1), layout,
-                 policy=RetryPolicy(poll_s=0.2))
+        run_step(
+            Step("tokenize", [WaitToBeKilled(str(pids), survive_from=1)], tasks=1),
+            layout,
+            policy=RetryPolicy(poll_s=0.2),
+        )
     finally:
         stop.set()
         killer.join(5)
@@ -130,8 +134,11 @@ def test_a_task_lost_more_often_than_its_retries_fails_naming_it(tmp_path):
     killer = kill_each_attempt(pids, times=2, stop=stop)
     try:
         with pytest.raises(BuildError) as caught:
-            run_step(Step("plan", [WaitToBeKilled(str(pids), survive_from=5)], tasks=1), layout,
-                     policy=RetryPolicy(retries=1, poll_s=0.2))
+            run_step(
+                Step("plan", [WaitToBeKilled(str(pids), survive_from=5)], tasks=1),
+                layout,
+                policy=RetryPolicy(retries=1, poll_s=0.2),
+            )
     finally:
         stop.set()
         killer.join(5)
@@ -145,8 +152,11 @@ def test_a_task_past_its_timeout_is_cancelled_and_named(tmp_path):
     (tmp_path / "pids").mkdir()
     started = time.monotonic()
     with pytest.raises(BuildError, match=r"task 0: did not finish within 2 s"):
-        run_step(Step("pack", [WaitToBeKilled(str(tmp_path / "pids"), survive_from=1)], tasks=1), layout,
-                 policy=RetryPolicy(task_timeout_s=2, poll_s=0.2))
+        run_step(
+            Step("pack", [WaitToBeKilled(str(tmp_path / "pids"), survive_from=1)], tasks=1),
+            layout,
+            policy=RetryPolicy(task_timeout_s=2, poll_s=0.2),
+        )
     assert time.monotonic() - started < 60
 
 

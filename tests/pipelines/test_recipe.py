@@ -150,12 +150,26 @@ def test_profiles_resolve_per_subset_recipe_first_then_reader_defaults(tmp_path)
     recipe = load_recipe(write(tmp_path, PROFILED))
     pile, dolma, slim = recipe.source("pile"), recipe.source("dolma"), recipe.source("slim")
     assert [pile.profile_for(s) for s in ("Books3", "ArXiv", "Github", "Pile-CC", "Wikipedia (en)")] == [
-        "none", "strict-code", "code", "web", "curated"]
+        "none",
+        "strict-code",
+        "code",
+        "web",
+        "curated",
+    ]
     assert list(pile.profiles)[:3] == ["Books*", "ArXiv", "Pile-CC"]  # the recipe's own come first
     assert [dolma.profile_for(s) for s in ("stack", "cc_en_head", "c4", "wiki", "gutenberg", "pes2o")] == [
-        "code", "web", "web", "curated", "curated", "curated"]
+        "code",
+        "web",
+        "web",
+        "curated",
+        "curated",
+        "curated",
+    ]
     assert [slim.profile_for(s) for s in ("RedPajamaGithub", "RedPajamaCommonCrawl", "RedPajamaBook")] == [
-        "code", "curated", "curated"]
+        "code",
+        "curated",
+        "curated",
+    ]
     assert recipe.source("code").profile_for("python") == "code"
     assert recipe.source("mine").profile_for("default") == "web"  # `kind: text`, no reader defaults
     assert recipe.source("mycode").profile_for("default") == "code"
@@ -168,8 +182,9 @@ def test_resolved_profiles_read_back_unchanged(tmp_path):
 
     recipe = load_recipe(write(tmp_path, PROFILED))
     again = parse_recipe(recipe.model_dump(mode="json"))
-    assert [list(s.profiles.items()) for s in again.sources] == [list(s.profiles.items())
-                                                                 for s in recipe.sources]
+    assert [list(s.profiles.items()) for s in again.sources] == [
+        list(s.profiles.items()) for s in recipe.sources
+    ]
 
 
 @pytest.mark.parametrize(
@@ -197,8 +212,10 @@ def test_shipped_recipes_route_code_and_curated_subsets(monkeypatch):
     assert fox1.source("pile").profile_for("Pile-CC") == "web"
     assert fox1.source("hq").profile_for("anything") == "curated"
     tinyllama = load_recipe(RECIPES / "tinyllama.yaml")
-    assert {tinyllama.source("slimpajama").profile_for(s) for s in ("RedPajamaC4", "RedPajamaCommonCrawl",
-                                                                     "RedPajamaBook")} == {"curated"}
+    assert {
+        tinyllama.source("slimpajama").profile_for(s)
+        for s in ("RedPajamaC4", "RedPajamaCommonCrawl", "RedPajamaBook")
+    } == {"curated"}
     assert tinyllama.source("starcoderdata").profile_for("python") == "code"
 
 

@@ -11,13 +11,30 @@ from gristmill.shards.manifest import Counts, Manifest, SourceEntry, StageEntry
 
 
 def manifest() -> Manifest:
-    stage = StageEntry(name="s", seq_len=8, tokens_per_batch=9, rows=110, tokens=980, padding_tokens=10,
-                       split_documents=0, source_tokens={"pile": 980}, sampling={"pile": 1.0}, shards=[])
-    counts = Counts.model_validate({"in": 16, "kept": 14, "duplicate": {"exact": 2}, "profile": "code",
-                                    "keep_rate": 0.875})
-    return Manifest(name="m", recipe={}, recipe_hash="h", seed=0,
-                    sources=[SourceEntry(name="pile", format="pile", kind="text", priority=0)],
-                    accounting={"pile": {"Github": counts}}, stages=[stage])
+    stage = StageEntry(
+        name="s",
+        seq_len=8,
+        tokens_per_batch=9,
+        rows=110,
+        tokens=980,
+        padding_tokens=10,
+        split_documents=0,
+        source_tokens={"pile": 980},
+        sampling={"pile": 1.0},
+        shards=[],
+    )
+    counts = Counts.model_validate(
+        {"in": 16, "kept": 14, "duplicate": {"exact": 2}, "profile": "code", "keep_rate": 0.875}
+    )
+    return Manifest(
+        name="m",
+        recipe={},
+        recipe_hash="h",
+        seed=0,
+        sources=[SourceEntry(name="pile", format="pile", kind="text", priority=0)],
+        accounting={"pile": {"Github": counts}},
+        stages=[stage],
+    )
 
 
 def test_report_and_shards_inspect_show_padding_the_same_way(tmp_path):

@@ -28,45 +28,71 @@ def bucket(s3_endpoint, files, monkeypatch):
     """An emptied bucket holding a SlimPajama chunk and a Starcoderdata file; returns the storage options."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     client.create_bucket(Bucket=BUCKET)
     listed = client.list_objects_v2(Bucket=BUCKET).get("Contents", [])
     for item in listed:
         client.delete_object(Bucket=BUCKET, Key=item["Key"])
     records = [{"text": f"doc {i}", "meta": {"redpajama_set_name": "RedPajamaC4"}} for i in range(3)]
-    client.put_object(Bucket=BUCKET, Key="slimpajama/train/chunk1/example_train_0.jsonl.zst",
-                      Body=files.zstd(files.jsonl(records), 2))
-    client.put_object(Bucket=BUCKET, Key="starcoderdata/python/train-00000.parquet", Body=files.parquet(
-        pa.table({"content": ["<reponame>a/b\nprint(1)\n"], "id": ["7"]})))
-    return {"key": "test", "secret": "test", "anon": False,
-            "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}
+    client.put_object(
+        Bucket=BUCKET,
+        Key="slimpajama/train/chunk1/example_train_0.jsonl.zst",
+        Body=files.zstd(files.jsonl(records), 2),
+    )
+    client.put_object(
+        Bucket=BUCKET,
+        Key="starcoderdata/python/train-00000.parquet",
+        Body=files.parquet(pa.table({"content": ["<reponame>a/b\nprint(1)\n"], "id": ["7"]})),
+    )
+    return {
+        "key": "test",
+        "secret": "test",
+        "anon": False,
+        "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+    }
 
 
 def test_slimpajama_from_s3_has_the_same_ids_as_a_local_copy(bucket, files):
-    source = SourceConfig(name="slimpajama", format="slimpajama", paths=[f"s3://{BUCKET}/slimpajama/**/*.jsonl.zst"],
-                          storage_options=bucket)
+    source = SourceConfig(
+        name="slimpajama",
+        format="slimpajama",
+        paths=[f"s3://{BUCKET}/slimpajama/**/*.jsonl.zst"],
+        storage_options=bucket,
+    )
     paths = source_files(source)
     assert paths == [f"s3://{BUCKET}/slimpajama/train/chunk1/example_train_0.jsonl.zst"]
     docs, bad = files.read(source, paths[0])
     assert not bad
     assert [(d.id, d.text, d.metadata["subset"]) for d in docs] == [
         (f"slimpajama/train/chunk1/example_train_0.jsonl.zst:{i + 1}", f"doc {i}", "RedPajamaC4")
-        for i in range(3)]
+        for i in range(3)
+    ]
 
 
 def test_starcoder_parquet_from_s3(bucket, files):
-    source = SourceConfig(name="starcoderdata", format="starcoder", paths=[f"s3://{BUCKET}/starcoderdata"],
-                          storage_options=bucket)
+    source = SourceConfig(
+        name="starcoderdata",
+        format="starcoder",
+        paths=[f"s3://{BUCKET}/starcoderdata"],
+        storage_options=bucket,
+    )
     [path] = source_files(source)
     docs, bad = files.read(source, path)
     assert not bad
     assert [(d.id, d.text, d.metadata["subset"]) for d in docs] == [
-        ("starcoderdata/python/7", "print(1)\n", "python")]
+        ("starcoderdata/python/7", "print(1)\n", "python")
+    ]
 
 
 def test_missing_s3_prefix_names_it(bucket):
-    source = SourceConfig(name="pile", format="pile", paths=[f"s3://{BUCKET}/pile/*.jsonl.zst"],
-                          storage_options=bucket)
+    source = SourceConfig(
+        name="pile", format="pile", paths=[f"s3://{BUCKET}/pile/*.jsonl.zst"], storage_options=bucket
+    )
     with pytest.raises(InputError, match=f"s3://{BUCKET}/pile"):
         source_files(source)

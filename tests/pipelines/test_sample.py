@@ -64,8 +64,13 @@ def test_layout_and_size(sample_corpus):
     total = sum(map(len, files.values()))
     assert 1 << 20 <= total <= 6 << 20
     names = set(files)
-    assert {"slimpajama/train/chunk1/example_train_0.jsonl.zst", "pile/train/00.jsonl.zst", "PLANTED.json",
-            "dolma/wiki-0000.json.gz", "starcoderdata/python/train-00000-of-00002.parquet"} <= names
+    assert {
+        "slimpajama/train/chunk1/example_train_0.jsonl.zst",
+        "pile/train/00.jsonl.zst",
+        "PLANTED.json",
+        "dolma/wiki-0000.json.gz",
+        "starcoderdata/python/train-00000-of-00002.parquet",
+    } <= names
     assert {n.split("/")[1] for n in names if n.startswith("starcoderdata/")} >= {"python", "shell", "json"}
 
 
@@ -73,10 +78,17 @@ def test_every_record_reads_with_its_source_and_subsets(documents):
     everything = [d for docs in documents.values() for d in docs]
     subsets = Counter((d.metadata["source"], d.metadata["subset"]) for d in everything)
     assert {s for s, _ in subsets} == set(SOURCES)
-    for needed in [("slimpajama", "RedPajamaGithub"), ("slimpajama", "RedPajamaWikipedia"),
-                   ("slimpajama", "RedPajamaCommonCrawl"), ("slimpajama", "RedPajamaBook"),
-                   ("dolma", "wiki"), ("dolma", "gutenberg"), ("pile", "Pile-CC"), ("pile", "Github"),
-                   ("starcoderdata", "python")]:
+    for needed in [
+        ("slimpajama", "RedPajamaGithub"),
+        ("slimpajama", "RedPajamaWikipedia"),
+        ("slimpajama", "RedPajamaCommonCrawl"),
+        ("slimpajama", "RedPajamaBook"),
+        ("dolma", "wiki"),
+        ("dolma", "gutenberg"),
+        ("pile", "Pile-CC"),
+        ("pile", "Github"),
+        ("starcoderdata", "python"),
+    ]:
         assert subsets[needed] > 0, needed
     code = [d for d in everything if d.metadata["source"] == "starcoderdata"]
     assert not any(d.text.startswith("<reponame>") for d in code)  # headers are written on some and stripped
@@ -90,8 +102,11 @@ def test_starcoder_rows_have_headers_and_slimpajama_has_string_meta(sample_corpu
     content = table.column("content")
     with_header = sum(text.as_py().startswith("<reponame>") for text in content)
     assert 0 < with_header < len(content)
-    raw = zstandard.ZstdDecompressor().decompressobj().decompress(
-        (sample_corpus / "slimpajama/train/chunk1/example_train_0.jsonl.zst").read_bytes())
+    raw = (
+        zstandard.ZstdDecompressor()
+        .decompressobj()
+        .decompress((sample_corpus / "slimpajama/train/chunk1/example_train_0.jsonl.zst").read_bytes())
+    )
     metas = [type(json.loads(line)["meta"]) for line in raw.splitlines()]
     assert str in metas and dict in metas
 
@@ -119,8 +134,16 @@ def test_planted_near_duplicates_are_close_but_not_equal(documents, planted):
 
 def test_planted_junk_and_long_documents(documents, planted):
     kinds = {j["kind"] for j in planted["low_quality"]}
-    assert {"very-short", "repeated-lines", "lorem-ipsum", "word-salad", "javascript-notice",
-            "auto-generated", "minified", "data-file"} <= kinds
+    assert {
+        "very-short",
+        "repeated-lines",
+        "lorem-ipsum",
+        "word-salad",
+        "javascript-notice",
+        "auto-generated",
+        "minified",
+        "data-file",
+    } <= kinds
     for junk in planted["low_quality"]:
         the(documents, junk)
     minified = next(j for j in planted["low_quality"] if j["kind"] == "minified")
@@ -142,8 +165,11 @@ def first_reason(ref: dict, text: str) -> str | None:
 def test_everything_planted_but_junk_passes_the_default_filters(documents, planted):
     groups = planted["exact_duplicates"] + planted["near_duplicates"]
     refs = [ref for group in groups for ref in group["copies"]]
-    refs += [ref for ref in planted["long_documents"]
-             if all(ref["id"] != junk["id"] for junk in planted["low_quality"])]
+    refs += [
+        ref
+        for ref in planted["long_documents"]
+        if all(ref["id"] != junk["id"] for junk in planted["low_quality"])
+    ]
     assert {ref["source"] for ref in refs} == set(SOURCES)
     for ref in refs:
         assert first_reason(ref, the(documents, ref).text) is None, ref
@@ -162,8 +188,15 @@ def test_most_documents_pass_the_default_filters_of_their_profile(documents):
         total[key] += 1
         passed[key] += first_reason(doc.metadata, doc.text) is None
     # the code inside the text corpora is judged as code (Pile `Github`, Dolma `stack`, RedPajamaGithub)
-    assert {("pile", "code"), ("dolma", "code"), ("slimpajama", "code"), ("slimpajama", "curated"),
-            ("pile", "web"), ("dolma", "curated"), ("starcoderdata", "code")} <= set(total)
+    assert {
+        ("pile", "code"),
+        ("dolma", "code"),
+        ("slimpajama", "code"),
+        ("slimpajama", "curated"),
+        ("pile", "web"),
+        ("dolma", "curated"),
+        ("starcoderdata", "code"),
+    } <= set(total)
     for key, count in total.items():
         assert passed[key] >= 0.8 * count, (key, passed[key], count)
 

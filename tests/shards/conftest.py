@@ -41,8 +41,9 @@ def _stream_rows(rng: np.random.Generator, n: int, seq_len: int, first_row: int)
         if kind == 3:
             cuts = np.array([0, used])
         else:
-            inner = np.sort(rng.choice(np.arange(1, used), size=min(used - 1, int(rng.integers(1, 4))),
-                                       replace=False))
+            inner = np.sort(
+                rng.choice(np.arange(1, used), size=min(used - 1, int(rng.integers(1, 4))), replace=False)
+            )
             cuts = np.concatenate([[0], inner, [used]])
         tokens[r, cuts[1:] - 1] = STREAM_EOS
         tokens[r, used:] = STREAM_PAD
@@ -51,19 +52,22 @@ def _stream_rows(rng: np.random.Generator, n: int, seq_len: int, first_row: int)
     return tokens, offsets
 
 
-def stream_write_shard(path: str, meta: ShardMeta, tokens: np.ndarray, offsets: list[np.ndarray],
-                       rows_per_batch: int = 5) -> tuple[str, int]:
+def stream_write_shard(
+    path: str, meta: ShardMeta, tokens: np.ndarray, offsets: list[np.ndarray], rows_per_batch: int = 5
+) -> tuple[str, int]:
     """Write one shard with pyarrow (record batches of rows_per_batch rows); return (xxh3 hex, bytes)."""
     schema = shard_schema(meta)
     with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
         for a in range(0, max(len(tokens), 1), rows_per_batch):
-            chunk, docs = tokens[a:a + rows_per_batch], offsets[a:a + rows_per_batch]
+            chunk, docs = tokens[a : a + rows_per_batch], offsets[a : a + rows_per_batch]
             list_offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int32)
             values = np.concatenate(docs).astype(np.int32) if docs else np.zeros(0, np.int32)
             flat = pa.array(chunk.reshape(-1), pa.int32())
-            columns = [pa.FixedSizeListArray.from_arrays(flat, meta.seq_len + 1),
-                       pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(values, pa.int32())),
-                       pa.array(np.zeros(len(chunk), np.uint8))]
+            columns = [
+                pa.FixedSizeListArray.from_arrays(flat, meta.seq_len + 1),
+                pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(values, pa.int32())),
+                pa.array(np.zeros(len(chunk), np.uint8)),
+            ]
             writer.write_batch(pa.record_batch(columns, schema=schema))
     data = Path(path).read_bytes()
     return xxhash.xxh3_64_hexdigest(data), len(data)
@@ -82,21 +86,45 @@ def stream_write_build(root, stages: list[tuple[str, int, list[int]]], seed: int
             tokens, offsets = _stream_rows(rng, n, seq_len, first)
             rel = f"{name}/shard-{i:05d}.arrow"
             digest, size = stream_write_shard(str(root / rel), meta, tokens, offsets)
-            shards.append(ShardEntry(path=rel, rows=n, tokens=n * seq_len, source_tokens={"web": n * seq_len},
-                                     xxh3=digest, bytes=size))
+            shards.append(
+                ShardEntry(
+                    path=rel,
+                    rows=n,
+                    tokens=n * seq_len,
+                    source_tokens={"web": n * seq_len},
+                    xxh3=digest,
+                    bytes=size,
+                )
+            )
             all_tokens.append(tokens)
             all_offsets += offsets
             first += n
         build.tokens[name] = np.concatenate(all_tokens)
         build.offsets[name] = all_offsets
         build.seq_len[name] = seq_len
-        entries.append(StageEntry(name=name, seq_len=seq_len, tokens_per_batch=4 * seq_len, rows=first,
-                                  tokens=first * seq_len, padding_tokens=0, split_documents=0,
-                                  source_tokens={"web": first * seq_len}, sampling={"web": 1.0},
-                                  shards=shards))
-    manifest = Manifest(name="stream-test", recipe={}, recipe_hash="r", seed=seed,
-                        sources=[SourceEntry(name="web", format="jsonl", kind="web", priority=0)],
-                        accounting={}, stages=entries)
+        entries.append(
+            StageEntry(
+                name=name,
+                seq_len=seq_len,
+                tokens_per_batch=4 * seq_len,
+                rows=first,
+                tokens=first * seq_len,
+                padding_tokens=0,
+                split_documents=0,
+                source_tokens={"web": first * seq_len},
+                sampling={"web": 1.0},
+                shards=shards,
+            )
+        )
+    manifest = Manifest(
+        name="stream-test",
+        recipe={},
+        recipe_hash="r",
+        seed=seed,
+        sources=[SourceEntry(name="web", format="jsonl", kind="web", priority=0)],
+        accounting={},
+        stages=entries,
+    )
     write_manifest(str(root), manifest)
     return build
 
@@ -128,8 +156,11 @@ def stream_make_build(tmp_path):
     return make
 
 
-S3_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-                  "region_name": "us-east-1"}
+S3_CREDENTIALS = {
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+    "region_name": "us-east-1",
+}
 
 
 class StreamS3:
@@ -137,8 +168,12 @@ class StreamS3:
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
-        self.options = {"key": "testing", "secret": "testing", "endpoint_url": endpoint,
-                        "client_kwargs": {"region_name": "us-east-1"}}
+        self.options = {
+            "key": "testing",
+            "secret": "testing",
+            "endpoint_url": endpoint,
+            "client_kwargs": {"region_name": "us-east-1"},
+        }
 
     def upload(self, root: str, bucket: str) -> tuple[str, dict]:
         """Upload `root` as s3://bucket/build; return the URL and the storage options that read it."""

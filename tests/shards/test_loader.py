@@ -147,12 +147,18 @@ def test_missing_shard_is_named(stream_build_copy):
 def test_held_out_stream_walks_exactly_the_rows_training_never_sees(stream_build):
     holdout = {"s1-16": 12}
     # three epochs of s1: every epoch is reshuffled, none may reach a held-out row
-    train = ShardStream(stream_build.root, tokens_per_batch=64, seed=4, holdout_rows=holdout,
-                        curriculum=[("s1-16", 16 * 28 * 3), ("s2-32", 32 * 35)])
+    train = ShardStream(
+        stream_build.root,
+        tokens_per_batch=64,
+        seed=4,
+        holdout_rows=holdout,
+        curriculum=[("s1-16", 16 * 28 * 3), ("s2-32", 32 * 35)],
+    )
     trained = [b["row_ids"].tolist() for b in train if b["stage"] == "s1-16"]
     epochs = np.array(trained).reshape(3, 28)
-    evaluate = ShardStream(stream_build.root, tokens_per_batch=64, seed=4, holdout_rows=holdout,
-                           held_out=True)
+    evaluate = ShardStream(
+        stream_build.root, tokens_per_batch=64, seed=4, holdout_rows=holdout, held_out=True
+    )
     held = [b for b in evaluate]
     assert {b["stage"] for b in held} == {"s1-16"} and len(held) == 3  # 12 rows, 4 a batch
     held_rows = sorted(r for b in held for r in b["row_ids"].tolist())
@@ -168,8 +174,15 @@ def test_holdout_is_the_same_for_every_seed_and_world_size(stream_build):
     def held(seed: int, world: int) -> list[int]:
         rows = []
         for rank in range(world):
-            stream = ShardStream(stream_build.root, tokens_per_batch=32, rank=rank, world_size=world,
-                                 seed=seed, holdout_rows=8, held_out=True)
+            stream = ShardStream(
+                stream_build.root,
+                tokens_per_batch=32,
+                rank=rank,
+                world_size=world,
+                seed=seed,
+                holdout_rows=8,
+                held_out=True,
+            )
             rows += [r for b in stream if b["stage"] == "s1-16" for r in b["row_ids"].tolist()]
         return sorted(rows)
 
@@ -185,8 +198,13 @@ def test_bad_holdouts_are_config_errors(stream_build):
     with pytest.raises(ConfigError, match="holds none out"):
         ShardStream(stream_build.root, tokens_per_batch=64, held_out=True)
     with pytest.raises(ConfigError, match="no held-out rows"):
-        ShardStream(stream_build.root, tokens_per_batch=64, holdout_rows={"s1-16": 4}, held_out=True,
-                    curriculum=[("s2-32", 32 * 4)])
+        ShardStream(
+            stream_build.root,
+            tokens_per_batch=64,
+            holdout_rows={"s1-16": 4},
+            held_out=True,
+            curriculum=[("s2-32", 32 * 4)],
+        )
 
 
 def test_resume_keeps_the_holdout_and_refuses_another(stream_build):

@@ -80,8 +80,13 @@ def test_pack_documents_splits_only_longer_than_a_row_and_closes_gaps():
 
 
 def test_row_offsets_are_cu_seqlens():
-    pieces = Pieces(np.array([0, 1, 2]), np.zeros(3, np.int32), np.array([3, 4, 5], np.int32),
-                    np.array([0, 0, 1], np.int32), np.array([0, 3, 0], np.int32))
+    pieces = Pieces(
+        np.array([0, 1, 2]),
+        np.zeros(3, np.int32),
+        np.array([3, 4, 5], np.int32),
+        np.array([0, 0, 1], np.int32),
+        np.array([0, 3, 0], np.int32),
+    )
     list_offsets, values = row_offsets(pieces, 2)
     assert list_offsets.tolist() == [0, 3, 5] and values.tolist() == [0, 3, 7, 0, 5]
     with pytest.raises(ValueError, match="row 2 holds no piece"):
@@ -91,8 +96,15 @@ def test_row_offsets_are_cu_seqlens():
 def test_gather_tokens_copies_pieces_and_pads():
     blocks = [np.arange(100, 120, dtype=np.int32), np.arange(200, 210, dtype=np.int32)]
     # doc 0 = block 0 [5:12), doc 1 = block 1 [2:6); doc 0 split over two rows
-    pieces = Pieces(np.array([0, 1, 0]), np.array([0, 0, 4], np.int32), np.array([4, 4, 3], np.int32),
-                    np.array([0, 0, 1], np.int32), np.array([0, 4, 0], np.int32))
+    pieces = Pieces(
+        np.array([0, 1, 0]),
+        np.array([0, 0, 4], np.int32),
+        np.array([4, 4, 3], np.int32),
+        np.array([0, 0, 1], np.int32),
+        np.array([0, 4, 0], np.int32),
+    )
     rows = gather_tokens(pieces, 2, 9, -1, np.array([0, 1, 0]), np.array([5, 2, 5]), blocks)
-    assert rows.tolist() == [[105, 106, 107, 108, 202, 203, 204, 205, -1],
-                             [109, 110, 111, -1, -1, -1, -1, -1, -1]]
+    assert rows.tolist() == [
+        [105, 106, 107, 108, 202, 203, 204, 205, -1],
+        [109, 110, 111, -1, -1, -1, -1, -1, -1],
+    ]

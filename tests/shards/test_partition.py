@@ -19,8 +19,10 @@ from gristmill.shards.partition import (
     rank_positions,
 )
 
-PLANS = [StageWalk(0, "a", 16, rows=40, budget_rows=40, micro_batch_rows=4),
-         StageWalk(1, "b", 32, rows=35, budget_rows=35, micro_batch_rows=2)]
+PLANS = [
+    StageWalk(0, "a", 16, rows=40, budget_rows=40, micro_batch_rows=4),
+    StageWalk(1, "b", 32, rows=35, budget_rows=35, micro_batch_rows=2),
+]
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 8])
@@ -57,7 +59,7 @@ def test_holdout_slots_are_a_bijection_with_the_held_out_rows_last(rows):
     holdout = Holdout.of_stage(rows, rows // 4, manifest_stage=2)
     slots = holdout.rows_at(np.arange(rows))
     assert sorted(slots.tolist()) == list(range(rows))
-    assert holdout.held_out_rows().tolist() == sorted(slots[rows - rows // 4:].tolist())
+    assert holdout.held_out_rows().tolist() == sorted(slots[rows - rows // 4 :].tolist())
     assert not np.array_equal(holdout.held_out_rows(), np.arange(rows - rows // 4, rows))  # not the tail
     other = Holdout.of_stage(rows, rows // 4, manifest_stage=3)
     assert not np.array_equal(other.held_out_rows(), holdout.held_out_rows())  # each stage its own rows
@@ -79,8 +81,16 @@ def test_every_row_of_an_epoch_exactly_once(stream_build, world, workers, holdou
     seen: dict[str, Counter] = {name: Counter() for name in stream_build.tokens}
     reference = None
     for rank in range(world):
-        stream = ShardStream(stream_build.root, tokens_per_batch=64, rank=rank, world_size=world, seed=5,
-                             shuffle_block_rows=4, shuffle_window_blocks=3, holdout_rows=holdout)
+        stream = ShardStream(
+            stream_build.root,
+            tokens_per_batch=64,
+            rank=rank,
+            world_size=world,
+            seed=5,
+            shuffle_block_rows=4,
+            shuffle_window_blocks=3,
+            holdout_rows=holdout,
+        )
         parts = [iter(stream)] if workers == 0 else [stream.iterate(w, workers) for w in range(workers)]
         for part in parts:
             for batch in part:

@@ -17,15 +17,19 @@ def _lengths(seed: int = 0) -> dict[str, np.ndarray]:
     def draw(n: int, mu: float, sigma: float, lo: int, hi: int) -> np.ndarray:
         return np.clip(rng.lognormal(mu, sigma, n), lo, hi).astype(np.int64)
 
-    return {"web": draw(40_000, 6.0, 1.0, 5, 100_000),
-            "code": draw(10_000, 7.0, 1.2, 5, 200_000),
-            "pile": np.concatenate([draw(8_000, 6.3, 1.1, 5, 100_000), draw(150, 10.5, 0.8, 2_000, 400_000)]),
-            "hq": draw(1_500, 6.5, 1.0, 5, 50_000)}
+    return {
+        "web": draw(40_000, 6.0, 1.0, 5, 100_000),
+        "code": draw(10_000, 7.0, 1.2, 5, 200_000),
+        "pile": np.concatenate([draw(8_000, 6.3, 1.1, 5, 100_000), draw(150, 10.5, 0.8, 2_000, 400_000)]),
+        "hq": draw(1_500, 6.5, 1.0, 5, 50_000),
+    }
 
 
-STAGES = [StageSpec("2k", 2048, 12_000_000, {"web": 0.6, "code": 0.3, "pile": 0.1}),
-          StageSpec("8k", 8192, 12_000_000, {"web": 0.5, "code": 0.3, "pile": 0.2}),
-          StageSpec("hq-8k", 8192, 3_000_000, {"hq": 1.0})]  # f ≈ 1.8: repeated
+STAGES = [
+    StageSpec("2k", 2048, 12_000_000, {"web": 0.6, "code": 0.3, "pile": 0.1}),
+    StageSpec("8k", 8192, 12_000_000, {"web": 0.5, "code": 0.3, "pile": 0.2}),
+    StageSpec("hq-8k", 8192, 3_000_000, {"hq": 1.0}),
+]  # f ≈ 1.8: repeated
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +57,8 @@ def test_no_document_that_fits_is_split_and_long_ones_go_to_long_stages(plan):
             fits = lengths[name][p.doc] <= stage.spec.seq_len
             assert (p.length[fits] == lengths[name][p.doc[fits]]).all()
             assert packing.split_documents == int(((p.start == 0) & ~fits).sum()) - int(
-                ((p.start == 0) & (lengths[name][p.doc] == stage.spec.capacity)).sum())
+                ((p.start == 0) & (lengths[name][p.doc] == stage.spec.capacity)).sum()
+            )
     short, long = plan.stages[0].packings["web"], plan.stages[1].packings["web"]
 
     def first(p):
@@ -87,8 +92,9 @@ def test_every_shard_carries_the_mixture_and_rows_are_dealt_once(plan):
     assert sum(s.split_documents for s in layouts) == sum(p.split_documents for p in stage.packings.values())
     names = list(stage.packings)
     for shard in layouts:
-        rows_per_source = {n: len(np.unique(shard.pieces.row[shard.source == i]))
-                           for i, n in enumerate(names)}
+        rows_per_source = {
+            n: len(np.unique(shard.pieces.row[shard.source == i])) for i, n in enumerate(names)
+        }
         for name, rows in rows_per_source.items():
             assert abs(rows - stage.packings[name].rows / stage.shards) <= 1
         assert np.array_equal(np.unique(shard.pieces.row), np.arange(shard.rows))
@@ -100,8 +106,11 @@ def test_a_source_of_books_only():
     """Documents all far longer than a row: little padding still (their pieces close the gaps); the budget
     is met within a row or, where no book left is short enough, within the shortest book (none is cut)."""
     books = _lengths()["pile"][-150:]
-    plan = make_plan({"books": books}, [StageSpec("2k", 2048, 2_000_000, {"books": 1.0}),
-                                        StageSpec("8k", 8192, 2_000_000, {"books": 1.0})], seed=2)
+    plan = make_plan(
+        {"books": books},
+        [StageSpec("2k", 2048, 2_000_000, {"books": 1.0}), StageSpec("8k", 8192, 2_000_000, {"books": 1.0})],
+        seed=2,
+    )
     for stage in plan.stages:
         packing = stage.packings["books"]
         assert packing.padding < packing.capacity
@@ -115,16 +124,20 @@ def test_same_seed_same_plan_other_seed_other_plan():
     for a, b in zip(one.stages, two.stages):
         for name in a.packings:
             for field in ("doc", "start", "length", "row", "offset"):
-                assert np.array_equal(getattr(a.packings[name].pieces, field),
-                                      getattr(b.packings[name].pieces, field))
+                assert np.array_equal(
+                    getattr(a.packings[name].pieces, field), getattr(b.packings[name].pieces, field)
+                )
     docs = [p.stages[0].packings["web"].pieces.doc for p in (one, other)]
     assert not np.array_equal(*docs)
 
 
 def test_a_stage_naming_a_source_without_tokens_is_an_error():
     with pytest.raises(ValueError, match="'code' has no tokens"):
-        make_plan({"web": np.array([10, 20]), "code": np.zeros(0, np.int64)},
-                  [StageSpec("a", 16, 100, {"web": 0.5, "code": 0.5})], seed=0)
+        make_plan(
+            {"web": np.array([10, 20]), "code": np.zeros(0, np.int64)},
+            [StageSpec("a", 16, 100, {"web": 0.5, "code": 0.5})],
+            seed=0,
+        )
     with pytest.raises(ValueError, match="no documents: \\['pile'\\]"):
         make_plan({"web": np.array([10, 20])}, [StageSpec("a", 16, 100, {"pile": 1.0})], seed=0)
 

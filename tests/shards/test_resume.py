@@ -22,8 +22,9 @@ def global_sequence(root: str, world: int, state: dict | None = None) -> list[tu
         if state is not None:
             stream.load_state_dict(state)
         per_rank.append(list(stream))
-    return [(parts[0]["stage"], [r for p in parts for r in p["row_ids"].tolist()])
-            for parts in zip(*per_rank)]
+    return [
+        (parts[0]["stage"], [r for p in parts for r in p["row_ids"].tolist()]) for parts in zip(*per_rank)
+    ]
 
 
 def by_stage(batches: list[tuple[str, list[int]]]) -> dict[str, list[int]]:
@@ -101,5 +102,6 @@ def test_a_state_from_another_build_or_seed_is_refused(stream_build, stream_make
     with pytest.raises(BuildError, match="seed 7"):
         ShardStream(stream_build.root, tokens_per_batch=64, seed=8).load_state_dict(state)
     with pytest.raises(BuildError, match="stage"):
-        ShardStream(stream_build.root, tokens_per_batch=64, seed=7,
-                    curriculum=[("s2-32", 32 * 35)]).load_state_dict(state)
+        ShardStream(
+            stream_build.root, tokens_per_batch=64, seed=7, curriculum=[("s2-32", 32 * 35)]
+        ).load_state_dict(state)

@@ -49,9 +49,9 @@ def test_a_window_reads_from_few_blocks():
     n, block, window = 100_000, 64, 8
     rows = shuffled_rows(np.arange(n), n, derive_key(9), block_rows=block, window_blocks=window)
     for w in range(0, n // (block * window), 37):
-        blocks = np.unique(rows[w * block * window:(w + 1) * block * window] // block)
+        blocks = np.unique(rows[w * block * window : (w + 1) * block * window] // block)
         assert len(blocks) <= window + 1  # the short last block can shift the window's edges by one block
-    first_window = rows[:block * window] // block
+    first_window = rows[: block * window] // block
     assert np.ptp(first_window) > window  # blocks come from all over the stage, not one neighbourhood
 
 

@@ -48,9 +48,18 @@ def _point_first_shard_at(root: str, path: str) -> None:
     file.write_text(json.dumps(data))
 
 
-@pytest.mark.parametrize("bad", ["../outside/stolen.arrow", "../../../../etc/passwd", "/etc/passwd",
-                                 "s1-16/../../outside/stolen.arrow", "./s1-16/shard-00000.arrow",
-                                 "s1-16//shard-00000.arrow", "C:\\shard.arrow"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../outside/stolen.arrow",
+        "../../../../etc/passwd",
+        "/etc/passwd",
+        "s1-16/../../outside/stolen.arrow",
+        "./s1-16/shard-00000.arrow",
+        "s1-16//shard-00000.arrow",
+        "C:\\shard.arrow",
+    ],
+)
 def test_check_relative_refuses_paths_that_leave_the_build(bad):
     from gristmill.shards.paths import check_relative
 
@@ -181,8 +190,9 @@ def test_the_cache_evicts_to_its_size(stream_build, stream_s3, tmp_path):
     manifest = read_manifest(stream_build.root)
     largest = max(s.bytes for stage in manifest.stages for s in stage.shards)
     limit = 2 * largest
-    stream = ShardStream(url, storage_options=options, cache_dir=str(tmp_path / "cache"),
-                         cache_max_bytes=limit, **KWARGS)
+    stream = ShardStream(
+        url, storage_options=options, cache_dir=str(tmp_path / "cache"), cache_max_bytes=limit, **KWARGS
+    )
     _same(_batches(ShardStream(stream_build.root, **KWARGS)), _batches(stream))
     cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert 1 <= len(cached) <= 2 and sum(p.stat().st_size for p in cached) <= limit
@@ -195,15 +205,18 @@ def test_a_state_resumes_on_a_moved_copy_and_on_s3(stream_build, stream_s3, tmp_
     moved = tmp_path / "moved"
     shutil.copytree(stream_build.root, moved)
     url, options = stream_s3.upload(str(moved), "moved")
-    for build, extra in ((str(moved), {}), (url, {"storage_options": options,
-                                                  "cache_dir": str(tmp_path / "cache")})):
+    for build, extra in (
+        (str(moved), {}),
+        (url, {"storage_options": options, "cache_dir": str(tmp_path / "cache")}),
+    ):
         stream = ShardStream(build, **KWARGS, **extra)
         stream.load_state_dict(state)
         _same(expected, _batches(stream))
 
 
-def test_a_remote_build_is_cached_under_the_users_cache_dir_by_default(stream_build, stream_s3, monkeypatch,
-                                                                       tmp_path):
+def test_a_remote_build_is_cached_under_the_users_cache_dir_by_default(
+    stream_build, stream_s3, monkeypatch, tmp_path
+):
     monkeypatch.delenv("GRISTMILL_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     url, options = stream_s3.upload(stream_build.root, "default-cache")

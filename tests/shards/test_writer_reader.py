@@ -43,7 +43,7 @@ def test_round_trip_in_batches_of_about_4_mib(tmp_path):
     for i in (0, 511, 512, 1199):
         row = reader.row(i)
         np.testing.assert_array_equal(row.tokens, tokens[i])
-        assert row.doc_offsets.tolist() == offsets[3 * i:3 * i + 3].tolist() and row.source == source[i]
+        assert row.doc_offsets.tolist() == offsets[3 * i : 3 * i + 3].tolist() and row.source == source[i]
         first, used = offsets[3 * i + 1], offsets[3 * i + 2]
         assert [len(d) for d in row.documents()] == [first, used - first]
     with pytest.raises(IndexError):

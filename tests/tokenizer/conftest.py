@@ -13,14 +13,36 @@ from rich.console import Console
 from gristmill.tokenizer.config import TokenizerTrainConfig
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
-CODE_FILES = sorted([*(STDLIB / "json").glob("*.py"), *(STDLIB / "email").glob("*.py"),
-                     STDLIB / "textwrap.py", STDLIB / "tabnanny.py"])
+CODE_FILES = sorted(
+    [
+        *(STDLIB / "json").glob("*.py"),
+        *(STDLIB / "email").glob("*.py"),
+        STDLIB / "textwrap.py",
+        STDLIB / "tabnanny.py",
+    ]
+)
 EDGE_CASES = [
-    "", " ", "  ", " leading space", "trailing space ", "double  space", "\ttab\tseparated\t", "a\r\nb\r\n",
-    "non\u00a0breaking\u00a0space", "combining e\u0301 a\u0300 o\u0308", "emoji 🦀 🎉👩‍💻",
+    "",
+    " ",
+    "  ",
+    " leading space",
+    "trailing space ",
+    "double  space",
+    "\ttab\tseparated\t",
+    "a\r\nb\r\n",
+    "non\u00a0breaking\u00a0space",
+    "combining e\u0301 a\u0300 o\u0308",
+    "emoji 🦀 🎉👩‍💻",
     "<s> literal </s> <unk>",
-    "digits 1234567890 3.14159", "    def f(x):\n        return x\n\n\tif y:\n\t\tpass\n", "\n", "\n\n  \n",
-    "日本語のテキスト", "Ünïcödé ß", "mixed\u2028separator", "<unused0> <|endoftext|>", "x" * 5000,
+    "digits 1234567890 3.14159",
+    "    def f(x):\n        return x\n\n\tif y:\n\t\tpass\n",
+    "\n",
+    "\n\n  \n",
+    "日本語のテキスト",
+    "Ünïcödé ß",
+    "mixed\u2028separator",
+    "<unused0> <|endoftext|>",
+    "x" * 5000,
 ]
 
 
@@ -31,8 +53,11 @@ def corpus() -> list[tuple[str, str, str]]:
     prose = [(text, "prose", "pydoc") for text in doc_topics()]
     code = [(path.read_text(encoding="utf-8"), "code", path.parent.name) for path in CODE_FILES]
     # tab-indented code (as in Go or Makefiles): the stdlib's json package with its indentation as tabs
-    tabbed = [(re.sub(r"(?m)^((?:    )+)", lambda m: "\t" * (len(m.group(1)) // 4), text), "code", "tabs")
-              for text, _, subset in code if subset == "json"]
+    tabbed = [
+        (re.sub(r"(?m)^((?:    )+)", lambda m: "\t" * (len(m.group(1)) // 4), text), "code", "tabs")
+        for text, _, subset in code
+        if subset == "json"
+    ]
     return prose + code + tabbed
 
 
@@ -83,9 +108,13 @@ def corpus_files(tmp_path_factory, documents) -> Path:
     with (root / "prose" / "topics.jsonl").open("w") as f:
         for text, _, subset in prose[: len(prose) // 2]:
             f.write(json.dumps({"text": text, "subset": subset}) + "\n")
-    rest = prose[len(prose) // 2:]
-    pq.write_table(pa.table({"text": [d[0] for d in rest], "source": ["prose"] * len(rest),
-                             "subset": ["pydoc"] * len(rest)}), root / "prose" / "more.parquet")
+    rest = prose[len(prose) // 2 :]
+    pq.write_table(
+        pa.table(
+            {"text": [d[0] for d in rest], "source": ["prose"] * len(rest), "subset": ["pydoc"] * len(rest)}
+        ),
+        root / "prose" / "more.parquet",
+    )
     for path in CODE_FILES:
         (root / "code" / f"{path.parent.name}-{path.name}.txt").write_text(path.read_text(encoding="utf-8"))
     return root

@@ -17,18 +17,53 @@ def _run(*args: str):
 
 def test_train_from_files_with_weights_then_eval_side_by_side(tmp_path, corpus_files):
     out = tmp_path / "tok"
-    result = _run("tokenizer", "train", str(out), "--files", f"prose={corpus_files}/prose/*",
-                  "--files", f"code={corpus_files}/code/*.txt", "--weight", "prose=1", "--weight", "code=1",
-                  "--vocab-size", "500", "--pad-to-multiple", "64", "--seed", "1", "--json")
+    result = _run(
+        "tokenizer",
+        "train",
+        str(out),
+        "--files",
+        f"prose={corpus_files}/prose/*",
+        "--files",
+        f"code={corpus_files}/code/*.txt",
+        "--weight",
+        "prose=1",
+        "--weight",
+        "code=1",
+        "--vocab-size",
+        "500",
+        "--pad-to-multiple",
+        "64",
+        "--seed",
+        "1",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{"):])
+    report = json.loads(result.output[result.output.index("{") :])
     assert report["vocab_size"] == 512 and set(report["sample"]["sources"]) == {"prose", "code"}
     assert (out / "tokenizer.model").exists() and (out / "evaluation.json").exists()
     hf = tmp_path / "hf"
-    assert _run("tokenizer", "train", str(hf), "--files", f"{corpus_files}/code/*.txt", "--backend", "hf-bpe",
-                "--vocab-size", "400").exit_code == 0
-    result = _run("tokenizer", "eval", str(out), str(hf / "tokenizer.json"), "--files",
-                  f"code={corpus_files}/code/*.txt")
+    assert (
+        _run(
+            "tokenizer",
+            "train",
+            str(hf),
+            "--files",
+            f"{corpus_files}/code/*.txt",
+            "--backend",
+            "hf-bpe",
+            "--vocab-size",
+            "400",
+        ).exit_code
+        == 0
+    )
+    result = _run(
+        "tokenizer",
+        "eval",
+        str(out),
+        str(hf / "tokenizer.json"),
+        "--files",
+        f"code={corpus_files}/code/*.txt",
+    )
     assert result.exit_code == 0 and "side by side" in result.output and "bytes_per_token" in result.output
     result = _run("tokenizer", "eval", str(out), "--files", f"{corpus_files}/prose/*", "--json")
     evaluation = json.loads(result.output)[0]
@@ -61,12 +96,21 @@ def test_train_from_a_recipe_build(tmp_path, documents):
     for source in ("prose", "code"):
         docs = [d for d in documents if d[1] == source]
         (build / "clean" / source).mkdir(parents=True)
-        pq.write_table(pa.table({"id": [str(i) for i in range(len(docs))], "text": [d[0] for d in docs],
-                                 "source": [source] * len(docs), "subset": [d[2] for d in docs],
-                                 "metadata": ["{}"] * len(docs)}), build / "clean" / source / "00000.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    "id": [str(i) for i in range(len(docs))],
+                    "text": [d[0] for d in docs],
+                    "source": [source] * len(docs),
+                    "subset": [d[2] for d in docs],
+                    "metadata": ["{}"] * len(docs),
+                }
+            ),
+            build / "clean" / source / "00000.parquet",
+        )
     result = _run("tokenizer", "train", str(tmp_path / "tok"), "--recipe", str(recipe), "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{"):])
+    report = json.loads(result.output[result.output.index("{") :])
     assert report["vocab_size"] == 400 and report["sample"]["seed"] == 5
     assert report["sample"]["sources"]["prose"]["weight"] == 0.75
 
@@ -75,11 +119,13 @@ def test_bad_input_messages(tmp_path):
     result = _run("tokenizer", "train", str(tmp_path / "t"), "--files", str(tmp_path / "none*.txt"))
     assert result.exit_code == 2 and "matches no files" in result.output
     (tmp_path / "a.txt").write_text("some text")
-    result = _run("tokenizer", "train", str(tmp_path / "t"), "--files", str(tmp_path / "a.txt"),
-                  "--weight", "x")
+    result = _run(
+        "tokenizer", "train", str(tmp_path / "t"), "--files", str(tmp_path / "a.txt"), "--weight", "x"
+    )
     assert result.exit_code == 2 and "SOURCE=WEIGHT" in result.output
-    result = _run("tokenizer", "train", str(tmp_path / "t"), "--files", str(tmp_path / "a.txt"),
-                  "--vocab-size", "10")
+    result = _run(
+        "tokenizer", "train", str(tmp_path / "t"), "--files", str(tmp_path / "a.txt"), "--vocab-size", "10"
+    )
     assert result.exit_code == 2 and "vocab_size" in result.output
     assert "Examples" in _run("tokenizer", "train", "--help").output
     assert "Examples" in _run("tokenizer", "eval", "--help").output

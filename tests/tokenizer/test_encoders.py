@@ -68,8 +68,9 @@ def test_bpe_models_encode_with_kitoken(trained, backend):
     assert tokenizer.encoder_choice.encoder.name == "kitoken", tokenizer.encoder_choice.note
     model = result.out_dir / ("tokenizer.model" if backend.startswith("sp") else "tokenizer.json")
     texts = _texts(result.out_dir)
-    assert [list(ids) for ids in kitoken_encoder(model).encode(texts)] == \
-        [list(ids) for ids in _reference(result.out_dir).encode(texts)]
+    assert [list(ids) for ids in kitoken_encoder(model).encode(texts)] == [
+        list(ids) for ids in _reference(result.out_dir).encode(texts)
+    ]
 
 
 @pytest.mark.parametrize("backend", ["sp-improved", "unigram"])
@@ -80,8 +81,10 @@ def test_every_candidate_that_passes_is_exact(trained, backend):
     hf = HFTokenizer.from_file(str(result.out_dir / "tokenizer.json"))
     hf.encode_special_tokens = True
     texts = _texts(result.out_dir)
-    for label, make in (("kitoken", lambda: kitoken_encoder(result.out_dir / "tokenizer.model")),
-                        ("tokenizers", lambda: tokenizers_encoder(hf))):
+    for label, make in (
+        ("kitoken", lambda: kitoken_encoder(result.out_dir / "tokenizer.model")),
+        ("tokenizers", lambda: tokenizers_encoder(hf)),
+    ):
         choice = choose_encoder(reference, [(label, make)], heldout_texts(result.out_dir))
         if choice.encoder.name == label:
             want = [list(i) for i in reference.encode(texts)]

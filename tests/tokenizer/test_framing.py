@@ -22,10 +22,13 @@ def test_frame_adds_bos_and_eos_or_eos_alone():
     assert DocumentFraming(1, 2).frame(np.zeros(0, np.int32)).tolist() == [1, 2]
 
 
-@pytest.mark.parametrize(("name", "overrides", "framing"), [
-    ("sp-llama2", {"profile": "llama2"}, "bos+eos"),  # TinyLlama's: <s> doc … </s>
-    ("hf", {"backend": "hf-bpe"}, "eos"),  # GPT-2's: doc … <|endoftext|>
-])
+@pytest.mark.parametrize(
+    ("name", "overrides", "framing"),
+    [
+        ("sp-llama2", {"profile": "llama2"}, "bos+eos"),  # TinyLlama's: <s> doc … </s>
+        ("hf", {"backend": "hf-bpe"}, "eos"),  # GPT-2's: doc … <|endoftext|>
+    ],
+)
 def test_framing_follows_the_profile_and_the_exported_tokenizer(trained, tmp_path, name, overrides, framing):
     transformers = pytest.importorskip("transformers")
     tokenizer = trained(name, **overrides).tokenizer

@@ -18,7 +18,7 @@ def test_flat_batch_equals_per_text_batch(trained):
     assert ids.dtype == np.int32 and offsets.dtype == np.int64 and len(offsets) == len(EDGE_CASES) + 1
     for i, expected in enumerate(per_text):
         assert expected.dtype == np.int32
-        np.testing.assert_array_equal(ids[offsets[i]:offsets[i + 1]], expected)
+        np.testing.assert_array_equal(ids[offsets[i] : offsets[i + 1]], expected)
 
 
 def test_special_ids_and_decode_skips_them(trained):
@@ -34,7 +34,8 @@ def test_loads_a_single_file_and_saves(trained, tmp_path, name):
     alone = tmp_path / "alone"
     alone.mkdir()
     (alone / f"x{name[-6:]}" if name.endswith(".model") else alone / name).write_bytes(
-        (result.out_dir / name).read_bytes())
+        (result.out_dir / name).read_bytes()
+    )
     loaded = Tokenizer.load(next(alone.iterdir()))
     text = "def f():\n\treturn 'ü'\n"
     assert loaded.encode(text).tolist() == result.tokenizer.encode(text).tolist()

@@ -10,8 +10,12 @@ from gristmill.tokenizer.interface import Tokenizer
 
 from .conftest import EDGE_CASES
 
-MODES = {"improved": {}, "llama2": {"profile": "llama2"}, "counts": {"count_pretokens": "always"},
-         "padded": {"pad_vocab_to_multiple_of": 128, "user_defined_symbols": ["<tool>"]}}
+MODES = {
+    "improved": {},
+    "llama2": {"profile": "llama2"},
+    "counts": {"count_pretokens": "always"},
+    "padded": {"pad_vocab_to_multiple_of": 128, "user_defined_symbols": ["<tool>"]},
+}
 
 
 def _texts(result) -> list[str]:

@@ -13,8 +13,10 @@ from gristmill.tokenizer.sample import draw_sample
 
 def _docs(n: int = 400) -> list[tuple[str, str, str]]:
     rng = random.Random(0)
-    return [(f"document {i} " + "x" * rng.randrange(50, 150), "web" if i % 4 else "code",
-             "a" if i % 3 else "b") for i in range(n)]
+    return [
+        (f"document {i} " + "x" * rng.randrange(50, 150), "web" if i % 4 else "code", "a" if i % 3 else "b")
+        for i in range(n)
+    ]
 
 
 def test_same_seed_same_sample_whatever_the_order():
@@ -29,8 +31,9 @@ def test_same_seed_same_sample_whatever_the_order():
 
 
 def test_budget_weights_and_heldout():
-    sample = draw_sample(_docs(), 12_000, seed=0, weights={"web": 3, "code": 1}, heldout_bytes=3000,
-                         heldout_fraction=0.2)
+    sample = draw_sample(
+        _docs(), 12_000, seed=0, weights={"web": 3, "code": 1}, heldout_bytes=3000, heldout_fraction=0.2
+    )
     web, code = sample.sources["web"], sample.sources["code"]
     assert 9000 <= web.train_bytes < 9000 + 200 and 3000 <= code.train_bytes < 3000 + 200
     assert not set(sample.train) & set(sample.heldout) and sample.heldout

@@ -113,8 +113,12 @@ def test_vocabulary_larger_than_the_corpus_supports_is_explained(tmp_path, quiet
     with pytest.raises(InputError, match="larger than this corpus supports"):
         train_tokenizer(small_config(vocab_size=5000, heldout_fraction=0), docs, tmp_path, console=quiet)
     with pytest.raises(InputError, match="larger than this corpus supports"):
-        train_tokenizer(small_config(vocab_size=5000, heldout_fraction=0, backend="hf-bpe"), docs,
-                        tmp_path / "hf", console=quiet)
+        train_tokenizer(
+            small_config(vocab_size=5000, heldout_fraction=0, backend="hf-bpe"),
+            docs,
+            tmp_path / "hf",
+            console=quiet,
+        )
 
 
 def test_empty_corpus_is_an_error(tmp_path, quiet):
@@ -125,8 +129,13 @@ def test_empty_corpus_is_an_error(tmp_path, quiet):
 def test_outputs_and_evaluation(trained):
     result = trained("sp-improved")
     names = {p.name for p in result.out_dir.iterdir()}
-    assert {"tokenizer.json", "tokenizer.model", "settings.json", "sample-manifest.json",
-            "evaluation.json"} <= names
+    assert {
+        "tokenizer.json",
+        "tokenizer.model",
+        "settings.json",
+        "sample-manifest.json",
+        "evaluation.json",
+    } <= names
     evaluation = json.loads((result.out_dir / "evaluation.json").read_text())
     assert set(evaluation["sources"]) == {"prose", "code"}
     assert evaluation["total"]["round_trip_lossless"] is True

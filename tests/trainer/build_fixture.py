@@ -63,8 +63,12 @@ def train_tokenizer(directory: Path, texts: list[str], vocab_size: int = VOCAB_S
     hf = HFTokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     hf.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     hf.train_from_iterator(texts, trainer)
     directory.mkdir(parents=True, exist_ok=True)
     hf.save(str(directory / "tokenizer.json"))
@@ -78,7 +82,7 @@ def pack_rows(docs: list[np.ndarray], seq_len: int, pad_id: int) -> tuple[np.nda
     ends = np.cumsum([len(d) for d in docs])
     rows = -(-len(stream) // width)
     tokens = np.full((rows, width), pad_id, dtype=np.int32)
-    tokens.reshape(-1)[:len(stream)] = stream
+    tokens.reshape(-1)[: len(stream)] = stream
     offsets = []
     for r in range(rows):
         lo, hi = r * width, min((r + 1) * width, len(stream))
@@ -87,25 +91,34 @@ def pack_rows(docs: list[np.ndarray], seq_len: int, pad_id: int) -> tuple[np.nda
     return tokens, offsets
 
 
-def write_shard(path: Path, meta: ShardMeta, tokens: np.ndarray, offsets: list[np.ndarray],
-                rows_per_batch: int = 16) -> tuple[str, int]:
+def write_shard(
+    path: Path, meta: ShardMeta, tokens: np.ndarray, offsets: list[np.ndarray], rows_per_batch: int = 16
+) -> tuple[str, int]:
     """Write one shard file; return (xxh3-64 hex, bytes)."""
     schema = shard_schema(meta)
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
         for a in range(0, len(tokens), rows_per_batch):
-            chunk, docs = tokens[a:a + rows_per_batch], offsets[a:a + rows_per_batch]
+            chunk, docs = tokens[a : a + rows_per_batch], offsets[a : a + rows_per_batch]
             list_offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int32)
             flat = pa.array(chunk.reshape(-1), pa.int32())
-            columns = [pa.FixedSizeListArray.from_arrays(flat, meta.seq_len + 1),
-                       pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(np.concatenate(docs))),
-                       pa.array(np.zeros(len(chunk), np.uint8))]
+            columns = [
+                pa.FixedSizeListArray.from_arrays(flat, meta.seq_len + 1),
+                pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(np.concatenate(docs))),
+                pa.array(np.zeros(len(chunk), np.uint8)),
+            ]
             writer.write_batch(pa.record_batch(columns, schema=schema))
     data = path.read_bytes()
     return xxhash.xxh3_64_hexdigest(data), len(data)
 
 
-def write_build(root: Path, texts: list[str], tokenizer: Tokenizer, stages: list[StageSpec],
-                name: str = "trainer-test", rows_per_shard: int = 64) -> Manifest:
+def write_build(
+    root: Path,
+    texts: list[str],
+    tokenizer: Tokenizer,
+    stages: list[StageSpec],
+    name: str = "trainer-test",
+    rows_per_shard: int = 64,
+) -> Manifest:
     """Write a build of `texts` at `root`: BUILD/tokenizer, one folder of shards per stage, manifest.json.
 
     Documents are dealt to stages in order by their `share`; returns the manifest.
@@ -116,33 +129,66 @@ def write_build(root: Path, texts: list[str], tokenizer: Tokenizer, stages: list
     cuts = np.cumsum([0] + [s.share for s in stages]) / sum(s.share for s in stages)
     entries = []
     for i, spec in enumerate(stages):
-        part = docs[int(cuts[i] * len(docs)):int(cuts[i + 1] * len(docs))]
+        part = docs[int(cuts[i] * len(docs)) : int(cuts[i + 1] * len(docs))]
         tokens, offsets = pack_rows(part, spec.seq_len, tokenizer.pad_id)
-        meta = ShardMeta(seq_len=spec.seq_len, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id,
-                         tokenizer_hash=tokenizer.content_hash, bos_id=tokenizer.framing.bos_id)
+        meta = ShardMeta(
+            seq_len=spec.seq_len,
+            pad_id=tokenizer.pad_id,
+            eos_id=tokenizer.eos_id,
+            tokenizer_hash=tokenizer.content_hash,
+            bos_id=tokenizer.framing.bos_id,
+        )
         (root / spec.name).mkdir()
         shards = []
         for n, a in enumerate(range(0, len(tokens), rows_per_shard)):
             rel = f"{spec.name}/shard-{n:05d}.arrow"
-            rows = tokens[a:a + rows_per_shard]
-            used = sum(int(o[-1]) for o in offsets[a:a + rows_per_shard])
-            digest, size = write_shard(root / rel, meta, rows, offsets[a:a + rows_per_shard])
-            shards.append(ShardEntry(path=rel, rows=len(rows), tokens=used, source_tokens={"docs": used},
-                                     xxh3=digest, bytes=size, padding_tokens=rows.size - used))
+            rows = tokens[a : a + rows_per_shard]
+            used = sum(int(o[-1]) for o in offsets[a : a + rows_per_shard])
+            digest, size = write_shard(root / rel, meta, rows, offsets[a : a + rows_per_shard])
+            shards.append(
+                ShardEntry(
+                    path=rel,
+                    rows=len(rows),
+                    tokens=used,
+                    source_tokens={"docs": used},
+                    xxh3=digest,
+                    bytes=size,
+                    padding_tokens=rows.size - used,
+                )
+            )
         used = sum(s.tokens for s in shards)
-        entries.append(StageEntry(name=spec.name, seq_len=spec.seq_len,
-                                  tokens_per_batch=spec.tokens_per_batch, rows=len(tokens), tokens=used,
-                                  padding_tokens=tokens.size - used,
-                                  split_documents=0, source_tokens={"docs": used}, sampling={"docs": 1.0},
-                                  shards=shards))
+        entries.append(
+            StageEntry(
+                name=spec.name,
+                seq_len=spec.seq_len,
+                tokens_per_batch=spec.tokens_per_batch,
+                rows=len(tokens),
+                tokens=used,
+                padding_tokens=tokens.size - used,
+                split_documents=0,
+                source_tokens={"docs": used},
+                sampling={"docs": 1.0},
+                shards=shards,
+            )
+        )
     manifest = Manifest(
-        name=name, recipe={}, recipe_hash="test", seed=0,
-        sources=[SourceEntry(name="docs", format="text", kind="web", priority=0)], accounting={},
-        tokenizer=TokenizerEntry(path="tokenizer", hash=tokenizer.content_hash,
-                                 vocab_size=tokenizer.vocab_size, bos_id=tokenizer.bos_id,
-                                 eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
-                                 framing=tokenizer.framing.name),
-        stages=entries)
+        name=name,
+        recipe={},
+        recipe_hash="test",
+        seed=0,
+        sources=[SourceEntry(name="docs", format="text", kind="web", priority=0)],
+        accounting={},
+        tokenizer=TokenizerEntry(
+            path="tokenizer",
+            hash=tokenizer.content_hash,
+            vocab_size=tokenizer.vocab_size,
+            bos_id=tokenizer.bos_id,
+            eos_id=tokenizer.eos_id,
+            pad_id=tokenizer.pad_id,
+            framing=tokenizer.framing.name,
+        ),
+        stages=entries,
+    )
     write_manifest(str(root), manifest)
     return manifest
 
@@ -184,8 +230,9 @@ def unigram_entropy(build: Path) -> float:
     manifest = read_manifest(str(build))
     counts: dict[int, int] = {}
     for stage in manifest.stages:
-        stream = ShardStream(str(build), tokens_per_batch=stage.seq_len,
-                             curriculum=[(stage.name, stage.rows * stage.seq_len)])
+        stream = ShardStream(
+            str(build), tokens_per_batch=stage.seq_len, curriculum=[(stage.name, stage.rows * stage.seq_len)]
+        )
         for batch in stream:
             targets = batch["targets"][batch["loss_mask"]]
             ids, n = np.unique(targets, return_counts=True)

@@ -36,8 +36,14 @@ class RunsCode:
 def run(builds, tmp_path_factory) -> tuple[Path, dict]:
     """A run's output_dir with one checkpoint (2 steps of llama-tiny), and its config data."""
     out = tmp_path_factory.mktemp("trust-run")
-    data = dict(build=str(builds.train), model="llama-tiny", output_dir=str(out), micro_batch_tokens=512,
-                max_steps=2, checkpoint={"every_steps": 2})
+    data = dict(
+        build=str(builds.train),
+        model="llama-tiny",
+        output_dir=str(out),
+        micro_batch_tokens=512,
+        max_steps=2,
+        checkpoint={"every_steps": 2},
+    )
     torch.set_num_threads(1)
     train(parse_train_config(data), console=lambda line: None)
     return out, data
@@ -91,8 +97,11 @@ def test_a_crafted_non_tensor_value_runs_nothing(tmp_path):
     from gristmill.trainer.checkpoint import load_dcp
 
     marker = tmp_path / "code-ran"
-    dcp.save({"extra": {"lr": RunsCode(marker), "w": torch.ones(2)}}, checkpoint_id=str(tmp_path / "c"),
-             no_dist=True)
+    dcp.save(
+        {"extra": {"lr": RunsCode(marker), "w": torch.ones(2)}},
+        checkpoint_id=str(tmp_path / "c"),
+        no_dist=True,
+    )
     assert not marker.exists()
     state = {"extra": {"lr": 0.0, "w": torch.zeros(2)}}
     with pytest.raises(BuildError, match=r"refused to load 'extra\.lr' from the checkpoint"):

@@ -23,9 +23,17 @@ transformers = pytest.importorskip("transformers")
 def trained(builds, out: Path, model) -> Transformer:
     """Train a few steps (so weights are no longer at init) and return the checkpoint's model."""
     torch.set_num_threads(1)
-    cfg = parse_train_config(dict(build=str(builds.train), model=model, output_dir=str(out),
-                                  micro_batch_tokens=512, max_steps=4, optimizer={"lr": 1e-2},
-                                  checkpoint={"every_steps": 4}))
+    cfg = parse_train_config(
+        dict(
+            build=str(builds.train),
+            model=model,
+            output_dir=str(out),
+            micro_batch_tokens=512,
+            max_steps=4,
+            optimizer={"lr": 1e-2},
+            checkpoint={"every_steps": 4},
+        )
+    )
     train(cfg, console=lambda line: None)
     checkpoint = latest_checkpoint(cfg.checkpoint_dir)
     ours = Transformer(read_model_config(checkpoint))
@@ -51,8 +59,8 @@ def test_export_loads_in_transformers_with_our_logits(builds, tmp_path, model):
         positions = torch.cat([torch.arange(len(ids_a)), torch.arange(len(ids_b))])[None]
         cu_seqlens = torch.tensor([0, len(ids_a), len(ids_a) + len(ids_b)], dtype=torch.int32)
         packed = ours(row, positions, cu_seqlens, max(len(ids_a), len(ids_b)))[0]
-    torch.testing.assert_close(packed[:len(ids_a)], hf_a, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(packed[len(ids_a):], hf_b, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(packed[: len(ids_a)], hf_a, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(packed[len(ids_a) :], hf_b, atol=1e-4, rtol=1e-4)
 
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(out))
     assert hf_tokenizer(text_a, add_special_tokens=False)["input_ids"] == ids_a.tolist()
@@ -63,11 +71,13 @@ def test_export_loads_in_transformers_with_our_logits(builds, tmp_path, model):
 def test_export_cli(builds, tmp_path):
     trained(builds, tmp_path / "run", "llama-tiny")
     checkpoint = latest_checkpoint(tmp_path / "run" / "checkpoints")
-    result = CliRunner().invoke(cli, ["export", str(checkpoint), "--hf", str(tmp_path / "hf"),
-                                      "--dtype", "bfloat16"])
+    result = CliRunner().invoke(
+        cli, ["export", str(checkpoint), "--hf", str(tmp_path / "hf"), "--dtype", "bfloat16"]
+    )
     assert result.exit_code == 0, result.output
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
-        p.name for p in (tmp_path / "hf").iterdir()}
+        p.name for p in (tmp_path / "hf").iterdir()
+    }
     hf = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path / "hf"))
     assert hf.model.embed_tokens.weight.dtype == torch.bfloat16
 

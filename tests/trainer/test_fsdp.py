@@ -22,11 +22,21 @@ STEPS = 8
 
 def settings(builds, out: Path, model: str) -> dict:
     # 2048 tokens per step = 4 micro-batches of 512: accumulation 4 on one process, 2 on each of two
-    return dict(build=str(builds.train), model=model, output_dir=str(out), micro_batch_tokens=512,
-                stages=[{"name": "stage-1-64", "tokens_per_step": 2048, "tokens": 4 * 2048},
-                        {"name": "stage-2-128", "tokens_per_step": 2048, "tokens": 4 * 2048}],
-                optimizer={"lr": 3e-3}, schedule={"warmup_steps": 2}, deterministic=True, log_every=1,
-                checkpoint={"every_steps": 4, "keep_last": 3})
+    return dict(
+        build=str(builds.train),
+        model=model,
+        output_dir=str(out),
+        micro_batch_tokens=512,
+        stages=[
+            {"name": "stage-1-64", "tokens_per_step": 2048, "tokens": 4 * 2048},
+            {"name": "stage-2-128", "tokens_per_step": 2048, "tokens": 4 * 2048},
+        ],
+        optimizer={"lr": 3e-3},
+        schedule={"warmup_steps": 2},
+        deterministic=True,
+        log_every=1,
+        checkpoint={"every_steps": 4, "keep_last": 3},
+    )
 
 
 def losses(metrics: Path) -> dict[int, float]:
@@ -36,8 +46,16 @@ def losses(metrics: Path) -> dict[int, float]:
 def torchrun(config_path: Path, nproc: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     env.pop("WORLD_SIZE", None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "gristmill.trainer", str(config_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "gristmill.trainer",
+        str(config_path),
+    ]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
 
@@ -80,8 +98,10 @@ def test_ray_train_runs_the_same_training(builds, tmp_path, request):
     cfg = parse_train_config({**settings(builds, tmp_path / "ray", "llama-tiny"), "max_steps": 2})
     result = train_with_ray(cfg, workers=2, use_gpu=False)
     assert result.error is None
-    direct = train(parse_train_config({**settings(builds, tmp_path / "one", "llama-tiny"), "max_steps": 2}),
-                   console=lambda line: None)
+    direct = train(
+        parse_train_config({**settings(builds, tmp_path / "one", "llama-tiny"), "max_steps": 2}),
+        console=lambda line: None,
+    )
     ray_losses = losses(tmp_path / "ray" / "metrics.jsonl")
     for step in (1, 2):
         assert ray_losses[step] == pytest.approx(direct.losses[step], rel=1e-4, abs=1e-4)

@@ -53,7 +53,8 @@ def test_saved_statistics_are_not_differentiable(device):
     assert out.requires_grad and not lse.requires_grad
     targets = torch.tensor([1, 2, -100, 3, 4, 5], device=device)
     loss, grad_x, lse, scale = torch.ops.gristmill.fused_linear_cross_entropy(
-        x, w.expand(7, 16), targets, -100, 0.0, "mean", 4, True)
+        x, w.expand(7, 16), targets, -100, 0.0, "mean", 4, True
+    )
     assert loss.requires_grad and not (grad_x.requires_grad or lse.requires_grad or scale.requires_grad)
 
 

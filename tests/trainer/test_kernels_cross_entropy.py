@@ -175,12 +175,16 @@ def test_backward_graph_has_no_copy_of_the_weight_gradient(device):
         return make_boxed_func(gm.forward)
 
     x, w, y = _inputs(10, h, v, torch.float32, device)
-    compiled = torch.compile(fused_linear_cross_entropy, backend=aot_autograd(fw_compiler=keep,
-                                                                               bw_compiler=keep))
+    compiled = torch.compile(
+        fused_linear_cross_entropy, backend=aot_autograd(fw_compiler=keep, bw_compiler=keep)
+    )
     _run(compiled, x, w, y, upstream=2.0)
     backward = graphs[-1]
-    makers = [n.target for n in backward.graph.nodes if n.op == "call_function"
-              and tuple(getattr(n.meta.get("val"), "shape", ())) == (v, h)]
+    makers = [
+        n.target
+        for n in backward.graph.nodes
+        if n.op == "call_function" and tuple(getattr(n.meta.get("val"), "shape", ())) == (v, h)
+    ]
     assert makers == [torch.ops.gristmill.fused_linear_cross_entropy_weight_grad.default]
 
 

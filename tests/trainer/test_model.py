@@ -81,7 +81,8 @@ def test_loss_is_the_cross_entropy_of_the_logits(tied):
 def test_ops_auto_pick_the_reference_on_cpu():
     assert set(build_ops(OpsConfig(), "cpu").choices.values()) == {"reference"}
     assert build_ops(OpsConfig(rope="kernel"), "cpu").choices["rope"] == (
-        "kernel" if kernels_available() else "reference")
+        "kernel" if kernels_available() else "reference"
+    )
 
 
 @pytest.mark.skipif(not kernels_available(), reason="needs CUDA or TRITON_INTERPRET=1")
@@ -93,8 +94,9 @@ def test_kernel_ops_match_reference_ops_forward_and_backward():
     kernel = Transformer(kernel_config, build_ops(kernel_config.ops, device)).to(device)
     kernel.load_state_dict(reference.state_dict())
     assert set(kernel.ops.choices.values()) == {"kernel"}
-    ids, positions, cu, max_len = (t.to(device) if isinstance(t, torch.Tensor) else t
-                                   for t in packed([6, 10], seed=2))
+    ids, positions, cu, max_len = (
+        t.to(device) if isinstance(t, torch.Tensor) else t for t in packed([6, 10], seed=2)
+    )
     targets = torch.roll(ids, -1, dims=1)
     targets[0, 5] = -100
     losses = []
@@ -114,13 +116,15 @@ def test_compiled_kernel_model_has_no_graph_break_and_matches_eager(tied):
     # as one graph, and AOT autograd's joint graph gives eager's loss and gradients.
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    config = tiny(n_layers=2, tie_embeddings=tied,
-                  ops=OpsConfig(**dict.fromkeys(OpsConfig.model_fields, "kernel")))
+    config = tiny(
+        n_layers=2, tie_embeddings=tied, ops=OpsConfig(**dict.fromkeys(OpsConfig.model_fields, "kernel"))
+    )
     eager = Transformer(config, build_ops(config.ops, device)).to(device)
     compiled = Transformer(config, build_ops(config.ops, device)).to(device)
     compiled.load_state_dict(eager.state_dict())
-    ids, positions, cu, max_len = (t.to(device) if isinstance(t, torch.Tensor) else t
-                                   for t in packed([5, 9, 2], seed=4))
+    ids, positions, cu, max_len = (
+        t.to(device) if isinstance(t, torch.Tensor) else t for t in packed([5, 9, 2], seed=4)
+    )
     targets = torch.roll(ids, -1, dims=1)
     targets[0, 4] = -100
     args = (ids, positions, cu, max_len)
@@ -150,10 +154,12 @@ def test_every_residual_addition_is_fused_into_the_next_norm():
         def call(*args, **kwargs):
             calls[name] += 1
             return getattr(ops, name)(*args, **kwargs)
+
         return call
 
-    counting = dataclasses.replace(ops, rms_norm=counted("rms_norm"),
-                                   rms_norm_residual=counted("rms_norm_residual"))
+    counting = dataclasses.replace(
+        ops, rms_norm=counted("rms_norm"), rms_norm_residual=counted("rms_norm_residual")
+    )
     torch.manual_seed(0)
     plain = Transformer(tiny(n_layers=3))
     fused = Transformer(tiny(n_layers=3), counting)

@@ -19,11 +19,17 @@ QUIET = {"console": lambda line: None}
 
 def config(builds, out: Path, **overrides):
     # 6 steps at L=64, then 6 at L=128: resume crosses a stage boundary and a loader state mid-stage
-    base = dict(build=str(builds.train), model="llama-tiny", output_dir=str(out), micro_batch_tokens=512,
-                stages=[{"name": "stage-1-64", "tokens": 6 * 1024},
-                        {"name": "stage-2-128", "tokens": 6 * 1024}],
-                optimizer={"lr": 3e-3}, schedule={"warmup_steps": 3}, deterministic=True,
-                checkpoint={"every_steps": 4, "keep_last": 2})
+    base = dict(
+        build=str(builds.train),
+        model="llama-tiny",
+        output_dir=str(out),
+        micro_batch_tokens=512,
+        stages=[{"name": "stage-1-64", "tokens": 6 * 1024}, {"name": "stage-2-128", "tokens": 6 * 1024}],
+        optimizer={"lr": 3e-3},
+        schedule={"warmup_steps": 3},
+        deterministic=True,
+        checkpoint={"every_steps": 4, "keep_last": 2},
+    )
     return parse_train_config({**base, **overrides})
 
 
@@ -51,8 +57,12 @@ def test_killed_run_resumes_with_exactly_the_same_losses(builds, tmp_path):
 
 
 def test_checkpoints_are_complete_or_absent_and_pruned(builds, tmp_path):
-    cfg = config(builds, tmp_path, stages=[{"name": "stage-1-64", "tokens": 8 * 1024}],
-                 checkpoint={"every_steps": 2, "keep_last": 2})
+    cfg = config(
+        builds,
+        tmp_path,
+        stages=[{"name": "stage-1-64", "tokens": 8 * 1024}],
+        checkpoint={"every_steps": 2, "keep_last": 2},
+    )
     train(cfg, **QUIET)
     checkpoints = complete_checkpoints(cfg.checkpoint_dir)
     assert [p.name for p in checkpoints] == ["step-6", "step-8"]

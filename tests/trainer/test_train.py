@@ -23,15 +23,26 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(builds, out: Path, **overrides):
-    base = dict(build=str(builds.train), model="llama-tiny", output_dir=str(out), micro_batch_tokens=512,
-                optimizer={"lr": 3e-3, "weight_decay": 0.0}, schedule={"warmup_steps": 10},
-                deterministic=True, log_every=1000)
+    base = dict(
+        build=str(builds.train),
+        model="llama-tiny",
+        output_dir=str(out),
+        micro_batch_tokens=512,
+        optimizer={"lr": 3e-3, "weight_decay": 0.0},
+        schedule={"warmup_steps": 10},
+        deterministic=True,
+        log_every=1000,
+    )
     return parse_train_config({**base, **overrides})
 
 
 def test_held_out_loss_falls_well_below_unigram_entropy(builds, build_fixture, tmp_path):
-    cfg = config(builds, tmp_path, max_steps=120, eval={"build": str(builds.held_out), "every_steps": 60,
-                                                        "batches": 12})
+    cfg = config(
+        builds,
+        tmp_path,
+        max_steps=120,
+        eval={"build": str(builds.held_out), "every_steps": 60, "batches": 12},
+    )
     result = train(cfg, console=lambda line: None)
     baseline = build_fixture.unigram_entropy(builds.held_out)
     assert result.eval_losses[120] < result.eval_losses[60]
@@ -49,8 +60,9 @@ def small_build(builds, build_fixture, tmp_path_factory):
     return root
 
 
-def test_curriculum_switches_sequence_length_at_the_manifest_stage_boundary(builds, small_build, tmp_path,
-                                                                           monkeypatch):
+def test_curriculum_switches_sequence_length_at_the_manifest_stage_boundary(
+    builds, small_build, tmp_path, monkeypatch
+):
     seen = []  # (step, per-micro-batch (B, L)) as the loop feeds the model
     real_step = train_module.train_step
 
@@ -67,7 +79,9 @@ def test_curriculum_switches_sequence_length_at_the_manifest_stage_boundary(buil
     steps_1, steps_2 = first.rows * first.seq_len // 1024, second.rows * second.seq_len // 1024
     assert steps_1 >= 2 and steps_2 >= 2
     assert [(s.name, s.steps, s.accumulation) for s in result.stages] == [
-        (first.name, steps_1, 2), (second.name, steps_2, 2)]
+        (first.name, steps_1, 2),
+        (second.name, steps_2, 2),
+    ]
     assert seen == [[(8, 64)] * 2] * steps_1 + [[(4, 128)] * 2] * steps_2
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["seq_len"] for r in records] == [64] * steps_1 + [128] * steps_2
@@ -76,8 +90,9 @@ def test_curriculum_switches_sequence_length_at_the_manifest_stage_boundary(buil
         assert {"stage", "step", "loss", "tokens_per_s", "lr", "grad_norm", "mfu"} <= set(r)
 
 
-def test_eval_on_held_out_rows_of_the_training_build_never_trained_on(builds, small_build, tmp_path,
-                                                                     monkeypatch):
+def test_eval_on_held_out_rows_of_the_training_build_never_trained_on(
+    builds, small_build, tmp_path, monkeypatch
+):
     trained, evaluated = [], []  # (stage, row) as the loop feeds the model
     real_step, real_evaluate = train_module.train_step, train_module.evaluate
 
@@ -92,8 +107,12 @@ def test_eval_on_held_out_rows_of_the_training_build_never_trained_on(builds, sm
 
     monkeypatch.setattr(train_module, "train_step", recording_step)
     monkeypatch.setattr(train_module, "evaluate", recording_evaluate)
-    cfg = config(builds, tmp_path, build=str(small_build),
-                 eval={"holdout_rows": 16, "stage": "stage-1-64", "every_steps": 2, "batches": 2})
+    cfg = config(
+        builds,
+        tmp_path,
+        build=str(small_build),
+        eval={"holdout_rows": 16, "stage": "stage-1-64", "every_steps": 2, "batches": 2},
+    )
     result = train(cfg, console=lambda line: None)
 
     manifest = Manifest.model_validate_json((small_build / "manifest.json").read_text())
@@ -120,20 +139,40 @@ def test_eval_takes_exactly_one_source_of_held_out_rows(builds, tmp_path):
 
 
 def test_dataloader_workers_feed_the_same_batches(builds, tmp_path):
-    runs = [train(config(builds, tmp_path / f"workers-{w}", max_steps=3, data_workers=w),
-                  console=lambda line: None) for w in (0, 2)]
+    runs = [
+        train(
+            config(builds, tmp_path / f"workers-{w}", max_steps=3, data_workers=w), console=lambda line: None
+        )
+        for w in (0, 2)
+    ]
     assert runs[0].losses == runs[1].losses
 
 
 def test_stage_batch_sizes_come_from_the_manifest_with_accumulation_derived():
     def stage(name, seq_len, tokens_per_batch, rows):
-        return StageEntry(name=name, seq_len=seq_len, tokens_per_batch=tokens_per_batch, rows=rows,
-                          tokens=rows * seq_len, padding_tokens=0, split_documents=0, source_tokens={},
-                          sampling={}, shards=[])
+        return StageEntry(
+            name=name,
+            seq_len=seq_len,
+            tokens_per_batch=tokens_per_batch,
+            rows=rows,
+            tokens=rows * seq_len,
+            padding_tokens=0,
+            split_documents=0,
+            source_tokens={},
+            sampling={},
+            shards=[],
+        )
 
     # Fox-1: 2M-token batches at 2K, 4M at 8K; 16K tokens per GPU per micro-batch on 8 GPUs
-    manifest = Manifest(name="fox", recipe={}, recipe_hash="", seed=0, sources=[], accounting={},
-                        stages=[stage("short", 2048, 2 << 20, 10_000), stage("long", 8192, 4 << 20, 5_000)])
+    manifest = Manifest(
+        name="fox",
+        recipe={},
+        recipe_hash="",
+        seed=0,
+        sources=[],
+        accounting={},
+        stages=[stage("short", 2048, 2 << 20, 10_000), stage("long", 8192, 4 << 20, 5_000)],
+    )
     cfg = parse_train_config(dict(build="b", output_dir="o", model="fox1-1.6b", micro_batch_tokens=16384))
     short, long = schedule_stages(cfg, Curriculum(manifest), cfg.model, world_size=8)
     assert (short.micro_batch_rows, short.accumulation, short.steps) == (8, 16, 10_000 * 2048 // (2 << 20))
@@ -155,33 +194,61 @@ def test_config_that_does_not_fit_the_build_is_refused(builds, tmp_path):
 
 def test_bad_config_file_names_every_bad_field(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({"build": "b", "output_dir": "o", "model": "llama-tiny",
-                                    "micro_batch_tokens": 512, "optimizer": {"lr": -1}, "log_every": 0,
-                                    "no_such_field": 1}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "build": "b",
+                "output_dir": "o",
+                "model": "llama-tiny",
+                "micro_batch_tokens": 512,
+                "optimizer": {"lr": -1},
+                "log_every": 0,
+                "no_such_field": 1,
+            }
+        )
+    )
     with pytest.raises(ConfigError, match=r"3 problem\(s\)") as e:
         load_train_config(str(path))
     assert e.value.path == str(path)
     for field in ("optimizer.lr", "log_every", "no_such_field"):
         assert f"  {field}: " in e.value.message, field
-    path.write_text(yaml.safe_dump({"build": "b", "output_dir": "o", "model": "gpt-9",
-                                    "micro_batch_tokens": 512}))
+    path.write_text(
+        yaml.safe_dump({"build": "b", "output_dir": "o", "model": "gpt-9", "micro_batch_tokens": 512})
+    )
     with pytest.raises(ConfigError, match="unknown model preset 'gpt-9'"):
         load_train_config(str(path))
 
 
 def test_gristmill_train_cli(builds, tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({"build": str(builds.train), "model": "llama-tiny",
-                                    "output_dir": str(tmp_path / "run"), "micro_batch_tokens": 512,
-                                    "max_steps": 3, "log_every": 1}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "build": str(builds.train),
+                "model": "llama-tiny",
+                "output_dir": str(tmp_path / "run"),
+                "micro_batch_tokens": 512,
+                "max_steps": 3,
+                "log_every": 1,
+            }
+        )
+    )
     result = CliRunner().invoke(cli, ["train", str(path), "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["steps"] == 3 and summary["checkpoint"].endswith("step-3")
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
 
-    path.write_text(yaml.safe_dump({"build": str(tmp_path / "nowhere"), "model": "llama-tiny",
-                                    "output_dir": str(tmp_path / "run2"), "micro_batch_tokens": 512}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "build": str(tmp_path / "nowhere"),
+                "model": "llama-tiny",
+                "output_dir": str(tmp_path / "run2"),
+                "micro_batch_tokens": 512,
+            }
+        )
+    )
     result = CliRunner().invoke(cli, ["train", str(path)])
     assert result.exit_code == 2 and "no build here" in result.output

@@ -330,17 +330,26 @@ def _config(kernel: str, q: torch.Tensor, blocks: Blocks) -> LaunchConfig:
     return select_config(kernel, gpu_class(q.device), q.dtype, q.shape[2], shared_memory_limit(q.device))
 
 
-def _launch(kernel, name: str, config: LaunchConfig, n_docs: int, blocks_of: int, heads: int, *args,
-            **meta) -> None:
+def _launch(
+    kernel, name: str, config: LaunchConfig, n_docs: int, blocks_of: int, heads: int, *args, **meta
+) -> None:
     """Launches kernel on the grid (document, block, head); blocks_of: the longest document's length, tiled
     by BLOCK_N for the dk/dv kernel and BLOCK_M for the others. Raises ValueError past the grid's limits."""
     tile = config.block_n if name == "dkdv" else config.block_m
     n_blocks = triton.cdiv(blocks_of, tile)
     if n_blocks > _GRID_AXIS_LIMIT or heads > _GRID_AXIS_LIMIT:
-        raise ValueError(f"attention grid of {n_blocks} blocks × {heads} heads exceeds CUDA's "
-                         f"{_GRID_AXIS_LIMIT} per axis (max_seqlen {blocks_of}, blocks of {tile})")
-    kernel[(n_docs, n_blocks, heads)](*args, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                                      num_warps=config.num_warps, num_stages=config.num_stages, **meta)
+        raise ValueError(
+            f"attention grid of {n_blocks} blocks × {heads} heads exceeds CUDA's "
+            f"{_GRID_AXIS_LIMIT} per axis (max_seqlen {blocks_of}, blocks of {tile})"
+        )
+    kernel[(n_docs, n_blocks, heads)](
+        *args,
+        BLOCK_M=config.block_m,
+        BLOCK_N=config.block_n,
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
+        **meta,
+    )
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor) -> None:

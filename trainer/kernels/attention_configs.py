@@ -84,5 +84,7 @@ def select_config(kernel: str, gpu: str, dtype: torch.dtype, head_dim: int, smem
     for config in choices:
         if shared_memory_bytes(kernel, config, head_dim, element_bytes) <= smem_limit:
             return config
-    raise ValueError(f"no {kernel} attention config fits {smem_limit} bytes of shared memory at head dim "
-                     f"{head_dim} ({dtype})")
+    raise ValueError(
+        f"no {kernel} attention config fits {smem_limit} bytes of shared memory at head dim "
+        f"{head_dim} ({dtype})"
+    )

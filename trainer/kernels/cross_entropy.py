@@ -334,8 +334,7 @@ def _backward(ctx, dloss, _dgrad_x, _dlse, _dscale):
         dx = grad_x * dloss.to(grad_x.dtype)  # (N, H): a copy, not an in-place update of a saved tensor
     if ctx.needs_input_grad[1]:
         slice_size = default_slice_size(x.shape[0], weight.shape[0], x.dtype)
-        dw = _weight_grad_op(x, weight, targets, lse, scale * dloss, ctx.ignore_index, ctx.z_loss,
-                             slice_size)
+        dw = _weight_grad_op(x, weight, targets, lse, scale * dloss, ctx.ignore_index, ctx.z_loss, slice_size)
     return dx, dw, None, None, None, None, None, None
 
 

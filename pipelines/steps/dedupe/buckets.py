@@ -90,9 +90,7 @@ class BucketBands(DedupeTask):
         self.stat_update("edges", value=int(member.size))
         src, dst = np.concatenate([member, leader]), np.concatenate([leader, member])
         table = pa.table({"src": src, "dst": dst}, schema=EDGE_SCHEMA)
-        write_partitioned(
-            band_edges_path(job, band, partition), table, job.partition_of(src), job.partitions
-        )
+        write_partitioned(band_edges_path(job, band, partition), table, job.partition_of(src), job.partitions)
 
     def _verified(self, member: np.ndarray, leader: np.ndarray, tables: dict, threshold: float):
         """Keep the pairs whose estimated Jaccard similarity reaches `threshold`."""

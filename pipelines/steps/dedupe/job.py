@@ -128,7 +128,7 @@ class DedupeJob:
         # Bands bucketed by one task, one after another: few tasks on small builds, where Ray's per-task
         # cost (seconds) dwarfs the work; partitions still spread large builds over the cluster.
         step = BANDS_PER_TASK
-        self.band_groups = [self.bands[i:i + step] for i in range(0, len(self.bands), step)]
+        self.band_groups = [self.bands[i : i + step] for i in range(0, len(self.bands), step)]
 
     def work(self, *parts: str) -> str:
         """Return a path under BUILD/dedupe/work (intermediate files)."""

@@ -39,7 +39,11 @@ def _steps(job: DedupeJob, layout: BuildLayout) -> Iterator[Step]:
     for op in range(MAX_OPERATIONS):
         if converged(job):
             break
-        yield Step(operation_step_name(op), [StarOperation(job, op)], tasks=job.partitions,
-                   after=lambda op=op: after_operation(job, op))
+        yield Step(
+            operation_step_name(op),
+            [StarOperation(job, op)],
+            tasks=job.partitions,
+            after=lambda op=op: after_operation(job, op),
+        )
     yield Step("dedupe-resolve", [ResolveKept(job)], tasks=job.partitions)
     yield Step("dedupe-apply", [ApplyDedupe(job)], tasks=files, after=lambda: finish_apply(job))
