@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gristmill.errors import BuildError, InputError
 from gristmill.shards.paths import check_relative
 from gristmill.storage import read_json, write_json
+
+if TYPE_CHECKING:
+    from gristmill.tokenizer.interface import Tokenizer
 
 MANIFEST_VERSION = 3  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
 # content hash and the recipe in it has no `output`
@@ -86,6 +89,19 @@ class TokenizerEntry(_Model):
     pad_id: int
     framing: Literal["bos+eos", "eos"]
 
+    @classmethod
+    def of(cls, tokenizer: Tokenizer, path: str = "tokenizer/") -> TokenizerEntry:
+        """Return the entry describing `tokenizer`, whose files are at `path` inside the build."""
+        return cls(
+            path=path,
+            hash=tokenizer.content_hash,
+            vocab_size=tokenizer.vocab_size,
+            bos_id=tokenizer.bos_id,
+            eos_id=tokenizer.eos_id,
+            pad_id=tokenizer.pad_id,
+            framing=tokenizer.framing.name,
+        )
+
     @field_validator("path")
     @classmethod
     def _relative(cls, v: str) -> str:
@@ -106,6 +122,19 @@ class ShardEntry(_Model):
     bytes: int
     padding_tokens: int = 0
     split_documents: int = Field(0, description="documents split across rows whose first piece is here")
+
+    @classmethod
+    def of(cls, tokenizer: Tokenizer, path: str = "tokenizer/") -> TokenizerEntry:
+        """Return the entry describing `tokenizer`, whose files are at `path` inside the build."""
+        return cls(
+            path=path,
+            hash=tokenizer.content_hash,
+            vocab_size=tokenizer.vocab_size,
+            bos_id=tokenizer.bos_id,
+            eos_id=tokenizer.eos_id,
+            pad_id=tokenizer.pad_id,
+            framing=tokenizer.framing.name,
+        )
 
     @field_validator("path")
     @classmethod

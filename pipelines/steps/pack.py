@@ -124,13 +124,4 @@ def collect_stages(recipe: Recipe, layout: BuildLayout) -> list[StageEntry]:
 
 def tokenizer_entry(layout: BuildLayout) -> TokenizerEntry:
     """Return the manifest's entry for the tokenizer in BUILD/tokenizer/."""
-    tokenizer = Tokenizer.load(layout.tokenizer_dir)
-    return TokenizerEntry(
-        path="tokenizer/",
-        hash=tokenizer.content_hash,
-        vocab_size=tokenizer.vocab_size,
-        bos_id=tokenizer.bos_id,
-        eos_id=tokenizer.eos_id,
-        pad_id=tokenizer.pad_id,
-        framing=tokenizer.framing.name,
-    )
+    return TokenizerEntry.of(Tokenizer.load(layout.tokenizer_dir))

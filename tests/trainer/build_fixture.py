@@ -178,15 +178,7 @@ def write_build(
         seed=0,
         sources=[SourceEntry(name="docs", format="text", kind="web", priority=0)],
         accounting={},
-        tokenizer=TokenizerEntry(
-            path="tokenizer",
-            hash=tokenizer.content_hash,
-            vocab_size=tokenizer.vocab_size,
-            bos_id=tokenizer.bos_id,
-            eos_id=tokenizer.eos_id,
-            pad_id=tokenizer.pad_id,
-            framing=tokenizer.framing.name,
-        ),
+        tokenizer=TokenizerEntry.of(tokenizer, "tokenizer"),
         stages=entries,
     )
     write_manifest(str(root), manifest)
