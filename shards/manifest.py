@@ -123,19 +123,6 @@ class ShardEntry(_Model):
     padding_tokens: int = 0
     split_documents: int = Field(0, description="documents split across rows whose first piece is here")
 
-    @classmethod
-    def of(cls, tokenizer: Tokenizer, path: str = "tokenizer/") -> TokenizerEntry:
-        """Return the entry describing `tokenizer`, whose files are at `path` inside the build."""
-        return cls(
-            path=path,
-            hash=tokenizer.content_hash,
-            vocab_size=tokenizer.vocab_size,
-            bos_id=tokenizer.bos_id,
-            eos_id=tokenizer.eos_id,
-            pad_id=tokenizer.pad_id,
-            framing=tokenizer.framing.name,
-        )
-
     @field_validator("path")
     @classmethod
     def _relative(cls, v: str) -> str:
