@@ -36,6 +36,7 @@ from gristmill.shards.paths import confined
 from gristmill.storage import filesystem, is_local
 
 _DOWNLOAD_CHUNK = 8 << 20
+_EVICTED_RETRIES = 3  # fetches of a shard whose cached copy keeps vanishing before it is opened
 
 
 @dataclass
@@ -170,15 +171,7 @@ class ShardSource:
         if rows is not None:
             self._open.move_to_end(entry.path)
             return rows
-        local_path = self._local_copy(entry)
-        try:
-            mapped = pa.memory_map(local_path)
-        except FileNotFoundError:
-            raise BuildError(
-                "shard is missing",
-                path=self.url(entry),
-                hint="the build is incomplete or was moved; rebuild or restore it",
-            ) from None
+        local_path, mapped = self._map(entry)
         if self.verify and self.local:
             self._verify_local(entry, local_path, mapped)
         rows = _read_columns(self.url(entry), mapped, seq_len, entry.rows)
@@ -186,6 +179,27 @@ class ShardSource:
         if len(self._open) > self.max_open:
             self._open.popitem(last=False)
         return rows
+
+    def _map(self, entry: ShardEntry) -> tuple[str, pa.MemoryMappedFile]:
+        """Memory-map the shard's local file (a remote one's cached copy); raise BuildError when missing.
+
+        A cached copy can be evicted between lookup and open, by this process's read-ahead fetching the next
+        shard or by another process sharing the cache: it is fetched again, a bounded number of times.
+        """
+        attempts = 1 if self.local else _EVICTED_RETRIES
+        for attempt in range(attempts):
+            local_path = self._local_copy(entry)
+            try:
+                return local_path, pa.memory_map(local_path)
+            except FileNotFoundError:
+                if attempt + 1 < attempts:
+                    continue
+        raise BuildError(
+            "shard is missing",
+            path=self.url(entry),
+            hint="the build is incomplete or was moved; rebuild or restore it (for a remote build: is "
+            "cache_max_bytes smaller than the shards read at once?)",
+        )
 
     def _verify_local(self, entry: ShardEntry, path: str, mapped: pa.MemoryMappedFile) -> None:
         if verified_before(path, entry.xxh3):

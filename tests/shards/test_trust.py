@@ -198,6 +198,29 @@ def test_the_cache_evicts_to_its_size(stream_build, stream_s3, tmp_path):
     assert 1 <= len(cached) <= 2 and sum(p.stat().st_size for p in cached) <= limit
 
 
+def test_a_cached_shard_evicted_before_it_is_opened_is_fetched_again(stream_build, stream_s3, tmp_path):
+    from gristmill.shards.source import ShardSource
+
+    url, options = stream_s3.upload(stream_build.root, "evicted")
+    stage = read_manifest(stream_build.root).stages[0]
+    entry = stage.shards[0]
+    source = ShardSource(url, storage_options=options, cache_dir=str(tmp_path / "cache"))
+    fetch, calls = source._local_copy, []
+
+    def fetch_then_evict(e):  # as a read-ahead download's eviction would, between lookup and open
+        path = fetch(e)
+        calls.append(path)
+        if len(calls) == 1:
+            os.unlink(path)
+        return path
+
+    source._local_copy = fetch_then_evict
+    rows = source.open(entry, stage.seq_len)
+    assert len(calls) == 2 and os.path.isfile(calls[-1])
+    local = ShardSource(stream_build.root).open(entry, stage.seq_len)
+    assert all(np.array_equal(a, b) for a, b in zip(rows.tokens, local.tokens, strict=True))
+
+
 def test_a_state_resumes_on_a_moved_copy_and_on_s3(stream_build, stream_s3, tmp_path):
     first = ShardStream(stream_build.root, **KWARGS)
     state = first.state_at(3)
