@@ -217,6 +217,10 @@ class Recipe(StrictModel):
     name: str
     seed: int = 0
     output: str = Field(description="build directory, local or fsspec URL")
+    output_storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options of the output (endpoint, credentials); not recorded, like `output`",
+    )
     sources: list[SourceConfig] = Field(min_length=1)
     filters: FiltersConfig = FiltersConfig()
     ingest_steps: list[IngestStepConfig] = Field(
@@ -226,6 +230,18 @@ class Recipe(StrictModel):
     tokenizer: TokenizerConfig | None = None
     stages: list[StageRecipe] = Field(default_factory=list)
     files_per_task: int = Field(1, ge=1, description="input files per Ray task (the unit of resume)")
+
+    def content(self) -> dict[str, Any]:
+        """Return the recipe as the build records and hashes it: what decides the content, not where data
+        lives or the credentials to reach it (`output`, and every storage option)."""
+        return self.model_dump(
+            mode="json",
+            exclude={
+                "output": True,
+                "output_storage_options": True,
+                "sources": {"__all__": {"storage_options"}},
+            },
+        )
 
     @field_validator("output")
     @classmethod

@@ -3,16 +3,17 @@ files, and every shard's checksum, schema, offsets, token ids and token counts."
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gristmill.errors import GristmillError
 from gristmill.shards.manifest import Manifest, ShardEntry, StageEntry, hash_problem, read_manifest
-from gristmill.shards.paths import confined
+from gristmill.shards.paths import check_relative, confined
 from gristmill.shards.reader import Batch, ShardReader
 from gristmill.shards.writer import file_xxh3
-from gristmill.storage import is_local
+from gristmill.storage import download_tree, is_local
 
 
 @dataclass
@@ -135,21 +136,25 @@ def tokenizer_problems(build: str, manifest: Manifest) -> list[str]:
     entry = manifest.tokenizer
     if entry is None:
         return ["the manifest has stages but no tokenizer entry"] if manifest.stages else []
-    if not is_local(build):
-        return []  # the tokenizer is loaded from local files; a remote build's shards are still checked
     try:
-        tokenizer = Tokenizer.load(confined(build.removeprefix("file://"), entry.path))
+        with tempfile.TemporaryDirectory(prefix="gristmill-verify-") as copy:
+            if is_local(build):
+                directory = confined(build.removeprefix("file://"), entry.path)
+            else:  # a remote build: its tokenizer files are loaded from a local copy
+                directory = copy
+                download_tree(f"{build.rstrip('/')}/{check_relative(entry.path)}", copy)
+            tokenizer = Tokenizer.load(directory)
+            found = {
+                "hash": tokenizer.content_hash,
+                "vocab_size": tokenizer.vocab_size,
+                "bos_id": tokenizer.bos_id,
+                "eos_id": tokenizer.eos_id,
+                "pad_id": tokenizer.pad_id,
+            }
     except ValueError as e:
         return [f"tokenizer path refused: {e}"]
     except (GristmillError, OSError) as e:
         return [f"the tokenizer at {entry.path} cannot be loaded: {e}"]
-    found = {
-        "hash": tokenizer.content_hash,
-        "vocab_size": tokenizer.vocab_size,
-        "bos_id": tokenizer.bos_id,
-        "eos_id": tokenizer.eos_id,
-        "pad_id": tokenizer.pad_id,
-    }
     return [
         f"the manifest's tokenizer {name} is {getattr(entry, name)!r}, the tokenizer files say {want!r}"
         for name, want in found.items()

@@ -7,7 +7,17 @@ import os
 import pytest
 
 from gristmill.errors import InputError
-from gristmill.storage import atomic_write, current_umask, expand, read_json, write_json
+from gristmill.storage import (
+    atomic_write,
+    current_umask,
+    exists,
+    expand,
+    options_for,
+    read_json,
+    read_ranges,
+    register_storage,
+    write_json,
+)
 
 
 def test_atomic_write_appears_whole_with_umask_permissions(tmp_path):
@@ -49,3 +59,66 @@ def test_an_existing_path_with_glob_characters_is_that_path(tmp_path):
     assert expand(str(folder / "val.jsonl.zst")) == [str(folder / "val.jsonl.zst")]
     assert expand(str(folder)) == [str(folder / "val.jsonl.zst")]
     assert expand(str(tmp_path / "[[]old] copy (1)" / "*.zst")) == [str(folder / "val.jsonl.zst")]
+
+
+@pytest.fixture(scope="module")
+def s3_prefix():
+    """s3://store/<module>, on a moto S3 server, registered with its options like a build output."""
+    pytest.importorskip("moto.server")
+    from gristmill.sample.s3 import local_s3_server
+
+    with local_s3_server() as endpoint:
+        options = {
+            "key": "test",
+            "secret": "test",
+            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        }
+        prefix = "s3://store/t"
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="t",
+            aws_secret_access_key="t",
+        ).create_bucket(Bucket="store")
+        register_storage(prefix, options)
+        try:
+            yield prefix
+        finally:
+            register_storage(prefix, {})
+
+
+@pytest.mark.parametrize("mode, payload", [("wb", b"x" * (6 << 20)), ("w", "half written")])
+def test_a_failed_write_to_an_object_store_puts_no_object(s3_prefix, mode, payload):
+    path = f"{s3_prefix}/failed-{mode}.bin"
+    with pytest.raises(RuntimeError), atomic_write(path, mode) as f:
+        f.write(payload)  # 6 MiB: past s3fs's 5 MiB block, so a multipart upload has begun
+        raise RuntimeError("killed")
+    assert not exists(path)
+    write_json(f"{s3_prefix}/ok.json", {"a": 1})
+    assert read_json(f"{s3_prefix}/ok.json") == {"a": 1}  # the registered options open it
+
+
+def test_read_ranges_merges_neighbours_and_returns_each_range(s3_prefix, tmp_path):
+    data = bytes(range(256)) * 1024
+    for path in (f"{s3_prefix}/ranges.bin", str(tmp_path / "ranges.bin")):
+        with atomic_write(path) as f:
+            f.write(data)
+        starts, ends = [0, 10, 100_000, 200_000], [5, 20, 100_010, 262_144]
+        got = read_ranges(path, starts, ends, max_gap=1000)
+        assert got == [data[s:e] for s, e in zip(starts, ends)]
+
+
+def test_registered_options_go_to_the_longest_prefix():
+    register_storage("s3://a", {"key": "1"})
+    register_storage("s3://a/b", {"key": "2"})
+    try:
+        assert options_for("s3://a/b/c.json")["key"] == "2"
+        assert options_for("s3://a/bc.json")["key"] == "1"
+        assert options_for("s3://z/x") == {}
+        assert options_for("s3://a/x")["use_listings_cache"] is False  # the driver sees its tasks' writes
+    finally:
+        register_storage("s3://a", {})
+        register_storage("s3://a/b", {})

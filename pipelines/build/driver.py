@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from rich.console import Console
 
-from gristmill.errors import BuildError, ConfigError
+from gristmill.errors import BuildError
 from gristmill.pipelines.build.accounting import collect_accounting
 from gristmill.pipelines.build.directory import remove_build, remove_leftovers
 from gristmill.pipelines.build.engine import Step, init_ray, quiet_datatrove_logs, run_step
@@ -21,13 +21,12 @@ from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps import build_steps
 from gristmill.pipelines.steps.ingest import WorkUnit, plan_work_units
 from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
-from gristmill.storage import filesystem, is_local, read_json, write_json
+from gristmill.storage import exists, filesystem, list_names, read_json, register_storage, write_json
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    """Return a hash of everything in the recipe that decides the build's content (all but `output`)."""
-    data = recipe.model_dump(mode="json", exclude={"output"})
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    """Return a hash of everything in the recipe that decides the build's content (`Recipe.content`)."""
+    return hashlib.sha256(json.dumps(recipe.content(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -45,18 +44,11 @@ class BuildOptions:
 
 def _claim_output(layout: BuildLayout, recipe: Recipe, options: BuildOptions) -> None:
     """Record the recipe in BUILD/recipe.json, or check that an existing build is of the same recipe."""
-    if not is_local(layout.root):
-        raise ConfigError(
-            "the build output must be a local or shared-filesystem path (sources may be URLs)",
-            where="output",
-            hint="on a cluster, use a shared file system such as NFS or Lustre",
-        )
-    fs, inner = filesystem(layout.root)
     if options.fresh:
-        remove_build(inner)  # refuses, naming what is there, unless it is a gristmill build
+        remove_build(layout.root)  # refuses, naming what is there, unless it is a gristmill build
     marker = layout.recipe_file
     digest = recipe_hash(recipe)
-    if fs.exists(filesystem(marker)[1]):
+    if exists(marker):
         previous = read_json(marker)
         if previous.get("recipe_hash") != digest:
             raise BuildError(
@@ -65,16 +57,15 @@ def _claim_output(layout: BuildLayout, recipe: Recipe, options: BuildOptions) ->
                 path=layout.root,
                 hint="use another output, or --fresh to start this one over",
             )
-        remove_leftovers(inner)  # a resumed build: what a killed run left half-written goes
+        remove_leftovers(layout.root)  # a resumed build: what a killed run left half-written goes
         return
-    write_json(marker, {"recipe_hash": digest, "recipe": recipe.model_dump(mode="json", exclude={"output"})})
+    write_json(marker, {"recipe_hash": digest, "recipe": recipe.content()})
 
 
 def _work_units(layout: BuildLayout, recipe: Recipe) -> list[WorkUnit]:
     """Plan the ingest tasks once; a resumed build reuses the saved plan, so task numbers keep meaning."""
     path = layout.work_units_file
-    fs, inner = filesystem(path)
-    if fs.exists(inner):
+    if exists(path):
         return [WorkUnit(u["source"], u["task"], tuple(u["files"])) for u in read_json(path)]
     units = plan_work_units(recipe)
     write_json(path, [{"source": u.source, "task": u.task, "files": list(u.files)} for u in units])
@@ -83,12 +74,11 @@ def _work_units(layout: BuildLayout, recipe: Recipe) -> list[WorkUnit]:
 
 def _raise_task_error(layout: BuildLayout, error: BuildError) -> None:
     """Prefer the first task's own error message (e.g. a --strict stop naming file and line)."""
-    fs, inner = filesystem(layout.task_errors)
-    if fs.exists(inner):
-        files = sorted(fs.ls(inner))
-        if files:
-            with fs.open(files[0], "r") as f:
-                raise BuildError(f.read().strip(), hint="stopped by --strict") from error
+    names = list_names(layout.task_errors)
+    if names:
+        fs, inner = filesystem(f"{layout.task_errors}/{names[0]}")
+        with fs.open(inner, "r") as f:
+            raise BuildError(f.read().strip(), hint="stopped by --strict") from error
     raise error
 
 
@@ -106,7 +96,7 @@ def _run(step: Step, layout: BuildLayout, options: BuildOptions) -> None:
 
 def _overlap(layout: BuildLayout) -> dict[str, dict[str, int]]:
     path = layout.overlap_file
-    return read_json(path) if filesystem(path)[0].exists(filesystem(path)[1]) else {}
+    return read_json(path) if exists(path) else {}
 
 
 def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
@@ -118,6 +108,7 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
 
     options = options or BuildOptions()
     layout = BuildLayout(recipe.output)
+    register_storage(layout.root, recipe.output_storage_options)  # the tasks get them with each step
     _claim_output(layout, recipe, options)
     units = _work_units(layout, recipe)
     quiet_datatrove_logs()
@@ -130,7 +121,7 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
         tasks_by_source[unit.source].append(unit.task)
     manifest = Manifest(
         name=recipe.name,
-        recipe=recipe.model_dump(mode="json", exclude={"output"}),  # no absolute path: builds relocate
+        recipe=recipe.content(),  # no absolute path: builds relocate
         recipe_hash=recipe_hash(recipe),
         seed=recipe.seed,
         sources=[

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from gristmill.errors import BuildError
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.build.ray_tasks import RetryPolicy, StepExecutor, TaskFailure, capacity, run_ranks
+from gristmill.storage import UseStorage, options_for, registered_storage
 from gristmill.threads import FollowTaskThreads
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,13 @@ def check_fits(step: Step) -> None:
         )
 
 
+def logging_dir(layout: BuildLayout, step: str) -> str | tuple[str, dict]:
+    """Return datatrove's logging directory of `step`, with the storage options registered for it."""
+    path = layout.logs(step)
+    options = options_for(path)
+    return (path, options) if options else path
+
+
 def run_step(
     step: Step, layout: BuildLayout, workers: int | None = None, policy: RetryPolicy | None = None
 ) -> bool:
@@ -86,9 +94,10 @@ def run_step(
     placed, or when one was lost more often than `policy.retries`. Finished tasks keep their completion
     markers, so a rerun resumes.
     """
-    pipeline = [FollowTaskThreads(step.cpus_per_task), *step.pipeline]  # threads follow the task's CPUs
+    # threads follow the task's CPUs; the output's storage options reach the task's process
+    pipeline = [FollowTaskThreads(step.cpus_per_task), UseStorage(registered_storage()), *step.pipeline]
     executor = StepExecutor(
-        pipeline, step.tasks, layout.logs(step.name), step.cpus_per_task, step.mem_per_cpu_gb
+        pipeline, step.tasks, logging_dir(layout, step.name), step.cpus_per_task, step.mem_per_cpu_gb
     )
     todo = executor.get_incomplete_ranks(range(step.tasks))
     if todo:
@@ -131,7 +140,7 @@ def run_locally(steps: Iterable[Step], layout: BuildLayout) -> None:
             list(step.pipeline),
             tasks=step.tasks,
             workers=1,
-            logging_dir=layout.logs(step.name),
+            logging_dir=logging_dir(layout, step.name),
             skip_completed=True,
         ).run()
         if step.after is not None:

@@ -23,7 +23,7 @@ class BuildLayout:
       dedupe/…                               dedupe work files, decisions, index, overlap.json
       clean/<source>/<task>.parquet          documents that survive dedupe: the input of tokenizing
       tokenizer/                             the tokenizer the shards were made with
-      tokens/<source>/<task>.arrow|.json     token files and their length histograms
+      tokens/<source>/<task>.bin|.arrow|.json   token ids, their index, and length histograms
       plan/stage-<i>/shard-<n>.arrow, plan.json   the pieces of each shard, and the plan's summary
       stage-<i>-<seq_len>/shard-<n>.arrow    packed shards (+ .json sidecar: the shard's manifest entry)
       reports/                               build report
@@ -122,7 +122,7 @@ class BuildLayout:
         return self.path("tokenizer")
 
     def token_file(self, source: str, task: int, ext: str = "arrow") -> str:
-        """BUILD/tokens/<source>/<task>.arrow (or .json: the task's length histogram)."""
+        """BUILD/tokens/<source>/<task>.arrow: a token file's index (.bin: its ids; .json: its histogram)."""
         return self.task_file("tokens", source, task, ext)
 
     def histogram_file(self, source: str) -> str:

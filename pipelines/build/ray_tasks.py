@@ -30,7 +30,7 @@ class StepExecutor(PipelineExecutor):
         self,
         pipeline: Sequence[object],
         tasks: int,
-        logging_dir: str,
+        logging_dir: str | tuple[str, dict],
         cpus_per_task: int = 1,
         mem_per_cpu_gb: float = 1.0,
     ) -> None:

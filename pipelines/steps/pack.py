@@ -8,19 +8,19 @@ its parts once every shard is written.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 from datatrove.data import DocumentsPipeline
 
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
+from gristmill.pipelines.steps.dedupe.store import read_table
 from gristmill.pipelines.steps.tokenize import TokenFile
+from gristmill.pipelines.steps.tokenizer import load_build_tokenizer
 from gristmill.shards.format import ShardMeta
 from gristmill.shards.manifest import ShardEntry, StageEntry, TokenizerEntry
 from gristmill.shards.pack import Pieces, gather_tokens, row_offsets
 from gristmill.shards.writer import shard_table, write_shard
 from gristmill.storage import read_json, write_json
-from gristmill.tokenizer.interface import Tokenizer
 
 
 class PackShards(WritingStep):
@@ -42,9 +42,8 @@ class PackShards(WritingStep):
         stage_index, shard = self.jobs[rank]
         stage = self.recipe.stages[stage_index - 1]
         names = [s.name for s in self.recipe.sources]
-        reader = pa.ipc.open_file(pa.memory_map(self.layout.shard_layout_file(stage_index, shard), "r"))
-        table = reader.read_all()
-        rows = int(reader.schema.metadata[b"rows"])
+        table = read_table(self.layout.shard_layout_file(stage_index, shard))
+        rows = int(table.schema.metadata[b"rows"])
         col = {name: table.column(name).to_numpy() for name in table.column_names}
         pieces = Pieces(col["doc"], col["start"], col["length"], col["row"], col["offset"])
 
@@ -53,12 +52,12 @@ class PackShards(WritingStep):
         blocks: list[np.ndarray] = []
         for f in np.unique(col["file"]):
             mine = col["file"] == f
-            tokens = TokenFile.open(self.layout.token_file(*self.inputs[f]))
-            block[mine] = len(blocks) + tokens.block[col["doc"][mine]]
-            block_start[mine] = tokens.start[col["doc"][mine]]
-            blocks.extend(tokens.blocks)
+            tokens, begin = TokenFile.open(self.layout, *self.inputs[f]).read(col["doc"][mine])
+            block[mine] = len(blocks)
+            block_start[mine] = begin
+            blocks.append(tokens)
 
-        tokenizer = Tokenizer.load(self.layout.tokenizer_dir)
+        tokenizer = load_build_tokenizer(self.layout)
         meta = ShardMeta(
             seq_len=stage.seq_len,
             pad_id=tokenizer.pad_id,
@@ -84,7 +83,7 @@ class PackShards(WritingStep):
             xxh3=written.xxh3,
             bytes=written.bytes,
             padding_tokens=rows * capacity - tokens,
-            split_documents=int(reader.schema.metadata[b"split_documents"]),
+            split_documents=int(table.schema.metadata[b"split_documents"]),
         )
         write_json(
             self.layout.shard_file(stage_index, stage.seq_len, shard, "json"), entry.model_dump(mode="json")
@@ -124,4 +123,4 @@ def collect_stages(recipe: Recipe, layout: BuildLayout) -> list[StageEntry]:
 
 def tokenizer_entry(layout: BuildLayout) -> TokenizerEntry:
     """Return the manifest's entry for the tokenizer in BUILD/tokenizer/."""
-    return TokenizerEntry.of(Tokenizer.load(layout.tokenizer_dir))
+    return TokenizerEntry.of(load_build_tokenizer(layout))

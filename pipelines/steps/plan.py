@@ -67,7 +67,7 @@ class PlanShards(WritingStep):
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         names = [s.name for s in self.recipe.sources]
-        per_file = [TokenFile.open(self.layout.token_file(s, t)).lengths for s, t in self.inputs]
+        per_file = [TokenFile.open(self.layout, s, t).lengths for s, t in self.inputs]
         files_of = {name: [i for i, (s, _) in enumerate(self.inputs) if s == name] for name in names}
         lengths = {
             name: np.concatenate([per_file[i] for i in files_of[name]] or [np.zeros(0, np.int64)])

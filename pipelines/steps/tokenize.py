@@ -1,10 +1,14 @@
 """The tokenize step: encode every clean document, in batches, into a token file per clean file.
 
-BUILD/tokens/<source>/<task>.arrow is an Arrow IPC file with one row per document, in the clean file's
-order: `row` (int32, the document's row in the clean file), `id` (string) and `tokens` (list<int32>: the ids
-framed as the tokenizer frames a text, `Tokenizer.framing`: bos first for sentencepiece/llama2, eos last, so
-every later count of tokens includes the framing). Beside it, <task>.json holds the task's documents, tokens
-and log2 length histogram; once all tasks end, BUILD/tokens/<source>/histogram.json sums them per source.
+A token file is two files, in the clean file's document order:
+- BUILD/tokens/<source>/<task>.bin: every document's ids, int32 little-endian, one after another, framed as
+  the tokenizer frames a text (`Tokenizer.framing`: bos first for sentencepiece/llama2, eos last), so every
+  later count of tokens includes the framing;
+- BUILD/tokens/<source>/<task>.arrow, its index: an Arrow IPC file with one row per document, `row` (int32,
+  the document's row in the clean file), `id` (string) and `length` (int32, its tokens in the .bin).
+A flat file lets the pack step read just the documents of its shard: memory-mapped when local, ranged reads
+on an object store. Beside them, <task>.json holds the task's documents, tokens and log2 length histogram;
+once all tasks end, BUILD/tokens/<source>/histogram.json sums them per source.
 """
 
 from __future__ import annotations
@@ -19,17 +23,19 @@ from datatrove.data import DocumentsPipeline
 
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.steps.base import WritingStep
+from gristmill.pipelines.steps.dedupe.store import read_table
+from gristmill.pipelines.steps.tokenizer import load_build_tokenizer
 from gristmill.shards.plan import log2_histogram
-from gristmill.storage import atomic_write, filesystem, read_json, write_json
-from gristmill.tokenizer.interface import Tokenizer
+from gristmill.storage import atomic_write, filesystem, is_local, read_json, read_ranges, write_json
 
-TOKEN_FILE_SCHEMA = pa.schema(
+TOKEN_INDEX_SCHEMA = pa.schema(
     [
         pa.field("row", pa.int32(), nullable=False),
         pa.field("id", pa.string(), nullable=False),
-        pa.field("tokens", pa.list_(pa.int32()), nullable=False),
+        pa.field("length", pa.int32(), nullable=False),
     ]
 )
+TOKEN_DTYPE = np.dtype("<i4")
 ENCODE_BATCH = 1024
 
 
@@ -54,39 +60,35 @@ class TokenizeDocuments(WritingStep):
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         source, task = self.inputs[rank]
-        tokenizer = Tokenizer.load(self.layout.tokenizer_dir)
+        tokenizer = load_build_tokenizer(self.layout)
         framing = tokenizer.framing
         lengths: list[np.ndarray] = []
+        indexes: list[pa.RecordBatch] = []
         row = 0
         fs, inner = filesystem(self.layout.clean_file(source, task))
-        with (
-            fs.open(inner, "rb") as f,
-            atomic_write(self.layout.token_file(source, task)) as out,
-            pa.ipc.new_file(out, TOKEN_FILE_SCHEMA) as writer,
-        ):
+        with fs.open(inner, "rb") as f, atomic_write(self.layout.token_file(source, task, "bin")) as out:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=ENCODE_BATCH, columns=["id", "text"]):
-                ids = tokenizer.encode_batch(batch.column("text").to_pylist())
-                docs = [framing.frame(d) for d in ids]
+                docs = [framing.frame(d) for d in tokenizer.encode_batch(batch.column("text").to_pylist())]
                 sizes = np.fromiter((len(d) for d in docs), np.int64, len(docs))
-                offsets = np.zeros(len(docs) + 1, np.int32)
-                np.cumsum(sizes, out=offsets[1:])
-                tokens = pa.ListArray.from_arrays(
-                    pa.array(offsets), pa.array(np.concatenate(docs) if docs else np.zeros(0, np.int32))
-                )
-                writer.write_batch(
+                if docs:
+                    out.write(np.concatenate(docs).astype(TOKEN_DTYPE, copy=False).tobytes())
+                rows = pa.array(np.arange(row, row + len(docs), dtype=np.int32))
+                indexes.append(
                     pa.RecordBatch.from_arrays(
-                        [
-                            pa.array(np.arange(row, row + len(docs), dtype=np.int32)),
-                            batch.column("id"),
-                            tokens,
-                        ],
-                        schema=TOKEN_FILE_SCHEMA,
+                        [rows, batch.column("id"), pa.array(sizes.astype(np.int32))],
+                        schema=TOKEN_INDEX_SCHEMA,
                     )
                 )
                 row += len(docs)
                 lengths.append(sizes)
                 self.stat_update("documents", value=len(docs))
                 self.stat_update("tokens", value=int(sizes.sum()))
+        with (
+            atomic_write(self.layout.token_file(source, task)) as out,
+            pa.ipc.new_file(out, TOKEN_INDEX_SCHEMA) as writer,
+        ):
+            for index in indexes:
+                writer.write_batch(index)
         sizes = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
         write_json(
             self.layout.token_file(source, task, "json"),
@@ -111,49 +113,46 @@ def write_source_histograms(layout: BuildLayout, inputs: list[tuple[str, int]]) 
         )
 
 
-def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros(0, dtype)
-
-
 @dataclass
 class TokenFile:
-    """A token file opened by memory map: each document's length, and where its tokens lie.
+    """A token file's index (each document's length, and where its tokens start in the .bin); `read` gets
+    the tokens of chosen documents: the whole .bin memory-mapped when local, ranged reads of just those
+    documents on an object store."""
 
-    `blocks[block[d]][start[d]:start[d] + lengths[d]]` are the tokens of document d (one block per record
-    batch).
-    """
-
-    path: str
+    tokens_path: str
     ids: list[str] | None
     lengths: np.ndarray  # int64 per document
-    block: np.ndarray  # int32 per document
-    start: np.ndarray  # int64 per document
-    blocks: list[np.ndarray]
+    start: np.ndarray  # int64 per document: its first token in the .bin
 
     @classmethod
-    def open(cls, path: str, with_ids: bool = False) -> TokenFile:
-        """Open a token file (local path); raise FileNotFoundError when absent."""
-        reader = pa.ipc.open_file(pa.memory_map(path, "r"))
-        lengths, block, start, blocks, ids = [], [], [], [], []
-        for b in range(reader.num_record_batches):
-            tokens = reader.get_batch(b).column("tokens")
-            offsets = tokens.offsets.to_numpy().astype(np.int64)
-            lengths.append(np.diff(offsets))
-            start.append(offsets[:-1])
-            block.append(np.full(len(tokens), b, np.int32))
-            blocks.append(tokens.values.to_numpy())
-            if with_ids:
-                ids.extend(reader.get_batch(b).column("id").to_pylist())
-        return cls(
-            path,
-            ids if with_ids else None,
-            _concat(lengths, np.int64),
-            _concat(block, np.int32),
-            _concat(start, np.int64),
-            blocks,
-        )
+    def open(cls, layout: BuildLayout, source: str, task: int, with_ids: bool = False) -> TokenFile:
+        """Open the index of the token file of (source, task); raise InputError when it is absent."""
+        table = read_table(layout.token_file(source, task), ["id", "length"] if with_ids else ["length"])
+        lengths = table.column("length").to_numpy().astype(np.int64)
+        start = np.zeros(len(lengths), np.int64)
+        np.cumsum(lengths[:-1], out=start[1:])
+        ids = table.column("id").to_pylist() if with_ids else None
+        return cls(layout.token_file(source, task, "bin"), ids, lengths, start)
+
+    def read(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (tokens, where each of `docs` begins in tokens): document d's ids are
+        tokens[begin[i]:begin[i] + lengths[d]] for d = docs[i]."""
+        if is_local(self.tokens_path):
+            path = self.tokens_path.removeprefix("file://")
+            if not int(self.lengths.sum()):
+                return np.zeros(0, TOKEN_DTYPE), np.zeros(len(docs), np.int64)
+            return np.memmap(path, TOKEN_DTYPE, mode="r"), self.start[docs]
+        unique, inverse = np.unique(docs, return_inverse=True)
+        item = TOKEN_DTYPE.itemsize
+        starts = (self.start[unique] * item).tolist()
+        ends = ((self.start[unique] + self.lengths[unique]) * item).tolist()
+        pieces = read_ranges(self.tokens_path, starts, ends) if len(unique) else []
+        tokens = np.frombuffer(b"".join(pieces), TOKEN_DTYPE)
+        begin = np.zeros(len(unique), np.int64)
+        np.cumsum(self.lengths[unique][:-1], out=begin[1:])
+        return tokens, begin[inverse]
 
     def document(self, d: int) -> np.ndarray:
         """Return the tokens of document `d` (framing included)."""
-        s = self.start[d]
-        return self.blocks[self.block[d]][s : s + self.lengths[d]]
+        tokens, begin = self.read(np.asarray([d]))
+        return np.asarray(tokens[begin[0] : begin[0] + self.lengths[d]])

@@ -1,8 +1,10 @@
 """The tokenizer step: copy the recipe's tokenizer into BUILD/tokenizer/, or train one there.
 
 One task. Training reads the clean documents (after dedupe), sampled by the recipe's mixture: each source's
-weight is its share of all stage tokens. The directory appears whole (trained in a temporary directory, then
-renamed), so a rerun skips a finished tokenizer and redoes a half-written one.
+weight is its share of all stage tokens. On local disk the directory appears whole (trained in a temporary
+directory, then renamed), so a rerun skips a finished tokenizer and redoes a half-written one. On an object
+store it is trained on the task's scratch disk and uploaded file by file; the step's completion marker,
+written after the upload, is what says it is whole (a rerun of an unfinished step uploads it again).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from gristmill.pipelines.build.layout import TOKENIZER_TEMP_PREFIX, BuildLayout
 from gristmill.pipelines.documents import read_documents
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
-from gristmill.storage import current_umask
+from gristmill.storage import current_umask, download_tree, is_local, upload_tree
 from gristmill.tokenizer.interface import Tokenizer
 
 _TRAINING_GB_PER_CPU = 2.0  # sentencepiece holds the sample and its pieces: ~1.5 GB at the 200 MB default
@@ -45,42 +47,77 @@ def clean_files(layout: BuildLayout, inputs: list[tuple[str, int]]) -> dict[str,
     return files
 
 
+def _make_tokenizer(
+    recipe: Recipe,
+    layout: BuildLayout,
+    inputs: list[tuple[str, int]],
+    directory: str,
+    console: Console | None,
+) -> None:
+    """Copy or train the recipe's tokenizer into the local `directory`."""
+    config = recipe.tokenizer
+    if config.path is not None:
+        Tokenizer.load(config.path).save(directory)
+        return
+    from gristmill.tokenizer.train import train_tokenizer
+
+    documents = (
+        (doc.text, doc.metadata["source"], doc.metadata["subset"])
+        for files in clean_files(layout, inputs).values()
+        for path in files
+        for doc in read_documents(path, columns=["text", "source", "subset"])
+    )
+    seed = config.train.seed if config.train.seed is not None else recipe.seed
+    train_tokenizer(
+        config.train,
+        documents,
+        directory,
+        weights=mixture_weights(recipe),
+        seed=seed,
+        console=console,
+        name=layout.tokenizer_dir,
+    )
+
+
 def prepare_tokenizer(
     recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], console: Console | None = None
 ) -> Tokenizer:
-    """Make BUILD/tokenizer/ hold the recipe's tokenizer (unless it already does) and return it."""
+    """Make BUILD/tokenizer/ hold the recipe's tokenizer (on local disk: unless it already does) and
+    return it."""
     target = layout.tokenizer_dir
-    if os.path.isdir(target):
-        return Tokenizer.load(target)
-    config = recipe.tokenizer
-    tmp = tempfile.mkdtemp(prefix=TOKENIZER_TEMP_PREFIX, dir=layout.root)
+    local = is_local(target)
+    if local and os.path.isdir(target.removeprefix("file://")):
+        return Tokenizer.load(target.removeprefix("file://"))
+    tmp = tempfile.mkdtemp(
+        prefix=TOKENIZER_TEMP_PREFIX, dir=layout.root.removeprefix("file://") if local else None
+    )
     try:
-        if config.path is not None:
-            Tokenizer.load(config.path).save(tmp)
+        _make_tokenizer(recipe, layout, inputs, tmp, console)
+        if local:
+            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 directories
+            os.replace(tmp, target.removeprefix("file://"))
         else:
-            from gristmill.tokenizer.train import train_tokenizer
-
-            documents = (
-                (doc.text, doc.metadata["source"], doc.metadata["subset"])
-                for files in clean_files(layout, inputs).values()
-                for path in files
-                for doc in read_documents(path, columns=["text", "source", "subset"])
-            )
-            seed = config.train.seed if config.train.seed is not None else recipe.seed
-            train_tokenizer(
-                config.train,
-                documents,
-                tmp,
-                weights=mixture_weights(recipe),
-                seed=seed,
-                console=console,
-                name=target,
-            )
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 directories
-        os.replace(tmp, target)
+            upload_tree(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return Tokenizer.load(target)
+    _LOCAL_COPIES.pop(target, None)
+    return load_build_tokenizer(layout)
+
+
+_LOCAL_COPIES: dict[str, tempfile.TemporaryDirectory] = {}  # URL → this process's local copy of it
+
+
+def load_build_tokenizer(layout: BuildLayout) -> Tokenizer:
+    """Load the build's tokenizer, BUILD/tokenizer/; from an object store, through a local copy made once per
+    process (the tokenizer of a build does not change once its step is complete)."""
+    target = layout.tokenizer_dir
+    if is_local(target):
+        return Tokenizer.load(target.removeprefix("file://"))
+    if target not in _LOCAL_COPIES:
+        copy = tempfile.TemporaryDirectory(prefix="gristmill-tokenizer-")
+        download_tree(target, copy.name)
+        _LOCAL_COPIES[target] = copy
+    return Tokenizer.load(_LOCAL_COPIES[target].name)
 
 
 class PrepareTokenizer(WritingStep):

@@ -3,6 +3,7 @@ each) gives the same bytes as on one embedded node, also when a worker node is r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,29 +79,45 @@ def node_args(temp_dir: str) -> dict:
     }
 
 
+@contextlib.contextmanager
+def local_cluster(workers: int = 2, env: dict[str, str] | None = None) -> Iterator[tuple[object, list]]:
+    """A head and `workers` worker nodes, one CPU each, their processes started with `env` added to ours;
+    yields (cluster, worker nodes). The caller keeps its address out of /tmp/ray/ray_current_cluster."""
+    from ray.cluster_utils import Cluster
+
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Unix socket paths must stay short
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})  # the nodes' processes inherit it
+    cluster = Cluster()
+    try:
+        cluster.add_node(**node_args(temp_dir), gcs_server_port=free_port(), include_dashboard=False)
+        nodes = [cluster.add_node(**node_args(temp_dir)) for _ in range(workers)]
+        cluster.wait_for_nodes()
+        for key, value in saved.items():  # the nodes are up: later processes of ours do without it
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+        saved = {}
+        yield cluster, nodes
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+        cluster.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 @pytest.fixture
 def three_nodes(monkeypatch):
     """A head and two worker nodes, one CPU each; yields (cluster, worker nodes). Its address is kept out of
     /tmp/ray/ray_current_cluster, so no other process's plain `ray.init()` joins it."""
     import ray._private.utils
-    from ray.cluster_utils import Cluster
 
     monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *args, **kwargs: None)
-    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Unix socket paths must stay short
-    cluster = Cluster()
-    try:
-        cluster.add_node(**node_args(temp_dir), gcs_server_port=free_port(), include_dashboard=False)
-        workers = [cluster.add_node(**node_args(temp_dir)) for _ in range(2)]
-        cluster.wait_for_nodes()
-        yield cluster, workers
-    finally:
-        cluster.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with local_cluster() as nodes:
+        yield nodes
 
 
 def start_build(recipe: dict, tmp_path: Path, address: str) -> subprocess.Popen:
     """`gristmill build` as its own driver process, connected to the cluster at `address`."""
-    path = tmp_path / f"{Path(recipe['output']).name}.json"
+    path = tmp_path / f"{recipe['output'].rstrip('/').rsplit('/', 1)[-1]}.json"
     path.write_text(json.dumps(recipe))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     return subprocess.Popen(

@@ -1,4 +1,5 @@
-"""`ray job submit` of a build to a real local Ray cluster with token authentication on."""
+"""`ray job submit` of a build to a real local Ray cluster with token authentication on, writing its output
+to object storage (a moto S3 server on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from gristmill.sample.s3 import local_s3_server
 from gristmill.shards.manifest import read_manifest
 
 from .test_build import ingest_recipe
@@ -112,7 +114,30 @@ def submit(url: str, env: dict, recipe: Path) -> subprocess.CompletedProcess:
         time.sleep(2)
 
 
-def test_job_submit_matches_embedded_run(ray_local, ray_cluster, sample_corpus, tmp_path):
+@pytest.fixture
+def s3_output():
+    """(URL of an empty build prefix, its storage options) on a moto S3 server."""
+    boto3 = pytest.importorskip("boto3")
+    with local_s3_server() as endpoint:
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        client.create_bucket(Bucket="builds")
+        options = {
+            "key": "test",
+            "secret": "test",
+            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        }
+        yield "s3://builds/submitted", options
+
+
+def test_job_submit_writing_to_s3_matches_embedded_run(
+    ray_local, ray_cluster, s3_output, sample_corpus, tmp_path
+):
     from gristmill.pipelines.build import BuildOptions, run_build
     from gristmill.pipelines.recipe import parse_recipe
 
@@ -120,9 +145,9 @@ def test_job_submit_matches_embedded_run(ray_local, ray_cluster, sample_corpus, 
     embedded = tmp_path / "embedded"
     run_build(parse_recipe(ingest_recipe(sample_corpus, embedded)), BuildOptions())
 
-    submitted = tmp_path / "submitted"
+    submitted, options = s3_output
     recipe = tmp_path / "recipe.json"
-    recipe.write_text(json.dumps(ingest_recipe(sample_corpus, submitted)))
+    recipe.write_text(json.dumps(ingest_recipe(sample_corpus, submitted, output_storage_options=options)))
 
     unauthenticated = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
     refused = submit(url, unauthenticated, recipe)
@@ -130,7 +155,7 @@ def test_job_submit_matches_embedded_run(ray_local, ray_cluster, sample_corpus, 
 
     done = submit(url, env, recipe)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    a, b = read_manifest(str(embedded)), read_manifest(str(submitted))
+    a, b = read_manifest(str(embedded)), read_manifest(submitted, **options)
     assert a.accounting == b.accounting
     assert a.recipe_hash == b.recipe_hash
     assert [s.model_dump() for s in a.stages] == [s.model_dump() for s in b.stages]
