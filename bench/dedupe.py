@@ -1,8 +1,8 @@
 """MinHash signatures: gristmill's vectorised MinHash vs rensa (Rust), datasketch and datatrove's
-MinhashDedupSignature, on the same documents (5-gram word shingles, 112 permutations), per core with one
-thread (the process pins itself to one CPU and calls `limit_threads(1)`), rounds interleaved, best kept;
-plus near-duplicate quality on planted pairs (through the whole pipeline, and from the signatures alone on
-many more pairs) and the clustering's peak memory per million documents.
+MinhashDedupSignature, on the same documents (5-gram word shingles, 112 permutations or bins), per core
+with one thread (the process pins itself to one CPU and calls `limit_threads(1)`), rounds interleaved, best
+kept; plus near-duplicate quality on planted pairs (through the whole pipeline, and from the signatures
+alone on many more pairs) and the clustering's peak memory per million documents.
 
     python bench/dedupe.py [--docs-mb 4] [--pairs 300] [--signature-pairs 4000] [--cluster-docs 100000]
                            [--repeats 3] [--signatures-only]
