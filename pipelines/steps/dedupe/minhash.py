@@ -132,7 +132,8 @@ def exact_hashes(texts: Sequence[str]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MinHasher:
-    """One-permutation MinHash signatures of `bands * rows` bins over word `shingle_size`-grams, seeded."""
+    """MinHash signatures (fast similarity sketching) of `bands * rows` bins over word `shingle_size`-grams,
+    seeded."""
 
     shingle_size: int = 5
     bands: int = 14
