@@ -1,9 +1,11 @@
 """MinHash signatures: gristmill's vectorised MinHash vs rensa (Rust), datasketch and datatrove's
-MinhashDedupSignature, on the same documents (5-gram word shingles, 112 permutations), per core with one
-thread (the process pins itself to one CPU and calls `limit_threads(1)`), rounds interleaved, best kept;
-plus near-duplicate quality on planted pairs and the clustering's peak memory per million documents.
+MinhashDedupSignature, on the same documents (5-gram word shingles, 112 permutations or bins), per core
+with one thread (the process pins itself to one CPU and calls `limit_threads(1)`), rounds interleaved, best
+kept; plus near-duplicate quality on planted pairs (through the whole pipeline, and from the signatures
+alone on many more pairs) and the clustering's peak memory per million documents.
 
-    python bench/dedupe.py [--docs-mb 4] [--pairs 400] [--cluster-docs 100000] [--signatures-only]
+    python bench/dedupe.py [--docs-mb 4] [--pairs 300] [--signature-pairs 4000] [--cluster-docs 100000]
+                           [--repeats 3] [--signatures-only]
 
 Text: the English prose files (README, docs, licences: *.md, *.rst, *.txt) of the installed Python packages,
 cut into documents of about 3 KB. Prints a Markdown report (pasted into docs/dedupe.md).
@@ -153,6 +155,44 @@ def quality(pairs_per_range: int, tmp: Path) -> list[str]:
     return lines
 
 
+def signature_quality(count: int) -> list[str]:
+    """Return report lines: the signatures' Jaccard estimates and LSH candidates (no pipeline) on many pairs.
+
+    Per similarity range: mean error and RMSE of the estimate (whole signature), the share of pairs that
+    are LSH candidates against the S-curve, and the share found (candidate and 8-bit estimate ≥ 0.7).
+    """
+    from gristmill.pipelines.steps.dedupe.minhash import estimated_jaccard, sketch_bytes
+
+    hasher = MinHasher(SHINGLE, BANDS, ROWS, seed=1)
+    lines = [
+        "| words | Jaccard | pairs | mean error | RMSE (classic MinHash: √(J(1−J)/112)) | LSH candidates "
+        "(S-curve) | found (LSH + 0.7) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for words, edits in ((200, (1, 40)), (40, (1, 4))):
+        maker = TextMaker(seed=17)
+        pairs = maker.pairs(count, words, edits, SHINGLE)
+        sim = np.array([p.similarity for p in pairs])
+        a, _ = hasher.signatures([p.original for p in pairs])
+        b, _ = hasher.signatures([p.copy for p in pairs])
+        error = (a == b).mean(axis=1) - sim
+        candidate = (a.reshape(-1, BANDS, ROWS) == b.reshape(-1, BANDS, ROWS)).all(axis=2).any(axis=1)
+        found = candidate & (estimated_jaccard(sketch_bytes(a), sketch_bytes(b)) >= 0.7)
+        for lo, hi in ((0.2, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.85), (0.85, 0.9), (0.9, 1.0)):
+            near = (sim >= lo) & (sim < hi)
+            if near.sum() < 30:
+                continue
+            mid = sim[near].mean()
+            classic = np.sqrt(mid * (1 - mid) / (BANDS * ROWS))
+            s_curve = (1 - (1 - sim[near] ** ROWS) ** BANDS).mean()
+            lines.append(
+                f"| {words} | {lo}–{hi} | {near.sum()} | {error[near].mean():+.4f} | "
+                f"{np.sqrt((error[near] ** 2).mean()):.4f} ({classic:.4f}) | "
+                f"{candidate[near].mean():.4f} ({s_curve:.4f}) | {found[near].mean():.4f} |"
+            )
+    return lines
+
+
 def memory(docs: int, tmp: Path) -> list[str]:
     """Return report lines: peak traced memory of each step for `docs` documents in one partition."""
     maker = TextMaker(seed=5)
@@ -174,6 +214,7 @@ def main() -> None:
     parser.add_argument("--docs-mb", type=float, default=4.0)
     parser.add_argument("--pairs", type=int, default=300, help="planted pairs per similarity range")
     parser.add_argument("--cluster-docs", type=int, default=100_000)
+    parser.add_argument("--signature-pairs", type=int, default=4000, help="pairs per length, no pipeline")
     parser.add_argument("--repeats", type=int, default=3, help="signature rounds (best kept)")
     parser.add_argument("--signatures-only", action="store_true", help="skip the quality and memory parts")
     args = parser.parse_args()
@@ -207,6 +248,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         print("\n## Planted pairs (whole pipeline, default settings)\n")
         print("\n".join(quality(args.pairs, Path(tmp))))
+        print(f"\n## Signatures on planted pairs ({args.signature_pairs} pairs per length, no pipeline)\n")
+        print("\n".join(signature_quality(args.signature_pairs)))
         print(f"\n## Clustering memory ({args.cluster_docs} documents, one partition)\n")
         print("\n".join(memory(args.cluster_docs, Path(tmp))))
 

@@ -219,6 +219,23 @@ def test_against_a_build_with_other_settings_is_refused(tmp_path, maker):
         dedupe_steps(recipe, layout, inputs)
 
 
+def test_against_an_index_of_older_signatures_is_refused(tmp_path, maker):
+    """An index written before the fast-similarity-sketching signatures (version 1, classic MinHash) holds
+    signatures that cannot be compared with today's: refused, saying so, even with the same settings."""
+    first = build(tmp_path / "first", {("pile", 0): [maker.document(40)]})
+    meta_path = Path(first.path("dedupe", "index", "meta.json"))
+    meta = json.loads(meta_path.read_text())
+    assert (meta["version"], meta["signatures"]) == (2, "fss-v1")
+    del meta["signatures"]
+    meta_path.write_text(json.dumps({**meta, "version": 1}))
+    layout = BuildLayout(str(tmp_path / "second"))
+    recipe = make_recipe(tmp_path / "second", DedupeConfig(against=[str(tmp_path / "first")]))
+    inputs = write_documents(layout, {("pile", 0): ["x"]})
+    with pytest.raises(ConfigError, match="version 1 with classic MinHash signatures") as refused:
+        dedupe_steps(recipe, layout, inputs)
+    assert "cannot be compared" in str(refused.value)
+
+
 def _outputs(root: Path) -> dict[str, bytes]:
     """Every final output file of the dedupe, by path relative to the build."""
     wanted = ["clean", "stats/dedupe", "dedupe/decisions", "dedupe/index"]

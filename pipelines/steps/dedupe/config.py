@@ -8,10 +8,11 @@ from gristmill.models import StrictModel
 
 
 class NearDedupeConfig(StrictModel):
-    """MinHash-LSH near-duplicate detection: word n-gram shingles, `bands` × `rows` permutations.
+    """MinHash-LSH near-duplicate detection: word n-gram shingles, signatures of `bands` × `rows` bins.
 
-    The defaults (5-gram shingles, 14 bands of 8 rows = 112 permutations, as in FineWeb) detect a pair with
-    Jaccard similarity s with probability 1 - (1 - s**rows)**bands: 0.70 → 0.50, 0.80 → 0.92, 0.90 → 1.00.
+    The defaults (5-gram shingles, 14 bands of 8 rows = 112 bins, as FineWeb's 112 permutations) detect a
+    pair with Jaccard similarity s with probability about 1 - (1 - s**rows)**bands: 0.70 → 0.50,
+    0.80 → 0.92, 0.90 → 1.00.
     """
 
     enabled: bool = True
@@ -31,7 +32,7 @@ class NearDedupeConfig(StrictModel):
 
     @property
     def num_perm(self) -> int:
-        """Total permutations (signature length)."""
+        """Signature length (bins; permutations in classic MinHash)."""
         return self.bands * self.rows
 
 

@@ -22,10 +22,11 @@ from gristmill.errors import BuildError, ConfigError
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.dedupe.config import DedupeConfig
-from gristmill.pipelines.steps.dedupe.minhash import MinHasher
+from gristmill.pipelines.steps.dedupe.minhash import SIGNATURE_SCHEME, MinHasher
 from gristmill.storage import filesystem, read_json
 
-INDEX_VERSION = 1
+# 2: fast similarity sketching signatures (SIGNATURE_SCHEME); version 1 indexes hold classic MinHash ones.
+INDEX_VERSION = 2
 EXACT_BAND = -1  # the "band" whose hash is the exact text hash
 BANDS_PER_TASK = 8
 _FILE_BITS = 24
@@ -75,6 +76,7 @@ def index_settings(config: DedupeConfig) -> dict:
     near = config.near
     return {
         "version": INDEX_VERSION,
+        "signatures": SIGNATURE_SCHEME,
         "shingle_size": near.shingle_size,
         "bands": near.bands,
         "rows": near.rows,
@@ -155,6 +157,17 @@ class DedupeJob:
                 )
             meta = read_json(meta_path)
             wanted = index_settings(self.config)
+            version = (meta.get("version"), meta.get("signatures", "classic MinHash"))
+            if version != (wanted["version"], wanted["signatures"]):
+                raise ConfigError(
+                    f"the earlier build's dedupe index is version {version[0]} with {version[1]} "
+                    f"signatures; this gristmill reads version {wanted['version']} with "
+                    f"{wanted['signatures']} signatures, and signatures of different schemes cannot be "
+                    "compared",
+                    path=meta_path,
+                    hint="rebuild the earlier build with this gristmill (its index is rewritten), "
+                    "or leave it out of dedupe.against",
+                )
             got = {k: meta.get(k) for k in wanted}
             if got != wanted:
                 raise ConfigError(

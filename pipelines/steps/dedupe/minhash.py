@@ -1,15 +1,16 @@
-"""Vectorised MinHash: word shingles hashed once, then all permutations in uint64 numpy arithmetic.
+"""Vectorised MinHash: words found and hashed in numpy, shingle keys, then fast similarity sketching.
 
-Text → words: `\\w+` of the lowercased text, by one compiled regex per document, or for an ASCII document by
-`bytes.translate` + `split` (the same words, measured 3x faster). Each word is hashed once with xxh3-64 (a C
-call per word through `map`, no Python loop body); a shingle's hash combines its `n` word hashes with fixed
-odd multipliers and a 64-bit finaliser, all in numpy over the whole batch. Permutation k maps a 32-bit
-shingle hash h to the top 32 bits of (a_k·h + b_k) mod 2^64 (Dietzfelbinger's multiply-add-shift family);
-since taking the top bits is monotone, the minimum is taken on the 64-bit values and shifted once. The
-permutations run one at a time over a block of shingles that stays in cache, so each multiply, add and
-per-document minimum is one contiguous numpy loop (measured 1.7x faster than the (shingles, permutations)
-matrix). Documents with fewer words than a shingle have one shingle made of all their words; documents
-with no word have no signature (only exact dedupe sees them).
+Text → words: `\\w+` of the lowercased text. A batch's lowered texts are joined into one UTF-32 code point
+array; a per-code-point table of `\\w` gives the word boundaries and each word is hashed by a polynomial over
+its code points (prefix sums, no Python object per word). A shingle's key combines its `n` word hashes with
+seeded odd multipliers. The signature has `bands * rows` bins filled by fast similarity sketching
+(Dahlgaard, Knudsen & Thorup, FOCS 2017): each shingle is hashed once per round into one bin, round 0
+being one-permutation hashing; about one hash per shingle in all instead of one per (shingle,
+permutation), and a lower estimation variance than classic MinHash, most of all for short documents.
+Documents with fewer words than a shingle have one shingle made of all their words; documents with no
+word have no signature (only exact dedupe sees them).
+
+`SIGNATURE_SCHEME` names the scheme; an index built by another one is refused by `dedupe.against`.
 """
 
 from __future__ import annotations
@@ -18,25 +19,35 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
+from functools import cache
 
 import numpy as np
 import xxhash
 
+SIGNATURE_SCHEME = "fss-v1"  # word polynomial hash, shingle keys, fast similarity sketching (2026-12)
 _WORD = re.compile(r"\w+")
-# ASCII bytes: word characters (\w on ASCII: [A-Za-z0-9_]) lowercased, every other byte a space
-_ASCII_WORDS = bytes(c if c >= 128 or chr(c).isalnum() or c == 95 else 32 for c in range(256)).lower()
+_P = np.uint64(0x9E37_79B9_7F4A_7C15)  # the word hash's polynomial base (odd)
+_P_INVERSE = np.uint64(pow(int(_P), -1, 1 << 64))
+_POWERS_CACHED = 1 << 20
+_POWER_CACHE = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
+# Words hashed per block: the block's uint64 prefix sums (~8 bytes per character) stay in the L2 cache.
+_BLOCK_WORDS = 1 << 13
+# Characters of the texts processed at once by `signatures` (whole texts; bounds its scratch memory).
+_GROUP_CHARS = 1 << 22
 _MIX1 = np.uint64(0xFF51AFD7ED558CCD)
 _MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
 _S32 = np.uint64(32)
-# Shingles are permuted in blocks of about this many (uint64, 512 KiB) to stay in the L2 cache.
-_BLOCK_SHINGLES = 1 << 16
+_LOW32 = np.uint64(0xFFFF_FFFF)
+_EMPTY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)  # above every (round, value): a bin no shingle fell in yet
+_ROUND_STEP = np.uint64(0x9E37_79B9_7F4A_7C15)  # added once per round to a shingle key before fmix64
+# Shingle-rounds per numpy pass once only short documents are left (one round per pass before that).
+_ROUND_HITS = 1 << 16
 
 
 def fmix64(x: np.ndarray) -> np.ndarray:
     """Return MurmurHash3's 64-bit finaliser of `x` (uint64, elementwise; a bijection that mixes all bits)."""
-    x = x ^ (x >> _S33)
+    x = x ^ (x >> _S33)  # a new array: the rest is in place
     x *= _MIX1
     x ^= x >> _S33
     x *= _MIX2
@@ -44,12 +55,64 @@ def fmix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def words_of(text: str) -> list[str] | list[bytes]:
-    """Return the `\\w+` words of the lowercased text; as bytes when the text is ASCII: the same words and the
-    same xxh3 hashes, found by `translate` + `split` (3x faster than the regex), hashed without encoding."""
-    if text.isascii():
-        return text.encode().translate(_ASCII_WORDS).split()
-    return _WORD.findall(text.lower())
+@cache
+def _word_characters() -> np.ndarray:
+    """Return a bool per code point: does `\\w` match it (built once per process by the regex itself)."""
+    everything = np.arange(0x110000, dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
+    table = np.zeros(0x110000, dtype=bool)
+    for match in _WORD.finditer(everything):
+        table[match.start() : match.end()] = True
+    return table
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (P^i, P^-i) mod 2^64 for i < n (at least), cached up to `_POWERS_CACHED` terms."""
+    global _POWER_CACHE
+    if _POWER_CACHE[0].size >= n:
+        return _POWER_CACHE
+    size = max(n, min(2 * _POWER_CACHE[0].size, _POWERS_CACHED))
+    out = []
+    for base in (_P, _P_INVERSE):
+        terms = np.full(size, base, dtype=np.uint64)
+        terms[0] = 1
+        out.append(np.cumprod(terms, out=terms))
+    if size <= _POWERS_CACHED:
+        _POWER_CACHE = (out[0], out[1])
+    return out[0], out[1]
+
+
+def word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Return (a 64-bit hash per word of all texts, in order; the word count of each text).
+
+    Words are the `\\w+` of the lowercased text, found and hashed in numpy with no Python object per word:
+    the lowered texts are joined by newlines into one UTF-32 code point array, a table of `\\w` says which
+    code points are word characters, and a word c_0…c_{m-1} hashes to fmix64(Σ c_j·P^j mod 2^64), taken
+    from prefix sums of c_i·P^i over a block of words times P^-start (P odd, so invertible mod 2^64).
+    """
+    lowered = [text.lower() for text in texts]
+    lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
+    joined = "\n" + "\n".join(lowered) + "\n"
+    points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    # Separators at both ends: word characters start and end in turn.
+    is_word = np.take(_word_characters(), points, mode="clip")  # every code point is < 0x110000
+    edges = np.nonzero(is_word[1:] != is_word[:-1])[0] + 1
+    starts, ends = edges[0::2], edges[1::2]
+    text_start = np.ones(len(lowered) + 1, dtype=np.int64)
+    np.cumsum(lengths + 1, out=text_start[1:])
+    text_start[1:] += 1
+    counts = np.diff(np.searchsorted(starts, text_start))
+    hashes = np.empty(starts.size, dtype=np.uint64)
+    for first in range(0, starts.size, _BLOCK_WORDS):
+        s, e = starts[first : first + _BLOCK_WORDS], ends[first : first + _BLOCK_WORDS]
+        lo = s[0]
+        powers, inverse = _powers(int(e[-1] - lo))
+        prefix = np.empty(int(e[-1] - lo) + 1, dtype=np.uint64)
+        prefix[0] = 0
+        np.multiply(points[lo : e[-1]], powers[: prefix.size - 1], out=prefix[1:])
+        np.cumsum(prefix, out=prefix)
+        s = s - lo
+        hashes[first : first + s.size] = (prefix[e - lo] - prefix[s]) * inverse[s]
+    return fmix64(hashes), counts
 
 
 def exact_key(text: str) -> str:
@@ -69,7 +132,8 @@ def exact_hashes(texts: Sequence[str]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MinHasher:
-    """MinHash signatures of `bands * rows` permutations over word `shingle_size`-grams, seeded."""
+    """MinHash signatures (fast similarity sketching) of `bands * rows` bins over word `shingle_size`-grams,
+    seeded."""
 
     shingle_size: int = 5
     bands: int = 14
@@ -78,35 +142,27 @@ class MinHasher:
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(self.seed)
-        n = self.bands * self.rows
-        object.__setattr__(
-            self, "_a", rng.integers(1, 1 << 63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-        )
-        object.__setattr__(self, "_b", rng.integers(0, 1 << 63, size=n, dtype=np.uint64) * np.uint64(2))
-        object.__setattr__(
-            self,
-            "_mult",
-            rng.integers(1, 1 << 63, size=self.shingle_size, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
-        )
-        object.__setattr__(
-            self,
-            "_band_mult",
-            rng.integers(1, 1 << 63, size=self.rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
-        )
+
+        def odd(size: int) -> np.ndarray:
+            return rng.integers(1, 1 << 63, size=size, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+        object.__setattr__(self, "_mult", odd(self.shingle_size))
+        object.__setattr__(self, "_offset", odd(1)[0])
+        object.__setattr__(self, "_band_mult", odd(self.rows))
 
     @property
     def num_perm(self) -> int:
-        """Signature length."""
+        """Signature length (bins)."""
         return self.bands * self.rows
 
     def shingles(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Return (32-bit shingle hashes held in uint64, per-document start offsets of length n+1)."""
-        word_lists = list(map(words_of, texts))
-        counts = np.fromiter(map(len, word_lists), dtype=np.int64, count=len(word_lists))
-        total = int(counts.sum())
-        words = np.fromiter(
-            map(xxhash.xxh3_64_intdigest, chain.from_iterable(word_lists)), dtype=np.uint64, count=total
-        )
+        """Return (64-bit shingle keys, per-document start offsets of length n+1).
+
+        A shingle's key is Σ_k mult_k·(hash of its k-th word) + offset mod 2^64 (seeded odd multipliers);
+        `signatures_from_shingles` hashes it further with fmix64.
+        """
+        words, counts = word_hashes(texts)
+        total = words.size
         n = self.shingle_size
         word_start = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(counts, out=word_start[1:])
@@ -134,44 +190,62 @@ class MinHasher:
             weighted = words[in_short] * self._mult[place[in_short]]
             seg = np.cumsum(counts[short_docs]) - counts[short_docs]
             out[~is_long_shingle] = np.add.reduceat(weighted, seg)
-        return fmix64(out) >> _S32, sh_start
+        out += self._offset
+        return out, sh_start
 
     def signatures(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Return (signatures (n, num_perm) uint32, has_signature (n,) bool) for a batch of texts."""
-        hashes, starts = self.shingles(texts)
-        return self.signatures_from_shingles(hashes, starts)
+        sigs, has, group, chars = [], [], [], 0
+        for text in [*texts, None]:
+            if text is None or (group and chars + len(text) > _GROUP_CHARS):
+                sig, ok = self.signatures_from_shingles(*self.shingles(group))
+                sigs.append(sig)
+                has.append(ok)
+                group, chars = [], 0
+            if text is not None:
+                group.append(text)
+                chars += len(text)
+        return np.concatenate(sigs), np.concatenate(has)
 
-    def signatures_from_shingles(
-        self, hashes: np.ndarray, starts: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Return (signatures, has_signature) from shingle hashes grouped by document start offsets."""
-        n_docs = starts.size - 1
-        sig = np.full((n_docs, self.num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
+    def signatures_from_shingles(self, keys: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (signatures, has_signature) from shingle keys grouped by document start offsets.
+
+        Fast similarity sketching (Dahlgaard, Knudsen & Thorup 2017): in round r = 0, 1, 2, … a shingle
+        key x has the hash g = fmix64(x + r·STEP), which puts it in bin (top 32 bits of g)·bins >> 32 with
+        the value (r, low 32 bits of g); a bin keeps its smallest value (earliest round first) and the
+        signature is the low 32 bits of each bin's. Round 0 alone is one-permutation hashing, and a
+        document with enough shingles has filled every bin after a round or two; a short one takes more
+        rounds, so every document gets a full signature, each bin a MinHash of the document's (shingle,
+        round) pairs: a pair of documents agrees in a bin with probability equal to their Jaccard
+        similarity. Later rounds cannot change a filled bin, so a document stops once all are filled;
+        documents with few shingles run many rounds in one numpy pass.
+        """
+        n_docs, bins = starts.size - 1, self.num_perm
         lengths = np.diff(starts)
         has = lengths > 0
-        docs = np.flatnonzero(has)
-        if not docs.size:
-            return sig, has
-        sig_t = np.empty((self.num_perm, docs.size), dtype=np.uint64)  # (perms, docs with a signature)
-        values = np.empty(min(int(starts[-1]), _BLOCK_SHINGLES) or 1, dtype=np.uint64)
+        flat = np.full(n_docs * bins, _EMPTY, dtype=np.uint64)
+        sig = flat.reshape(n_docs, bins)
+        base = np.repeat(np.arange(0, n_docs * bins, bins, dtype=np.int64), lengths)  # each key's row
+        open_docs, open_lengths = np.flatnonzero(has), lengths[has]
         first = 0
-        while first < docs.size:
-            # Whole documents per block, at least one even if it is longer than a block.
-            end_shingle = starts[docs[first]] + _BLOCK_SHINGLES
-            last = max(first + 1, int(np.searchsorted(starts[docs + 1], end_shingle, side="right")))
-            block_docs = docs[first:last]
-            lo, hi = starts[block_docs[0]], starts[block_docs[-1] + 1]
-            block, cuts = hashes[lo:hi], starts[block_docs] - lo
-            if values.size < block.size:
-                values = np.empty(block.size, dtype=np.uint64)
-            v = values[: block.size]
-            for k in range(self.num_perm):
-                np.multiply(block, self._a[k], out=v)
-                v += self._b[k]
-                np.minimum.reduceat(v, cuts, out=sig_t[k, first:last])
-            first = last
-        sig[docs] = (sig_t >> _S32).astype(np.uint32).T
-        return sig, has
+        while open_docs.size:
+            rounds = max(1, _ROUND_HITS // keys.size) if first else 1
+            r = np.arange(first, first + rounds, dtype=np.uint64)
+            g = fmix64((keys[None, :] + (r * _ROUND_STEP)[:, None]).ravel())
+            cell = ((g >> _S32) * np.uint64(bins)) >> _S32
+            cell = cell.view(np.int64)
+            cell += np.tile(base, rounds)
+            g &= _LOW32
+            g |= np.repeat(r << _S32, keys.size)
+            np.minimum.at(flat, cell, g)
+            first += rounds
+            still = (sig[open_docs] == _EMPTY).any(axis=1)
+            keep = np.repeat(still, open_lengths)
+            keys, base = keys[keep], base[keep]
+            open_docs, open_lengths = open_docs[still], open_lengths[still]
+        out = (sig & _LOW32).astype(np.uint32)
+        out[~has] = np.iinfo(np.uint32).max
+        return out, has
 
     def band_hashes(self, sig: np.ndarray) -> np.ndarray:
         """Return one uint64 hash per (document, band) from a signature array: shape (n, bands)."""
