@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 
 from gristmill.errors import BuildError
 from gristmill.pipelines.build.layout import BuildLayout
-from gristmill.pipelines.build.ray_tasks import RetryPolicy, StepExecutor, TaskFailure, capacity, run_ranks
+from gristmill.pipelines.build.ray_tasks import (
+    RetryPolicy,
+    StepExecutor,
+    TaskFailure,
+    capacity,
+    record_task_runs,
+    run_ranks,
+)
 from gristmill.storage import UseStorage, options_for, registered_storage
 from gristmill.threads import FollowTaskThreads
 
@@ -92,7 +99,8 @@ def run_step(
 
     Raises BuildError naming each failed task's exception and where it happened, when a task could not be
     placed, or when one was lost more often than `policy.retries`. Finished tasks keep their completion
-    markers, so a rerun resumes.
+    markers, so a rerun resumes. Each task's peak RSS, wall and CPU seconds, node and pid are merged into
+    BUILD/stats/tasks/<step>.json (`layout.task_runs_file`).
     """
     # threads follow the task's CPUs; the output's storage options reach the task's process
     pipeline = [FollowTaskThreads(step.cpus_per_task), UseStorage(registered_storage()), *step.pipeline]
@@ -103,7 +111,9 @@ def run_step(
     if todo:
         check_fits(step)
         log.info("step %s: %d of %d tasks to run", step.name, len(todo), step.tasks)
-        failures = run_ranks(step.name, executor, todo, policy or RetryPolicy(), workers)
+        runs = run_ranks(step.name, executor, todo, policy or RetryPolicy(), workers)
+        record_task_runs(layout.task_runs_file(step.name), runs)
+        failures = [r.failure for r in runs if r.failure is not None]
         unmarked = set(executor.get_incomplete_ranks(range(step.tasks))) - {f.rank for f in failures}
         failures += [
             TaskFailure(r, "ended without its completion marker", "see its task log") for r in unmarked

@@ -20,6 +20,7 @@ class BuildLayout:
       quarantine/<source>/<task>.jsonl       unreadable records: file, where, reason, excerpt
       dropped/<source>/<task>.jsonl          a sample of filtered documents per reason, for inspection
       stats/<step>/<source>/<task>.json      per-task accounting (ingest, dedupe)
+      stats/tasks/<step>.json                per-task measurements of a Ray step: peak RSS, seconds, node
       dedupe/…                               dedupe work files, decisions, index, overlap.json
       clean/<source>/<task>.parquet          documents that survive dedupe: the input of tokenizing
       tokenizer/                             the tokenizer the shards were made with
@@ -71,6 +72,10 @@ class BuildLayout:
     def stats_file(self, step: str, source: str, task: int) -> str:
         """Return BUILD/stats/<step>/<source>/<task>.json."""
         return self.path("stats", step, source, f"{task:05d}.json")
+
+    def task_runs_file(self, step: str) -> str:
+        """BUILD/stats/tasks/<step>.json: rank → peak RSS, wall and CPU seconds, node and pid of each task."""
+        return self.path("stats", "tasks", f"{step}.json")
 
     def task_error_file(self, step: str, rank: int) -> str:
         """BUILD/logs/errors/<step>-<rank>.txt: a task's error, where the driver can show it."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Sequence
@@ -81,17 +82,88 @@ def failure_of(rank: int, exc: BaseException) -> TaskFailure:
     return TaskFailure(rank, error, f"node {socket.gethostname()}, pid {os.getpid()}{at}")
 
 
-def run_rank(executor: StepExecutor, rank: int) -> TaskFailure | None:
-    """Run one rank in this (Ray worker) process; return its failure, or None once it completed.
+@dataclass(frozen=True)
+class TaskRun:
+    """How one task ended: its failure (None once it completed) and, when it ran, what it cost: the peak
+    resident memory of its process while it ran (bytes), wall and CPU seconds, and the node and pid."""
+
+    rank: int
+    failure: TaskFailure | None
+    peak_rss: int | None = None
+    seconds: float | None = None
+    cpu_seconds: float | None = None
+    node: str | None = None
+    pid: int | None = None
+
+    def figures(self) -> dict[str, object]:
+        """Return the measurements as a JSON-ready dict (the failure, if any, described)."""
+        return {
+            "peak_rss": self.peak_rss,
+            "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "node": self.node,
+            "pid": self.pid,
+            "failure": self.failure.describe() if self.failure else None,
+        }
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (VmHWM) to its current RSS; return False where the kernel
+    does not allow it (not Linux, or Linux < 4.0), so the peak then covers the process's whole life.
+
+    Ray reuses worker processes across tasks, so without the reset a task would report the largest peak of
+    every task the process ran before it.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss() -> int | None:
+    """Return this process's peak resident set size in bytes since its last reset (VmHWM), or, where /proc
+    is missing, the lifetime peak from getrusage."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # in kB
+    except OSError:
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return None
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, kB on Linux
+
+
+def run_rank(executor: StepExecutor, rank: int) -> TaskRun:
+    """Run one rank in this (Ray worker) process; return how it ended (failure None once it completed) with
+    its peak RSS, wall and CPU seconds, node and pid.
 
     An exception of the step is returned, not raised, so that it reaches the driver whole (even one that
     cannot be pickled) and is not retried: a step is deterministic, so it would fail again.
     """
+    reset_peak_rss()
+    started, cpu_started = time.monotonic(), time.process_time()
+    failure: TaskFailure | None = None
     try:
         executor._run_for_rank(rank)
     except Exception as e:
-        return failure_of(rank, e)
-    return None
+        failure = failure_of(rank, e)
+    return TaskRun(
+        rank,
+        failure,
+        peak_rss=peak_rss(),
+        seconds=round(time.monotonic() - started, 3),
+        cpu_seconds=round(time.process_time() - cpu_started, 3),
+        node=socket.gethostname(),
+        pid=os.getpid(),
+    )
 
 
 @dataclass(frozen=True)
@@ -132,9 +204,11 @@ def run_ranks(
     ranks: Sequence[int],
     policy: RetryPolicy = RetryPolicy(),
     workers: int | None = None,
-) -> list[TaskFailure]:
+) -> list[TaskRun]:
     """Run `ranks` of step `name` (its `executor`) as Ray tasks, at most `workers` at once (default: as many
-    as the live nodes hold); return the failures (empty when every rank completed).
+    as the live nodes hold); return a TaskRun per rank that ended, by rank: its failure (None when it
+    completed) and, for a task that ran to its end, its measurements (none for a lost, cancelled or unplaced
+    one).
 
     Never blocks longer than `policy.poll_s` at a time; stops waiting for a task after
     `policy.task_timeout_s`, and for unplaced tasks after `policy.place_timeout_s` without a node that could
@@ -154,7 +228,7 @@ def run_ranks(
     executor_ref = ray.put(executor)
     queue = list(ranks)
     running: dict[object, tuple[int, float]] = {}  # ref → (rank, submitted at)
-    failures: list[TaskFailure] = []
+    ended: list[TaskRun] = []
     unplaceable_since: float | None = None
     try:
         while queue or running:
@@ -163,8 +237,8 @@ def run_ranks(
             if slots == 0:
                 unplaceable_since = unplaceable_since or now
                 if now - unplaceable_since > policy.place_timeout_s:
-                    failures += [
-                        TaskFailure(r, f"cannot be placed: {why}", "not started")
+                    ended += [
+                        TaskRun(r, TaskFailure(r, f"cannot be placed: {why}", "not started"))
                         for r in [*(r for r, _ in running.values()), *queue]
                     ]
                     break
@@ -180,22 +254,33 @@ def run_ranks(
             for ref in done:
                 rank, submitted = running.pop(ref)
                 try:
-                    failure = ray.get(ref, timeout=policy.poll_s)
+                    ended.append(ray.get(ref, timeout=policy.poll_s))
                 except GetTimeoutError:
                     running[ref] = (rank, submitted)  # ready but not yet fetched: look again next round
-                    continue
                 except RayError as e:
-                    failure = _lost(rank, e, policy.retries)
-                if failure is not None:
-                    failures.append(failure)
+                    ended.append(TaskRun(rank, _lost(rank, e, policy.retries)))
             if policy.task_timeout_s is not None:
                 for ref, (rank, submitted) in list(running.items()):
                     if time.monotonic() - submitted > policy.task_timeout_s:
                         ray.cancel(ref, force=True)
                         del running[ref]
                         late = f"did not finish within {policy.task_timeout_s:g} s"
-                        failures.append(TaskFailure(rank, late, "cancelled by the driver"))
+                        ended.append(TaskRun(rank, TaskFailure(rank, late, "cancelled by the driver")))
     finally:
         for ref in running:
             ray.cancel(ref, force=True)
-    return sorted(failures, key=lambda f: f.rank)
+    return sorted(ended, key=lambda r: r.rank)
+
+
+def record_task_runs(path: str, runs: Sequence[TaskRun]) -> None:
+    """Merge the measurements of `runs` into the step's JSON at `path` ({rank: figures}), keeping the figures
+    of ranks an earlier (resumed) run recorded; ranks that never ran (lost, cancelled, unplaced) are left
+    out. `path` may be any gristmill.storage path."""
+    from gristmill.storage import filesystem, read_json, write_json
+
+    measured = {f"{r.rank:05d}": r.figures() for r in runs if r.seconds is not None}
+    if not measured:
+        return
+    fs, inner = filesystem(path)
+    recorded = read_json(path) if fs.exists(inner) else {}
+    write_json(path, {**recorded, **measured})

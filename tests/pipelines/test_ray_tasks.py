@@ -61,6 +61,22 @@ class WaitToBeKilled(PipelineStep):
         yield from ()
 
 
+class Allocate(PipelineStep):
+    """Holds `megabytes[rank]` MB of written (so resident) memory for a moment, then frees it."""
+
+    name = "allocate"
+
+    def __init__(self, megabytes: list[int]) -> None:
+        super().__init__()
+        self.megabytes = megabytes
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        block = bytearray(b"\x01") * (self.megabytes[rank] * 2**20)  # repeated, so every page is touched
+        time.sleep(0.2)
+        del block
+        yield from ()
+
+
 def kill_each_attempt(directory: Path, times: int, stop: threading.Event) -> threading.Thread:
     """SIGKILL the process of each of the first `times` attempts that write a pid file (our tasks only)."""
 
@@ -103,6 +119,21 @@ def test_a_task_that_cannot_write_its_log_names_the_path(tmp_path):
         )
     message = str(caught.value)
     assert "task 0:" in message and "Error" in message and str(logs / "logs") in message, message
+
+
+def test_each_task_records_its_own_peak_rss_on_a_reused_worker(tmp_path):
+    layout = BuildLayout(str(tmp_path / "b"))
+    run_step(Step("alloc", [Allocate([200, 0])], tasks=2), layout, workers=1, policy=RetryPolicy(poll_s=0.2))
+    runs = json.loads(Path(layout.task_runs_file("alloc")).read_text())
+    big, small = runs["00000"], runs["00001"]
+    assert big["peak_rss"] >= 200 * 2**20, runs
+    assert big["seconds"] >= 0.2 and big["cpu_seconds"] > 0 and big["node"] and big["failure"] is None
+    if big["pid"] == small["pid"]:  # the same worker process: its peak was reset for the second task
+        assert small["peak_rss"] < big["peak_rss"] - 100 * 2**20, runs
+    # a resumed step keeps the figures recorded before and adds the new ranks'
+    run_step(Step("alloc", [Allocate([0, 0, 0])], tasks=3), layout, workers=1, policy=RetryPolicy(poll_s=0.2))
+    merged = json.loads(Path(layout.task_runs_file("alloc")).read_text())
+    assert merged["00000"] == big and sorted(merged) == ["00000", "00001", "00002"]
 
 
 def test_a_killed_worker_is_retried_and_the_step_completes(tmp_path):
