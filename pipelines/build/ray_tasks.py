@@ -85,7 +85,8 @@ def failure_of(rank: int, exc: BaseException) -> TaskFailure:
 @dataclass(frozen=True)
 class TaskRun:
     """How one task ended: its failure (None once it completed) and, when it ran, what it cost: the peak
-    resident memory of its process while it ran (bytes), wall and CPU seconds, and the node and pid."""
+    resident memory of its process while it ran (bytes), wall and CPU seconds, the node and pid, when it
+    started and the bytes it read and wrote."""
 
     rank: int
     failure: TaskFailure | None
@@ -94,6 +95,9 @@ class TaskRun:
     cpu_seconds: float | None = None
     node: str | None = None
     pid: int | None = None
+    started: float | None = None  # Unix time, so a step's span can be told from its tasks'
+    read_bytes: int | None = None  # read(2) and friends (page-cache hits too; not memory-mapped reads)
+    written_bytes: int | None = None  # write(2) and friends
 
     def figures(self) -> dict[str, object]:
         """Return the measurements as a JSON-ready dict (the failure, if any, described)."""
@@ -103,6 +107,9 @@ class TaskRun:
             "cpu_seconds": self.cpu_seconds,
             "node": self.node,
             "pid": self.pid,
+            "started": self.started,
+            "read_bytes": self.read_bytes,
+            "written_bytes": self.written_bytes,
             "failure": self.failure.describe() if self.failure else None,
         }
 
@@ -141,20 +148,36 @@ def peak_rss() -> int | None:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, kB on Linux
 
 
+def io_counters() -> tuple[int, int] | None:
+    """Return (bytes read, bytes written) by this process through system calls so far (/proc/self/io
+    `rchar`, `wchar`), or None where the kernel does not say."""
+    try:
+        with open("/proc/self/io") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(fields["rchar"]), int(fields["wchar"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def run_rank(executor: StepExecutor, rank: int) -> TaskRun:
     """Run one rank in this (Ray worker) process; return how it ended (failure None once it completed) with
-    its peak RSS, wall and CPU seconds, node and pid.
+    its peak RSS, wall and CPU seconds, node, pid, start time and bytes read and written.
 
     An exception of the step is returned, not raised, so that it reaches the driver whole (even one that
     cannot be pickled) and is not retried: a step is deterministic, so it would fail again.
     """
     reset_peak_rss()
+    io_before, started_at = io_counters(), time.time()
     started, cpu_started = time.monotonic(), time.process_time()
     failure: TaskFailure | None = None
     try:
         executor._run_for_rank(rank)
     except Exception as e:
         failure = failure_of(rank, e)
+    io_after = io_counters()
+    read, written = (
+        (io_after[0] - io_before[0], io_after[1] - io_before[1]) if io_before and io_after else (None, None)
+    )
     return TaskRun(
         rank,
         failure,
@@ -163,6 +186,9 @@ def run_rank(executor: StepExecutor, rank: int) -> TaskRun:
         cpu_seconds=round(time.process_time() - cpu_started, 3),
         node=socket.gethostname(),
         pid=os.getpid(),
+        started=round(started_at, 3),
+        read_bytes=read,
+        written_bytes=written,
     )
 
 
