@@ -673,13 +673,19 @@ def parse_size(text: str) -> int:
 
 
 def generate(
-    size: int, out: Path, seed: int = 0, file_mb: float = 100.0, processes: int = 2, tokenizer: bool = True
+    size: int,
+    out: Path,
+    seed: int = 0,
+    file_mb: float = 100.0,
+    processes: int = 2,
+    tokenizer: bool = True,
+    models: Models | None = None,
 ) -> dict[str, Any]:
     """Write a corpus of about `size` compressed bytes under `out` (one folder per source), its tokenizer and
-    GROUND_TRUTH.json; return the ground truth."""
+    GROUND_TRUTH.json; return the ground truth. `models`: already fitted seed models (else fitted here)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    models = fit_models()
+    models = models or fit_models()
     timings["fit_models_s"] = time.perf_counter() - started
     t = time.perf_counter()
     kind_bytes, ratios = calibrate(models, seed)
