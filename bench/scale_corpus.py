@@ -33,8 +33,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from gristmill.sample.planted import jaccard
-
 GROUND_TRUTH = "GROUND_TRUTH.json"
 TOKENIZER_DIR = "tokenizer"
 PARAGRAPH = "\n\n"
@@ -242,6 +240,33 @@ def edit_words(text: str, rate: float, rng: np.random.Generator, vocabulary: np.
     return "".join(parts)
 
 
+_WORD = re.compile(r"\w+")
+
+
+def shingle_hashes(text: str, n: int) -> np.ndarray:
+    """Return the distinct 64-bit hashes of the word n-grams of `text` (lowercase `\\w+` words, as
+    `gristmill.sample.planted.shingle_set` cuts them; one shingle of all words when there are fewer)."""
+    words = _WORD.findall(text.lower())
+    if not words:
+        return np.zeros(0, np.uint64)
+    # hash() is salted per process, which is fine: only texts hashed in one process are compared
+    ids = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64) | np.uint64(1)
+    if len(ids) < n:
+        ids = np.concatenate([ids, np.zeros(n - len(ids), np.uint64)])  # padding keeps one whole shingle
+    grams = np.zeros(len(ids) - n + 1, np.uint64)
+    for k in range(n):  # polynomial hash of the n word ids (wrapping arithmetic)
+        grams = grams * np.uint64(1_000_003) + ids[k : len(ids) - n + 1 + k]
+    return np.unique(grams)
+
+
+def shingle_jaccard(a: str, b: str, n: int) -> float:
+    """Return the Jaccard similarity of two texts' word n-gram sets: `planted.jaccard`, vectorised (exact up
+    to 64-bit hash collisions)."""
+    ha, hb = shingle_hashes(a, n), shingle_hashes(b, n)
+    union = len(np.union1d(ha, hb))
+    return len(np.intersect1d(ha, hb, assume_unique=True)) / union if union else 1.0
+
+
 _MENU = ["Home", "About us", "Products", "Contact", "Login", "Sign up", "Blog", "Careers", "Help", "Cart (0)"]
 _NOTICES = [
     "Please enable JavaScript to view the comments powered by Disqus.",
@@ -425,14 +450,17 @@ def _language(slot: tuple[FileSpec, Subset, float]) -> str:
     return "c" if slot[1].name == "c" else "python"
 
 
-def pool_texts(batch: PoolBatch, models: Models, seed: int) -> tuple[list[str], list[str]]:
-    """Return (originals, copies) of a pool batch; the same for every process that asks."""
+def pool_texts(
+    batch: PoolBatch, models: Models, seed: int, copies: bool = True
+) -> tuple[list[str], list[str]]:
+    """Return (originals, copies) of a pool batch, the same for every process that asks (copies empty when
+    not asked for: making near copies costs)."""
     rng = _rng(seed, "pool-batch", batch.batch)
     chain = models.chain(batch.text_kind, batch.language)
     median, sigma = DUP_LENGTH[batch.text_kind]
     originals = cut(chain, lengths(rng, median, sigma, 20_000, batch.size), rng)
-    if batch.kind == "exact":
-        return originals, list(originals)
+    if batch.kind == "exact" or not copies:
+        return originals, list(originals) if copies else []
     vocabulary = models.prose.vocab
     return originals, [edit_words(t, NEAR_EDIT_RATE, rng, vocabulary) for t in originals]
 
@@ -581,11 +609,11 @@ def write_file(
             source, path, subset = getattr(batch, role)
             if (source, path) != (spec.source, spec.path):
                 continue
-            originals, copies = pool_texts(batch, models, seed)
+            originals, copies = pool_texts(batch, models, seed, copies=role == "copy")
             texts = originals if role == "original" else copies
             for item, text in enumerate(texts):
                 similarity = (
-                    jaccard(originals[item], text, SHINGLE)
+                    shingle_jaccard(originals[item], text, SHINGLE)
                     if role == "copy" and batch.kind == "near"
                     else None
                 )
