@@ -19,6 +19,7 @@ Run:
   python bench/scale.py generate --size 1GB --out /data/scale-1g [--seed 0] [--file-mb 100]
   python bench/scale.py run --corpus /data/scale-1g --workers 1,2 [--output OUT] [--keep]
   python bench/scale.py compare OUT-1g/scale-report.json OUT-5g/scale-report.json
+  python bench/scale.py report OUT/scale-report.json        (the Markdown of a JSON report)
 """
 
 from __future__ import annotations
@@ -323,7 +324,9 @@ def _header(report: dict[str, Any]) -> list[str]:
         f"generation on {tok['sample_bytes'] / MB:.0f} MB in {tok['seconds']} s).",
         "Per core: per core with one thread (each task has one CPU). Input MB: bytes the step's task "
         "processes read through system calls (memory-mapped reads, as the pack step's, are not counted). "
-        "Span: first task start to last task end.",
+        "Span: first task start to last task end. MB/CPU-s: input MB per CPU second of the step's tasks, "
+        "and CPU/wall: their CPU seconds per wall second; below 1 the tasks waited (for I/O, or for a CPU "
+        "another process held: see the load average).",
         "",
     ]
 
@@ -335,15 +338,17 @@ def _run_section(run: dict[str, Any]) -> list[str]:
         f"{run['end_to_end_mb_per_s_per_core']} MB/s per core on disk "
         f"({run['end_to_end_text_mb_per_s_per_core']} MB/s of text), spilled {run['spilled_mb']} MB",
         "",
-        "| step | tasks | span s | input MB | MB/s/core | largest task peak RSS MB | written MB | spilled MB"
-        " |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| step | tasks | span s | input MB | MB/s/core | MB/CPU-s | CPU/wall | largest task peak RSS MB "
+        "| written MB | spilled MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in run["steps"]:
+        per_cpu = s["input_mb"] / s["cpu_seconds"] if s["cpu_seconds"] else 0.0
+        busy = s["cpu_seconds"] / s["task_seconds"] if s["task_seconds"] else 0.0
         lines.append(
             f"| {s['step']} | {s['tasks']} | {s['seconds']} | {s['input_mb']:,.1f} | "
-            f"{s['mb_per_s_per_core']} | {s['peak_rss_mb']:,.0f} | {s['written_mb']:,.1f} | "
-            f"{s['spilled_mb']} |"
+            f"{s['mb_per_s_per_core']} | {per_cpu:.2f} | {busy:.2f} | {s['peak_rss_mb']:,.0f} | "
+            f"{s['written_mb']:,.1f} | {s['spilled_mb']} |"
         )
     d = run["duplicates"]
     caught = "; ".join(
@@ -428,6 +433,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"written: {output / 'scale-report.md'} and .json")
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    """Print the Markdown of a JSON report again (e.g. after the report's format changed)."""
+    print(markdown(json.loads(Path(args.report).read_text())))
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     """Print the largest task's peak RSS per step across reports, and its spread."""
     reports = [json.loads(Path(p).read_text()) for p in args.reports]
@@ -461,6 +471,9 @@ def main() -> None:
     run.add_argument("--output", help="default: <corpus>-runs")
     run.add_argument("--keep", action="store_true", help="keep the builds")
     run.set_defaults(func=cmd_run)
+    again = commands.add_parser("report", help="print a JSON report as Markdown")
+    again.add_argument("report")
+    again.set_defaults(func=cmd_report)
     compare = commands.add_parser("compare", help="peak task RSS per step across reports")
     compare.add_argument("reports", nargs="+")
     compare.set_defaults(func=cmd_compare)
