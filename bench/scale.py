@@ -323,7 +323,7 @@ def _header(report: dict[str, Any]) -> list[str]:
         f"Tokenizer: copied from the corpus ({tok['backend']}, vocab {tok['vocab_size']}, trained at "
         f"generation on {tok['sample_bytes'] / MB:.0f} MB in {tok['seconds']} s).",
         "Per core: per core with one thread (each task has one CPU). Input MB: bytes the step's task "
-        "processes read through system calls (memory-mapped reads, as the pack step's, are not counted). "
+        "processes read through system calls (memory-mapped reads are not counted). "
         "Span: first task start to last task end. MB/CPU-s: input MB per CPU second of the step's tasks, "
         "and CPU/wall: their CPU seconds per wall second; below 1 the tasks waited (for I/O, or for a CPU "
         "another process held: see the load average).",
