@@ -17,6 +17,7 @@ from gristmill.pipelines.filters.config import CuratedConfig
 # Control characters no text file holds (tab, newline, vertical tab, form feed and carriage return are
 # allowed; form feeds separate pages in old source files), and U+FFFD, what a bad decode leaves.
 _BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ufffd]")
+_NOT_BINARY_ASCII = bytes(c for c in range(128) if not _BINARY.match(chr(c)))  # deleted to count the rest
 _MIN_LINES = 5  # `top_line` judges documents of at least this many non-blank lines
 _MIN_WORDS = 50  # `top_word` judges documents of at least this many words
 
@@ -46,7 +47,7 @@ class CuratedFilter(DocumentFilter):
             return self.reason("empty")
         if c.min_words and len(words) < c.min_words:
             return self.reason("too_short")
-        if c.max_control_fraction and len(_BINARY.findall(text)) / len(text) > c.max_control_fraction:
+        if c.max_control_fraction and binary_characters(text) / len(text) > c.max_control_fraction:
             return self.reason("binary")
         lines = [line for line in map(str.strip, text.splitlines()) if line]
         if c.max_dup_line_char_frac and len(lines) > 1:
@@ -63,3 +64,11 @@ class CuratedFilter(DocumentFilter):
             if top / len(words) > c.max_top_word_frac:
                 return self.reason("top_word")
         return None
+
+
+def binary_characters(text: str) -> int:
+    """Return how many control or replacement characters `text` holds (`_BINARY`); for ASCII text by
+    deleting every other byte, several times faster than the regex."""
+    if text.isascii():
+        return len(text.encode("ascii").translate(None, _NOT_BINARY_ASCII))
+    return len(_BINARY.findall(text))

@@ -9,11 +9,14 @@ only the documents whose (source, subset) resolves to a profile that runs its ru
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
-from datatrove.data import Document
-from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.writers.disk_base import DiskWriter
+from datatrove.utils.batching import batched
+from datatrove.utils.typeshelper import StatHints
 
 from gristmill.pipelines.filters import make_rule_set
 from gristmill.pipelines.filters.base import DocumentFilter
@@ -90,6 +93,32 @@ class RuleSetFilter(BaseFilter):
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         """Return True to keep `doc`, or (False, reason) to drop it."""
         return self.filter_batch([doc])[0]
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        """datatrove's `BaseFilter.run`, counting per batch: the same `total`, `forwarded`, `dropped` and
+        `dropped_<reason>` statistics and exclusion-writer hand-off, without its per-document `doc_len`
+        statistic (a third of a chain's time on short documents; the readers count documents already)."""
+        with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
+            for batch in batched(data, self.batch_size):
+                self.stat_update("batches")
+                with self.track_time("batch"):
+                    verdicts = self.filter_batch(batch)
+                self.stat_update(StatHints.total, value=len(batch))
+                kept = 0
+                for doc, verdict in zip(batch, verdicts):
+                    keep, reason = get_filter_result(verdict)
+                    if keep:
+                        kept += 1
+                        yield doc
+                        continue
+                    self.stat_update(StatHints.dropped)
+                    if reason:
+                        self.stat_update(f"dropped_{reason}")
+                    if self.exclusion_writer:
+                        if reason:
+                            doc.metadata["filter_reason"] = reason
+                        writer.write(doc, rank)
+                self.stat_update(StatHints.forwarded, value=kept)
 
 
 class GristmillGopherQualityFilter(RuleSetFilter):

@@ -116,8 +116,7 @@ def write_source_histograms(layout: BuildLayout, inputs: list[tuple[str, int]]) 
 @dataclass
 class TokenFile:
     """A token file's index (each document's length, and where its tokens start in the .bin); `read` gets
-    the tokens of chosen documents: the whole .bin memory-mapped when local, ranged reads of just those
-    documents on an object store."""
+    the tokens of chosen documents only."""
 
     tokens_path: str
     ids: list[str] | None
@@ -136,20 +135,29 @@ class TokenFile:
 
     def read(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (tokens, where each of `docs` begins in tokens): document d's ids are
-        tokens[begin[i]:begin[i] + lengths[d]] for d = docs[i]."""
-        if is_local(self.tokens_path):
-            path = self.tokens_path.removeprefix("file://")
-            if not int(self.lengths.sum()):
-                return np.zeros(0, TOKEN_DTYPE), np.zeros(len(docs), np.int64)
-            return np.memmap(path, TOKEN_DTYPE, mode="r"), self.start[docs]
-        unique, inverse = np.unique(docs, return_inverse=True)
-        item = TOKEN_DTYPE.itemsize
-        starts = (self.start[unique] * item).tolist()
-        ends = ((self.start[unique] + self.lengths[unique]) * item).tolist()
-        pieces = read_ranges(self.tokens_path, starts, ends) if len(unique) else []
-        tokens = np.frombuffer(b"".join(pieces), TOKEN_DTYPE)
+        tokens[begin[i]:begin[i] + lengths[d]] for d = docs[i].
+
+        Only those documents are read (ranged reads; on an object store neighbours are fetched together), so
+        a pack task holds its shard's tokens, not every token file it draws from: a memory map of whole
+        files would count every page the kernel reads ahead in the task's memory.
+        """
+        unique, inverse = np.unique(np.asarray(docs, np.int64), return_inverse=True)
+        sizes = self.lengths[unique]
         begin = np.zeros(len(unique), np.int64)
-        np.cumsum(self.lengths[unique][:-1], out=begin[1:])
+        np.cumsum(sizes[:-1], out=begin[1:])
+        tokens = np.empty(int(sizes.sum()), TOKEN_DTYPE)
+        item = TOKEN_DTYPE.itemsize
+        starts, ends = self.start[unique] * item, (self.start[unique] + sizes) * item
+        if is_local(self.tokens_path):
+            out = memoryview(tokens).cast("B")
+            with open(self.tokens_path.removeprefix("file://"), "rb") as f:
+                for s, e, b in zip(starts.tolist(), ends.tolist(), (begin * item).tolist()):
+                    f.seek(s)
+                    f.readinto(out[b : b + e - s])
+        else:
+            pieces = read_ranges(self.tokens_path, starts.tolist(), ends.tolist())
+            for piece, b in zip(pieces, begin.tolist()):
+                tokens[b : b + len(piece) // item] = np.frombuffer(piece, TOKEN_DTYPE)
         return tokens, begin[inverse]
 
     def document(self, d: int) -> np.ndarray:
