@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from gristmill.sample.s3 import local_s3_server
+from gristmill.sample.s3 import LocalS3, local_s3_server
 from gristmill.shards.format import ShardMeta, shard_schema
 from gristmill.shards.loader import ShardStream
 from gristmill.shards.manifest import Manifest, ShardEntry, SourceEntry, StageEntry, write_manifest
@@ -173,24 +173,6 @@ def litdata_pass(
     return first or 0.0, time.perf_counter() - start, tokens
 
 
-def upload(endpoint: str, root: Path, bucket: str) -> str:
-    """Upload a directory tree to a new bucket; return its s3:// URL."""
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    client.create_bucket(Bucket=bucket)
-    for path in root.rglob("*"):
-        if path.is_file():
-            client.upload_file(str(path), bucket, str(path.relative_to(root)))
-    return f"s3://{bucket}"
-
-
 def report(name: str, first: float, total: float, tokens: int, baseline: float | None = None) -> float:
     """Print one result line; return tokens/s."""
     rate = tokens / total if total else 0.0
@@ -237,8 +219,8 @@ def main() -> None:
         if not args.skip_s3:
             print("\n2. local S3 server (moto on 127.0.0.1), cold cache, one process")
             with local_s3_server() as endpoint:
-                gm_url = upload(endpoint, tmp / "gm", "gristmill")
-                lit_url = upload(endpoint, tmp / "lit", "litdata")
+                gm_url = LocalS3(endpoint).upload_tree(tmp / "gm", "gristmill")
+                lit_url = LocalS3(endpoint).upload_tree(tmp / "lit", "litdata")
                 try:
                     lit = litdata_pass(
                         lit_url,

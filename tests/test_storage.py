@@ -65,25 +65,13 @@ def test_an_existing_path_with_glob_characters_is_that_path(tmp_path):
 def s3_prefix():
     """s3://store/<module>, on a moto S3 server, registered with its options like a build output."""
     pytest.importorskip("moto.server")
-    from gristmill.sample.s3 import local_s3_server
+    from gristmill.sample.s3 import LocalS3, local_s3_server
 
     with local_s3_server() as endpoint:
-        options = {
-            "key": "test",
-            "secret": "test",
-            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        }
+        server = LocalS3(endpoint)
+        server.create_bucket("store")
         prefix = "s3://store/t"
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="t",
-            aws_secret_access_key="t",
-        ).create_bucket(Bucket="store")
-        register_storage(prefix, options)
+        register_storage(prefix, server.storage_options)
         try:
             yield prefix
         finally:

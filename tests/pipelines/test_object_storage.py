@@ -15,14 +15,14 @@ import pytest
 
 from gristmill.pipelines.build import BuildOptions, run_build
 from gristmill.pipelines.recipe import parse_recipe
-from gristmill.sample.s3 import local_s3_server
+from gristmill.sample.s3 import LocalS3, local_s3_server
 from gristmill.shards.loader import ShardStream
 from gristmill.shards.manifest import read_manifest
 from gristmill.shards.verify import verify_build
 
 from .test_cluster import local_cluster, small_recipe, start_build, wait_for_task
 
-boto3 = pytest.importorskip("boto3")
+pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -69,29 +69,16 @@ GUARD = textwrap.dedent(
 def s3():
     """(endpoint, boto3 client, fsspec storage options) of a moto S3 server holding the two buckets."""
     with local_s3_server() as endpoint:
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
+        server = LocalS3(endpoint)
         for bucket in (CORPUS, BUILDS):
-            client.create_bucket(Bucket=bucket)
-        options = {
-            "key": "test",
-            "secret": "test",
-            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        }
-        yield endpoint, client, options
+            server.create_bucket(bucket)
+        yield endpoint, server.client(), server.storage_options
 
 
 @pytest.fixture(scope="module")
 def corpus_on_s3(s3, sample_corpus):
     """The sample corpus uploaded to s3://corpus/sample/; returns the local copy's path (for its layout)."""
-    _, client, _ = s3
-    for path in sorted(p for p in sample_corpus.rglob("*") if p.is_file()):
-        client.upload_file(str(path), CORPUS, f"sample/{path.relative_to(sample_corpus)}")
+    LocalS3(s3[0]).upload_tree(sample_corpus, CORPUS, "sample")
     return sample_corpus
 
 

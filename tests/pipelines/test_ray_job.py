@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gristmill.sample.s3 import local_s3_server
+from gristmill.sample.s3 import LocalS3, local_s3_server
 from gristmill.shards.manifest import read_manifest
 
 from .test_build import ingest_recipe
@@ -117,22 +117,11 @@ def submit(url: str, env: dict, recipe: Path) -> subprocess.CompletedProcess:
 @pytest.fixture
 def s3_output():
     """(URL of an empty build prefix, its storage options) on a moto S3 server."""
-    boto3 = pytest.importorskip("boto3")
+    pytest.importorskip("boto3")
     with local_s3_server() as endpoint:
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-        client.create_bucket(Bucket="builds")
-        options = {
-            "key": "test",
-            "secret": "test",
-            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        }
-        yield "s3://builds/submitted", options
+        server = LocalS3(endpoint)
+        server.create_bucket("builds")
+        yield "s3://builds/submitted", server.storage_options
 
 
 def test_job_submit_writing_to_s3_matches_embedded_run(

@@ -8,9 +8,9 @@ import pytest
 from gristmill.errors import InputError
 from gristmill.pipelines.readers import source_files
 from gristmill.pipelines.recipe import SourceConfig
-from gristmill.sample.s3 import local_s3_server
+from gristmill.sample.s3 import LocalS3, local_s3_server
 
-boto3 = pytest.importorskip("boto3")
+pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 
 BUCKET = "corpora"
@@ -28,14 +28,9 @@ def bucket(s3_endpoint, files, monkeypatch):
     """An emptied bucket holding a SlimPajama chunk and a Starcoderdata file; returns the storage options."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    client.create_bucket(Bucket=BUCKET)
+    server = LocalS3(s3_endpoint)
+    server.create_bucket(BUCKET)
+    client = server.client()
     listed = client.list_objects_v2(Bucket=BUCKET).get("Contents", [])
     for item in listed:
         client.delete_object(Bucket=BUCKET, Key=item["Key"])
@@ -50,12 +45,7 @@ def bucket(s3_endpoint, files, monkeypatch):
         Key="starcoderdata/python/train-00000.parquet",
         Body=files.parquet(pa.table({"content": ["<reponame>a/b\nprint(1)\n"], "id": ["7"]})),
     )
-    return {
-        "key": "test",
-        "secret": "test",
-        "anon": False,
-        "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
-    }
+    return {**server.storage_options, "anon": False}
 
 
 def test_slimpajama_from_s3_has_the_same_ids_as_a_local_copy(bucket, files):

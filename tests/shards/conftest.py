@@ -7,7 +7,6 @@ stream_s3: moto's S3 server on 127.0.0.1 and a way to upload a build to it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,13 +155,6 @@ def stream_make_build(tmp_path):
     return make
 
 
-S3_CREDENTIALS = {
-    "aws_access_key_id": "testing",
-    "aws_secret_access_key": "testing",
-    "region_name": "us-east-1",
-}
-
-
 class StreamS3:
     """moto's S3 server: `upload(root, bucket)` copies a build directory to a new bucket."""
 
@@ -177,15 +169,9 @@ class StreamS3:
 
     def upload(self, root: str, bucket: str) -> tuple[str, dict]:
         """Upload `root` as s3://bucket/build; return the URL and the storage options that read it."""
-        import boto3
+        from gristmill.sample.s3 import LocalS3
 
-        client = boto3.client("s3", endpoint_url=self.endpoint, **S3_CREDENTIALS)
-        client.create_bucket(Bucket=bucket)
-        for folder, _, files in os.walk(root):
-            for name in files:
-                path = os.path.join(folder, name)
-                client.upload_file(path, bucket, "build/" + os.path.relpath(path, root))
-        return f"s3://{bucket}/build", dict(self.options)
+        return LocalS3(self.endpoint).upload_tree(root, bucket, "build"), dict(self.options)
 
 
 @pytest.fixture(scope="session")
