@@ -190,6 +190,10 @@ def step_figures(build: Path, workers: int, monitor: SpillMonitor) -> list[dict[
                 "input_mb": round(read / MB, 2),
                 "mb_per_s_per_core": round(read / MB / (span * workers), 2),
                 "peak_rss_mb": round(max(r["peak_rss"] or 0 for r in runs) / MB, 1),
+                # what the task itself added over what its (reused) worker process held as it began
+                "task_rss_mb": round(
+                    max((r["peak_rss"] or 0) - (r.get("start_rss") or 0) for r in runs) / MB, 1
+                ),
                 "written_mb": round(sum(r["written_bytes"] or 0 for r in runs) / MB, 2),
                 "spilled_mb": round(monitor.during(start, end) / MB, 1),
             }
@@ -339,8 +343,8 @@ def _run_section(run: dict[str, Any]) -> list[str]:
         f"({run['end_to_end_text_mb_per_s_per_core']} MB/s of text), spilled {run['spilled_mb']} MB",
         "",
         "| step | tasks | span s | input MB | MB/s/core | MB/CPU-s | CPU/wall | largest task peak RSS MB "
-        "| written MB | spilled MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| largest task's own MB | written MB | spilled MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in run["steps"]:
         per_cpu = s["input_mb"] / s["cpu_seconds"] if s["cpu_seconds"] else 0.0
@@ -348,7 +352,7 @@ def _run_section(run: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {s['step']} | {s['tasks']} | {s['seconds']} | {s['input_mb']:,.1f} | "
             f"{s['mb_per_s_per_core']} | {per_cpu:.2f} | {busy:.2f} | {s['peak_rss_mb']:,.0f} | "
-            f"{s['written_mb']:,.1f} | {s['spilled_mb']} |"
+            f"{s.get('task_rss_mb', float('nan')):,.0f} | {s['written_mb']:,.1f} | {s['spilled_mb']} |"
         )
     d = run["duplicates"]
     caught = "; ".join(
@@ -439,7 +443,15 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    """Print the largest task's peak RSS per step across reports, and its spread."""
+    """Print, per step across reports, the largest task's peak RSS and what the task itself added over its
+    reused worker's starting RSS, with their spreads."""
+    for key, title in (("peak_rss_mb", "process peak RSS MB"), ("task_rss_mb", "the task's own peak MB")):
+        print(f"\n{title}\n")
+        compare_key(args, key)
+
+
+def compare_key(args: argparse.Namespace, key: str) -> None:
+    """Print one figure (`key` of each step) across the reports' runs, and its spread."""
     reports = [json.loads(Path(p).read_text()) for p in args.reports]
     names = [f"{r['corpus']['bytes'] / 1e9:.2f} GB w{run['workers']}" for r in reports for run in r["runs"]]
     runs = [run for r in reports for run in r["runs"]]
@@ -447,8 +459,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print("| step | " + " | ".join(names) + " | spread |")
     print("|---|" + "---:|" * (len(names) + 1))
     for step in steps:
-        peaks = [next((s["peak_rss_mb"] for s in run["steps"] if s["step"] == step), None) for run in runs]
-        known = [p for p in peaks if p]
+        peaks = [next((s.get(key) for s in run["steps"] if s["step"] == step), None) for run in runs]
+        known = [p for p in peaks if p and p > 0]
         spread = f"{(max(known) / min(known) - 1):.1%}" if known else "-"
         print(f"| {step} | " + " | ".join(f"{p:,.0f}" if p else "-" for p in peaks) + f" | {spread} |")
 

@@ -91,6 +91,8 @@ class TaskRun:
     rank: int
     failure: TaskFailure | None
     peak_rss: int | None = None
+    start_rss: int | None = None  # the process's RSS as the task began: what earlier tasks of a reused
+    # worker left resident; peak_rss - start_rss is what the task itself added
     seconds: float | None = None
     cpu_seconds: float | None = None
     node: str | None = None
@@ -103,6 +105,7 @@ class TaskRun:
         """Return the measurements as a JSON-ready dict (the failure, if any, described)."""
         return {
             "peak_rss": self.peak_rss,
+            "start_rss": self.start_rss,
             "seconds": self.seconds,
             "cpu_seconds": self.cpu_seconds,
             "node": self.node,
@@ -129,16 +132,29 @@ def reset_peak_rss() -> bool:
     return True
 
 
-def peak_rss() -> int | None:
-    """Return this process's peak resident set size in bytes since its last reset (VmHWM), or, where /proc
-    is missing, the lifetime peak from getrusage."""
+def _status_bytes(field: str) -> int | None:
+    """Return a memory figure of /proc/self/status (e.g. "VmHWM") in bytes, or None where there is none."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024  # in kB
     except OSError:
         pass
+    return None
+
+
+def current_rss() -> int | None:
+    """Return this process's resident set size in bytes (VmRSS), or None where /proc does not say."""
+    return _status_bytes("VmRSS")
+
+
+def peak_rss() -> int | None:
+    """Return this process's peak resident set size in bytes since its last reset (VmHWM), or, where /proc
+    is missing, the lifetime peak from getrusage."""
+    found = _status_bytes("VmHWM")
+    if found is not None:
+        return found
     try:
         import resource
 
@@ -167,6 +183,7 @@ def run_rank(executor: StepExecutor, rank: int) -> TaskRun:
     cannot be pickled) and is not retried: a step is deterministic, so it would fail again.
     """
     reset_peak_rss()
+    start_rss = current_rss()
     io_before, started_at = io_counters(), time.time()
     started, cpu_started = time.monotonic(), time.process_time()
     failure: TaskFailure | None = None
@@ -182,6 +199,7 @@ def run_rank(executor: StepExecutor, rank: int) -> TaskRun:
         rank,
         failure,
         peak_rss=peak_rss(),
+        start_rss=start_rss,
         seconds=round(time.monotonic() - started, 3),
         cpu_seconds=round(time.process_time() - cpu_started, 3),
         node=socket.gethostname(),
