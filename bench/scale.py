@@ -171,9 +171,9 @@ def run_one(recipe_data: dict[str, Any], workers: int) -> dict[str, Any]:
 
 
 def step_figures(build: Path, workers: int, monitor: SpillMonitor) -> list[dict[str, Any]]:
-    """Return, per step in the order it ran, the figures of its tasks (BUILD/stats/tasks/<step>.json)."""
+    """Return, per step in the order it ran, the figures of its tasks (BUILD/logs/tasks/<step>.json)."""
     steps = []
-    for path in (build / "stats" / "tasks").glob("*.json"):
+    for path in (build / "logs" / "tasks").glob("*.json"):
         runs = list(json.loads(path.read_text()).values())
         start = min(r["started"] for r in runs)
         end = max(r["started"] + r["seconds"] for r in runs)

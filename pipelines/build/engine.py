@@ -100,7 +100,7 @@ def run_step(
     Raises BuildError naming each failed task's exception and where it happened, when a task could not be
     placed, or when one was lost more often than `policy.retries`. Finished tasks keep their completion
     markers, so a rerun resumes. Each task's peak RSS, wall and CPU seconds, node and pid are merged into
-    BUILD/stats/tasks/<step>.json (`layout.task_runs_file`).
+    BUILD/logs/tasks/<step>.json (`layout.task_runs_file`).
     """
     # threads follow the task's CPUs; the output's storage options reach the task's process
     pipeline = [FollowTaskThreads(step.cpus_per_task), UseStorage(registered_storage()), *step.pipeline]

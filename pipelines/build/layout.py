@@ -20,7 +20,6 @@ class BuildLayout:
       quarantine/<source>/<task>.jsonl       unreadable records: file, where, reason, excerpt
       dropped/<source>/<task>.jsonl          a sample of filtered documents per reason, for inspection
       stats/<step>/<source>/<task>.json      per-task accounting (ingest, dedupe)
-      stats/tasks/<step>.json                per-task measurements of a Ray step: peak RSS, seconds, node
       dedupe/…                               dedupe work files, decisions, index, overlap.json
       clean/<source>/<task>.parquet          documents that survive dedupe: the input of tokenizing
       tokenizer/                             the tokenizer the shards were made with
@@ -29,6 +28,7 @@ class BuildLayout:
       stage-<i>-<seq_len>/shard-<n>.arrow    packed shards (+ .json sidecar: the shard's manifest entry)
       reports/                               build report
       logs/<step>/                           datatrove logs, stats and completion markers (resume)
+      logs/tasks/<step>.json                 per-task measurements of a Ray step: peak RSS, seconds, node
     """
 
     root: str
@@ -74,8 +74,9 @@ class BuildLayout:
         return self.path("stats", step, source, f"{task:05d}.json")
 
     def task_runs_file(self, step: str) -> str:
-        """BUILD/stats/tasks/<step>.json: rank → peak RSS, wall and CPU seconds, node and pid of each task."""
-        return self.path("stats", "tasks", f"{step}.json")
+        """BUILD/logs/tasks/<step>.json: rank → peak RSS, wall and CPU seconds, node and pid of each task
+        (measurements, like the logs: not part of the build's reproducible content)."""
+        return self.path("logs", "tasks", f"{step}.json")
 
     def task_error_file(self, step: str, rank: int) -> str:
         """BUILD/logs/errors/<step>-<rank>.txt: a task's error, where the driver can show it."""
