@@ -50,6 +50,9 @@ GLOBS = {
     "pile": ("pile", "**/*.jsonl.zst"),
 }
 MB = 1e6
+# A 1 TB build splits its dedupe into ~125 partitions of the default 2M documents; 100K here gives the 1 GB
+# and 5 GB corpora several partitions each, so their per-task memory is that of a partition, as at 1 TB.
+DOCS_PER_PARTITION = 100_000
 
 
 # --- the recipe ---------------------------------------------------------------------------------------------
@@ -61,9 +64,12 @@ def bytes_per_token(corpus: Path) -> float:
     return float(evaluation["total"]["bytes_per_token"])
 
 
-def make_recipe(corpus: Path, output: Path, truth: dict[str, Any]) -> dict[str, Any]:
+def make_recipe(
+    corpus: Path, output: Path, truth: dict[str, Any], docs_per_partition: int = DOCS_PER_PARTITION
+) -> dict[str, Any]:
     """Return the recipe of the scale build of `corpus` into `output`: every source, the default filters,
-    exact + near dedupe, the corpus's tokenizer, and 2K/4K/8K stages sized from the corpus's text."""
+    exact + near dedupe (`docs_per_partition` per clustering partition), the corpus's tokenizer, and
+    2K/4K/8K stages sized from the corpus's text."""
     tokens = truth["text_bytes"] / bytes_per_token(corpus) * STAGE_FILL
     text = {s: v["text_bytes"] for s, v in truth["sources"].items()}
     weights = {s: round(n / sum(text.values()), 4) for s, n in text.items()}
@@ -91,7 +97,11 @@ def make_recipe(corpus: Path, output: Path, truth: dict[str, Any]) -> dict[str, 
             }
             for source in truth["sources"]
         ],
-        "dedupe": {"exact": True, "near": {"shingle_size": scale_corpus.SHINGLE, "bands": 14, "rows": 8}},
+        "dedupe": {
+            "exact": True,
+            "near": {"shingle_size": scale_corpus.SHINGLE, "bands": 14, "rows": 8},
+            "docs_per_partition": docs_per_partition,
+        },
         "tokenizer": {"path": str(corpus / scale_corpus.TOKENIZER_DIR)},
         "stages": stages,
     }
@@ -256,10 +266,12 @@ def accounting(manifest: Any, truth: dict[str, Any]) -> dict[str, Any]:
     return rows
 
 
-def measure(corpus: Path, output: Path, workers: int, truth: dict[str, Any]) -> dict[str, Any]:
+def measure(
+    corpus: Path, output: Path, workers: int, truth: dict[str, Any], docs_per_partition: int
+) -> dict[str, Any]:
     """Build the corpus at `workers` and return every figure of the run."""
     build = output / f"build-w{workers}"
-    recipe = make_recipe(corpus, build, truth)
+    recipe = make_recipe(corpus, build, truth, docs_per_partition)
     result = run_one(recipe, workers)
     steps = step_figures(build, workers, result["monitor"])
     return {
@@ -425,7 +437,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     }
     report["runs"] = []
     for workers in [int(w) for w in args.workers.split(",")]:
-        report["runs"].append(measure(corpus, output, workers, truth))
+        report["runs"].append(measure(corpus, output, workers, truth, args.docs_per_partition))
         if not args.keep:
             shutil.rmtree(output / f"build-w{workers}")
     if (s := scaling(report["runs"])) is not None:
@@ -482,6 +494,7 @@ def main() -> None:
     run.add_argument("--workers", default="1,2")
     run.add_argument("--output", help="default: <corpus>-runs")
     run.add_argument("--keep", action="store_true", help="keep the builds")
+    run.add_argument("--docs-per-partition", type=int, default=DOCS_PER_PARTITION)
     run.set_defaults(func=cmd_run)
     again = commands.add_parser("report", help="print a JSON report as Markdown")
     again.add_argument("report")

@@ -13,6 +13,7 @@ plus a short list shift, whatever the number of rows.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, insort
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,16 +64,17 @@ class RowPacker:
         self.capacity = capacity
         self.max_rows = max_rows
         self.max_tokens = max_tokens
-        self.used: list[int] = []  # tokens in each row
+        self.used = array("q")  # tokens in each row
         self.tokens = 0  # tokens placed so far
         self.split_documents = 0
         self._rooms: list[int] = []  # sorted distinct free rooms (> 0) of rows that have a document
         self._rows_by_room: dict[int, list[int]] = {}
-        self._doc: list[int] = []
-        self._start: list[int] = []
-        self._length: list[int] = []
-        self._row: list[int] = []
-        self._offset: list[int] = []
+        # The pieces, as C arrays: a build's plan holds one per document, and Python ints cost 36 bytes each.
+        self._doc = array("q")
+        self._start = array("i")
+        self._length = array("i")
+        self._row = array("i")
+        self._offset = array("i")
 
     @property
     def rows(self) -> int:
@@ -134,27 +136,43 @@ class RowPacker:
 
     def fill(self, lengths: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """Offer `docs` (indices into `lengths`, longest first) in order; return those that did not fit."""
-        rejected: list[int] = []
-        doc_list = docs.tolist()
-        sizes = lengths[docs].tolist()
-        smallest = sizes[-1] if sizes else 0
-        for k, (doc, size) in enumerate(zip(doc_list, sizes)):
-            if not self.add(doc, size):
-                rejected.append(doc)
-                # Offered longest first: once no room takes the smallest, nothing later fits either.
-                if self.takes_nothing_from(smallest):
-                    rejected.extend(doc_list[k + 1 :])
-                    break
-        return np.asarray(rejected, dtype=np.int64)
+        sizes = lengths[docs]
+        if not sizes.size:
+            return np.zeros(0, np.int64)
+        smallest = int(sizes[-1])
+        descending = -sizes  # ascending, for searchsorted
+        rejected: list[np.ndarray] = []
+        doc_list, size_list = docs.tolist(), sizes.tolist()
+        k, n = 0, len(doc_list)
+        while k < n:
+            if self.add(doc_list[k], size_list[k]):
+                k += 1
+                continue
+            # Offered longest first: once no room takes the smallest, nothing later fits either; and every
+            # document longer than what can still be placed is skipped in one step.
+            if self.takes_nothing_from(smallest):
+                rejected.append(docs[k:])
+                break
+            end = max(k + 1, int(np.searchsorted(descending, -self._largest_placeable(), side="left")))
+            rejected.append(docs[k:end])
+            k = end
+        return np.concatenate(rejected) if rejected else np.zeros(0, np.int64)
+
+    def _largest_placeable(self) -> int:
+        """Return a bound on the length of a document `add` can still place (longer ones surely fail)."""
+        limit = self.max_tokens - self.tokens if self.max_tokens is not None else 1 << 62
+        if self.max_rows is not None and self.rows >= self.max_rows:
+            limit = min(limit, self._rooms[-1] if self._rooms else 0)
+        return limit
 
     def pieces(self) -> Pieces:
         """Return every placed piece, sorted by (row, offset)."""
         pieces = Pieces(
-            np.asarray(self._doc, np.int64),
-            np.asarray(self._start, np.int32),
-            np.asarray(self._length, np.int32),
-            np.asarray(self._row, np.int32),
-            np.asarray(self._offset, np.int32),
+            np.frombuffer(self._doc, np.int64).copy(),
+            *(
+                np.frombuffer(a, np.int32).copy()
+                for a in (self._start, self._length, self._row, self._offset)
+            ),
         )
         return pieces.take(np.lexsort((pieces.offset, pieces.row)))
 

@@ -222,16 +222,12 @@ def _sample_and_pack(
 
 
 def _split_partial_epoch(docs: np.ndarray, extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split copies (longest first) into full-epoch ones and the partial-epoch copy of each `extra` doc."""
-    owed, optional = [], []
-    taken = set()
-    for doc in docs.tolist():
-        if extra[doc] and doc not in taken:
-            taken.add(doc)
-            optional.append(doc)
-        else:
-            owed.append(doc)
-    return np.asarray(owed, np.int64), np.asarray(optional, np.int64)
+    """Split copies (longest first) into full-epoch ones and the partial-epoch copy of each `extra` doc
+    (its first copy), both in their order in `docs`."""
+    first = np.zeros(docs.size, bool)
+    first[np.unique(docs, return_index=True)[1]] = True
+    optional = first & extra[docs]
+    return docs[~optional], docs[optional]
 
 
 def _take_from_pool(

@@ -48,3 +48,21 @@ def sample_corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("sample")
     write_sample(str(out), seed=0)
     return out
+
+
+@pytest.fixture(scope="module")
+def s3_prefix():
+    """s3://store/t on a moto S3 server per test module, registered with its options like a build output."""
+    pytest.importorskip("moto.server")
+    from gristmill.sample.s3 import LocalS3, local_s3_server
+    from gristmill.storage import register_storage
+
+    with local_s3_server() as endpoint:
+        server = LocalS3(endpoint)
+        server.create_bucket("store")
+        prefix = "s3://store/t"
+        register_storage(prefix, server.storage_options)
+        try:
+            yield prefix
+        finally:
+            register_storage(prefix, {})

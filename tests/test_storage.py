@@ -61,23 +61,6 @@ def test_an_existing_path_with_glob_characters_is_that_path(tmp_path):
     assert expand(str(tmp_path / "[[]old] copy (1)" / "*.zst")) == [str(folder / "val.jsonl.zst")]
 
 
-@pytest.fixture(scope="module")
-def s3_prefix():
-    """s3://store/<module>, on a moto S3 server, registered with its options like a build output."""
-    pytest.importorskip("moto.server")
-    from gristmill.sample.s3 import LocalS3, local_s3_server
-
-    with local_s3_server() as endpoint:
-        server = LocalS3(endpoint)
-        server.create_bucket("store")
-        prefix = "s3://store/t"
-        register_storage(prefix, server.storage_options)
-        try:
-            yield prefix
-        finally:
-            register_storage(prefix, {})
-
-
 @pytest.mark.parametrize("mode, payload", [("wb", b"x" * (6 << 20)), ("w", "half written")])
 def test_a_failed_write_to_an_object_store_puts_no_object(s3_prefix, mode, payload):
     path = f"{s3_prefix}/failed-{mode}.bin"

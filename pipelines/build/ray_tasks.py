@@ -12,6 +12,9 @@ stats and completion markers, so resume and `run_locally` keep sharing them.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import os
 import socket
 import sys
@@ -20,6 +23,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pyarrow as pa
 from datatrove.executor.base import DistributedEnvVars, PipelineExecutor
 
 
@@ -117,6 +121,15 @@ class TaskRun:
         }
 
 
+def release_memory() -> None:
+    """Hand the memory an earlier task of this (reused) worker freed back to the system: Python's garbage,
+    Arrow's pool, and glibc's free heap pages (malloc_trim, where the C library has it)."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def reset_peak_rss() -> bool:
     """Reset this process's peak resident set size (VmHWM) to its current RSS; return False where the kernel
     does not allow it (not Linux, or Linux < 4.0), so the peak then covers the process's whole life.
@@ -182,6 +195,7 @@ def run_rank(executor: StepExecutor, rank: int) -> TaskRun:
     An exception of the step is returned, not raised, so that it reaches the driver whole (even one that
     cannot be pickled) and is not retried: a step is deterministic, so it would fail again.
     """
+    release_memory()
     reset_peak_rss()
     start_rss = current_rss()
     io_before, started_at = io_counters(), time.time()

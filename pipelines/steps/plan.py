@@ -73,6 +73,8 @@ class PlanShards(WritingStep):
             name: np.concatenate([per_file[i] for i in files_of[name]] or [np.zeros(0, np.int64)])
             for name in names
         }
+        counts = [len(n) for n in per_file]
+        del per_file  # the plan holds every document's length once, in `lengths`
         try:
             plan = make_plan(lengths, stage_specs(self.recipe), self.recipe.seed, self.shard_bytes)
         except ValueError as e:
@@ -82,7 +84,7 @@ class PlanShards(WritingStep):
                 hint="check the recipe's stage weights against the sources that kept documents",
             ) from None
         # source-global document index → (input file index, document index in the file)
-        file_base = {name: np.cumsum([0] + [len(per_file[i]) for i in files_of[name]]) for name in names}
+        file_base = {name: np.cumsum([0] + [counts[i] for i in files_of[name]]) for name in names}
 
         stages = []
         for stage in plan.stages:
@@ -113,7 +115,7 @@ class PlanShards(WritingStep):
             {
                 "seed": self.recipe.seed,
                 "shard_bytes": self.shard_bytes,
-                "inputs": [[s, t, len(n)] for (s, t), n in zip(self.inputs, per_file)],
+                "inputs": [[s, t, n] for (s, t), n in zip(self.inputs, counts)],
                 "sources": {
                     name: {
                         "documents": s.documents,

@@ -17,7 +17,7 @@ from datatrove.pipeline.base import PipelineStep
 from gristmill.errors import BuildError
 from gristmill.pipelines.build.engine import Step, run_locally, run_step
 from gristmill.pipelines.build.layout import BuildLayout
-from gristmill.pipelines.build.ray_tasks import RetryPolicy
+from gristmill.pipelines.build.ray_tasks import RetryPolicy, current_rss, release_memory
 
 pytestmark = pytest.mark.ray
 
@@ -136,6 +136,22 @@ def test_each_task_records_its_own_peak_rss_on_a_reused_worker(tmp_path):
     run_step(Step("alloc", [Allocate([0, 0, 0])], tasks=3), layout, workers=1, policy=RetryPolicy(poll_s=0.2))
     merged = json.loads(Path(layout.task_runs_file("alloc")).read_text())
     assert merged["00000"] == big and sorted(merged) == ["00000", "00001", "00002"]
+
+
+def test_memory_an_earlier_task_freed_goes_back_before_the_next_starts():
+    """A reused worker keeps what its allocators cached; `run_rank` hands it back first."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    before = current_rss()
+    strings = [str(i) * 3 for i in range(2_000_000)]
+    column = pc.add(pa.array(np.arange(30_000_000)), 1)
+    del strings, column
+    held = current_rss()
+    release_memory()
+    released = current_rss()
+    assert released < before + 100 * 2**20 and released < held, (before, held, released)
 
 
 def test_a_killed_worker_is_retried_and_the_step_completes(tmp_path):

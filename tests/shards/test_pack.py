@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gristmill.shards.pack import Pieces, RowPacker, gather_tokens, pack_documents, row_offsets
+from gristmill.shards.pack import (
+    Pieces,
+    RowPacker,
+    gather_tokens,
+    longest_first,
+    pack_documents,
+    row_offsets,
+)
 
 
 def _check_tiling(pieces: Pieces, lengths: np.ndarray, capacity: int, rows: int) -> None:
@@ -28,8 +35,8 @@ def test_best_fit_takes_the_row_with_least_room():
     for doc, n in enumerate([6, 7, 8]):  # three rows, rooms 4, 3, 2
         assert packer.add(doc, n)
     assert packer.add(3, 3)  # rooms ≥ 3: 4 and 3 → the row with 3
-    assert packer.used == [6, 10, 8]
-    assert packer.add(4, 2) and packer.used == [6, 10, 10]
+    assert list(packer.used) == [6, 10, 8]
+    assert packer.add(4, 2) and list(packer.used) == [6, 10, 10]
     assert packer.add(5, 5) and packer.rows == 4  # no room of 5: a new row
 
 
@@ -47,7 +54,7 @@ def test_fill_returns_what_does_not_fit_in_order():
     lengths = np.array([9, 8, 3, 2, 2, 1])
     packer = RowPacker(10, max_rows=2)
     left = packer.fill(lengths, np.arange(6))
-    assert packer.used == [10, 10] and left.tolist() == [2, 4]  # 9+1 and 8+2; 3 and the second 2 left
+    assert list(packer.used) == [10, 10] and left.tolist() == [2, 4]  # 9+1 and 8+2; 3 and the second 2 left
 
 
 def test_long_documents_split_into_full_rows_and_a_rest():
@@ -108,3 +115,20 @@ def test_gather_tokens_copies_pieces_and_pads():
         [105, 106, 107, 108, 202, 203, 204, 205, -1],
         [109, 110, 111, -1, -1, -1, -1, -1, -1],
     ]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fill_skips_only_documents_that_cannot_fit(seed):
+    """`fill` jumps over runs of documents too long to place; it must place exactly what offering each
+    document in turn places."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 60, 400)
+    docs = longest_first(lengths, np.arange(400), rng.permutation(400))
+    limits = dict(max_rows=int(rng.integers(5, 80)), max_tokens=int(rng.integers(200, 6000)))
+    filled, offered = RowPacker(16, **limits), RowPacker(16, **limits)
+    left = filled.fill(lengths, docs)
+    expected = [doc for doc in docs.tolist() if not offered.add(doc, int(lengths[doc]))]
+    assert left.tolist() == expected
+    assert list(filled.used) == list(offered.used)
+    for field in ("doc", "start", "length", "row", "offset"):
+        assert np.array_equal(getattr(filled.pieces(), field), getattr(offered.pieces(), field))

@@ -13,14 +13,7 @@ import numpy as np
 import pyarrow as pa
 from datatrove.data import DocumentsPipeline
 
-from gristmill.pipelines.steps.dedupe.job import (
-    EXACT_BAND,
-    DedupeJob,
-    DocFile,
-    key_file_ordinal,
-    key_is_earlier,
-    key_row,
-)
+from gristmill.pipelines.steps.dedupe.job import EXACT_BAND, DedupeJob, DocFile
 from gristmill.pipelines.steps.dedupe.minhash import estimated_jaccard
 from gristmill.pipelines.steps.dedupe.signatures import band_column, sketches
 from gristmill.pipelines.steps.dedupe.store import column, read_table, write_partitioned
@@ -54,58 +47,88 @@ def band_edges_path(job: DedupeJob, band: int, partition: int) -> str:
 class BucketBands(DedupeTask):
     """Rank r is band group `job.band_groups[r // partitions]`, partition `r % partitions`.
 
-    A task buckets its bands one after another (so its peak memory is one band's), writing each band's
-    edges. Grouping bands keeps the task count, and Ray's per-task cost, low on small builds.
+    A task reads each signature file once, keeping only its partition's rows of its bands (and the sketches
+    of those rows, to verify candidates), so its memory is its partition's, not the corpus's; then it buckets
+    its bands one after another, writing each band's edges. Grouping bands keeps the task count, and Ray's
+    per-task cost, low on small builds.
     """
 
     name = "dedupe buckets"
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         job = self.job
-        for band in job.band_groups[rank // job.partitions]:
-            self._bucket(band, rank % job.partitions)
-
-    def _bucket(self, band: int, partition: int) -> None:
-        job = self.job
-        exact = band == EXACT_BAND
-        names = ["exact_hi", "exact_lo"] if exact else [band_column(band), "has_sig"]
-        keys, hi, lo, tables = [], [], [], {}
+        bands = job.band_groups[rank // job.partitions]
+        partition = rank % job.partitions
+        rows = _PartitionRows(bands, job.hasher.num_perm)
         for file in [*job.earlier, *job.files]:
-            table = read_table(file.signatures, names if exact else [*names, "sketch"])
-            tables[(file.earlier, file.ordinal)] = table
-            h = column(table, names[0])
-            mine = (h % np.uint64(job.partitions)) == partition
-            if not exact:
-                mine &= column(table, "has_sig")
-            keys.append(file.keys()[mine])
-            hi.append(h[mine])
-            if exact:
-                lo.append(column(table, "exact_lo")[mine])
-        all_keys = np.concatenate(keys) if keys else np.empty(0, np.uint64)
-        hashes = (np.concatenate(hi), np.concatenate(lo)) if exact else (np.concatenate(hi),)
-        member, leader = star_edges(all_keys, *hashes) if all_keys.size else (all_keys, all_keys)
+            rows.add(file, partition, job.partitions)
+        for band in bands:
+            self._bucket(band, partition, rows)
+
+    def _bucket(self, band: int, partition: int, rows: _PartitionRows) -> None:
+        job = self.job
+        all_keys, hashes = rows.band(band)
+        member, leader = star_edges(all_keys, *hashes)
         threshold = job.config.near.jaccard_threshold
-        if not exact and threshold > 0 and member.size:
-            member, leader = self._verified(member, leader, tables, threshold)
+        if band != EXACT_BAND and threshold > 0 and member.size:
+            similar = estimated_jaccard(rows.sketches_of(member), rows.sketches_of(leader)) >= threshold
+            member, leader = member[similar], leader[similar]
         self.stat_update("edges", value=int(member.size))
         src, dst = np.concatenate([member, leader]), np.concatenate([leader, member])
         table = pa.table({"src": src, "dst": dst}, schema=EDGE_SCHEMA)
         write_partitioned(band_edges_path(job, band, partition), table, job.partition_of(src), job.partitions)
 
-    def _verified(self, member: np.ndarray, leader: np.ndarray, tables: dict, threshold: float):
-        """Keep the pairs whose estimated Jaccard similarity reaches `threshold`."""
-        job = self.job
-        wanted = np.unique(np.concatenate([member, leader]))
-        rows = np.empty((wanted.size, job.hasher.num_perm), dtype=np.uint8)
-        earlier, ordinal = key_is_earlier(wanted), key_file_ordinal(wanted)
-        # `wanted` is sorted, so each file's keys are one contiguous run.
-        starts = np.flatnonzero(np.r_[True, (earlier[1:] != earlier[:-1]) | (ordinal[1:] != ordinal[:-1])])
-        for start, end in zip(starts, np.r_[starts[1:], wanted.size]):
-            file: DocFile = job.file_of(int(ordinal[start]), bool(earlier[start]))
-            table = tables[(file.earlier, file.ordinal)]
-            rows[start:end] = sketches(table, key_row(wanted[start:end]), job.hasher.num_perm)
-        similar = (
-            estimated_jaccard(rows[np.searchsorted(wanted, member)], rows[np.searchsorted(wanted, leader)])
-            >= threshold
+
+class _PartitionRows:
+    """One hash partition's documents for a group of bands: per band its keys and hashes, and the 8-bit
+    sketches of every document a near band holds (to estimate the Jaccard similarity of candidates)."""
+
+    def __init__(self, bands: list[int], num_perm: int) -> None:
+        self.bands = bands
+        self.num_perm = num_perm
+        self._parts: dict[int, list[tuple[np.ndarray, ...]]] = {band: [] for band in bands}
+        self._sketch_keys: list[np.ndarray] = []
+        self._sketches: list[np.ndarray] = []
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+
+    def add(self, file: DocFile, partition: int, partitions: int) -> None:
+        """Take the partition's rows of one signature file (read once, then let go)."""
+        near = [b for b in self.bands if b != EXACT_BAND]
+        columns = (["exact_hi", "exact_lo"] if EXACT_BAND in self.bands else []) + (
+            [*map(band_column, near), "has_sig", "sketch"] if near else []
         )
-        return member[similar], leader[similar]
+        table = read_table(file.signatures, columns)
+        keys = file.keys()
+        has_sig = column(table, "has_sig") if near else None
+        in_near_band = np.zeros(table.num_rows, dtype=bool)
+        for band in self.bands:
+            h = column(table, band_column(band))
+            mine = (h % np.uint64(partitions)) == partition
+            if band == EXACT_BAND:
+                self._parts[band].append((keys[mine], h[mine], column(table, "exact_lo")[mine]))
+            else:
+                mine &= has_sig
+                in_near_band |= mine
+                self._parts[band].append((keys[mine], h[mine]))
+        if in_near_band.any():
+            self._sketch_keys.append(keys[in_near_band])
+            self._sketches.append(sketches(table, np.flatnonzero(in_near_band), self.num_perm))
+
+    def band(self, band: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """Return (keys, hashes) of a band's documents in this partition; the band's rows are let go."""
+        parts = self._parts.pop(band)
+        width = 3 if band == EXACT_BAND else 2
+        arrays = [
+            np.concatenate([p[i] for p in parts]) if parts else np.empty(0, np.uint64) for i in range(width)
+        ]
+        return arrays[0], tuple(arrays[1:])
+
+    def sketches_of(self, keys: np.ndarray) -> np.ndarray:
+        """Return the sketches of `keys` (every one a near band's document of this partition)."""
+        if self._sorted is None:
+            all_keys = np.concatenate(self._sketch_keys)
+            order = np.argsort(all_keys)
+            self._sorted = (all_keys[order], np.concatenate(self._sketches)[order])
+            self._sketch_keys = self._sketches = []
+        sorted_keys, sorted_sketches = self._sorted
+        return sorted_sketches[np.searchsorted(sorted_keys, keys)]

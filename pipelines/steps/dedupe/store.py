@@ -1,8 +1,9 @@
 """The dedupe's intermediate files: Arrow IPC tables, optionally split into partitions readable one by one.
 
-A partitioned file holds its rows sorted by partition, with the row offsets of every partition in the schema
-metadata, so a reader of partition p maps the file and slices it (a shuffle with one file per writer task).
-Local files are memory-mapped: a reader touches only the pages of the columns and rows it uses.
+A partitioned file holds one record batch per partition, in partition order (a shuffle with one file per
+writer task), and the row offsets of every partition in the schema metadata. A reader of partition p reads
+the file's footer and that one batch: local files are memory-mapped (it touches only those pages), remote
+ones are read by range, so a task of P partitions reads 1/P of each file, not all of it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ def write_partitioned(path: str, table: pa.Table, partition: np.ndarray, partiti
     counts = np.bincount(partition, minlength=partitions)
     offsets = np.zeros(partitions + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    table = table.take(pa.array(order)).replace_schema_metadata({_OFFSETS: json.dumps(offsets.tolist())})
-    write_table(path, table)
+    schema = table.schema.with_metadata({_OFFSETS: json.dumps(offsets.tolist())})
+    rows = table.take(pa.array(order)).combine_chunks()
+    batch = rows.to_batches()[0] if rows.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema)
+    with atomic_write(path, "wb") as f, pa.ipc.new_file(f, schema) as writer:
+        for p in range(partitions):
+            writer.write_batch(batch.slice(offsets[p], counts[p]))
 
 
 def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
@@ -47,10 +52,25 @@ def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
 
 def read_partition(path: str, partition: int, columns: list[str] | None = None) -> pa.Table:
     """Read the rows of one partition of a file written by `write_partitioned`."""
-    table = read_table(path, columns)
-    metadata = table.schema.metadata or {}
-    offsets = json.loads(metadata[_OFFSETS])
-    return table.slice(offsets[partition], offsets[partition + 1] - offsets[partition])
+    if is_local(path):
+        table = _read_partition(pa.memory_map(path.removeprefix("file://"), "r"), partition)
+    else:
+        fs, inner = filesystem(path)
+        with fs.open(inner, "rb") as f:
+            table = _read_partition(f, partition)
+    return table.select(columns) if columns is not None else table
+
+
+def _read_partition(source, partition: int) -> pa.Table:
+    reader = pa.ipc.open_file(source)
+    offsets = json.loads((reader.schema.metadata or {})[_OFFSETS])
+    schema = reader.schema.remove_metadata()
+    if reader.num_record_batches == len(offsets) - 1:
+        return pa.Table.from_batches([reader.get_batch(partition)], schema)
+    # Written by gristmill before 2026-12 (a build resumed across the upgrade): one batch, sliced.
+    table = reader.read_all()
+    start, end = offsets[partition], offsets[partition + 1]
+    return table.slice(start, end - start).replace_schema_metadata(None)
 
 
 def column(table: pa.Table, name: str) -> np.ndarray:
