@@ -230,6 +230,11 @@ class Recipe(StrictModel):
     tokenizer: TokenizerConfig | None = None
     stages: list[StageRecipe] = Field(default_factory=list)
     files_per_task: int = Field(1, ge=1, description="input files per Ray task (the unit of resume)")
+    plan_docs_per_task: int = Field(
+        2_000_000,
+        ge=1,
+        description="documents per plan task: sets the plan's task count and memory (≈ 100 B per document)",
+    )
 
     def content(self) -> dict[str, Any]:
         """Return the recipe as the build records and hashes it: what decides the content, not where data

@@ -17,6 +17,11 @@ from documents not yet in the partial epoch. Last, each stage's copies are laid 
 spread over the gaps the short ones left, so padding is left only where no document fits.
 
 A stage's tokens are the tokens stored in its rows (up to L + 1 per row), padding excluded.
+
+A large build is planned in slices, one task each (`plan_slices`): slice g of G takes the g-th G-th of every
+source's documents, budgets scaled to its tokens of each source (`slice_specs`: the build's whole epochs
+exactly, the partial epoch in proportion) and the g-th G-th of every stage's shards (`shard_range`), and is
+planned as above on its own. Every shard still carries the mixture, and a task holds one slice's lengths.
 """
 
 from __future__ import annotations
@@ -121,6 +126,69 @@ def shard_count(spec: StageSpec, shard_bytes: int = SHARD_BYTES) -> int:
     by_size = -(-spec.tokens * TOKEN_BYTES // shard_bytes)
     by_rows = spec.tokens // (4 * spec.capacity)
     return max(1, min(by_size, by_rows))
+
+
+def plan_slices(
+    documents: dict[str, int], specs: list[StageSpec], docs_per_slice: int, shard_bytes: int
+) -> int:
+    """Return how many slices (plan tasks) plan the build: one per `docs_per_slice` documents, but no more
+    than the fewest shards of a stage (each slice writes whole shards of every stage) or the fewest
+    documents of a source a stage uses (each slice holds some of every such source)."""
+    wanted = -(-sum(documents.values()) // docs_per_slice)
+    used = {name for spec in specs for name in spec.shares}
+    caps = [shard_count(spec, shard_bytes) for spec in specs] + [documents.get(name, 0) for name in used]
+    return max(1, min([wanted, *caps]))
+
+
+def document_range(documents: int, index: int, slices: int) -> tuple[int, int]:
+    """Return the [start, end) of slice `index`'s documents of a source of `documents`."""
+    return documents * index // slices, documents * (index + 1) // slices
+
+
+def shard_range(shards: int, index: int, slices: int) -> range:
+    """Return the shard numbers of a stage of `shards` that slice `index` lays out."""
+    return range(shards * index // slices, shards * (index + 1) // slices)
+
+
+def slice_specs(
+    specs: list[StageSpec], slice_tokens: dict[str, int], source_tokens: dict[str, int]
+) -> list[StageSpec]:
+    """Return one slice's stage specs: each source's demand scaled from its `source_tokens` to the slice's
+    `slice_tokens`, so that the slice repeats its documents for exactly the build's whole epochs and draws
+    the partial epoch in proportion; the demand is apportioned over the stages as the recipe's targets are.
+    With one slice (`slice_tokens == source_tokens`) the specs ask for exactly the recipe's targets."""
+    targets = [stage_targets(spec) for spec in specs]
+    per_stage: list[dict[str, int]] = [{} for _ in specs]
+    named = {name: 0 for spec in specs for name in spec.shares} | source_tokens
+    for name, available in named.items():
+        wanting = [i for i, spec in enumerate(specs) if name in spec.shares]
+        if not wanting:
+            continue
+        demand = sum(targets[i][name] for i in wanting)
+        mine = slice_tokens.get(name, 0)
+        if available and mine:
+            full, rest = divmod(demand, available)
+            slice_demand = full * mine + min(mine - 1, round(rest * mine / available))
+        else:  # a source without tokens, or unknown: make_plan says so
+            slice_demand = demand
+        for i, n in zip(wanting, _apportion(slice_demand, [targets[i][name] for i in wanting])):
+            per_stage[i][name] = n
+    out = []
+    for spec, wanted in zip(specs, per_stage):
+        tokens = sum(wanted.values())
+        shares = {name: n / tokens if tokens else 0.0 for name, n in wanted.items()}
+        out.append(StageSpec(spec.name, spec.seq_len, tokens, shares))
+    return out
+
+
+def _apportion(total: int, weights: list[int]) -> list[int]:
+    """Split `total` in proportion to `weights` into integers summing to it (largest remainders first)."""
+    if not sum(weights):
+        return [total if i == 0 else 0 for i in range(len(weights))]
+    exact = np.asarray(weights, np.float64) * (total / sum(weights))
+    parts = np.floor(exact).astype(np.int64)
+    parts[np.argsort(parts - exact, kind="stable")[: total - int(parts.sum())]] += 1
+    return parts.tolist()
 
 
 def stage_targets(spec: StageSpec) -> dict[str, int]:

@@ -25,6 +25,7 @@ class BuildLayout:
       tokenizer/                             the tokenizer the shards were made with
       tokens/<source>/<task>.bin|.arrow|.json   token ids, their index, and length histograms
       plan/stage-<i>/shard-<n>.arrow, plan.json   the pieces of each shard, and the plan's summary
+      plan/slice-<g>.json                    each plan task's summary (merged into plan.json)
       stage-<i>-<seq_len>/shard-<n>.arrow    packed shards (+ .json sidecar: the shard's manifest entry)
       reports/                               build report
       logs/<step>/                           datatrove logs, stats and completion markers (resume)
@@ -144,6 +145,10 @@ class BuildLayout:
     def plan_file(self) -> str:
         """BUILD/plan.json, written last by the plan step."""
         return self.path("plan.json")
+
+    def plan_slice_file(self, index: int) -> str:
+        """BUILD/plan/slice-<g>.json: one plan task's summary, merged into plan.json."""
+        return self.path("plan", f"slice-{index:05d}.json")
 
     def shard_layout_file(self, stage: int, shard: int) -> str:
         """BUILD/plan/stage-<i>/shard-<n>.arrow: the pieces the pack step gathers into shard n."""

@@ -47,22 +47,28 @@ def build_steps(
 
 def shard_steps(
     recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], *, shard_bytes: int = SHARD_BYTES
-) -> list[Step]:
-    """Return the tokenize, plan and pack steps for the clean files `inputs` ((source, task) pairs)."""
+) -> Iterator[Step]:
+    """Yield the tokenize, plan and pack steps for the clean files `inputs` ((source, task) pairs), the plan
+    sized from the token files once the tokenize step has run."""
     from gristmill.pipelines.build.engine import Step
     from gristmill.pipelines.steps.pack import PackShards
-    from gristmill.pipelines.steps.plan import PlanShards, pack_jobs
+    from gristmill.pipelines.steps.plan import PlanShards, pack_jobs, slice_count, write_plan
     from gristmill.pipelines.steps.tokenize import TokenizeDocuments, write_source_histograms
 
     inputs = sorted(inputs)
+    yield Step(
+        "tokenize",
+        [TokenizeDocuments(layout, inputs)],
+        tasks=len(inputs),
+        after=lambda: write_source_histograms(layout, inputs),
+    )
+    slices = slice_count(recipe, layout, inputs, shard_bytes)
+    yield Step(
+        "plan",
+        [PlanShards(recipe, layout, inputs, shard_bytes, slices)],
+        tasks=slices,
+        mem_per_cpu_gb=4.0,
+        after=lambda: write_plan(recipe, layout, inputs, shard_bytes, slices),
+    )
     jobs = pack_jobs(recipe, shard_bytes)
-    return [
-        Step(
-            "tokenize",
-            [TokenizeDocuments(layout, inputs)],
-            tasks=len(inputs),
-            after=lambda: write_source_histograms(layout, inputs),
-        ),
-        Step("plan", [PlanShards(recipe, layout, inputs, shard_bytes)], tasks=1, mem_per_cpu_gb=4.0),
-        Step("pack", [PackShards(recipe, layout, inputs, jobs)], tasks=len(jobs), mem_per_cpu_gb=2.0),
-    ]
+    yield Step("pack", [PackShards(recipe, layout, inputs, jobs)], tasks=len(jobs), mem_per_cpu_gb=2.0)

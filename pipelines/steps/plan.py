@@ -1,10 +1,15 @@
 """The plan step: mix, epoch and length-bucket every stage from the token files' document lengths.
 
-One task. It reads each document's length (not its tokens), computes `shards.plan.make_plan` and writes, per
-shard, BUILD/plan/stage-<i>/shard-<n>.arrow (the pieces the pack step gathers), then BUILD/plan.json last.
+One task per plan slice (`shards.plan.plan_slices`: a large build is planned in slices so no task holds every
+document's length). Slice g reads the lengths (not the tokens) of its range of each source's documents,
+computes `shards.plan.make_plan` for its budgets and writes, for each shard of each stage it owns,
+BUILD/plan/stage-<i>/shard-<n>.arrow (the pieces the pack step gathers), then BUILD/plan/slice-<g>.json.
+Once every slice is done, `write_plan` merges those into BUILD/plan.json.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -14,17 +19,21 @@ from gristmill.errors import BuildError
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
-from gristmill.pipelines.steps.tokenize import TokenFile
+from gristmill.pipelines.steps.tokenize import TokenFile, add_histograms, token_counts
 from gristmill.shards.plan import (
     SHARD_BYTES,
     PackedStage,
     StageSpec,
+    document_range,
     layout_shards,
     log2_histogram,
     make_plan,
+    plan_slices,
     shard_count,
+    shard_range,
+    slice_specs,
 )
-from gristmill.storage import atomic_write, write_json
+from gristmill.storage import atomic_write, read_json, write_json
 
 SHARD_LAYOUT_SCHEMA = pa.schema(
     [
@@ -50,72 +59,92 @@ def pack_jobs(recipe: Recipe, shard_bytes: int = SHARD_BYTES) -> list[tuple[int,
     return [(i, n) for i, spec in enumerate(specs, 1) for n in range(shard_count(spec, shard_bytes))]
 
 
+def slice_count(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], shard_bytes: int) -> int:
+    """Return the number of plan tasks, from the token files' document counts (after the tokenize step)."""
+    documents: dict[str, int] = {}
+    for (source, _), (docs, _) in token_counts(layout, sorted({s for s, _ in inputs})).items():
+        documents[source] = documents.get(source, 0) + docs
+    return plan_slices(documents, stage_specs(recipe), recipe.plan_docs_per_task, shard_bytes)
+
+
+def slice_seed(seed: int, index: int, slices: int) -> int:
+    """Return the seed of one slice's plan (the recipe's own when there is one slice)."""
+    return seed if slices == 1 else int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class SourceSlice:
+    """One source's documents in a slice: their lengths, and where they come from."""
+
+    lengths: np.ndarray  # int64 per document of the slice, in document order
+    first: int  # the source-global index of its first document
+    files: list[int]  # the source's token files, as indices into the step's inputs, in order
+    file_base: np.ndarray  # source-global index of each of those files' first document (and the total)
+
+    def origin(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (input file index, document in that file) of slice documents `docs`."""
+        source_doc = docs + self.first
+        k = np.searchsorted(self.file_base, source_doc, side="right") - 1
+        return np.asarray(self.files, np.int32)[k], source_doc - self.file_base[k]
+
+
 class PlanShards(WritingStep):
-    """Plans every stage from the token files' document lengths; writes the shard layouts and plan.json."""
+    """Plans slice `rank` of `slices`: writes its shards' layouts and its summary."""
 
     name = "plan"
     type = "🗺️ - PLANNER"
 
     def __init__(
-        self, recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], shard_bytes: int
+        self,
+        recipe: Recipe,
+        layout: BuildLayout,
+        inputs: list[tuple[str, int]],
+        shard_bytes: int,
+        slices: int = 1,
     ) -> None:
         super().__init__()
         self.recipe = recipe
         self.layout = layout
         self.inputs = inputs
         self.shard_bytes = shard_bytes
+        self.slices = slices
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         names = [s.name for s in self.recipe.sources]
-        per_file = [TokenFile.open(self.layout, s, t).lengths for s, t in self.inputs]
-        files_of = {name: [i for i, (s, _) in enumerate(self.inputs) if s == name] for name in names}
-        lengths = {
-            name: np.concatenate([per_file[i] for i in files_of[name]] or [np.zeros(0, np.int64)])
-            for name in names
-        }
-        counts = [len(n) for n in per_file]
-        del per_file  # the plan holds every document's length once, in `lengths`
+        counts = token_counts(self.layout, sorted({s for s, _ in self.inputs}))
+        source_tokens = {name: 0 for name in names}
+        for (source, _), (_, tokens) in counts.items():
+            source_tokens[source] += tokens
+        parts = {name: self._source_slice(name, counts, rank) for name in names}
+        lengths = {name: part.lengths for name, part in parts.items()}
+        specs = stage_specs(self.recipe)
+        mine = slice_specs(specs, {name: int(n.sum()) for name, n in lengths.items()}, source_tokens)
+        seed = slice_seed(self.recipe.seed, rank, self.slices)
         try:
-            plan = make_plan(lengths, stage_specs(self.recipe), self.recipe.seed, self.shard_bytes)
+            plan = make_plan(lengths, mine, seed, self.shard_bytes)
         except ValueError as e:
             raise BuildError(
                 f"cannot plan the stages: {e}",
                 path=self.layout.tokens_dir,
                 hint="check the recipe's stage weights against the sources that kept documents",
             ) from None
-        # source-global document index → (input file index, document index in the file)
-        file_base = {name: np.cumsum([0] + [counts[i] for i in files_of[name]]) for name in names}
 
         stages = []
-        for stage in plan.stages:
-            for shard, shard_layout in enumerate(layout_shards(stage, lengths, self.recipe.seed)):
-                p, sources = shard_layout.pieces, shard_layout.source
-                file = np.zeros(len(p), np.int32)
-                doc = np.zeros(len(p), np.int64)
-                for code in np.unique(sources):
-                    name = list(stage.packings)[code]
-                    mine = sources == code
-                    k = np.searchsorted(file_base[name], p.doc[mine], side="right") - 1
-                    file[mine] = np.asarray(files_of[name], np.int32)[k]
-                    doc[mine] = p.doc[mine] - file_base[name][k]
-                codes = np.asarray([names.index(n) for n in stage.packings] or [0], np.uint8)[sources]
-                table = pa.Table.from_arrays(
-                    [p.row, p.offset, p.length, p.start, codes, file, doc], schema=SHARD_LAYOUT_SCHEMA
-                ).replace_schema_metadata(
-                    {"rows": str(shard_layout.rows), "split_documents": str(shard_layout.split_documents)}
+        for stage, spec in zip(plan.stages, specs):
+            owned = shard_range(shard_count(spec, self.shard_bytes), rank, self.slices)
+            stage.shards = len(owned)
+            if stage.rows < stage.shards:
+                raise BuildError(
+                    f"plan slice {rank}: stage {spec.name!r} has {stage.rows} rows for {stage.shards} shards",
+                    path=self.layout.plan_slice_file(rank),
+                    hint="raise plan_docs_per_task (fewer, larger plan slices)",
                 )
-                with (
-                    atomic_write(self.layout.shard_layout_file(stage.index, shard)) as f,
-                    pa.ipc.new_file(f, table.schema) as writer,
-                ):
-                    writer.write_table(table)
+            for shard, shard_layout in zip(owned, layout_shards(stage, lengths, seed)):
+                self._write_layout(stage, shard, shard_layout, parts, names)
             stages.append(_stage_summary(stage, lengths))
         write_json(
-            self.layout.plan_file,
+            self.layout.plan_slice_file(rank),
             {
-                "seed": self.recipe.seed,
-                "shard_bytes": self.shard_bytes,
-                "inputs": [[s, t, n] for (s, t), n in zip(self.inputs, counts)],
                 "sources": {
                     name: {
                         "documents": s.documents,
@@ -123,7 +152,6 @@ class PlanShards(WritingStep):
                         "used_tokens": s.used_tokens,
                         "full_epochs": s.full_epochs,
                         "extra_copies": s.extra_copies,
-                        "sampling": s.factor,
                     }
                     for name, s in plan.sampling.items()
                 },
@@ -131,8 +159,42 @@ class PlanShards(WritingStep):
             },
         )
 
+    def _source_slice(self, name: str, counts: dict, rank: int) -> SourceSlice:
+        """Read the lengths of this slice's documents of source `name` (only the token files it overlaps)."""
+        files = [i for i, (s, _) in enumerate(self.inputs) if s == name]
+        file_base = np.cumsum([0] + [counts[self.inputs[i]][0] for i in files]).astype(np.int64)
+        first, end = document_range(int(file_base[-1]), rank, self.slices)
+        pieces = []
+        for i, lo, hi in zip(files, file_base[:-1].tolist(), file_base[1:].tolist()):
+            if hi > first and lo < end:
+                lengths = TokenFile.open(self.layout, *self.inputs[i]).lengths
+                pieces.append(lengths[max(first - lo, 0) : min(end, hi) - lo])
+        lengths = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+        return SourceSlice(lengths, first, files, file_base)
+
+    def _write_layout(self, stage: PackedStage, shard: int, shard_layout, parts: dict, names: list[str]):
+        p, sources = shard_layout.pieces, shard_layout.source
+        file = np.zeros(len(p), np.int32)
+        doc = np.zeros(len(p), np.int64)
+        packed_names = list(stage.packings)
+        for code in np.unique(sources):
+            chosen = sources == code
+            file[chosen], doc[chosen] = parts[packed_names[code]].origin(p.doc[chosen])
+        codes = np.asarray([names.index(n) for n in packed_names] or [0], np.uint8)[sources]
+        table = pa.Table.from_arrays(
+            [p.row, p.offset, p.length, p.start, codes, file, doc], schema=SHARD_LAYOUT_SCHEMA
+        ).replace_schema_metadata(
+            {"rows": str(shard_layout.rows), "split_documents": str(shard_layout.split_documents)}
+        )
+        with (
+            atomic_write(self.layout.shard_layout_file(stage.index, shard)) as f,
+            pa.ipc.new_file(f, table.schema) as writer,
+        ):
+            writer.write_table(table)
+
 
 def _stage_summary(stage: PackedStage, lengths: dict[str, np.ndarray]) -> dict:
+    """Return one slice's figures of a stage, per source."""
     sources = {}
     for name, packing in stage.packings.items():
         first = packing.pieces.doc[packing.pieces.start == 0]
@@ -147,14 +209,83 @@ def _stage_summary(stage: PackedStage, lengths: dict[str, np.ndarray]) -> dict:
             "length_range": [int(doc_lengths.min()), int(doc_lengths.max())] if len(first) else [0, 0],
             "log2_histogram": log2_histogram(doc_lengths),
         }
+    return {"rows": stage.rows, "sources": sources}
+
+
+def write_plan(
+    recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], shard_bytes: int, slices: int
+) -> None:
+    """Merge the slices' summaries into BUILD/plan.json (after every plan task)."""
+    parts = [read_json(layout.plan_slice_file(g)) for g in range(slices)]
+    counts = token_counts(layout, sorted({s for s, _ in inputs}))
+    write_json(
+        layout.plan_file,
+        {
+            "seed": recipe.seed,
+            "shard_bytes": shard_bytes,
+            "slices": slices,
+            "inputs": [[s, t, counts[(s, t)][0]] for s, t in inputs],
+            "sources": {
+                name: _merged_sampling([p["sources"][name] for p in parts]) for name in parts[0]["sources"]
+            },
+            "stages": [
+                _merged_stage(i, spec, shard_count(spec, shard_bytes), [p["stages"][i - 1] for p in parts])
+                for i, spec in enumerate(stage_specs(recipe), 1)
+            ],
+        },
+    )
+
+
+def _merged_sampling(slices: list[dict]) -> dict:
+    """A source's sampling over the build. Every slice repeats its documents for the build's whole epochs
+    (`slice_specs`); the minimum is taken all the same, so the extra copies count every copy past it."""
+    full = min(s["full_epochs"] for s in slices)
+    documents = sum(s["documents"] for s in slices)
+    tokens = sum(s["tokens"] for s in slices)
+    used = sum(s["used_tokens"] for s in slices)
+    extra = sum(s["extra_copies"] + (s["full_epochs"] - full) * s["documents"] for s in slices)
     return {
-        "index": stage.index,
-        "name": stage.spec.name,
-        "seq_len": stage.spec.seq_len,
-        "budget_tokens": stage.spec.tokens,
-        "shares": stage.spec.shares,
-        "shards": stage.shards,
-        "rows": stage.rows,
+        "documents": documents,
+        "tokens": tokens,
+        "used_tokens": used,
+        "full_epochs": full,
+        "extra_copies": extra,
+        "sampling": used / tokens if tokens else 0.0,
+    }
+
+
+_SUMMED = ("target_tokens", "tokens", "rows", "padding_tokens", "split_documents", "documents")
+
+
+def _merged_stage(index: int, spec: StageSpec, shards: int, slices: list[dict]) -> dict:
+    """A stage's figures over the build, from each slice's."""
+    sources = {}
+    for name in dict.fromkeys(n for s in slices for n in s["sources"]):
+        mine = [s["sources"][name] for s in slices if name in s["sources"]]
+        ranges = [m["length_range"] for m in mine if m["documents"]]
+        sources[name] = {
+            **{
+                key: sum(m[key] for m in mine)
+                for key in (
+                    "target_tokens",
+                    "tokens",
+                    "rows",
+                    "padding_tokens",
+                    "split_documents",
+                    "documents",
+                )
+            },
+            "length_range": [min(r[0] for r in ranges), max(r[1] for r in ranges)] if ranges else [0, 0],
+            "log2_histogram": add_histograms([m["log2_histogram"] for m in mine]),
+        }
+    return {
+        "index": index,
+        "name": spec.name,
+        "seq_len": spec.seq_len,
+        "budget_tokens": spec.tokens,
+        "shares": spec.shares,
+        "shards": shards,
+        "rows": sum(s["rows"] for s in slices),
         "tokens": sum(s["tokens"] for s in sources.values()),
         "padding_tokens": sum(s["padding_tokens"] for s in sources.values()),
         "split_documents": sum(s["split_documents"] for s in sources.values()),

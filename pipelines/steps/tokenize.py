@@ -97,20 +97,31 @@ class TokenizeDocuments(WritingStep):
 
 
 def write_source_histograms(layout: BuildLayout, inputs: list[tuple[str, int]]) -> None:
-    """Sum the per-task stats into BUILD/tokens/<source>/histogram.json for every source."""
-    by_source: dict[str, list[dict]] = {}
+    """Sum the per-task stats into BUILD/tokens/<source>/histogram.json for every source, with each token
+    file's documents and tokens (what the plan is sliced by)."""
+    by_source: dict[str, dict[int, dict]] = {}
     for source, task in inputs:
-        by_source.setdefault(source, []).append(read_json(layout.token_file(source, task, "json")))
+        by_source.setdefault(source, {})[task] = read_json(layout.token_file(source, task, "json"))
     for source, stats in by_source.items():
         write_json(
             layout.histogram_file(source),
             {
-                "documents": sum(s["documents"] for s in stats),
-                "tokens": sum(s["tokens"] for s in stats),
-                "log2_histogram": add_histograms([s["log2_histogram"] for s in stats]),
+                "documents": sum(s["documents"] for s in stats.values()),
+                "tokens": sum(s["tokens"] for s in stats.values()),
+                "log2_histogram": add_histograms([s["log2_histogram"] for s in stats.values()]),
                 "bucket": "log2_histogram[b] counts documents of [2^b, 2^(b+1)) tokens, bos/eos included",
+                "files": [[task, s["documents"], s["tokens"]] for task, s in sorted(stats.items())],
             },
         )
+
+
+def token_counts(layout: BuildLayout, sources: list[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    """Return (documents, tokens) of every token file of `sources`, from their histogram.json."""
+    counts = {}
+    for source in sources:
+        for task, documents, tokens in read_json(layout.histogram_file(source))["files"]:
+            counts[(source, task)] = (documents, tokens)
+    return counts
 
 
 @dataclass

@@ -29,6 +29,7 @@ from gristmill.tokenizer.interface import Tokenizer
 from . import packed
 
 SHARD_BYTES = 64 << 10  # small shards so that stages have several
+SLICED_SHARD_BYTES = 16 << 10
 STAGES = [
     {
         "name": "short",
@@ -75,8 +76,9 @@ def _train_tokenizer(directory: Path, texts: list[str]) -> None:
     tok.save(str(directory / "tokenizer.json"))
 
 
-def _make_inputs(root: Path) -> tuple[object, list[tuple[str, int]], dict]:
-    """Write a tokenizer and clean parquet files under `root`; return (recipe, inputs, corpus)."""
+def _make_inputs(root: Path, **settings) -> tuple[object, list[tuple[str, int]], dict]:
+    """Write a tokenizer and clean parquet files under `root`; return (recipe, inputs, corpus). `settings`
+    are more recipe fields."""
     corpus = _corpus()
     _train_tokenizer(root / "tokenizer", [t for files in corpus.values() for f in files for t in f])
     inputs = []
@@ -102,6 +104,7 @@ def _make_inputs(root: Path) -> tuple[object, list[tuple[str, int]], dict]:
             "sources": [{"name": s, "format": "jsonl", "paths": ["unused"]} for s in corpus],
             "tokenizer": {"path": str(root / "tokenizer")},
             "stages": STAGES,
+            **settings,
         }
     )
     return recipe, inputs, corpus
@@ -125,13 +128,19 @@ def _write_manifest(recipe, layout: BuildLayout) -> Manifest:
     return manifest
 
 
-@pytest.fixture(scope="module")
-def build(tmp_path_factory):
-    """A packed tiny build (steps run in-process): (recipe, layout, manifest, corpus)."""
+@pytest.fixture(scope="module", params=["one plan task", "plan in slices"])
+def build(tmp_path_factory, request):
+    """A packed tiny build (steps run in-process): (recipe, layout, manifest, corpus); planned by one task,
+    or in slices of 100 documents (smaller shards, so that every stage has enough for each slice)."""
+    sliced = request.param == "plan in slices"
     root = tmp_path_factory.mktemp("build")
-    recipe, inputs, corpus = _make_inputs(root)
+    recipe, inputs, corpus = _make_inputs(root, **({"plan_docs_per_task": 100} if sliced else {}))
     layout = BuildLayout(str(root))
-    run_locally(shard_steps(recipe, layout, inputs, shard_bytes=SHARD_BYTES), layout)
+    run_locally(
+        shard_steps(recipe, layout, inputs, shard_bytes=SLICED_SHARD_BYTES if sliced else SHARD_BYTES), layout
+    )
+    slices = json.loads(Path(layout.plan_file).read_text())["slices"]
+    assert slices == 3 if sliced else slices == 1  # the fewest shards of a stage: 3 (hq)
     return recipe, layout, _write_manifest(recipe, layout), corpus
 
 
@@ -166,17 +175,22 @@ def test_rows_hold_what_the_exported_tokenizer_encodes(build, tmp_path):
 
 
 def test_packing_quality_in_the_manifest(build):
-    recipe, _, manifest, _ = build
+    recipe, layout, manifest, _ = build
+    slices = json.loads(Path(layout.plan_file).read_text())["slices"]
     assert [s.seq_len for s in manifest.stages] == [64, 256, 256]
     for stage, config in zip(manifest.stages, recipe.stages):
         capacity = stage.seq_len + 1
         assert stage.rows == sum(s.rows for s in stage.shards)
         assert stage.tokens + stage.padding_tokens == stage.rows * capacity
-        assert stage.padding_tokens <= 0.005 * stage.rows * capacity
+        # each slice may leave its last row part empty
+        assert stage.padding_tokens <= 0.005 * stage.rows * capacity + (slices - 1) * capacity
         assert set(stage.source_tokens) == set(config.weights)
         for source, share in config.shares().items():
-            assert abs(stage.source_tokens[source] / stage.tokens - share) <= 0.005
-            assert abs(stage.source_tokens[source] - config.tokens * share) <= capacity
+            tolerance = capacity * slices  # each slice's budget holds within a row
+            assert abs(stage.source_tokens[source] - config.tokens * share) <= tolerance
+            assert abs(stage.source_tokens[source] - stage.tokens * share) <= 2 * tolerance
+            if slices == 1:
+                assert abs(stage.source_tokens[source] / stage.tokens - share) <= 0.005
         for shard in stage.shards:  # every shard carries the stage's mixture
             assert set(shard.source_tokens) == set(config.weights)
     assert manifest.stages[2].source_tokens.keys() == {"hq"}

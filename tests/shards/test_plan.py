@@ -6,7 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gristmill.shards.plan import StageSpec, layout_shards, log2_histogram, make_plan, shard_count
+from gristmill.shards.plan import (
+    StageSpec,
+    document_range,
+    layout_shards,
+    log2_histogram,
+    make_plan,
+    plan_slices,
+    shard_count,
+    shard_range,
+    slice_specs,
+    stage_targets,
+)
 
 
 def _lengths(seed: int = 0) -> dict[str, np.ndarray]:
@@ -145,3 +156,51 @@ def test_a_stage_naming_a_source_without_tokens_is_an_error():
 def test_log2_histogram():
     assert log2_histogram(np.array([1, 2, 3, 4, 7, 8, 0])) == [1, 2, 2, 1]
     assert log2_histogram(np.zeros(0)) == []
+
+
+def test_one_slice_asks_for_exactly_the_recipe_targets():
+    lengths = _lengths()
+    tokens = {name: int(n.sum()) for name, n in lengths.items()}
+    assert [stage_targets(s) for s in slice_specs(STAGES, tokens, tokens)] == [
+        stage_targets(s) for s in STAGES
+    ]
+
+
+def test_slices_keep_the_whole_epochs_and_share_the_budget():
+    """Planned in 4 slices, each source is repeated for the build's whole epochs in every slice, its partial
+    epoch is shared, and each stage's budget holds within a row per slice."""
+    lengths, slices = _lengths(), 4
+    tokens = {name: int(n.sum()) for name, n in lengths.items()}
+    whole = make_plan(lengths, STAGES, seed=1, shard_bytes=4 << 20)
+    used = dict.fromkeys(lengths, 0)
+    placed = np.zeros((len(STAGES), len(lengths)), np.int64)
+    for g in range(slices):
+        ranges = {name: document_range(len(n), g, slices) for name, n in lengths.items()}
+        mine = {name: n[slice(*ranges[name])] for name, n in lengths.items()}
+        specs = slice_specs(STAGES, {name: int(n.sum()) for name, n in mine.items()}, tokens)
+        part = make_plan(mine, specs, seed=g, shard_bytes=4 << 20)
+        for name, sampling in part.sampling.items():
+            assert sampling.full_epochs == whole.sampling[name].full_epochs, (g, name)
+            used[name] += sampling.used_tokens
+        for i, stage in enumerate(part.stages):
+            for j, name in enumerate(lengths):
+                placed[i, j] += stage.packings[name].tokens if name in stage.packings else 0
+    names = list(lengths)
+    for i, spec in enumerate(STAGES):
+        for name, target in stage_targets(spec).items():
+            assert abs(placed[i, names.index(name)] - target) <= slices * spec.capacity, (spec.name, name)
+    rows = sum(spec.capacity for spec in STAGES)  # a row of every stage: the sliced and whole plans' slack
+    for name in lengths:
+        assert abs(used[name] - whole.sampling[name].used_tokens) <= (slices + 1) * rows, name
+
+
+def test_slice_counts_and_ranges():
+    documents = {"web": 40_000, "code": 10_000, "pile": 8_150, "hq": 1_500}
+    fewest_shards = min(shard_count(s, 4 << 20) for s in STAGES)
+    assert plan_slices(documents, STAGES, 10**9, 4 << 20) == 1
+    assert plan_slices(documents, STAGES, 1_000, 4 << 20) == min(60, fewest_shards)
+    assert plan_slices({**documents, "hq": 2}, STAGES, 1_000, 1 << 10) == 2  # a slice holds some of each
+    assert plan_slices({**documents, "hq": 0}, STAGES, 1_000, 4 << 20) == 1  # make_plan then says why
+    for n, slices in ((10, 3), (7, 7), (1000, 13)):
+        assert [i for g in range(slices) for i in range(*document_range(n, g, slices))] == list(range(n))
+        assert [i for g in range(slices) for i in shard_range(n, g, slices)] == list(range(n))
