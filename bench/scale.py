@@ -50,8 +50,9 @@ GLOBS = {
     "pile": ("pile", "**/*.jsonl.zst"),
 }
 MB = 1e6
-# A 1 TB build splits its dedupe into ~125 partitions of the default 2M documents; 100K here gives the 1 GB
-# and 5 GB corpora several partitions each, so their per-task memory is that of a partition, as at 1 TB.
+# A 1 TB build splits its dedupe into ~125 partitions, and its plan into ~125 slices, of the default 2M
+# documents; 100K here gives the 1 GB and 5 GB corpora several of each, so that their per-task memory is that
+# of a partition or slice, as at 1 TB.
 DOCS_PER_PARTITION = 100_000
 
 
@@ -68,8 +69,8 @@ def make_recipe(
     corpus: Path, output: Path, truth: dict[str, Any], docs_per_partition: int = DOCS_PER_PARTITION
 ) -> dict[str, Any]:
     """Return the recipe of the scale build of `corpus` into `output`: every source, the default filters,
-    exact + near dedupe (`docs_per_partition` per clustering partition), the corpus's tokenizer, and
-    2K/4K/8K stages sized from the corpus's text."""
+    exact + near dedupe (`docs_per_partition` per clustering partition, and per plan slice), the corpus's
+    tokenizer, and 2K/4K/8K stages sized from the corpus's text."""
     tokens = truth["text_bytes"] / bytes_per_token(corpus) * STAGE_FILL
     text = {s: v["text_bytes"] for s, v in truth["sources"].items()}
     weights = {s: round(n / sum(text.values()), 4) for s, n in text.items()}
@@ -88,6 +89,7 @@ def make_recipe(
         "seed": 1234,
         "output": str(output),
         "files_per_task": 1,
+        "plan_docs_per_task": docs_per_partition,
         "sources": [
             {
                 "name": source,
