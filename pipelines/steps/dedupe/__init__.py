@@ -1,7 +1,8 @@
 """Exact and MinHash-LSH near-duplicate removal across all sources, as resumable build steps on Ray.
 
-    signatures   one task per documents file: exact hash, band hashes, 8-bit sketch per document
-    buckets      one task per (band, partition): bucket by band hash, verify, emit star edges
+    signatures   one task per documents file: exact hash, band hashes, 8-bit sketch per document; it and one
+                 task per earlier build's index file write the file's rows partitioned by hash (a shuffle)
+    buckets      one task per (band group, partition): bucket by band hash, verify, emit star edges
     components   one step per operation until converged (at most MAX_OPERATIONS), one task per partition:
                  large-star / small-star
     resolve      one task per partition: the kept copy's id and source for every duplicate

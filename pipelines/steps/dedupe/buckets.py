@@ -1,4 +1,4 @@
-"""Step 2 of dedupe, one task per (band, hash partition): bucket documents by band hash and emit edges.
+"""Step 2 of dedupe, one task per (band group, hash partition): bucket documents by band hash, emit edges.
 
 Every bucket of two or more documents becomes a star: each member is linked to the bucket's smallest key
 (its best survivor candidate). The exact "band" buckets by the full 128-bit exact hash; a MinHash band's
@@ -13,11 +13,18 @@ import numpy as np
 import pyarrow as pa
 from datatrove.data import DocumentsPipeline
 
-from gristmill.pipelines.steps.dedupe.job import EXACT_BAND, DedupeJob, DocFile
+from gristmill.pipelines.steps.dedupe.job import (
+    EXACT_BAND,
+    DedupeJob,
+    key_file_ordinal,
+    key_is_earlier,
+    key_row,
+)
 from gristmill.pipelines.steps.dedupe.minhash import estimated_jaccard
-from gristmill.pipelines.steps.dedupe.signatures import band_column, sketches
-from gristmill.pipelines.steps.dedupe.store import column, read_table, write_partitioned
+from gristmill.pipelines.steps.dedupe.signatures import BAND_SCHEMA, EXACT_SCHEMA
+from gristmill.pipelines.steps.dedupe.store import column, read_partitions, write_partitioned
 from gristmill.pipelines.steps.dedupe.task import DedupeTask
+from gristmill.storage import is_local, read_ranges
 
 EDGE_SCHEMA = pa.schema([("src", pa.uint64()), ("dst", pa.uint64())])
 
@@ -45,90 +52,70 @@ def band_edges_path(job: DedupeJob, band: int, partition: int) -> str:
 
 
 class BucketBands(DedupeTask):
-    """Rank r is band group `job.band_groups[r // partitions]`, partition `r % partitions`.
+    """Rank r is band group `job.band_groups[r // partitions]`, hash partition `r % partitions`.
 
-    A task reads each signature file once, keeping only its partition's rows of its bands (and the sketches
-    of those rows, to verify candidates), so its memory is its partition's, not the corpus's; then it buckets
-    its bands one after another, writing each band's edges. Grouping bands keeps the task count, and Ray's
-    per-task cost, low on small builds.
+    A task reads its partition of every file's shuffle files (`signatures.write_shuffle`), so it holds and
+    reads its partition's rows, not the corpus's; it buckets its bands one after another, reads the sketches
+    of just the candidates to verify them, and writes each band's edges. Grouping bands keeps the task
+    count, and Ray's per-task cost, low on small builds.
     """
 
     name = "dedupe buckets"
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         job = self.job
-        bands = job.band_groups[rank // job.partitions]
-        partition = rank % job.partitions
-        rows = _PartitionRows(bands, job.hasher.num_perm)
-        for file in [*job.earlier, *job.files]:
-            rows.add(file, partition, job.partitions)
-        for band in bands:
-            self._bucket(band, partition, rows)
-
-    def _bucket(self, band: int, partition: int, rows: _PartitionRows) -> None:
-        job = self.job
-        all_keys, hashes = rows.band(band)
-        member, leader = star_edges(all_keys, *hashes)
+        group, partition = divmod(rank, job.partitions)
+        bands = job.band_groups[group]
+        files = [*job.earlier, *job.files]
+        if EXACT_BAND in bands:
+            exact = read_partitions([job.exact_file(f) for f in files], partition, EXACT_SCHEMA)
+            member, leader = star_edges(column(exact, "key"), column(exact, "hi"), column(exact, "lo"))
+            del exact
+            self._write_edges(EXACT_BAND, partition, member, leader)
+        near = [b for b in bands if b != EXACT_BAND]
+        if not near:
+            return
+        rows = read_partitions([job.band_file(f, group) for f in files], partition, BAND_SCHEMA)
+        band, keys, hashes = column(rows, "band"), column(rows, "key"), column(rows, "hash")
         threshold = job.config.near.jaccard_threshold
-        if band != EXACT_BAND and threshold > 0 and member.size:
-            similar = estimated_jaccard(rows.sketches_of(member), rows.sketches_of(leader)) >= threshold
-            member, leader = member[similar], leader[similar]
+        for b in near:
+            mine = band == b
+            member, leader = star_edges(keys[mine], hashes[mine])
+            if threshold > 0 and member.size:
+                similar = estimated_jaccard(*candidate_sketches(job, member, leader)) >= threshold
+                member, leader = member[similar], leader[similar]
+            self._write_edges(b, partition, member, leader)
+
+    def _write_edges(self, band: int, partition: int, member: np.ndarray, leader: np.ndarray) -> None:
+        job = self.job
         self.stat_update("edges", value=int(member.size))
         src, dst = np.concatenate([member, leader]), np.concatenate([leader, member])
         table = pa.table({"src": src, "dst": dst}, schema=EDGE_SCHEMA)
         write_partitioned(band_edges_path(job, band, partition), table, job.partition_of(src), job.partitions)
 
 
-class _PartitionRows:
-    """One hash partition's documents for a group of bands: per band its keys and hashes, and the 8-bit
-    sketches of every document a near band holds (to estimate the Jaccard similarity of candidates)."""
+def candidate_sketches(
+    job: DedupeJob, member: np.ndarray, leader: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the sketches of each pair's two documents, read from their files' sketch files (only the rows
+    wanted: a memory map locally, ranged reads on an object store)."""
+    wanted = np.unique(np.concatenate([member, leader]))
+    num_perm = job.hasher.num_perm
+    out = np.empty((wanted.size, num_perm), dtype=np.uint8)
+    # `wanted` is sorted, so each file's keys (same priority rank and ordinal) are one contiguous run.
+    file_bits = wanted >> np.uint64(32)
+    starts = np.flatnonzero(np.r_[True, file_bits[1:] != file_bits[:-1]])
+    for start, end in zip(starts.tolist(), np.r_[starts[1:], wanted.size].tolist()):
+        keys = wanted[start:end]
+        file = job.file_of(int(key_file_ordinal(keys[:1])[0]), bool(key_is_earlier(keys[:1])[0]))
+        out[start:end] = _read_rows(job.sketch_file(file), key_row(keys), num_perm)
+    return out[np.searchsorted(wanted, member)], out[np.searchsorted(wanted, leader)]
 
-    def __init__(self, bands: list[int], num_perm: int) -> None:
-        self.bands = bands
-        self.num_perm = num_perm
-        self._parts: dict[int, list[tuple[np.ndarray, ...]]] = {band: [] for band in bands}
-        self._sketch_keys: list[np.ndarray] = []
-        self._sketches: list[np.ndarray] = []
-        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
 
-    def add(self, file: DocFile, partition: int, partitions: int) -> None:
-        """Take the partition's rows of one signature file (read once, then let go)."""
-        near = [b for b in self.bands if b != EXACT_BAND]
-        columns = (["exact_hi", "exact_lo"] if EXACT_BAND in self.bands else []) + (
-            [*map(band_column, near), "has_sig", "sketch"] if near else []
-        )
-        table = read_table(file.signatures, columns)
-        keys = file.keys()
-        has_sig = column(table, "has_sig") if near else None
-        in_near_band = np.zeros(table.num_rows, dtype=bool)
-        for band in self.bands:
-            h = column(table, band_column(band))
-            mine = (h % np.uint64(partitions)) == partition
-            if band == EXACT_BAND:
-                self._parts[band].append((keys[mine], h[mine], column(table, "exact_lo")[mine]))
-            else:
-                mine &= has_sig
-                in_near_band |= mine
-                self._parts[band].append((keys[mine], h[mine]))
-        if in_near_band.any():
-            self._sketch_keys.append(keys[in_near_band])
-            self._sketches.append(sketches(table, np.flatnonzero(in_near_band), self.num_perm))
-
-    def band(self, band: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """Return (keys, hashes) of a band's documents in this partition; the band's rows are let go."""
-        parts = self._parts.pop(band)
-        width = 3 if band == EXACT_BAND else 2
-        arrays = [
-            np.concatenate([p[i] for p in parts]) if parts else np.empty(0, np.uint64) for i in range(width)
-        ]
-        return arrays[0], tuple(arrays[1:])
-
-    def sketches_of(self, keys: np.ndarray) -> np.ndarray:
-        """Return the sketches of `keys` (every one a near band's document of this partition)."""
-        if self._sorted is None:
-            all_keys = np.concatenate(self._sketch_keys)
-            order = np.argsort(all_keys)
-            self._sorted = (all_keys[order], np.concatenate(self._sketches)[order])
-            self._sketch_keys = self._sketches = []
-        sorted_keys, sorted_sketches = self._sorted
-        return sorted_sketches[np.searchsorted(sorted_keys, keys)]
+def _read_rows(path: str, rows: np.ndarray, width: int) -> np.ndarray:
+    """Return rows (sorted) of a flat file of fixed-width rows."""
+    if is_local(path):
+        return np.memmap(path.removeprefix("file://"), dtype=np.uint8, mode="r").reshape(-1, width)[rows]
+    starts = (rows * width).tolist()
+    pieces = read_ranges(path, starts, [s + width for s in starts])
+    return np.frombuffer(b"".join(pieces), dtype=np.uint8).reshape(-1, width)

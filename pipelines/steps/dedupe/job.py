@@ -50,6 +50,11 @@ class DocFile:
         """True for an earlier build's index file."""
         return self.documents is None
 
+    @property
+    def tag(self) -> str:
+        """Return the name of this file's work files (the shuffle to the bucket tasks)."""
+        return f"earlier-{self.ordinal:05d}" if self.earlier else f"{self.ordinal:05d}"
+
     def keys(self) -> np.ndarray:
         """Return the keys of this file's rows, in row order."""
         base = (self.priority_rank << (_FILE_BITS + _ROW_BITS)) | (self.ordinal << _ROW_BITS)
@@ -135,6 +140,18 @@ class DedupeJob:
     def work(self, *parts: str) -> str:
         """Return a path under BUILD/dedupe/work (intermediate files)."""
         return self.layout.dedupe("work", *parts)
+
+    def exact_file(self, file: DocFile) -> str:
+        """Return a file's exact hashes, partitioned by hash for the bucket tasks."""
+        return self.work("bands", "exact", f"{file.tag}.arrow")
+
+    def band_file(self, file: DocFile, group: int) -> str:
+        """Return a file's hashes of the near bands of band group `group`, partitioned by hash."""
+        return self.work("bands", f"group-{group:02d}", f"{file.tag}.arrow")
+
+    def sketch_file(self, file: DocFile) -> str:
+        """Return a file's 8-bit sketches, `hasher.num_perm` bytes per row, one row after another."""
+        return self.work("sketches", f"{file.tag}.bin")
 
     def file_of(self, key_ordinal: int, earlier: bool) -> DocFile:
         """Return the file a key's ordinal points at."""

@@ -34,7 +34,7 @@ def _steps(job: DedupeJob, layout: BuildLayout) -> Iterator[Step]:
         overlap = layout.overlap_file
         yield Step("dedupe-copy", [CopyDocuments(job)], tasks=files, after=lambda: write_json(overlap, {}))
         return
-    yield Step("dedupe-signatures", [ComputeSignatures(job)], tasks=files)
+    yield Step("dedupe-signatures", [ComputeSignatures(job)], tasks=files + len(job.earlier))
     yield Step("dedupe-buckets", [BucketBands(job)], tasks=len(job.band_groups) * job.partitions)
     for op in range(MAX_OPERATIONS):
         if converged(job):
