@@ -54,6 +54,9 @@ def empty_pieces() -> Pieces:
     return Pieces(np.zeros(0, np.int64), *(np.zeros(0, np.int32) for _ in range(4)))
 
 
+GATHER_CHUNK_TOKENS = 1 << 22  # tokens copied per vectorised run of `gather_tokens`
+
+
 class RowPacker:
     """Rows of `capacity` tokens filled by best fit, opening at most `max_rows` rows and placing at most
     `max_tokens` tokens (None: no limit)."""
@@ -262,24 +265,33 @@ def gather_tokens(
     block: np.ndarray,
     block_start: np.ndarray,
     blocks: Sequence[np.ndarray],
+    chunk_tokens: int = GATHER_CHUNK_TOKENS,
 ) -> np.ndarray:
     """Return the rows' tokens, int32[rows, capacity], padding with `pad_id` where no piece lies.
 
     Piece i's tokens are `blocks[block[i]][block_start[i] + pieces.start[i]:][:pieces.length[i]]`: a block is
     one flat array of token ids (e.g. a record batch of a token file) and `block_start` is where the piece's
-    document begins in it. Copies are vectorised per block.
+    document begins in it. Copies are vectorised per block, in runs of pieces of about `chunk_tokens` tokens
+    (the index arrays cost 16 bytes per token, so a run bounds them whatever the block's size).
     """
     out = np.full(rows * capacity, pad_id, dtype=np.int32)
     lengths = pieces.length.astype(np.int64)
     for b in np.unique(block):
         sel = np.flatnonzero(block == b)
         n = lengths[sel]
-        total = int(n.sum())
-        if not total:
-            continue
-        dest = pieces.row[sel].astype(np.int64) * capacity + pieces.offset[sel]
-        src = block_start[sel].astype(np.int64) + pieces.start[sel]
-        run_start = np.repeat(np.cumsum(n) - n, n)
-        step = np.arange(total, dtype=np.int64) - run_start
-        out[np.repeat(dest, n) + step] = blocks[b][np.repeat(src, n) + step]
+        run = (np.cumsum(n) - n) // chunk_tokens  # each run: about chunk_tokens, plus at most one piece
+        for pieces_of_run in np.split(sel, np.flatnonzero(np.diff(run)) + 1):
+            _copy_pieces(out, pieces, lengths, pieces_of_run, capacity, block_start, blocks[b])
     return out.reshape(rows, capacity)
+
+
+def _copy_pieces(out, pieces, lengths, run, capacity, block_start, tokens) -> None:
+    """Copy the pieces `run` (indices) of one block into `out` (flat rows)."""
+    n = lengths[run]
+    total = int(n.sum())
+    if not total:
+        return
+    dest = pieces.row[run].astype(np.int64) * capacity + pieces.offset[run]
+    src = block_start[run].astype(np.int64) + pieces.start[run]
+    step = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    out[np.repeat(dest, n) + step] = tokens[np.repeat(src, n) + step]

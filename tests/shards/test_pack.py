@@ -110,11 +110,14 @@ def test_gather_tokens_copies_pieces_and_pads():
         np.array([0, 0, 1], np.int32),
         np.array([0, 4, 0], np.int32),
     )
-    rows = gather_tokens(pieces, 2, 9, -1, np.array([0, 1, 0]), np.array([5, 2, 5]), blocks)
-    assert rows.tolist() == [
-        [105, 106, 107, 108, 202, 203, 204, 205, -1],
-        [109, 110, 111, -1, -1, -1, -1, -1, -1],
-    ]
+    for chunk_tokens in (1, 3, 1 << 22):  # runs of one piece each, of two pieces, and one run per block
+        rows = gather_tokens(
+            pieces, 2, 9, -1, np.array([0, 1, 0]), np.array([5, 2, 5]), blocks, chunk_tokens=chunk_tokens
+        )
+        assert rows.tolist() == [
+            [105, 106, 107, 108, 202, 203, 204, 205, -1],
+            [109, 110, 111, -1, -1, -1, -1, -1, -1],
+        ]
 
 
 @pytest.mark.parametrize("seed", range(20))
