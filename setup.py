@@ -4,7 +4,7 @@
 collide with the unrelated PyPI packages of the same names. Everything else lives in pyproject.toml.
 """
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 AREAS = ("pipelines", "tokenizer", "shards", "trainer")
 
@@ -14,4 +14,7 @@ for area in AREAS:
     package_dir[f"gristmill.{area}"] = area
     packages += [f"gristmill.{area}"] + [f"gristmill.{area}.{sub}" for sub in find_packages(where=area)]
 
-setup(packages=packages, package_dir=package_dir)
+# The C half of the filters' word split; optional: without a compiler the regular expressions do it all.
+words = Extension("gristmill.pipelines.filters._words", ["pipelines/filters/_words.c"], optional=True)
+
+setup(packages=packages, package_dir=package_dir, ext_modules=[words])

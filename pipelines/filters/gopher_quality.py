@@ -7,7 +7,7 @@ from itertools import repeat
 
 from gristmill.pipelines.filters.base import DocumentFilter
 from gristmill.pipelines.filters.config import GopherQualityConfig
-from gristmill.pipelines.filters.text_stats import batch_words, word_classes
+from gristmill.pipelines.filters.text_stats import batch_words, word_counts
 
 STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])
 _BULLETS = ("•", "-")
@@ -43,14 +43,14 @@ class GopherQualityFilter(DocumentFilter):
         if n_words == 0:
             # datatrove drops it as too short, or divides by zero when that rule is off: we keep it then
             return self.reason("min_doc_words") if c.min_doc_words else None
-        sizes, symbol, letter = word_classes(tokens)
-        n_content = n_words - int(symbol.sum())
+        n_symbol, n_letter, content_chars = word_counts(tokens)
+        n_content = n_words - n_symbol
         if c.min_doc_words and n_content < c.min_doc_words:
             return self.reason("min_doc_words")
         if c.max_doc_words and n_content > c.max_doc_words:
             return self.reason("max_doc_words")
         if n_content:  # no content words: datatrove's mean is NaN and both comparisons are false
-            mean_length = float(sizes[~symbol].mean())
+            mean_length = content_chars / n_content
             if c.min_avg_word_length and mean_length < c.min_avg_word_length:
                 return self.reason("min_avg_word_length")
             if c.max_avg_word_length and mean_length > c.max_avg_word_length:
@@ -71,7 +71,7 @@ class GopherQualityFilter(DocumentFilter):
                 return self.reason("ellipsis_lines")
         if (
             c.max_non_alpha_words_ratio
-            and _alpha_share(text, letter, n_words, c.alpha_words) < c.max_non_alpha_words_ratio
+            and _alpha_share(text, n_letter, n_words, c.alpha_words) < c.max_non_alpha_words_ratio
         ):
             return self.reason("alpha_words")
         if c.min_stop_words and len(STOP_WORDS.intersection(tokens)) < c.min_stop_words:
@@ -79,9 +79,9 @@ class GopherQualityFilter(DocumentFilter):
         return None
 
 
-def _alpha_share(text: str, letter, n_words: int, definition: str) -> float:
-    """Return the share of words holding a letter: of the tokens (`letter` flags them) or of the
+def _alpha_share(text: str, n_letter: int, n_words: int, definition: str) -> float:
+    """Return the share of words holding a letter: of the tokens (`n_letter` of them do) or of the
     whitespace-separated words."""
     if definition == "whitespace":
         return len(_LETTER_CHUNK.findall(text)) / len(text.split())
-    return float(letter.sum()) / n_words
+    return n_letter / n_words

@@ -1,4 +1,4 @@
-"""Text helpers shared by the rule sets: words as spaCy's English tokenizer cuts them, in one regex pass.
+"""Text helpers shared by the rule sets: words as spaCy's English tokenizer cuts them, and their classes.
 
 datatrove's English filters count words with spaCy (`spacy.blank("en")`), which is most of their cost. Our
 `words` gives nearly the same tokens with one compiled regular expression over the whole document:
@@ -17,11 +17,20 @@ datatrove's English filters count words with spaCy (`spacy.blank("en")`), which 
 What it leaves out (spaCy's other exception spellings, rarer emoticons, non-Latin rules) shifts a document's
 counts by a token or two: on the reference documents 97% of documents get exactly spaCy's tokens and 35 of
 144,138 tokens differ; docs/filters.md gives the measured agreement of the decisions.
+
+The pattern is the definition; `_words.c` is the speed. A chunk's words never depend on its neighbours, so
+the C half cuts the chunks of common ASCII shapes itself (a word with its brackets, quotes, trailing marks
+and clitic; hyphenated words; numbers) and hands the rest to the pattern in one call per document, whose
+words it puts back in place; `word_counts` classes the words for Gopher in the same module. Both give
+exactly what the pattern and `word_classes` give (tests/pipelines/test_words_native.py); without a C
+compiler at install the pattern does it all, about 3x slower.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+from types import ModuleType
 
 import numpy as np
 import regex
@@ -86,6 +95,13 @@ _SPLIT_WORD_SET = frozenset([*_SPLIT_WORDS, *map(str.capitalize, _SPLIT_WORDS)])
 _MERGED_FORMS = ("):", "(:", ":)", ":(", ";)", ":-)", ":]", "[:", ":*", "''")
 _MERGED = "|".join(map(re.escape, _MERGED_FORMS))
 
+# Abbreviations that keep their final "." (alternatives in this order: "Sep" before "Sept").
+_ABBREVIATIONS = (
+    *("Mr", "Mrs", "Ms", "Dr", "St", "Jr", "Sr", "Prof", "Rev", "Gen", "Gov", "Sen", "Rep", "Inc", "Ltd"),
+    *("Co", "Corp", "Bros", "vs", "Mt", "Ph.D", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sep"),
+    *("Sept", "Oct", "Nov", "Dec"),
+)
+
 _COMMON = (
     # a plain word or number not followed by "." (most words), then lone punctuation: the common cases first
     rf"(?:{_LETTER}+|[0-9]+)(?=\s|$|[{_EDGE}][{_SUFFIX}]*(?:\s|$))"
@@ -96,8 +112,7 @@ _COMMON = (
     rf"|{_UNIT}{_CHUNK_END}"  # a number's unit
     rf"|{_INFIX}"
     rf"|{_CHUNK_START}(?:[A-Za-z]\.)+{_CHUNK_END}"  # U.S., e.g., F., a.
-    rf"|{_CHUNK_START}(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Prof|Rev|Gen|Gov|Sen|Rep|Inc|Ltd|Co|Corp|Bros|vs|Mt|Ph\.D"
-    rf"|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.{_CHUNK_END}"  # abbreviations
+    rf"|{_CHUNK_START}(?:{'|'.join(map(re.escape, _ABBREVIATIONS))})\.{_CHUNK_END}"  # abbreviations
     # a chunk's core ("+" starts one only before a digit)
     rf"|and/or|(?!\+[^0-9])[^\s{_PREFIX}]\S*?(?={_CORE_END})"
     rf"|\S"  # any other character at a chunk's edge
@@ -130,13 +145,84 @@ SENTENCE_TERMINAL = regex.compile(r"\p{Sentence_Terminal}")
 _HAS_LETTER = re.compile(_LETTER)
 
 
-def words(text: str) -> list[str]:
-    """Return the words of `text` as datatrove's English `split_into_words` (spaCy) would, nearly."""
+def _is_punctuation(ch: str) -> bool:
+    return ch in _PUNCTUATION_SET or SENTENCE_TERMINAL.match(ch) is not None
+
+
+def _is_letter(ch: str) -> bool:
+    return _HAS_LETTER.match(ch) is not None
+
+
+_PUNCTUATION_SET = frozenset(_PUNCTUATION_CHARS)
+_ASCII_PUNCTUATION = np.array([_is_punctuation(chr(i)) for i in range(128)])
+_ASCII_LETTER = np.array([_is_letter(chr(i)) for i in range(128)])
+
+
+def pattern_words(text: str) -> list[str]:
+    """Return the words of `text` as the regular expressions above cut them (what `words` returns)."""
     tokens = _FAST_WORDS.findall(text)
     # The rare documents with a word like "dont" or "cannot" take the slower pattern that splits them.
     if not _SPLIT_WORD_SET.isdisjoint(tokens):
         return _FULL_WORDS.findall(text)
     return tokens
+
+
+def _ascii_matching(char_class: str) -> str:
+    """Return the ASCII characters in the regex character class `char_class`."""
+    pattern = re.compile(f"[{char_class}]")
+    return "".join(ch for ch in map(chr, range(128)) if pattern.match(ch))
+
+
+def _configure_native() -> ModuleType | None:
+    """Import the C chunk cutter (built with the package; absent when no compiler was found) and hand it the
+    pattern's own constants, or return None to cut every chunk with the pattern."""
+    try:
+        from gristmill.pipelines.filters import _words
+    except ImportError:
+        return None
+    _words.configure(
+        _ascii_matching(_PREFIX).replace("'", ""),  # a leading ' may open a clitic: left to the pattern
+        _ascii_matching(_SUFFIX),
+        "".join(ch for ch in map(chr, range(128)) if _is_punctuation(ch)),
+        [form for form in _MERGED_FORMS if form.isascii()],
+        [word for word in (*_ABBREVIATIONS, "www") if word.isalpha()],
+        sorted(_SPLIT_WORD_SET),
+    )
+    return _words
+
+
+_native = _configure_native()
+NATIVE = _native is not None  # whether `words` cuts the common chunks in C
+
+
+# The words of chunks the C half leaves to the pattern (">>>", "e.g.", "object’s", table rules…): they recur
+# across documents, so each is cut once. Bounded: cleared when full, and long chunks are not kept.
+_CHUNK_CACHE_SIZE = 1 << 16
+_CHUNK_CACHE_LONGEST = 64
+_chunk_cache: dict[str, list[str]] = {}
+
+
+def _chunk_words(chunks: list[str]) -> list[str]:
+    """Return the words of `chunks` laid end to end (a chunk's words never depend on its neighbours)."""
+    out: list[str] = []
+    cache = _chunk_cache
+    for chunk in chunks:
+        tokens = cache.get(chunk)
+        if tokens is None:
+            tokens = pattern_words(chunk)
+            if len(chunk) <= _CHUNK_CACHE_LONGEST:
+                if len(cache) >= _CHUNK_CACHE_SIZE:
+                    cache.clear()
+                cache[chunk] = tokens
+        out += tokens
+    return out
+
+
+def words(text: str) -> list[str]:
+    """Return the words of `text` as datatrove's English `split_into_words` (spaCy) would, nearly."""
+    if _native is not None:
+        return _native.words(text, _chunk_words)
+    return pattern_words(text)
 
 
 # The words of the last batch, by id of the text (the text is held so its id cannot be reused): the rule sets
@@ -165,22 +251,10 @@ def cached_words(text: str) -> list[str]:
 
 
 def clear_batch_words() -> None:
-    """Forget the words kept from the last batch (for benchmarks that time each rule set on its own)."""
+    """Forget the last batch's words and the cut chunks (for benchmarks: each round starts cold)."""
     global _batch_words
     _batch_words = {}
-
-
-def _is_punctuation(ch: str) -> bool:
-    return ch in _PUNCTUATION_SET or SENTENCE_TERMINAL.match(ch) is not None
-
-
-def _is_letter(ch: str) -> bool:
-    return _HAS_LETTER.match(ch) is not None
-
-
-_PUNCTUATION_SET = frozenset(_PUNCTUATION_CHARS)
-_ASCII_PUNCTUATION = np.array([_is_punctuation(chr(i)) for i in range(128)])
-_ASCII_LETTER = np.array([_is_letter(chr(i)) for i in range(128)])
+    _chunk_cache.clear()
 
 
 def _char_flags(points: np.ndarray, ascii_table: np.ndarray, predicate) -> np.ndarray:
@@ -211,6 +285,23 @@ def word_classes(tokens: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     sizes = lengths(tokens)
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     return sizes, np.logical_and.reduceat(punctuation, starts), np.logical_or.reduceat(letters, starts)
+
+
+@lru_cache(maxsize=1 << 16)
+def _classify_word(word: str) -> tuple[bool, bool]:
+    """Return (made only of punctuation, holds a letter) for one word."""
+    return all(map(_is_punctuation, word)), any(map(_is_letter, word))
+
+
+def word_counts(tokens: list[str]) -> tuple[int, int, int]:
+    """Return, over `tokens`, the words made only of punctuation (Gopher's "symbol" words), the words holding
+    a letter, and the characters of the words that are not only punctuation."""
+    if _native is not None:
+        return _native.word_counts(tokens, _classify_word)
+    if not tokens:
+        return 0, 0, 0
+    sizes, symbol, letter = word_classes(tokens)
+    return int(symbol.sum()), int(letter.sum()), int(sizes[~symbol].sum())
 
 
 def lengths(items: list[str]) -> np.ndarray:

@@ -1,0 +1,396 @@
+/* The common chunks of `text_stats.words`, cut in C; every other chunk goes back to the regular expression.
+
+`words(text)` depends only on each whitespace-separated chunk (no token spans whitespace and no lookaround
+of the pattern tells whitespace from the text's edge), so a chunk may be cut on its own. This module cuts,
+straight from the text, the chunks of plain ASCII shapes that make up most prose:
+
+    open* core clitic? trail*
+
+- open: a punctuation mark spaCy splits off a word's start ( ( [ { " # * $ = … , never ' );
+- core: ASCII letters, or several runs of letters joined by 1-3 hyphens ("well-known"), or ASCII digits;
+- clitic: 's 'S 'm 'd 're 've 'll after letters, or n't (the core then ends before the n);
+- trail: the marks spaCy splits off a word's end, and "." .
+
+Tokens come out exactly as the pattern cuts them: a mark per token unless two form one of the merged
+emoticons or a run of dots; a final "." kept on a single letter ("a."), an abbreviation ("Mr.") or "www.",
+and on a core ending in one capital after a non-capital ("xA.": spaCy's suffix rule). Chunks of any other
+shape, and chunks whose core is a word spaCy splits ("cannot"), are handed in one call to the Python
+fallback, which returns their tokens laid end to end; they are put back in place by their lengths.
+tests/pipelines/test_words_native.py checks this module against the pattern token for token. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define WORD 12 /* longest table word + 1 */
+
+enum { OPEN = 1, TRAIL = 2, LETTER = 4, DIGIT = 8, UPPER = 16, PUNCTUATION = 32 };
+
+static unsigned char classes[128];
+static char merged[16][4];  /* merged emoticons and quotes, NUL-terminated, at most 3 characters */
+static int n_merged;
+static int configured;
+
+typedef struct {
+    int kind;
+    const void *data;
+} Text;
+
+static inline Py_UCS4 at(const Text *t, Py_ssize_t i) { return PyUnicode_READ(t->kind, t->data, i); }
+
+static inline int has(const Text *t, Py_ssize_t i, int flag) {
+    Py_UCS4 c = at(t, i);
+    return c < 128 && (classes[c] & flag);
+}
+
+/* A table of short ASCII words, looked up by length and first character. */
+typedef struct {
+    char words[64][WORD];
+    uint64_t index[WORD][128]; /* bit k: words[k] has this length and first character */
+} Table;
+
+static Table split, kept_dot; /* words spaCy splits though written without an apostrophe; cores that keep a
+                                 following ".": abbreviations and "www" */
+
+/* Whether text[a:b] is one of the table's words. */
+static int in_table(const Table *table, const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    Py_ssize_t n = b - a;
+    if (n >= WORD) return 0;
+    Py_UCS4 first = at(t, a);
+    if (first >= 128) return 0;
+    for (uint64_t bits = table->index[n][first]; bits; bits &= bits - 1) {
+        const char *w = table->words[__builtin_ctzll(bits)];
+        Py_ssize_t i = 1;
+        while (i < n && at(t, a + i) == (Py_UCS4)(unsigned char)w[i]) i++;
+        if (i == n) return 1;
+    }
+    return 0;
+}
+
+/* Length of the merged form starting at text[i] (within [i, end)), or 0. */
+static Py_ssize_t merged_at(const Text *t, Py_ssize_t i, Py_ssize_t end) {
+    for (int k = 0; k < n_merged; k++) {
+        const char *m = merged[k];
+        Py_ssize_t n = (Py_ssize_t)strlen(m);
+        if (i + n > end) continue;
+        Py_ssize_t j = 0;
+        while (j < n && at(t, i + j) == (Py_UCS4)(unsigned char)m[j]) j++;
+        if (j == n) return n;
+    }
+    return 0;
+}
+
+/* Append text[a:b] to `out`; -1 on error. */
+static int emit(PyObject *text, PyObject *out, Py_ssize_t a, Py_ssize_t b) {
+    PyObject *token = PyUnicode_Substring(text, a, b);
+    if (token == NULL) return -1;
+    int rc = PyList_Append(out, token);
+    Py_DECREF(token);
+    return rc;
+}
+
+/* Append the tokens of a run of marks text[a:b]: merged forms and runs of dots whole, others one each. */
+static int emit_marks(PyObject *text, const Text *t, PyObject *out, Py_ssize_t a, Py_ssize_t b) {
+    Py_ssize_t i = a;
+    while (i < b) {
+        Py_ssize_t n = merged_at(t, i, b);
+        if (n == 0 && at(t, i) == '.') {
+            n = 1;
+            while (i + n < b && at(t, i + n) == '.') n++;
+        }
+        if (n == 0) n = 1;
+        if (emit(text, out, i, i + n) < 0) return -1;
+        i += n;
+    }
+    return 0;
+}
+
+/* Cut the chunk text[a:b] if it has one of the shapes above: append its tokens and return 1; return 0
+   (appending nothing) for any other chunk; -1 on error. */
+static int cut_chunk(PyObject *text, const Text *t, PyObject *out, Py_ssize_t a, Py_ssize_t b) {
+    if (b - a == 1) return emit(text, out, a, b) < 0 ? -1 : 1; /* one character: one token */
+    Py_ssize_t p = a;
+    while (p < b && has(t, p, OPEN)) p++;
+    Py_ssize_t core = p;
+    if (p == b) return 0;
+    Py_ssize_t seams[8][2]; /* [start, end) of each hyphen run between letter runs */
+    int n_seams = 0;
+    int letters = has(t, p, LETTER);
+    Py_ssize_t run = p; /* start of the last letter run */
+    if (letters) {
+        for (;;) {
+            run = p;
+            while (p < b && has(t, p, LETTER)) p++;
+            if (in_table(&split, t, run, p)) return 0;
+            Py_ssize_t h = p;
+            while (h < b && at(t, h) == '-') h++;
+            if (h == p || h - p > 3 || h == b || !has(t, h, LETTER)) break;
+            if (n_seams == 8) return 0;
+            seams[n_seams][0] = p;
+            seams[n_seams][1] = h;
+            n_seams++;
+            p = h;
+        }
+    } else if (has(t, p, DIGIT)) {
+        while (p < b && has(t, p, DIGIT)) p++;
+    } else {
+        return 0;
+    }
+    Py_ssize_t core_end = p, clitic_end = p;
+    if (letters && n_seams == 0 && p < b && at(t, p) == '\'' && p + 1 < b && has(t, p + 1, LETTER)) {
+        Py_UCS4 c1 = at(t, p + 1), c2 = p + 2 < b ? at(t, p + 2) : 0;
+        if (c1 == 's' || c1 == 'S' || c1 == 'm' || c1 == 'd')
+            clitic_end = p + 2;
+        else if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l'))
+            clitic_end = p + 3;
+        else if (c1 == 't' && p - 1 > run && at(t, p - 1) == 'n') {
+            core_end = p - 1;
+            if (in_table(&split, t, run, core_end)) return 0;
+            clitic_end = p + 2;
+        } else
+            return 0;
+    }
+    for (Py_ssize_t i = clitic_end; i < b; i++)
+        if (!has(t, i, TRAIL)) return 0;
+    int dot = clitic_end < b && at(t, clitic_end) == '.';
+    /* What the final "." does: 0 splits off, 1 stays on the core, -1 a case left to the pattern. */
+    int keep = 0;
+    if (dot) {
+        if (clitic_end > core_end) {
+            keep = at(t, clitic_end - 1) == 'S' ? -1 : 0;
+        } else if (!letters) {
+            keep = 0;
+        } else if (n_seams) {
+            keep = -1;
+        } else if (core_end - core == 1 || in_table(&kept_dot, t, core, core_end)) {
+            keep = 1;
+        } else if (has(t, core_end - 1, UPPER) && !has(t, core_end - 2, UPPER)) {
+            /* a lone capital: "." stays on unless a run of dots follows (an infix ends the core) */
+            keep = clitic_end + 1 < b && at(t, clitic_end + 1) == '.' ? 0 : 1;
+        }
+    }
+    if (keep < 0) return 0;
+    if (emit_marks(text, t, out, a, core) < 0) return -1;
+    Py_ssize_t start = core;
+    for (int k = 0; k < n_seams; k++) {
+        if (emit(text, out, start, seams[k][0]) < 0 || emit(text, out, seams[k][0], seams[k][1]) < 0) return -1;
+        start = seams[k][1];
+    }
+    if (keep) {
+        if (emit(text, out, start, core_end + 1) < 0) return -1;
+        return emit_marks(text, t, out, core_end + 1, b) < 0 ? -1 : 1;
+    }
+    if (emit(text, out, start, core_end) < 0) return -1;
+    if (clitic_end > core_end && emit(text, out, core_end, clitic_end) < 0) return -1;
+    return emit_marks(text, t, out, clitic_end, b) < 0 ? -1 : 1;
+}
+
+/* Put the fallback's tokens in place of the None left for each chunk it cut, by the chunks' lengths. */
+static PyObject *merge(PyObject *out, PyObject *chunks, PyObject *tokens) {
+    if (!PyList_Check(tokens)) {
+        PyErr_SetString(PyExc_TypeError, "the fallback must return a list of str");
+        return NULL;
+    }
+    Py_ssize_t n_out = PyList_GET_SIZE(out), n_tokens = PyList_GET_SIZE(tokens);
+    Py_ssize_t n_chunks = PyList_GET_SIZE(chunks);
+    PyObject *merged_list = PyList_New(0);
+    if (merged_list == NULL) return NULL;
+    Py_ssize_t next = 0, chunk = 0;
+    for (Py_ssize_t i = 0; i < n_out; i++) {
+        PyObject *item = PyList_GET_ITEM(out, i);
+        if (item != Py_None) {
+            if (PyList_Append(merged_list, item) < 0) goto fail;
+            continue;
+        }
+        Py_ssize_t want = PyUnicode_GET_LENGTH(PyList_GET_ITEM(chunks, chunk++)), got = 0;
+        while (got < want && next < n_tokens) {
+            PyObject *token = PyList_GET_ITEM(tokens, next++);
+            if (!PyUnicode_Check(token)) {
+                PyErr_SetString(PyExc_TypeError, "the fallback must return a list of str");
+                goto fail;
+            }
+            got += PyUnicode_GET_LENGTH(token);
+            if (PyList_Append(merged_list, token) < 0) goto fail;
+        }
+        if (got != want) goto mismatch;
+    }
+    if (next != n_tokens || chunk != n_chunks) goto mismatch;
+    return merged_list;
+mismatch:
+    PyErr_SetString(PyExc_RuntimeError, "the fallback's tokens do not cover the chunks it was given");
+fail:
+    Py_DECREF(merged_list);
+    return NULL;
+}
+
+PyDoc_STRVAR(words_doc,
+             "words(text, fallback) -> list[str]\n\n"
+             "The words of `text` as `text_stats.words` cuts them: common chunks here, the others by\n"
+             "`fallback(chunks)`, which returns the tokens of the given chunks laid end to end.");
+
+static PyObject *words(PyObject *self, PyObject *args) {
+    PyObject *text, *fallback;
+    if (!PyArg_ParseTuple(args, "UO:words", &text, &fallback)) return NULL;
+    if (!configured) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() was not called");
+        return NULL;
+    }
+    if (PyUnicode_READY(text) < 0) return NULL;
+    Text t = {PyUnicode_KIND(text), PyUnicode_DATA(text)};
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0;
+    PyObject *out = PyList_New(0), *chunks = PyList_New(0), *result = NULL;
+    if (out == NULL || chunks == NULL) goto done;
+    while (i < n) {
+        while (i < n && Py_UNICODE_ISSPACE(at(&t, i))) i++;
+        if (i == n) break;
+        Py_ssize_t a = i;
+        while (i < n && !Py_UNICODE_ISSPACE(at(&t, i))) i++;
+        int cut = cut_chunk(text, &t, out, a, i);
+        if (cut < 0) goto done;
+        if (cut == 0) {
+            PyObject *chunk = PyUnicode_Substring(text, a, i);
+            if (chunk == NULL) goto done;
+            int rc = PyList_Append(chunks, chunk);
+            Py_DECREF(chunk);
+            if (rc < 0 || PyList_Append(out, Py_None) < 0) goto done;
+        }
+    }
+    if (PyList_GET_SIZE(chunks) == 0) {
+        result = out;
+        out = NULL;
+        goto done;
+    }
+    PyObject *tokens = PyObject_CallOneArg(fallback, chunks);
+    if (tokens == NULL) goto done;
+    result = merge(out, chunks, tokens);
+    Py_DECREF(tokens);
+done:
+    Py_XDECREF(out);
+    Py_XDECREF(chunks);
+    return result;
+}
+
+PyDoc_STRVAR(word_counts_doc,
+             "word_counts(tokens, classify) -> (symbol_words, letter_words, content_chars)\n\n"
+             "Count the words made only of punctuation, the words holding a letter, and the characters of\n"
+             "the words that are not only punctuation. ASCII words are classed here; `classify(word)`\n"
+             "returns (symbol, has_letter) for the others.");
+
+static PyObject *word_counts(PyObject *self, PyObject *args) {
+    PyObject *tokens, *classify;
+    if (!PyArg_ParseTuple(args, "O!O:word_counts", &PyList_Type, &tokens, &classify)) return NULL;
+    if (!configured) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() was not called");
+        return NULL;
+    }
+    Py_ssize_t symbols = 0, letters = 0, content = 0, n = PyList_GET_SIZE(tokens);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *token = PyList_GET_ITEM(tokens, k);
+        if (!PyUnicode_Check(token)) {
+            PyErr_SetString(PyExc_TypeError, "words must be str");
+            return NULL;
+        }
+        Py_ssize_t size = PyUnicode_GET_LENGTH(token);
+        int symbol = 1, letter = 0;
+        if (PyUnicode_IS_ASCII(token)) {
+            const unsigned char *s = PyUnicode_1BYTE_DATA(token);
+            for (Py_ssize_t i = 0; i < size; i++) {
+                symbol &= (classes[s[i]] & PUNCTUATION) != 0;
+                letter |= (classes[s[i]] & LETTER) != 0;
+            }
+        } else {
+            PyObject *answer = PyObject_CallOneArg(classify, token);
+            if (answer == NULL) return NULL;
+            int ok = PyArg_ParseTuple(answer, "pp", &symbol, &letter);
+            Py_DECREF(answer);
+            if (!ok) return NULL;
+        }
+        symbols += symbol;
+        letters += letter;
+        content += symbol ? 0 : size;
+    }
+    return Py_BuildValue("nnn", symbols, letters, content);
+}
+
+/* Copy the ASCII strings of a sequence into `rows` × `width` chars (each shorter than width); return
+   their count, or -1 on error. */
+static int copy_words(PyObject *seq, char *rows, int n_rows, int width, const char *what) {
+    PyObject *fast = PySequence_Fast(seq, what);
+    if (fast == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    if (n > n_rows) {
+        PyErr_Format(PyExc_ValueError, "too many %s (%zd > %d)", what, n, n_rows);
+        Py_DECREF(fast);
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, k);
+        Py_ssize_t size;
+        const char *s = PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &size) : NULL;
+        if (s == NULL || size == 0 || size >= width || !PyUnicode_IS_ASCII(item)) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "%s must be ASCII str under %d", what, width);
+            Py_DECREF(fast);
+            return -1;
+        }
+        memcpy(rows + k * width, s, size + 1);
+    }
+    Py_DECREF(fast);
+    return (int)n;
+}
+
+static int fill_table(Table *table, PyObject *seq, const char *what) {
+    memset(table, 0, sizeof *table);
+    int n = copy_words(seq, &table->words[0][0], 64, WORD, what);
+    for (int k = 0; k < n; k++) {
+        const char *w = table->words[k];
+        table->index[strlen(w)][(unsigned char)w[0]] |= (uint64_t)1 << k;
+    }
+    return n < 0 ? -1 : 0;
+}
+
+static int mark(PyObject *chars, int flag) {
+    if (!PyUnicode_Check(chars) || !PyUnicode_IS_ASCII(chars)) {
+        PyErr_SetString(PyExc_ValueError, "character classes must be ASCII str");
+        return -1;
+    }
+    Py_ssize_t size;
+    const char *s = PyUnicode_AsUTF8AndSize(chars, &size); /* may hold NUL: the control characters */
+    if (s == NULL) return -1;
+    for (Py_ssize_t i = 0; i < size; i++) classes[(unsigned char)s[i]] |= flag;
+    return 0;
+}
+
+PyDoc_STRVAR(configure_doc,
+             "configure(open, trail, punctuation, merged, kept_dot, split)\n\n"
+             "Set the ASCII marks that open and end a word, the merged forms, the cores that keep a final\n"
+             "'.', and the words spaCy splits; text_stats derives them from its pattern's own constants.");
+
+static PyObject *configure(PyObject *self, PyObject *args) {
+    PyObject *open, *trail, *punctuation, *merged_forms, *kept, *split_words;
+    if (!PyArg_ParseTuple(args, "UUUOOO:configure", &open, &trail, &punctuation, &merged_forms, &kept,
+                          &split_words))
+        return NULL;
+    memset(classes, 0, sizeof classes);
+    for (int c = 'a'; c <= 'z'; c++) classes[c] |= LETTER;
+    for (int c = 'A'; c <= 'Z'; c++) classes[c] |= LETTER | UPPER;
+    for (int c = '0'; c <= '9'; c++) classes[c] |= DIGIT;
+    if (mark(open, OPEN) < 0 || mark(trail, TRAIL) < 0 || mark(punctuation, PUNCTUATION) < 0) return NULL;
+    n_merged = copy_words(merged_forms, &merged[0][0], 16, 4, "merged forms");
+    if (n_merged < 0 || fill_table(&kept_dot, kept, "cores that keep a dot") < 0 ||
+        fill_table(&split, split_words, "split words") < 0)
+        return NULL;
+    configured = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"words", words, METH_VARARGS, words_doc},
+    {"word_counts", word_counts, METH_VARARGS, word_counts_doc},
+    {"configure", configure, METH_VARARGS, configure_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_words", "Common word chunks cut in C.", -1, methods};
+
+PyMODINIT_FUNC PyInit__words(void) { return PyModule_Create(&module); }
