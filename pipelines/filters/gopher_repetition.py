@@ -1,14 +1,14 @@
 """Gopher's repetition rules: repeated paragraphs, lines and word n-grams, with datatrove's semantics.
 
 N-grams are never built as strings, and never one document at a time: the words of a batch's documents are
-laid end to end, each word gets an integer id (`dict(zip(words, range(n)))`), each n-gram a 64-bit
+laid end to end, each word gets an integer id (its Python string hash), each n-gram a 64-bit
 polynomial hash of its ids computed for all positions at once with numpy, its character length a difference
 of cumulative word lengths. One sort per n over the whole batch groups equal n-grams of a document (measured
 2x faster than numpy calls per document, whose overhead dominated on small documents). When no n-gram of
 some length repeats in a document, no longer one can, and those are skipped (most documents: from n = 5 on).
-Two different n-grams sharing a hash (odds about n²/2⁶⁴ per document) would count as repeats; datatrove
-joins the words of its repeated-n-gram rule without a space, so ("ab", "c") and ("a", "bc") collide there
-and not here."""
+Two different words or n-grams sharing a hash (odds about n²/2⁶⁴ per document) would count as repeats;
+datatrove joins the words of its repeated-n-gram rule without a space, so ("ab", "c") and ("a", "bc")
+collide there and not here."""
 
 from __future__ import annotations
 
@@ -50,8 +50,8 @@ class _NGramBatch:
     def __init__(self, docs: list[list[str]]) -> None:
         tokens = list(chain.from_iterable(docs))
         self.size = len(tokens)
-        ids = dict(zip(tokens, range(self.size)))  # one id per distinct word of the batch
-        word_ids = np.fromiter(map(ids.__getitem__, tokens), dtype=np.uint64, count=self.size)
+        # a word's id is its string hash (no dictionary of the batch's words: measured 1.5-2x faster)
+        word_ids = np.fromiter(map(hash, tokens), dtype=np.int64, count=self.size).view(np.uint64)
         with np.errstate(over="ignore"):
             self._hashes = [(word_ids + np.uint64(1)) * _MIX]
         self.offsets = np.concatenate(([0], np.cumsum(lengths(tokens))))  # chars before word i
