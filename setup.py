@@ -14,7 +14,13 @@ for area in AREAS:
     package_dir[f"gristmill.{area}"] = area
     packages += [f"gristmill.{area}"] + [f"gristmill.{area}.{sub}" for sub in find_packages(where=area)]
 
-# The C half of the filters' word split; optional: without a compiler the regular expressions do it all.
-words = Extension("gristmill.pipelines.filters._words", ["pipelines/filters/_words.c"], optional=True)
+# Hot-path helpers in C, each with a pure-Python twin giving the same results: optional, so an install
+# without a compiler still works (slower). The filters' word split, and exact dedupe's whitespace squeeze.
+extensions = [
+    Extension("gristmill.pipelines.filters._words", ["pipelines/filters/_words.c"], optional=True),
+    Extension(
+        "gristmill.pipelines.steps.dedupe._spaces", ["pipelines/steps/dedupe/_spaces.c"], optional=True
+    ),
+]
 
-setup(packages=packages, package_dir=package_dir, ext_modules=[words])
+setup(packages=packages, package_dir=package_dir, ext_modules=extensions)

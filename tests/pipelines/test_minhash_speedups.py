@@ -136,3 +136,16 @@ def test_signatures_estimate_jaccard_without_bias(words):
             assert abs(error.mean()) < 0.015, (name, lo, error.mean())
             assert np.sqrt((error**2).mean()) < bound, (name, lo, np.sqrt((error**2).mean()))
     assert checked >= 3
+
+
+def test_exact_keys_squeeze_whitespace_as_split_and_join():
+    assert minhash.squeeze_spaces is not minhash._join_words, "the C squeeze (dedupe/_spaces.c) was not built"
+    rng = np.random.default_rng(0)
+    pieces = ["a", "é", "日", "🦀", " ", "  ", "\t", "\n", "\r\n", "\u3000", "\xa0", "\x1c", "\x85", "\u2009"]
+    texts = TEXTS + ["".join(rng.choice(pieces, size=int(rng.integers(0, 14)))) for _ in range(20_000)]
+    for text in texts:
+        squeezed, joined = minhash.squeeze_spaces(text), " ".join(text.split())
+        # equal, and the same kind of str (dropping the only wide whitespace narrows it), so equal hashes
+        assert squeezed == joined and squeezed.isascii() == joined.isascii(), repr(text)
+        assert hash(squeezed) == hash(joined)
+    assert minhash.exact_key("  Ｈello\u3000 WORLD\n") == "ｈello world"
