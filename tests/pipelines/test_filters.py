@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 
 import numpy as np
@@ -19,7 +20,13 @@ from gristmill.pipelines.filters import (
     make_filters,
 )
 from gristmill.pipelines.filters.c4 import count_sentences
-from gristmill.pipelines.filters.config import CodeConfig, CuratedConfig, FiltersConfig, GopherQualityConfig
+from gristmill.pipelines.filters.config import (
+    C4Config,
+    CodeConfig,
+    CuratedConfig,
+    FiltersConfig,
+    GopherQualityConfig,
+)
 from gristmill.pipelines.filters.curated import CuratedFilter
 from gristmill.pipelines.filters.datatrove import (
     GristmillCodeFilter,
@@ -387,3 +394,38 @@ def test_datatrove_adapters_count_named_reasons():
     config = "\n".join(f"key_{i}: value {i}" for i in range(2000))
     doc = Document(text=config, id="c", metadata={"repo_path": "deploy/values.yaml"})
     assert code.filter(doc) == (False, "code:data_file")
+
+
+def test_c4_window_check_never_misses_a_long_word():
+    # a run of `size` non-space characters always covers a whole aligned window, so no run is ever missed
+    from gristmill.pipelines.filters.c4 import _may_hold_run
+
+    rng = random.Random(0)
+    for size in (1, 2, 3, 7, 8, 1001):
+        run = re.compile(rf"\S{{{size}}}")
+        for _ in range(2_000):
+            text = "".join(rng.choice(["a", "b", " ", "\n", "\u00a0", "x" * (size // 3)]) for _ in range(30))
+            if run.search(text):
+                assert _may_hold_run(text, size), (text, size)
+    assert not _may_hold_run("word " * 2_000, 1001)
+
+
+def test_c4_drops_lines_with_a_word_over_the_limit():
+    long_word = "x" * 1001
+    config = C4Config(min_num_sentences=-1, filter_no_terminal_punct=False, min_words_per_line=-1)
+    # a line with a word over the limit is removed, not judged: its "{" does not drop the document
+    assert verdict(C4Filter(config), PROSE + f"\n{{ {long_word} }}") is None
+    assert verdict(C4Filter(config), PROSE + f"\n{{ {long_word[1:]} }}") == "c4:curly_bracket"
+    assert (
+        verdict(C4Filter(C4Config(max_word_length=-1)), PROSE + f"\n{{ {long_word} }}.") == "c4:curly_bracket"
+    )
+
+
+def test_encoded_chars_are_those_of_the_whole_text_search():
+    from gristmill.pipelines.filters.code import _ENCODED, encoded_chars
+
+    rng = random.Random(1)
+    pieces = ["QUJD" * 5, "0x", "ff" * 10, "\\x4f", "\\u00e9", "==", "=", " ", "\n", "+/", "é", "_", "\\"]
+    for _ in range(3_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        assert encoded_chars(text) == sum(map(len, _ENCODED.findall(text))), text
