@@ -313,6 +313,40 @@ static PyObject *word_counts(PyObject *self, PyObject *args) {
     return Py_BuildValue("nnn", symbols, letters, content);
 }
 
+/* An int64 per item of a list, in a bytearray (numpy reads it without a copy); -1 on error from `of`. */
+static PyObject *per_item(PyObject *list, int64_t (*of)(PyObject *)) {
+    if (!PyList_Check(list)) {
+        PyErr_SetString(PyExc_TypeError, "expected a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
+    if (out == NULL) return NULL;
+    int64_t *values = (int64_t *)PyByteArray_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        values[i] = of(PyList_GET_ITEM(list, i));
+        if (values[i] == -1 && PyErr_Occurred()) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static int64_t length_of(PyObject *item) {
+    return PyUnicode_Check(item) ? PyUnicode_GET_LENGTH(item) : PyObject_Length(item);
+}
+
+static int64_t hash_of(PyObject *item) { return PyObject_Hash(item); }
+
+PyDoc_STRVAR(lengths_doc, "lengths(items: list) -> bytearray\n\nThe len() of each item, as native int64s.");
+
+static PyObject *lengths(PyObject *self, PyObject *list) { return per_item(list, length_of); }
+
+PyDoc_STRVAR(hashes_doc, "hashes(items: list) -> bytearray\n\nThe hash() of each item, as native int64s.");
+
+static PyObject *hashes(PyObject *self, PyObject *list) { return per_item(list, hash_of); }
+
 /* Copy the ASCII strings of a sequence into `rows` × `width` chars (each shorter than width); return
    their count, or -1 on error. */
 static int copy_words(PyObject *seq, char *rows, int n_rows, int width, const char *what) {
@@ -387,6 +421,8 @@ static PyObject *configure(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"words", words, METH_VARARGS, words_doc},
     {"word_counts", word_counts, METH_VARARGS, word_counts_doc},
+    {"lengths", lengths, METH_O, lengths_doc},
+    {"hashes", hashes, METH_O, hashes_doc},
     {"configure", configure, METH_VARARGS, configure_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -98,9 +98,9 @@ class C4Filter(DocumentFilter):
             )
             keep &= ~np.fromiter(map(str.endswith, lines, repeat("...")), dtype=bool, count=len(lines))
         if c.min_words_per_line > 0:
-            keep &= np.fromiter(map(len, map(str.split, stripped)), dtype=np.int64, count=len(lines)) >= (
-                c.min_words_per_line
-            )
+            # at most min_words_per_line pieces: enough to tell, without a string per word of long lines
+            pieces = map(str.split, stripped, repeat(None), repeat(c.min_words_per_line - 1))
+            keep &= np.fromiter(map(len, pieces), dtype=np.int64, count=len(lines)) >= c.min_words_per_line
         kept = list(compress(lines, keep))
         lowered_text = "\n".join(kept).lower()
         lowered = lowered_text.split("\n") if kept else []

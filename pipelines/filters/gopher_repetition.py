@@ -20,7 +20,7 @@ import numpy as np
 
 from gristmill.pipelines.filters.base import DocumentFilter
 from gristmill.pipelines.filters.config import GopherRepetitionConfig
-from gristmill.pipelines.filters.text_stats import batch_words, lengths
+from gristmill.pipelines.filters.text_stats import batch_words, lengths, string_hashes
 
 _PARAGRAPHS = re.compile(r"\n{2,}")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -51,7 +51,7 @@ class _NGramBatch:
         tokens = list(chain.from_iterable(docs))
         self.size = len(tokens)
         # a word's id is its string hash (no dictionary of the batch's words: measured 1.5-2x faster)
-        word_ids = np.fromiter(map(hash, tokens), dtype=np.int64, count=self.size).view(np.uint64)
+        word_ids = string_hashes(tokens).view(np.uint64)
         with np.errstate(over="ignore"):
             self._hashes = [(word_ids + np.uint64(1)) * _MIX]
         self.offsets = np.concatenate(([0], np.cumsum(lengths(tokens))))  # chars before word i

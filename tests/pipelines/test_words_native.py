@@ -144,3 +144,14 @@ def test_the_chunk_cache_is_bounded(monkeypatch):
     first = text_stats._chunk_words(["e.g.9"])
     first.append("x")
     assert text_stats._chunk_words(["e.g.9"]) == pattern_words("e.g.9")
+
+
+def test_lengths_and_string_hashes_are_those_of_len_and_hash():
+    items = ["", "a", "ab", "é" * 3, "🙂", "x" * 1000]
+    assert text_stats.lengths(items).tolist() == list(map(len, items))
+    assert text_stats.lengths([[1], [], [1, 2]]).tolist() == [1, 0, 2]
+    assert text_stats.lengths([]).tolist() == []
+    assert text_stats.string_hashes(items).tolist() == list(map(hash, items))
+    writable = text_stats.lengths(items)
+    writable[0] = 7  # callers may change the array in place
+    assert writable[0] == 7
