@@ -15,9 +15,11 @@ for area in AREAS:
     packages += [f"gristmill.{area}"] + [f"gristmill.{area}.{sub}" for sub in find_packages(where=area)]
 
 # Hot-path helpers in C, each with a pure-Python twin giving the same results: optional, so an install
-# without a compiler still works (slower). The filters' word split, and exact dedupe's whitespace squeeze.
+# without a compiler still works (slower): the filters' word split and Gopher's n-gram counts, exact
+# dedupe's whitespace squeeze.
 extensions = [
     Extension("gristmill.pipelines.filters._words", ["pipelines/filters/_words.c"], optional=True),
+    Extension("gristmill.pipelines.filters._ngrams", ["pipelines/filters/_ngrams.c"], optional=True),
     Extension(
         "gristmill.pipelines.steps.dedupe._spaces", ["pipelines/steps/dedupe/_spaces.c"], optional=True
     ),

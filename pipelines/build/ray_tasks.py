@@ -130,6 +130,24 @@ def release_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+# A step allocates millions of short-lived containers (word lists, id lists, datatrove Documents) and makes
+# almost no reference cycles: with Python's default threshold (700) the collector keeps re-scanning the
+# batch's live lists, 20-28% of the web filters' time (measured on the scale corpus). Tasks run with it
+# raised; cycles are still collected, and `release_memory` collects everything between tasks.
+TASK_GC_THRESHOLD = (50_000, 20, 20)
+
+
+@contextlib.contextmanager
+def rare_collections(threshold: tuple[int, int, int] = TASK_GC_THRESHOLD):
+    """Run the block with the garbage collector's generation thresholds at `threshold`, then restore them."""
+    before = gc.get_threshold()
+    gc.set_threshold(*threshold)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def reset_peak_rss() -> bool:
     """Reset this process's peak resident set size (VmHWM) to its current RSS; return False where the kernel
     does not allow it (not Linux, or Linux < 4.0), so the peak then covers the process's whole life.
@@ -202,7 +220,8 @@ def run_rank(executor: StepExecutor, rank: int) -> TaskRun:
     started, cpu_started = time.monotonic(), time.process_time()
     failure: TaskFailure | None = None
     try:
-        executor._run_for_rank(rank)
+        with rare_collections():
+            executor._run_for_rank(rank)
     except Exception as e:
         failure = failure_of(rank, e)
     io_after = io_counters()

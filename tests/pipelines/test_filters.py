@@ -17,6 +17,7 @@ from gristmill.pipelines.filters import (
     FineWebFilter,
     GopherQualityFilter,
     GopherRepetitionFilter,
+    gopher_repetition,
     make_filters,
 )
 from gristmill.pipelines.filters.c4 import count_sentences
@@ -42,7 +43,8 @@ from gristmill.pipelines.filters.gopher_repetition import (
     top_ngram_chars_batch,
 )
 from gristmill.pipelines.filters.profiles import ProfileScope
-from gristmill.pipelines.filters.text_stats import batch_words, words
+from gristmill.pipelines.filters.text_stats import batch_words, lengths, string_hashes, words
+from gristmill.sample.text import bench_documents
 
 PROSE = (
     "The quick brown fox jumps over the lazy dog while the farmer watches from the porch of his house.\n"
@@ -429,3 +431,50 @@ def test_encoded_chars_are_those_of_the_whole_text_search():
     for _ in range(3_000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
         assert encoded_chars(text) == sum(map(len, _ENCODED.findall(text))), text
+
+
+needs_ngrams = pytest.mark.skipif(gopher_repetition._ngrams is None, reason="_ngrams was not built")
+
+
+@needs_ngrams
+def test_c_ngram_counts_equal_the_numpy_counts():
+    rng = random.Random(5)
+    vocabulary = ["ab", "cd", "ef", "gh", "ij", "a", "bcd"]
+    docs = [
+        [rng.choice(vocabulary[: rng.randint(1, 7)]) for _ in range(rng.randint(0, 80))] for _ in range(300)
+    ]
+    tokens = [t for doc in docs for t in doc]
+    hashes, sizes = string_hashes(tokens), lengths(tokens)
+    start = 0
+    for doc in docs:
+        end = start + len(doc)
+        for n in (1, 2, 3, 4, 5, 7, 10):
+            top = gopher_repetition._ngrams.top_ngram_chars(hashes, sizes, start, end, n)
+            assert top == top_ngram_chars(_NGrams(doc), n), (doc, n)
+            for stop in (float("inf"), 10.0):
+                repeated = gopher_repetition._ngrams.repeated_ngram_chars(hashes, sizes, start, end, n, stop)
+                assert repeated == repeated_ngram_chars(_NGrams(doc), n, stop), (doc, n, stop)
+        start = end
+
+
+@needs_ngrams
+def test_c_ngram_verdicts_equal_the_numpy_verdicts(monkeypatch):
+    texts = bench_documents(600_000) + [
+        PROSE + " " + " ".join(["all work and no play"] * k) for k in range(1, 40)
+    ]
+    rule_set = GopherRepetitionFilter()
+    native = rule_set.check_batch(texts)
+    monkeypatch.setattr(gopher_repetition, "_ngrams", None)
+    assert rule_set.check_batch(texts) == native
+    assert any(v and "gram" in v for v in native)
+
+
+@needs_ngrams
+def test_c_ngram_counts_refuse_bad_ranges():
+    hashes, sizes = string_hashes(["a", "b"]), lengths(["a", "b"])
+    with pytest.raises(ValueError, match="bad range"):
+        gopher_repetition._ngrams.top_ngram_chars(hashes, sizes, 0, 3, 2)
+    with pytest.raises(ValueError, match="bad range"):
+        gopher_repetition._ngrams.repeated_ngram_chars(hashes, sizes, 1, 0, 2, 1.0)
+    with pytest.raises(ValueError, match="one length"):
+        gopher_repetition._ngrams.top_ngram_chars(hashes, sizes[:1], 0, 1, 1)

@@ -243,3 +243,17 @@ def test_a_build_that_cannot_write_its_tokens_says_why_and_resumes(sample_corpus
     assert resumed.exit_code == 0, resumed.output
     assert sorted(p.stat().st_mtime_ns for p in (out / "documents").rglob("*.parquet")) == ingested
     assert build_bytes(out)  # shards and a manifest exist
+
+
+def test_tasks_collect_garbage_rarely_and_restore_the_thresholds():
+    import gc
+
+    from gristmill.pipelines.build.ray_tasks import TASK_GC_THRESHOLD, rare_collections
+
+    before = gc.get_threshold()
+    with rare_collections():
+        assert gc.get_threshold() == TASK_GC_THRESHOLD
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), rare_collections((10, 1, 1)):
+        raise RuntimeError("a failing task")
+    assert gc.get_threshold() == before
