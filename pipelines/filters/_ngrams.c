@@ -76,7 +76,7 @@ typedef struct {
     int n;
 } Range;
 
-/* Parse (words, sizes, start, end, n, ...) and check the range; 0 on success. */
+/* Check the parsed arrays and range; 0 when they fit, -1 with ValueError set. */
 static int parse_range(Range *r) {
     if (r->words.len != r->sizes.len || r->words.len % 8) {
         PyErr_SetString(PyExc_ValueError, "words and sizes must be int64 arrays of one length");
