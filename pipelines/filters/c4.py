@@ -110,9 +110,8 @@ class C4Filter(DocumentFilter):
         removed = np.zeros(len(kept), dtype=bool)
         if c.filter_javascript and "javascript" in lowered_text:
             removed |= np.fromiter(map(contains, lowered, repeat("javascript")), dtype=bool, count=len(kept))
-        if c.filter_policy and any(
-            map(lowered_text.__contains__, _POLICY_PHRASES)
-        ):  # str search: 4x the regex
+        # a phrase found by str search first (4x the regex), then the lines that hold one
+        if c.filter_policy and any(map(lowered_text.__contains__, _POLICY_PHRASES)):
             removed |= np.fromiter(map(bool, map(_POLICY.search, lowered)), dtype=bool, count=len(kept))
         kept = list(compress(kept, ~removed))
         if c.min_num_sentences == -1 or len(kept) >= c.min_num_sentences:

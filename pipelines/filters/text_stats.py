@@ -23,7 +23,7 @@ the C half cuts the chunks of common ASCII shapes itself (a word with its bracke
 and clitic; hyphenated words; numbers) and hands the rest to the pattern in one call per document, whose
 words it puts back in place; `word_counts` classes the words for Gopher in the same module. Both give
 exactly what the pattern and `word_classes` give (tests/pipelines/test_words_native.py); without a C
-compiler at install the pattern does it all, about 3x slower.
+compiler at install the pattern does it all (the split alone 5-8.5 MB/s against 27-38 on the bench documents).
 """
 
 from __future__ import annotations

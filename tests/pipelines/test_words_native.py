@@ -60,7 +60,7 @@ def _python_sources(limit_chars: int) -> list[str]:
 
 
 def test_the_c_half_is_built():
-    # `make install` compiles it; without a C compiler the pattern alone cuts every chunk, ~3x slower
+    # `make install` compiles it; without a compiler the pattern alone cuts every chunk, several times slower
     assert text_stats.NATIVE, "gristmill.pipelines.filters._words was not built: install with a C compiler"
 
 

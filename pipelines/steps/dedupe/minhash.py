@@ -119,7 +119,7 @@ def _join_words(text: str) -> str:
     return " ".join(text.split())
 
 
-try:  # the same in C, copying the characters once (measured 10x faster: most of the signature step's time)
+try:  # the same in C, copying the characters once (the exact key measured 3.3x faster: 50 -> 165 MB/s)
     from gristmill.pipelines.steps.dedupe._spaces import squeeze as squeeze_spaces
 except ImportError:
     squeeze_spaces = _join_words
