@@ -1,7 +1,7 @@
 """Write a small real build with 2048- and 8192-token stages for the GPU benchmarks, in seconds.
 
 It reuses the trainer tests' fixture (tests/trainer/build_fixture.py): the standard library's pydoc topics,
-a tiny byte-level BPE, documents packed in order. Enough rows for bench/train.py's default steps; not a
+a tiny byte-level BPE, documents packed in order. Enough rows for bench/train_bench.py's default steps; not a
 quality build.
 
     python bench/gpu_build.py OUT_DIR

@@ -5,9 +5,9 @@
 # one call has a per-command limit (the first kernel compilation alone takes minutes):
 #
 #   bench/gpu_check.sh tests     # pytest -m gpu tests/trainer: bf16 kernels against the fp32 references
-#   bench/gpu_check.sh tune      # bench/kernels.py --tune: the attention config TABLE entries for this GPU
-#   bench/gpu_check.sh kernels   # bench/kernels.py --quick: kernels against eager/compiled references
-#   bench/gpu_check.sh train     # bench/train.py on a small 2K/8K build written by bench/gpu_build.py
+#   bench/gpu_check.sh tune      # bench/kernels_bench.py --tune: the attention config TABLE entries for this GPU
+#   bench/gpu_check.sh kernels   # bench/kernels_bench.py --quick: kernels against eager/compiled references
+#   bench/gpu_check.sh train     # bench/train_bench.py on a small 2K/8K build written by bench/gpu_build.py
 #   bench/gpu_check.sh all       # the four in that order
 #
 # What to do with the results: the `tests` log confirms or corrects the bf16 TOLERANCES in
@@ -24,15 +24,15 @@ part_tests() {
   timeout 540 "$PY" -m pytest -m gpu tests/trainer -q -rA -p no:cacheprovider 2>&1 | tee "$OUT/tests.log"
 }
 part_tune() {
-  timeout 540 "$PY" bench/kernels.py --tune --reps 10 2>&1 | tee "$OUT/tune.log"
+  timeout 540 "$PY" bench/kernels_bench.py --tune --reps 10 2>&1 | tee "$OUT/tune.log"
 }
 part_kernels() {
-  timeout 540 "$PY" bench/kernels.py --quick 2>&1 | tee "$OUT/kernels.log"
+  timeout 540 "$PY" bench/kernels_bench.py --quick 2>&1 | tee "$OUT/kernels.log"
 }
 part_train() {
   local build="$OUT/build"
   [ -f "$build/manifest.json" ] || timeout 120 "$PY" bench/gpu_build.py "$build" 2>&1 | tee "$OUT/build.log"
-  timeout 420 "$PY" bench/train.py "$build" --steps 5 --warmup 2 --json "$OUT/train.json" 2>&1 \
+  timeout 420 "$PY" bench/train_bench.py "$build" --steps 5 --warmup 2 --json "$OUT/train.json" 2>&1 \
     | tee "$OUT/train.log"
 }
 

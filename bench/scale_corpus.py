@@ -1,5 +1,5 @@
-"""Synthesis of a scale corpus for bench/scale.py: N bytes of files in the four native layouts, written from
-Markov models of real text, with junk and exact and near duplicates planted at known rates.
+"""Synthesis of a scale corpus for bench/scale_bench.py: N bytes of files in the four native layouts, written
+from Markov models of real text, with junk and exact and near duplicates planted at known rates.
 
 Seed text is what every machine has (`gristmill.sample.keep_corpus`): Python's reference topics, docstrings
 and Debian's docs for prose; standard-library modules and C headers for code. Prose comes from an order-2
@@ -785,7 +785,7 @@ def ground_truth(
                 s["junk"].setdefault(subset, {})[k] = s["junk"].get(subset, {}).get(k, 0) + n
     total_docs = sum(sum(s["documents"].values()) for s in sources.values())
     return {
-        "about": "bench/scale.py generate; ids as gristmill's readers give them (sources globbed)",
+        "about": "bench/scale_bench.py generate; ids as gristmill's readers give them (sources globbed)",
         "seed": seed,
         "size_requested": size,
         "file_mb": file_mb,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -22,6 +27,25 @@ def _has_cuda() -> bool:
 # gristmill.trainer.kernels in the session: without a GPU, kernels run in Triton's interpreter (fp32 only).
 if not _has_cuda():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@functools.cache
+def load_bench_module(name: str) -> ModuleType:
+    """Return bench/<name>.py (a benchmark's support module) loaded by file path under a private name.
+
+    bench/ is not a package and never goes on sys.path: its scripts' names may be those of installed
+    packages, which they would shadow for every later import in the session."""
+    private = f"gristmill_bench_{name}"
+    spec = importlib.util.spec_from_file_location(private, Path(__file__).parents[1] / "bench" / f"{name}.py")
+    sys.modules[private] = module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def bench_module():
+    """`bench_module(name)`: bench/<name>.py as a module (see `load_bench_module`)."""
+    return load_bench_module
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +78,11 @@ def sample_corpus(tmp_path_factory):
 def s3_prefix():
     """s3://store/t on a moto S3 server per test module, registered with its options like a build output."""
     pytest.importorskip("moto.server")
-    from gristmill.sample.s3 import LocalS3, local_s3_server
     from gristmill.storage import register_storage
 
-    with local_s3_server() as endpoint:
-        server = LocalS3(endpoint)
+    s3 = load_bench_module("local_s3")
+    with s3.local_s3_server() as endpoint:
+        server = s3.LocalS3(endpoint)
         server.create_bucket("store")
         prefix = "s3://store/t"
         register_storage(prefix, server.storage_options)

@@ -2,11 +2,11 @@
 
 Each tokenizer has a reference encoder: sentencepiece for a sentencepiece `.model`, `tokenizers` for a bare
 `tokenizer.json`. Faster libraries are candidates, fastest first (measured per core, one thread, by
-bench/tokenizer.py): kitoken, then `tokenizers` on our exact tokenizer.json (sentencepiece BPE models), then
-the reference. A candidate is used only when its ids equal the reference's on the tokenizer's held-out sample
-(`sample/heldout.jsonl`, first `PARITY_BYTES`) and on `PARITY_EDGE_CASES`; any mismatch or load error moves to
-the next candidate, and the choice says why (`EncoderChoice.note`). The choice is remembered per process by
-the tokenizer's content hash, so a task that loads the tokenizer again pays for the check once.
+bench/tokenizer_bench.py): kitoken, then `tokenizers` on our exact tokenizer.json (sentencepiece BPE models),
+then the reference. A candidate is used only when its ids equal the reference's on the tokenizer's held-out
+sample (`sample/heldout.jsonl`, first `PARITY_BYTES`) and on `PARITY_EDGE_CASES`; any mismatch or load error
+moves to the next candidate, and the choice says why (`EncoderChoice.note`). The choice is remembered per
+process by the tokenizer's content hash, so a task that loads the tokenizer again pays for the check once.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ import pytest
 
 from gristmill.pipelines.build import BuildOptions, run_build
 from gristmill.pipelines.recipe import parse_recipe
-from gristmill.sample.s3 import LocalS3, local_s3_server
 from gristmill.shards.loader import ShardStream
 from gristmill.shards.manifest import read_manifest
 from gristmill.shards.verify import verify_build
@@ -66,19 +65,20 @@ GUARD = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def s3():
-    """(endpoint, boto3 client, fsspec storage options) of a moto S3 server holding the two buckets."""
-    with local_s3_server() as endpoint:
-        server = LocalS3(endpoint)
+def s3(bench_module):
+    """(endpoint, boto3 client, storage options, LocalS3) of a moto S3 server holding the two buckets."""
+    local_s3 = bench_module("local_s3")
+    with local_s3.local_s3_server() as endpoint:
+        server = local_s3.LocalS3(endpoint)
         for bucket in (CORPUS, BUILDS):
             server.create_bucket(bucket)
-        yield endpoint, server.client(), server.storage_options
+        yield endpoint, server.client(), server.storage_options, server
 
 
 @pytest.fixture(scope="module")
 def corpus_on_s3(s3, sample_corpus):
     """The sample corpus uploaded to s3://corpus/sample/; returns the local copy's path (for its layout)."""
-    LocalS3(s3[0]).upload_tree(sample_corpus, CORPUS, "sample")
+    s3[3].upload_tree(sample_corpus, CORPUS, "sample")
     return sample_corpus
 
 
@@ -113,7 +113,7 @@ def shards_and_manifest(client, prefix: str) -> dict[str, bytes]:
 def test_a_build_on_object_storage_streams_and_resumes_from_its_markers(
     ray_local, s3, corpus_on_s3, tmp_path, monkeypatch
 ):
-    _, client, options = s3
+    _, client, options, _ = s3
     url = f"s3://{BUILDS}/embedded"
     recipe = parse_recipe(s3_recipe(corpus_on_s3, url, options))
     manifest = run_build(recipe, BuildOptions())
@@ -156,7 +156,7 @@ def test_three_nodes_sharing_only_object_storage_build_the_bytes_of_one(
 ):
     import ray._private.utils
 
-    _, client, options = s3
+    _, client, options, _ = s3
     if not shards_and_manifest(client, "embedded"):  # run alone: make the one-node reference here
         run_build(parse_recipe(s3_recipe(corpus_on_s3, f"s3://{BUILDS}/embedded", options)), BuildOptions())
     reference = shards_and_manifest(client, "embedded")

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from gristmill.sample.s3 import LocalS3, local_s3_server
 from gristmill.shards.manifest import read_manifest
 
 from .test_build import ingest_recipe
@@ -115,11 +114,12 @@ def submit(url: str, env: dict, recipe: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def s3_output():
+def s3_output(bench_module):
     """(URL of an empty build prefix, its storage options) on a moto S3 server."""
     pytest.importorskip("boto3")
-    with local_s3_server() as endpoint:
-        server = LocalS3(endpoint)
+    local_s3 = bench_module("local_s3")
+    with local_s3.local_s3_server() as endpoint:
+        server = local_s3.LocalS3(endpoint)
         server.create_bucket("builds")
         yield "s3://builds/submitted", server.storage_options
 

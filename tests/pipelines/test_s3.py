@@ -8,7 +8,6 @@ import pytest
 from gristmill.errors import InputError
 from gristmill.pipelines.readers import source_files
 from gristmill.pipelines.recipe import SourceConfig
-from gristmill.sample.s3 import LocalS3, local_s3_server
 
 pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
@@ -17,18 +16,24 @@ BUCKET = "corpora"
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint():
+def local_s3(bench_module):
+    """bench/local_s3.py: the moto server and its client."""
+    return bench_module("local_s3")
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(local_s3):
     """A moto S3 server on a free local port, for this module."""
-    with local_s3_server() as endpoint:
+    with local_s3.local_s3_server() as endpoint:
         yield endpoint
 
 
 @pytest.fixture
-def bucket(s3_endpoint, files, monkeypatch):
+def bucket(local_s3, s3_endpoint, files, monkeypatch):
     """An emptied bucket holding a SlimPajama chunk and a Starcoderdata file; returns the storage options."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    server = LocalS3(s3_endpoint)
+    server = local_s3.LocalS3(s3_endpoint)
     server.create_bucket(BUCKET)
     client = server.client()
     listed = client.list_objects_v2(Bucket=BUCKET).get("Contents", [])

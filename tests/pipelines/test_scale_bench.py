@@ -1,9 +1,8 @@
-"""bench/scale.py's corpus: the four layouts parse with gristmill's readers, the planted duplicates and their
-rates in the ground truth are in the files, and a seed gives the same bytes."""
+"""bench/scale_bench.py's corpus: the four layouts parse with gristmill's readers, the planted duplicates and
+their rates in the ground truth are in the files, and a seed gives the same bytes."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,19 +12,22 @@ from gristmill.pipelines.readers import reader_for
 from gristmill.pipelines.recipe import SourceConfig
 from gristmill.sample.planted import jaccard
 
-sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
-import scale_corpus  # bench/ is not a package
-
 FORMATS = {"slimpajama": "slimpajama", "starcoderdata": "starcoder", "dolma": "dolma", "pile": "pile"}
 
 
 @pytest.fixture(scope="module")
-def models() -> scale_corpus.Models:
+def scale_corpus(bench_module):
+    """bench/scale_corpus.py."""
+    return bench_module("scale_corpus")
+
+
+@pytest.fixture(scope="module")
+def models(scale_corpus):
     return scale_corpus.fit_models()
 
 
 @pytest.fixture(scope="module")
-def corpus(models, tmp_path_factory) -> tuple[Path, dict]:
+def corpus(scale_corpus, models, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("scale") / "corpus"
     truth = scale_corpus.generate(4_000_000, out, seed=3, processes=1, tokenizer=False, models=models)
     return out, truth
@@ -57,7 +59,7 @@ def test_the_layouts_parse_and_hold_what_the_ground_truth_says(corpus):
     assert junk > 0.02 * truth["documents"]
 
 
-def test_planted_pairs_are_in_the_files_at_the_recorded_rates(corpus):
+def test_planted_pairs_are_in_the_files_at_the_recorded_rates(scale_corpus, corpus):
     out, truth = corpus
     by_id = {i: d for source in read_all(out).values() for i, d in source.items()}
     exact, near = truth["pairs"]["exact"], truth["pairs"]["near"]
@@ -75,7 +77,7 @@ def test_planted_pairs_are_in_the_files_at_the_recorded_rates(corpus):
     assert len(unique) == len(by_id) - len(exact), "the only exact duplicates are the planted ones"
 
 
-def test_a_seed_gives_the_same_bytes(corpus, models, tmp_path):
+def test_a_seed_gives_the_same_bytes(scale_corpus, corpus, models, tmp_path):
     out, truth = corpus
     again = scale_corpus.generate(
         4_000_000, tmp_path / "again", seed=3, processes=1, tokenizer=False, models=models

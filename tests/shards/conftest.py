@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -158,26 +159,19 @@ def stream_make_build(tmp_path):
 class StreamS3:
     """moto's S3 server: `upload(root, bucket)` copies a build directory to a new bucket."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, local_s3: Any) -> None:
         self.endpoint = endpoint
-        self.options = {
-            "key": "testing",
-            "secret": "testing",
-            "endpoint_url": endpoint,
-            "client_kwargs": {"region_name": "us-east-1"},
-        }
+        self.local_s3 = local_s3  # bench/local_s3.py
+        self.options = local_s3.LocalS3(endpoint).storage_options
 
     def upload(self, root: str, bucket: str) -> tuple[str, dict]:
         """Upload `root` as s3://bucket/build; return the URL and the storage options that read it."""
-        from gristmill.sample.s3 import LocalS3
-
-        return LocalS3(self.endpoint).upload_tree(root, bucket, "build"), dict(self.options)
+        return self.local_s3.LocalS3(self.endpoint).upload_tree(root, bucket, "build"), dict(self.options)
 
 
 @pytest.fixture(scope="session")
-def stream_s3():
+def stream_s3(bench_module):
     """moto's S3 server on a free port of 127.0.0.1, for the whole session."""
-    from gristmill.sample.s3 import local_s3_server
-
-    with local_s3_server() as endpoint:
-        yield StreamS3(endpoint)
+    local_s3 = bench_module("local_s3")
+    with local_s3.local_s3_server() as endpoint:
+        yield StreamS3(endpoint, local_s3)

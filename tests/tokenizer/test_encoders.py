@@ -62,7 +62,8 @@ def test_chosen_encoder_gives_reference_ids(trained, backend):
 
 @pytest.mark.parametrize("backend", ["sp-improved", "sp-llama2", "hf"])
 def test_bpe_models_encode_with_kitoken(trained, backend):
-    """kitoken is the fastest exact encoder on BPE (bench/tokenizer.py); its ids match on these models."""
+    """kitoken is the fastest exact encoder on BPE (bench/tokenizer_bench.py); its ids match on these
+    models."""
     result = trained(backend, **BACKENDS[backend])
     tokenizer = Tokenizer.load(result.out_dir)
     assert tokenizer.encoder_choice.encoder.name == "kitoken", tokenizer.encoder_choice.note

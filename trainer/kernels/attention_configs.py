@@ -2,7 +2,7 @@
 
 Autotuning at the first step would time every candidate at peak activation memory, and two ranks (or a
 run and its resume) could pick different configs, which changes the arithmetic and defeats exact resume.
-So the config of each kernel is looked up in `TABLE`, filled by `python bench/kernels.py --tune` on each
+So the config of each kernel is looked up in `TABLE`, filled by `python bench/kernels_bench.py --tune` on each
 GPU class; a key missing from the table falls back to the first candidate, in a fixed order, that fits the
 device's shared memory. Either way the choice depends only on the key, so every rank makes the same one.
 fp32 (tests on a GPU) runs small fixed blocks; the CPU interpreter runs 16 × 16.
@@ -39,8 +39,8 @@ CANDIDATES: dict[str, list[LaunchConfig]] = {
     "dq": _grid([(128, 32), (64, 64), (64, 32)]),
 }
 
-# (GPU class, dtype, head dim) → config per kernel. Written by `bench/kernels.py --tune`; empty until a GPU
-# session runs it, so today every key takes the deterministic fallback.
+# (GPU class, dtype, head dim) → config per kernel. Written by `bench/kernels_bench.py --tune`; empty until a
+# GPU session runs it, so today every key takes the deterministic fallback.
 TABLE: dict[tuple[str, str, int], dict[str, LaunchConfig]] = {}
 
 FP32_CONFIG = LaunchConfig(32, 32, 4, 1)  # GPU fp32 ("ieee" dots): small, cheap to compile, unmeasured

@@ -8,7 +8,7 @@ Measures, on the same tokens:
   3. time to the first batch on a build of 10,000 tiny shards (gristmill) / 10,000 chunks (litdata).
 
 MosaicML streaming was tried too: its wheel needs a CUDA torch and torchvision, so it does not install
-next to the CPU torch here. Run: python bench/stream.py [--rows 8192] [--seq-len 2048]
+next to the CPU torch here. Run: python bench/stream_bench.py [--rows 8192] [--seq-len 2048]
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import xxhash
+from local_s3 import LocalS3, local_s3_server  # beside this script
 
-from gristmill.sample.s3 import LocalS3, local_s3_server
 from gristmill.shards.format import ShardMeta, shard_schema
 from gristmill.shards.loader import ShardStream
 from gristmill.shards.manifest import Manifest, ShardEntry, SourceEntry, StageEntry, write_manifest

@@ -4,7 +4,7 @@ with one thread (the process pins itself to one CPU and calls `limit_threads(1)`
 kept; plus near-duplicate quality on planted pairs (through the whole pipeline, and from the signatures
 alone on many more pairs) and the clustering's peak memory per million documents.
 
-    python bench/dedupe.py [--docs-mb 4] [--pairs 300] [--signature-pairs 4000] [--cluster-docs 100000]
+    python bench/dedupe_bench.py [--docs-mb 4] [--pairs 300] [--signature-pairs 4000] [--cluster-docs 100000]
                            [--repeats 3] [--signatures-only]
 
 Text: the English prose files (README, docs, licences: *.md, *.rst, *.txt) of the installed Python packages,

@@ -12,7 +12,7 @@ and, with --fox, Fox-1-1.6B at 8K × 2 with our kernels alone (does it fit in 80
 checkpointing?). Reports tokens/s, MFU (bf16 dense peak of the device) and peak memory, and the ratios
 to the baselines; run it where all variants are measured together.
 
-    python bench/train.py BUILD [--steps 10] [--warmup 3] [--fox] [--json OUT.json]
+    python bench/train_bench.py BUILD [--steps 10] [--warmup 3] [--fox] [--json OUT.json]
 
 BUILD needs stages of sequence length 2048 and 8192 (or pass --seq-lens). Without CUDA it says so and exits.
 """
@@ -191,7 +191,7 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print("bench/train.py needs a CUDA GPU; none is visible here, so nothing was measured.")
+        print("bench/train_bench.py needs a CUDA GPU; none is visible here, so nothing was measured.")
         return 0
     device = torch.device("cuda", 0)
     torch.cuda.set_device(device)

@@ -11,10 +11,10 @@ Then checks the fused cross-entropy's extra peak memory at Fox-1's 256K vocabula
 (target: at most 1 GiB above the inputs and their gradients), and its speed against the compiled unfused
 loss at TinyLlama's 32K vocabulary.
 
-    python bench/kernels.py              # full run
-    python bench/kernels.py --quick      # smoke run: 2K tokens, few repetitions, small CE check
-    python bench/kernels.py --ops attention cross_entropy --seqlens 4096 8192
-    python bench/kernels.py --tune       # time every attention launch config; print TABLE entries
+    python bench/kernels_bench.py              # full run
+    python bench/kernels_bench.py --quick      # smoke run: 2K tokens, few repetitions, small CE check
+    python bench/kernels_bench.py --ops attention cross_entropy --seqlens 4096 8192
+    python bench/kernels_bench.py --tune       # time every attention launch config; print TABLE entries
 
 `--tune` times each candidate of `trainer/kernels/attention_configs.py` that fits this GPU's shared memory,
 per kernel (forward, dK/dV, dQ), at both models' head dims and 8K tokens of ragged documents, and prints the
@@ -401,7 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
         print(
-            "bench/kernels.py measures on a CUDA GPU (without TRITON_INTERPRET): none here, nothing measured."
+            "bench/kernels_bench.py measures on a CUDA GPU (without TRITON_INTERPRET): none here, "
+            "nothing measured."
         )
         return 0
     warmup, reps = (1, 3) if args.quick else (3, args.reps)

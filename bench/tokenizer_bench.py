@@ -15,8 +15,8 @@
 The corpus is prose (pydoc topics) and code (the stdlib's .py files), repeated with seeded word
 substitutions until it reaches --mb megabytes.
 
-    python bench/tokenizer.py --mb 20 --vocab 8000          # smoke run
-    python bench/tokenizer.py --mb 20 --vocab 32000 --encode-mb 8     # the figures in docs/tokenizer.md
+    python bench/tokenizer_bench.py --mb 20 --vocab 8000          # smoke run
+    python bench/tokenizer_bench.py --mb 20 --vocab 32000 --encode-mb 8     # the figures in docs/tokenizer.md
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ held up.
 Per core means per core with one thread: every task has one CPU and its threads follow it.
 
 Run:
-  python bench/scale.py generate --size 1GB --out /data/scale-1g [--seed 0] [--file-mb 100]
-  python bench/scale.py run --corpus /data/scale-1g --workers 1,2 [--output OUT] [--keep]
-  python bench/scale.py compare OUT-1g/scale-report.json OUT-5g/scale-report.json
-  python bench/scale.py report OUT/scale-report.json        (the Markdown of a JSON report)
+  python bench/scale_bench.py generate --size 1GB --out /data/scale-1g [--seed 0] [--file-mb 100]
+  python bench/scale_bench.py run --corpus /data/scale-1g --workers 1,2 [--output OUT] [--keep]
+  python bench/scale_bench.py compare OUT-1g/scale-report.json OUT-5g/scale-report.json
+  python bench/scale_bench.py report OUT/scale-report.json        (the Markdown of a JSON report)
 """
 
 from __future__ import annotations
@@ -30,15 +30,12 @@ import os
 import platform
 import re
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import scale_corpus  # bench/ is not a package
+import scale_corpus  # beside this script: run it as `python bench/scale_bench.py`
 
 STAGE_SHARES = ((2048, 0.40, 2**20), (4096, 0.35, 2**21), (8192, 0.25, 2**21))  # (seq_len, share, batch)
 STAGE_FILL = 0.6  # stage budgets: this share of the corpus's estimated clean tokens

@@ -6,7 +6,7 @@ All three read the same file into Documents (text, id, subset) and are timed on 
   - stdlib: zstandard's stream_reader in io.TextIOWrapper, `for line in f: json.loads(line)`, no checks.
 Reports MB/s of uncompressed input and the ratio to each baseline (best of --repeat runs).
 
-Run: python bench/readers.py [--records 200000] [--repeat 3]   (the datatrove baseline needs orjson)
+Run: python bench/readers_bench.py [--records 200000] [--repeat 3]   (the datatrove baseline needs orjson)
 """
 
 from __future__ import annotations

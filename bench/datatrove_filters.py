@@ -1,8 +1,8 @@
 """The reference our filters are held to: datatrove's own filter classes, run on the same documents.
 
-Used by the agreement tests and by `bench/filters.py`; nothing in the build imports it. Running datatrove's
-English filters needs spaCy (`pip install spacy`), which they use to split words and sentences. The
-documents they are compared on come from `gristmill.sample.text`.
+Used by the agreement tests (loaded by path) and by `bench/filters_bench.py`; nothing in the package
+imports it. Running datatrove's English filters needs spaCy (`pip install spacy`), which they use to split
+words and sentences. The documents they are compared on come from `gristmill.sample.text`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Per core, one thread: the process pins itself to one CPU and calls `limit_thread
 task runs; the two sides alternate for --repeats rounds and the best of each is kept (shared machines are
 noisy). Reports MB/s per core, the ratio, and the keep/drop agreement on the way.
 
-Run: python bench/filters.py [--mb 5] [--batch 256] [--repeats 3]   (datatrove's side needs spaCy)
+Run: python bench/filters_bench.py [--mb 5] [--batch 256] [--repeats 3]   (datatrove's side needs spaCy)
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 
 from datatrove.data import Document
+from datatrove_filters import RULE_SETS, datatrove_filter  # beside this script
 
 from gristmill.pipelines.filters import make_filters
 from gristmill.pipelines.filters.config import FiltersConfig
-from gristmill.pipelines.filters.reference import RULE_SETS, datatrove_filter
 from gristmill.pipelines.filters.text_stats import clear_batch_words
 from gristmill.sample.text import bench_documents
 from gristmill.threads import limit_threads
