@@ -76,7 +76,7 @@ def make_recipe(
             "name": f"ctx-{seq_len}",
             "seq_len": seq_len,
             "tokens": max(seq_len * 64, int(tokens * share)),
-            "tokens_per_batch": batch,
+            "tokens_per_step": batch,
             "weights": weights,
         }
         for seq_len, share, batch in STAGE_SHARES
@@ -160,7 +160,7 @@ def run_one(recipe_data: dict[str, Any], workers: int) -> dict[str, Any]:
     import ray
     from rich.console import Console
 
-    from gristmill.pipelines.build import BuildOptions, run_build
+    from gristmill.pipelines.build.driver import BuildOptions, run_build
     from gristmill.pipelines.build.engine import init_ray
     from gristmill.pipelines.recipe import Recipe
 

@@ -85,8 +85,9 @@ def write_build(root: Path, n_rows: int, seq_len: int, shard_rows: int, seed: in
         )
     stage = StageEntry(
         name="stage",
+        number=1,
         seq_len=seq_len,
-        tokens_per_batch=MICRO_BATCH_ROWS * seq_len,
+        tokens_per_step=MICRO_BATCH_ROWS * seq_len,
         rows=n_rows,
         tokens=n_rows * seq_len,
         padding_tokens=0,
@@ -140,7 +141,7 @@ def write_litdata(root: Path, tokens: np.ndarray, rows_per_chunk: int) -> None:
 def gristmill_pass(build: str, seq_len: int, **options) -> tuple[float, float, int]:
     """Return (seconds to first batch, seconds for the whole pass, input tokens yielded)."""
     start = time.perf_counter()
-    stream = ShardStream(build, tokens_per_batch=MICRO_BATCH_ROWS * seq_len, seed=1, **options)
+    stream = ShardStream(build, micro_batch_tokens=MICRO_BATCH_ROWS * seq_len, seed=1, **options)
     first, tokens = None, 0
     for batch in stream:
         first = first or time.perf_counter() - start
@@ -252,7 +253,7 @@ def main() -> None:
         tiny = write_build(tmp / "gm-tiny", 4 * n, 128, 4)
         write_litdata(tmp / "lit-tiny", tiny, 4)
         start = time.perf_counter()
-        stream = ShardStream(str(tmp / "gm-tiny"), tokens_per_batch=MICRO_BATCH_ROWS * 128, seed=1)
+        stream = ShardStream(str(tmp / "gm-tiny"), micro_batch_tokens=MICRO_BATCH_ROWS * 128, seed=1)
         next(iter(stream))
         gm_first = time.perf_counter() - start
         lit_first = litdata_pass(str(tmp / "lit-tiny"), 128, limit=1, cache_dir=str(tmp / "lit-tiny-cache"))[

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from gristmill.errors import InputError
 from gristmill.shards.manifest import Manifest, StageEntry
-from gristmill.shards.reader import Row, ShardReader
+from gristmill.shards.reader import Row, open_shard
 
 
 def padding_rate(stage: StageEntry) -> float:
@@ -21,10 +21,10 @@ def padding_rate(stage: StageEntry) -> float:
 def build_summary(manifest: Manifest) -> dict:
     """Return the build's stages as JSON-ready data: sizes, padding and split rates, mixture and sampling."""
     stages = []
-    for i, stage in enumerate(manifest.stages, 1):
+    for stage in manifest.stages:
         stages.append(
             {
-                "index": i,
+                "number": stage.number,
                 "name": stage.name,
                 "seq_len": stage.seq_len,
                 "shards": len(stage.shards),
@@ -33,7 +33,7 @@ def build_summary(manifest: Manifest) -> dict:
                 "padding_tokens": stage.padding_tokens,
                 "padding_rate": padding_rate(stage),
                 "split_documents": stage.split_documents,
-                "tokens_per_batch": stage.tokens_per_batch,
+                "tokens_per_step": stage.tokens_per_step,
                 "bytes": sum(s.bytes for s in stage.shards),
                 "sources": {
                     name: {
@@ -63,7 +63,7 @@ def stage_table(summary: dict) -> Table:
         table.add_column(column, justify="left" if column == "stage" else "right")
     for s in summary["stages"]:
         table.add_row(
-            str(s["index"]),
+            str(s["number"]),
             s["name"],
             str(s["seq_len"]),
             str(s["shards"]),
@@ -97,10 +97,10 @@ def mixture_table(summary: dict) -> Table:
 
 def find_stage(manifest: Manifest, stage: str) -> StageEntry:
     """Return the stage named `stage`, or numbered so (from 1); raise InputError listing the stages."""
-    for i, entry in enumerate(manifest.stages, 1):
-        if stage in (entry.name, str(i)):
+    for entry in manifest.stages:
+        if stage in (entry.name, str(entry.number)):
             return entry
-    known = ", ".join(f"{i} ({s.name})" for i, s in enumerate(manifest.stages, 1)) or "none"
+    known = ", ".join(f"{s.number} ({s.name})" for s in manifest.stages) or "none"
     raise InputError(f"no stage {stage!r}; the stages are {known}")
 
 
@@ -125,8 +125,9 @@ def locate_row(stage: StageEntry, row: int) -> RowLocation:
 
 def read_row(build: str, manifest: Manifest, stage: str, row: int) -> tuple[RowLocation, Row]:
     """Return the location and content of row `row` of `stage` (name or number)."""
-    where = locate_row(find_stage(manifest, stage), row)
-    return where, ShardReader(build.rstrip("/") + "/" + where.shard).row(where.row)
+    found = find_stage(manifest, stage)
+    where = locate_row(found, row)
+    return where, open_shard(build.rstrip("/") + "/" + where.shard, seq_len=found.seq_len).row(where.row)
 
 
 def render_row(row: Row, decode, eos_id: int, source: str) -> str:

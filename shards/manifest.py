@@ -10,26 +10,24 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from gristmill.errors import BuildError, InputError
+from gristmill.models import StrictModel
 from gristmill.shards.paths import check_relative
 from gristmill.storage import read_json, write_json
 
 if TYPE_CHECKING:
     from gristmill.tokenizer.interface import Tokenizer
 
-MANIFEST_VERSION = 3  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
-# content hash and the recipe in it has no `output`
+MANIFEST_VERSION = 4  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
+# content hash and the recipe in it has no `output`; 4: stages carry their `number` and `tokens_per_step`
+# (was `tokens_per_batch`), the recipe in it leaves each source's `profiles` as written
 MANIFEST_NAME = "manifest.json"
 HASH_FIELD = "content_hash"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Counts(_Model):
+class Counts(StrictModel):
     """Where the records of one (source, subset) went: in = kept + filtered + duplicate + quarantined."""
 
     records_in: int = Field(0, alias="in")
@@ -68,7 +66,7 @@ class Counts(_Model):
         return out == self.records_in
 
 
-class SourceEntry(_Model):
+class SourceEntry(StrictModel):
     """A source as the shards know it: its position in this list is its uint8 code in the `source` column."""
 
     name: str
@@ -77,7 +75,7 @@ class SourceEntry(_Model):
     priority: int
 
 
-class TokenizerEntry(_Model):
+class TokenizerEntry(StrictModel):
     """The tokenizer the shards were made with (its files are in BUILD/tokenizer/), and how the shards frame
     a document with it: "bos+eos" (bos first) or "eos" (tokenizer/framing.py)."""
 
@@ -108,7 +106,7 @@ class TokenizerEntry(_Model):
         return check_relative(v)
 
 
-class ShardEntry(_Model):
+class ShardEntry(StrictModel):
     """One shard file: relative path, size in rows and tokens, tokens per source, and its xxh3-64 checksum.
 
     `tokens` counts the tokens stored in rows, padding excluded; `padding_tokens` = rows × (L + 1) − tokens.
@@ -129,12 +127,14 @@ class ShardEntry(_Model):
         return check_relative(v)
 
 
-class StageEntry(_Model):
-    """One curriculum stage as built."""
+class StageEntry(StrictModel):
+    """One curriculum stage as built: its name and number (from 1, its place in `Manifest.stages` and its
+    directory `stage-<number>-<seq_len>/`), its rows, and the tokens per optimizer step training takes."""
 
     name: str
+    number: int = Field(ge=1)
     seq_len: int
-    tokens_per_batch: int
+    tokens_per_step: int = Field(description="tokens per optimizer step (all devices) on this stage")
     rows: int
     tokens: int
     padding_tokens: int
@@ -144,7 +144,7 @@ class StageEntry(_Model):
     shards: list[ShardEntry]
 
 
-class Manifest(_Model):
+class Manifest(StrictModel):
     """The whole build index."""
 
     format_version: int = MANIFEST_VERSION
@@ -165,6 +165,13 @@ class Manifest(_Model):
         description="sha256 of the manifest without this field; set by "
         "write_manifest, checked by read_manifest",
     )
+
+    @model_validator(mode="after")
+    def _numbered(self) -> Manifest:
+        numbers = [s.number for s in self.stages]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValueError(f"stages must be numbered 1, 2, … in order (got {numbers})")
+        return self
 
     def source_totals(self) -> dict[str, Counts]:
         """Return the accounting summed over subsets, per source."""

@@ -1,14 +1,14 @@
 """Which shuffled positions each global batch, rank and dataloader worker gets: pure functions.
 
-The global sequence of samples is defined once, independent of the world size: within stage s the
-samples are the shuffled positions 0, 1, 2, … of the stage's stream (position q is row
-`shuffled_rows(q mod N_s)` of epoch q // N_s). A global batch is the next G = micro_batch_rows × world_size
-positions; rank r takes the r-th run of micro_batch_rows of them. Hence a resume state is just
-(stage, positions consumed in it): on another world size the stream goes on at the same position, only cut
-into batches of a different size.
+A run walks its curriculum's stages in order; each leg is a `StageWalk`. The global sequence of samples is
+defined once, independent of the world size: within walk w the samples are the shuffled positions 0, 1, 2,
+… of its stage's stream (position q is row `shuffled_rows(q mod N_w)` of epoch q // N_w). A global batch is
+the next G = micro_batch_rows × world_size positions; rank r takes the r-th run of micro_batch_rows of
+them. Hence a resume state is just (walk, positions consumed in it): on another world size the stream goes
+on at the same position, only cut into batches of a different size.
 
-A stage ends when fewer than G positions of its budget are left: those positions (the tail of the last
-epoch's permutation) are skipped, and the next global batch is the first of the next stage, so batches
+A walk ends when fewer than G positions of its budget are left: those positions (the tail of the last
+epoch's permutation) are skipped, and the next global batch is the first of the next walk, so batches
 never mix sequence lengths. Within one rank, micro-batch k (counted from where the iterator started)
 belongs to dataloader worker k mod W, so round-robin reading of the workers restores the order.
 
@@ -43,11 +43,11 @@ class Holdout:
     key: int
 
     @classmethod
-    def of_stage(cls, stage_rows: int, rows: int, manifest_stage: int) -> Holdout:
-        """Return the holdout of `rows` rows of the build's stage number `manifest_stage` (any seed)."""
+    def of_stage(cls, stage_rows: int, rows: int, stage_number: int) -> Holdout:
+        """Return the holdout of `rows` rows of the build's stage `stage_number` (from 1; any seed)."""
         if not 0 < rows < stage_rows:
             raise ValueError(f"cannot hold out {rows} of {stage_rows} rows: need 0 < holdout < rows")
-        return cls(stage_rows, rows, derive_key(_HOLDOUT_SALT, manifest_stage))
+        return cls(stage_rows, rows, derive_key(_HOLDOUT_SALT, stage_number))
 
     @property
     def training_rows(self) -> int:
@@ -65,14 +65,15 @@ class Holdout:
 
 @dataclass(frozen=True)
 class StageWalk:
-    """One curriculum stage as the loader walks it: its rows, budget and micro-batch size."""
+    """One leg of a run's curriculum: a build stage as the loader walks it, its rows, budget and micro-batch
+    size. A run may walk a stage more than once; `index` is the walk's place in the run's curriculum."""
 
-    index: int
-    name: str
+    index: int  # this walk's position in the run's curriculum (it keys the walk's shuffle)
+    name: str  # the build stage walked
     seq_len: int
     rows: int  # rows in one epoch of the stage
     budget_rows: int  # positions of the stage's stream the curriculum asks for (may exceed `rows`)
-    micro_batch_rows: int  # rows per rank per batch: tokens per rank batch // seq_len
+    micro_batch_rows: int  # rows per rank per micro-batch: micro_batch_tokens // seq_len
     holdout: Holdout | None = None  # None: the stream walks every row of the stage
     held_out: bool = False  # with a holdout: walk the held-out rows (True) or the training rows (False)
 
@@ -96,54 +97,43 @@ class StageWalk:
 
 @dataclass(frozen=True, order=True)
 class Position:
-    """A place in the curriculum: `rows` positions consumed in stage `stage` (len(plans): the end)."""
+    """A place in a run's curriculum: `rows` positions consumed in walk `walk` (len(walks): the end)."""
 
-    stage: int
+    walk: int
     rows: int
 
 
-def normalise(plans: list[StageWalk], pos: Position, world_size: int) -> Position:
-    """Return `pos` moved past stages whose budget has no whole global batch left."""
-    stage, rows = pos.stage, pos.rows
-    while stage < len(plans) and plans[stage].batches(world_size, rows) == 0:
-        stage, rows = stage + 1, 0
-    return Position(stage, rows)
+def normalise(walks: list[StageWalk], pos: Position, world_size: int) -> Position:
+    """Return `pos` moved past walks whose budget has no whole global batch left."""
+    walk, rows = pos.walk, pos.rows
+    while walk < len(walks) and walks[walk].batches(world_size, rows) == 0:
+        walk, rows = walk + 1, 0
+    return Position(walk, rows)
 
 
-def advance(plans: list[StageWalk], pos: Position, batches: int, world_size: int) -> Position:
+def advance(walks: list[StageWalk], pos: Position, batches: int, world_size: int) -> Position:
     """Return the position after `batches` more global batches from `pos` (clamped at the end)."""
     if batches < 0:
         raise ValueError(f"cannot advance by a negative number of batches ({batches})")
-    pos = normalise(plans, pos, world_size)
-    while batches and pos.stage < len(plans):
-        plan = plans[pos.stage]
-        take = min(batches, plan.batches(world_size, pos.rows))
+    pos = normalise(walks, pos, world_size)
+    while batches and pos.walk < len(walks):
+        walk = walks[pos.walk]
+        take = min(batches, walk.batches(world_size, pos.rows))
         batches -= take
-        pos = Position(pos.stage, pos.rows + take * plan.global_rows(world_size))
-        pos = normalise(plans, pos, world_size)
+        pos = Position(pos.walk, pos.rows + take * walk.global_rows(world_size))
+        pos = normalise(walks, pos, world_size)
     return pos
 
 
-def global_batches(plans: list[StageWalk], pos: Position, world_size: int) -> Iterator[Position]:
+def global_batches(walks: list[StageWalk], pos: Position, world_size: int) -> Iterator[Position]:
     """Yield the start position of every global batch from `pos` to the end of the curriculum."""
-    pos = normalise(plans, pos, world_size)
-    while pos.stage < len(plans):
+    pos = normalise(walks, pos, world_size)
+    while pos.walk < len(walks):
         yield pos
-        pos = advance(plans, pos, 1, world_size)
+        pos = advance(walks, pos, 1, world_size)
 
 
-def rank_positions(plan: StageWalk, batch_start: int, rank: int) -> range:
+def rank_positions(walk: StageWalk, batch_start: int, rank: int) -> range:
     """Return the stage-stream positions of `rank`'s micro-batch in the global batch starting there."""
-    first = batch_start + rank * plan.micro_batch_rows
-    return range(first, first + plan.micro_batch_rows)
-
-
-def owned_by_worker(batch_index: int, worker: int, num_workers: int) -> bool:
-    """Return True when the rank's micro-batch number `batch_index` is read by dataloader worker `worker`."""
-    return batch_index % num_workers == worker
-
-
-def dropped_positions(plan: StageWalk, start: int, world_size: int) -> range:
-    """Return the stage-stream positions skipped at the end of the stage when walked from `start`."""
-    used = start + plan.batches(world_size, start) * plan.global_rows(world_size)
-    return range(used, max(used, plan.budget_rows))
+    first = batch_start + rank * walk.micro_batch_rows
+    return range(first, first + walk.micro_batch_rows)

@@ -82,17 +82,13 @@ class SourceSampling:
     full_epochs: int  # every document appears this many times …
     extra_copies: int  # … and this many documents once more
 
-    @property
-    def factor(self) -> float:
-        """Return used / available tokens (< 1 down-sampled, > 1 repeated)."""
-        return self.used_tokens / self.tokens if self.tokens else 0.0
-
 
 @dataclass
 class PackedStage:
-    """One stage: its spec, 1-based index in the recipe, shard count and every source's packing."""
+    """One stage: its spec, number (from 1, its place in the recipe), shard count and every source's
+    packing."""
 
-    index: int
+    number: int
     spec: StageSpec
     shards: int
     packings: dict[str, SourcePacking] = field(default_factory=dict)
@@ -204,7 +200,7 @@ def make_plan(
     Raises ValueError when a stage names a source that has no tokens.
     """
     plans = [PackedStage(i + 1, spec, shard_count(spec, shard_bytes)) for i, spec in enumerate(stages)]
-    fill_order = sorted(plans, key=lambda p: (-p.spec.seq_len, p.index))
+    fill_order = sorted(plans, key=lambda p: (-p.spec.seq_len, p.number))
     sampling = {}
     for source_index, (name, lens) in enumerate(lengths.items()):
         wanting = [p for p in fill_order if name in p.spec.shares]
@@ -334,7 +330,7 @@ def layout_shards(stage: PackedStage, lengths: dict[str, np.ndarray], seed: int)
     Each source's rows are dealt in a seeded random order and each shard's rows are shuffled (seeded), so
     the rows of a long document's pieces and the sources interleave. `lengths` tells split documents apart.
     """
-    rng = np.random.default_rng([seed, stage.index])
+    rng = np.random.default_rng([seed, stage.number])
     shard_of: dict[str, np.ndarray] = {}
     position_of: dict[str, np.ndarray] = {}
     next_position = np.zeros(stage.shards, np.int64)

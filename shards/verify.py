@@ -11,7 +11,7 @@ import numpy as np
 from gristmill.errors import GristmillError
 from gristmill.shards.manifest import Manifest, ShardEntry, StageEntry, hash_problem, read_manifest
 from gristmill.shards.paths import check_relative, confined
-from gristmill.shards.reader import Batch, ShardReader
+from gristmill.shards.reader import Batch, open_shard
 from gristmill.shards.writer import file_xxh3
 from gristmill.storage import download_tree, is_local
 
@@ -183,7 +183,7 @@ def verify_shard(build: str, manifest: Manifest, stage: StageEntry, entry: Shard
     if digest != entry.xxh3:
         check.problems.append(f"xxh3 is {digest}, the manifest says {entry.xxh3}")
     try:
-        reader = ShardReader(path)
+        reader = open_shard(path)
     except GristmillError as e:
         check.problems.append(e.message)
         return check
@@ -201,8 +201,8 @@ def verify_shard(build: str, manifest: Manifest, stage: StageEntry, entry: Shard
     for name, want in expected.items():
         if getattr(meta, name) != want:
             check.problems.append(f"schema metadata {name} is {getattr(meta, name)!r}, expected {want!r}")
-    if reader.num_rows != entry.rows:
-        check.problems.append(f"holds {reader.num_rows} rows, the manifest says {entry.rows}")
+    if reader.rows != entry.rows:
+        check.problems.append(f"holds {reader.rows} rows, the manifest says {entry.rows}")
     vocab = tok.vocab_size if tok is not None else None
     names = [s.name for s in manifest.sources]
     per_source = np.zeros(max(len(names), 256), np.int64)

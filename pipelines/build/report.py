@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.shards.inspect import padding_rate
 from gristmill.shards.manifest import Manifest, read_manifest
-from gristmill.storage import atomic_write, filesystem
+from gristmill.storage import atomic_write, exists, filesystem
 
 REPORT_NAME = "index.html"
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -121,9 +121,9 @@ def _stages_section(m: Manifest) -> str:
 
 def _length_histograms(layout: BuildLayout) -> str:
     """Plot the per-source document length histograms the tokenize step left in BUILD/tokens/."""
-    fs, inner = filesystem(layout.tokens_dir)
-    if not fs.exists(inner):
+    if not exists(layout.tokens_dir):
         return ""
+    fs, inner = filesystem(layout.tokens_dir)
     files = sorted(p for p in fs.find(inner) if p.endswith("histogram.json"))
     if not files:
         return ""

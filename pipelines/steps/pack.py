@@ -13,9 +13,9 @@ from datatrove.data import DocumentsPipeline
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
-from gristmill.pipelines.steps.dedupe.store import read_table
 from gristmill.pipelines.steps.tokenize import TokenFile
 from gristmill.pipelines.steps.tokenizer import load_build_tokenizer
+from gristmill.pipelines.tables import read_table
 from gristmill.shards.format import ShardMeta
 from gristmill.shards.manifest import ShardEntry, StageEntry, TokenizerEntry
 from gristmill.shards.pack import Pieces, gather_tokens, row_offsets
@@ -39,10 +39,10 @@ class PackShards(WritingStep):
         self.jobs = jobs
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
-        stage_index, shard = self.jobs[rank]
-        stage = self.recipe.stages[stage_index - 1]
+        number, shard = self.jobs[rank]
+        stage = self.recipe.stages[number - 1]
         names = [s.name for s in self.recipe.sources]
-        table = read_table(self.layout.shard_layout_file(stage_index, shard))
+        table = read_table(self.layout.shard_layout_file(number, shard))
         rows = int(table.schema.metadata[b"rows"])
         col = {name: table.column(name).to_numpy() for name in table.column_names}
         pieces = Pieces(col["doc"], col["start"], col["length"], col["row"], col["offset"])
@@ -70,7 +70,7 @@ class PackShards(WritingStep):
         list_offsets, offsets = row_offsets(pieces, rows)
         row_source = np.zeros(rows, np.uint8)
         row_source[pieces.row] = col["source"]
-        path = self.layout.shard_file(stage_index, stage.seq_len, shard)
+        path = self.layout.shard_file(number, stage.seq_len, shard)
         written = write_shard(path, shard_table(meta, token_rows, list_offsets, offsets, row_source))
 
         per_source = np.bincount(col["source"], weights=pieces.length, minlength=len(names)).astype(np.int64)
@@ -86,7 +86,7 @@ class PackShards(WritingStep):
             split_documents=int(table.schema.metadata[b"split_documents"]),
         )
         write_json(
-            self.layout.shard_file(stage_index, stage.seq_len, shard, "json"), entry.model_dump(mode="json")
+            self.layout.shard_file(number, stage.seq_len, shard, "json"), entry.model_dump(mode="json")
         )
         self.stat_update("rows", value=rows)
         self.stat_update("tokens", value=tokens)
@@ -98,17 +98,18 @@ def collect_stages(recipe: Recipe, layout: BuildLayout) -> list[StageEntry]:
     sampling = {name: s["sampling"] for name, s in plan["sources"].items()}
     entries = []
     for stage, summary in zip(recipe.stages, plan["stages"]):
-        index = summary["index"]
+        number = summary["number"]
         shards = [
-            ShardEntry.model_validate(read_json(layout.shard_file(index, stage.seq_len, n, "json")))
+            ShardEntry.model_validate(read_json(layout.shard_file(number, stage.seq_len, n, "json")))
             for n in range(summary["shards"])
         ]
         source_tokens = {name: s["tokens"] for name, s in summary["sources"].items()}
         entries.append(
             StageEntry(
                 name=stage.name,
+                number=number,
                 seq_len=stage.seq_len,
-                tokens_per_batch=stage.tokens_per_batch,
+                tokens_per_step=stage.tokens_per_step,
                 rows=sum(s.rows for s in shards),
                 tokens=sum(s.tokens for s in shards),
                 padding_tokens=sum(s.padding_tokens for s in shards),

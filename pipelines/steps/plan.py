@@ -54,7 +54,7 @@ def stage_specs(recipe: Recipe) -> list[StageSpec]:
 
 
 def pack_jobs(recipe: Recipe, shard_bytes: int = SHARD_BYTES) -> list[tuple[int, int]]:
-    """Return the pack tasks as (1-based stage index, shard number), from the recipe alone."""
+    """Return the pack tasks as (stage number, shard number), from the recipe alone."""
     specs = stage_specs(recipe)
     return [(i, n) for i, spec in enumerate(specs, 1) for n in range(shard_count(spec, shard_bytes))]
 
@@ -187,7 +187,7 @@ class PlanShards(WritingStep):
             {"rows": str(shard_layout.rows), "split_documents": str(shard_layout.split_documents)}
         )
         with (
-            atomic_write(self.layout.shard_layout_file(stage.index, shard)) as f,
+            atomic_write(self.layout.shard_layout_file(stage.number, shard)) as f,
             pa.ipc.new_file(f, table.schema) as writer,
         ):
             writer.write_table(table)
@@ -257,29 +257,19 @@ def _merged_sampling(slices: list[dict]) -> dict:
 _SUMMED = ("target_tokens", "tokens", "rows", "padding_tokens", "split_documents", "documents")
 
 
-def _merged_stage(index: int, spec: StageSpec, shards: int, slices: list[dict]) -> dict:
+def _merged_stage(number: int, spec: StageSpec, shards: int, slices: list[dict]) -> dict:
     """A stage's figures over the build, from each slice's."""
     sources = {}
     for name in dict.fromkeys(n for s in slices for n in s["sources"]):
         mine = [s["sources"][name] for s in slices if name in s["sources"]]
         ranges = [m["length_range"] for m in mine if m["documents"]]
         sources[name] = {
-            **{
-                key: sum(m[key] for m in mine)
-                for key in (
-                    "target_tokens",
-                    "tokens",
-                    "rows",
-                    "padding_tokens",
-                    "split_documents",
-                    "documents",
-                )
-            },
+            **{key: sum(m[key] for m in mine) for key in _SUMMED},
             "length_range": [min(r[0] for r in ranges), max(r[1] for r in ranges)] if ranges else [0, 0],
             "log2_histogram": add_histograms([m["log2_histogram"] for m in mine]),
         }
     return {
-        "index": index,
+        "number": number,
         "name": spec.name,
         "seq_len": spec.seq_len,
         "budget_tokens": spec.tokens,

@@ -23,8 +23,8 @@ from datatrove.data import DocumentsPipeline
 
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.steps.base import WritingStep
-from gristmill.pipelines.steps.dedupe.store import read_table
 from gristmill.pipelines.steps.tokenizer import load_build_tokenizer
+from gristmill.pipelines.tables import read_table
 from gristmill.shards.plan import log2_histogram
 from gristmill.storage import atomic_write, filesystem, is_local, read_json, read_ranges, write_json
 

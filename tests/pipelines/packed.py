@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 
 from gristmill.shards.manifest import Manifest
-from gristmill.shards.reader import ShardReader
+from gristmill.shards.reader import open_shard
 
 DocKey = tuple[str, int, int]  # (source, clean file's task, row in that file)
 
@@ -36,7 +36,7 @@ class Pieces:
 
 def _shard_rows(path: str) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, int]:
     """Return a shard's (tokens[rows, L + 1], doc_offsets per row, source per row, pad id), all batches."""
-    reader = ShardReader(path)
+    reader = open_shard(path)
     tokens, offsets, sources = [], [], []
     for batch in reader.batches():
         tokens.append(batch.tokens)

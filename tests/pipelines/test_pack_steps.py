@@ -22,7 +22,7 @@ from gristmill.pipelines.steps import shard_steps
 from gristmill.pipelines.steps.pack import collect_stages, tokenizer_entry
 from gristmill.sample.text import doc_topics, paragraphs
 from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
-from gristmill.shards.reader import ShardReader
+from gristmill.shards.reader import open_shard
 from gristmill.tokenizer.hf_export import export_hf_tokenizer
 from gristmill.tokenizer.interface import Tokenizer
 
@@ -35,17 +35,17 @@ STAGES = [
         "name": "short",
         "seq_len": 64,
         "tokens": 30_000,
-        "tokens_per_batch": 640,
+        "tokens_per_step": 640,
         "weights": {"web": 3, "books": 2},
     },
     {
         "name": "long",
         "seq_len": 256,
         "tokens": 40_000,
-        "tokens_per_batch": 1024,
+        "tokens_per_step": 1024,
         "weights": {"web": 1, "books": 1},
     },
-    {"name": "hq", "seq_len": 256, "tokens": 12_000, "tokens_per_batch": 1024, "weights": {"hq": 1}},
+    {"name": "hq", "seq_len": 256, "tokens": 12_000, "tokens_per_step": 1024, "weights": {"hq": 1}},
 ]
 
 
@@ -166,7 +166,7 @@ def test_rows_hold_what_the_exported_tokenizer_encodes(build, tmp_path):
     tokenizer = export_hf_tokenizer(layout.path("tokenizer"), tmp_path, model_max_length=256)
     assert manifest.tokenizer.framing == tokenizer.framing.name == "eos"
     for stage in manifest.stages:
-        meta = ShardReader(str(Path(layout.root, stage.shards[0].path))).meta
+        meta = open_shard(str(Path(layout.root, stage.shards[0].path))).meta
         assert (meta.framing, meta.bos_id) == ("eos", None)
     hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
     texts = {(s, task): texts for s, files in corpus.items() for task, texts in enumerate(files)}
@@ -232,7 +232,7 @@ def test_cli_inspect_verify_show(build):
     assert result.exit_code == 0, result.output
     assert "──── piece 1/" in result.output and "──── padding:" in result.output
     result = runner.invoke(cli, ["shards", "show", layout.root, "--stage", "nope", "--row", "0"])
-    assert result.exit_code == 2 and "no stage 'nope'" in result.output
+    assert result.exit_code == 1 and "no stage 'nope'" in result.output
 
 
 @pytest.mark.ray

@@ -13,8 +13,9 @@ from gristmill.shards.manifest import Counts, Manifest, SourceEntry, StageEntry
 def manifest() -> Manifest:
     stage = StageEntry(
         name="s",
+        number=1,
         seq_len=8,
-        tokens_per_batch=9,
+        tokens_per_step=9,
         rows=110,
         tokens=980,
         padding_tokens=10,

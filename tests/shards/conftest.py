@@ -105,8 +105,9 @@ def stream_write_build(root, stages: list[tuple[str, int, list[int]]], seed: int
         entries.append(
             StageEntry(
                 name=name,
+                number=len(entries) + 1,
                 seq_len=seq_len,
-                tokens_per_batch=4 * seq_len,
+                tokens_per_step=4 * seq_len,
                 rows=first,
                 tokens=first * seq_len,
                 padding_tokens=0,

@@ -90,7 +90,7 @@ def test_each_document_appears_as_often_as_its_sampling_says(plan):
         assert set(np.unique(counts)) <= {sampling.full_epochs, sampling.full_epochs + 1}
         assert (counts == sampling.full_epochs + 1).sum() == sampling.extra_copies
         assert counts @ lengths[name] == sampling.used_tokens
-        assert sampling.full_epochs <= sampling.factor <= sampling.full_epochs + 1
+        assert sampling.full_epochs <= sampling.used_tokens / sampling.tokens <= sampling.full_epochs + 1
     assert plan.sampling["hq"].full_epochs == 1 and plan.sampling["web"].full_epochs == 0
 
 

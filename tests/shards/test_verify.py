@@ -89,8 +89,9 @@ def build(tmp_path):
                 per_source[name] = per_source.get(name, 0) + n
         stage = StageEntry(
             name="s",
+            number=1,
             seq_len=15,
-            tokens_per_batch=30,
+            tokens_per_step=30,
             rows=sum(s.rows for s in shards),
             tokens=sum(s.tokens for s in shards),
             padding_tokens=sum(s.padding_tokens for s in shards),

@@ -117,7 +117,7 @@ def test_eval_on_held_out_rows_of_the_training_build_never_trained_on(
 
     manifest = Manifest.model_validate_json((small_build / "manifest.json").read_text())
     first = manifest.stages[0]
-    holdout = Holdout.of_stage(first.rows, 16, manifest_stage=0)
+    holdout = Holdout.of_stage(first.rows, 16, stage_number=1)
     held_out = {("stage-1-64", int(r)) for r in holdout.held_out_rows()}
     assert evaluated and all(rows == sorted(held_out) for rows in evaluated)  # 2 batches of 8 rows: all 16
     assert not held_out & set(trained)
@@ -134,7 +134,7 @@ def test_eval_takes_exactly_one_source_of_held_out_rows(builds, tmp_path):
         config(builds, tmp_path, eval={"every_steps": 8})
     with pytest.raises(ConfigError, match="less than one batch"):
         train(config(builds, tmp_path, eval={"holdout_rows": 7}))
-    with pytest.raises(ConfigError, match="leaves none"):
+    with pytest.raises(ConfigError, match="cannot hold out 1000000000 of stage"):
         train(config(builds, tmp_path, eval={"holdout_rows": 10**9}))
 
 
@@ -149,11 +149,12 @@ def test_dataloader_workers_feed_the_same_batches(builds, tmp_path):
 
 
 def test_stage_batch_sizes_come_from_the_manifest_with_accumulation_derived():
-    def stage(name, seq_len, tokens_per_batch, rows):
+    def stage(number, name, seq_len, tokens_per_step, rows):
         return StageEntry(
             name=name,
+            number=number,
             seq_len=seq_len,
-            tokens_per_batch=tokens_per_batch,
+            tokens_per_step=tokens_per_step,
             rows=rows,
             tokens=rows * seq_len,
             padding_tokens=0,
@@ -171,7 +172,7 @@ def test_stage_batch_sizes_come_from_the_manifest_with_accumulation_derived():
         seed=0,
         sources=[],
         accounting={},
-        stages=[stage("short", 2048, 2 << 20, 10_000), stage("long", 8192, 4 << 20, 5_000)],
+        stages=[stage(1, "short", 2048, 2 << 20, 10_000), stage(2, "long", 8192, 4 << 20, 5_000)],
     )
     cfg = parse_train_config(dict(build="b", output_dir="o", model="fox1-1.6b", micro_batch_tokens=16384))
     short, long = schedule_stages(cfg, Curriculum(manifest), cfg.model, world_size=8)
@@ -251,4 +252,4 @@ def test_gristmill_train_cli(builds, tmp_path):
         )
     )
     result = CliRunner().invoke(cli, ["train", str(path)])
-    assert result.exit_code == 2 and "no build here" in result.output
+    assert result.exit_code == 1 and "no build here" in result.output
