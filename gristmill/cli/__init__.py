@@ -20,6 +20,8 @@ COMMANDS = {
     "report": "gristmill.cli.report:report",
     "train": "gristmill.cli.train:train",
     "export": "gristmill.cli.export:export",
+    "eval": "gristmill.cli.eval:eval_command",
+    "ablate": "gristmill.cli.ablate:ablate",
 }
 
 

@@ -1,0 +1,123 @@
+"""The ablation sample (`gristmill sample OUT --kind ablation`): a web-like corpus with a large share of junk
+and duplicates, and clean evaluation text kept out of it by construction.
+
+    OUT/corpus/part-<k>.jsonl.zst   {"id", "text"}: clean documents, junk and copies, shuffled
+    OUT/eval/clean.jsonl            {"text"}: clean documents of the same kinds, never in the corpus
+    OUT/ABLATION.json               documents and bytes of each kind
+
+Clean documents are real prose cut into documents of one to a few dozen paragraphs: the language reference
+and the standard library's docstrings (`text.stdlib_sections`) and the README and NEWS files Debian ships
+under /usr/share/doc. Only documents that pass the default web rule sets are used, so a recipe with the
+default filters keeps every clean one; a seeded tenth of them is the evaluation set instead. Junk is the web
+rules' junk (word salad, menus, notices, …: `text.junk_documents`) and plain junk (binary decoded as text,
+extreme repetition: `keep_corpus.junk_documents`). Duplicates are exact copies of clean corpus documents
+(2 to 8 copies each) and near copies (about 10% of the words changed).
+
+recipes/ablate-clean.yaml builds it with the default filters and dedupe; recipes/ablate-junk.yaml with the
+`none` profile and no dedupe, keeping the junk and the copies (ablations/clean-vs-junk.yaml).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+from random import Random
+from typing import Any
+
+import zstandard
+
+from gristmill.pipelines.config.filters import FiltersConfig
+from gristmill.pipelines.filters import make_filters
+from gristmill.sample import keep_corpus, text
+from gristmill.storage import atomic_write, write_json
+
+SUMMARY_FILE = "ABLATION.json"
+_DEBIAN_NAMES = re.compile(r"^(?:README(?:\.md|\.txt)?|NEWS)(?:\.gz)?$")
+_PARTS = 4
+_ZSTD_LEVEL = 3
+
+
+def _debian_sections(limit_bytes: int) -> list[str]:
+    """Return Debian's README and NEWS files (plain text, decompressed), up to `limit_bytes` in all."""
+    root = keep_corpus.DEBIAN_DOCS
+    if not root.is_dir():
+        return []
+    out, total = [], 0
+    for path in sorted(p for p in root.rglob("*") if _DEBIAN_NAMES.match(p.name) and p.is_file()):
+        try:
+            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            section = raw.decode("utf-8")
+        except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
+            continue
+        if section.strip():
+            out.append(section)
+            total += len(raw)
+        if total >= limit_bytes:
+            break
+    return out
+
+
+def clean_documents(rng: Random, debian_bytes: int) -> list[str]:
+    """Return prose documents that pass the default web rule sets, in a seeded order."""
+    rules = make_filters(FiltersConfig(), "web")
+    candidates = text.cut_documents(text.stdlib_sections() + _debian_sections(debian_bytes), rng)
+    verdicts = [None] * len(candidates)
+    for rule_set in rules:
+        todo = [i for i, v in enumerate(verdicts) if v is None]
+        for i, reason in zip(todo, rule_set.check_batch([candidates[i] for i in todo])):
+            verdicts[i] = reason
+    kept = list(dict.fromkeys(d for d, v in zip(candidates, verdicts) if v is None))
+    rng.shuffle(kept)
+    return kept
+
+
+def _near_copy(doc: str, rng: Random) -> str:
+    words = doc.split(" ")
+    for i in rng.sample(range(len(words)), max(1, len(words) // 10)):
+        words[i] = words[rng.randrange(len(words))]
+    return " ".join(words)
+
+
+def write_ablation_sample(out_dir: str, seed: int = 0, debian_bytes: int = 3_000_000) -> dict[str, Any]:
+    """Write the ablation sample under `out_dir`; return its summary (what ABLATION.json holds)."""
+    rng = Random(seed)
+    clean = clean_documents(rng, debian_bytes)
+    eval_docs, corpus_clean = clean[::10], [d for i, d in enumerate(clean) if i % 10]
+    sections = text.stdlib_sections()
+    junk = [d for _ in range(12) for d in text.junk_documents(sections, rng) if d.strip()]
+    junk += [d for _, d in keep_corpus.junk_documents(seed=seed, per_kind=40) if d.strip()]
+    clean_bytes = sum(len(d.encode()) for d in corpus_clean)
+    exact, near = [], []
+    while sum(len(d.encode()) for d in exact + near) < 0.8 * clean_bytes:
+        doc = rng.choice(corpus_clean)
+        exact += [doc] * rng.randint(1, 7)  # with the original: 2 to 8 copies
+        near.append(_near_copy(doc, rng))
+    kinds = {"clean": corpus_clean, "junk": junk, "exact copies": exact, "near copies": near}
+    corpus = [d for docs in kinds.values() for d in docs]
+    rng.shuffle(corpus)
+
+    out = Path(out_dir)
+    (out / "corpus").mkdir(parents=True, exist_ok=True)
+    (out / "eval").mkdir(parents=True, exist_ok=True)
+    per_part = -(-len(corpus) // _PARTS)
+    for k in range(_PARTS):
+        lines = "".join(
+            json.dumps({"id": f"doc-{i}", "text": d}, ensure_ascii=False) + "\n"
+            for i, d in enumerate(corpus[k * per_part : (k + 1) * per_part], start=k * per_part)
+        )
+        with atomic_write(str(out / "corpus" / f"part-{k}.jsonl.zst")) as f:
+            f.write(zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(lines.encode()))
+    with atomic_write(str(out / "eval" / "clean.jsonl"), "w") as f:
+        f.writelines(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in eval_docs)
+    summary = {
+        "out_dir": str(out),
+        "seed": seed,
+        "corpus": {
+            k: {"documents": len(v), "bytes": sum(len(d.encode()) for d in v)} for k, v in kinds.items()
+        },
+        "eval": {"documents": len(eval_docs), "bytes": sum(len(d.encode()) for d in eval_docs)},
+    }
+    write_json(str(out / SUMMARY_FILE), summary)
+    return summary
