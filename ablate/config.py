@@ -129,16 +129,21 @@ class AblationConfig(FrozenModel):
             raise ValueError("seeds must be distinct")
         return v
 
+    @field_validator("proxy")
+    @classmethod
+    def _known_proxy(cls, v: str) -> str:
+        from gristmill.ablate.proxy import PROXIES
+
+        if v not in PROXIES:
+            raise ValueError(f"unknown proxy {v!r}; proxies are {', '.join(PROXIES)}")
+        return v
+
     @model_validator(mode="after")
     def _unique(self) -> AblationConfig:
         names = [c.name for c in self.candidates]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"candidate names must be unique (repeated: {', '.join(repeated)})")
-        from gristmill.ablate.proxy import PROXIES
-
-        if self.proxy not in PROXIES:
-            raise ValueError(f"unknown proxy {self.proxy!r}; proxies are {', '.join(PROXIES)}")
         return self
 
 

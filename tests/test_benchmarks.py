@@ -8,7 +8,14 @@ import shutil
 
 import pytest
 
-from gristmill.benchmarks import package_root, read_requests, requests_path, task_variants
+from gristmill.benchmarks import (
+    package_root,
+    read_requests,
+    requests_path,
+    task_config,
+    task_variants,
+    unconditional_offset,
+)
 from gristmill.errors import InputError
 
 
@@ -82,3 +89,32 @@ def test_a_good_copy_reads_and_bad_files_and_names_are_refused(tmp_path):
         requests_path("../../outside/oe_eval_tasks/x/oe_eval_tasks/t", "v", root)
     with pytest.raises(InputError, match="no oe_eval_tasks/ folder"):
         package_root(tmp_path / "nothing")
+
+
+def test_generative_labels_null_ids_and_unconditional_requests_are_read():
+    lambada = read_requests("lambada", "bpb_0shot")
+    assert lambada[0].label is None and lambada[0].answers == ("signs",)  # a list of reference answers
+    gsm8k = read_requests("gsm8k", "gold_bpb_5shot")
+    assert gsm8k[0].label is None and gsm8k[0].answers == ("18",)  # a string
+    winogrande = read_requests("winogrande", "rc_0shot")
+    assert winogrande[0].native_id is None and winogrande[0].label in (0, 1)
+    assert unconditional_offset("arc_easy", "rc_0shot") == 1_000_000
+    assert any(
+        r.doc_id >= 1_000_000 and r.context == "Answer:" for r in read_requests("arc_easy", "rc_0shot")
+    )
+    assert unconditional_offset("winogrande", "rc_0shot") is None
+    assert task_config("arc_easy", "rc_0shot")["task_name"] == "arc_easy"
+
+
+def test_a_bad_label_or_config_is_named(tmp_path):
+    root = _copy_task(tmp_path, [json.dumps({**GOOD, "label": ["a", 3]}).encode() + b"\n"])
+    with pytest.raises(InputError, match="line 1: field 'label' is a list of non-strings"):
+        read_requests("t", "v", root)
+    config = tmp_path / "data" / "oe_eval_tasks" / "t" / "v" / "config.json"
+    assert task_config("t", "v", root) == {}  # none beside the requests
+    config.write_text("{not json")
+    with pytest.raises(InputError, match=r"config\.json: not JSON"):
+        task_config("t", "v", root)
+    config.write_text('{"task_config": 3}')
+    with pytest.raises(InputError, match="no `task_config` object"):
+        unconditional_offset("t", "v", root)

@@ -217,7 +217,7 @@ def build_eval(
     if config.eval is None:
         return None
     options = config.storage_options or {}
-    rows = None
+    rows, held_out = None, None
     if config.eval.holdout_rows is not None or config.eval.build is not None:
         holdout = eval_holdout(config, manifest)
         build = config.build if holdout else config.eval.build
@@ -234,13 +234,12 @@ def build_eval(
         per_device = config.micro_batch_tokens // stage.seq_len or 1
         max_rows = config.eval.batches * per_device * runtime.world_size
         rows = held_out_rows(build, held_out, stage.name, config.eval.holdout_rows, max_rows)
-        rows = (rows, held_out)
     tokenizer = build_tokenizer(config.build, manifest, options)
     eval_set = make_eval_set(
         tokenizer,
         runtime,
-        rows=rows[0] if rows else None,
-        manifest=rows[1] if rows else None,
+        rows=rows,
+        manifest=held_out,
         texts=config.eval.text,
         tasks=config.eval.tasks,
         task_items=config.eval.task_items,

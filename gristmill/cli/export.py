@@ -36,7 +36,7 @@ def export(checkpoint: str, out: str, tokenizer: str | None, dtype: str) -> None
     \b
     Examples:
       gristmill train runs/demo.yaml && gristmill export runs/demo-out --hf hf/demo    # after `make demo`
-      gristmill export runs/demo-out/checkpoints/step-40 --hf hf/demo --dtype bfloat16
+      gristmill export runs/demo-out/checkpoints/step-20 --hf hf/demo --dtype bfloat16
     """
     import torch
 

@@ -7,14 +7,15 @@ and duplicates, and clean evaluation text kept out of it by construction.
 
 Clean documents are real prose cut into documents of one to a few dozen paragraphs: the language reference
 and the standard library's docstrings (`text.stdlib_sections`) and the README and NEWS files Debian ships
-under /usr/share/doc. Only documents that pass the default web rule sets are used, so a recipe with the
-default filters keeps every clean one; a seeded tenth of them is the evaluation set instead. Junk is the web
-rules' junk (word salad, menus, notices, …: `text.junk_documents`) and plain junk (binary decoded as text,
-extreme repetition: `keep_corpus.junk_documents`). Duplicates are exact copies of clean corpus documents
-(2 to 8 copies each) and near copies (about 10% of the words changed).
+under /usr/share/doc. Only documents that pass the `curated` rule set (what curated text can fail) are used,
+so a recipe reading the corpus with the `curated` profile keeps every clean one; a seeded twentieth of them
+is the evaluation set instead. Junk is what no profile but `none` keeps (`keep_corpus.junk_documents`:
+empty and stub texts, binary data decoded as text, a line, paragraph, word or phrase repeated over and
+over), about half as many bytes as the clean documents. Duplicates are exact copies of clean corpus
+documents (2 to 8 copies each) and near copies (about 10% of the words changed), as many bytes again.
 
-recipes/ablate-clean.yaml builds it with the default filters and dedupe; recipes/ablate-junk.yaml with the
-`none` profile and no dedupe, keeping the junk and the copies (ablations/clean-vs-junk.yaml).
+recipes/ablate-clean.yaml builds it with the `curated` profile and dedupe; recipes/ablate-junk.yaml with
+the `none` profile and no dedupe, keeping the junk and the copies (ablations/clean-vs-junk.yaml).
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def _debian_sections(limit_bytes: int) -> list[str]:
 
 
 def clean_documents(rng: Random, debian_bytes: int) -> list[str]:
-    """Return prose documents that pass the default web rule sets, in a seeded order."""
-    rules = make_filters(FiltersConfig(), "web")
+    """Return prose documents that pass the `curated` rule sets, in a seeded order."""
+    rules = make_filters(FiltersConfig(), "curated")
     candidates = text.cut_documents(text.stdlib_sections() + _debian_sections(debian_bytes), rng)
     verdicts = [None] * len(candidates)
     for rule_set in rules:
@@ -84,13 +85,15 @@ def write_ablation_sample(out_dir: str, seed: int = 0, debian_bytes: int = 3_000
     """Write the ablation sample under `out_dir`; return its summary (what ABLATION.json holds)."""
     rng = Random(seed)
     clean = clean_documents(rng, debian_bytes)
-    eval_docs, corpus_clean = clean[::10], [d for i, d in enumerate(clean) if i % 10]
-    sections = text.stdlib_sections()
-    junk = [d for _ in range(12) for d in text.junk_documents(sections, rng) if d.strip()]
-    junk += [d for _, d in keep_corpus.junk_documents(seed=seed, per_kind=40) if d.strip()]
+    eval_docs, corpus_clean = clean[::20], [d for i, d in enumerate(clean) if i % 20]
     clean_bytes = sum(len(d.encode()) for d in corpus_clean)
+    junk: list[str] = []
+    round_ = 0
+    while sum(len(d.encode()) for d in junk) < clean_bytes / 2:
+        junk += [d for _, d in keep_corpus.junk_documents(seed=seed * 1000 + round_, per_kind=10)]
+        round_ += 1
     exact, near = [], []
-    while sum(len(d.encode()) for d in exact + near) < 0.8 * clean_bytes:
+    while sum(len(d.encode()) for d in exact + near) < clean_bytes / 2:
         doc = rng.choice(corpus_clean)
         exact += [doc] * rng.randint(1, 7)  # with the original: 2 to 8 copies
         near.append(_near_copy(doc, rng))
