@@ -248,8 +248,8 @@ class EvalConfig(FrozenModel):
     batches: int = Field(
         8,
         ge=1,
-        description="held-out rows per evaluation: this many micro-batches' rows per device "
-        "(micro_batch_tokens // seq_len each), at most the rows there are",
+        description="held-out rows per evaluation: this many micro-batches' rows in all "
+        "(micro_batch_tokens // seq_len each, shared out over the devices), at most the rows there are",
     )
     text: dict[str, list[str]] = Field(
         default_factory=dict,

@@ -257,17 +257,22 @@ class EvalResult:
 
     def metrics(self) -> dict[str, float]:
         """Return the flat metrics a training log records: eval_loss and eval_bpb (held-out rows, and
-        eval_bpb/<source>), text_bpb/<set>, task_bpb/<task> (and task_acc, task_acc_norm)."""
+        eval_bpb/<source>), text_bpb/<set>, task_bpb/<task> (and task_acc, task_acc_norm), and what they
+        counted: eval_tokens, text_tokens/<set>, task_items/<task>."""
         out: dict[str, float] = {}
         total = self.rows_total
         if total is not None:
             if self.rows_in_model_tokens:
                 out["eval_loss"] = total.loss
             out["eval_bpb"] = total.bpb
+            out["eval_tokens"] = total.tokens
             out.update({f"eval_bpb/{name}": t.bpb for name, t in self.rows.items() if t.bytes})
-        out.update({f"text_bpb/{name}": t.bpb for name, t in self.texts.items()})
+        for name, t in self.texts.items():
+            out[f"text_bpb/{name}"] = t.bpb
+            out[f"text_tokens/{name}"] = t.tokens
         for name, t in self.tasks.items():
             out[f"task_bpb/{name}"] = t.bpb
+            out[f"task_items/{name}"] = t.items
             if t.choices:
                 out[f"task_acc/{name}"] = t.acc
                 out[f"task_acc_norm/{name}"] = t.acc_norm

@@ -210,7 +210,7 @@ def build_eval(
 ) -> tuple[ModelScorer, EvalSet] | None:
     """Return the scorer and this rank's share of the fixed evaluation set, or None when eval is off:
     held-out rows (the first rows of the held-out build, or the rows of the training build held out of
-    training: at most `eval.batches` micro-batches' worth per device), text sets and tasks.
+    training: at most `eval.batches` micro-batches' worth, shared out over the devices), text sets and tasks.
 
     Raises ConfigError when the held-out build was made with another tokenizer than the training build.
     """
@@ -231,8 +231,7 @@ def build_eval(
         if not held_out.stages:
             raise ConfigError("the held-out build has no stages", path=build, where="eval.build")
         stage = Curriculum(held_out).stage(config.eval.stage or held_out.stages[0].name)
-        per_device = config.micro_batch_tokens // stage.seq_len or 1
-        max_rows = config.eval.batches * per_device * runtime.world_size
+        max_rows = config.eval.batches * (config.micro_batch_tokens // stage.seq_len or 1)  # any world size
         rows = held_out_rows(build, held_out, stage.name, config.eval.holdout_rows, max_rows)
     tokenizer = build_tokenizer(config.build, manifest, options)
     eval_set = make_eval_set(
