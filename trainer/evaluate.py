@@ -218,7 +218,7 @@ def make_eval_set(
         if same:
             out.rows = {name: EncodedTexts(name, seqs) for name, seqs in pieces.items()}
         else:
-            built = Tokenizer.load(f"{rows.build}/{manifest.tokenizer.path}")
+            built = build_tokenizer(rows.build, manifest, storage_options)
             out.rows = {
                 name: EncodedTexts.encode(name, [built.decode(p) for p in seqs], tokenizer)
                 for name, seqs in pieces.items()

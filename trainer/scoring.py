@@ -149,7 +149,7 @@ class ModelScorer:
 
     def _forward(self, sequences: Sequence[np.ndarray], batch: list[Window]) -> list[np.ndarray]:
         if not batch:  # a rank with nothing left still runs a forward: FSDP's collectives need every rank
-            batch_inputs = _packed([np.zeros(2, dtype=np.int64)], [(0, 1, 1)])
+            batch_inputs = _packed([np.zeros(2, dtype=np.int64)], [(0, 0, 1)])
             self.model(**_to(batch_inputs, self.device), loss_reduction="none")
             return []
         inputs = _packed(sequences, [(w.sequence, w.start, w.end) for w in batch])

@@ -271,3 +271,30 @@ def test_eval_cli_lists_tasks_and_names_what_it_cannot_read(builds, tmp_path):
     assert listed.exit_code == 0 and "arc_easy: " in listed.output and "rc_0shot" in listed.output
     bad = CliRunner().invoke(cli, ["eval", str(builds.train), "--tasks", "arc_easy"])
     assert bad.exit_code == 1 and "no checkpoint here" in bad.output
+
+
+def test_a_rank_with_fewer_batches_runs_as_many_forwards_as_the_others(builds):
+    """Under FSDP every rank must run the same forwards: a rank out of windows runs empty ones."""
+    from gristmill.trainer.config import model_preset
+    from gristmill.trainer.model import Transformer
+    from gristmill.trainer.scoring import ModelScorer
+
+    model = Transformer(model_preset("llama-tiny", vocab_size=384))
+    calls = []
+    real_forward = model.forward
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["input_ids"].shape[1])
+        return real_forward(*args, **kwargs)
+
+    model.forward = counting
+    sequences = [np.arange(1, 40) % 384, np.arange(3, 30) % 384]
+    alone = ModelScorer(model, torch.device("cpu"), 64, 64).nll(sequences, [1, 1])
+    assert len(calls) == 1
+    calls.clear()
+    padded = ModelScorer(model, torch.device("cpu"), 64, 64, batches_everywhere=lambda n: n + 2).nll(
+        sequences, [1, 1]
+    )
+    assert len(calls) == 3 and calls[1:] == [1, 1]  # two empty forwards of one token
+    for a, b in zip(alone, padded):
+        np.testing.assert_array_equal(a, b)
