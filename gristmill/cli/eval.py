@@ -106,7 +106,7 @@ def eval_command(
     Examples:
       gristmill eval runs/demo-out                                   # the run's own held-out rows
       gristmill eval hf/demo --text clean=eval/clean.jsonl --tasks core --limit 200 --out eval.json
-      gristmill eval runs/demo-out --build build/demo --holdout-rows 256 --stage short --json
+      gristmill eval hf/demo --build build/demo --holdout-rows 64 --json   # rows runs/demo.yaml held out
       gristmill eval --list-tasks
     """
     from gristmill.trainer import evaluate as ev
