@@ -8,8 +8,12 @@ and duplicates, and clean evaluation text kept out of it by construction.
 Clean documents are real prose cut into documents of one to a few dozen paragraphs: the language reference
 and the standard library's docstrings (`text.stdlib_sections`) and the README and NEWS files Debian ships
 under /usr/share/doc. Only documents that pass the `curated` rule set (what curated text can fail) are used,
-so a recipe reading the corpus with the `curated` profile keeps every clean one; a seeded twentieth of them
-is the evaluation set instead. Junk is what no profile but `none` keeps (`keep_corpus.junk_documents`:
+so a recipe reading the corpus with the `curated` profile keeps every clean one. The evaluation set is held
+out by whole files: Debian files (which no junk is made from) in a seeded order, among those that share
+no word 13-gram with any other file (packages of one source often ship the same README), until they hold
+`eval_bytes`; they are never cut into corpus documents; an evaluation document that still shares a
+13-gram with the corpus is left out, so no candidate can have trained on it.
+Junk is what no profile but `none` keeps (`keep_corpus.junk_documents`:
 empty and stub texts, binary data decoded as text, a line, paragraph, word or phrase repeated over and
 over), about half as many bytes as the clean documents. Duplicates are exact copies of clean corpus
 documents (2 to 8 copies each) and near copies (about 10% of the words changed), as many bytes again.
@@ -60,10 +64,10 @@ def _debian_sections(limit_bytes: int) -> list[str]:
     return out
 
 
-def clean_documents(rng: Random, debian_bytes: int) -> list[str]:
-    """Return prose documents that pass the `curated` rule sets, in a seeded order."""
+def clean_documents(sections: list[str], rng: Random) -> list[str]:
+    """Return the prose documents cut from `sections` that pass the `curated` rule sets, in a seeded order."""
     rules = make_filters(FiltersConfig(), "curated")
-    candidates = text.cut_documents(text.stdlib_sections() + _debian_sections(debian_bytes), rng)
+    candidates = text.cut_documents(sections, rng)
     verdicts = [None] * len(candidates)
     for rule_set in rules:
         todo = [i for i, v in enumerate(verdicts) if v is None]
@@ -81,11 +85,30 @@ def _near_copy(doc: str, rng: Random) -> str:
     return " ".join(words)
 
 
-def write_ablation_sample(out_dir: str, seed: int = 0, debian_bytes: int = 3_000_000) -> dict[str, Any]:
+def write_ablation_sample(
+    out_dir: str, seed: int = 0, debian_bytes: int = 3_000_000, eval_bytes: int = 200_000
+) -> dict[str, Any]:
     """Write the ablation sample under `out_dir`; return its summary (what ABLATION.json holds)."""
+    from gristmill.ablate.contamination import NgramIndex
+
     rng = Random(seed)
-    clean = clean_documents(rng, debian_bytes)
-    eval_docs, corpus_clean = clean[::20], [d for i, d in enumerate(clean) if i % 20]
+    debian = _debian_sections(debian_bytes)
+    files = NgramIndex(debian, 13)  # packages of one source often ship the same README: hold out loners
+    loners = [i for i, d in enumerate(debian) if files.matches(d) == {i}]
+    rng.shuffle(loners)
+    held: set[int] = set()
+    for i in loners:  # whole files, until they hold the evaluation's bytes
+        if sum(len(debian[j].encode()) for j in held) >= eval_bytes:
+            break
+        held.add(i)
+    corpus_clean = clean_documents(
+        text.stdlib_sections() + [d for i, d in enumerate(debian) if i not in held], rng
+    )
+    eval_docs: list[str] = []
+    for doc in clean_documents([debian[i] for i in sorted(held)], rng):
+        if sum(len(d.encode()) for d in eval_docs) >= eval_bytes:
+            break
+        eval_docs.append(doc)
     clean_bytes = sum(len(d.encode()) for d in corpus_clean)
     junk: list[str] = []
     round_ = 0
@@ -100,6 +123,9 @@ def write_ablation_sample(out_dir: str, seed: int = 0, debian_bytes: int = 3_000
     kinds = {"clean": corpus_clean, "junk": junk, "exact copies": exact, "near copies": near}
     corpus = [d for docs in kinds.values() for d in docs]
     rng.shuffle(corpus)
+    index = NgramIndex(eval_docs, 13)
+    seen = set().union(*(index.matches(d) for d in corpus))
+    eval_docs = [d for i, d in enumerate(eval_docs) if i not in seen]
 
     out = Path(out_dir)
     (out / "corpus").mkdir(parents=True, exist_ok=True)
@@ -120,7 +146,11 @@ def write_ablation_sample(out_dir: str, seed: int = 0, debian_bytes: int = 3_000
         "corpus": {
             k: {"documents": len(v), "bytes": sum(len(d.encode()) for d in v)} for k, v in kinds.items()
         },
-        "eval": {"documents": len(eval_docs), "bytes": sum(len(d.encode()) for d in eval_docs)},
+        "eval": {
+            "documents": len(eval_docs),
+            "bytes": sum(len(d.encode()) for d in eval_docs),
+            "left_out_sharing_a_13_gram_with_the_corpus": len(seen),
+        },
     }
     write_json(str(out / SUMMARY_FILE), summary)
     return summary
