@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from gristmill.ablate.config import load_ablation
 from gristmill.ablate.proxy import PROXIES, preset_table, proxy_model, token_budget
@@ -69,9 +68,13 @@ def test_the_budget_is_tokens_per_parameter_and_stages_share_its_steps():
     assert stage_steps(manifest, 1) == [("b", 1)]
 
 
-@pytest.mark.parametrize("name", ["clean-vs-junk", "same-recipe"])
-def test_the_shipped_ablations_validate(name):
+@pytest.mark.parametrize("name", ["clean-vs-junk", "same-recipe", "recipes-150m"])
+def test_the_shipped_ablations_validate_and_their_recipes_take_their_overrides(name, monkeypatch):
+    from gristmill.pipelines.recipe import load_recipe
+
+    monkeypatch.setenv("GRISTMILL_DATA", "/data")
     config = load_ablation(str(ROOT / "ablations" / f"{name}.yaml"))
     assert len(config.candidates) == 2 and len(config.seeds) >= 2
     for candidate in config.candidates:
-        assert yaml.safe_load((ROOT / candidate.recipe).read_text())["name"].startswith("ablate-")
+        recipe = load_recipe(ROOT / candidate.recipe, {**candidate.set, "output": "/tmp/x"})
+        assert recipe.stages and recipe.tokenizer is not None
