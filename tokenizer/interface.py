@@ -3,9 +3,10 @@
 A tokenizer directory holds `tokenizer.json` (HF `tokenizers`) and, for sentencepiece-trained tokenizers,
 `tokenizer.model`. The reference encoder is sentencepiece for a `.model` and `tokenizers` for a bare
 `tokenizer.json`; `Tokenizer` encodes with the fastest library whose ids equal the reference's on the
-tokenizer's held-out sample and edge cases (encoders.py: kitoken, then `tokenizers` on our exact json for
-sentencepiece BPE), else with the reference. Decoding uses `tokenizers` where our json is exact (BPE
-without user-defined symbols, hf_json.py) and sentencepiece otherwise.
+tokenizer's held-out sample and edge cases (encoders.py: gigatoken, kitoken, then `tokenizers` on our exact
+json for sentencepiece BPE), else with the reference; ids come back flat (one array and offsets). Decoding
+uses `tokenizers` where our json is exact (BPE without user-defined symbols, hf_json.py) and sentencepiece
+otherwise.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from gristmill.threads import task_cpus
 from gristmill.tokenizer.encoders import (
     EncoderChoice,
     choose_encoder,
+    gigatoken_encoder,
     heldout_texts,
     kitoken_encoder,
     sentencepiece_encoder,
+    sentencepiece_gigatoken_json,
     tokenizers_encoder,
 )
 from gristmill.tokenizer.framing import DocumentFraming
@@ -148,12 +151,20 @@ class Tokenizer:
         by_suffix = {f.suffix: f for f in self.files}
         if self._sp is not None:
             reference = sentencepiece_encoder(self._sp, self._threads)
-            candidates = [("kitoken", lambda: kitoken_encoder(by_suffix[".model"]))]
+            model = self._sp.serialized_model_proto()
+            candidates = [
+                ("gigatoken", lambda: gigatoken_encoder(sentencepiece_gigatoken_json(model), self._threads)),
+                ("kitoken", lambda: kitoken_encoder(by_suffix[".model"])),
+            ]
             if self._json_exact:
                 candidates.append(("tokenizers", lambda: tokenizers_encoder(self._hf)))
         else:
             reference = tokenizers_encoder(self._hf)
-            candidates = [("kitoken", lambda: kitoken_encoder(by_suffix[".json"]))]
+            text = by_suffix[".json"].read_text("utf-8")
+            candidates = [
+                ("gigatoken", lambda: gigatoken_encoder(text, self._threads)),
+                ("kitoken", lambda: kitoken_encoder(by_suffix[".json"])),
+            ]
         if mode == "reference":
             return EncoderChoice(reference, reference.name, f"{reference.name} (the reference, as asked)")
         texts = heldout_texts(self.files[0].parent)
@@ -203,20 +214,16 @@ class Tokenizer:
         files = [f for f in (hf_file, sp_file) if f.exists()]
         return cls(files, hf=hf, sp=sp, threads=threads, encoder=encoder)
 
-    def _encode_lists(self, texts: Sequence[str]) -> list[Sequence[int]]:
+    def encode_batch_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return all ids concatenated (int32) and offsets (int64, n + 1): text i is ids[o[i]:o[i+1]], without
+        bos/eos (the tokenize step frames them). No list per text is made here: gigatoken's buffers are
+        returned as they are."""
         return self._encode(texts)
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Return the ids of each text as an int32 array, without bos/eos (the tokenize step frames them)."""
-        return [np.asarray(ids, dtype=np.int32) for ids in self._encode_lists(texts)]
-
-    def encode_batch_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Return all ids concatenated (int32) and offsets (int64, n + 1): text i is ids[o[i]:o[i+1]]."""
-        lists = self._encode_lists(texts)
-        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-        np.cumsum([len(ids) for ids in lists], out=offsets[1:])
-        ids = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int32, count=int(offsets[-1]))
-        return ids, offsets
+        """Return the ids of each text as an int32 array (views of one flat array), without bos/eos."""
+        ids, offsets = self.encode_batch_flat(texts)
+        return [ids[a:b] for a, b in itertools.pairwise(offsets.tolist())]
 
     def encode(self, text: str) -> np.ndarray:
         """Return the ids of one text as an int32 array, without bos/eos."""
