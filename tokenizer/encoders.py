@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gristmill.tokenizer.hf_json import sentencepiece_to_json
-
 log = logging.getLogger(__name__)
 
 PARITY_BYTES = 1_000_000
+HELDOUT_PATH = "sample/heldout.jsonl"  # in a tokenizer directory, as training writes it (sample.py)
 # What encoders most often disagree on: whitespace runs, tabs, CRLF, NBSP, combining marks, emoji (ZWJ and
 # flags), literal special-token text (always text, never a boundary), scripts without spaces, long runs,
 # and what the standard pre-tokenizer patterns treat specially (contractions in any case, digit runs,
@@ -120,25 +119,22 @@ def kitoken_encoder(path: Path) -> Encoder:
     return Encoder("kitoken", lambda texts: flatten(model.encode_all(list(texts), False)))
 
 
-def gigatoken_json(tokenizer_json: str) -> str:
-    """Return `tokenizer_json` as gigatoken should load it: without its special added tokens, so that a
-    literal `<|endoftext|>` in text is encoded as text (as `encode_special_tokens` makes `tokenizers` do;
-    text never encodes to a special token's id either way). Non-special added tokens stay."""
-    document = json.loads(tokenizer_json)
-    document["added_tokens"] = [t for t in document.get("added_tokens") or [] if not t.get("special")]
-    return json.dumps(document, ensure_ascii=False)
-
-
-def sentencepiece_gigatoken_json(model: bytes) -> str:
-    """Return the tokenizer.json text gigatoken loads for a sentencepiece BPE model (its serialized bytes):
-    ours (hf_json.py) without the pre-tokenizer. gigatoken's sentencepiece backend merges across the whole
-    normalised text, as sentencepiece does, and takes none; ours only splits where no piece crosses anyway.
-    ValueError for unigram models and for normalisations hf_json cannot express."""
-    document = json.loads(sentencepiece_to_json(model))
-    if document["model"]["type"] != "BPE":
-        raise ValueError(f"gigatoken encodes BPE models only, not {document['model']['type']}")
-    document["pre_tokenizer"] = None
-    return json.dumps(document, ensure_ascii=False)
+def gigatoken_document(document: dict, sentencepiece: bool = False) -> dict:
+    """Return a parsed tokenizer.json as gigatoken should load it: without its special added tokens, so that
+    a literal `<|endoftext|>` in text is encoded as text (as `encode_special_tokens` makes `tokenizers` do;
+    text never encodes to a special token's id either way; non-special added tokens stay). For our json of a
+    sentencepiece BPE model (hf_json.py), also without its pre-tokenizer: gigatoken's sentencepiece backend
+    merges across the whole normalised text, as sentencepiece does, and takes none; ours only splits where
+    no piece crosses anyway."""
+    document = {
+        **document,
+        "added_tokens": [t for t in document.get("added_tokens") or [] if not t.get("special")],
+    }
+    if sentencepiece:
+        if document["model"]["type"] != "BPE":
+            raise ValueError(f"gigatoken encodes BPE models only, not {document['model']['type']}")
+        document["pre_tokenizer"] = None
+    return document
 
 
 def _flat_of_awkward(array) -> FlatIds:
@@ -159,8 +155,8 @@ def _flat_of_awkward(array) -> FlatIds:
     return (ids.view(np.int32) if ids.dtype.itemsize == 4 else ids.astype(np.int32)), offsets
 
 
-def gigatoken_encoder(tokenizer_json: str, threads: int) -> Encoder:
-    """Return gigatoken's batch encoder for tokenizer.json text (loaded through `gigatoken_json`).
+def gigatoken_encoder(document: dict, threads: int) -> Encoder:
+    """Return gigatoken's batch encoder for a tokenizer.json document (`gigatoken_document`).
 
     With one thread it encodes on the calling thread (`parallel=False`) and never starts its pool. With more,
     on its rayon pool, sized by RAYON_NUM_THREADS when the pool starts (`limit_threads` sets it at the start
@@ -168,7 +164,7 @@ def gigatoken_encoder(tokenizer_json: str, threads: int) -> Encoder:
     it on the calling thread (a pool started before a fork has no threads in the child)."""
     import gigatoken
 
-    model = gigatoken.Tokenizer.from_json(gigatoken_json(tokenizer_json))
+    model = gigatoken.Tokenizer.from_json(json.dumps(document, ensure_ascii=False))
     parallel = None if threads > 1 else False
     return Encoder(
         "gigatoken", lambda texts: _flat_of_awkward(model.encode_batch(list(texts), parallel=parallel))
@@ -177,7 +173,7 @@ def gigatoken_encoder(tokenizer_json: str, threads: int) -> Encoder:
 
 def heldout_texts(directory: Path, max_bytes: int = PARITY_BYTES) -> list[str]:
     """Return the first `max_bytes` of the tokenizer's held-out documents (none when it has no sample)."""
-    path = directory / "sample" / "heldout.jsonl"
+    path = directory / HELDOUT_PATH
     if not path.is_file():
         return []
     texts, total = [], 0

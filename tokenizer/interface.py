@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -23,16 +24,18 @@ import numpy as np
 from gristmill.errors import InputError
 from gristmill.threads import task_cpus
 from gristmill.tokenizer.encoders import (
+    HELDOUT_PATH,
     EncoderChoice,
     choose_encoder,
+    gigatoken_document,
     gigatoken_encoder,
     heldout_texts,
     kitoken_encoder,
     sentencepiece_encoder,
-    sentencepiece_gigatoken_json,
     tokenizers_encoder,
 )
 from gristmill.tokenizer.framing import DocumentFraming
+from gristmill.tokenizer.hf_json import sentencepiece_to_json
 
 HF_FILE = "tokenizer.json"
 SP_FILE = "tokenizer.model"
@@ -151,18 +154,16 @@ class Tokenizer:
         by_suffix = {f.suffix: f for f in self.files}
         if self._sp is not None:
             reference = sentencepiece_encoder(self._sp, self._threads)
-            model = self._sp.serialized_model_proto()
             candidates = [
-                ("gigatoken", lambda: gigatoken_encoder(sentencepiece_gigatoken_json(model), self._threads)),
+                ("gigatoken", lambda: gigatoken_encoder(self._gigatoken_document(), self._threads)),
                 ("kitoken", lambda: kitoken_encoder(by_suffix[".model"])),
             ]
             if self._json_exact:
                 candidates.append(("tokenizers", lambda: tokenizers_encoder(self._hf)))
         else:
             reference = tokenizers_encoder(self._hf)
-            text = by_suffix[".json"].read_text("utf-8")
             candidates = [
-                ("gigatoken", lambda: gigatoken_encoder(text, self._threads)),
+                ("gigatoken", lambda: gigatoken_encoder(self._gigatoken_document(), self._threads)),
                 ("kitoken", lambda: kitoken_encoder(by_suffix[".json"])),
             ]
         if mode == "reference":
@@ -171,6 +172,17 @@ class Tokenizer:
         if self._sp is not None:  # user-defined symbols inside words and between spaces
             texts += [f"a{s}b {s} {s}{s}\n" for s in self._user_symbols]
         return choose_encoder(reference, candidates, texts)
+
+    def _gigatoken_document(self) -> dict:
+        """Return the tokenizer.json document gigatoken loads (`gigatoken_document`): a bare tokenizer.json
+        as it is; for a sentencepiece model our json, the one beside it where that is exact (hf_json.py wrote
+        it from this model), else written from the model now."""
+        sentencepiece = self._sp is not None
+        if self._json_exact:
+            text = next(f for f in self.files if f.suffix == ".json").read_text("utf-8")
+        else:
+            text = sentencepiece_to_json(self._sp.serialized_model_proto())
+        return gigatoken_document(json.loads(text), sentencepiece=sentencepiece)
 
     @property
     def framing(self) -> DocumentFraming:
@@ -250,8 +262,13 @@ class Tokenizer:
         return None if token_id == self._sp.unk_id() and token != self._sp.IdToPiece(token_id) else token_id
 
     def save(self, directory: str | os.PathLike) -> None:
-        """Copy the tokenizer's files into `directory` (as tokenizer.json / tokenizer.model)."""
+        """Copy the tokenizer's files into `directory` (as tokenizer.json / tokenizer.model), with its
+        held-out sample when it has one, so that the copy's encoder is checked on the same text."""
         os.makedirs(directory, exist_ok=True)
         for f in self.files:
             target = HF_FILE if f.suffix == ".json" else SP_FILE
             shutil.copyfile(f, Path(directory) / target)
+        heldout = self.files[0].parent / HELDOUT_PATH
+        if heldout.is_file():
+            (Path(directory) / HELDOUT_PATH).parent.mkdir(exist_ok=True)
+            shutil.copyfile(heldout, Path(directory) / HELDOUT_PATH)

@@ -21,13 +21,14 @@ from gristmill.tokenizer.encoders import (
     _flat_of_awkward,
     choose_encoder,
     flatten,
+    gigatoken_document,
     gigatoken_encoder,
     heldout_texts,
     kitoken_encoder,
     sentencepiece_encoder,
-    sentencepiece_gigatoken_json,
     tokenizers_encoder,
 )
+from gristmill.tokenizer.hf_json import sentencepiece_to_json
 from gristmill.tokenizer.interface import Tokenizer
 
 from .conftest import EDGE_CASES
@@ -106,12 +107,13 @@ def test_each_model_gets_the_fastest_exact_encoder_and_says_why(trained, backend
 @pytest.mark.parametrize("backend", ["sp-improved", "sp-llama2", "hf"])
 def test_gigatoken_alone_equals_the_reference(trained, backend):
     result = trained(backend, **BACKENDS[backend])
-    if backend.startswith("sp"):
-        text = sentencepiece_gigatoken_json((result.out_dir / "tokenizer.model").read_bytes())
+    if backend.startswith("sp"):  # written from the model itself, as for a bare .model
+        model = (result.out_dir / "tokenizer.model").read_bytes()
+        document = gigatoken_document(json.loads(sentencepiece_to_json(model)), sentencepiece=True)
     else:
-        text = (result.out_dir / "tokenizer.json").read_text()
+        document = gigatoken_document(json.loads((result.out_dir / "tokenizer.json").read_text()))
     texts = _texts(result.out_dir)
-    ids, offsets = gigatoken_encoder(text, threads=1).encode(texts)
+    ids, offsets = gigatoken_encoder(document, threads=1).encode(texts)
     assert ids.dtype == np.int32 and offsets.dtype == np.int64 and len(offsets) == len(texts) + 1
     assert _per_text((ids, offsets)) == _per_text(_reference(result.out_dir).encode(texts))
 
@@ -142,8 +144,9 @@ def test_every_candidate_that_passes_is_exact(trained, backend):
     model = result.out_dir / "tokenizer.model"
     texts = _texts(result.out_dir)
     want = _per_text(reference.encode(texts))
+    spec = json.loads(sentencepiece_to_json(model.read_bytes()))
     for label, make in (
-        ("gigatoken", lambda: gigatoken_encoder(sentencepiece_gigatoken_json(model.read_bytes()), 1)),
+        ("gigatoken", lambda: gigatoken_encoder(gigatoken_document(spec, sentencepiece=True), 1)),
         ("kitoken", lambda: kitoken_encoder(model)),
         ("tokenizers", lambda: tokenizers_encoder(hf)),
     ):
@@ -169,7 +172,8 @@ def test_literal_special_token_text_stays_text_in_gigatoken(trained):
     which would otherwise match its added tokens."""
     directory = trained("hf", backend="hf-bpe").out_dir
     texts = ["a<|endoftext|>b", "<|endoftext|>", "<unused0>"]
-    ids = _per_text(gigatoken_encoder((directory / "tokenizer.json").read_text(), 1).encode(texts))
+    document = gigatoken_document(json.loads((directory / "tokenizer.json").read_text()))
+    ids = _per_text(gigatoken_encoder(document, 1).encode(texts))
     assert ids == _per_text(_reference(directory).encode(texts))
     assert all(len(i) > 1 for i in ids[:2])
 
