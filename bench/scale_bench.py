@@ -512,7 +512,10 @@ def cmd_gain(args: argparse.Namespace) -> None:
     ):
         raise SystemExit("the two reports are of different corpora")
     text = after["corpus"]["text_bytes"]
-    print(f"{text / MB:,.0f} MB of text; CPU seconds of the steps' tasks (wall time is not compared)\n")
+    print(
+        f"{text / MB:,.0f} MB of text; CPU seconds of the steps' tasks (wall time is not compared); "
+        "steps of at least 1% of the CPU\n"
+    )
     print("| workers | figure | before | after | after / before |")
     print("|---:|---|---:|---:|---:|")
     for old in before["runs"]:
@@ -531,7 +534,7 @@ def cmd_gain(args: argparse.Namespace) -> None:
         )
         for step, fig in a["steps"].items():
             now = b["steps"].get(step)
-            if now is None:
+            if now is None or max(fig["share"], now["share"]) < 0.01:  # the small steps: in the reports
                 continue
             ratio = now["input_mb_per_cpu_s"] / fig["input_mb_per_cpu_s"] if fig["input_mb_per_cpu_s"] else 0
             print(

@@ -3,11 +3,11 @@
 - `llama3` (the default): Llama 3's pattern (tiktoken's cl100k): contractions in any case, a letter run with
   one leading non-letter (`_name`, `.append`), digits in groups of up to three, punctuation runs with their
   line ends, newline runs. It is a pattern the fastest encoder knows (gigatoken, tokenizer/encoders.py),
-  and on held-out prose and code it gives 19% more bytes per token than `bounded` (docs/tokenizer.md).
+  and on held-out prose and code its tokens carry 19% more bytes than `bounded`'s (docs/tokenizer.md).
 - `bounded` (gristmill's earlier default): GPT-2's pattern with digits one by one and every run of
   letters or other characters cut at 16. The trainer keeps one entry per distinct pre-token, so bounding
-  the runs bounds its memory on code and data-like text (31% fewer distinct pre-tokens than `llama3` on our
-  50 MB sample); no piece could be longer anyway. gigatoken does not know it: kitoken encodes it.
+  the runs bounds its memory on code and data-like text (`llama3` makes 31% more distinct pre-tokens on
+  our 50 MB sample); no piece could be longer anyway. gigatoken does not know it: kitoken encodes it.
 """
 
 from __future__ import annotations
