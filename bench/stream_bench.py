@@ -30,7 +30,14 @@ from local_s3 import LocalS3, local_s3_server  # beside this script
 
 from gristmill.shards.format import ShardMeta, shard_schema
 from gristmill.shards.loader import ShardStream
-from gristmill.shards.manifest import Manifest, ShardEntry, SourceEntry, StageEntry, write_manifest
+from gristmill.shards.manifest import (
+    Manifest,
+    ShardEntry,
+    SourceEntry,
+    SourceRows,
+    StageEntry,
+    write_manifest,
+)
 
 MICRO_BATCH_ROWS = 16
 CREDENTIALS = {"key": "testing", "secret": "testing"}
@@ -79,23 +86,14 @@ def write_build(root: Path, n_rows: int, seq_len: int, shard_rows: int, seed: in
                 rows=b - a,
                 tokens=(b - a) * seq_len,
                 source_tokens={"web": (b - a) * seq_len},
+                source_rows=[
+                    SourceRows(source="web", rows=b - a, passes=1, trained_tokens=(b - a) * seq_len)
+                ],
                 xxh3=xxhash.xxh3_64_hexdigest(data),
                 bytes=len(data),
             )
         )
-    stage = StageEntry(
-        name="stage",
-        number=1,
-        seq_len=seq_len,
-        tokens_per_step=MICRO_BATCH_ROWS * seq_len,
-        rows=n_rows,
-        tokens=n_rows * seq_len,
-        padding_tokens=0,
-        split_documents=0,
-        source_tokens={"web": n_rows * seq_len},
-        sampling={"web": 1.0},
-        shards=entries,
-    )
+    stage = StageEntry.of_shards("stage", 1, seq_len, MICRO_BATCH_ROWS * seq_len, entries, {"web": 1.0})
     source = SourceEntry(name="web", format="jsonl", kind="web", priority=0)
     write_manifest(
         str(root),

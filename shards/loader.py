@@ -6,7 +6,7 @@ it as a torch IterableDataset. The order of samples is fixed by (manifest, seed,
 small: (walk, positions consumed in it, seed, manifest hash, holdout); a walk is one leg of the run's
 curriculum (`curriculum.Curriculum.walks`).
 
-Held-out rows: `holdout_rows` holds a fixed set of rows of a stage out of training (see `partition.Holdout`;
+Held-out rows: `holdout_rows` holds a fixed set of rows of a stage out of training (see `visits.StageVisits`;
 the set depends only on the build, the stage and the count, not on the seed). The training stream never
 yields them, in any epoch; a stream made with the same `holdout_rows` and `held_out=True` walks exactly
 them, e.g. for evaluation.
@@ -144,9 +144,8 @@ class ShardStream:
     # -- the sample order --------------------------------------------------------------------------------
 
     def rows_at(self, walk: StageWalk, positions: np.ndarray) -> np.ndarray:
-        """Return the stage rows at a walk's positions (epoch e = position // rows reshuffles).
-
-        Positions index this stream's split: with a holdout, the training rows (or the held-out ones)."""
+        """Return the stage rows at a walk's positions: epoch e = position // walk.rows reshuffles the visits
+        of the walk's stage split (shards/visits.py), and each visit names a stage row."""
         positions = np.asarray(positions, dtype=np.int64)
         epoch = positions // walk.rows
         out = np.empty_like(positions)
@@ -160,7 +159,7 @@ class ShardStream:
                 block_rows=self.shuffle_block_rows,
                 window_blocks=self.shuffle_window_blocks,
             )
-        return walk.slot_rows(out + walk.first_slot)
+        return walk.stage_rows(out)
 
     # -- iteration ---------------------------------------------------------------------------------------
 
@@ -249,10 +248,7 @@ class ShardStream:
         }
 
     def _holdout_state(self) -> dict[str, Any]:
-        return {
-            "holdout_rows": {name: h.rows for name, h in sorted(self.curriculum.holdouts.items())},
-            "held_out": self.held_out,
-        }
+        return {"holdout_rows": dict(sorted(self.curriculum.holdouts.items())), "held_out": self.held_out}
 
     def state_at(self, batches: int) -> dict[str, Any]:
         """Return the state after `batches` more global batches from this stream's start (or loaded state)."""

@@ -106,16 +106,42 @@ class TokenizerEntry(StrictModel):
         return check_relative(v)
 
 
+class SourceRows(StrictModel):
+    """One source's block of rows in a shard, and how often the stage's walk visits them: every row
+    `passes` times, the block's first `extra_rows` rows once more (the partial pass)."""
+
+    source: str
+    rows: int = Field(ge=0)
+    passes: int = Field(ge=0)
+    extra_rows: int = Field(0, ge=0)
+    trained_tokens: int = Field(ge=0, description="tokens the visits train on (padding excluded)")
+
+    @model_validator(mode="after")
+    def _extra_within(self) -> SourceRows:
+        if self.extra_rows > self.rows:
+            raise ValueError(f"extra_rows {self.extra_rows} exceeds the block's {self.rows} rows")
+        return self
+
+    @property
+    def visits(self) -> int:
+        """Return the row visits the stage's walk makes of the block."""
+        return self.passes * self.rows + self.extra_rows
+
+
 class ShardEntry(StrictModel):
-    """One shard file: relative path, size in rows and tokens, tokens per source, and its xxh3-64 checksum.
+    """One shard file: relative path, size in rows and tokens, tokens per source, its source blocks, and its
+    xxh3-64 checksum.
 
     `tokens` counts the tokens stored in rows, padding excluded; `padding_tokens` = rows × (L + 1) − tokens.
+    `source_rows` lists the shard's blocks in the order they are stored (the manifest's source order): its
+    rows are the blocks' rows one after another.
     """
 
     path: str
     rows: int
     tokens: int
     source_tokens: dict[str, int]
+    source_rows: list[SourceRows]
     xxh3: str = Field(pattern=r"^[0-9a-f]{1,16}$", description="xxh3-64 of the whole file, lowercase hex")
     bytes: int
     padding_tokens: int = 0
@@ -126,22 +152,91 @@ class ShardEntry(StrictModel):
     def _relative(cls, v: str) -> str:
         return check_relative(v)
 
+    @model_validator(mode="after")
+    def _blocks_fill_the_shard(self) -> ShardEntry:
+        blocks = sum(b.rows for b in self.source_rows)
+        if blocks != self.rows:
+            raise ValueError(f"source_rows hold {blocks} rows, the shard {self.rows}")
+        names = [b.source for b in self.source_rows]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source_rows names a source twice: {names}")
+        return self
+
+    def block(self, source: str) -> tuple[int, SourceRows | None]:
+        """Return (the shard row where `source`'s block starts, the block, or None when it has none)."""
+        first = 0
+        for block in self.source_rows:
+            if block.source == source:
+                return first, block
+            first += block.rows
+        return first, None
+
+    @property
+    def trained_tokens(self) -> int:
+        """Return the tokens the stage's walk visits in this shard."""
+        return sum(b.trained_tokens for b in self.source_rows)
+
+    @property
+    def visits(self) -> int:
+        """Return the row visits the stage's walk makes of this shard."""
+        return sum(b.visits for b in self.source_rows)
+
 
 class StageEntry(StrictModel):
     """One curriculum stage as built: its name and number (from 1, its place in `Manifest.stages` and its
-    directory `stage-<number>-<seq_len>/`), its rows, and the tokens per optimizer step training takes."""
+    directory `stage-<number>-<seq_len>/`), the tokens per optimizer step training takes, its rows (stored
+    once) and what one walk of it visits: `trained_rows` row visits holding `trained_tokens` tokens."""
 
     name: str
     number: int = Field(ge=1)
     seq_len: int
     tokens_per_step: int = Field(description="tokens per optimizer step (all devices) on this stage")
-    rows: int
-    tokens: int
+    rows: int = Field(description="rows stored, each once")
+    tokens: int = Field(description="tokens stored, padding excluded")
+    trained_rows: int = Field(description="row visits of one walk of the stage (its epochs by reference)")
+    trained_tokens: int = Field(description="tokens one walk of the stage trains on, padding excluded")
     padding_tokens: int
     split_documents: int
-    source_tokens: dict[str, int]
-    sampling: dict[str, float] = Field(description="source → sampling factor (<1 down-sampled, >1 epochs)")
+    source_tokens: dict[str, int] = Field(description="source → tokens stored")
+    source_trained_tokens: dict[str, int] = Field(description="source → tokens one walk trains on")
+    passes: dict[str, float] = Field(description="source → trained / stored tokens (how often it repeats)")
+    sampling: dict[str, float] = Field(description="source → trained / available tokens (<1 down-sampled)")
     shards: list[ShardEntry]
+
+    @classmethod
+    def of_shards(
+        cls,
+        name: str,
+        number: int,
+        seq_len: int,
+        tokens_per_step: int,
+        shards: list[ShardEntry],
+        sampling: dict[str, float],
+    ) -> StageEntry:
+        """Return the stage whose totals are the sums over its `shards` (what `shards verify` checks), its
+        sources those of `sampling` (source → trained / available tokens), in that order."""
+        stored = {s: sum(shard.source_tokens.get(s, 0) for shard in shards) for s in sampling}
+        trained = {
+            s: sum(b.trained_tokens for sh in shards for b in sh.source_rows if b.source == s)
+            for s in sampling
+        }
+        return cls(
+            name=name,
+            number=number,
+            seq_len=seq_len,
+            tokens_per_step=tokens_per_step,
+            rows=sum(s.rows for s in shards),
+            tokens=sum(s.tokens for s in shards),
+            trained_rows=sum(s.visits for s in shards),
+            trained_tokens=sum(trained.values()),
+            padding_tokens=sum(s.padding_tokens for s in shards),
+            split_documents=sum(s.split_documents for s in shards),
+            source_tokens=stored,
+            source_trained_tokens=trained,
+            passes={s: trained[s] / n if n else 0.0 for s, n in stored.items()},
+            sampling=dict(sampling),
+            shards=shards,
+        )
 
 
 class Manifest(StrictModel):

@@ -217,7 +217,7 @@ def build_eval_stream(
     curriculum = Curriculum(held_out, holdout)
     stage = curriculum.stage(config.eval.stage or held_out.stages[0].name)
     check_stage_fits(stage, model, config.micro_batch_tokens, "eval.stage")
-    rows = curriculum.split_rows(stage.name, held_out=bool(holdout))
+    rows = curriculum.visits(stage.name, held_out=bool(holdout)).size
     batch_rows = config.micro_batch_tokens // stage.seq_len * runtime.world_size
     if rows < batch_rows:
         raise ConfigError(

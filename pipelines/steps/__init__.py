@@ -18,7 +18,7 @@ from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.dedupe import dedupe_steps
 from gristmill.pipelines.steps.ingest import WorkUnit, ingest_step
 from gristmill.pipelines.steps.pack import PackShards
-from gristmill.pipelines.steps.plan import PlanShards, pack_jobs, slice_count, write_plan
+from gristmill.pipelines.steps.plan import PlanShards, pack_jobs, slice_count, stage_shards, write_plan
 from gristmill.pipelines.steps.tokenize import TokenizeDocuments, write_source_histograms
 from gristmill.pipelines.steps.tokenizer import tokenizer_step
 from gristmill.shards.plan import SHARD_BYTES
@@ -55,13 +55,14 @@ def shard_steps(
         tasks=len(inputs),
         after=lambda: write_source_histograms(layout, inputs),
     )
-    slices = slice_count(recipe, layout, inputs, shard_bytes)
+    shards = stage_shards(recipe, layout, inputs, shard_bytes)
+    slices = slice_count(recipe, layout, inputs, shards)
     yield Step(
         "plan",
-        [PlanShards(recipe, layout, inputs, shard_bytes, slices)],
+        [PlanShards(recipe, layout, inputs, shards, slices)],
         tasks=slices,
         mem_per_cpu_gb=4.0,
-        after=lambda: write_plan(recipe, layout, inputs, shard_bytes, slices),
+        after=lambda: write_plan(recipe, layout, inputs, shards, slices),
     )
-    jobs = pack_jobs(recipe, shard_bytes)
+    jobs = pack_jobs(shards)
     yield Step("pack", [PackShards(recipe, layout, inputs, jobs)], tasks=len(jobs), mem_per_cpu_gb=2.0)

@@ -35,7 +35,9 @@ def by_stage(batches: list[tuple[str, list[int]]]) -> dict[str, list[int]]:
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
-def test_resume_at_every_step_gives_the_uninterrupted_rows(stream_build, world):
+@pytest.mark.parametrize("build", ["stream_build", "stream_repeated_build"])
+def test_resume_at_every_step_gives_the_uninterrupted_rows(request, build, world):
+    stream_build = request.getfixturevalue(build)
     full = global_sequence(stream_build.root, world)
     head = ShardStream(stream_build.root, world_size=world, **OPTS)
     for step in range(len(full) + 1):
@@ -43,7 +45,9 @@ def test_resume_at_every_step_gives_the_uninterrupted_rows(stream_build, world):
 
 
 @pytest.mark.parametrize(("before", "after"), [(1, 2), (2, 3), (3, 8), (8, 1), (3, 2)])
-def test_resume_on_another_world_size_continues_the_same_samples(stream_build, before, after):
+@pytest.mark.parametrize("build", ["stream_build", "stream_repeated_build"])
+def test_resume_on_another_world_size_continues_the_same_samples(request, build, before, after):
+    stream_build = request.getfixturevalue(build)
     reference = ShardStream(stream_build.root, **OPTS)
     first = global_sequence(stream_build.root, before)
     for step in range(len(first) + 1):
