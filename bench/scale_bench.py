@@ -81,11 +81,13 @@ def make_recipe(
     docs_per_partition: int = DOCS_PER_PARTITION,
     shape: str = "curriculum",
     tokenizer: Path | None = None,
+    stage_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Return the recipe of the scale build of `corpus` into `output`: every source, the default filters,
     exact + near dedupe (`docs_per_partition` per clustering partition, and per plan slice), the corpus's
     tokenizer (or `tokenizer`), and 2K/4K/8K stages sized from the corpus's text, or (`shape` "tinyllama")
-    TinyLlama's one 2K stage of SlimPajama and Starcoderdata, its budget 3× their clean tokens."""
+    TinyLlama's one 2K stage of SlimPajama and Starcoderdata, its budget `stage_tokens`, else 3× their
+    estimated clean tokens."""
     tokenizer = tokenizer or corpus / scale_corpus.TOKENIZER_DIR
     text = {s: v["text_bytes"] for s, v in truth["sources"].items()}
     if shape == "tinyllama":
@@ -95,7 +97,7 @@ def make_recipe(
             {
                 "name": "pretrain-2k",
                 "seq_len": TINYLLAMA["seq_len"],
-                "tokens": int(clean * TINYLLAMA["repeat"]),
+                "tokens": stage_tokens or int(clean * TINYLLAMA["repeat"]),
                 "tokens_per_step": TINYLLAMA["batch"],
                 "weights": TINYLLAMA["weights"],
             }
@@ -300,7 +302,7 @@ def accounting(manifest: Any, truth: dict[str, Any]) -> dict[str, Any]:
 
 def storage(manifest: Any, steps: list[dict[str, Any]], text_bytes: int) -> dict[str, Any]:
     """Return what the build stored: shard bytes, tokens stored and trained, shard bytes per trained token,
-    and the bytes every step wrote per GB of text."""
+    and the bytes every step wrote per GB of the text its sources read."""
     shard_bytes = sum(s.bytes for stage in manifest.stages for s in stage.shards)
     trained = sum(stage.trained_tokens for stage in manifest.stages)
     written = sum(s["written_mb"] for s in steps) * MB
@@ -325,10 +327,11 @@ def measure(
     docs_per_partition: int,
     shape: str = "curriculum",
     tokenizer: Path | None = None,
+    stage_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Build the corpus at `workers` and return every figure of the run."""
     build = output / f"build-w{workers}"
-    recipe = make_recipe(corpus, build, truth, docs_per_partition, shape, tokenizer)
+    recipe = make_recipe(corpus, build, truth, docs_per_partition, shape, tokenizer, stage_tokens)
     result = run_one(recipe, workers)
     steps = step_figures(build, workers, result["monitor"])
     return {
@@ -352,7 +355,11 @@ def measure(
             }
             for s in result["manifest"].stages
         ],
-        "storage": storage(result["manifest"], steps, truth["text_bytes"]),
+        "storage": storage(
+            result["manifest"],
+            steps,
+            sum(truth["sources"][s["name"]]["text_bytes"] for s in recipe["sources"]),
+        ),
         "recipe": recipe,
     }
 
@@ -514,7 +521,16 @@ def cmd_run(args: argparse.Namespace) -> None:
     for workers in [int(w) for w in args.workers.split(",")]:
         tokenizer = Path(args.tokenizer).resolve() if args.tokenizer else None
         report["runs"].append(
-            measure(corpus, output, workers, truth, args.docs_per_partition, args.shape, tokenizer)
+            measure(
+                corpus,
+                output,
+                workers,
+                truth,
+                args.docs_per_partition,
+                args.shape,
+                tokenizer,
+                args.stage_tokens,
+            )
         )
         if not args.keep:
             shutil.rmtree(output / f"build-w{workers}")
@@ -575,6 +591,9 @@ def main() -> None:
     run.add_argument("--docs-per-partition", type=int, default=DOCS_PER_PARTITION)
     run.add_argument("--shape", choices=["curriculum", "tinyllama"], default="curriculum")
     run.add_argument("--tokenizer", help="tokenizer directory (with evaluation.json); default: the corpus's")
+    run.add_argument(
+        "--stage-tokens", type=int, help="--shape tinyllama: the stage's budget (default: 3× est.)"
+    )
     run.set_defaults(func=cmd_run)
     again = commands.add_parser("report", help="print a JSON report as Markdown")
     again.add_argument("report")
