@@ -10,26 +10,24 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from gristmill.errors import BuildError, InputError
+from gristmill.models import StrictModel
 from gristmill.shards.paths import check_relative
 from gristmill.storage import read_json, write_json
 
 if TYPE_CHECKING:
     from gristmill.tokenizer.interface import Tokenizer
 
-MANIFEST_VERSION = 3  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
-# content hash and the recipe in it has no `output`
+MANIFEST_VERSION = 4  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
+# content hash and the recipe in it has no `output`; 4: stages carry their `number` and `tokens_per_step`
+# (was `tokens_per_batch`), the recipe in it leaves each source's `profiles` as written
 MANIFEST_NAME = "manifest.json"
 HASH_FIELD = "content_hash"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Counts(_Model):
+class Counts(StrictModel):
     """Where the records of one (source, subset) went: in = kept + filtered + duplicate + quarantined."""
 
     records_in: int = Field(0, alias="in")
@@ -68,7 +66,7 @@ class Counts(_Model):
         return out == self.records_in
 
 
-class SourceEntry(_Model):
+class SourceEntry(StrictModel):
     """A source as the shards know it: its position in this list is its uint8 code in the `source` column."""
 
     name: str
@@ -77,7 +75,7 @@ class SourceEntry(_Model):
     priority: int
 
 
-class TokenizerEntry(_Model):
+class TokenizerEntry(StrictModel):
     """The tokenizer the shards were made with (its files are in BUILD/tokenizer/), and how the shards frame
     a document with it: "bos+eos" (bos first) or "eos" (tokenizer/framing.py)."""
 
@@ -108,16 +106,42 @@ class TokenizerEntry(_Model):
         return check_relative(v)
 
 
-class ShardEntry(_Model):
-    """One shard file: relative path, size in rows and tokens, tokens per source, and its xxh3-64 checksum.
+class SourceRows(StrictModel):
+    """One source's block of rows in a shard, and how often the stage's walk visits them: every row
+    `passes` times, the block's first `extra_rows` rows once more (the partial pass)."""
+
+    source: str
+    rows: int = Field(ge=0)
+    passes: int = Field(ge=0)
+    extra_rows: int = Field(0, ge=0)
+    trained_tokens: int = Field(ge=0, description="tokens the visits train on (padding excluded)")
+
+    @model_validator(mode="after")
+    def _extra_within(self) -> SourceRows:
+        if self.extra_rows > self.rows:
+            raise ValueError(f"extra_rows {self.extra_rows} exceeds the block's {self.rows} rows")
+        return self
+
+    @property
+    def visits(self) -> int:
+        """Return the row visits the stage's walk makes of the block."""
+        return self.passes * self.rows + self.extra_rows
+
+
+class ShardEntry(StrictModel):
+    """One shard file: relative path, size in rows and tokens, tokens per source, its source blocks, and its
+    xxh3-64 checksum.
 
     `tokens` counts the tokens stored in rows, padding excluded; `padding_tokens` = rows × (L + 1) − tokens.
+    `source_rows` lists the shard's blocks in the order they are stored (the manifest's source order): its
+    rows are the blocks' rows one after another.
     """
 
     path: str
     rows: int
     tokens: int
     source_tokens: dict[str, int]
+    source_rows: list[SourceRows]
     xxh3: str = Field(pattern=r"^[0-9a-f]{1,16}$", description="xxh3-64 of the whole file, lowercase hex")
     bytes: int
     padding_tokens: int = 0
@@ -128,23 +152,94 @@ class ShardEntry(_Model):
     def _relative(cls, v: str) -> str:
         return check_relative(v)
 
+    @model_validator(mode="after")
+    def _blocks_fill_the_shard(self) -> ShardEntry:
+        blocks = sum(b.rows for b in self.source_rows)
+        if blocks != self.rows:
+            raise ValueError(f"source_rows hold {blocks} rows, the shard {self.rows}")
+        names = [b.source for b in self.source_rows]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source_rows names a source twice: {names}")
+        return self
 
-class StageEntry(_Model):
-    """One curriculum stage as built."""
+    def block(self, source: str) -> tuple[int, SourceRows | None]:
+        """Return (the shard row where `source`'s block starts, the block, or None when it has none)."""
+        first = 0
+        for block in self.source_rows:
+            if block.source == source:
+                return first, block
+            first += block.rows
+        return first, None
+
+    @property
+    def trained_tokens(self) -> int:
+        """Return the tokens the stage's walk visits in this shard."""
+        return sum(b.trained_tokens for b in self.source_rows)
+
+    @property
+    def visits(self) -> int:
+        """Return the row visits the stage's walk makes of this shard."""
+        return sum(b.visits for b in self.source_rows)
+
+
+class StageEntry(StrictModel):
+    """One curriculum stage as built: its name and number (from 1, its place in `Manifest.stages` and its
+    directory `stage-<number>-<seq_len>/`), the tokens per optimizer step training takes, its rows (stored
+    once) and what one walk of it visits: `trained_rows` row visits holding `trained_tokens` tokens."""
 
     name: str
+    number: int = Field(ge=1)
     seq_len: int
-    tokens_per_batch: int
-    rows: int
-    tokens: int
+    tokens_per_step: int = Field(description="tokens per optimizer step (all devices) on this stage")
+    rows: int = Field(description="rows stored, each once")
+    tokens: int = Field(description="tokens stored, padding excluded")
+    trained_rows: int = Field(description="row visits of one walk of the stage (its epochs by reference)")
+    trained_tokens: int = Field(description="tokens one walk of the stage trains on, padding excluded")
     padding_tokens: int
     split_documents: int
-    source_tokens: dict[str, int]
-    sampling: dict[str, float] = Field(description="source → sampling factor (<1 down-sampled, >1 epochs)")
+    source_tokens: dict[str, int] = Field(description="source → tokens stored")
+    source_trained_tokens: dict[str, int] = Field(description="source → tokens one walk trains on")
+    passes: dict[str, float] = Field(description="source → trained / stored tokens (how often it repeats)")
+    sampling: dict[str, float] = Field(description="source → trained / available tokens (<1 down-sampled)")
     shards: list[ShardEntry]
 
+    @classmethod
+    def of_shards(
+        cls,
+        name: str,
+        number: int,
+        seq_len: int,
+        tokens_per_step: int,
+        shards: list[ShardEntry],
+        sampling: dict[str, float],
+    ) -> StageEntry:
+        """Return the stage whose totals are the sums over its `shards` (what `shards verify` checks), its
+        sources those of `sampling` (source → trained / available tokens), in that order."""
+        stored = {s: sum(shard.source_tokens.get(s, 0) for shard in shards) for s in sampling}
+        trained = {
+            s: sum(b.trained_tokens for sh in shards for b in sh.source_rows if b.source == s)
+            for s in sampling
+        }
+        return cls(
+            name=name,
+            number=number,
+            seq_len=seq_len,
+            tokens_per_step=tokens_per_step,
+            rows=sum(s.rows for s in shards),
+            tokens=sum(s.tokens for s in shards),
+            trained_rows=sum(s.visits for s in shards),
+            trained_tokens=sum(trained.values()),
+            padding_tokens=sum(s.padding_tokens for s in shards),
+            split_documents=sum(s.split_documents for s in shards),
+            source_tokens=stored,
+            source_trained_tokens=trained,
+            passes={s: trained[s] / n if n else 0.0 for s, n in stored.items()},
+            sampling=dict(sampling),
+            shards=shards,
+        )
 
-class Manifest(_Model):
+
+class Manifest(StrictModel):
     """The whole build index."""
 
     format_version: int = MANIFEST_VERSION
@@ -165,6 +260,13 @@ class Manifest(_Model):
         description="sha256 of the manifest without this field; set by "
         "write_manifest, checked by read_manifest",
     )
+
+    @model_validator(mode="after")
+    def _numbered(self) -> Manifest:
+        numbers = [s.number for s in self.stages]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValueError(f"stages must be numbered 1, 2, … in order (got {numbers})")
+        return self
 
     def source_totals(self) -> dict[str, Counts]:
         """Return the accounting summed over subsets, per source."""

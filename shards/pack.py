@@ -267,14 +267,15 @@ def gather_tokens(
     blocks: Sequence[np.ndarray],
     chunk_tokens: int = GATHER_CHUNK_TOKENS,
 ) -> np.ndarray:
-    """Return the rows' tokens, int32[rows, capacity], padding with `pad_id` where no piece lies.
+    """Return the rows' tokens, [rows, capacity] of the blocks' dtype, `pad_id` where no piece lies.
 
     Piece i's tokens are `blocks[block[i]][block_start[i] + pieces.start[i]:][:pieces.length[i]]`: a block is
     one flat array of token ids (e.g. a record batch of a token file) and `block_start` is where the piece's
     document begins in it. Copies are vectorised per block, in runs of pieces of about `chunk_tokens` tokens
     (the index arrays cost 16 bytes per token, so a run bounds them whatever the block's size).
     """
-    out = np.full(rows * capacity, pad_id, dtype=np.int32)
+    dtype = np.result_type(*blocks) if len(blocks) else np.dtype(np.int32)
+    out = np.full(rows * capacity, pad_id, dtype=dtype)
     lengths = pieces.length.astype(np.int64)
     for b in np.unique(block):
         sel = np.flatnonzero(block == b)

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gristmill.errors import GristmillError
+from gristmill.shards.format import token_type_for
 from gristmill.shards.manifest import Manifest, ShardEntry, StageEntry, hash_problem, read_manifest
 from gristmill.shards.paths import check_relative, confined
-from gristmill.shards.reader import Batch, ShardReader
+from gristmill.shards.reader import Batch, open_shard
 from gristmill.shards.writer import file_xxh3
 from gristmill.storage import download_tree, is_local
 
@@ -105,6 +106,8 @@ def stage_problems(stage: StageEntry) -> list[str]:
     for what, listed, total in (
         ("rows", stage.rows, sum(s.rows for s in stage.shards)),
         ("tokens", stage.tokens, sum(s.tokens for s in stage.shards)),
+        ("trained rows", stage.trained_rows, sum(s.visits for s in stage.shards)),
+        ("trained tokens", stage.trained_tokens, sum(s.trained_tokens for s in stage.shards)),
         ("padding tokens", stage.padding_tokens, sum(s.padding_tokens for s in stage.shards)),
         ("split documents", stage.split_documents, sum(s.split_documents for s in stage.shards)),
     ):
@@ -183,7 +186,7 @@ def verify_shard(build: str, manifest: Manifest, stage: StageEntry, entry: Shard
     if digest != entry.xxh3:
         check.problems.append(f"xxh3 is {digest}, the manifest says {entry.xxh3}")
     try:
-        reader = ShardReader(path)
+        reader = open_shard(path)
     except GristmillError as e:
         check.problems.append(e.message)
         return check
@@ -201,11 +204,16 @@ def verify_shard(build: str, manifest: Manifest, stage: StageEntry, entry: Shard
     for name, want in expected.items():
         if getattr(meta, name) != want:
             check.problems.append(f"schema metadata {name} is {getattr(meta, name)!r}, expected {want!r}")
-    if reader.num_rows != entry.rows:
-        check.problems.append(f"holds {reader.num_rows} rows, the manifest says {entry.rows}")
+    if reader.rows != entry.rows:
+        check.problems.append(f"holds {reader.rows} rows, the manifest says {entry.rows}")
+    if tok is not None and meta.token_type != token_type_for(tok.vocab_size):
+        check.problems.append(
+            f"token type is {meta.token_type}, a vocabulary of {tok.vocab_size} takes "
+            f"{token_type_for(tok.vocab_size)}"
+        )
     vocab = tok.vocab_size if tok is not None else None
     names = [s.name for s in manifest.sources]
-    per_source = np.zeros(max(len(names), 256), np.int64)
+    sources, used = [], []
     first_row = 0
     for batch in reader.batches():
         problem = _check_batch(batch, meta.seq_len + 1, meta.pad_id, vocab, len(names))
@@ -213,15 +221,48 @@ def verify_shard(build: str, manifest: Manifest, stage: StageEntry, entry: Shard
             row, text = problem
             check.problems.append(f"row {first_row + row}: {text}")
             return check
-        used = batch.offsets[batch.list_offsets[1:] - 1].astype(np.int64)
-        per_source += np.bincount(batch.source, weights=used, minlength=len(per_source)).astype(np.int64)
+        used.append(batch.offsets[batch.list_offsets[1:] - 1].astype(np.int64))
+        sources.append(batch.source)
         first_row += len(batch.source)
+    row_source = np.concatenate(sources) if sources else np.zeros(0, np.uint8)
+    row_tokens = np.concatenate(used) if used else np.zeros(0, np.int64)
+    per_source = np.bincount(row_source, weights=row_tokens, minlength=len(names)).astype(np.int64)
+    check.problems += block_problems(entry, names, row_source, row_tokens)
     found = {names[i]: int(n) for i, n in enumerate(per_source[: len(names)]) if n}
     if found != entry.source_tokens:
         check.problems.append(f"tokens per source are {found}, the manifest says {entry.source_tokens}")
     if sum(found.values()) != entry.tokens:
         check.problems.append(f"holds {sum(found.values())} tokens, the manifest says {entry.tokens}")
     return check
+
+
+def block_problems(
+    entry: ShardEntry, names: list[str], row_source: np.ndarray, row_tokens: np.ndarray
+) -> list[str]:
+    """Return how a shard's rows differ from its manifest blocks: each source's rows in one block, in the
+    manifest's source order, and each block's trained tokens what its passes and extra rows make."""
+    stored = [b.source for b in entry.source_rows]
+    order = [name for name in names if name in stored]
+    if order != stored:
+        return [f"source_rows are in the order {stored}, not the manifest's {order}"]
+    problems, first = [], 0
+    for block in entry.source_rows:
+        name = block.source
+        rows = slice(first, first + block.rows)
+        if (row_source[rows] != names.index(name)).any():
+            bad = first + int(np.argmax(row_source[rows] != names.index(name)))
+            problems.append(
+                f"row {bad} is not of source {name!r}, whose block is rows {first}–{rows.stop - 1}"
+            )
+            break
+        tokens = row_tokens[rows]
+        trained = block.passes * int(tokens.sum()) + int(tokens[: block.extra_rows].sum())
+        if trained != block.trained_tokens:
+            problems.append(
+                f"the {name!r} block trains {trained} tokens, the manifest says {block.trained_tokens}"
+            )
+        first = rows.stop
+    return problems
 
 
 def _check_batch(

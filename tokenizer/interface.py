@@ -42,6 +42,7 @@ SP_FILE = "tokenizer.model"
 _EOS_NAMES = ("</s>", "<|endoftext|>", "<eos>", "<|end_of_text|>")
 _BOS_NAMES = ("<s>", "<|begin_of_text|>", "<bos>")
 _PAD_NAMES = ("<pad>", "<|pad|>", "[PAD]")
+_UNK_NAMES = ("<unk>", "[UNK]", "<|unk|>")
 # The encoder chosen per (content hash, mode, threads) in this process: a reload skips the parity check.
 _CHOSEN: dict[tuple[str, str], EncoderChoice] = {}
 
@@ -119,11 +120,13 @@ class Tokenizer:
             self.bos_id = self._find(_BOS_NAMES)
             eos = self._find(_EOS_NAMES)
             pad = self._find(_PAD_NAMES)
+            self.unk_id: int | None = self._find(_UNK_NAMES)
         else:
             self.vocab_size = sp.get_piece_size()
             self.bos_id = sp.bos_id() if sp.bos_id() >= 0 else None
             eos = sp.eos_id() if sp.eos_id() >= 0 else None
             pad = sp.pad_id() if sp.pad_id() >= 0 else None
+            self.unk_id = sp.unk_id() if sp.unk_id() >= 0 else None
         if eos is None:
             raise InputError(
                 f"the tokenizer has no end-of-document token (one of {', '.join(_EOS_NAMES)})",

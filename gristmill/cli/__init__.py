@@ -24,9 +24,10 @@ COMMANDS = {
 
 
 class UserError(click.ClickException):
-    """A GristmillError shown as `error: <file>:<where>: <message>` with exit code 2 and no traceback."""
+    """A GristmillError shown as `error: <file>:<where>: <message>` with exit code 1 and no traceback (click
+    keeps 2 for a command line it cannot parse)."""
 
-    exit_code = 2
+    exit_code = 1
 
     def format_message(self) -> str:
         return self.message

@@ -35,12 +35,17 @@ def check(path: str, overrides: tuple[str, ...], as_json: bool) -> None:
     Example:
       gristmill recipe check recipes/tinyllama.yaml --set output=/data/tinyllama
     """
-    from gristmill.pipelines.recipe import load_recipe, parse_override
+    from gristmill.models import parse_override
+    from gristmill.pipelines.filters.profiles import resolved_profiles
+    from gristmill.pipelines.readers import excluded_subset_warnings
+    from gristmill.pipelines.recipe import load_recipe
 
     resolved = load_recipe(path, dict(parse_override(o) for o in overrides))
-    for warning in resolved.warnings():
+    for warning in excluded_subset_warnings(resolved):
         click.echo(f"{path}: warning: {warning}", err=True)
     data = resolved.model_dump(mode="json")
+    for source, shown in zip(resolved.sources, data["sources"]):
+        shown["profiles"] = resolved_profiles(source.format, source.kind, source.profiles)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

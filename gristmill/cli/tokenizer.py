@@ -20,7 +20,9 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep or not name:
-            raise ConfigError(f"{option} {value!r} is not of the form SOURCE=WEIGHT (e.g. web=0.7)")
+            raise click.BadParameter(
+                f"{value!r} is not of the form SOURCE=WEIGHT (e.g. web=0.7)", param_hint=option
+            )
     return out
 
 

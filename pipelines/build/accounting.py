@@ -5,15 +5,14 @@ from __future__ import annotations
 from gristmill.errors import BuildError
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.shards.manifest import Counts
-from gristmill.storage import filesystem, read_json
+from gristmill.storage import exists, read_json
 
 
 def _ledgers(layout: BuildLayout, step: str, source: str, tasks: list[int]) -> list[dict]:
-    fs, _ = filesystem(layout.root)
     out = []
     for task in tasks:
         path = layout.stats_file(step, source, task)
-        if fs.exists(filesystem(path)[1]):
+        if exists(path):
             out.append(read_json(path))
     return out
 

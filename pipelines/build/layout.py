@@ -24,9 +24,9 @@ class BuildLayout:
       clean/<source>/<task>.parquet          documents that survive dedupe: the input of tokenizing
       tokenizer/                             the tokenizer the shards were made with
       tokens/<source>/<task>.bin|.arrow|.json   token ids, their index, and length histograms
-      plan/stage-<i>/shard-<n>.arrow, plan.json   the pieces of each shard, and the plan's summary
+      plan/stage-<number>/shard-<n>.arrow, plan.json   the pieces of each shard, and the plan's summary
       plan/slice-<g>.json                    each plan task's summary (merged into plan.json)
-      stage-<i>-<seq_len>/shard-<n>.arrow    packed shards (+ .json sidecar: the shard's manifest entry)
+      stage-<number>-<seq_len>/shard-<n>.arrow    packed shards (+ .json sidecar: the shard's manifest entry)
       reports/                               build report
       logs/<step>/                           datatrove logs, stats and completion markers (resume)
       logs/tasks/<step>.json                 per-task measurements of a Ray step: peak RSS, seconds, node
@@ -151,15 +151,16 @@ class BuildLayout:
         return self.path("plan", f"slice-{index:05d}.json")
 
     def shard_layout_file(self, stage: int, shard: int) -> str:
-        """BUILD/plan/stage-<i>/shard-<n>.arrow: the pieces the pack step gathers into shard n."""
+        """BUILD/plan/stage-<number>/shard-<n>.arrow: the pieces the pack step gathers into shard n of stage
+        number `stage`."""
         return self.path("plan", f"stage-{stage}", f"shard-{shard:05d}.arrow")
 
-    def stage_dir(self, index: int, seq_len: int) -> str:
-        """Return BUILD/stage-<index>-<seq_len> (index counts from 1)."""
-        return self.path(f"stage-{index}-{seq_len}")
+    def stage_dir(self, stage: int, seq_len: int) -> str:
+        """Return BUILD/stage-<number>-<seq_len> of stage number `stage` (stages count from 1)."""
+        return self.path(f"stage-{stage}-{seq_len}")
 
     def shard_file(self, stage: int, seq_len: int, shard: int, ext: str = "arrow") -> str:
-        """BUILD/stage-<i>-<L>/shard-<n>.<ext> (.json: the shard's manifest entry)."""
+        """BUILD/stage-<number>-<L>/shard-<n>.<ext> (.json: the shard's manifest entry)."""
         return f"{self.stage_dir(stage, seq_len)}/shard-{shard:05d}.{ext}"
 
     # Logs and report.

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.shards.inspect import padding_rate
 from gristmill.shards.manifest import Manifest, read_manifest
-from gristmill.storage import atomic_write, filesystem
+from gristmill.storage import atomic_write, exists, filesystem
 
 REPORT_NAME = "index.html"
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -99,31 +99,51 @@ def _stages_section(m: Manifest) -> str:
         return "<h2>Stages</h2><p>this build has no curriculum stages</p>"
     rows = []
     for s in m.stages:
-        total = max(s.tokens, 1)
-        mix = ", ".join(f"{k} {v / total:.1%}" for k, v in sorted(s.source_tokens.items()))
+        total = max(s.trained_tokens, 1)
+        mix = ", ".join(f"{k} {v / total:.1%}" for k, v in sorted(s.source_trained_tokens.items()))
+        passes = ", ".join(f"{k} ×{v:.3g}" for k, v in sorted(s.passes.items()))
         sampling = ", ".join(f"{k} ×{v:.3g}" for k, v in sorted(s.sampling.items()))
         rows.append(
             [
-                s.name,
+                f"{s.number} {s.name}",
                 s.seq_len,
                 len(s.shards),
                 s.rows,
                 s.tokens,
+                s.trained_rows,
+                s.trained_tokens,
                 f"{padding_rate(s):.3%}",
                 s.split_documents,
                 mix,
+                passes,
                 sampling,
             ]
         )
-    header = ["stage", "seq len", "shards", "rows", "tokens", "padding", "split docs", "mixture", "sampling"]
-    return "<h2>Curriculum stages</h2>" + _table(header, rows)
+    header = [
+        "stage",
+        "seq len",
+        "shards",
+        "rows stored",
+        "tokens stored",
+        "rows trained",
+        "tokens trained",
+        "padding",
+        "split docs",
+        "mixture (trained)",
+        "passes",
+        "sampling",
+    ]
+    return (
+        "<h2>Curriculum stages</h2><p>Each stage's rows are stored once; one walk of the stage visits them "
+        "as often as its passes say (trained = stored × passes).</p>" + _table(header, rows)
+    )
 
 
 def _length_histograms(layout: BuildLayout) -> str:
     """Plot the per-source document length histograms the tokenize step left in BUILD/tokens/."""
-    fs, inner = filesystem(layout.tokens_dir)
-    if not fs.exists(inner):
+    if not exists(layout.tokens_dir):
         return ""
+    fs, inner = filesystem(layout.tokens_dir)
     files = sorted(p for p in fs.find(inner) if p.endswith("histogram.json"))
     if not files:
         return ""

@@ -11,15 +11,17 @@ pack        gather each shard's rows and write it
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+from gristmill.pipelines.build.engine import Step
+from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.recipe import Recipe
+from gristmill.pipelines.steps.dedupe import dedupe_steps
+from gristmill.pipelines.steps.ingest import WorkUnit, ingest_step
+from gristmill.pipelines.steps.pack import PackShards
+from gristmill.pipelines.steps.plan import PlanShards, pack_jobs, slice_count, stage_shards, write_plan
+from gristmill.pipelines.steps.tokenize import TokenizeDocuments, write_source_histograms
+from gristmill.pipelines.steps.tokenizer import tokenizer_step
 from gristmill.shards.plan import SHARD_BYTES
-
-if TYPE_CHECKING:  # the recipe imports the dedupe package's config, so this package imports it lazily
-    from gristmill.pipelines.build.engine import Step
-    from gristmill.pipelines.build.layout import BuildLayout
-    from gristmill.pipelines.recipe import Recipe
-    from gristmill.pipelines.steps.ingest import WorkUnit
 
 __all__ = ["build_steps", "shard_steps"]
 
@@ -32,10 +34,6 @@ def build_steps(
     Lazily: a step is made only once the one before it has run, because later steps are sized from earlier
     outputs (dedupe's partitions from the documents' row counts, the pack tasks from the plan).
     """
-    from gristmill.pipelines.steps.dedupe import dedupe_steps
-    from gristmill.pipelines.steps.ingest import ingest_step
-    from gristmill.pipelines.steps.tokenizer import tokenizer_step
-
     inputs = [(u.source, u.task) for u in units]
     yield ingest_step(recipe, layout, units, strict)
     yield from dedupe_steps(recipe, layout, inputs)
@@ -50,11 +48,6 @@ def shard_steps(
 ) -> Iterator[Step]:
     """Yield the tokenize, plan and pack steps for the clean files `inputs` ((source, task) pairs), the plan
     sized from the token files once the tokenize step has run."""
-    from gristmill.pipelines.build.engine import Step
-    from gristmill.pipelines.steps.pack import PackShards
-    from gristmill.pipelines.steps.plan import PlanShards, pack_jobs, slice_count, write_plan
-    from gristmill.pipelines.steps.tokenize import TokenizeDocuments, write_source_histograms
-
     inputs = sorted(inputs)
     yield Step(
         "tokenize",
@@ -62,13 +55,14 @@ def shard_steps(
         tasks=len(inputs),
         after=lambda: write_source_histograms(layout, inputs),
     )
-    slices = slice_count(recipe, layout, inputs, shard_bytes)
+    shards = stage_shards(recipe, layout, inputs, shard_bytes)
+    slices = slice_count(recipe, layout, inputs, shards)
     yield Step(
         "plan",
-        [PlanShards(recipe, layout, inputs, shard_bytes, slices)],
+        [PlanShards(recipe, layout, inputs, shards, slices)],
         tasks=slices,
         mem_per_cpu_gb=4.0,
-        after=lambda: write_plan(recipe, layout, inputs, shard_bytes, slices),
+        after=lambda: write_plan(recipe, layout, inputs, shards, slices),
     )
-    jobs = pack_jobs(recipe, shard_bytes)
+    jobs = pack_jobs(shards)
     yield Step("pack", [PackShards(recipe, layout, inputs, jobs)], tasks=len(jobs), mem_per_cpu_gb=2.0)

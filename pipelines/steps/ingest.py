@@ -34,7 +34,7 @@ from gristmill.pipelines.readers import reader_for, source_files
 from gristmill.pipelines.readers.base import BadRecord
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
-from gristmill.storage import atomic_write, filesystem, read_json
+from gristmill.storage import atomic_write, exists, read_json
 
 EXCLUDED_SUBSET = "excluded_subset"
 UNREADABLE = "(unreadable)"  # the pseudo-subset of records that cannot be read, so have none
@@ -290,14 +290,13 @@ def _counted(step: PipelineStep, label: str, tally: IngestTally) -> PipelineStep
 def check_excluded_subsets(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit]) -> None:
     """Raise BuildError when a source's `exclude_subsets` names a subset none of its records had, naming
     the subsets that were seen (a misspelt name would otherwise let the subset through unnoticed)."""
-    fs, _ = filesystem(layout.root)
     for i, source in enumerate(recipe.sources):
         if not source.exclude_subsets:
             continue
         seen: set[str] = set()
         for unit in units:
             path = layout.stats_file(STATS_STEP, unit.source, unit.task)
-            if unit.source == source.name and fs.exists(filesystem(path)[1]):
+            if unit.source == source.name and exists(path):
                 seen.update(read_json(path))
         seen -= {UNREADABLE, EMPTY_FILES}
         missing = [s for s in source.exclude_subsets if s not in seen]

@@ -1,11 +1,13 @@
 """The tokenize step: encode every clean document, in batches, into a token file per clean file.
 
 A token file is two files, in the clean file's document order:
-- BUILD/tokens/<source>/<task>.bin: every document's ids, int32 little-endian, one after another, framed as
-  the tokenizer frames a text (`Tokenizer.framing`: bos first for sentencepiece/llama2, eos last), so every
-  later count of tokens includes the framing;
+- BUILD/tokens/<source>/<task>.bin: every document's ids, little-endian uint16 when the vocabulary fits
+  (≤ 65,536 ids), else int32 (`shards.format.token_type_for`), one after another, framed as the tokenizer
+  frames a text (`Tokenizer.framing`: bos first for sentencepiece/llama2, eos last), so every later count of
+  tokens includes the framing;
 - BUILD/tokens/<source>/<task>.arrow, its index: an Arrow IPC file with one row per document, `row` (int32,
-  the document's row in the clean file), `id` (string) and `length` (int32, its tokens in the .bin).
+  the document's row in the clean file), `id` (string) and `length` (int32, its tokens in the .bin); its
+  schema metadata `gristmill.token_type` names the .bin's id type.
 A flat file lets the pack step read just the documents of its shard: memory-mapped when local, ranged reads
 on an object store. Beside them, <task>.json holds the task's documents, tokens, log2 length histogram and
 the encoder its tokenizer chose (and why, `Tokenizer.encoder_choice`); once all tasks end,
@@ -23,10 +25,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
 
+from gristmill.errors import InputError
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.steps.base import WritingStep
-from gristmill.pipelines.steps.dedupe.store import read_table
 from gristmill.pipelines.steps.tokenizer import load_build_tokenizer
+from gristmill.pipelines.tables import read_table
+from gristmill.shards.format import TOKEN_TYPES, token_dtype, token_type_for
 from gristmill.shards.plan import log2_histogram
 from gristmill.storage import atomic_write, filesystem, is_local, read_json, read_ranges, write_json
 
@@ -37,7 +41,7 @@ TOKEN_INDEX_SCHEMA = pa.schema(
         pa.field("length", pa.int32(), nullable=False),
     ]
 )
-TOKEN_DTYPE = np.dtype("<i4")  # the token files' id type: decided here only (written and read below)
+TOKEN_TYPE_KEY = b"gristmill.token_type"
 ENCODE_BATCH = 1024
 
 
@@ -64,6 +68,8 @@ class TokenizeDocuments(WritingStep):
         source, task = self.inputs[rank]
         tokenizer = load_build_tokenizer(self.layout)
         framing = tokenizer.framing
+        token_type = token_type_for(tokenizer.vocab_size)
+        dtype = token_dtype(token_type)
         lengths: list[np.ndarray] = []
         indexes: list[pa.RecordBatch] = []
         row = 0
@@ -73,7 +79,7 @@ class TokenizeDocuments(WritingStep):
                 texts = batch.column("text").to_pylist()
                 ids, offsets = framing.frame_flat(*tokenizer.encode_batch_flat(texts))
                 sizes = np.diff(offsets)
-                out.write(memoryview(ids.astype(TOKEN_DTYPE, copy=False)).cast("B"))
+                out.write(memoryview(ids.astype(dtype, copy=False)).cast("B"))
                 rows = pa.array(np.arange(row, row + len(sizes), dtype=np.int32))
                 indexes.append(
                     pa.RecordBatch.from_arrays(
@@ -85,9 +91,10 @@ class TokenizeDocuments(WritingStep):
                 lengths.append(sizes)
                 self.stat_update("documents", value=len(sizes))
                 self.stat_update("tokens", value=int(sizes.sum()))
+        schema = TOKEN_INDEX_SCHEMA.with_metadata({TOKEN_TYPE_KEY: token_type.encode()})
         with (
             atomic_write(self.layout.token_file(source, task)) as out,
-            pa.ipc.new_file(out, TOKEN_INDEX_SCHEMA) as writer,
+            pa.ipc.new_file(out, schema) as writer,
         ):
             for index in indexes:
                 writer.write_batch(index)
@@ -142,6 +149,7 @@ class TokenFile:
     ids: list[str] | None
     lengths: np.ndarray  # int64 per document
     start: np.ndarray  # int64 per document: its first token in the .bin
+    dtype: np.dtype  # of the ids in the .bin
 
     @classmethod
     def open(cls, layout: BuildLayout, source: str, task: int, with_ids: bool = False) -> TokenFile:
@@ -151,7 +159,13 @@ class TokenFile:
         start = np.zeros(len(lengths), np.int64)
         np.cumsum(lengths[:-1], out=start[1:])
         ids = table.column("id").to_pylist() if with_ids else None
-        return cls(layout.token_file(source, task, "bin"), ids, lengths, start)
+        token_type = (table.schema.metadata or {}).get(TOKEN_TYPE_KEY, b"int32").decode()
+        if token_type not in TOKEN_TYPES:
+            raise InputError(
+                f"token type {token_type!r} is not one of {', '.join(TOKEN_TYPES)}",
+                path=layout.token_file(source, task),
+            )
+        return cls(layout.token_file(source, task, "bin"), ids, lengths, start, token_dtype(token_type))
 
     def read(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (tokens, where each of `docs` begins in tokens): document d's ids are
@@ -165,8 +179,8 @@ class TokenFile:
         sizes = self.lengths[unique]
         begin = np.zeros(len(unique), np.int64)
         np.cumsum(sizes[:-1], out=begin[1:])
-        tokens = np.empty(int(sizes.sum()), TOKEN_DTYPE)
-        item = TOKEN_DTYPE.itemsize
+        tokens = np.empty(int(sizes.sum()), self.dtype)
+        item = self.dtype.itemsize
         starts, ends = self.start[unique] * item, (self.start[unique] + sizes) * item
         if is_local(self.tokens_path):
             out = memoryview(tokens).cast("B")
@@ -177,7 +191,7 @@ class TokenFile:
         else:
             pieces = read_ranges(self.tokens_path, starts.tolist(), ends.tolist())
             for piece, b in zip(pieces, begin.tolist()):
-                tokens[b : b + len(piece) // item] = np.frombuffer(piece, TOKEN_DTYPE)
+                tokens[b : b + len(piece) // item] = np.frombuffer(piece, self.dtype)
         return tokens, begin[inverse]
 
     def document(self, d: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from gristmill.cli import cli
 from gristmill.errors import BuildError, ConfigError
-from gristmill.pipelines.build import BuildOptions, run_build
+from gristmill.pipelines.build.driver import BuildOptions, run_build
 from gristmill.pipelines.recipe import load_recipe, parse_recipe
 from gristmill.shards.manifest import read_manifest
 
@@ -151,7 +151,7 @@ def test_strict_stops_at_first_bad_record_naming_file_and_line(ray_local, sample
         cli,
         ["build", "--strict", "--fresh", "--set", f"output={tmp_path / 's'}", _write_yaml(tmp_path, data)],
     )
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     assert "a.jsonl" in result.output and "line 2" in result.output
 
 
