@@ -15,6 +15,8 @@ held up.
             efficiency, planted duplicates caught, accounting balanced; storage: shard bytes per trained
             token and bytes written per GB of text. Markdown + JSON.
   compare   per-step peak task RSS across the JSON reports of several runs (e.g. 1 GB and 5 GB)
+  gain      text MB per CPU second, end to end and per step, of two runs of one corpus on one machine
+            (e.g. before and after a change): CPU seconds, since wall time moves with whatever else runs
 
 Per core means per core with one thread: every task has one CPU and its threads follow it.
 
@@ -24,6 +26,7 @@ Run:
   python bench/scale_bench.py run --corpus /data/scale-1g --workers 2 --shape tinyllama --tokenizer TOK32K
   python bench/scale_bench.py compare OUT-1g/scale-report.json OUT-5g/scale-report.json
   python bench/scale_bench.py report OUT/scale-report.json        (the Markdown of a JSON report)
+  python bench/scale_bench.py gain BEFORE/scale-report.json AFTER/scale-report.json
 """
 
 from __future__ import annotations
@@ -418,12 +421,35 @@ def _header(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def _run_section(run: dict[str, Any]) -> list[str]:
+def cpu_figures(run: dict[str, Any], text_bytes: int) -> dict[str, Any]:
+    """Return a run's CPU seconds (all its steps' tasks), text MB per CPU second end to end, and each step's
+    share of the CPU seconds and its input MB per CPU second (from the report's steps; older reports too)."""
+    cpu = sum(s["cpu_seconds"] for s in run["steps"])
+    return {
+        "cpu_seconds": round(cpu, 1),
+        "text_mb_per_cpu_s": round(text_bytes / MB / cpu, 3) if cpu else 0.0,
+        "steps": {
+            s["step"]: {
+                "cpu_seconds": s["cpu_seconds"],
+                "share": round(s["cpu_seconds"] / cpu, 4) if cpu else 0.0,
+                "input_mb_per_cpu_s": round(s["input_mb"] / s["cpu_seconds"], 2) if s["cpu_seconds"] else 0.0,
+            }
+            for s in run["steps"]
+        },
+    }
+
+
+def _run_section(run: dict[str, Any], text_bytes: int) -> list[str]:
     """Return the Markdown of one worker count: steps, duplicates caught, accounting."""
+    cpu = cpu_figures(run, text_bytes)
+    tokenize = cpu["steps"].get("tokenize", {}).get("share", 0.0)
     lines = [
         f"## {run['workers']} worker(s): {run['wall_s']} s, end to end "
         f"{run['end_to_end_mb_per_s_per_core']} MB/s per core on disk "
         f"({run['end_to_end_text_mb_per_s_per_core']} MB/s of text), spilled {run['spilled_mb']} MB",
+        "",
+        f"CPU: {cpu['cpu_seconds']:,} s in the steps' tasks, {cpu['text_mb_per_cpu_s']} MB of text per CPU "
+        f"second end to end; tokenize {tokenize:.0%} of the CPU seconds.",
         "",
         "| step | tasks | span s | input MB | MB/s/core | MB/CPU-s | CPU/wall | largest task peak RSS MB "
         "| largest task's own MB | written MB | spilled MB |",
@@ -474,7 +500,7 @@ def markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown."""
     lines = _header(report)
     for run in report["runs"]:
-        lines += _run_section(run)
+        lines += _run_section(run, report["corpus"]["text_bytes"])
     if "scaling" in report:
         s = report["scaling"]
         lines.append(f"Scaling efficiency 1 → {s['workers']} workers: {s['efficiency']}")
@@ -571,6 +597,47 @@ def compare_key(args: argparse.Namespace, key: str) -> None:
         print(f"| {step} | " + " | ".join(f"{p:,.0f}" if p else "-" for p in peaks) + f" | {spread} |")
 
 
+def cmd_gain(args: argparse.Namespace) -> None:
+    """Print, per worker count, text MB per CPU second end to end and per step in two reports of one corpus
+    (before and after), and the ratio."""
+    before, after = (json.loads(Path(p).read_text()) for p in (args.before, args.after))
+    if (
+        before["corpus"]["bytes"] != after["corpus"]["bytes"]
+        or before["corpus"]["seed"] != after["corpus"]["seed"]
+    ):
+        raise SystemExit("the two reports are of different corpora")
+    text = after["corpus"]["text_bytes"]
+    print(
+        f"{text / MB:,.0f} MB of text; CPU seconds of the steps' tasks (wall time is not compared); "
+        "steps of at least 1% of the CPU\n"
+    )
+    print("| workers | figure | before | after | after / before |")
+    print("|---:|---|---:|---:|---:|")
+    for old in before["runs"]:
+        new = next((r for r in after["runs"] if r["workers"] == old["workers"]), None)
+        if new is None:
+            continue
+        a, b = cpu_figures(old, text), cpu_figures(new, text)
+        w = old["workers"]
+        print(
+            f"| {w} | CPU seconds, all steps | {a['cpu_seconds']:,} | {b['cpu_seconds']:,} | "
+            f"{b['cpu_seconds'] / a['cpu_seconds']:.3f} |"
+        )
+        print(
+            f"| {w} | **text MB per CPU second, end to end** | {a['text_mb_per_cpu_s']} | "
+            f"{b['text_mb_per_cpu_s']} | **{b['text_mb_per_cpu_s'] / a['text_mb_per_cpu_s']:.3f}** |"
+        )
+        for step, fig in a["steps"].items():
+            now = b["steps"].get(step)
+            if now is None or max(fig["share"], now["share"]) < 0.01:  # the small steps: in the reports
+                continue
+            ratio = now["input_mb_per_cpu_s"] / fig["input_mb_per_cpu_s"] if fig["input_mb_per_cpu_s"] else 0
+            print(
+                f"| {w} | {step}: input MB per CPU second (share of CPU) | {fig['input_mb_per_cpu_s']} "
+                f"({fig['share']:.1%}) | {now['input_mb_per_cpu_s']} ({now['share']:.1%}) | {ratio:.3f} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -601,6 +668,10 @@ def main() -> None:
     compare = commands.add_parser("compare", help="peak task RSS per step across reports")
     compare.add_argument("reports", nargs="+")
     compare.set_defaults(func=cmd_compare)
+    gain = commands.add_parser("gain", help="text MB per CPU second before and after, one corpus")
+    gain.add_argument("before")
+    gain.add_argument("after")
+    gain.set_defaults(func=cmd_gain)
     args = parser.parse_args()
     args.func(args)
 

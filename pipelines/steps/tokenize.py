@@ -9,8 +9,10 @@ A token file is two files, in the clean file's document order:
   the document's row in the clean file), `id` (string) and `length` (int32, its tokens in the .bin); its
   schema metadata `gristmill.token_type` names the .bin's id type.
 A flat file lets the pack step read just the documents of its shard: memory-mapped when local, ranged reads
-on an object store. Beside them, <task>.json holds the task's documents, tokens and log2 length histogram;
-once all tasks end, BUILD/tokens/<source>/histogram.json sums them per source.
+on an object store. Beside them, <task>.json holds the task's documents, tokens, log2 length histogram and
+the encoder its tokenizer chose (and why, `Tokenizer.encoder_choice`); once all tasks end,
+BUILD/tokens/<source>/histogram.json sums them per source. Ids go from the encoder to the file as flat
+arrays (one id buffer and offsets per batch), never as a Python list per document.
 """
 
 from __future__ import annotations
@@ -74,20 +76,20 @@ class TokenizeDocuments(WritingStep):
         fs, inner = filesystem(self.layout.clean_file(source, task))
         with fs.open(inner, "rb") as f, atomic_write(self.layout.token_file(source, task, "bin")) as out:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=ENCODE_BATCH, columns=["id", "text"]):
-                docs = [framing.frame(d) for d in tokenizer.encode_batch(batch.column("text").to_pylist())]
-                sizes = np.fromiter((len(d) for d in docs), np.int64, len(docs))
-                if docs:
-                    out.write(np.concatenate(docs).astype(dtype, copy=False).tobytes())
-                rows = pa.array(np.arange(row, row + len(docs), dtype=np.int32))
+                texts = batch.column("text").to_pylist()
+                ids, offsets = framing.frame_flat(*tokenizer.encode_batch_flat(texts))
+                sizes = np.diff(offsets)
+                out.write(memoryview(ids.astype(dtype, copy=False)).cast("B"))
+                rows = pa.array(np.arange(row, row + len(sizes), dtype=np.int32))
                 indexes.append(
                     pa.RecordBatch.from_arrays(
                         [rows, batch.column("id"), pa.array(sizes.astype(np.int32))],
                         schema=TOKEN_INDEX_SCHEMA,
                     )
                 )
-                row += len(docs)
+                row += len(sizes)
                 lengths.append(sizes)
-                self.stat_update("documents", value=len(docs))
+                self.stat_update("documents", value=len(sizes))
                 self.stat_update("tokens", value=int(sizes.sum()))
         schema = TOKEN_INDEX_SCHEMA.with_metadata({TOKEN_TYPE_KEY: token_type.encode()})
         with (
@@ -99,7 +101,13 @@ class TokenizeDocuments(WritingStep):
         sizes = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
         write_json(
             self.layout.token_file(source, task, "json"),
-            {"documents": len(sizes), "tokens": int(sizes.sum()), "log2_histogram": log2_histogram(sizes)},
+            {
+                "documents": len(sizes),
+                "tokens": int(sizes.sum()),
+                "log2_histogram": log2_histogram(sizes),
+                "encoder": tokenizer.encoder_choice.encoder.name,
+                "encoder_note": tokenizer.encoder_choice.note,
+            },
         )
 
 
@@ -118,6 +126,7 @@ def write_source_histograms(layout: BuildLayout, inputs: list[tuple[str, int]]) 
                 "log2_histogram": add_histograms([s["log2_histogram"] for s in stats.values()]),
                 "bucket": "log2_histogram[b] counts documents of [2^b, 2^(b+1)) tokens, bos/eos included",
                 "files": [[task, s["documents"], s["tokens"]] for task, s in sorted(stats.items())],
+                "encoders": sorted({s["encoder"] for s in stats.values() if "encoder" in s}),
             },
         )
 
