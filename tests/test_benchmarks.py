@@ -50,7 +50,7 @@ GOOD = {
         (json.dumps({**GOOD, "idx": "0"}).encode() + b"\n", "line 2: field 'idx' is str, expected int"),
         (
             json.dumps({**GOOD, "label": True}).encode() + b"\n",
-            "field 'label' is bool, expected int or NoneType",
+            "field 'label' is bool, expected int or str or list or NoneType",
         ),
         (
             json.dumps({**GOOD, "request": {"context": "Q:"}}).encode() + b"\n",
