@@ -7,7 +7,7 @@ Keys of an item (words.py defines words and keys):
   punctuation is folded, so "(A)", "A." and "A)" all read "a"); and the prompt's last n−1 words followed by
   each choice (a context continued by its ending, as HellaSwag's pages read);
 - whole, when shorter than `n` words and at least `min_words` long: each prompt segment, the whole prompt,
-  and the whole item.
+  the whole item, and the item lettered.
 A key shared by more than `max_items_per_key` items (the sets' own boilerplate), or with fewer than
 `min_rare_words` words outside `common.COMMON_WORDS` (ordinary text), is left out: no match rests on it.
 
@@ -44,7 +44,7 @@ BLOOM_BITS_PER_KEY = 10  # two bits per key in one 64-bit word: about 3% false p
 
 
 def settings_of(config: DecontamConfig) -> dict[str, Any]:
-    """Return the settings that decide an index's keys (recorded in it, and compared when it is reused)."""
+    """Return the settings that decide an index's keys (recorded in its meta.json and in the manifest)."""
     return {
         "normalisation": NORMALISATION,
         "n": config.n,

