@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 MANIFEST_VERSION = 5  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
 # content hash and the recipe in it has no `output`; 4: stages carry their `number` and `tokens_per_step`
-# (was `tokens_per_batch`), the recipe in it leaves each source's `profiles` as written; 5: `decontamination`
+# (was `tokens_per_batch`), the recipe in it leaves each source's `profiles` as written, each stage its rows
+# and tokens stored and trained, each shard its source blocks (epochs by reference); 5: `decontamination`
 MANIFEST_NAME = "manifest.json"
 HASH_FIELD = "content_hash"
 
