@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 import pytest
 import torch
 
 import gristmill.trainer.kernels as kernels_package
 from gristmill.trainer import kernels
-from gristmill.trainer.kernels import aot
+from gristmill.trainer.kernels import aot, attention_configs
 from gristmill.trainer.kernels.attention_configs import (
     FALLBACK,
     KERNELS,
@@ -159,6 +160,22 @@ def test_launch_key_follows_triton_specialisation():
     assert launch(2**31 + 16).key() != launch(16).key()  # i64
     round_trip = aot.Launch.from_json(launch(7).to_json())
     assert round_trip == launch(7)
+
+
+def test_the_generated_block_is_the_generators_rendering(bench_module):
+    """attention_configs.py's generated block is what bench/kernels_aot.py renders from its TABLE and FALLBACK
+    (pasted --tune entries included), but for the line naming the triton version."""
+    generator = bench_module("kernels_aot")
+    source = Path(attention_configs.__file__).read_text()
+    begin, end = (
+        source.index(generator.BEGIN_CODE),
+        source.index(generator.END_CODE) + len(generator.END_CODE),
+    )
+
+    def body(text: str) -> list[str]:
+        return [line for line in text.splitlines() if "triton" not in line]
+
+    assert body(source[begin:end]) == body(generator.render_configs(TABLE, FALLBACK))
 
 
 def test_ptxas_and_cuobjdump_parsing():

@@ -510,4 +510,8 @@ def compile_launches(
 
 
 if __name__ == "__main__":
-    sys.exit(_serve(*sys.argv[1:3]))
+    if len(sys.argv) != 3:
+        sys.exit(
+            "usage: python -m gristmill.trainer.kernels.aot REQUEST.json RESULT.jsonl (see compile_launches)"
+        )
+    sys.exit(_serve(sys.argv[1], sys.argv[2]))
