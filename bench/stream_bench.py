@@ -8,7 +8,9 @@ Measures, on the same tokens:
   3. time to the first batch on a build of 10,000 tiny shards (gristmill) / 10,000 chunks (litdata).
 
 MosaicML streaming was tried too: its wheel needs a CUDA torch and torchvision, so it does not install
-next to the CPU torch here. Run: python bench/stream_bench.py [--rows 8192] [--seq-len 2048]
+next to the CPU torch here. litdata is installed apart from the `bench` extra, without its dependencies
+(`pip install --no-deps 'litdata==0.2.76'`; the extra lists those it imports): its torchvision would
+replace the tested torch. Run: python bench/stream_bench.py [--rows 8192] [--seq-len 2048]
 """
 
 from __future__ import annotations
@@ -237,7 +239,13 @@ def main() -> None:
         f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
         f"python {sys.version.split()[0]}, pyarrow {pa.__version__}"
     )
-    import litdata
+    try:
+        import litdata
+    except ModuleNotFoundError:
+        sys.exit(
+            "the litdata baseline is not installed: pip install -e '.[bench]' && pip install --no-deps "
+            "'litdata==0.2.76' (without --no-deps, litdata's torchvision would replace the tested torch)"
+        )
 
     print(f"baseline: litdata {litdata.__version__} (StreamingDataset + TokensLoader, shuffle=True)")
     with tempfile.TemporaryDirectory() as tmp:
