@@ -152,6 +152,8 @@ def main() -> None:
                     "source": ["docs"] * n,
                     "subset": ["all"] * n,
                     "metadata": ["{}"] * n,
+                    "file": ["docs.jsonl"] * n,
+                    "record": list(range(1, n + 1)),
                 },
                 schema=DOCUMENT_SCHEMA,
             ),

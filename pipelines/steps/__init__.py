@@ -5,7 +5,8 @@ dedupe/     exact and MinHash-LSH near duplicates across sources: signatures …
 tokenizer   copy or train the build's tokenizer on the clean documents
 tokenize    encode the clean documents into token files
 plan        mix, epoch and length-bucket every stage
-pack        gather each shard's rows and write it
+pack        gather each shard's rows and write it, with its provenance
+index       each stage's document index (id → rows), from the pack tasks' index lines
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.dedupe import dedupe_steps
 from gristmill.pipelines.steps.ingest import WorkUnit, ingest_step
-from gristmill.pipelines.steps.pack import PackShards
+from gristmill.pipelines.steps.pack import IndexDocuments, PackShards, index_jobs, index_partitions
 from gristmill.pipelines.steps.plan import PlanShards, pack_jobs, slice_count, stage_shards, write_plan
 from gristmill.pipelines.steps.tokenize import TokenizeDocuments, write_source_histograms
 from gristmill.pipelines.steps.tokenizer import tokenizer_step
@@ -46,8 +47,8 @@ def build_steps(
 def shard_steps(
     recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], *, shard_bytes: int = SHARD_BYTES
 ) -> Iterator[Step]:
-    """Yield the tokenize, plan and pack steps for the clean files `inputs` ((source, task) pairs), the plan
-    sized from the token files once the tokenize step has run."""
+    """Yield the tokenize, plan, pack and index steps for the clean files `inputs` ((source, task) pairs), the
+    plan sized from the token files once the tokenize step has run, the index from the plan."""
     inputs = sorted(inputs)
     yield Step(
         "tokenize",
@@ -65,4 +66,9 @@ def shard_steps(
         after=lambda: write_plan(recipe, layout, inputs, shards, slices),
     )
     jobs = pack_jobs(shards)
-    yield Step("pack", [PackShards(recipe, layout, inputs, jobs)], tasks=len(jobs), mem_per_cpu_gb=2.0)
+    partitions = index_partitions(recipe, layout)
+    yield Step(
+        "pack", [PackShards(recipe, layout, inputs, jobs, partitions)], tasks=len(jobs), mem_per_cpu_gb=2.0
+    )
+    indexing = index_jobs(partitions)
+    yield Step("index", [IndexDocuments(recipe, layout, shards, indexing)], tasks=len(indexing))
