@@ -27,16 +27,11 @@ NO_PROVENANCE_HINT = "this build was made without provenance: rebuild it with th
 
 @dataclass(frozen=True)
 class Segment:
-    """One segment of a row: where it lies (stage, shard, row, its span in the row) and the document it holds
-    (id, source, subset, input file and record, and its token span in the framed document)."""
+    """One segment of a row: its span in the row and the document it holds (id, subset, input file and
+    record, and the segment's token span in the framed document)."""
 
-    stage: str
-    shard: str  # the shard's path in the build
-    row: int  # in the shard
-    stage_row: int
     offset: int  # the segment's first token in the row
     id: str
-    source: str
     subset: str | None
     file: str | None
     record: int | None
@@ -48,6 +43,43 @@ class Segment:
     def to_dict(self) -> dict:
         """Return the segment as JSON-ready data (without its tokens)."""
         return {k: v for k, v in self.__dict__.items() if k != "tokens"}
+
+
+@dataclass(frozen=True)
+class RowTrace:
+    """A row and its segments, in order (none: its documents were all taken down)."""
+
+    stage: str
+    stage_row: int
+    shard: str
+    row: int  # in the shard
+    source: str
+    segments: list[Segment]
+
+    def to_dict(self, decode=None) -> dict:
+        """Return the row as JSON-ready data; with `decode`, each segment's text too."""
+        segments = [s.to_dict() | ({"text": decode(s.tokens)} if decode else {}) for s in self.segments]
+        return {k: v for k, v in self.__dict__.items() if k != "segments"} | {"segments": segments}
+
+    def render(self, decode, excerpt: int = 160) -> str:
+        """Return the row as text: a line naming each document and where it came from, then the start of the
+        segment's text (`excerpt` characters, decoded with `decode`)."""
+        lines = [
+            f"stage {self.stage!r} row {self.stage_row} ({self.shard} row {self.row}), source {self.source}"
+        ]
+        if not self.segments:
+            lines.append("no document: all were taken down, the row is padding")
+        for k, s in enumerate(self.segments):
+            origin = f"{s.file}:{s.record}" if s.file is not None else "no input file recorded"
+            row_span = f"{s.offset}–{s.offset + s.length - 1}"
+            lines.append(
+                f"──── segment {k + 1}/{len(self.segments)}: row tokens {row_span}, "
+                f"document tokens {s.start}–{s.start + s.length - 1} of {s.doc_length} ────"
+            )
+            lines.append(f"id {s.id}  subset {s.subset}  from {origin}")
+            text = decode(s.tokens) if s.tokens is not None else ""
+            lines.append(text[:excerpt] + ("…" if len(text) > excerpt else ""))
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -87,9 +119,9 @@ def _url(build: str, path: str) -> str:
     return build.rstrip("/") + "/" + path
 
 
-def read_row(build: str, entry: ShardEntry, row: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return (tokens int[L + 1], doc_offsets int32) of one row of a shard, reading its footer and the one
-    record batch holding it (the writer's batches hold `rows_per_batch` rows each, the last fewer)."""
+def read_row(build: str, entry: ShardEntry, row: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Return (tokens int[L + 1], doc_offsets int32, source index) of one row of a shard, reading its footer
+    and the one record batch holding it (the writer's batches hold `rows_per_batch` rows each)."""
     url = _url(build, entry.path)
     try:
         source = pa.memory_map(url.removeprefix("file://")) if is_local(url) else open_binary(url)
@@ -103,11 +135,12 @@ def read_row(build: str, entry: ShardEntry, row: int) -> tuple[np.ndarray, np.nd
                 batch, local = _batch_holding(reader, row)
             tokens = batch.column("tokens")[local].values.to_numpy()
             offsets = batch.column("doc_offsets")[local].values.to_numpy()
+            source = batch.column("source")[local].as_py()
     except FileNotFoundError:
         raise BuildError("shard file not found", path=url, hint="run `gristmill shards verify`") from None
     except (pa.ArrowException, OSError, ValueError) as e:
         raise BuildError(f"unreadable shard: {e}", path=url, hint="run `gristmill shards verify`") from None
-    return tokens, offsets
+    return tokens, offsets, source
 
 
 def _batch_holding(reader: pa.ipc.RecordBatchFileReader, row: int) -> tuple[pa.RecordBatch, int]:
@@ -120,8 +153,8 @@ def _batch_holding(reader: pa.ipc.RecordBatchFileReader, row: int) -> tuple[pa.R
     raise ValueError(f"the shard has {first} rows, not {row + 1}")
 
 
-def row_segments(build: str, manifest: Manifest, stage: str, stage_row: int) -> list[Segment]:
-    """Return the segments of row `stage_row` of `stage` (name or number), in order, with their tokens.
+def trace_row(build: str, manifest: Manifest, stage: str, stage_row: int) -> RowTrace:
+    """Return row `stage_row` of `stage` (name or number) and its segments, in order, with their tokens.
 
     Raises InputError for an unknown stage or row, BuildError when the build has no provenance or its files
     disagree (a sidecar whose lines do not match the row's doc_offsets).
@@ -134,22 +167,17 @@ def row_segments(build: str, manifest: Manifest, stage: str, stage_row: int) -> 
             "the shard has no provenance sidecar", path=_url(build, entry.path), hint=NO_PROVENANCE_HINT
         )
     lines = read_where(_url(build, entry.provenance.path), "row", [row]).to_pylist()
-    tokens, offsets = read_row(build, entry, row)
+    tokens, offsets, source = read_row(build, entry, row)
     if [line["length"] for line in lines] != np.diff(offsets).tolist():
         raise BuildError(
             f"the sidecar's lines of row {row} do not match the row's doc_offsets {offsets.tolist()}",
             path=_url(build, entry.provenance.path),
             hint="run `gristmill shards verify`",
         )
-    return [
+    segments = [
         Segment(
-            stage=found.name,
-            shard=entry.path,
-            row=row,
-            stage_row=stage_row,
             offset=int(offsets[k]),
             id=line["id"],
-            source=line["source"],
             subset=line["subset"],
             file=line["file"],
             record=line["record"],
@@ -160,6 +188,7 @@ def row_segments(build: str, manifest: Manifest, stage: str, stage_row: int) -> 
         )
         for k, line in enumerate(lines)
     ]
+    return RowTrace(found.name, stage_row, entry.path, row, manifest.sources[source].name, segments)
 
 
 def find_document(build: str, manifest: Manifest, doc_id: str) -> list[DocumentRow]:
@@ -191,24 +220,3 @@ def find_document(build: str, manifest: Manifest, doc_id: str) -> list[DocumentR
                 )
             )
     return found
-
-
-def render_segments(segments: list[Segment], decode, excerpt: int = 160) -> str:
-    """Return a row's segments as text: a line naming each document and where it came from, then the start
-    of the segment's text (`excerpt` characters, decoded with `decode`)."""
-    if not segments:
-        return "the row holds no document (its documents were taken down): all padding"
-    first = segments[0]
-    lines = [
-        f"stage {first.stage!r} row {first.stage_row} ({first.shard} row {first.row}), source {first.source}"
-    ]
-    for k, s in enumerate(segments):
-        origin = f"{s.file}:{s.record}" if s.file is not None else "no input file recorded"
-        lines.append(
-            f"──── segment {k + 1}/{len(segments)}: row tokens {s.offset}–{s.offset + s.length - 1}, "
-            f"document tokens {s.start}–{s.start + s.length - 1} of {s.doc_length} ────"
-        )
-        lines.append(f"id {s.id}  subset {s.subset}  from {origin}")
-        text = decode(s.tokens) if s.tokens is not None else ""
-        lines.append(text[:excerpt] + ("…" if len(text) > excerpt else ""))
-    return "\n".join(lines)

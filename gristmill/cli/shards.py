@@ -151,7 +151,7 @@ def trace(
       gristmill shards trace build/demo --step 7 --config runs/demo.yaml --world-size 2
     """
     from gristmill.shards.manifest import read_manifest
-    from gristmill.shards.trace import render_segments, row_segments
+    from gristmill.shards.trace import trace_row
 
     if (
         (stage is None) != (row is None)
@@ -161,12 +161,9 @@ def trace(
         raise click.UsageError("give either --stage and --row, or --step and --config")
     manifest = read_manifest(build)
     if step is None:
-        segments = row_segments(build, manifest, stage, row)
+        found = trace_row(build, manifest, stage, row)
         decode = _tokenizer(build, manifest).decode
-        if as_json:
-            click.echo(json.dumps([s.to_dict() | {"text": decode(s.tokens)} for s in segments], indent=2))
-        else:
-            click.echo(render_segments(segments, decode, excerpt))
+        click.echo(json.dumps(found.to_dict(decode), indent=2) if as_json else found.render(decode, excerpt))
         return
     rows = _schedule(build, manifest, config, world_size).step_rows(step)
     click.echo(json.dumps(rows.to_dict(), indent=2) if as_json else rows.render())

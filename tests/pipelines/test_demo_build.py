@@ -22,6 +22,7 @@ from gristmill.cli import cli
 from gristmill.pipelines.build.driver import BuildOptions, run_build
 from gristmill.pipelines.filters import make_filters
 from gristmill.pipelines.filters.profiles import ProfileScope
+from gristmill.pipelines.origins import check_origins
 from gristmill.pipelines.readers import BadRecord, reader_for, source_files
 from gristmill.pipelines.recipe import Recipe, load_recipe, parse_recipe
 from gristmill.shards.manifest import Manifest, read_manifest
@@ -252,6 +253,19 @@ def test_the_build_tokenizer_loads_in_transformers_and_encodes_as_the_rows_frame
     }
     found = packed.collect_pieces(str(demo.root), demo.manifest)
     packed.assert_rows_encode_like_hf(found, texts, lambda t: hf(t)["input_ids"], tokenizer.eos_id)
+
+
+def test_every_segment_round_trips_to_its_input_record(demo):
+    # provenance: each segment's record, read again from its input file by its source's own reader (a
+    # Starcoderdata header stripped, a SlimPajama `meta` string parsed, ...), gives the segment's tokens
+    report = check_origins(str(demo.root), demo.recipe)
+    segments = sum(
+        pq.read_metadata(demo.root / e.provenance.path).num_rows
+        for s in demo.manifest.stages
+        for e in s.shards
+    )
+    assert report.ok, report.problems
+    assert report.segments == report.matched == segments
 
 
 # --- 3. planted duplicates and junk ------------------------------------------------------------------------

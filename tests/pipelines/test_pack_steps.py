@@ -21,20 +21,16 @@ from gristmill.tokenizer.interface import Tokenizer
 
 from . import packed, tiny
 
-SLICED_SHARD_BYTES = 5 << 10
-
 
 @pytest.fixture(scope="module", params=["one plan task", "plan in slices"])
 def build(tmp_path_factory, request):
     """A packed tiny build (steps run in-process): (recipe, layout, manifest, corpus); planned by one task,
     or in slices of 100 documents (smaller shards, so that every stage has enough for each slice)."""
     sliced = request.param == "plan in slices"
-    root = tmp_path_factory.mktemp("build")
-    recipe, layout, manifest, corpus = tiny.build_tiny(
-        root,
-        SLICED_SHARD_BYTES if sliced else tiny.SHARD_BYTES,
-        **({"plan_docs_per_task": 100} if sliced else {}),
-    )
+    if sliced:
+        recipe, layout, manifest, corpus = request.getfixturevalue("tiny_sliced")
+    else:
+        recipe, layout, manifest, corpus = tiny.build_tiny(tmp_path_factory.mktemp("build"))
     plan = json.loads(Path(layout.plan_file).read_text())
     if sliced:  # as many slices as the fewest shards of a stage: hq's, stored once
         assert plan["slices"] == min(plan["shards"]) == plan["shards"][2] > 1
