@@ -125,26 +125,31 @@ def takedown(build: str, ids: Iterable[str], *, dry_run: bool = False) -> Takedo
     wanted = set(read_ids(ids))
     manifest = read_manifest(build)
     report = TakedownReport(requested=len(wanted))
-    hits = _find(build, manifest, wanted)  # (stage, shard) → rows, per stage the index partitions
+    hits = _find(build, manifest, wanted)
     report.found = sorted({doc_id for _, _, doc_id in hits["ids"]})
     if not report.found:
         return report
     removed_ids = set(report.found)
+
+    # first what goes, from the sidecars alone: so the accounting is checked before anything is written
+    documents = _documents(build, manifest, hits["shards"], removed_ids)
+    for source, subset, *_ in documents:
+        by_subset = report.removed.setdefault(source, {})
+        by_subset[subset] = by_subset.get(subset, 0) + 1
+    report.documents = len(documents)
+    accounting = _accounting(build, manifest, report.removed)
+
     number = len(manifest.removals) + 1
     if not dry_run:
         _remove_leftovers(build, manifest)
-
-    documents: set[tuple] = set()
     stages = []
     old_files: list[str] = []
     for s, stage in enumerate(manifest.stages):
         shards = list(stage.shards)
         for k, entry in enumerate(stage.shards):
-            if (s, k) not in hits["shards"]:
-                continue
-            shards[k], gone = _rewrite_shard(build, stage, entry, removed_ids, number, report, dry_run)
-            documents.update(gone)
-            old_files += [entry.path, entry.provenance.path]
+            if (s, k) in hits["shards"]:
+                shards[k] = _rewrite_shard(build, stage, entry, removed_ids, number, report, dry_run)
+                old_files += [entry.path, entry.provenance.path]
         index = list(stage.document_index)
         for p in sorted(hits["partitions"].get(s, ())):
             new = retaken(index[p].path, number)
@@ -154,12 +159,6 @@ def takedown(build: str, ids: Iterable[str], *, dry_run: bool = False) -> Takedo
             report.index_files.append((stage.document_index[p].path, new))
             old_files.append(stage.document_index[p].path)
         stages.append(_restaged(stage, shards, index))
-
-    for source, subset, *_ in documents:
-        by_subset = report.removed.setdefault(source, {})
-        by_subset[subset] = by_subset.get(subset, 0) + 1
-    report.documents = len(documents)
-    accounting = _accounting(build, manifest, report.removed)
     if dry_run:
         return report
     removal = Removal(
@@ -209,6 +208,20 @@ def _find(build: str, manifest: Manifest, wanted: set[str]) -> dict:
     return out
 
 
+def _documents(
+    build: str, manifest: Manifest, shards: set[tuple[int, int]], removed_ids: set[str]
+) -> set[tuple]:
+    """Return the documents with one of `removed_ids` in the given (stage, shard)s' sidecars, each as
+    (source, subset, file, record, id): a document split over shards is one."""
+    found = set()
+    for s, k in sorted(shards):
+        entry = manifest.stages[s].shards[k]
+        lines = read_parquet(_url(build, entry.provenance.path), ["id", "source", "subset", "file", "record"])
+        gone = lines.filter(pc.is_in(lines.column("id"), value_set=pa.array(sorted(removed_ids))))
+        found.update((d["source"], d["subset"], d["file"], d["record"], d["id"]) for d in gone.to_pylist())
+    return found
+
+
 def _remove_leftovers(build: str, manifest: Manifest) -> None:
     """Delete shard, sidecar and index files in the stage folders that the manifest does not name (what an
     interrupted takedown left)."""
@@ -230,9 +243,9 @@ def _rewrite_shard(
     number: int,
     report: TakedownReport,
     dry_run: bool,
-) -> tuple[ShardEntry, set[tuple]]:
-    """Rewrite one shard without the segments of `removed_ids`; return its new entry and the documents taken
-    out of it, as (source, subset, file, record, id)."""
+) -> ShardEntry:
+    """Rewrite one shard without the segments of `removed_ids` (with `dry_run`, only count them); return its
+    new entry."""
     for file in (entry, entry.provenance):  # never rewrite from a damaged file
         _check_file(build, file)
     shard = open_shard(_url(build, entry.path), seq_len=stage.seq_len, rows=entry.rows)
@@ -276,7 +289,6 @@ def _rewrite_shard(
     report.segments += int(gone.sum())
 
     removed = sidecar.filter(pa.array(gone)).to_pylist()
-    documents = {(d["source"], d["subset"], d["file"], d["record"], d["id"]) for d in removed}
     split_firsts = sum(1 for d in removed if d["start"] == 0 and d["length"] < d["doc_length"])
     new_path = retaken(entry.path, number)
     report.shards.append((entry.path, new_path))
@@ -290,7 +302,7 @@ def _rewrite_shard(
         "source_rows": _blocks(entry, used),
     }
     if dry_run:
-        return entry.model_copy(update=updated), documents
+        return entry.model_copy(update=updated)
     list_offsets = np.concatenate([[0], np.cumsum([len(o) for o in offsets])]).astype(np.int32)
     values = np.concatenate(offsets).astype(np.int32)
     written = write_shard(
@@ -304,7 +316,7 @@ def _rewrite_shard(
         "bytes": written.bytes,
         "provenance": FileEntry(path=new_sidecar, bytes=side.bytes, xxh3=side.xxh3),
     }
-    return entry.model_copy(update=updated), documents
+    return entry.model_copy(update=updated)
 
 
 def _check_file(build: str, entry: ShardEntry | FileEntry) -> None:
