@@ -44,6 +44,7 @@ def corpus(megabytes: float) -> list[str]:
 
 
 def train_tokenizer(directory: Path, texts: list[str]) -> Path:
+    """Train an 8K byte-level BPE on `texts` into directory/tokenizer.json; return that file."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -150,36 +151,49 @@ def run_datatrove(root: Path, tokenizer_file: Path, texts: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--megabytes", type=float, default=20.0)
-    parser.add_argument("--pack-repeats", type=int, default=0, help="run pack (and index) this often more")
-    parser.add_argument("--skip-datatrove", action="store_true")
-    args = parser.parse_args()
+def write_clean(root: Path, texts: list[str]) -> None:
+    """Write the texts as the build's one clean file (the columns this version's document schema has)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from gristmill.pipelines.documents import DOCUMENT_SCHEMA
 
+    n = len(texts)
+    columns = {
+        "id": [str(i) for i in range(n)],
+        "text": texts,
+        "source": ["docs"] * n,
+        "subset": ["all"] * n,
+        "metadata": ["{}"] * n,
+        "file": ["docs.jsonl"] * n,  # where the documents came from (provenance), if the schema has it
+        "record": list(range(1, n + 1)),
+    }
+    (root / "clean" / "docs").mkdir(parents=True)
+    pq.write_table(
+        pa.table({k: columns[k] for k in DOCUMENT_SCHEMA.names}, schema=DOCUMENT_SCHEMA),
+        root / "clean" / "docs" / "00000.parquet",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=float, default=20.0)
+    parser.add_argument("--pack-repeats", type=int, default=0, help="run pack (and index) this often more")
+    parser.add_argument("--skip-datatrove", action="store_true")
+    parser.add_argument(
+        "--workdir",
+        help="keep the build here, and reuse what is there (steps already done are skipped): to rerun the "
+        "pack step of two versions of gristmill on the same tokens and plan",
+    )
+    args = parser.parse_args()
+
     texts = corpus(args.megabytes)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        tokenizer_file = train_tokenizer(root / "tokenizer", texts[:20_000])
-        (root / "clean" / "docs").mkdir(parents=True)
-        n = len(texts)
-        columns = {
-            "id": [str(i) for i in range(n)],
-            "text": texts,
-            "source": ["docs"] * n,
-            "subset": ["all"] * n,
-            "metadata": ["{}"] * n,
-            "file": ["docs.jsonl"] * n,  # where the documents came from (provenance), if the schema has it
-            "record": list(range(1, n + 1)),
-        }
-        pq.write_table(
-            pa.table({k: columns[k] for k in DOCUMENT_SCHEMA.names}, schema=DOCUMENT_SCHEMA),
-            root / "clean" / "docs" / "00000.parquet",
-        )
+        root = Path(args.workdir or tmp)
+        tokenizer_file = root / "tokenizer" / "tokenizer.json"
+        if not tokenizer_file.exists():
+            train_tokenizer(root / "tokenizer", texts[:20_000])
+            write_clean(root, texts)
         dt_seconds = None if args.skip_datatrove else run_datatrove(root, tokenizer_file, texts)
         times, tokens, repeats = run_gristmill(root, args.pack_repeats)
     total = sum(wall for wall, _ in times.values())

@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from gristmill.errors import BuildError
+from gristmill.shards.shuffle import mix64
 from gristmill.storage import atomic_write, open_binary
 
 SIDECAR_SUFFIX = ".docs.parquet"
@@ -132,6 +133,9 @@ def sidecar_path(shard_path: str) -> str:
     return shard_path.removesuffix(".arrow") + SIDECAR_SUFFIX
 
 
+_HINT = "run `gristmill shards verify` on the build"
+
+
 @contextlib.contextmanager
 def _reading(path: str) -> Iterator[pq.ParquetFile]:
     """Open a provenance file (local or URL) as a ParquetFile; raise BuildError naming it when it is missing
@@ -143,9 +147,6 @@ def _reading(path: str) -> Iterator[pq.ParquetFile]:
         raise BuildError("provenance file not found", path=path, hint=_HINT) from None
     except (pa.ArrowException, OSError) as e:
         raise BuildError(f"unreadable provenance file: {e}", path=path, hint=_HINT) from None
-
-
-_HINT = "run `gristmill shards verify` on the build"
 
 
 def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
@@ -172,7 +173,7 @@ def read_where(path: str, column: str, values: Sequence[int], columns: list[str]
         names = columns or parquet.schema_arrow.names
         if not groups:
             return parquet.schema_arrow.empty_table().select(names)
-        table = parquet.read_row_groups(groups, columns=sorted({*names, column}, key=names.__contains__))
+        table = parquet.read_row_groups(groups, columns=names if column in names else [*names, column])
     mask = np.isin(table.column(column).to_numpy(), wanted)
     return table.filter(pa.array(mask)).select(names)
 
@@ -183,8 +184,6 @@ def fingerprint(
     """Return an order-free fingerprint of segments (id hash, shard, row, start, length): the sum modulo 2^64
     of a mix of each; a stage's sidecars and its index hold the same segments exactly when they agree (up to
     a 2^-64 chance)."""
-    from gristmill.shards.shuffle import mix64
-
     u = np.uint64
     place = (np.asarray(shard, np.int64).astype(u) << u(32)) | np.asarray(row, np.int64).astype(u)
     span = (np.asarray(start, np.int64).astype(u) << u(32)) | np.asarray(length, np.int64).astype(u)
