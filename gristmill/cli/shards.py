@@ -229,16 +229,22 @@ def find(build: str, doc_id: str, config: str | None, world_size: int, as_json: 
 def takedown(build: str, ids_file, dry_run: bool, as_json: bool) -> None:
     """Take documents out of the build: rewrite only the shards holding them (their segments leave the rows,
     the rest move left; rows stay where they are, so training resumes across it), their provenance and the
-    document index; record the removal (counts and hashes, never the ids) in the manifest.
+    document index; record the removal (counts and hashes, never the ids) in the manifest, and write the
+    build report again.
 
     \b
     Examples:
       gristmill shards takedown build/demo --ids removal-request.txt --dry-run
       gristmill shards takedown build/demo --ids removal-request.txt
     """
+    from gristmill.pipelines.build.layout import BuildLayout
+    from gristmill.pipelines.build.report import REPORT_NAME, write_report
     from gristmill.shards.takedown import takedown as take_down
+    from gristmill.storage import exists
 
     report = take_down(build, ids_file, dry_run=dry_run)
+    if report.content_hash and exists(BuildLayout(build).report_file(REPORT_NAME)):
+        write_report(build)  # its accounting shows what was removed
     if as_json:
         click.echo(json.dumps(report.to_dict() | {"dry_run": dry_run}, indent=2))
         return

@@ -252,13 +252,29 @@ def test_takedown_refuses_a_damaged_shard_and_changes_nothing(built, tmp_path):
     assert (root / "manifest.json").read_bytes() == before
 
 
-def test_cli_find_and_takedown(built, tmp_path):
+def test_cli_trace_a_step_find_and_takedown(built, tmp_path):
     root = copy_of(built, tmp_path)
     ids = removable(built)
     runner = CliRunner()
-    result = runner.invoke(cli, ["shards", "find", str(root), "--doc", ids[1], "--json"])
+    config = tmp_path / "run.yaml"
+    whole_stage = run_config(root, tmp_path / "out", stages=[{"name": "long", "tokens_per_step": 1024}])
+    config.write_text(json.dumps(whole_stage.model_dump(mode="json")))
+    result = runner.invoke(
+        cli, ["shards", "find", str(root), "--doc", ids[1], "--json", "--config", str(config)]
+    )
     assert result.exit_code == 0, result.output
-    assert len(json.loads(result.output)) > 1  # a split document: several rows
+    places = json.loads(result.output)
+    assert len(places) > 1  # a split document: several rows
+    read = next(p for p in places if p["steps"])  # … some read by the run: check that step's rows hold it
+    step = read["steps"][0]
+    result = runner.invoke(
+        cli, ["shards", "trace", str(root), "--step", str(step["step"]), "--config", str(config), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    batches = json.loads(result.output)["micro_batches"]
+    assert read["stage_row"] in batches[step["micro_batch"]]["rows"]
+    result = runner.invoke(cli, ["shards", "trace", str(root), "--step", "1", "--config", str(config)])
+    assert result.exit_code == 0 and "micro-batch 1, rank 0: rows" in result.output
     (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n\n")
     result = runner.invoke(cli, ["shards", "takedown", str(root), "--ids", str(tmp_path / "ids.txt")])
     assert result.exit_code == 0 and "3 of 3 ids found; took out 3 documents" in result.output, result.output
