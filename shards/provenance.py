@@ -41,7 +41,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,9 +87,9 @@ INDEX_SCHEMA = pa.schema(
 )
 
 
-def id_hashes(ids: Iterable[str]) -> np.ndarray:
+def id_hashes(ids: Sequence[str]) -> np.ndarray:
     """Return the xxh3-64 of each id's UTF-8 bytes (uint64): what the index is partitioned and sorted by."""
-    return np.fromiter((xxhash.xxh3_64_intdigest(i.encode()) for i in ids), np.uint64)
+    return np.fromiter(map(xxhash.xxh3_64_intdigest, ids), np.uint64, len(ids))  # (a str hashes as UTF-8)
 
 
 def index_partition(hashes: np.ndarray, partitions: int) -> np.ndarray:

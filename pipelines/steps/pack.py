@@ -144,7 +144,7 @@ class PackShards(WritingStep):
         """Write the shard's provenance sidecar (a line per piece, in (row, offset) order) and its index lines
         (partitioned by the id's index partition); return the sidecar's manifest entry. `origins` holds each
         piece's document's id, length, subset, file and record, in piece order."""
-        names = np.array([s.name for s in self.recipe.sources], dtype=object)
+        names = pa.array([s.name for s in self.recipe.sources], pa.string())
         if origins is None:
             origins = pa.table(
                 {c: pa.array([], SIDECAR_SCHEMA.field(c).type) for c in ("id", "subset", "file")}
@@ -155,7 +155,7 @@ class PackShards(WritingStep):
             {
                 "row": pa.array(pieces.row, pa.int32()),
                 "id": origins.column("id"),
-                "source": pa.array(names[source], pa.string()),
+                "source": names.take(pa.array(source)),
                 "subset": origins.column("subset"),
                 "file": origins.column("file"),
                 "record": origins.column("record"),
