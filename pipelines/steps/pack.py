@@ -139,18 +139,12 @@ class PackShards(WritingStep):
         shard: int,
         pieces: Pieces,
         source: np.ndarray,
-        origins: pa.Table | None,
+        origins: pa.Table,
     ) -> FileEntry:
         """Write the shard's provenance sidecar (a line per piece, in (row, offset) order) and its index lines
         (partitioned by the id's index partition); return the sidecar's manifest entry. `origins` holds each
         piece's document's id, length, subset, file and record, in piece order."""
         names = pa.array([s.name for s in self.recipe.sources], pa.string())
-        if origins is None:
-            origins = pa.table(
-                {c: pa.array([], SIDECAR_SCHEMA.field(c).type) for c in ("id", "subset", "file")}
-            )
-            origins = origins.append_column("record", pa.array([], pa.int64()))
-            origins = origins.append_column("length", pa.array([], pa.int32()))
         sidecar = pa.table(
             {
                 "row": pa.array(pieces.row, pa.int32()),
