@@ -8,10 +8,12 @@ how fast `trace` and `find` answer, and the round trip of every segment to its i
               row under a training config made for the build (`RunSchedule.row_steps`); the CLI end to end
   round trip  `pipelines.origins.check_origins`: every segment's record read again from its input file by its
               source's reader, tokenized and framed: segments matched / segments, and its seconds
+  takedown    (--takedown N) on a copy of the build's trained-on files (manifest, tokenizer, stage folders):
+              N random ids spread over the stages taken down, its seconds, then `shards verify` of the copy
 
 The build's recipe (in its manifest) names its inputs by absolute path, as the scale harness writes it.
 
-    python bench/provenance_bench.py BUILD [--lookups 50] [--skip-round-trip] [--json OUT.json]
+    python bench/provenance_bench.py BUILD [--lookups 50] [--skip-round-trip] [--takedown 10] [--json OUT]
 """
 
 from __future__ import annotations
@@ -94,6 +96,36 @@ def cli_seconds(args: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
+def takedown_figures(build: str, manifest, ids: list[str]) -> dict:
+    """Take `ids` down from a copy of the build's trained-on files; return its figures and verify's."""
+    import shutil
+
+    from gristmill.shards.takedown import takedown
+    from gristmill.shards.verify import verify_build
+
+    with tempfile.TemporaryDirectory(dir=str(Path(build).parent)) as tmp:
+        copy = Path(tmp) / "build"
+        copy.mkdir()
+        shutil.copy(Path(build) / "manifest.json", copy)
+        shutil.copytree(Path(build) / manifest.tokenizer.path, copy / manifest.tokenizer.path)
+        for stage in manifest.stages:
+            folder = stage.shards[0].path.rsplit("/", 1)[0]
+            shutil.copytree(Path(build) / folder, copy / folder)
+        start, cpu = time.perf_counter(), time.process_time()
+        report = takedown(str(copy), ids)
+        taken = {
+            "seconds": round(time.perf_counter() - start, 2),
+            "cpu_seconds": round(time.process_time() - cpu, 2),
+        }
+        start, cpu = time.perf_counter(), time.process_time()
+        verified = verify_build(str(copy))
+        checked = {
+            "seconds": round(time.perf_counter() - start, 1),
+            "cpu_seconds": round(time.process_time() - cpu, 1),
+        }
+    return report.to_dict() | {"takedown": taken, "verify": checked | {"ok": verified.ok}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build")
@@ -101,6 +133,7 @@ def main() -> None:
     parser.add_argument("--cli-lookups", type=int, default=5)
     parser.add_argument("--skip-round-trip", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--takedown", type=int, default=0, help="ids to take down from a copy of the build")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
 
@@ -188,6 +221,8 @@ def main() -> None:
             "seconds": round(time.perf_counter() - start, 1),
             "cpu_seconds": round(time.process_time() - cpu, 1),
         }
+    if args.takedown:
+        figures["takedown"] = takedown_figures(build, manifest, ids[: args.takedown])
     print(json.dumps(figures, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
