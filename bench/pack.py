@@ -12,6 +12,10 @@ with each on the path (PYTHONPATH=<a copy of the older version laid out as the `
 pinned core, alternating: the script writes only columns the version's document schema has.
 
     python bench/pack.py [--megabytes 20] [--pack-repeats 5] [--skip-datatrove]
+
+`--rerun-build BUILD` instead reruns the pack (and index) tasks of a finished build (e.g. a scale build) and
+prints their CPU seconds, so two versions compare on real shards; give it a hard-linked copy
+(`cp -al BUILD COPY`), since the tasks write their files again.
 """
 
 from __future__ import annotations
@@ -175,6 +179,25 @@ def write_clean(root: Path, texts: list[str]) -> None:
     )
 
 
+def rerun_build(build: Path, repeats: int) -> dict[str, list[float]]:
+    """Rerun every pack (and index) task of a finished build `repeats` times; return their CPU seconds."""
+    import json
+
+    from gristmill.pipelines.build.layout import BuildLayout
+    from gristmill.pipelines.recipe import Recipe
+    from gristmill.pipelines.steps import shard_steps
+
+    recipe = Recipe.model_validate(
+        {**json.loads((build / "recipe.json").read_text())["recipe"], "output": str(build)}
+    )
+    inputs = [(u["source"], u["task"]) for u in json.loads((build / "work_units.json").read_text())]
+    times: dict[str, list[float]] = {}
+    for step in shard_steps(recipe, BuildLayout(str(build)), inputs):
+        if step.name in ("pack", "index"):
+            times[step.name] = [_rerun(step) for _ in range(repeats)]
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=float, default=20.0)
@@ -185,7 +208,12 @@ def main() -> None:
         help="keep the build here, and reuse what is there (steps already done are skipped): to rerun the "
         "pack step of two versions of gristmill on the same tokens and plan",
     )
+    parser.add_argument("--rerun-build", help="rerun the pack tasks of this (copied) finished build")
     args = parser.parse_args()
+    if args.rerun_build:
+        for name, runs in rerun_build(Path(args.rerun_build), max(1, args.pack_repeats)).items():
+            print(f"gristmill {name:>8} of {args.rerun_build}: CPU {' '.join(f'{t:.2f}' for t in runs)} s")
+        return
 
     texts = corpus(args.megabytes)
     with tempfile.TemporaryDirectory() as tmp:
