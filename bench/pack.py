@@ -179,6 +179,34 @@ def write_clean(root: Path, texts: list[str]) -> None:
     )
 
 
+SECTIONS = ("gather_tokens", "token_file_origins", "write_shard")  # functions the pack step calls, by name
+
+
+def time_sections() -> dict[str, float]:
+    """Wrap the pack step's sections (those this version has: `SECTIONS`, and the provenance writer) so that
+    they add their CPU seconds to the returned dict."""
+    from gristmill.pipelines.steps import pack
+
+    spent: dict[str, float] = {}
+
+    def timed(name, fn):
+        def run(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - start
+
+        return run
+
+    for name in SECTIONS:
+        if hasattr(pack, name):
+            setattr(pack, name, timed(name, getattr(pack, name)))
+    if hasattr(pack.PackShards, "_write_provenance"):
+        pack.PackShards._write_provenance = timed("write_provenance", pack.PackShards._write_provenance)
+    return spent
+
+
 def rerun_build(build: Path, repeats: int) -> dict[str, list[float]]:
     """Rerun every pack (and index) task of a finished build `repeats` times; return their CPU seconds."""
     import json
@@ -211,8 +239,10 @@ def main() -> None:
     parser.add_argument("--rerun-build", help="rerun the pack tasks of this (copied) finished build")
     args = parser.parse_args()
     if args.rerun_build:
+        spent = time_sections()
         for name, runs in rerun_build(Path(args.rerun_build), max(1, args.pack_repeats)).items():
             print(f"gristmill {name:>8} of {args.rerun_build}: CPU {' '.join(f'{t:.2f}' for t in runs)} s")
+        print("  of which, CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(spent.items())))
         return
 
     texts = corpus(args.megabytes)
