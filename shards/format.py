@@ -8,7 +8,9 @@ MiB. One row is one training sequence of its stage's length L:
                                                 T is uint16 when every id fits (a vocabulary of ≤ 65,536:
                                                 the llama2 profile's 32K), else int32 (Fox-1's 256K)
   doc_offsets   list<int32>                     cu_seqlens of the documents in the row: first 0, last the used
-                                                length u ≤ L+1; tokens at positions ≥ u are padding, no loss
+                                                length u ≤ L+1; tokens at positions ≥ u are padding, no loss;
+                                                [0] (u = 0, all padding) for a row whose documents were all
+                                                taken down (`gristmill shards takedown`)
   source        uint8                           index into the manifest's `sources` list
 
 The rows of a shard come in one block per source, blocks in the manifest's source order (each block in a
@@ -22,7 +24,8 @@ document and counted with it everywhere. A document longer than a row is split o
 piece starts with bos, only its last ends with eos); a document that fits a row is never split. A row holds
 documents of one source only. A stage's and a shard's `tokens` (manifest) count the tokens stored in rows,
 padding excluded; `padding_tokens` = rows × (L + 1) − tokens. Which documents fill which rows:
-shards/plan.py and shards/pack.py.
+shards/plan.py and shards/pack.py; which document each segment of a row holds: the shard's provenance
+sidecar (shards/provenance.py).
 
 Schema metadata (all values UTF-8 decimal or hex strings):
   gristmill.format_version   FORMAT_VERSION

@@ -23,13 +23,16 @@ if TYPE_CHECKING:
 MANIFEST_VERSION = 5  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
 # content hash and the recipe in it has no `output`; 4: stages carry their `number` and `tokens_per_step`
 # (was `tokens_per_batch`), the recipe in it leaves each source's `profiles` as written, each stage its rows
-# and tokens stored and trained, each shard its source blocks (epochs by reference); 5: `decontamination`
+# and tokens stored and trained, each shard its source blocks (epochs by reference); shards name their
+# provenance sidecar and stages their document index, accounting counts `removed` and takedowns are listed;
+# 5: `decontamination`
 MANIFEST_NAME = "manifest.json"
 HASH_FIELD = "content_hash"
 
 
 class Counts(StrictModel):
-    """Where the records of one (source, subset) went: in = kept + filtered + duplicate + quarantined."""
+    """Where the records of one (source, subset) went: in = kept + filtered + duplicate + quarantined +
+    removed (documents a takedown took out of the finished build; `gristmill shards takedown`)."""
 
     records_in: int = Field(0, alias="in")
     kept: int = 0
@@ -41,6 +44,7 @@ class Counts(StrictModel):
         description="the filter profile the subset went through (none "
         "when every record was excluded or unreadable)",
     )
+    removed: int = Field(0, description="documents taken out of the finished build by a takedown")
     keep_rate: float | None = Field(None, description="kept / in (None when nothing came in)")
     empty_files: int = Field(
         0, description="data files holding no record (under the pseudo-subset `(empty files)`)"
@@ -53,6 +57,7 @@ class Counts(StrictModel):
         self.records_in += other.records_in
         self.kept += other.kept
         self.quarantined += other.quarantined
+        self.removed += other.removed
         self.empty_files += other.empty_files
         if other.profile is not None and self.profile != other.profile:
             self.profile = other.profile if self.profile is None else "mixed"
@@ -61,10 +66,15 @@ class Counts(StrictModel):
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v
 
+    @property
+    def out(self) -> int:
+        """Return the records accounted for: kept + filtered + duplicate + quarantined + removed."""
+        dropped = sum(self.filtered.values()) + sum(self.duplicate.values())
+        return self.kept + self.quarantined + dropped + self.removed
+
     def balanced(self) -> bool:
         """Return True when every record in is accounted for exactly once."""
-        out = self.kept + self.quarantined + sum(self.filtered.values()) + sum(self.duplicate.values())
-        return out == self.records_in
+        return self.out == self.records_in
 
 
 class SourceEntry(StrictModel):
@@ -129,9 +139,23 @@ class SourceRows(StrictModel):
         return self.passes * self.rows + self.extra_rows
 
 
+class FileEntry(StrictModel):
+    """A file of the build beside the shards (a provenance sidecar, a stage's document index): its path
+    (relative to the build), bytes and xxh3-64."""
+
+    path: str
+    bytes: int = Field(ge=0)
+    xxh3: str = Field(pattern=r"^[0-9a-f]{1,16}$", description="xxh3-64 of the whole file, lowercase hex")
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        return check_relative(v)
+
+
 class ShardEntry(StrictModel):
     """One shard file: relative path, size in rows and tokens, tokens per source, its source blocks, and its
-    xxh3-64 checksum.
+    xxh3-64 checksum; and its provenance sidecar (the documents of every row: shards/provenance.py).
 
     `tokens` counts the tokens stored in rows, padding excluded; `padding_tokens` = rows × (L + 1) − tokens.
     `source_rows` lists the shard's blocks in the order they are stored (the manifest's source order): its
@@ -147,6 +171,9 @@ class ShardEntry(StrictModel):
     bytes: int
     padding_tokens: int = 0
     split_documents: int = Field(0, description="documents split across rows whose first piece is here")
+    provenance: FileEntry | None = Field(
+        None, description="the sidecar naming every segment's document (None: built without provenance)"
+    )
 
     @field_validator("path")
     @classmethod
@@ -203,6 +230,10 @@ class StageEntry(StrictModel):
     passes: dict[str, float] = Field(description="source → trained / stored tokens (how often it repeats)")
     sampling: dict[str, float] = Field(description="source → trained / available tokens (<1 down-sampled)")
     shards: list[ShardEntry]
+    document_index: list[FileEntry] = Field(
+        default_factory=list,
+        description="the stage's document index (id → rows), one file per hash partition, in order",
+    )
 
     @classmethod
     def of_shards(
@@ -213,6 +244,7 @@ class StageEntry(StrictModel):
         tokens_per_step: int,
         shards: list[ShardEntry],
         sampling: dict[str, float],
+        document_index: list[FileEntry] | None = None,
     ) -> StageEntry:
         """Return the stage whose totals are the sums over its `shards` (what `shards verify` checks), its
         sources those of `sampling` (source → trained / available tokens), in that order."""
@@ -237,6 +269,7 @@ class StageEntry(StrictModel):
             passes={s: trained[s] / n if n else 0.0 for s, n in stored.items()},
             sampling=dict(sampling),
             shards=shards,
+            document_index=list(document_index or []),
         )
 
 
@@ -279,6 +312,21 @@ class DecontamEntry(StrictModel):
         return check_relative(v)
 
 
+class Removal(StrictModel):
+    """One takedown: how many documents it took out, and their ids as hashes only (never in the clear), so
+    `shards verify` can check that none of them remains."""
+
+    documents: int = Field(ge=0, description="documents taken out (one id may name several)")
+    ids: int = Field(ge=0, description="ids asked for that the build held")
+    ids_sha256: str = Field(description="sha256 of those ids, sorted and joined by newlines")
+    id_sha256: list[str] = Field(description="sha256 of each of those ids, sorted")
+    segments: int = Field(ge=0, description="row segments removed")
+    tokens: int = Field(ge=0, description="tokens removed from rows")
+    rows: int = Field(ge=0, description="rows rewritten")
+    emptied_rows: int = Field(0, ge=0, description="rows left with no document (all padding)")
+    shards: list[str] = Field(description="the shards rewritten (their new paths)")
+
+
 class Manifest(StrictModel):
     """The whole build index."""
 
@@ -296,6 +344,7 @@ class Manifest(StrictModel):
     decontamination: DecontamEntry | None = None
     stages: list[StageEntry] = Field(default_factory=list)
     artifacts: dict[str, Any] = Field(default_factory=dict, description="where each build step left output")
+    removals: list[Removal] = Field(default_factory=list, description="the takedowns, in the order they ran")
     content_hash: str | None = Field(
         None,
         description="sha256 of the manifest without this field; set by "
@@ -324,6 +373,30 @@ class Manifest(StrictModel):
         The manifest holds no absolute path, so the same build has the same hash wherever it lies.
         """
         return content_hash_of(self.model_dump(mode="json", by_alias=True))
+
+    def walk_hash(self) -> str:
+        """Return the sha256 of what a stage's walk depends on (what a loader state pins): the build's
+        recipe hash, seed and tokenizer, the sources in order, and every stage's name, number, length and
+        shards' rows and source blocks (rows, passes, extra rows). Checksums, paths and token counts are
+        left out, so a takedown, which rewrites shards but keeps every row where it was, keeps it."""
+        walk = {
+            "build": [self.recipe_hash, self.seed, self.tokenizer.hash if self.tokenizer else None],
+            "sources": [s.name for s in self.sources],
+            "stages": [
+                {
+                    "name": stage.name,
+                    "number": stage.number,
+                    "seq_len": stage.seq_len,
+                    "shards": [
+                        [shard.rows, [[b.source, b.rows, b.passes, b.extra_rows] for b in shard.source_rows]]
+                        for shard in stage.shards
+                    ],
+                }
+                for stage in self.stages
+            ],
+        }
+        blob = json.dumps(walk, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
 
 
 def content_hash_of(data: dict[str, Any]) -> str:

@@ -24,7 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gristmill.shards.shuffle import derive_key, shuffled_positions, shuffled_rows
 from gristmill.shards.visits import StageVisits
+
+SHUFFLE_BLOCK_ROWS, SHUFFLE_WINDOW_BLOCKS = 256, 8  # the loader's default shuffle shape (shards/shuffle.py)
 
 
 @dataclass(frozen=True)
@@ -97,3 +100,57 @@ def rank_positions(walk: StageWalk, batch_start: int, rank: int) -> range:
     """Return the stage-stream positions of `rank`'s micro-batch in the global batch starting there."""
     first = batch_start + rank * walk.micro_batch_rows
     return range(first, first + walk.micro_batch_rows)
+
+
+def walk_rows(
+    walk: StageWalk,
+    positions: np.ndarray,
+    seed: int,
+    *,
+    block_rows: int = SHUFFLE_BLOCK_ROWS,
+    window_blocks: int = SHUFFLE_WINDOW_BLOCKS,
+) -> np.ndarray:
+    """Return the stage row (int64) at each of a walk's positions: epoch e = position // walk.rows shuffles
+    the walk's visits with the key (seed, walk index, e), and each visit names a stage row."""
+    positions = np.asarray(positions, dtype=np.int64)
+    epoch = positions // walk.rows
+    out = np.empty_like(positions)
+    for e in np.unique(epoch):
+        sel = epoch == e
+        key = derive_key(seed, walk.index, int(e))
+        out[sel] = shuffled_rows(
+            positions[sel] - e * walk.rows, walk.rows, key, block_rows=block_rows, window_blocks=window_blocks
+        )
+    return walk.stage_rows(out)
+
+
+def walk_positions(
+    walk: StageWalk,
+    rows: np.ndarray,
+    seed: int,
+    *,
+    block_rows: int = SHUFFLE_BLOCK_ROWS,
+    window_blocks: int = SHUFFLE_WINDOW_BLOCKS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (which of the stage rows `rows` each is, the walk position) for every position of the walk's
+    budget at which one of `rows` is read, sorted by position: the inverse of `walk_rows` (a row has one
+    position per visit per epoch; none when the walk's split does not hold it)."""
+    rows = np.asarray(rows, np.int64).reshape(-1)
+    if walk.visits is None:
+        which, visits = np.flatnonzero((rows >= 0) & (rows < walk.rows)), rows
+        visits = visits[which]
+    else:
+        which, visits = walk.visits.visits_of(rows)
+    found, positions = [], []
+    for e in range(-(-walk.budget_rows // walk.rows)):
+        key = derive_key(seed, walk.index, e)
+        at = e * walk.rows + shuffled_positions(
+            visits, walk.rows, key, block_rows=block_rows, window_blocks=window_blocks
+        )
+        inside = at < walk.budget_rows
+        found.append(which[inside])
+        positions.append(at[inside])
+    which = np.concatenate(found) if found else np.zeros(0, np.int64)
+    at = np.concatenate(positions) if positions else np.zeros(0, np.int64)
+    order = np.argsort(at, kind="stable")
+    return which[order], at[order]

@@ -58,6 +58,36 @@ def _split(
     _split(index, part, _mask(mine.shape, where[~in_left]), parts[half:], counts[half:])
 
 
+def interleaved_positions(part: np.ndarray, index: np.ndarray, counts: list[int]) -> np.ndarray:
+    """Return the position (int64) of each (part, index within the part): the inverse of `interleave`.
+
+    Up the same halving tree: in a node of N positions whose left half holds n, left index t sits at the
+    smallest v with floor((v + 1) n / N) = t + 1, i.e. v = ceil((t + 1) N / n) − 1, and right index u at the
+    smallest v with (v + 1) − floor((v + 1) n / N) = u + 1, i.e. v = floor(u N / (N − n)).
+    """
+    part = np.asarray(part, np.int64)
+    out = np.asarray(index, np.int64).copy()
+    _merge(out, part, np.ones(out.shape, bool), list(range(len(counts))), [int(c) for c in counts])
+    return out
+
+
+def _merge(
+    index: np.ndarray, part: np.ndarray, mine: np.ndarray, parts: list[int], counts: list[int]
+) -> None:
+    if len(parts) == 1:
+        return
+    half = len(parts) // 2
+    total, left = sum(counts), sum(counts[:half])
+    in_left = mine & (part < parts[half])
+    in_right = mine & (part >= parts[half])
+    _merge(index, part, in_left, parts[:half], counts[:half])
+    _merge(index, part, in_right, parts[half:], counts[half:])
+    if left:
+        index[in_left] = ((index[in_left] + 1) * total + left - 1) // left - 1
+    if total - left:
+        index[in_right] = index[in_right] * total // (total - left)
+
+
 def _mask(shape: tuple[int, ...], where: np.ndarray) -> np.ndarray:
     out = np.zeros(shape, bool)
     out[where] = True
@@ -90,6 +120,22 @@ class SourceVisits:
         full = self.passes[shard] * rows
         within = np.where(local < full, local % np.maximum(rows, 1), local - full)
         return self.block_start[shard] + self.first[shard] + within
+
+    def visits_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (which of `rows` each visit is of, the visit k) for every visit of the stage rows `rows`
+        in this split: the inverse of `rows_at`. A row outside the split (another source's, or held out of
+        it) has none."""
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        lo = self.block_start + self.first  # non-decreasing: the split's first row of each block
+        shard = np.maximum(np.searchsorted(lo, rows, side="right") - 1, 0)
+        within = rows - lo[shard]
+        inside = (within >= 0) & (within < self.rows[shard])
+        # a row's visits: one per pass, and one more when it is among the block's first `extra` rows
+        count = np.where(inside, self.passes[shard] + (within < self.extra[shard]), 0)
+        which = np.repeat(np.arange(len(rows)), count)
+        j = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        shard, within = shard[which], within[which]
+        return which, self.ends[shard] + j * self.rows[shard] + within
 
 
 class StageVisits:
@@ -138,6 +184,21 @@ class StageVisits:
         ends = np.zeros(len(rows) + 1, np.int64)
         np.cumsum(visits, out=ends[1:])
         return SourceVisits(source, start, first, rows, passes, extra, ends)
+
+    def visits_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (which of `rows` each visit is of, the visit in [0, size)) for every visit the split makes
+        of the stage rows `rows`, sorted by visit: the inverse of `rows_at` (a row repeated by the plan has
+        several visits; a held-out row none in the training split)."""
+        counts = [p.size for p in self.parts]
+        found, visits = [], []
+        for i, p in enumerate(self.parts):
+            which, k = p.visits_of(rows)
+            found.append(which)
+            visits.append(interleaved_positions(np.full(k.shape, i), k, counts))
+        which = np.concatenate(found) if found else np.zeros(0, np.int64)
+        visit = np.concatenate(visits) if visits else np.zeros(0, np.int64)
+        order = np.argsort(visit, kind="stable")
+        return which[order], visit[order]
 
     def rows_at(self, visits: np.ndarray) -> np.ndarray:
         """Return the stage row (int64) of each visit in [0, size)."""

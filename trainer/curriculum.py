@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from gristmill.errors import ConfigError
 from gristmill.shards.curriculum import Curriculum
-from gristmill.shards.manifest import StageEntry
+from gristmill.shards.manifest import Manifest, StageEntry
 from gristmill.trainer.config import ModelConfig, TrainConfig, TrainStage
 
 
@@ -114,6 +114,14 @@ def check_stage_fits(stage: StageEntry, model: ModelConfig, micro_batch_tokens: 
             f"{stage.name!r}'s sequence length {stage.seq_len}",
             where="micro_batch_tokens",
         )
+
+
+def eval_holdout(config: TrainConfig, manifest: Manifest) -> dict[str, int]:
+    """Return {stage name: rows} of the training build held out for evaluation ({} when none are); the
+    `Curriculum` made with it checks that the stage exists and keeps rows to train on."""
+    if config.eval is None or config.eval.holdout_rows is None or not manifest.stages:
+        return {}
+    return {config.eval.stage or manifest.stages[0].name: config.eval.holdout_rows}
 
 
 def stage_at(stages: list[StageSteps], step: int) -> StageSteps:

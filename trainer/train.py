@@ -28,6 +28,7 @@ from gristmill.trainer.config import ModelConfig, TrainConfig
 from gristmill.trainer.curriculum import (
     StageSteps,
     check_stage_fits,
+    eval_holdout,
     loader_curriculum,
     schedule_stages,
     stage_at,
@@ -162,14 +163,6 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
         eps=opt.eps,
         foreach=True,
     )
-
-
-def eval_holdout(config: TrainConfig, manifest: Manifest) -> dict[str, int]:
-    """Return {stage name: rows} of the training build held out for evaluation ({} when none are); the
-    `Curriculum` made with it checks that the stage exists and keeps rows to train on."""
-    if config.eval is None or config.eval.holdout_rows is None or not manifest.stages:
-        return {}
-    return {config.eval.stage or manifest.stages[0].name: config.eval.holdout_rows}
 
 
 def build_data(

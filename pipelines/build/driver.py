@@ -21,7 +21,7 @@ from gristmill.pipelines.decontam import decontam_status
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps import build_steps
 from gristmill.pipelines.steps.ingest import WorkUnit, plan_work_units
-from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
+from gristmill.shards.manifest import Manifest, SourceEntry, manifest_path, read_manifest, write_manifest
 from gristmill.storage import exists, filesystem, list_names, read_json, register_storage, write_json
 
 
@@ -100,6 +100,20 @@ def _overlap(layout: BuildLayout) -> dict[str, dict[str, int]]:
     return read_json(path) if exists(path) else {}
 
 
+def _taken_down(layout: BuildLayout) -> Manifest | None:
+    """Return the manifest of a finished build that documents were taken down from (None otherwise).
+
+    Such a build is left as it is: its steps' own records (the pack step's shard entries) predate the
+    takedown, and running a step again would bring the documents back from the work files.
+    """
+    if not exists(manifest_path(layout.root)):
+        return None
+    manifest = read_manifest(layout.root)
+    if not manifest.removals:
+        return None
+    return manifest
+
+
 def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
     """Run (or resume) the recipe's build and return its manifest. Raises BuildError or InputError.
 
@@ -115,6 +129,14 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
         options.console.print(f"[yellow]warning:[/yellow] {note}")
     register_storage(layout.root, recipe.output_storage_options)  # the tasks get them with each step
     _claim_output(layout, recipe, options)
+    taken_down = _taken_down(layout)
+    if taken_down is not None:
+        options.console.print(
+            f"{layout.root} is finished, and {sum(r.documents for r in taken_down.removals)} documents were "
+            "taken down from it since: it is left as it is (--fresh rebuilds it from the inputs, which still "
+            "hold them)"
+        )
+        return taken_down
     units = _work_units(layout, recipe)
     quiet_datatrove_logs()
     init_ray(options.address, options.num_cpus)

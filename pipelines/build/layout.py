@@ -29,7 +29,10 @@ class BuildLayout:
       tokens/<source>/<task>.bin|.arrow|.json   token ids, their index, and length histograms
       plan/stage-<number>/shard-<n>.arrow, plan.json   the pieces of each shard, and the plan's summary
       plan/slice-<g>.json                    each plan task's summary (merged into plan.json)
-      stage-<number>-<seq_len>/shard-<n>.arrow    packed shards (+ .json sidecar: the shard's manifest entry)
+      stage-<number>-<seq_len>/shard-<n>.arrow    packed shards (+ .json sidecar: the shard's manifest entry;
+                                             .docs.parquet: its provenance, every segment's document)
+      stage-<number>-<seq_len>/documents-<p>.parquet   the stage's document index, partition p (+ .json)
+      provenance/stage-<number>/shard-<n>.arrow   each shard's index lines by partition (the index's input)
       reports/                               build report
       logs/<step>/                           datatrove logs, stats and completion markers (resume)
       logs/tasks/<step>.json                 per-task measurements of a Ray step: peak RSS, seconds, node
@@ -183,6 +186,16 @@ class BuildLayout:
     def shard_file(self, stage: int, seq_len: int, shard: int, ext: str = "arrow") -> str:
         """BUILD/stage-<number>-<L>/shard-<n>.<ext> (.json: the shard's manifest entry)."""
         return f"{self.stage_dir(stage, seq_len)}/shard-{shard:05d}.{ext}"
+
+    def index_file(self, stage: int, seq_len: int, partition: int, ext: str = "parquet") -> str:
+        """BUILD/stage-<number>-<L>/documents-<p>.<ext>: partition p of the stage's document index (.json: its
+        manifest entry)."""
+        return f"{self.stage_dir(stage, seq_len)}/documents-{partition:05d}.{ext}"
+
+    def index_lines_file(self, stage: int, shard: int) -> str:
+        """BUILD/provenance/stage-<number>/shard-<n>.arrow: a shard's index lines, partitioned by the index
+        partition of their id (what each index task reads its part of)."""
+        return self.path("provenance", f"stage-{stage}", f"shard-{shard:05d}.arrow")
 
     # Logs and report.
     def logs(self, step: str) -> str:

@@ -55,6 +55,7 @@ def _accounting_section(m: Manifest) -> str:
                     c.duplicate.get("exact", 0),
                     c.duplicate.get("near", 0),
                     c.quarantined,
+                    c.removed,
                 ]
             )
     header = [
@@ -67,8 +68,13 @@ def _accounting_section(m: Manifest) -> str:
         "exact dup",
         "near dup",
         "quarantined",
+        "removed",
     ]
-    return "<h2>Accounting: in = kept + filtered + duplicate + quarantined</h2>" + _table(header, rows)
+    return (
+        "<h2>Accounting: in = kept + filtered + duplicate + quarantined + removed</h2>"
+        "<p>removed: documents a takedown took out of the finished build (<code>gristmill shards takedown"
+        "</code>).</p>" + _table(header, rows)
+    )
 
 
 def _filter_section(m: Manifest) -> str:

@@ -8,7 +8,8 @@ tokenizer   copy or train the build's tokenizer on the clean documents
 decontam_tokens  the tokens of the text decontamination removed
 tokenize    encode the clean documents into token files
 plan        mix, epoch and length-bucket every stage
-pack        gather each shard's rows and write it
+pack        gather each shard's rows and write it, with its provenance
+index       each stage's document index (id → rows), from the pack tasks' index lines
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.decontam import decontam_index_step, decontam_tokens_step
 from gristmill.pipelines.steps.dedupe import dedupe_steps
 from gristmill.pipelines.steps.ingest import WorkUnit, ingest_step
-from gristmill.pipelines.steps.pack import PackShards
+from gristmill.pipelines.steps.pack import IndexDocuments, PackShards, index_jobs, index_partitions
 from gristmill.pipelines.steps.plan import PlanShards, pack_jobs, slice_count, stage_shards, write_plan
 from gristmill.pipelines.steps.tokenize import TokenizeDocuments, write_source_histograms
 from gristmill.pipelines.steps.tokenizer import tokenizer_step
@@ -56,8 +57,8 @@ def build_steps(
 def shard_steps(
     recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], *, shard_bytes: int = SHARD_BYTES
 ) -> Iterator[Step]:
-    """Yield the tokenize, plan and pack steps for the clean files `inputs` ((source, task) pairs), the plan
-    sized from the token files once the tokenize step has run."""
+    """Yield the tokenize, plan, pack and index steps for the clean files `inputs` ((source, task) pairs), the
+    plan sized from the token files once the tokenize step has run, the index from the plan."""
     inputs = sorted(inputs)
     yield Step(
         "tokenize",
@@ -75,4 +76,9 @@ def shard_steps(
         after=lambda: write_plan(recipe, layout, inputs, shards, slices),
     )
     jobs = pack_jobs(shards)
-    yield Step("pack", [PackShards(recipe, layout, inputs, jobs)], tasks=len(jobs), mem_per_cpu_gb=2.0)
+    partitions = index_partitions(recipe, layout)
+    yield Step(
+        "pack", [PackShards(recipe, layout, inputs, jobs, partitions)], tasks=len(jobs), mem_per_cpu_gb=2.0
+    )
+    indexing = index_jobs(partitions)
+    yield Step("index", [IndexDocuments(recipe, layout, shards, indexing)], tasks=len(indexing))

@@ -6,8 +6,10 @@ A token file is two files, in the clean file's document order:
   frames a text (`Tokenizer.framing`: bos first for sentencepiece/llama2, eos last), so every later count of
   tokens includes the framing;
 - BUILD/tokens/<source>/<task>.arrow, its index: an Arrow IPC file with one row per document, `row` (int32,
-  the document's row in the clean file), `id` (string) and `length` (int32, its tokens in the .bin); its
-  schema metadata `gristmill.token_type` names the .bin's id type.
+  the document's row in the clean file), `id` (string), `length` (int32, its tokens in the .bin), and where
+  the document came from, for the shards' provenance: `subset` (string), `file` (string, the input file
+  relative to its source pattern) and `record` (int64, its line or row there), null where the clean file
+  has none; its schema metadata `gristmill.token_type` names the .bin's id type.
 A flat file lets the pack step read just the documents of its shard: memory-mapped when local, ranged reads
 on an object store. Beside them, <task>.json holds the task's documents, tokens, log2 length histogram and
 the encoder its tokenizer chose (and why, `Tokenizer.encoder_choice`); once all tasks end,
@@ -39,8 +41,12 @@ TOKEN_INDEX_SCHEMA = pa.schema(
         pa.field("row", pa.int32(), nullable=False),
         pa.field("id", pa.string(), nullable=False),
         pa.field("length", pa.int32(), nullable=False),
+        pa.field("subset", pa.string()),
+        pa.field("file", pa.string()),
+        pa.field("record", pa.int64()),
     ]
 )
+ORIGIN_COLUMNS = ("subset", "file", "record")  # copied from the clean file, when it has them
 TOKEN_TYPE_KEY = b"gristmill.token_type"
 ENCODE_BATCH = 1024
 
@@ -75,15 +81,21 @@ class TokenizeDocuments(WritingStep):
         row = 0
         fs, inner = filesystem(self.layout.clean_file(source, task))
         with fs.open(inner, "rb") as f, atomic_write(self.layout.token_file(source, task, "bin")) as out:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=ENCODE_BATCH, columns=["id", "text"]):
+            clean = pq.ParquetFile(f)
+            origin = [c for c in ORIGIN_COLUMNS if c in clean.schema_arrow.names]
+            for batch in clean.iter_batches(batch_size=ENCODE_BATCH, columns=["id", "text", *origin]):
                 texts = batch.column("text").to_pylist()
                 ids, offsets = framing.frame_flat(*tokenizer.encode_batch_flat(texts))
                 sizes = np.diff(offsets)
                 out.write(memoryview(ids.astype(dtype, copy=False)).cast("B"))
                 rows = pa.array(np.arange(row, row + len(sizes), dtype=np.int32))
+                where = [
+                    batch.column(c).cast(kind) if c in origin else pa.nulls(len(sizes), kind)
+                    for c, kind in ((c, TOKEN_INDEX_SCHEMA.field(c).type) for c in ORIGIN_COLUMNS)
+                ]
                 indexes.append(
                     pa.RecordBatch.from_arrays(
-                        [rows, batch.column("id"), pa.array(sizes.astype(np.int32))],
+                        [rows, batch.column("id"), pa.array(sizes.astype(np.int32)), *where],
                         schema=TOKEN_INDEX_SCHEMA,
                     )
                 )
@@ -198,3 +210,10 @@ class TokenFile:
         """Return the tokens of document `d` (framing included)."""
         tokens, begin = self.read(np.asarray([d]))
         return np.asarray(tokens[begin[0] : begin[0] + self.lengths[d]])
+
+
+def token_file_origins(layout: BuildLayout, source: str, task: int, docs: np.ndarray) -> pa.Table:
+    """Return `id`, `length` and the origin columns (subset, file, record) of documents `docs` of the token
+    file of (source, task), in the order of `docs`."""
+    table = read_table(layout.token_file(source, task), ["id", "length", *ORIGIN_COLUMNS])
+    return table.take(pa.array(np.asarray(docs, np.int64)))

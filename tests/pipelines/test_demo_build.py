@@ -22,10 +22,12 @@ from gristmill.cli import cli
 from gristmill.pipelines.build.driver import BuildOptions, run_build
 from gristmill.pipelines.filters import make_filters
 from gristmill.pipelines.filters.profiles import ProfileScope
+from gristmill.pipelines.origins import check_origins
 from gristmill.pipelines.readers import BadRecord, reader_for, source_files
 from gristmill.pipelines.recipe import Recipe, load_recipe, parse_recipe
 from gristmill.shards.manifest import Manifest, read_manifest
 from gristmill.shards.reader import open_shard
+from gristmill.shards.takedown import takedown
 from gristmill.tokenizer.interface import Tokenizer
 
 from . import packed
@@ -275,6 +277,30 @@ def test_the_build_tokenizer_loads_in_transformers_and_encodes_as_the_rows_frame
     }
     found = packed.collect_pieces(str(demo.root), demo.manifest)
     packed.assert_rows_encode_like_hf(found, texts, lambda t: hf(t)["input_ids"], tokenizer.eos_id)
+
+
+def test_every_segment_round_trips_to_its_input_record(demo):
+    # provenance: each segment's record, read again from its input file by its source's own reader (a
+    # Starcoderdata header stripped, a SlimPajama `meta` string parsed, ...), gives the segment's tokens
+    report = check_origins(str(demo.root), demo.recipe)
+    segments = sum(
+        pq.read_metadata(demo.root / e.provenance.path).num_rows
+        for s in demo.manifest.stages
+        for e in s.shards
+    )
+    assert report.ok, report.problems
+    assert report.segments == report.matched == segments
+
+
+def test_a_build_taken_down_from_is_not_rebuilt_in_place(demo, tmp_path):
+    # its steps' own records predate the takedown: running any of them again would bring the documents back
+    copy = Path(shutil.copytree(demo.root, tmp_path / "build"))
+    entry = demo.manifest.stages[0].shards[0]
+    doc_id = pq.read_table(copy / entry.provenance.path, columns=["id"])["id"][0].as_py()
+    assert takedown(str(copy), [doc_id]).documents == 1
+    before = (copy / "manifest.json").read_bytes()
+    manifest = run_build(parse_recipe(demo_recipe(demo.sample, copy)), BuildOptions(workers=1))
+    assert manifest.removals and (copy / "manifest.json").read_bytes() == before
 
 
 # --- 3. planted duplicates and junk ------------------------------------------------------------------------
