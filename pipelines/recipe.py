@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gristmill.models import StrictModel, apply_overrides, read_yaml, validated
+from gristmill.pipelines.config.decontam import DecontamConfig
 from gristmill.pipelines.config.dedupe import DedupeConfig
 from gristmill.pipelines.config.filters import RULE_SETS, FiltersConfig
 from gristmill.streams import MAX_RECORD_BYTES
@@ -209,6 +210,7 @@ class Recipe(StrictModel):
     ingest_steps: list[IngestStepConfig] = Field(
         default_factory=list, description="datatrove steps added to the ingest chain, at their `after` places"
     )
+    decontam: DecontamConfig = DecontamConfig()
     dedupe: DedupeConfig = DedupeConfig()
     tokenizer: TokenizerConfig | None = None
     stages: list[StageRecipe] = Field(default_factory=list)

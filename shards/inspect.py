@@ -30,6 +30,8 @@ def build_summary(manifest: Manifest) -> dict:
                 "shards": len(stage.shards),
                 "rows": stage.rows,
                 "tokens": stage.tokens,
+                "trained_rows": stage.trained_rows,
+                "trained_tokens": stage.trained_tokens,
                 "padding_tokens": stage.padding_tokens,
                 "padding_rate": padding_rate(stage),
                 "split_documents": stage.split_documents,
@@ -38,7 +40,9 @@ def build_summary(manifest: Manifest) -> dict:
                 "sources": {
                     name: {
                         "tokens": n,
-                        "share": n / stage.tokens if stage.tokens else 0.0,
+                        "trained_tokens": stage.source_trained_tokens.get(name, 0),
+                        "share": stage.source_trained_tokens.get(name, 0) / max(stage.trained_tokens, 1),
+                        "passes": stage.passes.get(name),
                         "sampling": stage.sampling.get(name),
                     }
                     for name, n in stage.source_tokens.items()
@@ -59,7 +63,8 @@ def build_summary(manifest: Manifest) -> dict:
 def stage_table(summary: dict) -> Table:
     """Return a rich table with a line per stage."""
     table = Table(title=f"build {summary['name']}: stages")
-    for column in ("#", "stage", "L", "shards", "rows", "tokens", "padding", "split docs", "size"):
+    columns = ("#", "stage", "L", "shards", "rows", "tokens", "trained", "padding", "split docs", "size")
+    for column in columns:
         table.add_column(column, justify="left" if column == "stage" else "right")
     for s in summary["stages"]:
         table.add_row(
@@ -69,6 +74,7 @@ def stage_table(summary: dict) -> Table:
             str(s["shards"]),
             f"{s['rows']:,}",
             f"{s['tokens']:,}",
+            f"{s['trained_tokens']:,}",
             f"{s['padding_rate']:.3%}",
             f"{s['split_documents']:,}",
             f"{s['bytes'] / 2**20:,.1f} MiB",
@@ -77,8 +83,8 @@ def stage_table(summary: dict) -> Table:
 
 
 def mixture_table(summary: dict) -> Table:
-    """Return a rich table of tokens, share and sampling factor per source and stage."""
-    table = Table(title="mixture: tokens (share) and sampling factor per source")
+    """Return a rich table of trained tokens, share, passes and sampling factor per source and stage."""
+    table = Table(title="mixture: tokens trained (share), passes over the stored rows, sampling")
     table.add_column("source")
     for s in summary["stages"]:
         table.add_column(s["name"], justify="right")
@@ -89,7 +95,8 @@ def mixture_table(summary: dict) -> Table:
             cells.append(
                 "—"
                 if entry is None
-                else f"{entry['tokens']:,} ({entry['share']:.1%}) ×{entry['sampling']:.2f}"
+                else f"{entry['trained_tokens']:,} ({entry['share']:.1%}) "
+                f"×{entry['passes']:.2f} ×{entry['sampling']:.2f}"
             )
         table.add_row(name, *cells)
     return table

@@ -3,10 +3,12 @@
 `ShardStream` is the framework-free iterator (numpy micro-batches); `gristmill.shards.torch_dataset` wraps
 it as a torch IterableDataset. The order of samples is fixed by (manifest, seed, curriculum) alone — see
 `partition` for how global batches are cut and `shuffle` for the stateless permutation — so the state is
-small: (walk, positions consumed in it, seed, manifest hash, holdout); a walk is one leg of the run's
-curriculum (`curriculum.Curriculum.walks`).
+small: (walk, positions consumed in it, seed, walk hash, holdout); a walk is one leg of the run's
+curriculum (`curriculum.Curriculum.walks`). The walk hash (`Manifest.walk_hash`) covers what the walks
+depend on — stages, shard row counts, source blocks — and not checksums or token counts, so a state saved
+before a takedown (which rewrites shards but keeps every row in place) resumes after it.
 
-Held-out rows: `holdout_rows` holds a fixed set of rows of a stage out of training (see `partition.Holdout`;
+Held-out rows: `holdout_rows` holds a fixed set of rows of a stage out of training (see `visits.StageVisits`;
 the set depends only on the build, the stage and the count, not on the seed). The training stream never
 yields them, in any epoch; a stream made with the same `holdout_rows` and `held_out=True` walks exactly
 them, e.g. for evaluation.
@@ -35,17 +37,20 @@ from gristmill.shards.batch import micro_batch
 from gristmill.shards.curriculum import Curriculum
 from gristmill.shards.manifest import StageEntry, manifest_path, read_manifest
 from gristmill.shards.partition import (
+    SHUFFLE_BLOCK_ROWS,
+    SHUFFLE_WINDOW_BLOCKS,
     Position,
     StageWalk,
     advance,
     global_batches,
     normalise,
     rank_positions,
+    walk_rows,
 )
-from gristmill.shards.shuffle import derive_key, shuffled_rows
 from gristmill.shards.source import ShardSource
 
-STATE_VERSION = 2  # 2: the place in the curriculum is `walk` (was `stage_index`)
+STATE_VERSION = 3  # 2: the place in the curriculum is `walk` (was `stage_index`); 3: pins `walk_hash`
+# (was `manifest_hash`, which a takedown changes)
 _LOOKAHEAD_BATCHES = 4  # read-ahead horizon, in this worker's micro-batches
 _ROWS_CHUNK = 64  # micro-batches whose rows are computed in one shuffle call
 
@@ -104,8 +109,8 @@ class ShardStream:
         cache_max_bytes: int | None = None,
         read_ahead: int = 2,
         verify: bool = True,
-        shuffle_block_rows: int = 256,
-        shuffle_window_blocks: int = 8,
+        shuffle_block_rows: int = SHUFFLE_BLOCK_ROWS,
+        shuffle_window_blocks: int = SHUFFLE_WINDOW_BLOCKS,
         cross_document_targets: bool = False,
         token_dtype: type = np.int64,
         holdout_rows: int | Mapping[str, int] = 0,
@@ -115,7 +120,7 @@ class ShardStream:
             raise ConfigError(f"rank {rank} is not in [0, world_size={world_size})", where="rank")
         self.build = build
         self.manifest = read_manifest(build, **(storage_options or {}))
-        self.manifest_hash = self.manifest.computed_hash()
+        self.walk_hash = self.manifest.walk_hash()
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.curriculum = Curriculum(self.manifest, holdout_rows)
         if held_out and not self.curriculum.holdouts:
@@ -144,23 +149,15 @@ class ShardStream:
     # -- the sample order --------------------------------------------------------------------------------
 
     def rows_at(self, walk: StageWalk, positions: np.ndarray) -> np.ndarray:
-        """Return the stage rows at a walk's positions (epoch e = position // rows reshuffles).
-
-        Positions index this stream's split: with a holdout, the training rows (or the held-out ones)."""
-        positions = np.asarray(positions, dtype=np.int64)
-        epoch = positions // walk.rows
-        out = np.empty_like(positions)
-        for e in np.unique(epoch):
-            sel = epoch == e
-            key = derive_key(self.seed, walk.index, int(e))
-            out[sel] = shuffled_rows(
-                positions[sel] - e * walk.rows,
-                walk.rows,
-                key,
-                block_rows=self.shuffle_block_rows,
-                window_blocks=self.shuffle_window_blocks,
-            )
-        return walk.slot_rows(out + walk.first_slot)
+        """Return the stage rows at a walk's positions: epoch e = position // walk.rows reshuffles the visits
+        of the walk's stage split (shards/visits.py), and each visit names a stage row (`walk_rows`)."""
+        return walk_rows(
+            walk,
+            positions,
+            self.seed,
+            block_rows=self.shuffle_block_rows,
+            window_blocks=self.shuffle_window_blocks,
+        )
 
     # -- iteration ---------------------------------------------------------------------------------------
 
@@ -240,7 +237,7 @@ class ShardStream:
         done = pos.walk >= len(self.walks)
         return {
             "version": STATE_VERSION,
-            "manifest_hash": self.manifest_hash,
+            "walk_hash": self.walk_hash,
             "seed": self.seed,
             "walk": pos.walk,
             "stage": None if done else self.walks[pos.walk].name,
@@ -249,10 +246,7 @@ class ShardStream:
         }
 
     def _holdout_state(self) -> dict[str, Any]:
-        return {
-            "holdout_rows": {name: h.rows for name, h in sorted(self.curriculum.holdouts.items())},
-            "held_out": self.held_out,
-        }
+        return {"holdout_rows": dict(sorted(self.curriculum.holdouts.items())), "held_out": self.held_out}
 
     def state_at(self, batches: int) -> dict[str, Any]:
         """Return the state after `batches` more global batches from this stream's start (or loaded state)."""
@@ -277,13 +271,13 @@ class ShardStream:
             raise BuildError(
                 f"stream state version {state.get('version')!r} is not {STATE_VERSION}", where="state.version"
             )
-        if state["manifest_hash"] != self.manifest_hash:
+        if state["walk_hash"] != self.walk_hash:
             raise BuildError(
-                f"the state was saved on a build with manifest hash {state['manifest_hash']}, "
-                f"this build's is {self.manifest_hash}",
+                f"the state was saved on a build whose walks hash to {state['walk_hash']}, "
+                f"this build's to {self.walk_hash}",
                 path=self.build,
-                where="state.manifest_hash",
-                hint="resume on the same build, or start a fresh stream",
+                where="state.walk_hash",
+                hint="resume on the same build (a takedown keeps it), or start a fresh stream",
             )
         if state["seed"] != self.seed:
             raise BuildError(

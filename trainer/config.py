@@ -216,8 +216,8 @@ class TrainStage(FrozenModel):
     tokens: int | None = Field(
         None,
         ge=1,
-        description="tokens to train on in this stage; None: one epoch "
-        "of the stage (rows × seq_len); more than that repeats it, reshuffled",
+        description="tokens to train on in this stage; None: the stage as the build planned "
+        "it (its trained_rows × seq_len); more than that repeats it, reshuffled",
     )
 
 
@@ -317,7 +317,8 @@ class TrainConfig(FrozenModel):
     )
     stages: list[TrainStage] | None = Field(
         None,
-        description="curriculum; None: every manifest stage in order, one epoch each, at its tokens_per_step",
+        description="curriculum; None: every manifest stage in order, as the build planned it, at its "
+        "tokens_per_step",
     )
     max_steps: int | None = Field(
         None,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from gristmill.errors import ConfigError
 from gristmill.shards.curriculum import Curriculum
-from gristmill.shards.manifest import StageEntry
+from gristmill.shards.manifest import Manifest, StageEntry
 from gristmill.trainer.config import ModelConfig, TrainConfig, TrainStage
 
 
@@ -40,7 +40,8 @@ def schedule_stages(
 ) -> list[StageSteps]:
     """Return the stages to train, in order; raise ConfigError when a stage does not fit the run.
 
-    A stage's default budget is one epoch of its training rows (the curriculum's, held-out rows excluded).
+    A stage's default budget is one walk of its training rows as the build planned it (each row visited as
+    often as the plan repeats it, held-out rows excluded): `Curriculum.training_visits` × seq_len.
 
     A stage does not fit when its sequence length exceeds the model's max_seq_len or micro_batch_tokens,
     when its tokens per step are not a whole number of micro-batches over all devices, or when its budget
@@ -70,7 +71,7 @@ def schedule_stages(
                 where=f"{where}.tokens_per_step",
                 hint=f"use a multiple of {per_micro_step}",
             )
-        budget = want.tokens or curriculum.training_rows(stage.name) * stage.seq_len
+        budget = want.tokens or curriculum.training_visits(stage.name) * stage.seq_len
         steps = budget // tokens_per_step
         if config.max_steps is not None:
             steps = min(steps, config.max_steps - step)
@@ -113,6 +114,14 @@ def check_stage_fits(stage: StageEntry, model: ModelConfig, micro_batch_tokens: 
             f"{stage.name!r}'s sequence length {stage.seq_len}",
             where="micro_batch_tokens",
         )
+
+
+def eval_holdout(config: TrainConfig, manifest: Manifest) -> dict[str, int]:
+    """Return {stage name: rows} of the training build held out for evaluation ({} when none are); the
+    `Curriculum` made with it checks that the stage exists and keeps rows to train on."""
+    if config.eval is None or config.eval.holdout_rows is None or not manifest.stages:
+        return {}
+    return {config.eval.stage or manifest.stages[0].name: config.eval.holdout_rows}
 
 
 def stage_at(stages: list[StageSteps], step: int) -> StageSteps:

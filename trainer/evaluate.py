@@ -107,9 +107,8 @@ def held_out_rows(
     curriculum = Curriculum(manifest, {name: holdout_rows} if holdout_rows else {})
     entry = curriculum.stage(name)
     if holdout_rows:
-        holdout = curriculum.holdouts[name]
-        count = holdout.rows if max_rows is None else min(max_rows, holdout.rows)
-        rows = holdout.rows_at(np.arange(holdout.training_rows, holdout.training_rows + count))
+        held = curriculum.visits(name, held_out=True)  # each held-out row visited once
+        rows = held.rows_at(np.arange(held.size if max_rows is None else min(max_rows, held.size)))
     else:
         rows = np.arange(entry.rows if max_rows is None else min(max_rows, entry.rows))
     return HeldOutRows(build, name, np.asarray(rows, dtype=np.int64), holdout_rows)

@@ -26,7 +26,13 @@ from gristmill.shards.manifest import Manifest, read_manifest
 from gristmill.shards.torch_dataset import ShardDataset
 from gristmill.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gristmill.trainer.config import ModelConfig, TrainConfig
-from gristmill.trainer.curriculum import StageSteps, loader_curriculum, schedule_stages, stage_at
+from gristmill.trainer.curriculum import (
+    StageSteps,
+    eval_holdout,
+    loader_curriculum,
+    schedule_stages,
+    stage_at,
+)
 from gristmill.trainer.evaluate import (
     EvalSet,
     build_tokenizer,
@@ -174,14 +180,6 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
         eps=opt.eps,
         foreach=True,
     )
-
-
-def eval_holdout(config: TrainConfig, manifest: Manifest) -> dict[str, int]:
-    """Return {stage name: rows} of the training build held out for evaluation ({} when none are); the
-    `Curriculum` made with it checks that the stage exists and keeps rows to train on."""
-    if config.eval is None or config.eval.holdout_rows is None or not manifest.stages:
-        return {}
-    return {config.eval.stage or manifest.stages[0].name: config.eval.holdout_rows}
 
 
 def build_data(

@@ -18,6 +18,7 @@ COMMANDS = {
     "tokenizer": "gristmill.cli.tokenizer:tokenizer",
     "shards": "gristmill.cli.shards:shards",
     "report": "gristmill.cli.report:report",
+    "decontam": "gristmill.cli.decontam:decontam",
     "train": "gristmill.cli.train:train",
     "export": "gristmill.cli.export:export",
     "eval": "gristmill.cli.eval:eval_command",

@@ -109,6 +109,11 @@ def tokenizer() -> None:
     type=click.Choice(["auto", "always", "never"]),
     help="sentencepiece: train from pre-token counts (bounded memory)",
 )
+@click.option(
+    "--hf-pretokenizer",
+    type=click.Choice(["llama3", "bounded"]),
+    help="hf-bpe: Llama 3's split pattern (default), or runs cut at 16 characters (less trainer memory)",
+)
 @click.option("--threads", type=int, help="trainer threads")
 @click.option("--seed", type=int, help="sampling seed (default: the recipe's, else 0)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gristmill.errors import BuildError
 from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.config.decontam import REASON_PREFIX
 from gristmill.shards.manifest import Counts
 from gristmill.storage import exists, read_json
 
@@ -63,3 +64,11 @@ def collect_accounting(
                 )
         accounting[source] = dict(sorted(subsets.items()))
     return accounting
+
+
+def decontam_drops(accounting: dict[str, dict[str, Counts]]) -> dict[str, int]:
+    """Return source → documents filtered for a decontamination reason ("decontam:<set>")."""
+    return {
+        source: sum(n for c in subsets.values() for r, n in c.filtered.items() if r.startswith(REASON_PREFIX))
+        for source, subsets in accounting.items()
+    }

@@ -2,7 +2,8 @@
 
 One task per work unit (a source's files in groups of `files_per_task`). The step is one datatrove chain,
 
-    ReadSources → gristmill's filters and the recipe's own datatrove steps, in order → WriteDocuments
+    ReadSources → gristmill's filters and the recipe's own datatrove steps, in order → decontamination
+    (when the recipe has it: `steps/decontam.py`) → WriteDocuments
 
 sharing one `IngestTally` per task: the reader counts records in, quarantines, and the documents of each
 subset under the filter profile that judges them (`ProfileScope`, the same the filters ask); every filter
@@ -34,6 +35,7 @@ from gristmill.pipelines.readers import reader_for, source_files
 from gristmill.pipelines.readers.base import BadRecord
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
+from gristmill.pipelines.steps.decontam import decontam_filter
 from gristmill.storage import atomic_write, exists, read_json
 
 EXCLUDED_SUBSET = "excluded_subset"
@@ -267,6 +269,10 @@ def ingest_chain(
         middle += [_counted(e.build(), e.label, tally) for e in recipe.ingest_steps if e.after == name]
         placed.discard(name)
     middle += [_counted(e.build(), e.label, tally) for e in recipe.ingest_steps if e.after in placed]
+    decontam = decontam_filter(recipe, layout, units)
+    if decontam is not None:  # last: it scans only what the quality filters kept
+        decontam.exclusion_writer = CountDrops(tally, label=None)
+        middle.append(decontam)
     return [
         ReadSources(recipe, layout, units, tally, strict=strict),
         *middle,

@@ -24,11 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def ingest_recipe(sample: Path, output: Path, **extra) -> dict:
-    """The demo recipe pointed at `sample`, writing to `output`, stopping after cleaning (no stages)."""
+    """The demo recipe pointed at `sample`, writing to `output`, stopping after cleaning (no stages), without
+    decontamination unless `extra` asks for it (test_decontam_build.py and the demo build test it)."""
     recipe = load_recipe(ROOT / "recipes" / "demo.yaml").model_dump(mode="json", exclude_none=True)
     for source in recipe["sources"]:
         source["paths"] = [str(sample / p.removeprefix("sample/")) for p in source["paths"]]
-    recipe.update(output=str(output), stages=[], tokenizer=None, **extra)
+    recipe.update(output=str(output), stages=[], tokenizer=None, decontam={"enabled": False}, **extra)
     return recipe
 
 

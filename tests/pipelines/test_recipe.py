@@ -244,6 +244,7 @@ def test_the_config_layer_imports_no_step_rule_set_reader_or_build():
     loaded = ast.literal_eval(done.stdout)
     assert loaded == [
         "gristmill.pipelines.config",
+        "gristmill.pipelines.config.decontam",
         "gristmill.pipelines.config.dedupe",
         "gristmill.pipelines.config.filters",
         "gristmill.pipelines.recipe",

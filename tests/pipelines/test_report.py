@@ -18,9 +18,13 @@ def manifest() -> Manifest:
         tokens_per_step=9,
         rows=110,
         tokens=980,
+        trained_rows=220,
+        trained_tokens=1960,
         padding_tokens=10,
         split_documents=0,
         source_tokens={"pile": 980},
+        source_trained_tokens={"pile": 1960},
+        passes={"pile": 2.0},
         sampling={"pile": 1.0},
         shards=[],
     )

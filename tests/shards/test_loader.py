@@ -162,7 +162,7 @@ def test_held_out_stream_walks_exactly_the_rows_training_never_sees(stream_build
     held = [b for b in evaluate]
     assert {b["stage"] for b in held} == {"s1-16"} and len(held) == 3  # 12 rows, 4 a batch
     held_rows = sorted(r for b in held for r in b["row_ids"].tolist())
-    assert held_rows == train.curriculum.holdouts["s1-16"].held_out_rows().tolist()
+    assert held_rows == train.curriculum.held_out_rows("s1-16").tolist()
     for epoch in epochs:
         assert sorted(epoch.tolist() + held_rows) == list(range(40))
     assert not np.array_equal(epochs[0], epochs[1])

@@ -138,5 +138,5 @@ def test_framing_that_disagrees_with_bos_and_version_1_are_refused(tmp_path):
     old[b"gristmill.format_version"] = b"1"
     path = str(tmp_path / "old.arrow")
     write_shard(path, table.replace_schema_metadata(old))
-    with pytest.raises(BuildError, match="format version 1 is not the supported 2"):
+    with pytest.raises(BuildError, match="format version 1 is not the supported 3"):
         open_shard(path)

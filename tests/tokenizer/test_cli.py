@@ -51,11 +51,14 @@ def test_train_from_files_with_weights_then_eval_side_by_side(tmp_path, corpus_f
             f"{corpus_files}/code/*.txt",
             "--backend",
             "hf-bpe",
+            "--hf-pretokenizer",
+            "bounded",
             "--vocab-size",
             "400",
         ).exit_code
         == 0
     )
+    assert json.loads((hf / "settings.json").read_text())["trainer"]["pretokenizer"] == "bounded"
     result = _run(
         "tokenizer",
         "eval",

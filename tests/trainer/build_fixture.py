@@ -25,6 +25,7 @@ from gristmill.shards.manifest import (
     Manifest,
     ShardEntry,
     SourceEntry,
+    SourceRows,
     StageEntry,
     TokenizerEntry,
     write_manifest,
@@ -151,26 +152,15 @@ def write_build(
                     rows=len(rows),
                     tokens=used,
                     source_tokens={"docs": used},
+                    source_rows=[SourceRows(source="docs", rows=len(rows), passes=1, trained_tokens=used)],
                     xxh3=digest,
                     bytes=size,
                     padding_tokens=rows.size - used,
                 )
             )
-        used = sum(s.tokens for s in shards)
+        number = len(entries) + 1
         entries.append(
-            StageEntry(
-                name=spec.name,
-                number=len(entries) + 1,
-                seq_len=spec.seq_len,
-                tokens_per_step=spec.tokens_per_step,
-                rows=len(tokens),
-                tokens=used,
-                padding_tokens=tokens.size - used,
-                split_documents=0,
-                source_tokens={"docs": used},
-                sampling={"docs": 1.0},
-                shards=shards,
-            )
+            StageEntry.of_shards(spec.name, number, spec.seq_len, spec.tokens_per_step, shards, {"docs": 1.0})
         )
     manifest = Manifest(
         name=name,
