@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
-from gristmill.tokenizer.interface import Tokenizer
+from gristmill.tokenizer.interface import HF_FILE, SP_FILE, Tokenizer
 
 CONFIG_FILE = "tokenizer_config.json"
 
@@ -49,6 +50,7 @@ def export_hf_tokenizer(
     tokenizer = Tokenizer.load(source)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(out)
+    for f in tokenizer.files:  # not Tokenizer.save, which copies the held-out sample too
+        shutil.copyfile(f, out / (HF_FILE if f.suffix == ".json" else SP_FILE))
     write_tokenizer_config(out, tokenizer, model_max_length)
     return tokenizer
