@@ -202,8 +202,10 @@ def main() -> int:
     dist.init_process_group("nccl", store=dist.HashStore(), rank=0, world_size=1)
     vocab = read_manifest(args.build).tokenizer
     tiny = model_preset(args.model, max_seq_len=max(args.seq_lens))
-    if vocab is not None and vocab.vocab_size > tiny.vocab_size:
-        tiny = tiny.with_vocab(vocab.vocab_size)
+    if vocab is not None and (tiny.vocab_size is None or vocab.vocab_size > tiny.vocab_size):
+        tiny = tiny.with_vocab(vocab.vocab_size)  # a proxy preset takes the build's
+    elif tiny.vocab_size is None:
+        tiny = tiny.with_vocab(32000)
     print(f"device: {torch.cuda.get_device_name(device)}; torch {torch.__version__}; build {args.build}")
     results = []
     for seq_len in args.seq_lens:
