@@ -10,7 +10,7 @@ import numpy as np
 from gristmill.pipelines.filters.base import DocumentFilter
 from gristmill.pipelines.filters.config import FineWebConfig
 from gristmill.pipelines.filters.gopher_repetition import duplicate_stats
-from gristmill.pipelines.filters.text_stats import SENTENCE_TERMINAL, cached_words, lengths
+from gristmill.pipelines.filters.text_stats import SENTENCE_TERMINAL, lengths, words
 
 _last_char = itemgetter(-1)
 
@@ -52,9 +52,6 @@ class FineWebFilter(DocumentFilter):
             return self.reason("char_dup_ratio")
         # Words are the costly part, so they are counted only when needed: every whitespace-separated chunk
         # gives at least one word, so a ratio within bounds over chunks is within bounds over words.
-        if (
-            newlines / len(text.split()) > c.new_line_ratio
-            and newlines / len(cached_words(text)) > c.new_line_ratio
-        ):
+        if newlines / len(text.split()) > c.new_line_ratio and newlines / len(words(text)) > c.new_line_ratio:
             return self.reason("new_line_ratio")
         return None
