@@ -488,3 +488,61 @@ def test_ngram_counts_refuse_bad_ranges_alike(counter):
             fn(hashes, sizes, 0, 1, 0, *extra)
         with pytest.raises(ValueError, match="one length"):
             fn(hashes, sizes[:1], 0, 1, 1, *extra)
+
+
+def test_c4_long_word_search_finds_exactly_the_runs_over_the_limit():
+    plain = re.compile(r"\S{12}")
+    long_word = C4Filter(C4Config(max_word_length=11))._long_word  # tried only where a run starts
+    rng = random.Random(2)
+    for _ in range(3_000):
+        text = "".join(
+            rng.choice(["a", "bc", " ", "\n", "\u00a0", "x" * 5, "é"]) for _ in range(rng.randint(0, 40))
+        )
+        assert bool(long_word.search(text)) == bool(plain.search(text)), text
+    # runs one short of the limit, then one over it: every position of every run was scanned before
+    text = ("x" * 1000 + " ") * 5_000 + "y" * 1001 + " end.\n"
+    assert verdict(C4Filter(C4Config(min_num_sentences=-1)), PROSE + text) is None
+
+
+def test_code_config_lines_match_as_the_plain_pattern_in_linear_time():
+    from gristmill.pipelines.filters.code import _CONFIG_LINE, looks_like_data
+
+    plain = re.compile(r"\s*(?:#|- |[\w.\-\"' ]+:(?:\s|$)|[\w.\-]+\s*=)")  # quadratic in the indent
+    rng = random.Random(4)
+    pieces = [
+        " ",
+        "  ",
+        "\t",
+        "\u00a0",
+        "#",
+        "-",
+        "- ",
+        ":",
+        ": ",
+        "=",
+        "a",
+        "_",
+        ".",
+        "'",
+        '"',
+        "x y",
+        "é",
+        "1",
+    ]
+    for _ in range(50_000):
+        line = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 10)))
+        assert bool(_CONFIG_LINE.match(line)) == bool(plain.match(line)), repr(line)
+    indented = [" " * 100_000 + "x", " " * 100_000 + "key: value", "\t" * 100_000 + "k = v"]
+    assert [bool(_CONFIG_LINE.match(line)) for line in indented] == [False, True, True]
+    assert not looks_like_data("\n".join([" " * 50_000 + "x"] * 10))
+
+
+def test_json_nested_past_the_parser_reads_as_no_json_and_raises_nothing():
+    from gristmill.pipelines.filters.code import looks_like_data
+
+    assert looks_like_data("[" * 100_000) is False
+    assert looks_like_data("[" * 100_000 + "]" * 100_000) is False  # valid, but deeper than json parses
+    config = CodeConfig(
+        max_line_length=0, max_mean_line_length=0, min_alphanum_fraction=0, min_alpha_fraction=0
+    )
+    assert verdict(CodeFilter(config), "{" * 30_000) is None
