@@ -183,3 +183,17 @@ def test_lengths_and_string_hashes_are_those_of_len_and_hash():
     writable = text_stats.lengths(items)
     writable[0] = 7  # callers may change the array in place
     assert writable[0] == 7
+
+
+def test_the_word_memo_is_bounded_and_keeps_no_large_text():
+    memo = text_stats._WordMemo(max_texts=3, max_chars=800)
+    texts = [f"text number {i} " * 5 for i in range(6)]  # 75-76 characters each
+    first = memo.words(texts[:2])
+    assert memo.words(texts[1:2])[0] is first[1]  # the same text: its words, not a new split
+    memo.words(texts[2:])
+    assert len(memo._entries) == 3 and memo._chars <= 800
+    assert all(hit[0] is text for hit, text in zip(memo._entries.values(), texts[3:]))
+    big = "word " * 40  # over an eighth of the bound: split, never kept
+    assert memo.words([big]) == [words(big)] and id(big) not in memo._entries
+    memo.clear()
+    assert not memo._entries and memo._chars == 0

@@ -161,7 +161,8 @@ def exact_hashes(texts: Sequence[str]) -> np.ndarray:
     """Return the xxh3-128 of each text's exact key as a (n, 2) uint64 array (high, low)."""
     out = np.empty((len(texts), 2), dtype=np.uint64)
     for i, text in enumerate(texts):
-        digest = xxhash.xxh3_128_intdigest(exact_key(text))
+        # the key's UTF-8 (what xxhash hashes of a str), lone surrogates passed through rather than refused
+        digest = xxhash.xxh3_128_intdigest(exact_key(text).encode("utf-8", "surrogatepass"))
         out[i, 0] = digest >> 64
         out[i, 1] = digest & 0xFFFF_FFFF_FFFF_FFFF
     return out
