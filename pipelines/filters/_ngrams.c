@@ -9,7 +9,8 @@ document of m words), and counted in an open-addressing table sized for the docu
 next call; a larger one is freed when the call returns, so no document's memory outlives it.
 
 The arrays must be one-dimensional, C-contiguous, 8-byte-aligned int64 buffers (numpy int64 arrays,
-array('q')): anything else is refused, never reinterpreted. gopher_repetition.py holds the numpy twins of
+array('q')): anything else is refused, never reinterpreted; sizes must not be negative, and a count that
+does not fit in int64 raises OverflowError. gopher_repetition.py holds the numpy twins of
 both functions (same arguments, same answers, same errors); tests hold the two to each other. */
 
 #define PY_SSIZE_T_CLEAN
@@ -141,7 +142,11 @@ static int range_open(Range *r, PyObject *words, PyObject *sizes) {
     } else if ((uint64_t)(r->end - r->start) > UINT32_MAX) {
         PyErr_Format(PyExc_ValueError, "a document of %zd words is more than the counts hold", r->end - r->start);
     } else {
-        return 0;
+        const int64_t *lengths = (const int64_t *)r->sizes.buf;
+        Py_ssize_t i = r->start;
+        while (i < r->end && lengths[i] >= 0) i++;
+        if (i == r->end) return 0;
+        PyErr_SetString(PyExc_ValueError, "sizes must not be negative");
     }
     PyBuffer_Release(&r->words);
     PyBuffer_Release(&r->sizes);
@@ -186,10 +191,16 @@ static PyObject *top_ngram_chars(PyObject *self, PyObject *args) {
         if (i + 1 < count) roll_next(&roll);
     }
     const int64_t *lengths = (const int64_t *)r.sizes.buf + r.start + best->first;
-    int64_t chars = r.n - 1;
-    for (int j = 0; j < r.n; j++) chars += lengths[j];
-    result = PyLong_FromLongLong((long long)best->count * chars);
+    int64_t chars = r.n - 1, product;
+    int overflow = 0;
+    for (int j = 0; j < r.n; j++) overflow |= __builtin_add_overflow(chars, lengths[j], &chars);
+    overflow |= __builtin_mul_overflow((int64_t)best->count, chars, &product);
     table_close(&t);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "the n-gram count overflows int64");
+        goto done;
+    }
+    result = PyLong_FromLongLong(product);
 done:
     range_close(&r);
     return result;
@@ -225,7 +236,13 @@ static PyObject *repeated_ngram_chars(PyObject *self, PyObject *args) {
             Slot *s = find(&t, key);
             Py_ssize_t step = 1;
             if (s->key != 0) {
-                for (int j = 0; j < r.n; j++) repeated += lengths[i + j];
+                int overflow = 0;
+                for (int j = 0; j < r.n; j++) overflow |= __builtin_add_overflow(repeated, lengths[i + j], &repeated);
+                if (overflow) {
+                    table_close(&t);
+                    PyErr_SetString(PyExc_OverflowError, "the n-gram count overflows int64");
+                    goto done;
+                }
                 if ((double)repeated > stop_above) break;
                 step = r.n;
             } else {

@@ -29,6 +29,7 @@ from gristmill.pipelines.native import bind, extension
 _PARAGRAPHS = re.compile(r"\n{2,}")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _BASE = np.uint64(0xD6E8FEB86659FD93)
+_INT64_MAX = (1 << 63) - 1
 _INT64_FORMATS = frozenset(["q", "@q", "=q", "<q", "l", "@l", "=l", "<l"])  # native little-endian int64
 
 
@@ -69,7 +70,16 @@ def _document(words, sizes, start, end, n) -> tuple[np.ndarray, np.ndarray, int]
         raise ValueError("words and sizes must be int64 arrays of one length")
     if start < 0 or end < start or end > len(ids) or n < 1:
         raise ValueError(f"bad range [{start}, {end}) of {len(ids)} words for n = {n}")
+    if (chars[start:end] < 0).any():
+        raise ValueError("sizes must not be negative")
     return ids[start:end], chars[start:end], n
+
+
+def _int64(count: int) -> int:
+    """Return `count`, or raise the OverflowError of `_ngrams.c` when it does not fit in int64."""
+    if count > _INT64_MAX:
+        raise OverflowError("the n-gram count overflows int64")
+    return count
 
 
 def _ngram_keys(ids: np.ndarray, n: int) -> np.ndarray:
@@ -92,7 +102,7 @@ def _top_ngram_chars(words, sizes, start, end, n, /) -> int:
     _, first, counts = np.unique(_ngram_keys(ids, n), return_index=True, return_counts=True)
     top = counts.max()
     at = int(first[counts == top].min())  # ties: the n-gram seen first
-    return int(top) * (int(chars[at : at + n].sum()) + n - 1)
+    return _int64(int(top) * (sum(chars[at : at + n].tolist()) + n - 1))
 
 
 def _repeated_ngram_chars(words, sizes, start, end, n, stop_above, /) -> int:
@@ -108,11 +118,11 @@ def _repeated_ngram_chars(words, sizes, start, end, n, stop_above, /) -> int:
     later, earlier = order[1:][same], order[:-1][same]
     by_position = np.argsort(later)
     candidates, earlier = later[by_position], earlier[by_position]
-    offsets = np.concatenate(([0], np.cumsum(chars)))
-    sizes_of = (offsets[candidates + n] - offsets[candidates]).tolist()
+    lengths_list = chars.tolist()  # Python integers: sums that cannot wrap
     candidates_list, earlier_list = candidates.tolist(), earlier.tolist()
+    sizes_of = [sum(lengths_list[p : p + n]) for p in candidates_list]
     previous = dict(zip(candidates_list, earlier_list))
-    return _walk(candidates_list, earlier_list, sizes_of, previous, n, stop_above)
+    return _int64(_walk(candidates_list, earlier_list, sizes_of, previous, n, stop_above))
 
 
 def _walk(
@@ -137,7 +147,7 @@ def _walk(
         if copy < 0:
             continue
         repeated += size
-        if repeated > stop_above:
+        if float(repeated) > stop_above:  # compared as C compares it, as a double
             return repeated
         counted.append(p)
         position = p + n

@@ -154,7 +154,9 @@ def _configuration() -> dict[str, object]:
     """Return the C half's configuration, by `configure`'s parameter names: the pattern's own constants,
     the fallback for the chunks it leaves, and the classifier of non-ASCII words."""
     return {
-        "open": _ascii_matching(_PREFIX).replace("'", ""),  # a leading ' may open a clitic: left to the pattern
+        "open": _ascii_matching(_PREFIX).replace(
+            "'", ""
+        ),  # a leading ' may open a clitic: left to the pattern
         "trail": _ascii_matching(_SUFFIX),
         "punctuation": "".join(ch for ch in map(chr, range(128)) if _is_punctuation(ch)),
         "merged": [form for form in _MERGED_FORMS if form.isascii()],
