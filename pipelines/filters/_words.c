@@ -93,16 +93,59 @@ static Py_ssize_t merged_at(const Text *t, Py_ssize_t i, Py_ssize_t end) {
     return 0;
 }
 
-/* A private tuple of the items of a list or tuple (a new reference; NULL with TypeError for any other type):
-   what the caller reads cannot change under it, whatever Python code its callbacks run. */
+/* The items a function reads: a list or tuple, borrowed until an item may run Python code (a callback, a
+   `__len__` or `__hash__`), from which on the rest is read from a private tuple: no code can then change
+   what is read. Until that point none has run, so the list is as it was given. */
+typedef struct {
+    PyObject *seq;     /* the caller's list or tuple (borrowed), or a tuple of its items from `offset` (owned) */
+    Py_ssize_t offset; /* index, in the caller's sequence, of seq's first item */
+    Py_ssize_t size;   /* items in the caller's sequence when the call began */
+    int owned;
+} Items;
+
+static int items_open(Items *items, PyObject *seq, const char *function) {
+    if (!PyList_Check(seq) && !PyTuple_Check(seq)) {
+        PyErr_Format(PyExc_TypeError, "%s() expected a list or tuple, not %.100s", function, Py_TYPE(seq)->tp_name);
+        return -1;
+    }
+    items->seq = seq;
+    items->offset = 0;
+    items->size = PySequence_Fast_GET_SIZE(seq);
+    items->owned = 0;
+    return 0;
+}
+
+static inline PyObject *items_get(const Items *items, Py_ssize_t i) {
+    return PySequence_Fast_GET_ITEM(items->seq, i - items->offset);
+}
+
+/* Before item i may run code: read items i… from a private tuple from now on; -1 on error. */
+static int items_own(Items *items, Py_ssize_t i) {
+    if (items->owned || PyTuple_Check(items->seq)) return 0;
+    PyObject *rest = PyList_GetSlice(items->seq, i, items->size);
+    if (rest == NULL) return -1;
+    PyObject *tuple = PyList_AsTuple(rest);
+    Py_DECREF(rest);
+    if (tuple == NULL) return -1;
+    items->seq = tuple;
+    items->offset = i;
+    items->owned = 1;
+    return 0;
+}
+
+static void items_close(Items *items) {
+    if (items->owned) Py_DECREF(items->seq);
+}
+
+/* A private tuple of the items of a list or tuple (a new reference; NULL with TypeError for any other type). */
 static PyObject *owned_items(PyObject *seq, const char *function) {
+    Items items;
+    if (items_open(&items, seq, function) < 0) return NULL;
     if (PyTuple_Check(seq)) {
         Py_INCREF(seq);
         return seq;
     }
-    if (PyList_Check(seq)) return PyList_AsTuple(seq);
-    PyErr_Format(PyExc_TypeError, "%s() expected a list or tuple, not %.100s", function, Py_TYPE(seq)->tp_name);
-    return NULL;
+    return PyList_AsTuple(seq);
 }
 
 /* The last word seen per slot, by a hash of its bytes: common words come back as the same str object,
@@ -348,14 +391,14 @@ PyDoc_STRVAR(word_counts_doc,
 
 static PyObject *word_counts(PyObject *self, PyObject *seq) {
     if (check_configured() < 0) return NULL;
-    PyObject *tokens = owned_items(seq, "word_counts");
-    if (tokens == NULL) return NULL;
+    Items tokens;
+    if (items_open(&tokens, seq, "word_counts") < 0) return NULL;
     PyObject *classify = config.classify;
     Py_INCREF(classify);
     PyObject *result = NULL;
-    Py_ssize_t symbols = 0, letters = 0, content = 0, n = PyTuple_GET_SIZE(tokens);
-    for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *token = PyTuple_GET_ITEM(tokens, k);
+    Py_ssize_t symbols = 0, letters = 0, content = 0;
+    for (Py_ssize_t k = 0; k < tokens.size; k++) {
+        PyObject *token = items_get(&tokens, k);
         if (!PyUnicode_Check(token)) {
             PyErr_SetString(PyExc_TypeError, "words must be str");
             goto done;
@@ -369,6 +412,8 @@ static PyObject *word_counts(PyObject *self, PyObject *seq) {
                 letter |= (config.classes[s[i]] & LETTER) != 0;
             }
         } else {
+            if (items_own(&tokens, k) < 0) goto done; /* classify may run any code */
+            token = items_get(&tokens, k);
             PyObject *answer = PyObject_CallOneArg(classify, token);
             if (answer == NULL) goto done;
             int ok = PyArg_ParseTuple(answer, "pp", &symbol, &letter);
@@ -382,29 +427,34 @@ static PyObject *word_counts(PyObject *self, PyObject *seq) {
     result = Py_BuildValue("nnn", symbols, letters, content);
 done:
     Py_DECREF(classify);
-    Py_DECREF(tokens);
+    items_close(&tokens);
     return result;
 }
 
 /* An int64 per item of a list or tuple, in a bytearray (numpy reads it without a copy); `of` returns -1 with
-   an exception set on error. Items are read from a private tuple, so `of` may run any Python code. */
+   an exception set on error. Exact str items run no code; from the first other item on, items are read from
+   a private tuple, so `of` may run any Python code. */
 static PyObject *per_item(PyObject *seq, int64_t (*of)(PyObject *), const char *function) {
-    PyObject *items = owned_items(seq, function);
-    if (items == NULL) return NULL;
-    Py_ssize_t n = PyTuple_GET_SIZE(items);
-    PyObject *out = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
-    if (out != NULL) {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            int64_t value = of(PyTuple_GET_ITEM(items, i));
-            if (value == -1 && PyErr_Occurred()) {
+    Items items;
+    if (items_open(&items, seq, function) < 0) return NULL;
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, items.size * (Py_ssize_t)sizeof(int64_t));
+    for (Py_ssize_t i = 0; out != NULL && i < items.size; i++) {
+        PyObject *item = items_get(&items, i);
+        if (!PyUnicode_CheckExact(item)) {
+            if (items_own(&items, i) < 0) {
                 Py_CLEAR(out);
                 break;
             }
-            /* re-read the buffer's address: nothing else holds `out`, but keep no pointer across calls */
-            ((int64_t *)PyByteArray_AS_STRING(out))[i] = value;
+            item = items_get(&items, i);
         }
+        int64_t value = of(item);
+        if (value == -1 && PyErr_Occurred()) {
+            Py_CLEAR(out);
+            break;
+        }
+        ((int64_t *)PyByteArray_AS_STRING(out))[i] = value;
     }
-    Py_DECREF(items);
+    items_close(&items);
     return out;
 }
 

@@ -154,9 +154,8 @@ def _configuration() -> dict[str, object]:
     """Return the C half's configuration, by `configure`'s parameter names: the pattern's own constants,
     the fallback for the chunks it leaves, and the classifier of non-ASCII words."""
     return {
-        "open": _ascii_matching(_PREFIX).replace(
-            "'", ""
-        ),  # a leading ' may open a clitic: left to the pattern
+        # a leading ' may open a clitic: left to the pattern
+        "open": _ascii_matching(_PREFIX).replace("'", ""),
         "trail": _ascii_matching(_SUFFIX),
         "punctuation": "".join(ch for ch in map(chr, range(128)) if _is_punctuation(ch)),
         "merged": [form for form in _MERGED_FORMS if form.isascii()],
@@ -218,15 +217,15 @@ class _WordMemo:
         return out
 
     def _keep(self, text: str, tokens: list[str]) -> None:
+        # Counted before inserting and after removing: interrupted anywhere (the time guard raises where it
+        # likes), the count errs high, which only makes the memo keep less.
         entries = self._entries
-        old = entries.pop(id(text), None)  # only a text no longer held could leave its id behind
-        if old is not None:
-            self._chars -= len(old[0])
-        entries[id(text)] = (text, tokens)
         self._chars += len(text)
+        entries[id(text)] = (text, tokens)
         while len(entries) > self.max_texts or self._chars > self.max_chars:
             oldest = next(iter(entries))
-            self._chars -= len(entries.pop(oldest)[0])
+            removed = entries.pop(oldest)[0]
+            self._chars -= len(removed)
 
     def clear(self) -> None:
         """Forget every text."""
