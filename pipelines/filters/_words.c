@@ -18,10 +18,10 @@ shape, and chunks whose core is a word spaCy splits ("cannot"), are handed in on
 fallback, which returns their tokens laid end to end; they are put back in place by their lengths.
 tests/pipelines/test_words_native.py checks this module against the pattern token for token.
 
-Every function owns what it reads: a list it is given is copied to a private tuple before any Python code
-(a fallback, a classifier, a `__len__` or `__hash__`) can run, the fallback gets a tuple of the chunks and
-its answer is copied, and `configure` builds the whole configuration aside and swaps it in only once every
-part was accepted. Each walk is linear in the text. */
+Every function owns what it reads: a list it is given is read from a private tuple from the first item that
+could run Python code (a classifier, a `__len__` or `__hash__`) on, the fallback gets a tuple of the chunks
+and its answer is copied, and `configure` builds the whole configuration aside and swaps it in only once
+every part was accepted. Each walk is linear in the text. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
