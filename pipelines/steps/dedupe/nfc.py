@@ -19,11 +19,13 @@ _RUN = 32  # longer runs are ordered here: below this, CPython's sort costs at m
 
 
 @cache
-def _tables() -> tuple[dict[int, str], re.Pattern]:
+def _tables() -> tuple[dict[int, str], re.Pattern, re.Pattern]:
     """Return (the full canonical decomposition of every character whose decomposition holds a combining
-    mark, a pattern of runs of more than `_RUN` characters that hold a mark once decomposed). Built once per
-    process (a tenth of a second: one pass over the code points)."""
+    mark, a pattern of runs of more than `_RUN` characters that hold a mark once decomposed, a pattern of
+    two or more marks in a row). Built once per process (a tenth of a second: one pass over the code
+    points)."""
     decompositions: dict[int, str] = {}
+    holding: list[int] = []  # characters that are marks or decompose to some, in order
     marks: list[int] = []
     for point in range(0x110000):
         ch = chr(point)
@@ -32,43 +34,46 @@ def _tables() -> tuple[dict[int, str], re.Pattern]:
             full = unicodedata.normalize("NFD", ch)
             if any(map(unicodedata.combining, full)):
                 decompositions[point] = full
-                marks.append(point)
-        elif unicodedata.combining(ch):
+                holding.append(point)
+                continue
+        if unicodedata.combining(ch):
+            holding.append(point)
+        if unicodedata.combining(ch):
             marks.append(point)
-    ranges, start = [], marks[0]
-    for previous, point in zip(marks, [*marks[1:], -1]):
+    return (
+        decompositions,
+        re.compile(f"[{_ranges(holding)}]{{{_RUN + 1},}}"),
+        re.compile(f"[{_ranges(marks)}]{{2,}}"),
+    )
+
+
+def _ranges(points: list[int]) -> str:
+    """Return a character class body for the sorted code points `points`."""
+    ranges, start = [], points[0]
+    for previous, point in zip(points, [*points[1:], -1]):
         if point != previous + 1:
             ranges.append(
                 f"{re.escape(chr(start))}-{re.escape(chr(previous))}" if previous > start else chr(start)
             )
             start = point
-    return decompositions, re.compile(f"[{''.join(ranges)}]{{{_RUN + 1},}}")
+    return "".join(ranges)
 
 
-def _ordered(run: str, decompositions: dict[int, str]) -> str:
-    """Return the canonical decomposition of `run` with each stretch of marks stably sorted by class."""
-    out: list[str] = []
-    marks: list[str] = []
-    for ch in run.translate(decompositions):
-        if unicodedata.combining(ch):
-            marks.append(ch)
-            continue
-        if marks:
-            out += sorted(marks, key=unicodedata.combining)
-            marks = []
-        out.append(ch)
-    out += sorted(marks, key=unicodedata.combining)
-    return "".join(out)
+def _sorted_marks(match: re.Match) -> str:
+    return "".join(sorted(match.group(), key=unicodedata.combining))
 
 
 def nfc(text: str) -> str:
     """Return `unicodedata.normalize("NFC", text)`, in time linear in `text`."""
     if text.isascii():
         return text
-    decompositions, long_run = _tables()
+    decompositions, long_run, marks = _tables()
     pieces, start = [], 0
     for match in long_run.finditer(text):
-        pieces += (text[start : match.start()], _ordered(match.group(), decompositions))
+        run = match.group().translate(decompositions)
+        if not unicodedata.is_normalized("NFD", run):  # a linear check here: some marks are out of order
+            run = marks.sub(_sorted_marks, run)  # each stretch stably sorted by class: canonical order
+        pieces += (text[start : match.start()], run)
         start = match.end()
     if pieces:
         text = "".join(pieces) + text[start:]
