@@ -9,7 +9,7 @@ import random
 import pytest
 
 from gristmill.pipelines.filters.text_stats import words
-from gristmill.pipelines.filters.word_pattern import _TWINS, MARKS, chunk_words, pattern_words
+from gristmill.pipelines.filters.word_pattern import _TWINS, MARKS, chunk_words, pattern_words, twin_words
 
 # Every class of character the pattern treats apart, the words and marks with rules of their own, the marks'
 # twins and the character they are neutralised to (text may hold them), a lone surrogate and NUL.
@@ -27,6 +27,7 @@ def test_fuzzed_chunks_cut_as_the_definition():
     rng = random.Random(0)
     for _ in range(30_000):
         chunk = "".join("".join(rng.choice(PIECES) for _ in range(rng.randint(1, 14))).split()) or "x"
+        assert twin_words(chunk) == pattern_words(chunk), ascii(chunk)  # the twin form on any chunk
         assert chunk_words(chunk) == pattern_words(chunk), ascii(chunk)
 
 
@@ -42,6 +43,7 @@ def test_runs_of_marks_cut_as_the_definition():
             for _ in range(rng.randint(1, 300))
         )
         chunk = rng.choice(heads) + run + rng.choice(tails)
+        assert twin_words(chunk) == pattern_words(chunk), ascii(chunk)
         assert chunk_words(chunk) == pattern_words(chunk), ascii(chunk)
 
 
