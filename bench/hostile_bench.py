@@ -5,8 +5,9 @@ Documents: `hostile_corpus.hostile_documents(--scale)` (1.0: runs of 100,000 cha
 document, 50M-character words, every whitespace and code point). One process pinned to one CPU, one thread
 (`limit_threads(1)`), CPU time (`time.process_time`); each (document, stage) runs under an alarm of --limit
 CPU seconds and is reported as stalled past it, so that code with a quadratic case (today's main) finishes.
-After each document the memory the process still holds over its level before the corpus is measured
-(`VmRSS`, after a collection and `malloc_trim`): what a document leaves behind.
+Around each document the process's resident memory is measured (`VmRSS`, after a collection and
+`malloc_trim`): what it holds after the document's stages over what it held before them is what the
+document left behind.
 
 Run: python bench/hostile_bench.py [--scale 1.0] [--limit 60] [--only SUBSTRING]
 """
@@ -108,11 +109,13 @@ def main() -> None:
     print("|---|---:|" + "---:|" * (len(stages) + 2))
     for stage in stages.values():  # tables built on first use (word characters, NFC runs) are not timed
         stage("Warm up, café \u0301\u0316 e.g.,,x " + "word " * 200)
-    baseline = rss()
-    for name, text in hostile_documents(args.scale).items():
+    documents = hostile_documents(args.scale)
+    for name in list(documents):
+        text = documents.pop(name)
         if args.only not in name:
             continue
         mb = len(text.encode("utf-8", "surrogatepass")) / 1e6
+        before = rss()
         cells, rates = [], []
         for stage in stages.values():
             clear_batch_words()
@@ -132,7 +135,7 @@ def main() -> None:
             rates.append(mb / seconds)
             cells.append(f"{mb / seconds:.1f}")
         clear_batch_words()
-        kept = (rss() - baseline) / 2**20
+        kept = (rss() - before) / 2**20
         print(
             f"| {name} | {mb:.2f} | " + " | ".join(cells) + f" | {min(rates):.1f} | {kept:.0f} |", flush=True
         )
