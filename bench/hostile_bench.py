@@ -133,7 +133,7 @@ def main() -> None:
                 continue
             seconds = max(time.process_time() - start, 1e-6)
             rates.append(mb / seconds)
-            cells.append(f"{mb / seconds:.1f}")
+            cells.append(f"{mb / seconds:.3g}")
         clear_batch_words()
         kept = (rss() - before) / 2**20
         print(
