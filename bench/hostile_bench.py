@@ -137,7 +137,7 @@ def main() -> None:
         clear_batch_words()
         kept = (rss() - before) / 2**20
         print(
-            f"| {name} | {mb:.2f} | " + " | ".join(cells) + f" | {min(rates):.1f} | {kept:.0f} |", flush=True
+            f"| {name} | {mb:.2f} | " + " | ".join(cells) + f" | {min(rates):.3g} | {kept:.0f} |", flush=True
         )
         del text
 
