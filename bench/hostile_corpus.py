@@ -60,7 +60,8 @@ def hostile_documents(
         "run: combining marks out of order": _framed("a" + "\u0301\u0316" * (run // 2)),
         "run: U+0F73 (two marks each)": _framed("\u0f73" * run),
         "run: spaces then x (config line)": "\n".join([" " * run + "x"] * 10),
-        "json nested past the parser": "[" * run + "]" * run,
+        # one key per line, so that the code rules' line, character and data checks reach the JSON parser
+        "json nested past the parser": '{"abc":\n' * run + "1\n" + "}\n" * run,
         "10M tiny words": _tiny_words(words),
         "50M-char word: letters": "x" * huge,
         "50M-char word: non-ASCII": "é" * huge,
