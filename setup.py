@@ -16,13 +16,14 @@ for area in AREAS:
 
 # Hot-path helpers in C, each with a pure-Python twin giving the same results: optional, so an install
 # without a compiler still works (slower): the filters' word split and Gopher's n-gram counts, exact
-# dedupe's whitespace squeeze.
+# dedupe's whitespace squeeze, decontamination's words and index probes.
 extensions = [
     Extension("gristmill.pipelines.filters._words", ["pipelines/filters/_words.c"], optional=True),
     Extension("gristmill.pipelines.filters._ngrams", ["pipelines/filters/_ngrams.c"], optional=True),
     Extension(
         "gristmill.pipelines.steps.dedupe._spaces", ["pipelines/steps/dedupe/_spaces.c"], optional=True
     ),
+    Extension("gristmill.pipelines.decontam._keys", ["pipelines/decontam/_keys.c"], optional=True),
 ]
 
 setup(packages=packages, package_dir=package_dir, ext_modules=extensions)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gristmill.pipelines.filters.config import (
+from gristmill.pipelines.config.filters import (
     C4Config,
     FineWebConfig,
     GopherQualityConfig,

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from gristmill.pipelines.build.engine import run_locally
-from gristmill.pipelines.steps.dedupe.config import DedupeConfig
+from gristmill.pipelines.config.dedupe import DedupeConfig
 from gristmill.pipelines.steps.dedupe.minhash import _WORD, MinHasher, exact_hashes
 from gristmill.sample.planted import TextMaker, shingle_set
 from gristmill.threads import limit_threads

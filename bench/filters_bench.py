@@ -26,8 +26,8 @@ from collections.abc import Callable
 from datatrove.data import Document
 from datatrove_filters import RULE_SETS, datatrove_filter  # beside this script
 
+from gristmill.pipelines.config.filters import FiltersConfig
 from gristmill.pipelines.filters import make_filters
-from gristmill.pipelines.filters.config import FiltersConfig
 from gristmill.pipelines.filters.text_stats import clear_batch_words
 from gristmill.sample.text import bench_documents
 from gristmill.threads import limit_threads

@@ -30,8 +30,8 @@ def main(argv: list[str]) -> int:
     texts = (texts + held_out) * 4  # repeated so that the 8K stage has rows for a dozen steps
     tokenizer = fixture.train_tokenizer(out / "tokenizer-train", texts)
     stages = [
-        fixture.StageSpec("stage-1-2048", 2048, 16384, share=0.5),
-        fixture.StageSpec("stage-2-8192", 8192, 16384, share=0.5),
+        fixture.FixtureStage("stage-1-2048", 2048, 16384, share=0.5),
+        fixture.FixtureStage("stage-2-8192", 8192, 16384, share=0.5),
     ]
     manifest = fixture.write_build(out, texts, tokenizer, stages, name="gpu-bench", rows_per_shard=256)
     for stage in manifest.stages:

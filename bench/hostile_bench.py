@@ -26,8 +26,8 @@ from collections.abc import Callable
 
 from hostile_corpus import hostile_documents  # beside this script
 
+from gristmill.pipelines.config.filters import RULE_SETS, FiltersConfig
 from gristmill.pipelines.filters import make_filters, make_rule_set
-from gristmill.pipelines.filters.config import RULE_SETS, FiltersConfig
 from gristmill.pipelines.filters.text_stats import clear_batch_words
 from gristmill.pipelines.steps.dedupe.minhash import MinHasher, exact_hashes
 from gristmill.threads import limit_threads

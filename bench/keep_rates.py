@@ -21,8 +21,8 @@ import time
 from collections import Counter
 from random import Random
 
+from gristmill.pipelines.config.filters import FiltersConfig, GopherQualityConfig
 from gristmill.pipelines.filters import make_filters
-from gristmill.pipelines.filters.config import FiltersConfig, GopherQualityConfig, TextFiltersConfig
 from gristmill.pipelines.filters.text_stats import clear_batch_words
 from gristmill.sample import keep_corpus
 from gristmill.sample.text import junk_documents as web_junk_documents
@@ -67,7 +67,7 @@ def main() -> None:
     for name, texts in docs.items():
         print(f"  {name}: {len(texts):,} documents, {sum(len(t.encode()) for t in texts) / 1e6:.2f} MB")
     gopher = GopherQualityConfig(alpha_words="whitespace")
-    whitespace = FiltersConfig(text=TextFiltersConfig(gopher_quality=gopher))
+    whitespace = FiltersConfig(gopher_quality=gopher)
     chains = {p: make_filters(FiltersConfig(), p) for p in PROFILES}
     chains["web (whitespace alpha_words)"] = make_filters(whitespace, "web")
     rows, reasons, seconds = [], {}, {}

@@ -14,12 +14,13 @@ loss at TinyLlama's 32K vocabulary.
     python bench/kernels_bench.py              # full run
     python bench/kernels_bench.py --quick      # smoke run: 2K tokens, few repetitions, small CE check
     python bench/kernels_bench.py --ops attention cross_entropy --seqlens 4096 8192
-    python bench/kernels_bench.py --tune       # time every attention launch config; print TABLE entries
+    python bench/kernels_bench.py --tune       # time the attention launch configs; print TABLE entries
 
-`--tune` times each candidate of `trainer/kernels/attention_configs.py` that fits this GPU's shared memory,
-per kernel (forward, dK/dV, dQ), at both models' head dims and 8K tokens of ragged documents, and prints the
-fastest as entries to paste into its TABLE (keyed by this GPU's class): configs are pinned from that table,
-never autotuned during training.
+`--tune` compiles each candidate of `trainer/kernels/attention_configs.py` for this GPU ahead of time and
+times those that compile clean (no register spill, within its shared memory), per kernel (forward, dK/dV,
+dQ), at both models' head dims and 8K tokens of ragged documents, against the table's pinned config; it
+prints the fastest as entries to paste into TABLE (keyed by this GPU's class, source "tuned", which
+`bench/kernels_aot.py --write` keeps): configs are pinned from that table, never autotuned in training.
 """
 
 from __future__ import annotations
@@ -335,17 +336,41 @@ def _time_ms(fn: Callable[[], object], warmup: int, reps: int) -> float:
     return statistics.median(times)
 
 
-def tune_attention(warmup: int, reps: int, n_tokens: int = 8192) -> None:
-    """Times every fitting launch config of each attention kernel and prints the fastest as TABLE entries."""
+def gpu_target():
+    """This GPU as an ahead-of-time compile target (`gristmill.trainer.kernels.aot.Target`)."""
+    from gristmill.trainer.kernels import aot
+    from gristmill.trainer.kernels import attention_configs as ac
+
+    device = torch.device("cuda")
+    props = torch.cuda.get_device_properties(device)
+    return aot.Target(
+        ac.gpu_class(device),
+        props.major * 10 + props.minor,
+        ac.shared_memory_limit(device),
+        int(getattr(props, "shared_memory_per_multiprocessor", 0) or ac.shared_memory_limit(device)),
+        props.multi_processor_count,
+    )
+
+
+def tune_attention(warmup: int, reps: int, n_tokens: int = 8192, jobs: int = 8) -> None:
+    """Times every candidate of each attention kernel that compiles clean for this GPU (no spill, within its
+    shared memory: the generator's test), against the table's pinned config, and prints the fastest as
+    TABLE entries (source "tuned")."""
+    from gristmill.trainer.kernels import aot
     from gristmill.trainer.kernels import attention_configs as ac
     from gristmill.trainer.kernels.attention import attention_backward, attention_forward
 
-    device = torch.device("cuda")
-    gpu, limit = ac.gpu_class(device), ac.shared_memory_limit(device)
+    target = gpu_target()
     lengths = doc_lengths(n_tokens)
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
     max_len = max(lengths)
-    print(f"attention configs for {gpu} ({limit} bytes of shared memory), {n_tokens} tokens, bf16:")
+    print(f"attention configs for {target.name} ({target.shared_limit} bytes of shared memory per program), "
+          f"{n_tokens} tokens, bf16, causal, ragged documents:")  # fmt: skip
+    launches = {(m.head_dim, k, c): aot.candidate_launch(k, c, m.head_dim)
+                for m in MODELS for k in ac.KERNELS for c in ac.CANDIDATES[k]}  # fmt: skip
+    usage = aot.compile_launches(
+        [(launch, target) for launch in launches.values()], jobs=jobs, keep_cache=True
+    )
     entries = []
     for model in MODELS:
         d = model.head_dim
@@ -354,11 +379,16 @@ def tune_attention(warmup: int, reps: int, n_tokens: int = 8192) -> None:
         dout = torch.randn_like(q)
         scale = d**-0.5
         out, lse = attention_forward(q, k, v, cu, max_len, True, scale)
+        pinned = {
+            kernel: ac.select_config(kernel, target.name, DTYPE, d, target.shared_limit)
+            for kernel in ac.KERNELS
+        }
         best = {}
         for kernel in ac.KERNELS:
             timings = []
             for config in ac.CANDIDATES[kernel]:
-                if ac.shared_memory_bytes(kernel, config, d, 2) > limit:
+                u = usage[(launches[(d, kernel, config)].key(), target.name)]
+                if u.spill_bytes or u.shared_bytes > target.shared_limit:
                     continue
                 blocks = {kernel: config}
                 if kernel == "forward":
@@ -367,21 +397,32 @@ def tune_attention(warmup: int, reps: int, n_tokens: int = 8192) -> None:
                     run = functools.partial(
                         attention_backward, dout, q, k, v, out, lse, cu, max_len, True, scale, blocks
                     )
-                try:
-                    timings.append((_time_ms(run, warmup, reps), config))
-                except Exception as exc:  # a config this GPU cannot compile is skipped, and said
-                    print(f"  {model.name} {kernel} {config}: {type(exc).__name__}")
-            ms, best[kernel] = min(timings, key=lambda t: t[0])
-            print(f"  {model.name} (head dim {d}) {kernel}: {best[kernel]} {ms:.3f} ms "
-                  f"({len(timings)} configs timed)")  # fmt: skip
+                timings.append((_time_ms(run, warmup, reps), config, u))
+            timings.sort(key=lambda t: t[0])
+            fastest = timings[0][0]
+            print(f"  {model.name} (head dim {d}) {kernel}: {len(timings)} clean candidates, fastest first "
+                  f"(time / fastest; * the table's pin):")  # fmt: skip
+            for ms, config, u in timings:
+                mark = "*" if config == pinned[kernel] else " "
+                print(f"   {mark} {config!s:32} {ms:8.3f} ms {ms / fastest:5.2f}x  {u.registers} regs, "
+                      f"{u.shared_bytes} B shared")  # fmt: skip
+            if pinned[kernel] not in [c for _, c, _ in timings]:
+                print(
+                    f"    the table's pin {pinned[kernel]} is not among them (it spills or does not fit here)"
+                )
+            _, config, u = timings[0]
+            best[kernel] = ac.Pinned(config, u.registers, u.shared_bytes, "tuned")
         entries.append((d, best))
-    print("paste into TABLE in trainer/kernels/attention_configs.py:")
+    print(
+        "paste into TABLE in trainer/kernels/attention_configs.py (bench/kernels_aot.py --write keeps them):"
+    )
     for d, best in entries:
-        body = ", ".join(
-            f'"{k}": LaunchConfig({c.block_m}, {c.block_n}, {c.num_warps}, {c.num_stages})'
-            for k, c in best.items()
-        )
-        print(f'    ("{gpu}", "bfloat16", {d}): {{{body}}},')
+        print(f'    ("{target.name}", "bfloat16", {d}): {{')
+        for kernel, p in best.items():
+            c = p.config
+            print(f'        "{kernel}": Pinned(LaunchConfig({c.block_m}, {c.block_n}, {c.num_warps}, '
+                  f'{c.num_stages}), {p.registers}, {p.shared_bytes}, "tuned"),')  # fmt: skip
+        print("    },")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

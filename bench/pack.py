@@ -3,9 +3,19 @@
 Both encode the same documents with the same tokenizer (a byte-level BPE trained here on the Python docs'
 topic pages, replicated to --megabytes of text) on one core (TOKENIZERS_PARALLELISM=false), from the same
 parquet file. gristmill: tokenize step → plan step → pack step (length-bucketed best-fit rows of two stages,
-Arrow shards). datatrove: DocumentTokenizer (encode, write the token stream, shuffle documents: its default).
+Arrow shards, and their provenance) → index step (each stage's document index, where the code has one).
+datatrove: DocumentTokenizer (encode, write the token stream, shuffle documents: its default).
 
-    python bench/pack.py [--megabytes 20]
+Each step's wall and CPU seconds are shown; `--pack-repeats N` runs the pack (and index) tasks N more times
+and reports their median CPU seconds. To compare the pack step of two versions of gristmill, run this script
+with each on the path (PYTHONPATH=<a copy of the older version laid out as the `gristmill` package>) on one
+pinned core, alternating: the script writes only columns the version's document schema has.
+
+    python bench/pack.py [--megabytes 20] [--pack-repeats 5] [--skip-datatrove]
+
+`--rerun-build BUILD` instead reruns the pack (and index) tasks of a finished build (e.g. a scale build) and
+prints their CPU seconds, so two versions compare on real shards; give it a hard-linked copy
+(`cp -al BUILD COPY`), since the tasks write their files again.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ def corpus(megabytes: float) -> list[str]:
 
 
 def train_tokenizer(directory: Path, texts: list[str]) -> Path:
+    """Train an 8K byte-level BPE on `texts` into directory/tokenizer.json; return that file."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -72,14 +83,14 @@ def _recipe(root: Path, budget: int):
                     "name": "2k",
                     "seq_len": 2048,
                     "tokens": budget,
-                    "tokens_per_batch": 2048 * 8,
+                    "tokens_per_step": 2048 * 8,
                     "weights": {"docs": 1},
                 },
                 {
                     "name": "8k",
                     "seq_len": 8192,
                     "tokens": budget,
-                    "tokens_per_batch": 8192 * 8,
+                    "tokens_per_step": 8192 * 8,
                     "weights": {"docs": 1},
                 },
             ],
@@ -87,16 +98,28 @@ def _recipe(root: Path, budget: int):
     )
 
 
-def _run(step, layout) -> float:
+def _run(step, layout) -> tuple[float, float]:
+    """Run a step's tasks in process; return (wall, CPU) seconds."""
     from gristmill.pipelines.build.engine import run_locally
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run_locally([step], layout)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def run_gristmill(root: Path) -> tuple[dict[str, float], int]:
+def _rerun(step) -> float:
+    """Run every task of a step again (no completion markers); return its CPU seconds."""
+    cpu = time.process_time()
+    for rank in range(step.tasks):
+        for element in step.pipeline:
+            for _ in element.run(None, rank, step.tasks):
+                pass
+    return time.process_time() - cpu
+
+
+def run_gristmill(root: Path, pack_repeats: int = 0) -> tuple[dict[str, tuple[float, float]], int, dict]:
     import json
+    import statistics
 
     from gristmill.pipelines.build.layout import BuildLayout
     from gristmill.pipelines.steps import shard_steps
@@ -107,9 +130,12 @@ def run_gristmill(root: Path) -> tuple[dict[str, float], int]:
     # two stages take 90% of the tokens: most documents go in once, the rest are dropped
     steps = shard_steps(_recipe(root, int(tokens * 0.45)), layout, inputs, shard_bytes=32 << 20)
     next(steps)  # tokenize: done above
+    repeats = {}
     for step in steps:
         times[step.name] = _run(step, layout)
-    return times, tokens
+        if pack_repeats and step.name in ("pack", "index"):
+            repeats[step.name] = statistics.median(_rerun(step) for _ in range(pack_repeats))
+    return times, tokens, repeats
 
 
 def run_datatrove(root: Path, tokenizer_file: Path, texts: list[str]) -> float:
@@ -129,48 +155,123 @@ def run_datatrove(root: Path, tokenizer_file: Path, texts: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--megabytes", type=float, default=20.0)
-    args = parser.parse_args()
+def write_clean(root: Path, texts: list[str]) -> None:
+    """Write the texts as the build's one clean file (the columns this version's document schema has)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from gristmill.pipelines.documents import DOCUMENT_SCHEMA
 
+    n = len(texts)
+    columns = {
+        "id": [str(i) for i in range(n)],
+        "text": texts,
+        "source": ["docs"] * n,
+        "subset": ["all"] * n,
+        "metadata": ["{}"] * n,
+        "file": ["docs.jsonl"] * n,  # where the documents came from (provenance), if the schema has it
+        "record": list(range(1, n + 1)),
+    }
+    (root / "clean" / "docs").mkdir(parents=True)
+    pq.write_table(
+        pa.table({k: columns[k] for k in DOCUMENT_SCHEMA.names}, schema=DOCUMENT_SCHEMA),
+        root / "clean" / "docs" / "00000.parquet",
+    )
+
+
+SECTIONS = ("gather_tokens", "token_file_origins", "write_shard")  # functions the pack step calls, by name
+
+
+def time_sections() -> dict[str, float]:
+    """Wrap the pack step's sections (those this version has: `SECTIONS`, and the provenance writer) so that
+    they add their CPU seconds to the returned dict."""
+    from gristmill.pipelines.steps import pack
+
+    spent: dict[str, float] = {}
+
+    def timed(name, fn):
+        def run(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - start
+
+        return run
+
+    for name in SECTIONS:
+        if hasattr(pack, name):
+            setattr(pack, name, timed(name, getattr(pack, name)))
+    if hasattr(pack.PackShards, "_write_provenance"):
+        pack.PackShards._write_provenance = timed("write_provenance", pack.PackShards._write_provenance)
+    return spent
+
+
+def rerun_build(build: Path, repeats: int) -> dict[str, list[float]]:
+    """Rerun every pack (and index) task of a finished build `repeats` times; return their CPU seconds."""
+    import json
+
+    from gristmill.pipelines.build.layout import BuildLayout
+    from gristmill.pipelines.recipe import Recipe
+    from gristmill.pipelines.steps import shard_steps
+
+    recipe = Recipe.model_validate(
+        {**json.loads((build / "recipe.json").read_text())["recipe"], "output": str(build)}
+    )
+    inputs = [(u["source"], u["task"]) for u in json.loads((build / "work_units.json").read_text())]
+    times: dict[str, list[float]] = {}
+    for step in shard_steps(recipe, BuildLayout(str(build)), inputs):
+        if step.name in ("pack", "index"):
+            times[step.name] = [_rerun(step) for _ in range(repeats)]
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=float, default=20.0)
+    parser.add_argument("--pack-repeats", type=int, default=0, help="run pack (and index) this often more")
+    parser.add_argument("--skip-datatrove", action="store_true")
+    parser.add_argument(
+        "--workdir",
+        help="keep the build here, and reuse what is there (steps already done are skipped): to rerun the "
+        "pack step of two versions of gristmill on the same tokens and plan",
+    )
+    parser.add_argument("--rerun-build", help="rerun the pack tasks of this (copied) finished build")
+    args = parser.parse_args()
+    if args.rerun_build:
+        spent = time_sections()
+        for name, runs in rerun_build(Path(args.rerun_build), max(1, args.pack_repeats)).items():
+            print(f"gristmill {name:>8} of {args.rerun_build}: CPU {' '.join(f'{t:.2f}' for t in runs)} s")
+        print("  of which, CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(spent.items())))
+        return
+
     texts = corpus(args.megabytes)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        tokenizer_file = train_tokenizer(root / "tokenizer", texts[:20_000])
-        (root / "clean" / "docs").mkdir(parents=True)
-        n = len(texts)
-        pq.write_table(
-            pa.table(
-                {
-                    "id": [str(i) for i in range(n)],
-                    "text": texts,
-                    "source": ["docs"] * n,
-                    "subset": ["all"] * n,
-                    "metadata": ["{}"] * n,
-                },
-                schema=DOCUMENT_SCHEMA,
-            ),
-            root / "clean" / "docs" / "00000.parquet",
-        )
-        dt_seconds = run_datatrove(root, tokenizer_file, texts)
-        times, tokens = run_gristmill(root)
-    total = sum(times.values())
+        root = Path(args.workdir or tmp)
+        tokenizer_file = root / "tokenizer" / "tokenizer.json"
+        if not tokenizer_file.exists():
+            train_tokenizer(root / "tokenizer", texts[:20_000])
+            write_clean(root, texts)
+        dt_seconds = None if args.skip_datatrove else run_datatrove(root, tokenizer_file, texts)
+        times, tokens, repeats = run_gristmill(root, args.pack_repeats)
+    total = sum(wall for wall, _ in times.values())
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, one core used; "
         f"{len(texts):,} documents, {sum(map(len, texts)) / 1e6:.1f} MB, {tokens:,} tokens"
     )
-    print(f"datatrove DocumentTokenizer: {dt_seconds:7.2f} s  {tokens / dt_seconds / 1e6:6.2f} M tokens/s")
-    for name, seconds in times.items():
-        print(f"gristmill {name:>8}:         {seconds:7.2f} s  {tokens / seconds / 1e6:6.2f} M tokens/s")
-    print(
-        f"gristmill tokenize+plan+pack: {total:7.2f} s  {tokens / total / 1e6:6.2f} M tokens/s "
-        f"= {dt_seconds / total:.2f}× datatrove"
-    )
+    if dt_seconds is not None:
+        print(
+            f"datatrove DocumentTokenizer: {dt_seconds:7.2f} s  {tokens / dt_seconds / 1e6:6.2f} M tokens/s"
+        )
+    for name, (wall, cpu) in times.items():
+        print(
+            f"gristmill {name:>8}:         {wall:7.2f} s  {tokens / wall / 1e6:6.2f} M tokens/s  "
+            f"(CPU {cpu:.2f} s)"
+        )
+    print(f"gristmill all steps:         {total:7.2f} s  {tokens / total / 1e6:6.2f} M tokens/s", end="")
+    print(f" = {dt_seconds / total:.2f}× datatrove" if dt_seconds is not None else "")
+    for name, cpu in repeats.items():
+        print(f"gristmill {name:>8}, median of {args.pack_repeats} reruns: CPU {cpu:.3f} s")
 
 
 if __name__ == "__main__":

@@ -8,18 +8,25 @@ held up.
             BPE, vocab 8192, on a 12 MB sample) that the build copies instead of training (scale_corpus.py)
   run       for each worker count, a fresh local Ray of that many CPUs and a fresh build of a recipe made
             for the corpus (all four sources, default filters, exact + MinHash dedupe, 2K/4K/8K stages sized
-            from the corpus); per step: tasks, span, input MB (bytes its processes read), MB/s per core,
-            peak RSS of its largest task, bytes written, object-store bytes spilled; end to end MB/s per
-            core, scaling efficiency, planted duplicates caught, accounting balanced. Markdown + JSON.
+            from the corpus; or, with --shape tinyllama, TinyLlama's shape: SlimPajama : Starcoderdata =
+            0.69 : 0.31 in one 2K stage whose budget is 3× the clean tokens, with --tokenizer a 32K one);
+            per step: tasks, span, input MB (bytes its processes read), MB/s per core, peak RSS of its
+            largest task, bytes written, object-store bytes spilled; end to end MB/s per core, scaling
+            efficiency, planted duplicates caught, accounting balanced; storage: shard bytes per trained
+            token and bytes written per GB of text. Markdown + JSON.
   compare   per-step peak task RSS across the JSON reports of several runs (e.g. 1 GB and 5 GB)
+  gain      text MB per CPU second, end to end and per step, of two runs of one corpus on one machine
+            (e.g. before and after a change): CPU seconds, since wall time moves with whatever else runs
 
 Per core means per core with one thread: every task has one CPU and its threads follow it.
 
 Run:
   python bench/scale_bench.py generate --size 1GB --out /data/scale-1g [--seed 0] [--file-mb 100]
   python bench/scale_bench.py run --corpus /data/scale-1g --workers 1,2 [--output OUT] [--keep]
+  python bench/scale_bench.py run --corpus /data/scale-1g --workers 2 --shape tinyllama --tokenizer TOK32K
   python bench/scale_bench.py compare OUT-1g/scale-report.json OUT-5g/scale-report.json
   python bench/scale_bench.py report OUT/scale-report.json        (the Markdown of a JSON report)
+  python bench/scale_bench.py gain BEFORE/scale-report.json AFTER/scale-report.json
 """
 
 from __future__ import annotations
@@ -39,6 +46,14 @@ import scale_corpus  # beside this script: run it as `python bench/scale_bench.p
 
 STAGE_SHARES = ((2048, 0.40, 2**20), (4096, 0.35, 2**21), (8192, 0.25, 2**21))  # (seq_len, share, batch)
 STAGE_FILL = 0.6  # stage budgets: this share of the corpus's estimated clean tokens
+# TinyLlama's shape: 3T trained tokens of about 1T unique, SlimPajama (no GitHub) : Starcoderdata, 0.69 : 0.31
+TINYLLAMA = {
+    "seq_len": 2048,
+    "repeat": 3.0,
+    "batch": 2**21,
+    "weights": {"slimpajama": 0.69, "starcoderdata": 0.31},
+}
+CLEAN_SHARE = 0.85  # about this share of a scale corpus's text survives filters and dedupe
 PRIORITY = {"slimpajama": 1, "starcoderdata": 3, "dolma": 0, "pile": 2}
 GLOBS = {
     "slimpajama": ("slimpajama", "**/*.jsonl.zst"),
@@ -56,31 +71,54 @@ DOCS_PER_PARTITION = 100_000
 # --- the recipe ---------------------------------------------------------------------------------------------
 
 
-def bytes_per_token(corpus: Path) -> float:
-    """Return the corpus tokenizer's bytes per token on its held-out sample."""
-    evaluation = json.loads((corpus / scale_corpus.TOKENIZER_DIR / "evaluation.json").read_text())
+def bytes_per_token(tokenizer: Path) -> float:
+    """Return a tokenizer's bytes per token on its held-out sample (its evaluation.json)."""
+    evaluation = json.loads((tokenizer / "evaluation.json").read_text())
     return float(evaluation["total"]["bytes_per_token"])
 
 
 def make_recipe(
-    corpus: Path, output: Path, truth: dict[str, Any], docs_per_partition: int = DOCS_PER_PARTITION
+    corpus: Path,
+    output: Path,
+    truth: dict[str, Any],
+    docs_per_partition: int = DOCS_PER_PARTITION,
+    shape: str = "curriculum",
+    tokenizer: Path | None = None,
+    stage_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Return the recipe of the scale build of `corpus` into `output`: every source, the default filters,
     exact + near dedupe (`docs_per_partition` per clustering partition, and per plan slice), the corpus's
-    tokenizer, and 2K/4K/8K stages sized from the corpus's text."""
-    tokens = truth["text_bytes"] / bytes_per_token(corpus) * STAGE_FILL
+    tokenizer (or `tokenizer`), and 2K/4K/8K stages sized from the corpus's text, or (`shape` "tinyllama")
+    TinyLlama's one 2K stage of SlimPajama and Starcoderdata, its budget `stage_tokens`, else 3× their
+    estimated clean tokens."""
+    tokenizer = tokenizer or corpus / scale_corpus.TOKENIZER_DIR
     text = {s: v["text_bytes"] for s, v in truth["sources"].items()}
-    weights = {s: round(n / sum(text.values()), 4) for s, n in text.items()}
-    stages = [
-        {
-            "name": f"ctx-{seq_len}",
-            "seq_len": seq_len,
-            "tokens": max(seq_len * 64, int(tokens * share)),
-            "tokens_per_batch": batch,
-            "weights": weights,
-        }
-        for seq_len, share, batch in STAGE_SHARES
-    ]
+    if shape == "tinyllama":
+        sources = list(TINYLLAMA["weights"])
+        clean = sum(text[s] for s in sources) / bytes_per_token(tokenizer) * CLEAN_SHARE
+        stages = [
+            {
+                "name": "pretrain-2k",
+                "seq_len": TINYLLAMA["seq_len"],
+                "tokens": stage_tokens or int(clean * TINYLLAMA["repeat"]),
+                "tokens_per_step": TINYLLAMA["batch"],
+                "weights": TINYLLAMA["weights"],
+            }
+        ]
+    else:
+        sources = list(truth["sources"])
+        tokens = truth["text_bytes"] / bytes_per_token(tokenizer) * STAGE_FILL
+        weights = {s: round(n / sum(text.values()), 4) for s, n in text.items()}
+        stages = [
+            {
+                "name": f"ctx-{seq_len}",
+                "seq_len": seq_len,
+                "tokens": max(seq_len * 64, int(tokens * share)),
+                "tokens_per_step": batch,
+                "weights": weights,
+            }
+            for seq_len, share, batch in STAGE_SHARES
+        ]
     return {
         "name": f"scale-{truth['bytes'] // 10**6}mb",
         "seed": 1234,
@@ -94,14 +132,14 @@ def make_recipe(
                 "paths": [str(corpus / source / GLOBS[source][1])],
                 "priority": PRIORITY[source],
             }
-            for source in truth["sources"]
+            for source in sources
         ],
         "dedupe": {
             "exact": True,
             "near": {"shingle_size": scale_corpus.SHINGLE, "bands": 14, "rows": 8},
             "docs_per_partition": docs_per_partition,
         },
-        "tokenizer": {"path": str(corpus / scale_corpus.TOKENIZER_DIR)},
+        "tokenizer": {"path": str(tokenizer)},
         "stages": stages,
     }
 
@@ -160,7 +198,7 @@ def run_one(recipe_data: dict[str, Any], workers: int) -> dict[str, Any]:
     import ray
     from rich.console import Console
 
-    from gristmill.pipelines.build import BuildOptions, run_build
+    from gristmill.pipelines.build.driver import BuildOptions, run_build
     from gristmill.pipelines.build.engine import init_ray
     from gristmill.pipelines.recipe import Recipe
 
@@ -265,12 +303,38 @@ def accounting(manifest: Any, truth: dict[str, Any]) -> dict[str, Any]:
     return rows
 
 
+def storage(manifest: Any, steps: list[dict[str, Any]], text_bytes: int) -> dict[str, Any]:
+    """Return what the build stored: shard bytes, tokens stored and trained, shard bytes per trained token,
+    and the bytes every step wrote per GB of the text its sources read."""
+    shard_bytes = sum(s.bytes for stage in manifest.stages for s in stage.shards)
+    trained = sum(stage.trained_tokens for stage in manifest.stages)
+    written = sum(s["written_mb"] for s in steps) * MB
+    return {
+        "shard_bytes": shard_bytes,
+        "stored_tokens": sum(stage.tokens for stage in manifest.stages),
+        "trained_tokens": trained,
+        "padding_tokens": sum(stage.padding_tokens for stage in manifest.stages),
+        "shard_bytes_per_trained_token": round(shard_bytes / trained, 4) if trained else None,
+        "written_gb_per_text_gb": round(written / text_bytes, 3),
+        "written_gb_per_text_gb_by_step": {
+            s["step"]: round(s["written_mb"] * MB / text_bytes, 3) for s in steps
+        },
+    }
+
+
 def measure(
-    corpus: Path, output: Path, workers: int, truth: dict[str, Any], docs_per_partition: int
+    corpus: Path,
+    output: Path,
+    workers: int,
+    truth: dict[str, Any],
+    docs_per_partition: int,
+    shape: str = "curriculum",
+    tokenizer: Path | None = None,
+    stage_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Build the corpus at `workers` and return every figure of the run."""
     build = output / f"build-w{workers}"
-    recipe = make_recipe(corpus, build, truth, docs_per_partition)
+    recipe = make_recipe(corpus, build, truth, docs_per_partition, shape, tokenizer, stage_tokens)
     result = run_one(recipe, workers)
     steps = step_figures(build, workers, result["monitor"])
     return {
@@ -285,9 +349,20 @@ def measure(
         "duplicates": planted_caught(build, truth),
         "accounting": accounting(result["manifest"], truth),
         "stages": [
-            {"seq_len": s.seq_len, "tokens": s.tokens, "shards": len(s.shards)}
+            {
+                "seq_len": s.seq_len,
+                "tokens": s.tokens,
+                "trained_tokens": s.trained_tokens,
+                "passes": s.passes,
+                "shards": len(s.shards),
+            }
             for s in result["manifest"].stages
         ],
+        "storage": storage(
+            result["manifest"],
+            steps,
+            sum(truth["sources"][s["name"]]["text_bytes"] for s in recipe["sources"]),
+        ),
         "recipe": recipe,
     }
 
@@ -346,12 +421,35 @@ def _header(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def _run_section(run: dict[str, Any]) -> list[str]:
+def cpu_figures(run: dict[str, Any], text_bytes: int) -> dict[str, Any]:
+    """Return a run's CPU seconds (all its steps' tasks), text MB per CPU second end to end, and each step's
+    share of the CPU seconds and its input MB per CPU second (from the report's steps; older reports too)."""
+    cpu = sum(s["cpu_seconds"] for s in run["steps"])
+    return {
+        "cpu_seconds": round(cpu, 1),
+        "text_mb_per_cpu_s": round(text_bytes / MB / cpu, 3) if cpu else 0.0,
+        "steps": {
+            s["step"]: {
+                "cpu_seconds": s["cpu_seconds"],
+                "share": round(s["cpu_seconds"] / cpu, 4) if cpu else 0.0,
+                "input_mb_per_cpu_s": round(s["input_mb"] / s["cpu_seconds"], 2) if s["cpu_seconds"] else 0.0,
+            }
+            for s in run["steps"]
+        },
+    }
+
+
+def _run_section(run: dict[str, Any], text_bytes: int) -> list[str]:
     """Return the Markdown of one worker count: steps, duplicates caught, accounting."""
+    cpu = cpu_figures(run, text_bytes)
+    tokenize = cpu["steps"].get("tokenize", {}).get("share", 0.0)
     lines = [
         f"## {run['workers']} worker(s): {run['wall_s']} s, end to end "
         f"{run['end_to_end_mb_per_s_per_core']} MB/s per core on disk "
         f"({run['end_to_end_text_mb_per_s_per_core']} MB/s of text), spilled {run['spilled_mb']} MB",
+        "",
+        f"CPU: {cpu['cpu_seconds']:,} s in the steps' tasks, {cpu['text_mb_per_cpu_s']} MB of text per CPU "
+        f"second end to end; tokenize {tokenize:.0%} of the CPU seconds.",
         "",
         "| step | tasks | span s | input MB | MB/s/core | MB/CPU-s | CPU/wall | largest task peak RSS MB "
         "| largest task's own MB | written MB | spilled MB |",
@@ -384,6 +482,17 @@ def _run_section(run: dict[str, Any]) -> list[str]:
             f"| {source} | {a['generated']:,} | {a['in']:,} | {a['kept']:,} | {a['filtered']:,} "
             f"({a['junk_planted']:,}) | {a['duplicate']:,} | {a['quarantined']:,} | {a['balanced']} |"
         )
+    if "storage" in run:
+        st = run["storage"]
+        lines += [
+            "",
+            f"Storage: {st['shard_bytes'] / MB:,.1f} MB of shards for {st['trained_tokens']:,} trained "
+            f"tokens ({st['stored_tokens']:,} stored, {st['padding_tokens']:,} padding): "
+            f"**{st['shard_bytes_per_trained_token']} shard bytes per trained token**; every step wrote "
+            f"{st['written_gb_per_text_gb']} GB per GB of text ("
+            + ", ".join(f"{k} {v}" for k, v in st["written_gb_per_text_gb_by_step"].items() if v)
+            + ").",
+        ]
     return [*lines, ""]
 
 
@@ -391,7 +500,7 @@ def markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown."""
     lines = _header(report)
     for run in report["runs"]:
-        lines += _run_section(run)
+        lines += _run_section(run, report["corpus"]["text_bytes"])
     if "scaling" in report:
         s = report["scaling"]
         lines.append(f"Scaling efficiency 1 → {s['workers']} workers: {s['efficiency']}")
@@ -436,7 +545,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     }
     report["runs"] = []
     for workers in [int(w) for w in args.workers.split(",")]:
-        report["runs"].append(measure(corpus, output, workers, truth, args.docs_per_partition))
+        tokenizer = Path(args.tokenizer).resolve() if args.tokenizer else None
+        report["runs"].append(
+            measure(
+                corpus,
+                output,
+                workers,
+                truth,
+                args.docs_per_partition,
+                args.shape,
+                tokenizer,
+                args.stage_tokens,
+            )
+        )
         if not args.keep:
             shutil.rmtree(output / f"build-w{workers}")
     if (s := scaling(report["runs"])) is not None:
@@ -476,6 +597,47 @@ def compare_key(args: argparse.Namespace, key: str) -> None:
         print(f"| {step} | " + " | ".join(f"{p:,.0f}" if p else "-" for p in peaks) + f" | {spread} |")
 
 
+def cmd_gain(args: argparse.Namespace) -> None:
+    """Print, per worker count, text MB per CPU second end to end and per step in two reports of one corpus
+    (before and after), and the ratio."""
+    before, after = (json.loads(Path(p).read_text()) for p in (args.before, args.after))
+    if (
+        before["corpus"]["bytes"] != after["corpus"]["bytes"]
+        or before["corpus"]["seed"] != after["corpus"]["seed"]
+    ):
+        raise SystemExit("the two reports are of different corpora")
+    text = after["corpus"]["text_bytes"]
+    print(
+        f"{text / MB:,.0f} MB of text; CPU seconds of the steps' tasks (wall time is not compared); "
+        "steps of at least 1% of the CPU\n"
+    )
+    print("| workers | figure | before | after | after / before |")
+    print("|---:|---|---:|---:|---:|")
+    for old in before["runs"]:
+        new = next((r for r in after["runs"] if r["workers"] == old["workers"]), None)
+        if new is None:
+            continue
+        a, b = cpu_figures(old, text), cpu_figures(new, text)
+        w = old["workers"]
+        print(
+            f"| {w} | CPU seconds, all steps | {a['cpu_seconds']:,} | {b['cpu_seconds']:,} | "
+            f"{b['cpu_seconds'] / a['cpu_seconds']:.3f} |"
+        )
+        print(
+            f"| {w} | **text MB per CPU second, end to end** | {a['text_mb_per_cpu_s']} | "
+            f"{b['text_mb_per_cpu_s']} | **{b['text_mb_per_cpu_s'] / a['text_mb_per_cpu_s']:.3f}** |"
+        )
+        for step, fig in a["steps"].items():
+            now = b["steps"].get(step)
+            if now is None or max(fig["share"], now["share"]) < 0.01:  # the small steps: in the reports
+                continue
+            ratio = now["input_mb_per_cpu_s"] / fig["input_mb_per_cpu_s"] if fig["input_mb_per_cpu_s"] else 0
+            print(
+                f"| {w} | {step}: input MB per CPU second (share of CPU) | {fig['input_mb_per_cpu_s']} "
+                f"({fig['share']:.1%}) | {now['input_mb_per_cpu_s']} ({now['share']:.1%}) | {ratio:.3f} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -494,6 +656,11 @@ def main() -> None:
     run.add_argument("--output", help="default: <corpus>-runs")
     run.add_argument("--keep", action="store_true", help="keep the builds")
     run.add_argument("--docs-per-partition", type=int, default=DOCS_PER_PARTITION)
+    run.add_argument("--shape", choices=["curriculum", "tinyllama"], default="curriculum")
+    run.add_argument("--tokenizer", help="tokenizer directory (with evaluation.json); default: the corpus's")
+    run.add_argument(
+        "--stage-tokens", type=int, help="--shape tinyllama: the stage's budget (default: 3× est.)"
+    )
     run.set_defaults(func=cmd_run)
     again = commands.add_parser("report", help="print a JSON report as Markdown")
     again.add_argument("report")
@@ -501,6 +668,10 @@ def main() -> None:
     compare = commands.add_parser("compare", help="peak task RSS per step across reports")
     compare.add_argument("reports", nargs="+")
     compare.set_defaults(func=cmd_compare)
+    gain = commands.add_parser("gain", help="text MB per CPU second before and after, one corpus")
+    gain.add_argument("before")
+    gain.add_argument("after")
+    gain.set_defaults(func=cmd_gain)
     args = parser.parse_args()
     args.func(args)
 

@@ -8,7 +8,9 @@ Measures, on the same tokens:
   3. time to the first batch on a build of 10,000 tiny shards (gristmill) / 10,000 chunks (litdata).
 
 MosaicML streaming was tried too: its wheel needs a CUDA torch and torchvision, so it does not install
-next to the CPU torch here. Run: python bench/stream_bench.py [--rows 8192] [--seq-len 2048]
+next to the CPU torch here. litdata is installed apart from the `bench` extra, without its dependencies
+(`pip install --no-deps 'litdata==0.2.76'`; the extra lists those it imports): its torchvision would
+replace the tested torch. Run: python bench/stream_bench.py [--rows 8192] [--seq-len 2048]
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ from local_s3 import LocalS3, local_s3_server  # beside this script
 
 from gristmill.shards.format import ShardMeta, shard_schema
 from gristmill.shards.loader import ShardStream
-from gristmill.shards.manifest import Manifest, ShardEntry, SourceEntry, StageEntry, write_manifest
+from gristmill.shards.manifest import (
+    Manifest,
+    ShardEntry,
+    SourceEntry,
+    SourceRows,
+    StageEntry,
+    write_manifest,
+)
 
 MICRO_BATCH_ROWS = 16
 CREDENTIALS = {"key": "testing", "secret": "testing"}
@@ -49,14 +58,23 @@ def synthetic_rows(n: int, seq_len: int, seed: int) -> tuple[np.ndarray, np.ndar
     return tokens, list_offsets, np.concatenate(values).astype(np.int32)
 
 
-def write_build(root: Path, n_rows: int, seq_len: int, shard_rows: int, seed: int = 0) -> np.ndarray:
-    """Write a one-stage gristmill build; return its tokens (n_rows, L+1) for the baseline to write."""
-    meta = ShardMeta(seq_len=seq_len, pad_id=0, eos_id=2, tokenizer_hash="bench")
+def write_build(
+    root: Path,
+    n_rows: int,
+    seq_len: int,
+    shard_rows: int,
+    seed: int = 0,
+    token_type: str = "uint16",
+    passes: int = 1,
+) -> np.ndarray:
+    """Write a one-stage gristmill build whose walk visits each row `passes` times (epochs by reference);
+    return its tokens (n_rows, L+1) for the baseline to write."""
+    meta = ShardMeta(seq_len=seq_len, pad_id=0, eos_id=2, tokenizer_hash="bench", token_type=token_type)
     schema = shard_schema(meta)
     tokens, list_offsets, values = synthetic_rows(n_rows, seq_len, seed)
     stage_dir = root / "stage"
     stage_dir.mkdir(parents=True)
-    batch_rows = max(1, (4 << 20) // ((seq_len + 1) * 4))
+    batch_rows = max(1, (4 << 20) // ((seq_len + 1) * schema.field("tokens").type.value_type.byte_width))
     entries = []
     for i, a in enumerate(range(0, n_rows, shard_rows)):
         b = min(n_rows, a + shard_rows)
@@ -67,7 +85,9 @@ def write_build(root: Path, n_rows: int, seq_len: int, shard_rows: int, seed: in
                 offs = list_offsets[c : d + 1] - list_offsets[c]
                 docs = values[list_offsets[c] : list_offsets[d]]
                 columns = [
-                    pa.FixedSizeListArray.from_arrays(pa.array(tokens[c:d].reshape(-1)), seq_len + 1),
+                    pa.FixedSizeListArray.from_arrays(
+                        pa.array(tokens[c:d].reshape(-1), schema.field("tokens").type.value_type), seq_len + 1
+                    ),
                     pa.ListArray.from_arrays(pa.array(offs), pa.array(docs)),
                     pa.array(np.zeros(d - c, np.uint8)),
                 ]
@@ -79,22 +99,16 @@ def write_build(root: Path, n_rows: int, seq_len: int, shard_rows: int, seed: in
                 rows=b - a,
                 tokens=(b - a) * seq_len,
                 source_tokens={"web": (b - a) * seq_len},
+                source_rows=[
+                    SourceRows(
+                        source="web", rows=b - a, passes=passes, trained_tokens=passes * (b - a) * seq_len
+                    )
+                ],
                 xxh3=xxhash.xxh3_64_hexdigest(data),
                 bytes=len(data),
             )
         )
-    stage = StageEntry(
-        name="stage",
-        seq_len=seq_len,
-        tokens_per_batch=MICRO_BATCH_ROWS * seq_len,
-        rows=n_rows,
-        tokens=n_rows * seq_len,
-        padding_tokens=0,
-        split_documents=0,
-        source_tokens={"web": n_rows * seq_len},
-        sampling={"web": 1.0},
-        shards=entries,
-    )
+    stage = StageEntry.of_shards("stage", 1, seq_len, MICRO_BATCH_ROWS * seq_len, entries, {"web": 1.0})
     source = SourceEntry(name="web", format="jsonl", kind="web", priority=0)
     write_manifest(
         str(root),
@@ -140,7 +154,7 @@ def write_litdata(root: Path, tokens: np.ndarray, rows_per_chunk: int) -> None:
 def gristmill_pass(build: str, seq_len: int, **options) -> tuple[float, float, int]:
     """Return (seconds to first batch, seconds for the whole pass, input tokens yielded)."""
     start = time.perf_counter()
-    stream = ShardStream(build, tokens_per_batch=MICRO_BATCH_ROWS * seq_len, seed=1, **options)
+    stream = ShardStream(build, micro_batch_tokens=MICRO_BATCH_ROWS * seq_len, seed=1, **options)
     first, tokens = None, 0
     for batch in stream:
         first = first or time.perf_counter() - start
@@ -184,6 +198,25 @@ def report(name: str, first: float, total: float, tokens: int, baseline: float |
     return rate
 
 
+def loader_only(args: argparse.Namespace) -> None:
+    """Time gristmill's loader alone, warm, on the same tokens yielded: rows stored as int32, as uint16, and
+    a third of them stored as uint16 and visited three times; best of three passes each."""
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    L = args.seq_len
+    variants = {
+        "int32, every row once": ("i32", args.rows, "int32", 1),
+        "uint16, every row once": ("u16", args.rows, "uint16", 1),
+        "uint16, a third stored, 3 passes": ("u16x3", args.rows // 3, "uint16", 3),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (folder, rows, token_type, passes) in variants.items():
+            build = Path(tmp) / folder
+            write_build(build, rows, L, args.shard_rows, token_type=token_type, passes=passes)
+            gristmill_pass(str(build), L)  # verifies the checksums once
+            best = min((gristmill_pass(str(build), L) for _ in range(3)), key=lambda r: r[1])
+            report(f"gristmill, {name}", *best)
+
+
 def main() -> None:
     """Run the three measurements and print a table with ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -192,12 +225,27 @@ def main() -> None:
     parser.add_argument("--shard-rows", type=int, default=512)
     parser.add_argument("--tiny-shards", type=int, default=10_000)
     parser.add_argument("--skip-s3", action="store_true")
+    parser.add_argument(
+        "--loader-only",
+        action="store_true",
+        help="only gristmill's loader, local: int32 rows once, uint16 rows once, uint16 rows stored once "
+        "and visited 3 times (epochs by reference), the same tokens yielded in each",
+    )
     args = parser.parse_args()
+    if args.loader_only:
+        loader_only(args)
+        return
     print(
         f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
         f"python {sys.version.split()[0]}, pyarrow {pa.__version__}"
     )
-    import litdata
+    try:
+        import litdata
+    except ModuleNotFoundError:
+        sys.exit(
+            "the litdata baseline is not installed: pip install -e '.[bench]' && pip install --no-deps "
+            "'litdata==0.2.76' (without --no-deps, litdata's torchvision would replace the tested torch)"
+        )
 
     print(f"baseline: litdata {litdata.__version__} (StreamingDataset + TokensLoader, shuffle=True)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -252,7 +300,7 @@ def main() -> None:
         tiny = write_build(tmp / "gm-tiny", 4 * n, 128, 4)
         write_litdata(tmp / "lit-tiny", tiny, 4)
         start = time.perf_counter()
-        stream = ShardStream(str(tmp / "gm-tiny"), tokens_per_batch=MICRO_BATCH_ROWS * 128, seed=1)
+        stream = ShardStream(str(tmp / "gm-tiny"), micro_batch_tokens=MICRO_BATCH_ROWS * 128, seed=1)
         next(iter(stream))
         gm_first = time.perf_counter() - start
         lit_first = litdata_pass(str(tmp / "lit-tiny"), 128, limit=1, cache_dir=str(tmp / "lit-tiny-cache"))[

@@ -40,7 +40,7 @@ from gristmill.trainer.parallelize import apply_fsdp, data_parallel_mesh
 from gristmill.trainer.train import to_device
 
 GIB = 2**30
-TOKENS_PER_BATCH = 16384
+MICRO_BATCH_TOKENS = 16384
 
 
 @dataclass
@@ -96,7 +96,9 @@ def micro_batches(build: str, seq_len: int, count: int, device: torch.device) ->
     if stage is None:
         sys.exit(f"{build}: no stage of sequence length {seq_len}; pass --seq-lens with the build's lengths")
     stream = ShardStream(
-        build, tokens_per_batch=TOKENS_PER_BATCH, curriculum=[(stage.name, max(stage.rows, 1) * seq_len * 4)]
+        build,
+        micro_batch_tokens=MICRO_BATCH_TOKENS,
+        curriculum=[(stage.name, max(stage.rows, 1) * seq_len * 4)],
     )
     batches = []
     for batch in stream:
@@ -129,14 +131,14 @@ def measure(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     torch.cuda.synchronize(device)
-    rate = steps * TOKENS_PER_BATCH / (time.perf_counter() - start)
+    rate = steps * MICRO_BATCH_TOKENS / (time.perf_counter() - start)
     peak = peak_tflops(device, None)
     mfu = rate * flops_per_token(config, seq_len) / (peak * 1e12) if peak else None
     result = Measurement(
         config.name,
         variant,
         seq_len,
-        TOKENS_PER_BATCH // seq_len,
+        MICRO_BATCH_TOKENS // seq_len,
         rate,
         mfu,
         torch.cuda.max_memory_allocated(device) / GIB,

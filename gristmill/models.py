@@ -61,3 +61,36 @@ def read_yaml(path: str, what: str) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError(f"invalid YAML: {problem}", path=path, where=where) from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse a `--set key.path=value` command-line override; the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} is not of the form key.path=value")
+    return key.strip(), yaml.safe_load(raw)
+
+
+def apply_overrides(data: Any, overrides: dict[str, Any] | None) -> Any:
+    """Set each dotted field path of `overrides` (e.g. `stages.0.tokens`: list items by index) in the parsed
+    config mapping `data`, creating mappings on the way; return `data` (unchanged when it is no mapping).
+
+    Raises ConfigError naming the path when it runs through a value that is neither mapping nor list, or an
+    index the list does not have."""
+    if not isinstance(data, dict):
+        return data
+    for dotted, value in (overrides or {}).items():
+        node: Any = data
+        keys = dotted.split(".")
+        try:
+            for key in keys[:-1]:
+                node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+            if isinstance(node, list):
+                node[int(keys[-1])] = value
+            elif isinstance(node, dict):
+                node[keys[-1]] = value
+            else:
+                raise TypeError(f"{type(node).__name__} has no fields")
+        except (ValueError, IndexError, TypeError, AttributeError) as e:
+            raise ConfigError(f"cannot set {dotted}: {e}", where=dotted) from None
+    return data

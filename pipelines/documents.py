@@ -1,4 +1,9 @@
-"""The build's document files: parquet with id, text, source, subset and metadata (JSON), atomic."""
+"""The build's document files: parquet with id, text, source, subset, origin (file and record) and metadata
+(JSON), atomic.
+
+`file` and `record` say where a document came from (`FormatReader.with_origin`: the input file relative to
+its source pattern, and the line or row in it); a document with no origin in its metadata (one a recipe step
+made) has them null."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
 
+from gristmill.pipelines.readers.base import ORIGIN_FILE, ORIGIN_RECORD
 from gristmill.storage import atomic_write, filesystem
 
 DOCUMENT_SCHEMA = pa.schema(
@@ -18,6 +24,8 @@ DOCUMENT_SCHEMA = pa.schema(
         pa.field("source", pa.string(), nullable=False),
         pa.field("subset", pa.string(), nullable=False),
         pa.field("metadata", pa.string(), nullable=False),
+        pa.field("file", pa.string()),
+        pa.field("record", pa.int64()),
     ]
 )
 _ROW_GROUP_BYTES = 32 << 20
@@ -42,6 +50,8 @@ class DocumentFileWriter:
         self._rows["text"].append(doc.text)
         self._rows["source"].append(meta.pop("source"))
         self._rows["subset"].append(meta.pop("subset"))
+        self._rows["file"].append(meta.pop(ORIGIN_FILE, None))
+        self._rows["record"].append(meta.pop(ORIGIN_RECORD, None))
         self._rows["metadata"].append(json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str))
         self._bytes += len(doc.text)
         self.count += 1
@@ -74,4 +84,6 @@ def read_documents(path: str, columns: list[str] | None = None) -> Iterator[Docu
             for row in batch.to_pylist():
                 meta = json.loads(row.get("metadata") or "{}")
                 meta["source"], meta["subset"] = row["source"], row["subset"]
+                if row.get("file") is not None:
+                    meta[ORIGIN_FILE], meta[ORIGIN_RECORD] = row["file"], row["record"]
                 yield Document(text=row.get("text", ""), id=row.get("id", ""), metadata=meta)

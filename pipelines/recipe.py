@@ -1,4 +1,10 @@
-"""The recipe: a YAML file, validated by pydantic, that says everything a build does."""
+"""The recipe: a YAML file, validated by pydantic, that says everything a build does.
+
+The top of the config layer (`gristmill.pipelines.config`): it imports no step, rule set or reader. What
+depends on the readers — each subset's resolved filter profile (`filters.profiles.resolved_profiles`),
+warnings about subsets a corpus does not have (`readers.excluded_subset_warnings`) — is resolved by functions
+outside it, never inside a validator.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,12 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, field_validator, model_validator
 
-from gristmill.errors import ConfigError
-from gristmill.models import StrictModel, read_yaml, validated
-from gristmill.pipelines.filters.config import RULE_SETS, FiltersConfig
-from gristmill.pipelines.steps.dedupe.config import DedupeConfig
+from gristmill.models import StrictModel, apply_overrides, read_yaml, validated
+from gristmill.pipelines.config.decontam import DecontamConfig
+from gristmill.pipelines.config.dedupe import DedupeConfig
+from gristmill.pipelines.config.filters import RULE_SETS, FiltersConfig
 from gristmill.streams import MAX_RECORD_BYTES
 from gristmill.tokenizer.config import TokenizerConfig
 
@@ -40,8 +45,8 @@ class SourceConfig(StrictModel):
     paths: list[str] = Field(min_length=1, description="files, folders or globs; local or fsspec URLs")
     kind: Literal["text", "code"] | None = Field(
         None,
-        description="what the source mostly is (code for starcoder, else text): subsets that neither "
-        "`profiles` nor the reader's defaults name get the `web` (text) or `code` profile",
+        description="what the source mostly is (default: code for starcoder, else text): subsets that "
+        "neither `profiles` nor the reader's defaults name get the `web` (text) or `code` profile",
     )
     profiles: dict[str, str] = Field(
         default_factory=dict,
@@ -70,27 +75,12 @@ class SourceConfig(StrictModel):
         return [os.path.expandvars(p) for p in v]
 
     @model_validator(mode="after")
-    def _defaults(self) -> SourceConfig:
+    def _kind(self) -> SourceConfig:
         if self.kind is None:
             self.kind = "code" if self.format == "starcoder" else "text"
-        self.profiles = resolved_profiles(self.format, self.kind, self.profiles)
         if self.fields is not None and self.format not in ("jsonl", "parquet"):
             raise ValueError(f"`fields` applies to the generic formats jsonl/parquet, not {self.format!r}")
         return self
-
-    def profile_for(self, subset: str) -> str:
-        """Return the filter profile of `subset`: the first of the resolved `profiles` patterns it matches."""
-        from gristmill.pipelines.filters.profiles import match_profile
-
-        return match_profile(self.profiles, subset) or _FALLBACK_PROFILE[self.kind or "text"]
-
-    def unknown_excluded_subsets(self) -> list[str]:
-        """Return the `exclude_subsets` names that the reader's corpus is not known to have (empty when the
-        format's subsets are not a fixed list, as for starcoder and the generic formats)."""
-        from gristmill.pipelines.readers import READERS
-
-        known = READERS[self.format].known_subsets
-        return [] if known is None else [s for s in self.exclude_subsets if s not in known]
 
     def wants_subset(self, subset: str) -> bool:
         """Return True when documents of `subset` are to be read."""
@@ -99,29 +89,23 @@ class SourceConfig(StrictModel):
         return self.include_subsets is None or subset in self.include_subsets
 
 
-_FALLBACK_PROFILE = {"text": "web", "code": "code"}
-
-
-def resolved_profiles(fmt: str, kind: str, given: dict[str, str]) -> dict[str, str]:
-    """Return a source's subset → profile patterns in the order they are tried: the recipe's own, then the
-    reader's defaults for `fmt`, then `*` by `kind` (resolving an already resolved map changes nothing)."""
-    from gristmill.pipelines.readers import READERS
-
-    resolved = dict(given)
-    for pattern, profile in READERS[fmt].default_profiles.items():
-        resolved.setdefault(pattern, profile)
-    resolved.setdefault("*", _FALLBACK_PROFILE[kind])
-    return resolved
-
-
 class StageRecipe(StrictModel):
     """One curriculum stage: rows of `seq_len` tokens, a token budget, and the mixture of sources."""
 
     name: str
     seq_len: int = Field(ge=16, le=1 << 20)
     tokens: int = Field(gt=0, description="token budget of the stage")
-    tokens_per_batch: int = Field(gt=0, description="tokens per optimizer step while training on this stage")
+    tokens_per_step: int = Field(
+        gt=0, description="tokens per optimizer step (all devices) while training on this stage"
+    )
     weights: dict[str, float] = Field(min_length=1, description="source name → share of the stage's tokens")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "tokens_per_batch" in data:
+            raise ValueError("`tokens_per_batch` is now called `tokens_per_step` (tokens per optimizer step)")
+        return data
 
     @field_validator("weights")
     @classmethod
@@ -132,10 +116,10 @@ class StageRecipe(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _batch(self) -> StageRecipe:
-        if self.tokens_per_batch % self.seq_len:
+    def _step(self) -> StageRecipe:
+        if self.tokens_per_step % self.seq_len:
             raise ValueError(
-                f"tokens_per_batch ({self.tokens_per_batch}) must be a multiple of seq_len ({self.seq_len})"
+                f"tokens_per_step ({self.tokens_per_step}) must be a multiple of seq_len ({self.seq_len})"
             )
         return self
 
@@ -226,6 +210,7 @@ class Recipe(StrictModel):
     ingest_steps: list[IngestStepConfig] = Field(
         default_factory=list, description="datatrove steps added to the ingest chain, at their `after` places"
     )
+    decontam: DecontamConfig = DecontamConfig()
     dedupe: DedupeConfig = DedupeConfig()
     tokenizer: TokenizerConfig | None = None
     stages: list[StageRecipe] = Field(default_factory=list)
@@ -280,18 +265,6 @@ class Recipe(StrictModel):
             raise ValueError("stages need a `tokenizer` (a path to one, or `train` settings)")
         return self
 
-    def warnings(self) -> list[str]:
-        """Return what is valid but probably a mistake: `exclude_subsets` names the corpus does not have."""
-        out = []
-        for i, source in enumerate(self.sources):
-            unknown = source.unknown_excluded_subsets()
-            if unknown:
-                out.append(
-                    f"sources.{i}.exclude_subsets: {unknown} are not subsets of the {source.format} "
-                    "corpus; the build fails after ingest if no file has them"
-                )
-        return out
-
     def source(self, name: str) -> SourceConfig:
         """Return the source called `name`."""
         for s in self.sources:
@@ -300,34 +273,11 @@ class Recipe(StrictModel):
         raise KeyError(name)
 
 
-def _apply_override(data: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node: Any = data
-    for key in keys[:-1]:
-        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-    last = keys[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-
-
 def parse_recipe(data: Any, path: str = "<recipe>", overrides: dict[str, Any] | None = None) -> Recipe:
     """Validate a parsed recipe mapping; raise ConfigError naming each bad field and what was expected."""
-    if isinstance(data, dict):
-        for dotted, value in (overrides or {}).items():
-            _apply_override(data, dotted, value)
-    return validated(Recipe, data, path, "recipe")
+    return validated(Recipe, apply_overrides(data, overrides), path, "recipe")
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read and validate a recipe file; `overrides` maps dotted field paths (e.g. `output`) to values."""
     return parse_recipe(read_yaml(str(path), "recipe"), str(path), overrides)
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Parse a `--set key.path=value` command-line override; the value is read as YAML."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {text!r} is not of the form key.path=value")
-    return key.strip(), yaml.safe_load(raw)

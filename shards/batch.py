@@ -1,7 +1,8 @@
 """Turn packed rows into what a trainer step needs: inputs, targets, loss mask, position ids, cu_seqlens.
 
 A row holds L + 1 tokens; inputs are tokens[:L] and targets tokens[1:]. Its doc_offsets o_0 = 0 < o_1 < … <
-o_m = u give the documents [o_k, o_k+1); tokens from u on are padding.
+o_m = u give the documents [o_k, o_k+1); tokens from u on are padding. A row whose documents were all taken
+down (`gristmill shards takedown`) has doc_offsets [0]: u = 0, all padding, no loss.
 
 Loss: input position j predicts token j + 1, and is trained (loss_mask True, target kept) unless
   - j + 1 ≥ u: the target is padding; or
@@ -33,7 +34,7 @@ def micro_batch(
     """Return input_ids, targets, loss_mask, position_ids (B, L), cu_seqlens (int32) and max_seqlen.
 
     tokens: (B, L+1) int; offsets: every row's doc_offsets concatenated; counts: (B,) offsets per row.
-    Raises ValueError when a row's doc_offsets are not 0 < … strictly increasing ≤ L+1.
+    Raises ValueError when a row's doc_offsets are not 0 < … strictly increasing ≤ L+1 (or just [0]).
     """
     n_rows, width = tokens.shape
     seq_len = width - 1
@@ -82,7 +83,7 @@ def micro_batch(
 def _check_offsets(
     offsets: np.ndarray, counts: np.ndarray, firsts: np.ndarray, row_of: np.ndarray, width: int
 ) -> None:
-    bad = counts < 2
+    bad = counts < 1
     ok_rows = ~bad
     bad[ok_rows] |= offsets[firsts[ok_rows]] != 0
     step_bad = np.diff(offsets) <= 0

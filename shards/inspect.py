@@ -8,7 +8,7 @@ from rich.table import Table
 
 from gristmill.errors import InputError
 from gristmill.shards.manifest import Manifest, StageEntry
-from gristmill.shards.reader import Row, ShardReader
+from gristmill.shards.reader import Row, open_shard
 
 
 def padding_rate(stage: StageEntry) -> float:
@@ -21,24 +21,28 @@ def padding_rate(stage: StageEntry) -> float:
 def build_summary(manifest: Manifest) -> dict:
     """Return the build's stages as JSON-ready data: sizes, padding and split rates, mixture and sampling."""
     stages = []
-    for i, stage in enumerate(manifest.stages, 1):
+    for stage in manifest.stages:
         stages.append(
             {
-                "index": i,
+                "number": stage.number,
                 "name": stage.name,
                 "seq_len": stage.seq_len,
                 "shards": len(stage.shards),
                 "rows": stage.rows,
                 "tokens": stage.tokens,
+                "trained_rows": stage.trained_rows,
+                "trained_tokens": stage.trained_tokens,
                 "padding_tokens": stage.padding_tokens,
                 "padding_rate": padding_rate(stage),
                 "split_documents": stage.split_documents,
-                "tokens_per_batch": stage.tokens_per_batch,
+                "tokens_per_step": stage.tokens_per_step,
                 "bytes": sum(s.bytes for s in stage.shards),
                 "sources": {
                     name: {
                         "tokens": n,
-                        "share": n / stage.tokens if stage.tokens else 0.0,
+                        "trained_tokens": stage.source_trained_tokens.get(name, 0),
+                        "share": stage.source_trained_tokens.get(name, 0) / max(stage.trained_tokens, 1),
+                        "passes": stage.passes.get(name),
                         "sampling": stage.sampling.get(name),
                     }
                     for name, n in stage.source_tokens.items()
@@ -59,16 +63,18 @@ def build_summary(manifest: Manifest) -> dict:
 def stage_table(summary: dict) -> Table:
     """Return a rich table with a line per stage."""
     table = Table(title=f"build {summary['name']}: stages")
-    for column in ("#", "stage", "L", "shards", "rows", "tokens", "padding", "split docs", "size"):
+    columns = ("#", "stage", "L", "shards", "rows", "tokens", "trained", "padding", "split docs", "size")
+    for column in columns:
         table.add_column(column, justify="left" if column == "stage" else "right")
     for s in summary["stages"]:
         table.add_row(
-            str(s["index"]),
+            str(s["number"]),
             s["name"],
             str(s["seq_len"]),
             str(s["shards"]),
             f"{s['rows']:,}",
             f"{s['tokens']:,}",
+            f"{s['trained_tokens']:,}",
             f"{s['padding_rate']:.3%}",
             f"{s['split_documents']:,}",
             f"{s['bytes'] / 2**20:,.1f} MiB",
@@ -77,8 +83,8 @@ def stage_table(summary: dict) -> Table:
 
 
 def mixture_table(summary: dict) -> Table:
-    """Return a rich table of tokens, share and sampling factor per source and stage."""
-    table = Table(title="mixture: tokens (share) and sampling factor per source")
+    """Return a rich table of trained tokens, share, passes and sampling factor per source and stage."""
+    table = Table(title="mixture: tokens trained (share), passes over the stored rows, sampling")
     table.add_column("source")
     for s in summary["stages"]:
         table.add_column(s["name"], justify="right")
@@ -89,7 +95,8 @@ def mixture_table(summary: dict) -> Table:
             cells.append(
                 "—"
                 if entry is None
-                else f"{entry['tokens']:,} ({entry['share']:.1%}) ×{entry['sampling']:.2f}"
+                else f"{entry['trained_tokens']:,} ({entry['share']:.1%}) "
+                f"×{entry['passes']:.2f} ×{entry['sampling']:.2f}"
             )
         table.add_row(name, *cells)
     return table
@@ -97,10 +104,10 @@ def mixture_table(summary: dict) -> Table:
 
 def find_stage(manifest: Manifest, stage: str) -> StageEntry:
     """Return the stage named `stage`, or numbered so (from 1); raise InputError listing the stages."""
-    for i, entry in enumerate(manifest.stages, 1):
-        if stage in (entry.name, str(i)):
+    for entry in manifest.stages:
+        if stage in (entry.name, str(entry.number)):
             return entry
-    known = ", ".join(f"{i} ({s.name})" for i, s in enumerate(manifest.stages, 1)) or "none"
+    known = ", ".join(f"{s.number} ({s.name})" for s in manifest.stages) or "none"
     raise InputError(f"no stage {stage!r}; the stages are {known}")
 
 
@@ -125,8 +132,9 @@ def locate_row(stage: StageEntry, row: int) -> RowLocation:
 
 def read_row(build: str, manifest: Manifest, stage: str, row: int) -> tuple[RowLocation, Row]:
     """Return the location and content of row `row` of `stage` (name or number)."""
-    where = locate_row(find_stage(manifest, stage), row)
-    return where, ShardReader(build.rstrip("/") + "/" + where.shard).row(where.row)
+    found = find_stage(manifest, stage)
+    where = locate_row(found, row)
+    return where, open_shard(build.rstrip("/") + "/" + where.shard, seq_len=found.seq_len).row(where.row)
 
 
 def render_row(row: Row, decode, eos_id: int, source: str) -> str:

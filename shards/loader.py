@@ -3,9 +3,12 @@
 `ShardStream` is the framework-free iterator (numpy micro-batches); `gristmill.shards.torch_dataset` wraps
 it as a torch IterableDataset. The order of samples is fixed by (manifest, seed, curriculum) alone — see
 `partition` for how global batches are cut and `shuffle` for the stateless permutation — so the state is
-small: (stage, positions consumed in it, seed, manifest hash, holdout).
+small: (walk, positions consumed in it, seed, walk hash, holdout); a walk is one leg of the run's
+curriculum (`curriculum.Curriculum.walks`). The walk hash (`Manifest.walk_hash`) covers what the walks
+depend on — stages, shard row counts, source blocks — and not checksums or token counts, so a state saved
+before a takedown (which rewrites shards but keeps every row in place) resumes after it.
 
-Held-out rows: `holdout_rows` holds a fixed set of rows of a stage out of training (see `partition.Holdout`;
+Held-out rows: `holdout_rows` holds a fixed set of rows of a stage out of training (see `visits.StageVisits`;
 the set depends only on the build, the stage and the count, not on the seed). The training stream never
 yields them, in any epoch; a stream made with the same `holdout_rows` and `held_out=True` walks exactly
 them, e.g. for evaluation.
@@ -34,17 +37,20 @@ from gristmill.shards.batch import micro_batch
 from gristmill.shards.curriculum import Curriculum
 from gristmill.shards.manifest import StageEntry, manifest_path, read_manifest
 from gristmill.shards.partition import (
+    SHUFFLE_BLOCK_ROWS,
+    SHUFFLE_WINDOW_BLOCKS,
     Position,
     StageWalk,
     advance,
     global_batches,
     normalise,
     rank_positions,
+    walk_rows,
 )
-from gristmill.shards.shuffle import derive_key, shuffled_rows
 from gristmill.shards.source import ShardSource
 
-STATE_VERSION = 1
+STATE_VERSION = 3  # 2: the place in the curriculum is `walk` (was `stage_index`); 3: pins `walk_hash`
+# (was `manifest_hash`, which a takedown changes)
 _LOOKAHEAD_BATCHES = 4  # read-ahead horizon, in this worker's micro-batches
 _ROWS_CHUNK = 64  # micro-batches whose rows are computed in one shuffle call
 
@@ -76,9 +82,9 @@ class ShardStream:
 
     Each micro-batch is a dict: input_ids, targets, position_ids (B, L) `token_dtype`; loss_mask (B, L)
     bool; cu_seqlens (segments + 1,) int32 and max_seqlen (see `gristmill.shards.batch`); row_ids (B,)
-    the rows' indices in their stage; stage (name), stage_index, seq_len, and position (the global
-    batch's first position in the stage stream). B = tokens_per_batch // L, so tokens per batch stay
-    constant across stages. Each iteration starts at the start (or loaded) state.
+    the rows' indices in their stage; stage (name), walk (its leg of the curriculum), seq_len, and position
+    (the global batch's first position in the walk). B = micro_batch_tokens // L, so a micro-batch holds
+    the same tokens in every stage. Each iteration starts at the start (or loaded) state.
 
     `holdout_rows` (rows of every stage, or {stage name: rows}) holds rows out of training; with
     `held_out=True` the stream walks only those rows (one epoch of them by default).
@@ -93,7 +99,7 @@ class ShardStream:
         self,
         build: str,
         *,
-        tokens_per_batch: int,
+        micro_batch_tokens: int,
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
@@ -103,8 +109,8 @@ class ShardStream:
         cache_max_bytes: int | None = None,
         read_ahead: int = 2,
         verify: bool = True,
-        shuffle_block_rows: int = 256,
-        shuffle_window_blocks: int = 8,
+        shuffle_block_rows: int = SHUFFLE_BLOCK_ROWS,
+        shuffle_window_blocks: int = SHUFFLE_WINDOW_BLOCKS,
         cross_document_targets: bool = False,
         token_dtype: type = np.int64,
         holdout_rows: int | Mapping[str, int] = 0,
@@ -114,7 +120,7 @@ class ShardStream:
             raise ConfigError(f"rank {rank} is not in [0, world_size={world_size})", where="rank")
         self.build = build
         self.manifest = read_manifest(build, **(storage_options or {}))
-        self.manifest_hash = self.manifest.computed_hash()
+        self.walk_hash = self.manifest.walk_hash()
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.curriculum = Curriculum(self.manifest, holdout_rows)
         if held_out and not self.curriculum.holdouts:
@@ -122,9 +128,8 @@ class ShardStream:
                 "held_out=True walks the held-out rows, but holdout_rows holds none out", where="holdout_rows"
             )
         self.held_out = held_out
-        self.plans = self.curriculum.walks(tokens_per_batch, curriculum, held_out)
-        stages = {s.name: s for s in self.manifest.stages}
-        self._index = [_StageIndex(stages[p.name], manifest_path(build)) for p in self.plans]
+        self.walks = self.curriculum.walks(micro_batch_tokens, curriculum, held_out)
+        self._index = [_StageIndex(self.curriculum.stage(w.name), manifest_path(build)) for w in self.walks]
         self.source = ShardSource(
             build,
             storage_options=storage_options,
@@ -143,30 +148,16 @@ class ShardStream:
 
     # -- the sample order --------------------------------------------------------------------------------
 
-    def rows_at(self, plan: StageWalk, positions: np.ndarray) -> np.ndarray:
-        """Return the stage rows at stage-stream positions (epoch e = position // rows reshuffles).
-
-        Positions index this stream's split: with a holdout, the training rows (or the held-out ones)."""
-        positions = np.asarray(positions, dtype=np.int64)
-        epoch = positions // plan.rows
-        out = np.empty_like(positions)
-        for e in np.unique(epoch):
-            sel = epoch == e
-            key = derive_key(self.seed, plan.index, int(e))
-            out[sel] = shuffled_rows(
-                positions[sel] - e * plan.rows,
-                plan.rows,
-                key,
-                block_rows=self.shuffle_block_rows,
-                window_blocks=self.shuffle_window_blocks,
-            )
-        return plan.slot_rows(out + plan.first_slot)
-
-    def micro_batch_row_ids(self, pos: Position, rank: int | None = None) -> np.ndarray:
-        """Return the stage rows of `rank`'s micro-batch in the global batch starting at `pos`."""
-        plan = self.plans[pos.stage]
-        positions = rank_positions(plan, pos.rows, self.rank if rank is None else rank)
-        return self.rows_at(plan, np.arange(positions.start, positions.stop))
+    def rows_at(self, walk: StageWalk, positions: np.ndarray) -> np.ndarray:
+        """Return the stage rows at a walk's positions: epoch e = position // walk.rows reshuffles the visits
+        of the walk's stage split (shards/visits.py), and each visit names a stage row (`walk_rows`)."""
+        return walk_rows(
+            walk,
+            positions,
+            self.seed,
+            block_rows=self.shuffle_block_rows,
+            window_blocks=self.shuffle_window_blocks,
+        )
 
     # -- iteration ---------------------------------------------------------------------------------------
 
@@ -183,45 +174,45 @@ class ShardStream:
         else:
             first = worker
         self._worker, self._num_workers, self._first, self._yielded = worker, num_workers, first, 0
-        starts = global_batches(self.plans, self._start, self.world_size)
+        starts = global_batches(self.walks, self._start, self.world_size)
         owned = (pos for k, pos in enumerate(starts) if k >= first and (k - first) % num_workers == 0)
         for chunk in self._with_rows(owned):
             for i, (pos, rows) in enumerate(chunk):
-                self._read_ahead(pos.stage, [r for _, r in chunk[i : i + 1 + _LOOKAHEAD_BATCHES]])
+                self._read_ahead(pos.walk, [r for _, r in chunk[i : i + 1 + _LOOKAHEAD_BATCHES]])
                 batch = self._load(pos, rows)
                 self._yielded += 1  # before the yield: state_dict() between next() calls counts this batch
                 yield batch
 
     def _with_rows(self, owned: Iterator[Position]) -> Iterator[list[tuple[Position, np.ndarray]]]:
         # the shuffle is vectorised, so computing the rows of many micro-batches in one call is much cheaper
-        for stage, group in itertools.groupby(owned, key=lambda p: p.stage):
-            plan = self.plans[stage]
+        for index, group in itertools.groupby(owned, key=lambda p: p.walk):
+            walk = self.walks[index]
             while chunk := list(itertools.islice(group, _ROWS_CHUNK)):
                 positions = np.concatenate(
                     [
                         np.arange(r.start, r.stop)
-                        for r in (rank_positions(plan, p.rows, self.rank) for p in chunk)
+                        for r in (rank_positions(walk, p.rows, self.rank) for p in chunk)
                     ]
                 )
-                rows = self.rows_at(plan, positions).reshape(len(chunk), plan.micro_batch_rows)
+                rows = self.rows_at(walk, positions).reshape(len(chunk), walk.micro_batch_rows)
                 yield list(zip(chunk, rows))
 
-    def _read_ahead(self, stage: int, upcoming: list[np.ndarray]) -> None:
+    def _read_ahead(self, walk: int, upcoming: list[np.ndarray]) -> None:
         if self.source.local:
             return
-        index = self._index[stage]
+        index = self._index[walk]
         shards, _ = index.locate(np.concatenate(upcoming))
         self.source.prefetch([index.stage.shards[i] for i in dict.fromkeys(shards.tolist())])
 
     def _load(self, pos: Position, rows: np.ndarray) -> Batch:
-        plan = self.plans[pos.stage]
-        index = self._index[pos.stage]
+        walk = self.walks[pos.walk]
+        index = self._index[pos.walk]
         shard, local = index.locate(rows)
-        tokens = np.empty((rows.size, plan.seq_len + 1), dtype=np.int32)
+        tokens = np.empty((rows.size, walk.seq_len + 1), dtype=np.int32)
         parts: list[tuple[int, np.ndarray]] = []
         for s in np.unique(shard):
             sel = np.flatnonzero(shard == s)
-            self.source.open(index.stage.shards[s], plan.seq_len).take(local[sel], tokens, sel, parts)
+            self.source.open(index.stage.shards[s], walk.seq_len).take(local[sel], tokens, sel, parts)
         parts.sort(key=lambda p: p[0])
         offsets = np.concatenate([p[1] for p in parts])
         counts = np.array([p[1].size for p in parts])
@@ -236,35 +227,30 @@ class ShardStream:
         except ValueError as e:
             names = sorted({index.stage.shards[s].path for s in shard.tolist()})
             raise BuildError(f"bad doc_offsets: {e}", path=self.build, where=f"one of {names}") from None
-        batch.update(
-            stage=plan.name, stage_index=plan.index, seq_len=plan.seq_len, row_ids=rows, position=pos.rows
-        )
+        batch.update(stage=walk.name, walk=walk.index, seq_len=walk.seq_len, row_ids=rows, position=pos.rows)
         return batch
 
     # -- state -------------------------------------------------------------------------------------------
 
     def _state(self, pos: Position) -> dict[str, Any]:
-        pos = normalise(self.plans, pos, self.world_size)
-        done = pos.stage >= len(self.plans)
+        pos = normalise(self.walks, pos, self.world_size)
+        done = pos.walk >= len(self.walks)
         return {
             "version": STATE_VERSION,
-            "manifest_hash": self.manifest_hash,
+            "walk_hash": self.walk_hash,
             "seed": self.seed,
-            "stage_index": pos.stage,
-            "stage": None if done else self.plans[pos.stage].name,
+            "walk": pos.walk,
+            "stage": None if done else self.walks[pos.walk].name,
             "rows": pos.rows,
             **self._holdout_state(),
         }
 
     def _holdout_state(self) -> dict[str, Any]:
-        return {
-            "holdout_rows": {name: h.rows for name, h in sorted(self.curriculum.holdouts.items())},
-            "held_out": self.held_out,
-        }
+        return {"holdout_rows": dict(sorted(self.curriculum.holdouts.items())), "held_out": self.held_out}
 
     def state_at(self, batches: int) -> dict[str, Any]:
         """Return the state after `batches` more global batches from this stream's start (or loaded state)."""
-        return self._state(advance(self.plans, self._start, batches, self.world_size))
+        return self._state(advance(self.walks, self._start, batches, self.world_size))
 
     def state_dict(self) -> dict[str, Any]:
         """Return the state after the micro-batches this object yielded (per worker inside a worker)."""
@@ -285,13 +271,13 @@ class ShardStream:
             raise BuildError(
                 f"stream state version {state.get('version')!r} is not {STATE_VERSION}", where="state.version"
             )
-        if state["manifest_hash"] != self.manifest_hash:
+        if state["walk_hash"] != self.walk_hash:
             raise BuildError(
-                f"the state was saved on a build with manifest hash {state['manifest_hash']}, "
-                f"this build's is {self.manifest_hash}",
+                f"the state was saved on a build whose walks hash to {state['walk_hash']}, "
+                f"this build's to {self.walk_hash}",
                 path=self.build,
-                where="state.manifest_hash",
-                hint="resume on the same build, or start a fresh stream",
+                where="state.walk_hash",
+                hint="resume on the same build (a takedown keeps it), or start a fresh stream",
             )
         if state["seed"] != self.seed:
             raise BuildError(
@@ -306,12 +292,12 @@ class ShardStream:
                 where="state.holdout_rows",
                 hint="resume with the holdout the run started with",
             )
-        index, name = state["stage_index"], state["stage"]
-        if index > len(self.plans) or (index < len(self.plans) and self.plans[index].name != name):
+        index, name = state["walk"], state["stage"]
+        if index > len(self.walks) or (index < len(self.walks) and self.walks[index].name != name):
             raise BuildError(
-                f"the state is in stage {index} ({name!r}), which this curriculum does not have "
-                f"there ({[p.name for p in self.plans]})",
-                where="state.stage",
+                f"the state is in walk {index} (stage {name!r}), which this curriculum does not have "
+                f"there ({[w.name for w in self.walks]})",
+                where="state.walk",
                 hint="resume with the curriculum the run started with",
             )
         self._start = Position(index, int(state["rows"]))

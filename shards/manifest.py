@@ -10,27 +10,29 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from gristmill.errors import BuildError, InputError
+from gristmill.models import StrictModel
 from gristmill.shards.paths import check_relative
 from gristmill.storage import read_json, write_json
 
 if TYPE_CHECKING:
     from gristmill.tokenizer.interface import Tokenizer
 
-MANIFEST_VERSION = 3  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
-# content hash and the recipe in it has no `output`
+MANIFEST_VERSION = 5  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
+# content hash and the recipe in it has no `output`; 4: stages carry their `number` and `tokens_per_step`
+# (was `tokens_per_batch`), the recipe in it leaves each source's `profiles` as written, each stage its rows
+# and tokens stored and trained, each shard its source blocks (epochs by reference); shards name their
+# provenance sidecar and stages their document index, accounting counts `removed` and takedowns are listed;
+# 5: `decontamination`
 MANIFEST_NAME = "manifest.json"
 HASH_FIELD = "content_hash"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Counts(_Model):
-    """Where the records of one (source, subset) went: in = kept + filtered + duplicate + quarantined."""
+class Counts(StrictModel):
+    """Where the records of one (source, subset) went: in = kept + filtered + duplicate + quarantined +
+    removed (documents a takedown took out of the finished build; `gristmill shards takedown`)."""
 
     records_in: int = Field(0, alias="in")
     kept: int = 0
@@ -42,6 +44,7 @@ class Counts(_Model):
         description="the filter profile the subset went through (none "
         "when every record was excluded or unreadable)",
     )
+    removed: int = Field(0, description="documents taken out of the finished build by a takedown")
     keep_rate: float | None = Field(None, description="kept / in (None when nothing came in)")
     empty_files: int = Field(
         0, description="data files holding no record (under the pseudo-subset `(empty files)`)"
@@ -54,6 +57,7 @@ class Counts(_Model):
         self.records_in += other.records_in
         self.kept += other.kept
         self.quarantined += other.quarantined
+        self.removed += other.removed
         self.empty_files += other.empty_files
         if other.profile is not None and self.profile != other.profile:
             self.profile = other.profile if self.profile is None else "mixed"
@@ -62,13 +66,18 @@ class Counts(_Model):
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v
 
+    @property
+    def out(self) -> int:
+        """Return the records accounted for: kept + filtered + duplicate + quarantined + removed."""
+        dropped = sum(self.filtered.values()) + sum(self.duplicate.values())
+        return self.kept + self.quarantined + dropped + self.removed
+
     def balanced(self) -> bool:
         """Return True when every record in is accounted for exactly once."""
-        out = self.kept + self.quarantined + sum(self.filtered.values()) + sum(self.duplicate.values())
-        return out == self.records_in
+        return self.out == self.records_in
 
 
-class SourceEntry(_Model):
+class SourceEntry(StrictModel):
     """A source as the shards know it: its position in this list is its uint8 code in the `source` column."""
 
     name: str
@@ -77,7 +86,7 @@ class SourceEntry(_Model):
     priority: int
 
 
-class TokenizerEntry(_Model):
+class TokenizerEntry(StrictModel):
     """The tokenizer the shards were made with (its files are in BUILD/tokenizer/), and how the shards frame
     a document with it: "bos+eos" (bos first) or "eos" (tokenizer/framing.py)."""
 
@@ -108,20 +117,35 @@ class TokenizerEntry(_Model):
         return check_relative(v)
 
 
-class ShardEntry(_Model):
-    """One shard file: relative path, size in rows and tokens, tokens per source, and its xxh3-64 checksum.
+class SourceRows(StrictModel):
+    """One source's block of rows in a shard, and how often the stage's walk visits them: every row
+    `passes` times, the block's first `extra_rows` rows once more (the partial pass)."""
 
-    `tokens` counts the tokens stored in rows, padding excluded; `padding_tokens` = rows × (L + 1) − tokens.
-    """
+    source: str
+    rows: int = Field(ge=0)
+    passes: int = Field(ge=0)
+    extra_rows: int = Field(0, ge=0)
+    trained_tokens: int = Field(ge=0, description="tokens the visits train on (padding excluded)")
+
+    @model_validator(mode="after")
+    def _extra_within(self) -> SourceRows:
+        if self.extra_rows > self.rows:
+            raise ValueError(f"extra_rows {self.extra_rows} exceeds the block's {self.rows} rows")
+        return self
+
+    @property
+    def visits(self) -> int:
+        """Return the row visits the stage's walk makes of the block."""
+        return self.passes * self.rows + self.extra_rows
+
+
+class FileEntry(StrictModel):
+    """A file of the build beside the shards (a provenance sidecar, a stage's document index): its path
+    (relative to the build), bytes and xxh3-64."""
 
     path: str
-    rows: int
-    tokens: int
-    source_tokens: dict[str, int]
+    bytes: int = Field(ge=0)
     xxh3: str = Field(pattern=r"^[0-9a-f]{1,16}$", description="xxh3-64 of the whole file, lowercase hex")
-    bytes: int
-    padding_tokens: int = 0
-    split_documents: int = Field(0, description="documents split across rows whose first piece is here")
 
     @field_validator("path")
     @classmethod
@@ -129,22 +153,181 @@ class ShardEntry(_Model):
         return check_relative(v)
 
 
-class StageEntry(_Model):
-    """One curriculum stage as built."""
+class ShardEntry(StrictModel):
+    """One shard file: relative path, size in rows and tokens, tokens per source, its source blocks, and its
+    xxh3-64 checksum; and its provenance sidecar (the documents of every row: shards/provenance.py).
 
-    name: str
-    seq_len: int
-    tokens_per_batch: int
+    `tokens` counts the tokens stored in rows, padding excluded; `padding_tokens` = rows × (L + 1) − tokens.
+    `source_rows` lists the shard's blocks in the order they are stored (the manifest's source order): its
+    rows are the blocks' rows one after another.
+    """
+
+    path: str
     rows: int
     tokens: int
+    source_tokens: dict[str, int]
+    source_rows: list[SourceRows]
+    xxh3: str = Field(pattern=r"^[0-9a-f]{1,16}$", description="xxh3-64 of the whole file, lowercase hex")
+    bytes: int
+    padding_tokens: int = 0
+    split_documents: int = Field(0, description="documents split across rows whose first piece is here")
+    provenance: FileEntry | None = Field(
+        None, description="the sidecar naming every segment's document (None: built without provenance)"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        return check_relative(v)
+
+    @model_validator(mode="after")
+    def _blocks_fill_the_shard(self) -> ShardEntry:
+        blocks = sum(b.rows for b in self.source_rows)
+        if blocks != self.rows:
+            raise ValueError(f"source_rows hold {blocks} rows, the shard {self.rows}")
+        names = [b.source for b in self.source_rows]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source_rows names a source twice: {names}")
+        return self
+
+    def block(self, source: str) -> tuple[int, SourceRows | None]:
+        """Return (the shard row where `source`'s block starts, the block, or None when it has none)."""
+        first = 0
+        for block in self.source_rows:
+            if block.source == source:
+                return first, block
+            first += block.rows
+        return first, None
+
+    @property
+    def trained_tokens(self) -> int:
+        """Return the tokens the stage's walk visits in this shard."""
+        return sum(b.trained_tokens for b in self.source_rows)
+
+    @property
+    def visits(self) -> int:
+        """Return the row visits the stage's walk makes of this shard."""
+        return sum(b.visits for b in self.source_rows)
+
+
+class StageEntry(StrictModel):
+    """One curriculum stage as built: its name and number (from 1, its place in `Manifest.stages` and its
+    directory `stage-<number>-<seq_len>/`), the tokens per optimizer step training takes, its rows (stored
+    once) and what one walk of it visits: `trained_rows` row visits holding `trained_tokens` tokens."""
+
+    name: str
+    number: int = Field(ge=1)
+    seq_len: int
+    tokens_per_step: int = Field(description="tokens per optimizer step (all devices) on this stage")
+    rows: int = Field(description="rows stored, each once")
+    tokens: int = Field(description="tokens stored, padding excluded")
+    trained_rows: int = Field(description="row visits of one walk of the stage (its epochs by reference)")
+    trained_tokens: int = Field(description="tokens one walk of the stage trains on, padding excluded")
     padding_tokens: int
     split_documents: int
-    source_tokens: dict[str, int]
-    sampling: dict[str, float] = Field(description="source → sampling factor (<1 down-sampled, >1 epochs)")
+    source_tokens: dict[str, int] = Field(description="source → tokens stored")
+    source_trained_tokens: dict[str, int] = Field(description="source → tokens one walk trains on")
+    passes: dict[str, float] = Field(description="source → trained / stored tokens (how often it repeats)")
+    sampling: dict[str, float] = Field(description="source → trained / available tokens (<1 down-sampled)")
     shards: list[ShardEntry]
+    document_index: list[FileEntry] = Field(
+        default_factory=list,
+        description="the stage's document index (id → rows), one file per hash partition, in order",
+    )
+
+    @classmethod
+    def of_shards(
+        cls,
+        name: str,
+        number: int,
+        seq_len: int,
+        tokens_per_step: int,
+        shards: list[ShardEntry],
+        sampling: dict[str, float],
+        document_index: list[FileEntry] | None = None,
+    ) -> StageEntry:
+        """Return the stage whose totals are the sums over its `shards` (what `shards verify` checks), its
+        sources those of `sampling` (source → trained / available tokens), in that order."""
+        stored = {s: sum(shard.source_tokens.get(s, 0) for shard in shards) for s in sampling}
+        trained = {
+            s: sum(b.trained_tokens for sh in shards for b in sh.source_rows if b.source == s)
+            for s in sampling
+        }
+        return cls(
+            name=name,
+            number=number,
+            seq_len=seq_len,
+            tokens_per_step=tokens_per_step,
+            rows=sum(s.rows for s in shards),
+            tokens=sum(s.tokens for s in shards),
+            trained_rows=sum(s.visits for s in shards),
+            trained_tokens=sum(trained.values()),
+            padding_tokens=sum(s.padding_tokens for s in shards),
+            split_documents=sum(s.split_documents for s in shards),
+            source_tokens=stored,
+            source_trained_tokens=trained,
+            passes={s: trained[s] / n if n else 0.0 for s, n in stored.items()},
+            sampling=dict(sampling),
+            shards=shards,
+            document_index=list(document_index or []),
+        )
 
 
-class Manifest(_Model):
+class BenchmarkEntry(StrictModel):
+    """An evaluation set in the build's decontamination index: what it is, and how much of it is indexed."""
+
+    name: str
+    version: str = Field(description="where its items came from (package version and files, or yours)")
+    checksum: str = Field(description="sha256 of its items' text (ids and segments, in order)")
+    items: int
+    matchable_items: int = Field(description="items with at least one key in the index")
+    keys: int = Field(description="(item, key) pairs in the index")
+    common_keys: int = Field(description="(item, key) pairs left out: the key is shared by too many items")
+
+
+class DecontamCounts(StrictModel):
+    """What decontamination found and did in one source for one evaluation set."""
+
+    items: int = Field(0, description="distinct items of the set found in the source's documents")
+    documents_dropped: int = 0
+    documents_cut: int = 0
+    chars_removed: int = 0
+    tokens_removed: int | None = Field(None, description="with the build's tokenizer (None without one)")
+
+
+class DecontamEntry(StrictModel):
+    """The build's benchmark decontamination: settings, the sets indexed, and what was found per set and
+    source. Documents dropped are also in the accounting, as filter reasons "decontam:<set>"."""
+
+    settings: dict[str, Any]
+    index: str = Field(description="the index folder, relative to the build")
+    index_bytes: int = Field(description="the index's arrays: what each ingest task maps")
+    benchmarks: list[BenchmarkEntry]
+    found: dict[str, dict[str, DecontamCounts]] = Field(description="set → source → counts")
+    matches: str = Field(description="the folder of every match's record, relative to the build")
+
+    @field_validator("index", "matches")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        return check_relative(v)
+
+
+class Removal(StrictModel):
+    """One takedown: how many documents it took out, and their ids as hashes only (never in the clear), so
+    `shards verify` can check that none of them remains."""
+
+    documents: int = Field(ge=0, description="documents taken out (one id may name several)")
+    ids: int = Field(ge=0, description="ids asked for that the build held")
+    ids_sha256: str = Field(description="sha256 of those ids, sorted and joined by newlines")
+    id_sha256: list[str] = Field(description="sha256 of each of those ids, sorted")
+    segments: int = Field(ge=0, description="row segments removed")
+    tokens: int = Field(ge=0, description="tokens removed from rows")
+    rows: int = Field(ge=0, description="rows rewritten")
+    emptied_rows: int = Field(0, ge=0, description="rows left with no document (all padding)")
+    shards: list[str] = Field(description="the shards rewritten (their new paths)")
+
+
+class Manifest(StrictModel):
     """The whole build index."""
 
     format_version: int = MANIFEST_VERSION
@@ -158,13 +341,22 @@ class Manifest(_Model):
         default_factory=dict, description="removed source → kept source → duplicates"
     )
     tokenizer: TokenizerEntry | None = None
+    decontamination: DecontamEntry | None = None
     stages: list[StageEntry] = Field(default_factory=list)
     artifacts: dict[str, Any] = Field(default_factory=dict, description="where each build step left output")
+    removals: list[Removal] = Field(default_factory=list, description="the takedowns, in the order they ran")
     content_hash: str | None = Field(
         None,
         description="sha256 of the manifest without this field; set by "
         "write_manifest, checked by read_manifest",
     )
+
+    @model_validator(mode="after")
+    def _numbered(self) -> Manifest:
+        numbers = [s.number for s in self.stages]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValueError(f"stages must be numbered 1, 2, … in order (got {numbers})")
+        return self
 
     def source_totals(self) -> dict[str, Counts]:
         """Return the accounting summed over subsets, per source."""
@@ -181,6 +373,30 @@ class Manifest(_Model):
         The manifest holds no absolute path, so the same build has the same hash wherever it lies.
         """
         return content_hash_of(self.model_dump(mode="json", by_alias=True))
+
+    def walk_hash(self) -> str:
+        """Return the sha256 of what a stage's walk depends on (what a loader state pins): the build's
+        recipe hash, seed and tokenizer, the sources in order, and every stage's name, number, length and
+        shards' rows and source blocks (rows, passes, extra rows). Checksums, paths and token counts are
+        left out, so a takedown, which rewrites shards but keeps every row where it was, keeps it."""
+        walk = {
+            "build": [self.recipe_hash, self.seed, self.tokenizer.hash if self.tokenizer else None],
+            "sources": [s.name for s in self.sources],
+            "stages": [
+                {
+                    "name": stage.name,
+                    "number": stage.number,
+                    "seq_len": stage.seq_len,
+                    "shards": [
+                        [shard.rows, [[b.source, b.rows, b.passes, b.extra_rows] for b in shard.source_rows]]
+                        for shard in stage.shards
+                    ],
+                }
+                for stage in self.stages
+            ],
+        }
+        blob = json.dumps(walk, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
 
 
 def content_hash_of(data: dict[str, Any]) -> str:

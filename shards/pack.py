@@ -267,31 +267,57 @@ def gather_tokens(
     blocks: Sequence[np.ndarray],
     chunk_tokens: int = GATHER_CHUNK_TOKENS,
 ) -> np.ndarray:
-    """Return the rows' tokens, int32[rows, capacity], padding with `pad_id` where no piece lies.
+    """Return the rows' tokens, [rows, capacity] of the blocks' dtype, `pad_id` where no piece lies.
 
     Piece i's tokens are `blocks[block[i]][block_start[i] + pieces.start[i]:][:pieces.length[i]]`: a block is
     one flat array of token ids (e.g. a record batch of a token file) and `block_start` is where the piece's
-    document begins in it. Copies are vectorised per block, in runs of pieces of about `chunk_tokens` tokens
-    (the index arrays cost 16 bytes per token, so a run bounds them whatever the block's size).
+    document begins in it. `pieces` are sorted by (row, offset) and fill each row from its start without a
+    gap (as `RowPacker` places them), so a run of rows is its pieces one after another, then padding: each
+    run's pieces are gathered into one array, written under the rows' used-length mask. Runs hold about
+    `chunk_tokens` tokens. Raises ValueError when the pieces leave a gap in a row.
     """
-    out = np.full(rows * capacity, pad_id, dtype=np.int32)
+    dtype = np.result_type(*blocks) if len(blocks) else np.dtype(np.int32)
+    out = np.full((rows, capacity), pad_id, dtype=dtype)
     lengths = pieces.length.astype(np.int64)
-    for b in np.unique(block):
-        sel = np.flatnonzero(block == b)
-        n = lengths[sel]
-        run = (np.cumsum(n) - n) // chunk_tokens  # each run: about chunk_tokens, plus at most one piece
-        for pieces_of_run in np.split(sel, np.flatnonzero(np.diff(run)) + 1):
-            _copy_pieces(out, pieces, lengths, pieces_of_run, capacity, block_start, blocks[b])
-    return out.reshape(rows, capacity)
+    ends = np.cumsum(lengths)
+    before = ends - lengths  # tokens of the pieces before each piece
+    first_piece = np.searchsorted(pieces.row, np.arange(rows + 1))  # each row's first piece, then the end
+    row_start = np.append(before, ends[-1] if len(ends) else 0)[first_piece]  # tokens before each row
+    if (pieces.offset != before - row_start[:-1][pieces.row]).any():
+        raise ValueError("the pieces leave a gap in a row: each row's pieces must follow each other from 0")
+    used = np.diff(row_start)
+    flat = blocks[0] if len(blocks) == 1 else np.concatenate(blocks) if blocks else np.zeros(0, dtype)
+    block_base = np.concatenate([[0], np.cumsum([len(b) for b in blocks])]).astype(np.int64)
+    source = (
+        block_base[block] + block_start.astype(np.int64) + pieces.start
+    )  # each piece's first token in flat
+    step = max(1, chunk_tokens // capacity)
+    columns = np.arange(capacity)
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        a, b = int(first_piece[r0]), int(first_piece[r1])
+        if a < b:
+            values = _gather(flat, source[a:b], lengths[a:b], before[a:b] - before[a])
+            out[r0:r1][columns < used[r0:r1, None]] = values
+    return out
 
 
-def _copy_pieces(out, pieces, lengths, run, capacity, block_start, tokens) -> None:
-    """Copy the pieces `run` (indices) of one block into `out` (flat rows)."""
-    n = lengths[run]
-    total = int(n.sum())
-    if not total:
-        return
-    dest = pieces.row[run].astype(np.int64) * capacity + pieces.offset[run]
-    src = block_start[run].astype(np.int64) + pieces.start[run]
-    step = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
-    out[np.repeat(dest, n) + step] = tokens[np.repeat(src, n) + step]
+LONG_PIECE = 64  # tokens: longer pieces are copied as slices, shorter ones by index arrays
+
+
+def _gather(flat: np.ndarray, source: np.ndarray, lengths: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Return the pieces `flat[source[i]:][:lengths[i]]` one after another (piece i at `at[i]`).
+
+    A slice costs ~0.6 µs of Python per piece and an index array ~8 ns per token (measured on a 6M-token
+    shard: 153K pieces of 2K rows, 11 ms by slices for 4K pieces of 8K rows against 52 ms by index), so long
+    pieces go by slice and short ones by index.
+    """
+    values = np.empty(int(lengths.sum()), flat.dtype)
+    long = lengths >= LONG_PIECE
+    for s, d, n in zip(source[long].tolist(), at[long].tolist(), lengths[long].tolist()):
+        values[d : d + n] = flat[s : s + n]
+    n = lengths[~long]
+    if n.size:
+        within = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+        values[np.repeat(at[~long], n) + within] = flat[np.repeat(source[~long], n) + within]
+    return values

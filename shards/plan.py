@@ -1,22 +1,31 @@
-"""The mixing and curriculum plan: which copies of which documents fill each stage's rows, and in which shard.
+"""The mixing and curriculum plan: which documents fill each stage's rows, in which shard, and how often a
+stage's walk visits each row.
 
 Pure functions over arrays of document lengths (tokens, framing included: bos if any, eos), one array per
 source.
 
-Each stage that uses a source asks for `stage tokens × share` of its tokens; their sum is the source's
-demand D. With A tokens available, the source is sampled by D / A: every document goes in
-`full_epochs = D // A` times, and a seeded random subset of documents once more (the partial epoch).
+Each stage that uses a source asks for `stage tokens × share` of its tokens (its *target*: what training on
+the stage is to see of the source); their sum is the source's demand D. With A tokens available, the source
+is stored once: every document when D ≥ A, else a seeded random subset of about D tokens. Storage grows with
+unique tokens, not trained tokens: a stage's rows are stored once and its walk visits them as often as its
+budget needs (`SourcePacking.passes` times every row, and a seeded subset of rows, `extra`, once more), as
+Megatron and Mosaic repeat epochs by index rather than by copy. A document is stored in one stage only, so a
+curriculum that needs a source in several stages splits the source's documents between them (in proportion
+to their targets) and each stage repeats its own share D / A times; no document is stored twice.
 
-The copies are offered longest first to the source's stages, longest stage first, each packing best-fit
-into about `target / (L + 1)` rows (`pack.RowPacker`; more only where padding leaves the budget over half a
-row short): long documents train at long context and shorter ones fill the gaps. What a stage cannot
-take flows on to the next. The last stage takes every full-epoch copy left (in extra rows if it must),
-then partial-epoch copies where they fit; the others are dropped. The gaps still open are then filled
-from documents not yet in the partial epoch. Last, each stage's copies are laid out again
+The stored documents are offered longest first to the source's stages, longest stage first, each packing
+best-fit into about `unique target / (L + 1)` rows (`pack.RowPacker`; more only where padding leaves the
+budget over half a row short): long documents train at long context and shorter ones fill the gaps. What a
+stage cannot take flows on to the next; the last stage takes every stored document left when the source is
+repeated (a down-sampled source leaves unstored what no stage can take). A down-sampled source's unused
+documents then fill the gaps still open. Last, each stage's documents are laid out again
 (`pack.pack_documents`): documents that fit a row best-fit decreasing, then the longer ones, split anyway,
-spread over the gaps the short ones left, so padding is left only where no document fits.
+spread over the gaps the short ones left, so padding is left only where no document fits. The passes of each
+(stage, source) then follow from its stored tokens T and target t: `passes = t // T` and the extra rows a
+seeded random subset whose tokens make up the rest, within a row.
 
-A stage's tokens are the tokens stored in its rows (up to L + 1 per row), padding excluded.
+A stage's tokens are the tokens stored in its rows (up to L + 1 per row), padding excluded; its trained
+tokens, what its walk visits.
 
 A large build is planned in slices, one task each (`plan_slices`): slice g of G takes the g-th G-th of every
 source's documents, budgets scaled to its tokens of each source (`slice_specs`: the build's whole epochs
@@ -26,13 +35,12 @@ planned as above on its own. Every shard still carries the mixture, and a task h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from gristmill.shards.pack import Pieces, RowPacker, empty_pieces, longest_first, pack_documents
 
-TOKEN_BYTES = 4  # int32 token ids
 SHARD_BYTES = 128 << 20  # default target size of a shard file
 
 
@@ -53,17 +61,20 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class SourcePacking:
-    """One source's rows in one stage: where its document pieces lie (rows counted from 0)."""
+    """One source's rows in one stage: where its document pieces lie (rows counted from 0), and how the
+    stage's walk visits them: every row `passes` times, the rows `extra` once more."""
 
-    target_tokens: int
+    target_tokens: int  # the tokens training on the stage is to see of the source
     rows: int
     capacity: int
     pieces: Pieces
     split_documents: int
+    passes: int
+    extra: np.ndarray  # int64, sorted: the rows visited once more than `passes` (the partial pass)
 
     @property
     def tokens(self) -> int:
-        """Return the tokens placed (padding excluded)."""
+        """Return the tokens stored (padding excluded)."""
         return int(self.pieces.length.sum())
 
     @property
@@ -71,28 +82,38 @@ class SourcePacking:
         """Return the padding tokens of these rows."""
         return self.rows * self.capacity - self.tokens
 
+    def row_tokens(self) -> np.ndarray:
+        """Return the tokens (padding excluded) in each row, int64[rows]."""
+        return np.bincount(self.pieces.row, weights=self.pieces.length, minlength=self.rows).astype(np.int64)
+
+    @property
+    def trained_tokens(self) -> int:
+        """Return the tokens the stage's walk visits: every row `passes` times, the extra rows once more."""
+        return self.passes * self.tokens + int(self.row_tokens()[self.extra].sum())
+
+    @property
+    def visits(self) -> int:
+        """Return the row visits of the stage's walk."""
+        return self.passes * self.rows + len(self.extra)
+
 
 @dataclass(frozen=True)
 class SourceSampling:
     """How one source was sampled over the whole build."""
 
-    documents: int
+    documents: int  # available
     tokens: int  # available
-    used_tokens: int  # placed in rows, all copies counted
-    full_epochs: int  # every document appears this many times …
-    extra_copies: int  # … and this many documents once more
-
-    @property
-    def factor(self) -> float:
-        """Return used / available tokens (< 1 down-sampled, > 1 repeated)."""
-        return self.used_tokens / self.tokens if self.tokens else 0.0
+    stored_documents: int  # stored once, in one stage's rows
+    stored_tokens: int
+    trained_tokens: int  # what the stages' walks visit
 
 
 @dataclass
 class PackedStage:
-    """One stage: its spec, 1-based index in the recipe, shard count and every source's packing."""
+    """One stage: its spec, number (from 1, its place in the recipe), shard count and every source's
+    packing."""
 
-    index: int
+    number: int
     spec: StageSpec
     shards: int
     packings: dict[str, SourcePacking] = field(default_factory=dict)
@@ -112,31 +133,58 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class SourceBlock:
+    """One source's rows in one shard: a contiguous block, visited by the stage's walk `passes` times each
+    and its first `extra_rows` rows once more."""
+
+    source: str
+    rows: int
+    passes: int
+    extra_rows: int
+    tokens: int  # stored, padding excluded
+    trained_tokens: int  # visited: passes × tokens + the extra rows' tokens
+
+
+@dataclass(frozen=True)
 class ShardLayout:
-    """One shard's rows: pieces with `row` the position in the shard, and the source index of each piece."""
+    """One shard's rows: pieces with `row` the position in the shard, the source index of each piece (into
+    the stage's packings), and the shard's source blocks in that order."""
 
     rows: int
     pieces: Pieces
     source: np.ndarray  # uint8 per piece
     split_documents: int  # documents split in the stage whose first piece lies in this shard
+    blocks: list[SourceBlock]
 
 
-def shard_count(spec: StageSpec, shard_bytes: int = SHARD_BYTES) -> int:
-    """Return the number of shards of a stage, from its budget alone: about `shard_bytes`, ≥ 4 rows each."""
-    by_size = -(-spec.tokens * TOKEN_BYTES // shard_bytes)
-    by_rows = spec.tokens // (4 * spec.capacity)
+def stored_tokens(specs: list[StageSpec], available: dict[str, int]) -> list[int]:
+    """Return about how many tokens each stage stores: its targets, each source's cut to the share of the
+    source's available tokens the stage takes (a source is stored once, whatever its stages repeat)."""
+    demand: dict[str, int] = {}
+    for spec in specs:
+        for name, target in stage_targets(spec).items():
+            demand[name] = demand.get(name, 0) + target
+    scale = {name: min(1.0, available.get(name, 0) / d) if d else 0.0 for name, d in demand.items()}
+    return [round(sum(t * scale[name] for name, t in stage_targets(spec).items())) for spec in specs]
+
+
+def shard_count(spec: StageSpec, stored: int, token_bytes: int, shard_bytes: int = SHARD_BYTES) -> int:
+    """Return the number of shards of a stage storing about `stored` tokens of `token_bytes` each: shards of
+    about `shard_bytes`, each of at least 4 rows."""
+    by_size = -(-stored * token_bytes // shard_bytes)
+    by_rows = stored // (4 * spec.capacity)
     return max(1, min(by_size, by_rows))
 
 
 def plan_slices(
-    documents: dict[str, int], specs: list[StageSpec], docs_per_slice: int, shard_bytes: int
+    documents: dict[str, int], specs: list[StageSpec], docs_per_slice: int, shards: list[int]
 ) -> int:
     """Return how many slices (plan tasks) plan the build: one per `docs_per_slice` documents, but no more
-    than the fewest shards of a stage (each slice writes whole shards of every stage) or the fewest
-    documents of a source a stage uses (each slice holds some of every such source)."""
+    than the fewest shards of a stage (`shards`: each slice writes whole shards of every stage) or the
+    fewest documents of a source a stage uses (each slice holds some of every such source)."""
     wanted = -(-sum(documents.values()) // docs_per_slice)
     used = {name for spec in specs for name in spec.shares}
-    caps = [shard_count(spec, shard_bytes) for spec in specs] + [documents.get(name, 0) for name in used]
+    caps = list(shards) + [documents.get(name, 0) for name in used]
     return max(1, min([wanted, *caps]))
 
 
@@ -171,7 +219,7 @@ def slice_specs(
             slice_demand = full * mine + min(mine - 1, round(rest * mine / available))
         else:  # a source without tokens, or unknown: make_plan says so
             slice_demand = demand
-        for i, n in zip(wanting, _apportion(slice_demand, [targets[i][name] for i in wanting])):
+        for i, n in zip(wanting, apportion(slice_demand, [targets[i][name] for i in wanting])):
             per_stage[i][name] = n
     out = []
     for spec, wanted in zip(specs, per_stage):
@@ -181,7 +229,7 @@ def slice_specs(
     return out
 
 
-def _apportion(total: int, weights: list[int]) -> list[int]:
+def apportion(total: int, weights: list[int]) -> list[int]:
     """Split `total` in proportion to `weights` into integers summing to it (largest remainders first)."""
     if not sum(weights):
         return [total if i == 0 else 0 for i in range(len(weights))]
@@ -197,14 +245,21 @@ def stage_targets(spec: StageSpec) -> dict[str, int]:
 
 
 def make_plan(
-    lengths: dict[str, np.ndarray], stages: list[StageSpec], seed: int, shard_bytes: int = SHARD_BYTES
+    lengths: dict[str, np.ndarray],
+    stages: list[StageSpec],
+    seed: int,
+    shards: list[int] | None = None,
+    shard_bytes: int = SHARD_BYTES,
 ) -> Plan:
     """Return the plan for `stages` over the documents of each source (`lengths`, in document order).
 
     Raises ValueError when a stage names a source that has no tokens.
     """
-    plans = [PackedStage(i + 1, spec, shard_count(spec, shard_bytes)) for i, spec in enumerate(stages)]
-    fill_order = sorted(plans, key=lambda p: (-p.spec.seq_len, p.index))
+    if shards is None:  # int32 ids, sized from the documents the stages store
+        available = {name: int(np.sum(n)) for name, n in lengths.items()}
+        shards = [shard_count(s, n, 4, shard_bytes) for s, n in zip(stages, stored_tokens(stages, available))]
+    plans = [PackedStage(i + 1, spec, count) for i, (spec, count) in enumerate(zip(stages, shards))]
+    fill_order = sorted(plans, key=lambda p: (-p.spec.seq_len, p.number))
     sampling = {}
     for source_index, (name, lens) in enumerate(lengths.items()):
         wanting = [p for p in fill_order if name in p.spec.shares]
@@ -212,13 +267,10 @@ def make_plan(
         rng = np.random.default_rng([seed, source_index])
         packers, sampling[name] = _sample_and_pack(name, np.asarray(lens, np.int64), wanting, targets, rng)
         for stage, packer, target in zip(wanting, packers, targets):
-            stage.packings[name] = SourcePacking(
-                target_tokens=target,
-                rows=packer.rows,
-                capacity=stage.spec.capacity,
-                pieces=packer.pieces(),
-                split_documents=packer.split_documents,
-            )
+            stage.packings[name] = _with_passes(packer, target, rng)
+        sampling[name] = replace(
+            sampling[name], trained_tokens=sum(s.packings[name].trained_tokens for s in wanting)
+        )
     for stage in plans:
         unknown = sorted(set(stage.spec.shares) - set(lengths))
         if unknown:
@@ -230,6 +282,7 @@ def make_plan(
 def _sample_and_pack(
     name: str, lengths: np.ndarray, stages: list[PackedStage], targets: list[int], rng: np.random.Generator
 ) -> tuple[list[RowPacker], SourceSampling]:
+    """Store the source's documents once over `stages` (longest first) and return each stage's packer."""
     n = len(lengths)
     available = int(lengths.sum())
     demand = sum(targets)
@@ -237,65 +290,84 @@ def _sample_and_pack(
         raise ValueError(
             f"source {name!r} has no tokens, but stages {[s.spec.name for s in stages]} want {demand:,}"
         )
-    full, rest = divmod(demand, available) if available else (0, 0)
     order = rng.permutation(n)
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n)
-    extra = np.zeros(n, bool)  # in the partial epoch: one copy more than `full`
-    extra[order[: np.searchsorted(np.cumsum(lengths[order]), rest, side="right")]] = True
+    stored = np.ones(n, bool)  # stored once; when down-sampled, a seeded subset of about `demand` tokens
+    if demand < available:
+        stored[:] = False
+        stored[order[: np.searchsorted(np.cumsum(lengths[order]), demand, side="right")]] = True
+    # Each stage stores a share of the documents in proportion to its target, so all of the source's
+    # stages repeat theirs about equally often (D / A times).
+    unique = apportion(int(lengths[stored].sum()), targets)
 
-    docs = longest_first(lengths, np.repeat(np.arange(n), full + extra), rank)
+    docs = longest_first(lengths, np.flatnonzero(stored), rank)
     packers = [
-        RowPacker(
-            s.spec.capacity, max(1, round(target / s.spec.capacity)), max_tokens=target + s.spec.capacity // 2
-        )
-        for s, target in zip(stages, targets)
+        RowPacker(s.spec.capacity, max(1, round(u / s.spec.capacity)), max_tokens=u + s.spec.capacity // 2)
+        for s, u in zip(stages, unique)
     ]
-    for packer, target in zip(packers[:-1], targets[:-1]):
-        docs = _fill_to(packer, lengths, docs, target)
+    for packer, u in zip(packers[:-1], unique[:-1]):
+        docs = _fill_to(packer, lengths, docs, u)
     if packers:
-        # The last stage must take every full-epoch copy left; partial-epoch copies only where they fit.
-        owed, optional = _split_partial_epoch(docs, extra)
         last = packers[-1]
-        owed = _fill_to(last, lengths, owed, targets[-1])
-        if owed.size:
+        docs = _fill_to(last, lengths, docs, unique[-1])
+        if docs.size and demand >= available:  # repeated: every document is needed, in extra rows if it must
             cap = last.max_tokens
             last.max_rows = last.max_tokens = None
-            last.fill(lengths, owed)
+            last.fill(lengths, docs)
             last.max_rows, last.max_tokens = last.rows, cap
-        extra[_fill_to(last, lengths, optional, targets[-1])] = False
-    # Make up budgets left short by padding, with documents that may appear once more.
-    pool = longest_first(lengths, np.flatnonzero(~extra), rank)
-    for packer, target in zip(packers, targets):
+        else:  # down-sampled: what the stages cannot take is not stored
+            stored[docs] = False
+    # A down-sampled source's unused documents close the gaps padding left in the budgets.
+    pool = longest_first(lengths, np.flatnonzero(~stored), rank)
+    for packer, u in zip(packers, unique):
         packer.max_rows = packer.rows
-        packer.max_tokens = target + packer.capacity - 1  # the budget holds within a row
-        pool = _take_from_pool(packer, lengths, pool, target, extra)
-    # Lay each stage out again from the copies it took, long documents closing the gaps short ones left;
-    # then close what is left open (mostly the last row) from the pool, opening no row.
+        packer.max_tokens = u + packer.capacity - 1  # the budget holds within a row
+        pool = _take_from_pool(packer, lengths, pool, u, stored)
+    # Lay each stage out again from the documents it took, long documents closing the gaps short ones
+    # left; then close what is left open (mostly the last row) from the pool, opening no row.
     relaid = []
-    for packer, target in zip(packers, targets):
+    for packer, u in zip(packers, unique):
         pieces = packer.pieces()
         packer = pack_documents(lengths, pieces.doc[pieces.start == 0], packer.capacity, rank)
-        packer.max_rows, packer.max_tokens = packer.rows, target + packer.capacity - 1
-        pool = _take_from_pool(packer, lengths, pool, target, extra, grow=False)
+        packer.max_rows, packer.max_tokens = packer.rows, u + packer.capacity - 1
+        pool = _take_from_pool(packer, lengths, pool, u, stored, grow=False)
         relaid.append(packer)
-    copies = full + extra.astype(np.int64)
     return relaid, SourceSampling(
         documents=n,
         tokens=available,
-        used_tokens=int(copies @ lengths),
-        full_epochs=full,
-        extra_copies=int(extra.sum()),
+        stored_documents=int(stored.sum()),
+        stored_tokens=int(lengths[stored].sum()),
+        trained_tokens=0,  # known once each stage's passes are: make_plan fills it in
     )
 
 
-def _split_partial_epoch(docs: np.ndarray, extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split copies (longest first) into full-epoch ones and the partial-epoch copy of each `extra` doc
-    (its first copy), both in their order in `docs`."""
-    first = np.zeros(docs.size, bool)
-    first[np.unique(docs, return_index=True)[1]] = True
-    optional = first & extra[docs]
-    return docs[~optional], docs[optional]
+def _with_passes(packer: RowPacker, target: int, rng: np.random.Generator) -> SourcePacking:
+    """Return a stage's packing of one source with the visits that make up its target: every row `passes`
+    = target // stored times, and a seeded random subset of rows whose tokens come nearest to the rest (so
+    the trained tokens are within half a row of the target)."""
+    pieces = packer.pieces()
+    row_tokens = np.bincount(pieces.row, weights=pieces.length, minlength=packer.rows).astype(np.int64)
+    stored = int(row_tokens.sum())
+    passes, rest = divmod(target, stored) if stored else (0, 0)
+    order = rng.permutation(packer.rows)
+    reached = np.cumsum(row_tokens[order])
+    take = int(np.searchsorted(reached, rest, side="left"))  # the rows before the one that reaches the rest
+    if rest and take < packer.rows:
+        short = rest - (int(reached[take - 1]) if take else 0)
+        if int(reached[take]) - rest <= short:  # taking that row overshoots less than stopping short misses
+            take += 1
+    if take == packer.rows:  # every row once more: a whole pass
+        passes, take = passes + 1, 0
+    return SourcePacking(
+        target_tokens=target,
+        rows=packer.rows,
+        capacity=packer.capacity,
+        pieces=pieces,
+        split_documents=packer.split_documents,
+        passes=int(passes),
+        extra=np.sort(order[:take]).astype(np.int64),
+    )
 
 
 def _take_from_pool(
@@ -303,14 +375,14 @@ def _take_from_pool(
     lengths: np.ndarray,
     pool: np.ndarray,
     target: int,
-    extra: np.ndarray,
+    stored: np.ndarray,
     grow: bool = True,
 ) -> np.ndarray:
-    """Place pool documents (longest first) as a partial-epoch copy each; return the pool left."""
+    """Place pool documents (longest first), marking them `stored`; return the pool left."""
     if not pool.size:
         return pool
     left = _fill_to(packer, lengths, pool, target) if grow else packer.fill(lengths, pool)
-    extra[np.setdiff1d(pool, left, assume_unique=True)] = True
+    stored[np.setdiff1d(pool, left, assume_unique=True)] = True
     return left
 
 
@@ -331,37 +403,56 @@ def _fill_to(packer: RowPacker, lengths: np.ndarray, docs: np.ndarray, target: i
 def layout_shards(stage: PackedStage, lengths: dict[str, np.ndarray], seed: int) -> list[ShardLayout]:
     """Deal a stage's rows into its shards, each source's rows evenly, so every shard carries the mixture.
 
-    Each source's rows are dealt in a seeded random order and each shard's rows are shuffled (seeded), so
-    the rows of a long document's pieces and the sources interleave. `lengths` tells split documents apart.
+    Each source's rows are dealt in a seeded random order; in a shard they form one block per source (in
+    the stage's source order), its extra rows (the partial pass) first, each part in the dealt order. So a
+    block's rows are a seeded sample of the source's, and the walk finds them by counts alone
+    (`shards.visits`). `lengths` tells split documents apart.
     """
-    rng = np.random.default_rng([seed, stage.index])
-    shard_of: dict[str, np.ndarray] = {}
-    position_of: dict[str, np.ndarray] = {}
-    next_position = np.zeros(stage.shards, np.int64)
-    for name, packing in stage.packings.items():
-        shard_of[name] = np.empty(packing.rows, np.int64)
-        position_of[name] = np.empty(packing.rows, np.int64)
+    rng = np.random.default_rng([seed, stage.number])
+    names = list(stage.packings)
+    dealt: dict[str, list[np.ndarray]] = {}
+    counts = np.zeros((len(names), stage.shards), np.int64)
+    for k, (name, packing) in enumerate(stage.packings.items()):
+        extra = np.zeros(packing.rows, bool)
+        extra[packing.extra] = True
+        dealt[name] = []
         for shard, rows in enumerate(np.array_split(rng.permutation(packing.rows), stage.shards)):
-            shard_of[name][rows] = shard
-            position_of[name][rows] = next_position[shard] + np.arange(len(rows))
-            next_position[shard] += len(rows)
-    shuffles = [rng.permutation(int(n)) for n in next_position]
+            dealt[name].append(np.concatenate([rows[extra[rows]], rows[~extra[rows]]]))
+            counts[k, shard] = len(rows)
+    block_start = np.cumsum(counts, axis=0) - counts  # (source, shard): where the block starts in the shard
 
     parts, shard_keys, position_keys, sources, split_first = [], [], [], [], []
-    names = list(stage.packings)
-    for name, packing in stage.packings.items():
+    blocks: list[list[SourceBlock]] = [[] for _ in range(stage.shards)]
+    for k, (name, packing) in enumerate(stage.packings.items()):
+        shard_of = np.empty(packing.rows, np.int64)
+        position_of = np.empty(packing.rows, np.int64)
+        row_tokens = packing.row_tokens()
+        extra_count = np.zeros(packing.rows, np.int64)
+        extra_count[packing.extra] = 1
+        for shard, rows in enumerate(dealt[name]):
+            shard_of[rows] = shard
+            position_of[rows] = block_start[k, shard] + np.arange(len(rows))
+            tokens = int(row_tokens[rows].sum())
+            extra_tokens = int((row_tokens[rows] * extra_count[rows]).sum())
+            blocks[shard].append(
+                SourceBlock(
+                    source=name,
+                    rows=len(rows),
+                    passes=packing.passes,
+                    extra_rows=int(extra_count[rows].sum()),
+                    tokens=tokens,
+                    trained_tokens=packing.passes * tokens + extra_tokens,
+                )
+            )
         p = packing.pieces
         parts.append(p)
-        shard_keys.append(shard_of[name][p.row])
-        position_keys.append(position_of[name][p.row])
-        sources.append(np.full(len(p), names.index(name), np.uint8))
+        shard_keys.append(shard_of[p.row])
+        position_keys.append(position_of[p.row])
+        sources.append(np.full(len(p), k, np.uint8))
         split_first.append((p.start == 0) & (lengths[name][p.doc] > packing.capacity))
     pieces = Pieces.concat(parts) if parts else empty_pieces()
     shard_key = np.concatenate(shard_keys) if parts else np.zeros(0, np.int64)
     position = np.concatenate(position_keys) if parts else np.zeros(0, np.int64)
-    for shard, shuffle in enumerate(shuffles):
-        mine = shard_key == shard
-        position[mine] = shuffle[position[mine]]
     source = np.concatenate(sources) if parts else np.zeros(0, np.uint8)
     first_of_split = np.concatenate(split_first) if parts else np.zeros(0, bool)
 
@@ -381,10 +472,11 @@ def layout_shards(stage: PackedStage, lengths: dict[str, np.ndarray], seed: int)
         )
         layouts.append(
             ShardLayout(
-                rows=int(next_position[shard]),
+                rows=int(counts[:, shard].sum()),
                 pieces=shard_pieces,
                 source=source[sl],
                 split_documents=int(first_of_split[sl].sum()),
+                blocks=blocks[shard],
             )
         )
     return layouts

@@ -121,3 +121,41 @@ def shuffled_rows(
     offset = np.where(before, s % block_rows, np.where(inside, s - q * block_rows, (s - short) % block_rows))
     block = feistel_permute(slot, n_blocks, block_key).astype(np.int64)
     return block * block_rows + offset
+
+
+def shuffled_positions(
+    rows: np.ndarray, n: int, key: int, *, block_rows: int = 256, window_blocks: int = 8
+) -> np.ndarray:
+    """Return the shuffled position (int64) of each row index in [0, n): the inverse of `shuffled_rows`
+    (same key and shape), so `shuffled_rows(shuffled_positions(r)) == r`; raise ValueError out of range."""
+    r = np.asarray(rows, dtype=np.int64)
+    if r.size and (r.min() < 0 or r.max() >= n):
+        raise ValueError(f"rows must lie in [0, {n}), got [{r.min()}, {r.max()}]")
+    if block_rows < 1 or window_blocks < 1:
+        raise ValueError("block_rows and window_blocks must be ≥ 1")
+    window_rows = block_rows * window_blocks
+
+    # level 1 undone: row → (block, offset) → the block's slot in the block stream → block stream position s
+    n_blocks = -(-n // block_rows)
+    short = n - (n_blocks - 1) * block_rows
+    block_key = int(mix64(key ^ _GOLDEN))
+    q = int(feistel_permute(np.array([n_blocks - 1]), n_blocks, block_key, inverse=True)[0])
+    block, offset = r // block_rows, r % block_rows
+    slot = feistel_permute(block, n_blocks, block_key, inverse=True).astype(np.int64)
+    s = np.where(slot <= q, slot * block_rows + offset, (slot - 1) * block_rows + short + offset)
+
+    # level 2 undone: the position within s's window whose permuted offset is s's
+    window = s // window_rows
+    start = window * window_rows
+    last = (n - 1) // window_rows
+    window_keys = mix64(mix64(window.astype(_U64) + _U64(1)) ^ _U64(key))
+    p = np.empty_like(s)
+    full = window < last
+    p[full] = start[full] + feistel_permute(
+        s[full] - start[full], window_rows, window_keys[full], inverse=True
+    ).astype(np.int64)
+    tail = ~full
+    p[tail] = start[tail] + feistel_permute(
+        s[tail] - start[tail], n - last * window_rows, window_keys[tail], inverse=True
+    ).astype(np.int64)
+    return p

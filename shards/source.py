@@ -14,92 +14,21 @@ import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import xxhash
 
 from gristmill.errors import BuildError
 from gristmill.shards.cache import ShardCache
-from gristmill.shards.checksum import (
-    VERIFY_HINT,
-    checksum_error,
-    remember_verified,
-    same_hash,
-    verified_before,
-)
-from gristmill.shards.format import ShardMeta
+from gristmill.shards.checksum import checksum_error, remember_verified, same_hash, verified_before
 from gristmill.shards.manifest import MANIFEST_NAME, ShardEntry
 from gristmill.shards.paths import confined
+from gristmill.shards.reader import ShardFile, open_shard
 from gristmill.storage import filesystem, is_local
 
 _DOWNLOAD_CHUNK = 8 << 20
 _EVICTED_RETRIES = 3  # fetches of a shard whose cached copy keeps vanishing before it is opened
-
-
-@dataclass
-class ShardRows:
-    """A shard's columns as numpy views (zero-copy over the memory map), one entry per record batch."""
-
-    path: str
-    meta: ShardMeta
-    chunk_starts: np.ndarray  # (chunks + 1,) first row of each record batch, then the row count
-    tokens: list[np.ndarray]  # per chunk (rows, L+1) int32
-    doc_offsets: list[np.ndarray]  # per chunk (rows + 1,) offsets into doc_values
-    doc_values: list[np.ndarray]  # per chunk int32
-
-    @property
-    def rows(self) -> int:
-        """Return the number of rows in the shard."""
-        return int(self.chunk_starts[-1])
-
-    def take(
-        self,
-        local: np.ndarray,
-        tokens_out: np.ndarray,
-        slots: np.ndarray,
-        offsets_out: list[tuple[np.ndarray, np.ndarray]],
-    ) -> None:
-        """Copy rows `local` into tokens_out[slots]; append (slots, doc_offsets per row) to offsets_out."""
-        chunk = np.searchsorted(self.chunk_starts, local, side="right") - 1
-        for c in np.unique(chunk):
-            sel = chunk == c
-            rows = local[sel] - self.chunk_starts[c]
-            tokens_out[slots[sel]] = self.tokens[c][rows]
-            lo, hi = self.doc_offsets[c][rows], self.doc_offsets[c][rows + 1]
-            for slot, a, b in zip(slots[sel].tolist(), lo.tolist(), hi.tolist()):
-                offsets_out.append((slot, self.doc_values[c][a:b]))
-
-
-def _read_columns(path: str, source: pa.NativeFile, expected_seq_len: int, expected_rows: int) -> ShardRows:
-    try:
-        reader = pa.ipc.open_file(source)
-        meta = ShardMeta.from_schema(reader.schema)
-        batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
-    except (pa.ArrowInvalid, ValueError) as e:
-        raise BuildError(f"unreadable shard: {e}", path=path, hint=VERIFY_HINT) from None
-    if meta.seq_len != expected_seq_len:
-        raise BuildError(
-            f"shard has sequence length {meta.seq_len}, its stage expects {expected_seq_len}",
-            path=path,
-            hint="the manifest and the shards come from different builds",
-        )
-    starts = np.zeros(len(batches) + 1, dtype=np.int64)
-    tokens, offsets, values = [], [], []
-    for i, batch in enumerate(batches):
-        starts[i + 1] = starts[i] + batch.num_rows
-        tok = batch.column("tokens")
-        tokens.append(tok.flatten().to_numpy(zero_copy_only=True).reshape(-1, meta.seq_len + 1))
-        docs = batch.column("doc_offsets")
-        offsets.append(docs.offsets.to_numpy(zero_copy_only=True).astype(np.int64))
-        values.append(docs.values.to_numpy(zero_copy_only=True))
-    if starts[-1] != expected_rows:
-        raise BuildError(
-            f"shard has {starts[-1]} rows, the manifest says {expected_rows}", path=path, hint=VERIFY_HINT
-        )
-    return ShardRows(path, meta, starts, tokens, offsets, values)
 
 
 def local_shard_path(build: str, entry: ShardEntry) -> str:
@@ -141,7 +70,7 @@ class ShardSource:
 
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
-        self._open: OrderedDict[str, ShardRows] = OrderedDict()
+        self._open: OrderedDict[str, ShardFile] = OrderedDict()
         self._pending: dict[str, Future[str]] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -164,7 +93,7 @@ class ShardSource:
         """Return the shard's full path or URL."""
         return f"{self.build}/{entry.path}"
 
-    def open(self, entry: ShardEntry, seq_len: int) -> ShardRows:
+    def open(self, entry: ShardEntry, seq_len: int) -> ShardFile:
         """Return the shard's rows, opening (and verifying, the first time) as needed; raise BuildError."""
         self._check_process()
         rows = self._open.get(entry.path)
@@ -174,7 +103,7 @@ class ShardSource:
         local_path, mapped = self._map(entry)
         if self.verify and self.local:
             self._verify_local(entry, local_path, mapped)
-        rows = _read_columns(self.url(entry), mapped, seq_len, entry.rows)
+        rows = open_shard(self.url(entry), mapped, seq_len=seq_len, rows=entry.rows)
         self._open[entry.path] = rows
         if len(self._open) > self.max_open:
             self._open.popitem(last=False)

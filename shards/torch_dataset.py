@@ -35,7 +35,7 @@ class ShardDataset(IterableDataset):
         self,
         build: str,
         *,
-        tokens_per_batch: int,
+        micro_batch_tokens: int,
         rank: int | None = None,
         world_size: int | None = None,
         seed: int = 0,
@@ -46,7 +46,7 @@ class ShardDataset(IterableDataset):
         default_rank, default_world = _default_rank_world()
         self.stream = ShardStream(
             build,
-            tokens_per_batch=tokens_per_batch,
+            micro_batch_tokens=micro_batch_tokens,
             rank=default_rank if rank is None else rank,
             world_size=default_world if world_size is None else world_size,
             seed=seed,

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from gristmill.shards.format import ROWS_PER_BATCH_BYTES, TOKEN_TYPE, ShardMeta, shard_schema
+from gristmill.shards.format import ROWS_PER_BATCH_BYTES, TOKEN_TYPES, ShardMeta, shard_schema
 from gristmill.storage import atomic_write
 
 
@@ -48,9 +48,9 @@ class _HashingSink:
         self.closed = True
 
 
-def rows_per_batch(seq_len: int) -> int:
+def rows_per_batch(seq_len: int, token_type: str = "int32") -> int:
     """Return how many rows of length `seq_len` make a record batch of about ROWS_PER_BATCH_BYTES."""
-    return max(1, ROWS_PER_BATCH_BYTES // ((seq_len + 1) * TOKEN_TYPE.byte_width))
+    return max(1, ROWS_PER_BATCH_BYTES // ((seq_len + 1) * TOKEN_TYPES[token_type].byte_width))
 
 
 def shard_table(
@@ -58,8 +58,9 @@ def shard_table(
 ) -> pa.Table:
     """Return the shard's rows as an Arrow table of the shard schema.
 
-    `tokens` is int32[rows, L + 1]; row r's doc_offsets are `offsets[list_offsets[r]:list_offsets[r + 1]]`;
-    `source` is uint8[rows]. Raises ValueError when the shapes disagree with `meta`.
+    `tokens` is an integer array [rows, L + 1] whose ids fit `meta.token_type`; row r's doc_offsets are
+    `offsets[list_offsets[r]:list_offsets[r + 1]]`; `source` is uint8[rows]. Raises ValueError when the
+    shapes disagree with `meta` or an id does not fit the token type.
     """
     rows, width = tokens.shape
     if width != meta.seq_len + 1:
@@ -67,7 +68,11 @@ def shard_table(
     if len(list_offsets) != rows + 1 or len(source) != rows:
         raise ValueError(f"{rows} rows but {len(list_offsets) - 1} offset lists and {len(source)} sources")
     schema = shard_schema(meta)
-    flat = pa.array(np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1), type=TOKEN_TYPE)
+    token_type = TOKEN_TYPES[meta.token_type]
+    dtype = np.dtype(token_type.to_pandas_dtype())
+    if tokens.size and tokens.dtype != dtype and (tokens.min() < 0 or tokens.max() > np.iinfo(dtype).max):
+        raise ValueError(f"token ids [{tokens.min()}, {tokens.max()}] do not fit {meta.token_type}")
+    flat = pa.array(np.ascontiguousarray(tokens, dtype=dtype).reshape(-1), type=token_type)
     columns = [
         pa.FixedSizeListArray.from_arrays(flat, width),
         pa.ListArray.from_arrays(pa.array(list_offsets, pa.int32()), pa.array(offsets, pa.int32())),
@@ -83,7 +88,7 @@ def write_shard(path: str, table: pa.Table) -> WrittenShard:
     with atomic_write(path, "wb") as f:
         sink = _HashingSink(f)
         with pa.ipc.new_file(pa.PythonFile(sink, mode="w"), table.schema) as writer:
-            writer.write_table(table, max_chunksize=rows_per_batch(meta.seq_len))
+            writer.write_table(table, max_chunksize=rows_per_batch(meta.seq_len, meta.token_type))
     return WrittenShard(path=path, rows=table.num_rows, bytes=sink.size, xxh3=sink.hash.hexdigest())
 
 

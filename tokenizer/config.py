@@ -45,6 +45,11 @@ class TokenizerTrainConfig(StrictModel):
     )
     max_sentence_bytes: int = Field(4192, ge=64, description="longer lines are split, never skipped")
     num_threads: int = Field(2, ge=1, description="trainer threads (pinned so unigram is reproducible)")
+    hf_pretokenizer: Literal["llama3", "bounded"] = Field(
+        "llama3",
+        description="hf-bpe: Llama 3's split pattern, or gristmill's earlier one with runs cut at 16 "
+        "characters (less trainer memory; not served by the fastest encoder): tokenizer/train_hf.py",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TokenizerTrainConfig:

@@ -44,3 +44,19 @@ class DocumentFraming:
         out[len(head) : -1] = ids
         out[-1] = self.eos_id
         return out
+
+    def frame_flat(self, ids: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return flat ids (`Tokenizer.encode_batch_flat`: document i is ids[offsets[i]:offsets[i + 1]]) with
+        every document framed, as (int32 ids, int64 offsets), without a Python object per document."""
+        offsets = np.asarray(offsets, np.int64)
+        ids = ids[offsets[0] : offsets[-1]]
+        framed = offsets - offsets[0] + np.arange(len(offsets), dtype=np.int64) * self.extra_tokens
+        out = np.empty(int(framed[-1]), np.int32)
+        is_text = np.ones(len(out), bool)
+        if self.bos_id is not None:
+            out[framed[:-1]] = self.bos_id
+            is_text[framed[:-1]] = False
+        out[framed[1:] - 1] = self.eos_id
+        is_text[framed[1:] - 1] = False
+        out[is_text] = ids
+        return out, framed

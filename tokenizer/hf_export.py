@@ -1,5 +1,6 @@
-"""Write a tokenizer directory for transformers' `AutoTokenizer`: the tokenizer's files and a
-tokenizer_config.json whose special tokens and bos/eos flags match the document framing of training."""
+"""Make a tokenizer directory loadable by transformers' `AutoTokenizer`: a tokenizer_config.json whose special
+tokens (bos, eos, unk, pad) and bos/eos flags match the document framing of training. The build writes one
+beside its tokenizer (BUILD/tokenizer/), and `gristmill export` beside the model."""
 
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ CONFIG_FILE = "tokenizer_config.json"
 def hf_tokenizer_config(tokenizer: Tokenizer, model_max_length: int) -> dict:
     """Return tokenizer_config.json's content: a text is encoded as a training document begins (bos first
     exactly when the framing has it; never eos, which ends a document rather than a prompt)."""
-    special = {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id}
+    special = {
+        "bos": tokenizer.bos_id,
+        "eos": tokenizer.eos_id,
+        "unk": tokenizer.unk_id,
+        "pad": tokenizer.pad_id,
+    }
     names = {f"{k}_token": tokenizer.id_to_token(v) for k, v in special.items() if v is not None}
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -25,6 +31,12 @@ def hf_tokenizer_config(tokenizer: Tokenizer, model_max_length: int) -> dict:
         "add_bos_token": tokenizer.framing.bos_id is not None,
         "add_eos_token": False,
     }
+
+
+def write_tokenizer_config(directory: str | os.PathLike, tokenizer: Tokenizer, model_max_length: int) -> None:
+    """Write `directory`/tokenizer_config.json for `tokenizer` (whose files are in `directory`)."""
+    config = hf_tokenizer_config(tokenizer, model_max_length)
+    (Path(directory) / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
 
 
 def export_hf_tokenizer(
@@ -39,5 +51,5 @@ def export_hf_tokenizer(
     for file in Path(source).iterdir():
         if file.is_file() and file.name != CONFIG_FILE:
             shutil.copyfile(file, out / file.name)
-    (out / CONFIG_FILE).write_text(json.dumps(hf_tokenizer_config(tokenizer, model_max_length), indent=2))
+    write_tokenizer_config(out, tokenizer, model_max_length)
     return tokenizer

@@ -3,15 +3,17 @@
 A tokenizer directory holds `tokenizer.json` (HF `tokenizers`) and, for sentencepiece-trained tokenizers,
 `tokenizer.model`. The reference encoder is sentencepiece for a `.model` and `tokenizers` for a bare
 `tokenizer.json`; `Tokenizer` encodes with the fastest library whose ids equal the reference's on the
-tokenizer's held-out sample and edge cases (encoders.py: kitoken, then `tokenizers` on our exact json for
-sentencepiece BPE), else with the reference. Decoding uses `tokenizers` where our json is exact (BPE
-without user-defined symbols, hf_json.py) and sentencepiece otherwise.
+tokenizer's held-out sample and edge cases (encoders.py: gigatoken, kitoken, then `tokenizers` on our exact
+json for sentencepiece BPE), else with the reference; ids come back flat (one array and offsets). Decoding
+uses `tokenizers` where our json is exact (BPE without user-defined symbols, hf_json.py) and sentencepiece
+otherwise.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -22,20 +24,25 @@ import numpy as np
 from gristmill.errors import InputError
 from gristmill.threads import task_cpus
 from gristmill.tokenizer.encoders import (
+    HELDOUT_PATH,
     EncoderChoice,
     choose_encoder,
+    gigatoken_document,
+    gigatoken_encoder,
     heldout_texts,
     kitoken_encoder,
     sentencepiece_encoder,
     tokenizers_encoder,
 )
 from gristmill.tokenizer.framing import DocumentFraming
+from gristmill.tokenizer.hf_json import sentencepiece_to_json
 
 HF_FILE = "tokenizer.json"
 SP_FILE = "tokenizer.model"
 _EOS_NAMES = ("</s>", "<|endoftext|>", "<eos>", "<|end_of_text|>")
 _BOS_NAMES = ("<s>", "<|begin_of_text|>", "<bos>")
 _PAD_NAMES = ("<pad>", "<|pad|>", "[PAD]")
+_UNK_NAMES = ("<unk>", "[UNK]", "<|unk|>")
 # The encoder chosen per (content hash, mode, threads) in this process: a reload skips the parity check.
 _CHOSEN: dict[tuple[str, str], EncoderChoice] = {}
 
@@ -113,11 +120,13 @@ class Tokenizer:
             self.bos_id = self._find(_BOS_NAMES)
             eos = self._find(_EOS_NAMES)
             pad = self._find(_PAD_NAMES)
+            self.unk_id: int | None = self._find(_UNK_NAMES)
         else:
             self.vocab_size = sp.get_piece_size()
             self.bos_id = sp.bos_id() if sp.bos_id() >= 0 else None
             eos = sp.eos_id() if sp.eos_id() >= 0 else None
             pad = sp.pad_id() if sp.pad_id() >= 0 else None
+            self.unk_id = sp.unk_id() if sp.unk_id() >= 0 else None
         if eos is None:
             raise InputError(
                 f"the tokenizer has no end-of-document token (one of {', '.join(_EOS_NAMES)})",
@@ -148,18 +157,35 @@ class Tokenizer:
         by_suffix = {f.suffix: f for f in self.files}
         if self._sp is not None:
             reference = sentencepiece_encoder(self._sp, self._threads)
-            candidates = [("kitoken", lambda: kitoken_encoder(by_suffix[".model"]))]
+            candidates = [
+                ("gigatoken", lambda: gigatoken_encoder(self._gigatoken_document(), self._threads)),
+                ("kitoken", lambda: kitoken_encoder(by_suffix[".model"])),
+            ]
             if self._json_exact:
                 candidates.append(("tokenizers", lambda: tokenizers_encoder(self._hf)))
         else:
             reference = tokenizers_encoder(self._hf)
-            candidates = [("kitoken", lambda: kitoken_encoder(by_suffix[".json"]))]
+            candidates = [
+                ("gigatoken", lambda: gigatoken_encoder(self._gigatoken_document(), self._threads)),
+                ("kitoken", lambda: kitoken_encoder(by_suffix[".json"])),
+            ]
         if mode == "reference":
             return EncoderChoice(reference, reference.name, f"{reference.name} (the reference, as asked)")
         texts = heldout_texts(self.files[0].parent)
         if self._sp is not None:  # user-defined symbols inside words and between spaces
             texts += [f"a{s}b {s} {s}{s}\n" for s in self._user_symbols]
         return choose_encoder(reference, candidates, texts)
+
+    def _gigatoken_document(self) -> dict:
+        """Return the tokenizer.json document gigatoken loads (`gigatoken_document`): a bare tokenizer.json
+        as it is; for a sentencepiece model our json, the one beside it where that is exact (hf_json.py wrote
+        it from this model), else written from the model now."""
+        sentencepiece = self._sp is not None
+        if self._json_exact:
+            text = next(f for f in self.files if f.suffix == ".json").read_text("utf-8")
+        else:
+            text = sentencepiece_to_json(self._sp.serialized_model_proto())
+        return gigatoken_document(json.loads(text), sentencepiece=sentencepiece)
 
     @property
     def framing(self) -> DocumentFraming:
@@ -203,20 +229,16 @@ class Tokenizer:
         files = [f for f in (hf_file, sp_file) if f.exists()]
         return cls(files, hf=hf, sp=sp, threads=threads, encoder=encoder)
 
-    def _encode_lists(self, texts: Sequence[str]) -> list[Sequence[int]]:
+    def encode_batch_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return all ids concatenated (int32) and offsets (int64, n + 1): text i is ids[o[i]:o[i+1]], without
+        bos/eos (the tokenize step frames them). No list per text is made here: gigatoken's buffers are
+        returned as they are."""
         return self._encode(texts)
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Return the ids of each text as an int32 array, without bos/eos (the tokenize step frames them)."""
-        return [np.asarray(ids, dtype=np.int32) for ids in self._encode_lists(texts)]
-
-    def encode_batch_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Return all ids concatenated (int32) and offsets (int64, n + 1): text i is ids[o[i]:o[i+1]]."""
-        lists = self._encode_lists(texts)
-        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-        np.cumsum([len(ids) for ids in lists], out=offsets[1:])
-        ids = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int32, count=int(offsets[-1]))
-        return ids, offsets
+        """Return the ids of each text as an int32 array (views of one flat array), without bos/eos."""
+        ids, offsets = self.encode_batch_flat(texts)
+        return [ids[a:b] for a, b in itertools.pairwise(offsets.tolist())]
 
     def encode(self, text: str) -> np.ndarray:
         """Return the ids of one text as an int32 array, without bos/eos."""
@@ -243,8 +265,13 @@ class Tokenizer:
         return None if token_id == self._sp.unk_id() and token != self._sp.IdToPiece(token_id) else token_id
 
     def save(self, directory: str | os.PathLike) -> None:
-        """Copy the tokenizer's files into `directory` (as tokenizer.json / tokenizer.model)."""
+        """Copy the tokenizer's files into `directory` (as tokenizer.json / tokenizer.model), with its
+        held-out sample when it has one, so that the copy's encoder is checked on the same text."""
         os.makedirs(directory, exist_ok=True)
         for f in self.files:
             target = HF_FILE if f.suffix == ".json" else SP_FILE
             shutil.copyfile(f, Path(directory) / target)
+        heldout = self.files[0].parent / HELDOUT_PATH
+        if heldout.is_file():
+            (Path(directory) / HELDOUT_PATH).parent.mkdir(exist_ok=True)
+            shutil.copyfile(heldout, Path(directory) / HELDOUT_PATH)

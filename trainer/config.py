@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gristmill.errors import ConfigError
-from gristmill.models import FrozenModel, read_yaml, validated
+from gristmill.models import FrozenModel, apply_overrides, read_yaml, validated
 
 OpChoice = Literal["auto", "kernel", "reference"]
 
@@ -160,13 +160,13 @@ class TrainStage(FrozenModel):
         None,
         ge=1,
         description="tokens per optimizer step (all devices); "
-        "None takes the manifest stage's tokens_per_batch",
+        "None takes the manifest stage's tokens_per_step",
     )
     tokens: int | None = Field(
         None,
         ge=1,
-        description="tokens to train on in this stage; None: one epoch "
-        "of the stage (rows × seq_len); more than that repeats it, reshuffled",
+        description="tokens to train on in this stage; None: the stage as the build planned "
+        "it (its trained_rows × seq_len); more than that repeats it, reshuffled",
     )
 
 
@@ -229,8 +229,8 @@ class TrainConfig(FrozenModel):
     )
     stages: list[TrainStage] | None = Field(
         None,
-        description="curriculum; None: every manifest stage in "
-        "order, one epoch each, at its tokens_per_batch",
+        description="curriculum; None: every manifest stage in order, as the build planned it, at its "
+        "tokens_per_step",
     )
     max_steps: int | None = Field(
         None,
@@ -287,11 +287,15 @@ class TrainConfig(FrozenModel):
         return str(Path(self.output_dir) / "checkpoints")
 
 
-def parse_train_config(data: Any, path: str | None = None) -> TrainConfig:
-    """Validate a parsed config; raise ConfigError naming every bad field."""
-    return validated(TrainConfig, data, path, "training config")
+def parse_train_config(
+    data: Any, path: str | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Validate a parsed config, with `overrides` (dotted field path → value) applied first; raise
+    ConfigError naming every bad field."""
+    return validated(TrainConfig, apply_overrides(data, overrides), path, "training config")
 
 
-def load_train_config(path: str) -> TrainConfig:
-    """Read and validate a YAML training config; raise ConfigError when missing, unparsable or invalid."""
-    return parse_train_config(read_yaml(path, "training config"), path)
+def load_train_config(path: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read and validate a YAML training config (`overrides`: dotted field path → value, e.g.
+    `max_steps`); raise ConfigError when it is missing, unparsable or invalid."""
+    return parse_train_config(read_yaml(path, "training config"), path, overrides)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from gristmill.errors import ConfigError
 from gristmill.shards.curriculum import Curriculum
+from gristmill.shards.manifest import Manifest, StageEntry
 from gristmill.trainer.config import ModelConfig, TrainConfig, TrainStage
 
 
@@ -39,13 +40,13 @@ def schedule_stages(
 ) -> list[StageSteps]:
     """Return the stages to train, in order; raise ConfigError when a stage does not fit the run.
 
-    A stage's default budget is one epoch of its training rows (the curriculum's, held-out rows excluded).
+    A stage's default budget is one walk of its training rows as the build planned it (each row visited as
+    often as the plan repeats it, held-out rows excluded): `Curriculum.training_visits` × seq_len.
 
     A stage does not fit when its sequence length exceeds the model's max_seq_len or micro_batch_tokens,
     when its tokens per step are not a whole number of micro-batches over all devices, or when its budget
     holds no whole step.
     """
-    built = {s.name: s for s in curriculum.stages}
     wanted = config.stages or [TrainStage(name=s.name) for s in curriculum.stages]
     if not wanted:
         raise ConfigError("the build has no stages", path=config.build, where="manifest.stages")
@@ -53,26 +54,15 @@ def schedule_stages(
     step = 0
     for i, want in enumerate(wanted):
         where = f"stages[{i}]" if config.stages else f"manifest.stages[{i}]"
-        if want.name not in built:
+        if want.name not in {s.name for s in curriculum.stages}:
             raise ConfigError(
-                f"stage {want.name!r} is not in the build, which has {sorted(built)}", where=where
-            )
-        stage = built[want.name]
-        if stage.seq_len > model.max_seq_len:
-            raise ConfigError(
-                f"stage {stage.name!r} has sequence length {stage.seq_len}, above the model's "
-                f"max_seq_len {model.max_seq_len}",
+                f"stage {want.name!r} is not in the build, which has {[s.name for s in curriculum.stages]}",
                 where=where,
-                hint="raise model.max_seq_len, or train on shorter stages",
             )
-        if config.micro_batch_tokens % stage.seq_len:
-            raise ConfigError(
-                f"micro_batch_tokens {config.micro_batch_tokens} is not a multiple of stage "
-                f"{stage.name!r}'s sequence length {stage.seq_len}",
-                where="micro_batch_tokens",
-            )
+        stage = curriculum.stage(want.name)
+        check_stage_fits(stage, model, config.micro_batch_tokens, where)
         per_micro_step = config.micro_batch_tokens * world_size
-        tokens_per_step = want.tokens_per_step or stage.tokens_per_batch
+        tokens_per_step = want.tokens_per_step or stage.tokens_per_step
         if tokens_per_step % per_micro_step:
             raise ConfigError(
                 f"stage {stage.name!r}: {tokens_per_step} tokens per step is not a whole "
@@ -81,7 +71,7 @@ def schedule_stages(
                 where=f"{where}.tokens_per_step",
                 hint=f"use a multiple of {per_micro_step}",
             )
-        budget = want.tokens or stage.training_rows * stage.seq_len
+        budget = want.tokens or curriculum.training_visits(stage.name) * stage.seq_len
         steps = budget // tokens_per_step
         if config.max_steps is not None:
             steps = min(steps, config.max_steps - step)
@@ -106,6 +96,32 @@ def schedule_stages(
         )
         step += steps
     return stages
+
+
+def check_stage_fits(stage: StageEntry, model: ModelConfig, micro_batch_tokens: int, where: str) -> None:
+    """Raise ConfigError when a build stage's rows do not fit the run: longer than the model's max_seq_len,
+    or not a whole number of them per micro-batch of `micro_batch_tokens` (`where` names the config field)."""
+    if stage.seq_len > model.max_seq_len:
+        raise ConfigError(
+            f"stage {stage.name!r} has sequence length {stage.seq_len}, above the model's "
+            f"max_seq_len {model.max_seq_len}",
+            where=where,
+            hint="raise model.max_seq_len, or train on shorter stages",
+        )
+    if micro_batch_tokens % stage.seq_len:
+        raise ConfigError(
+            f"micro_batch_tokens {micro_batch_tokens} is not a multiple of stage "
+            f"{stage.name!r}'s sequence length {stage.seq_len}",
+            where="micro_batch_tokens",
+        )
+
+
+def eval_holdout(config: TrainConfig, manifest: Manifest) -> dict[str, int]:
+    """Return {stage name: rows} of the training build held out for evaluation ({} when none are); the
+    `Curriculum` made with it checks that the stage exists and keeps rows to train on."""
+    if config.eval is None or config.eval.holdout_rows is None or not manifest.stages:
+        return {}
+    return {config.eval.stage or manifest.stages[0].name: config.eval.holdout_rows}
 
 
 def stage_at(stages: list[StageSteps], step: int) -> StageSteps:

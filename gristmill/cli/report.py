@@ -8,7 +8,8 @@ import click
 @click.command()
 @click.argument("build", metavar="BUILD")
 def report(build: str) -> None:
-    """Write BUILD/reports/index.html: accounting, filter reasons, duplicate overlap, lengths, stages.
+    """Write BUILD/reports/index.html: accounting, filter reasons, decontamination, duplicate overlap,
+    lengths, stages.
 
     \b
     Example:

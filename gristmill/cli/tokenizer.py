@@ -20,7 +20,9 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep or not name:
-            raise ConfigError(f"{option} {value!r} is not of the form SOURCE=WEIGHT (e.g. web=0.7)")
+            raise click.BadParameter(
+                f"{value!r} is not of the form SOURCE=WEIGHT (e.g. web=0.7)", param_hint=option
+            )
     return out
 
 
@@ -106,6 +108,11 @@ def tokenizer() -> None:
     "--count-pretokens",
     type=click.Choice(["auto", "always", "never"]),
     help="sentencepiece: train from pre-token counts (bounded memory)",
+)
+@click.option(
+    "--hf-pretokenizer",
+    type=click.Choice(["llama3", "bounded"]),
+    help="hf-bpe: Llama 3's split pattern (default), or runs cut at 16 characters (less trainer memory)",
 )
 @click.option("--threads", type=int, help="trainer threads")
 @click.option("--seed", type=int, help="sampling seed (default: the recipe's, else 0)")

@@ -39,8 +39,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from gristmill.pipelines.config.filters import FiltersConfig
 from gristmill.pipelines.filters import make_filters
-from gristmill.pipelines.filters.config import FiltersConfig
 from gristmill.pipelines.filters.text_stats import word_classes, words
 from gristmill.sample.planted import jaccard
 from gristmill.sample.text import LOREM, python_modules
@@ -457,8 +457,7 @@ def _plant(c: _Corpus) -> None:
 
 def demo_profile(source: str, subset: str) -> str:
     """Return the filter profile recipes/demo.yaml gives a sample subset: its reader's default."""
-    from gristmill.pipelines.filters.profiles import match_profile
-    from gristmill.pipelines.recipe import resolved_profiles
+    from gristmill.pipelines.filters.profiles import match_profile, resolved_profiles
 
     fmt, kind = ("starcoder", "code") if source == "starcoderdata" else (source, "text")
     return match_profile(resolved_profiles(fmt, kind, {}), subset) or "web"

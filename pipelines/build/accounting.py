@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from gristmill.errors import BuildError
 from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.config.decontam import REASON_PREFIX
 from gristmill.shards.manifest import Counts
-from gristmill.storage import filesystem, read_json
+from gristmill.storage import exists, read_json
 
 
 def _ledgers(layout: BuildLayout, step: str, source: str, tasks: list[int]) -> list[dict]:
-    fs, _ = filesystem(layout.root)
     out = []
     for task in tasks:
         path = layout.stats_file(step, source, task)
-        if fs.exists(filesystem(path)[1]):
+        if exists(path):
             out.append(read_json(path))
     return out
 
@@ -64,3 +64,11 @@ def collect_accounting(
                 )
         accounting[source] = dict(sorted(subsets.items()))
     return accounting
+
+
+def decontam_drops(accounting: dict[str, dict[str, Counts]]) -> dict[str, int]:
+    """Return source → documents filtered for a decontamination reason ("decontam:<set>")."""
+    return {
+        source: sum(n for c in subsets.values() for r, n in c.filtered.items() if r.startswith(REASON_PREFIX))
+        for source, subsets in accounting.items()
+    }

@@ -10,17 +10,18 @@ from dataclasses import dataclass, field
 from rich.console import Console
 
 from gristmill.errors import BuildError
-from gristmill.pipelines.build.accounting import collect_accounting
+from gristmill.pipelines.build.accounting import collect_accounting, decontam_drops
 from gristmill.pipelines.build.directory import remove_build, remove_leftovers
 from gristmill.pipelines.build.engine import Step, init_ray, quiet_datatrove_logs, run_step
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.build.progress import completed_tasks, step_progress, summary_table
 from gristmill.pipelines.build.ray_tasks import RetryPolicy
 from gristmill.pipelines.build.report import write_report
+from gristmill.pipelines.decontam import decontam_status
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps import build_steps
 from gristmill.pipelines.steps.ingest import WorkUnit, plan_work_units
-from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
+from gristmill.shards.manifest import Manifest, SourceEntry, manifest_path, read_manifest, write_manifest
 from gristmill.storage import exists, filesystem, list_names, read_json, register_storage, write_json
 
 
@@ -99,17 +100,43 @@ def _overlap(layout: BuildLayout) -> dict[str, dict[str, int]]:
     return read_json(path) if exists(path) else {}
 
 
+def _taken_down(layout: BuildLayout) -> Manifest | None:
+    """Return the manifest of a finished build that documents were taken down from (None otherwise).
+
+    Such a build is left as it is: its steps' own records (the pack step's shard entries) predate the
+    takedown, and running a step again would bring the documents back from the work files.
+    """
+    if not exists(manifest_path(layout.root)):
+        return None
+    manifest = read_manifest(layout.root)
+    if not manifest.removals:
+        return None
+    return manifest
+
+
 def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
     """Run (or resume) the recipe's build and return its manifest. Raises BuildError or InputError.
 
     The steps are `steps.build_steps`'s, in its order; then the manifest and the report.
     """
+    from gristmill.pipelines.steps.decontam import collect_decontamination
     from gristmill.pipelines.steps.pack import collect_stages, tokenizer_entry
 
     options = options or BuildOptions()
     layout = BuildLayout(recipe.output)
+    decontaminate, note = decontam_status(recipe.decontam)
+    if note:
+        options.console.print(f"[yellow]warning:[/yellow] {note}")
     register_storage(layout.root, recipe.output_storage_options)  # the tasks get them with each step
     _claim_output(layout, recipe, options)
+    taken_down = _taken_down(layout)
+    if taken_down is not None:
+        options.console.print(
+            f"{layout.root} is finished, and {sum(r.documents for r in taken_down.removals)} documents were "
+            "taken down from it since: it is left as it is (--fresh rebuilds it from the inputs, which still "
+            "hold them)"
+        )
+        return taken_down
     units = _work_units(layout, recipe)
     quiet_datatrove_logs()
     init_ray(options.address, options.num_cpus)
@@ -119,6 +146,12 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
     tasks_by_source: dict[str, list[int]] = {s.name: [] for s in recipe.sources}
     for unit in units:
         tasks_by_source[unit.source].append(unit.task)
+    accounting = collect_accounting(layout, tasks_by_source)
+    decontamination = (
+        collect_decontamination(recipe, layout, tasks_by_source, decontam_drops(accounting))
+        if decontaminate
+        else None
+    )
     manifest = Manifest(
         name=recipe.name,
         recipe=recipe.content(),  # no absolute path: builds relocate
@@ -128,15 +161,17 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
             SourceEntry(name=s.name, format=s.format, kind=s.kind or "text", priority=s.priority)
             for s in recipe.sources
         ],
-        accounting=collect_accounting(layout, tasks_by_source),
+        accounting=accounting,
         overlap=_overlap(layout),
         tokenizer=tokenizer_entry(layout) if recipe.tokenizer is not None else None,
+        decontamination=decontamination,
         stages=collect_stages(recipe, layout) if recipe.stages else [],
         artifacts={
             "documents": "documents/",
             "clean": "clean/",
             "quarantine": "quarantine/",
             "dropped": "dropped/",
+            **({"decontamination": "decontamination/"} if decontaminate else {}),
             "report": "reports/index.html",
         },
     )

@@ -19,14 +19,20 @@ class BuildLayout:
       documents/<source>/<task>.parquet      read + filtered documents (id, text, source, subset, metadata)
       quarantine/<source>/<task>.jsonl       unreadable records: file, where, reason, excerpt
       dropped/<source>/<task>.jsonl          a sample of filtered documents per reason, for inspection
-      stats/<step>/<source>/<task>.json      per-task accounting (ingest, dedupe)
+      decontamination/index/                 the evaluation items' index, built once (decontam_index step)
+      decontamination/matches/<source>/<task>.jsonl   every item found in a document, and what was done
+      decontamination/removed/<source>/<task>.parquet the text decontamination took out (for its tokens)
+      stats/<step>/<source>/<task>.json      per-task accounting (ingest, decontam, decontam_tokens, dedupe)
       dedupe/…                               dedupe work files, decisions, index, overlap.json
       clean/<source>/<task>.parquet          documents that survive dedupe: the input of tokenizing
       tokenizer/                             the tokenizer the shards were made with
       tokens/<source>/<task>.bin|.arrow|.json   token ids, their index, and length histograms
-      plan/stage-<i>/shard-<n>.arrow, plan.json   the pieces of each shard, and the plan's summary
+      plan/stage-<number>/shard-<n>.arrow, plan.json   the pieces of each shard, and the plan's summary
       plan/slice-<g>.json                    each plan task's summary (merged into plan.json)
-      stage-<i>-<seq_len>/shard-<n>.arrow    packed shards (+ .json sidecar: the shard's manifest entry)
+      stage-<number>-<seq_len>/shard-<n>.arrow    packed shards (+ .json sidecar: the shard's manifest entry;
+                                             .docs.parquet: its provenance, every segment's document)
+      stage-<number>-<seq_len>/documents-<p>.parquet   the stage's document index, partition p (+ .json)
+      provenance/stage-<number>/shard-<n>.arrow   each shard's index lines by partition (the index's input)
       reports/                               build report
       logs/<step>/                           datatrove logs, stats and completion markers (resume)
       logs/tasks/<step>.json                 per-task measurements of a Ray step: peak RSS, seconds, node
@@ -87,6 +93,24 @@ class BuildLayout:
     def task_errors(self) -> str:
         """BUILD/logs/errors."""
         return self.path("logs", "errors")
+
+    # Decontamination.
+    def decontam(self, *parts: str) -> str:
+        """BUILD/decontamination/<parts>."""
+        return self.path("decontamination", *parts)
+
+    @property
+    def decontam_index_dir(self) -> str:
+        """BUILD/decontamination/index: the index every ingest task matches documents against."""
+        return self.decontam("index")
+
+    def decontam_matches_file(self, source: str, task: int) -> str:
+        """BUILD/decontamination/matches/<source>/<task>.jsonl: each item found, in which document, how."""
+        return self.task_file("decontamination/matches", source, task, "jsonl")
+
+    def decontam_removed_file(self, source: str, task: int) -> str:
+        """BUILD/decontamination/removed/<source>/<task>.parquet: the text taken out of each document."""
+        return self.task_file("decontamination/removed", source, task, "parquet")
 
     # Dedupe.
     def dedupe(self, *parts: str) -> str:
@@ -151,16 +175,27 @@ class BuildLayout:
         return self.path("plan", f"slice-{index:05d}.json")
 
     def shard_layout_file(self, stage: int, shard: int) -> str:
-        """BUILD/plan/stage-<i>/shard-<n>.arrow: the pieces the pack step gathers into shard n."""
+        """BUILD/plan/stage-<number>/shard-<n>.arrow: the pieces the pack step gathers into shard n of stage
+        number `stage`."""
         return self.path("plan", f"stage-{stage}", f"shard-{shard:05d}.arrow")
 
-    def stage_dir(self, index: int, seq_len: int) -> str:
-        """Return BUILD/stage-<index>-<seq_len> (index counts from 1)."""
-        return self.path(f"stage-{index}-{seq_len}")
+    def stage_dir(self, stage: int, seq_len: int) -> str:
+        """Return BUILD/stage-<number>-<seq_len> of stage number `stage` (stages count from 1)."""
+        return self.path(f"stage-{stage}-{seq_len}")
 
     def shard_file(self, stage: int, seq_len: int, shard: int, ext: str = "arrow") -> str:
-        """BUILD/stage-<i>-<L>/shard-<n>.<ext> (.json: the shard's manifest entry)."""
+        """BUILD/stage-<number>-<L>/shard-<n>.<ext> (.json: the shard's manifest entry)."""
         return f"{self.stage_dir(stage, seq_len)}/shard-{shard:05d}.{ext}"
+
+    def index_file(self, stage: int, seq_len: int, partition: int, ext: str = "parquet") -> str:
+        """BUILD/stage-<number>-<L>/documents-<p>.<ext>: partition p of the stage's document index (.json: its
+        manifest entry)."""
+        return f"{self.stage_dir(stage, seq_len)}/documents-{partition:05d}.{ext}"
+
+    def index_lines_file(self, stage: int, shard: int) -> str:
+        """BUILD/provenance/stage-<number>/shard-<n>.arrow: a shard's index lines, partitioned by the index
+        partition of their id (what each index task reads its part of)."""
+        return self.path("provenance", f"stage-{stage}", f"shard-{shard:05d}.arrow")
 
     # Logs and report.
     def logs(self, step: str) -> str:

@@ -136,4 +136,23 @@ def summary_table(manifest: Manifest) -> Table:
         grand = [a + b for a, b in zip(grand, row)]
         table.add_row(source, *(f"{v:,}" for v in row))
     table.add_row("[bold]all", *(f"[bold]{v:,}" for v in grand))
+    if manifest.decontamination is not None:
+        table.caption = decontam_caption(manifest)
     return table
+
+
+def decontam_caption(manifest: Manifest) -> str:
+    """One line under the summary: the documents decontamination dropped (in `filtered`) and cut, per set."""
+    d = manifest.decontamination
+    assert d is not None
+    dropped: dict[str, int] = {}
+    cut = 0
+    for name, by_source in d.found.items():
+        dropped[name] = sum(c.documents_dropped for c in by_source.values())
+        cut += sum(c.documents_cut for c in by_source.values())
+    parts = ", ".join(f"{name} {n:,}" for name, n in dropped.items() if n)
+    return (
+        f"decontamination ({len(d.benchmarks)} sets): {sum(dropped.values()):,} documents dropped"
+        + (f" ({parts})" if parts else "")
+        + f" (counted in filtered), {cut:,} cut"
+    )

@@ -353,11 +353,10 @@ def record_task_runs(path: str, runs: Sequence[TaskRun]) -> None:
     """Merge the measurements of `runs` into the step's JSON at `path` ({rank: figures}), keeping the figures
     of ranks an earlier (resumed) run recorded; ranks that never ran (lost, cancelled, unplaced) are left
     out. `path` may be any gristmill.storage path."""
-    from gristmill.storage import filesystem, read_json, write_json
+    from gristmill.storage import exists, read_json, write_json
 
     measured = {f"{r.rank:05d}": r.figures() for r in runs if r.seconds is not None}
     if not measured:
         return
-    fs, inner = filesystem(path)
-    recorded = read_json(path) if fs.exists(inner) else {}
+    recorded = read_json(path) if exists(path) else {}
     write_json(path, {**recorded, **measured})

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.shards.inspect import padding_rate
 from gristmill.shards.manifest import Manifest, read_manifest
-from gristmill.storage import atomic_write, filesystem
+from gristmill.storage import atomic_write, exists, filesystem
 
 REPORT_NAME = "index.html"
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -55,6 +55,7 @@ def _accounting_section(m: Manifest) -> str:
                     c.duplicate.get("exact", 0),
                     c.duplicate.get("near", 0),
                     c.quarantined,
+                    c.removed,
                 ]
             )
     header = [
@@ -67,8 +68,13 @@ def _accounting_section(m: Manifest) -> str:
         "exact dup",
         "near dup",
         "quarantined",
+        "removed",
     ]
-    return "<h2>Accounting: in = kept + filtered + duplicate + quarantined</h2>" + _table(header, rows)
+    return (
+        "<h2>Accounting: in = kept + filtered + duplicate + quarantined + removed</h2>"
+        "<p>removed: documents a takedown took out of the finished build (<code>gristmill shards takedown"
+        "</code>).</p>" + _table(header, rows)
+    )
 
 
 def _filter_section(m: Manifest) -> str:
@@ -99,31 +105,51 @@ def _stages_section(m: Manifest) -> str:
         return "<h2>Stages</h2><p>this build has no curriculum stages</p>"
     rows = []
     for s in m.stages:
-        total = max(s.tokens, 1)
-        mix = ", ".join(f"{k} {v / total:.1%}" for k, v in sorted(s.source_tokens.items()))
+        total = max(s.trained_tokens, 1)
+        mix = ", ".join(f"{k} {v / total:.1%}" for k, v in sorted(s.source_trained_tokens.items()))
+        passes = ", ".join(f"{k} ×{v:.3g}" for k, v in sorted(s.passes.items()))
         sampling = ", ".join(f"{k} ×{v:.3g}" for k, v in sorted(s.sampling.items()))
         rows.append(
             [
-                s.name,
+                f"{s.number} {s.name}",
                 s.seq_len,
                 len(s.shards),
                 s.rows,
                 s.tokens,
+                s.trained_rows,
+                s.trained_tokens,
                 f"{padding_rate(s):.3%}",
                 s.split_documents,
                 mix,
+                passes,
                 sampling,
             ]
         )
-    header = ["stage", "seq len", "shards", "rows", "tokens", "padding", "split docs", "mixture", "sampling"]
-    return "<h2>Curriculum stages</h2>" + _table(header, rows)
+    header = [
+        "stage",
+        "seq len",
+        "shards",
+        "rows stored",
+        "tokens stored",
+        "rows trained",
+        "tokens trained",
+        "padding",
+        "split docs",
+        "mixture (trained)",
+        "passes",
+        "sampling",
+    ]
+    return (
+        "<h2>Curriculum stages</h2><p>Each stage's rows are stored once; one walk of the stage visits them "
+        "as often as its passes say (trained = stored × passes).</p>" + _table(header, rows)
+    )
 
 
 def _length_histograms(layout: BuildLayout) -> str:
     """Plot the per-source document length histograms the tokenize step left in BUILD/tokens/."""
-    fs, inner = filesystem(layout.tokens_dir)
-    if not fs.exists(inner):
+    if not exists(layout.tokens_dir):
         return ""
+    fs, inner = filesystem(layout.tokens_dir)
     files = sorted(p for p in fs.find(inner) if p.endswith("histogram.json"))
     if not files:
         return ""
@@ -147,6 +173,90 @@ def _length_histograms(layout: BuildLayout) -> str:
     return "<h2>Document lengths per source</h2>" + img
 
 
+MATCH_SAMPLES = 3  # matches shown per evaluation set
+
+
+def _match_samples(layout: BuildLayout, per_set: int = MATCH_SAMPLES) -> dict[str, list[dict]]:
+    """Return up to `per_set` match records per evaluation set from BUILD/decontamination/matches/."""
+    folder = layout.decontam("matches")
+    samples: dict[str, list[dict]] = {}
+    if not exists(folder):
+        return samples
+    fs, inner = filesystem(folder)
+    for path in sorted(p for p in fs.find(inner) if p.endswith(".jsonl")):
+        with fs.open(path, "r") as f:
+            for line in f:
+                match = json.loads(line)
+                bucket = samples.setdefault(match["benchmark"], [])
+                if len(bucket) < per_set:
+                    bucket.append(match)
+    return samples
+
+
+def _decontamination_section(m: Manifest, layout: BuildLayout) -> str:
+    d = m.decontamination
+    if d is None:
+        return "<h2>Decontamination</h2><p>this build was not decontaminated (recipe: decontam)</p>"
+    s = d.settings
+    intro = (
+        f"<p>{s['n']}-word n-grams, and texts of {s['min_words']} to {s['n'] - 1} words whole; action "
+        f"<b>{html.escape(str(s['action']))}</b>"
+        + (
+            f" (±{s['margin']} characters, at least {s['min_chars_left']} left)"
+            if s["action"] == "cut"
+            else ""
+        )
+        + f"; index {d.index_bytes / 2**20:.1f} MiB, mapped by every ingest task. Dropped documents are in "
+        "the accounting as filter reasons <code>decontam:&lt;set&gt;</code>.</p>"
+    )
+    sets = _table(
+        ["set", "items", "matchable", "keys", "common keys left out", "version", "sha256 of its text"],
+        [
+            [b.name, b.items, b.matchable_items, b.keys, b.common_keys, b.version, b.checksum[:16]]
+            for b in d.benchmarks
+        ],
+    )
+    rows = [
+        [
+            f"{name} / {source}",
+            c.items,
+            c.documents_dropped,
+            c.documents_cut,
+            c.chars_removed,
+            "—" if c.tokens_removed is None else c.tokens_removed,
+        ]
+        for name, by_source in d.found.items()
+        for source, c in by_source.items()
+    ]
+    found = (
+        _table(
+            [
+                "set / source",
+                "items found",
+                "documents dropped",
+                "documents cut",
+                "chars removed",
+                "tokens removed",
+            ],
+            rows,
+        )
+        if rows
+        else "<p>no evaluation item was found in any document</p>"
+    )
+    samples = [
+        [name, m_["source"], m_["document"], m_["item"], m_["action"], m_["text"][:300]]
+        for name, matches in _match_samples(layout).items()
+        for m_ in matches
+    ]
+    sampled = (
+        f"<h3>Matches (up to {MATCH_SAMPLES} per set; all in {html.escape(d.matches)})</h3>"
+        + _table(["set", "source", "document", "item", "action", "matched text"], samples)
+        if samples
+        else ""
+    )
+    return "<h2>Decontamination</h2>" + intro + sets + "<h3>Found, per set and source</h3>" + found + sampled
+
+
 def render_report(manifest: Manifest, layout: BuildLayout) -> str:
     """Return the report page for a build as HTML."""
     parts = [
@@ -161,6 +271,7 @@ def render_report(manifest: Manifest, layout: BuildLayout) -> str:
         + "</p>",
         _accounting_section(manifest),
         _filter_section(manifest),
+        _decontamination_section(manifest, layout),
         _overlap_section(manifest),
         _length_histograms(layout),
         _stages_section(manifest),

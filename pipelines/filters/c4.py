@@ -16,8 +16,8 @@ from operator import contains
 
 import numpy as np
 
+from gristmill.pipelines.config.filters import C4Config
 from gristmill.pipelines.filters.base import DocumentFilter
-from gristmill.pipelines.filters.config import C4Config
 from gristmill.pipelines.filters.text_stats import SENTENCE_TERMINAL, words
 
 _CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from gristmill.pipelines.config.filters import CuratedConfig
 from gristmill.pipelines.filters.base import DocumentFilter
-from gristmill.pipelines.filters.config import CuratedConfig
 
 # Control characters no text file holds (tab, newline, vertical tab, form feed and carriage return are
 # allowed; form feeds separate pages in old source files), and U+FFFD, what a bad decode leaves.

@@ -1,16 +1,16 @@
 """Our rule sets as datatrove filters: the build's ingest chain, and plain datatrove pipelines alike.
 
-Each runs our batched implementation (`batch_size` documents at a time, 256 by default) and drops with our
-reason, "<rule set>:<rule>", which datatrove hands to the filter's exclusion writer and counts as the
-statistic `dropped_<reason>`. `gristmill_filter_steps(recipe)` gives the build's chain, each filter judging
-only the documents whose (source, subset) resolves to a profile that runs its rule set;
-`GristmillGopherQualityFilter()` etc. serve plain datatrove pipelines.
+`RuleSetFilter(rules)` runs one rule set's batched implementation (`batch_size` documents at a time, 256 by
+default) and drops with its reason, "<rule set>:<rule>", which datatrove hands to the filter's exclusion
+writer and counts as the statistic `dropped_<reason>`. `gristmill_filter_steps(recipe)` gives the build's
+chain, each filter judging only the documents whose (source, subset) resolves to a profile that runs its
+rule set. In a plain datatrove pipeline: `RuleSetFilter(GopherQualityFilter())`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
@@ -18,23 +18,9 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.batching import batched
 from datatrove.utils.typeshelper import StatHints
 
+from gristmill.pipelines.config.filters import RULE_SETS
 from gristmill.pipelines.filters import make_rule_set
 from gristmill.pipelines.filters.base import DocumentFilter
-from gristmill.pipelines.filters.c4 import C4Filter
-from gristmill.pipelines.filters.code import CodeFilter
-from gristmill.pipelines.filters.config import (
-    RULE_SETS,
-    C4Config,
-    CodeConfig,
-    CuratedConfig,
-    FineWebConfig,
-    GopherQualityConfig,
-    GopherRepetitionConfig,
-)
-from gristmill.pipelines.filters.curated import CuratedFilter
-from gristmill.pipelines.filters.fineweb import FineWebFilter
-from gristmill.pipelines.filters.gopher_quality import GopherQualityFilter
-from gristmill.pipelines.filters.gopher_repetition import GopherRepetitionFilter
 from gristmill.pipelines.filters.guard import guarded
 from gristmill.pipelines.filters.profiles import ProfileScope
 
@@ -67,7 +53,7 @@ class RuleSetFilter(BaseFilter):
         self.rules = guarded(rules, max_seconds_per_document)  # a document over the limit is quarantined
         self.path_key = path_key
         self.scope = scope
-        self.name = getattr(self, "name", None) or f"gristmill {rules.name}"
+        self.name = f"gristmill {rules.name}"
 
     def judges(self, doc: Document) -> bool:
         """Return True when `doc` is one this filter's rule set is for."""
@@ -124,70 +110,11 @@ class RuleSetFilter(BaseFilter):
                 self.stat_update(StatHints.forwarded, value=kept)
 
 
-class GristmillGopherQualityFilter(RuleSetFilter):
-    """Gopher's quality rules (`gristmill.pipelines.filters.GopherQualityFilter`) as a datatrove step."""
-
-    name = "🥇 Gristmill Gopher Quality"
-
-    def __init__(self, config: GopherQualityConfig | None = None, **kwargs: Any) -> None:
-        super().__init__(GopherQualityFilter(config), **kwargs)
-
-
-class GristmillGopherRepetitionFilter(RuleSetFilter):
-    """Gopher's repetition rules (`GopherRepetitionFilter`) as a datatrove step."""
-
-    name = "👯 Gristmill Gopher Repetition"
-
-    def __init__(self, config: GopherRepetitionConfig | None = None, **kwargs: Any) -> None:
-        super().__init__(GopherRepetitionFilter(config), **kwargs)
-
-
-class GristmillC4Filter(RuleSetFilter):
-    """C4's document-level rules (`C4Filter`: drops, never rewrites) as a datatrove step."""
-
-    name = "⛰ Gristmill C4"
-
-    def __init__(self, config: C4Config | None = None, **kwargs: Any) -> None:
-        super().__init__(C4Filter(config), **kwargs)
-
-
-class GristmillFineWebFilter(RuleSetFilter):
-    """FineWeb's rules (`FineWebFilter`) as a datatrove step."""
-
-    name = "🍷 Gristmill FineWeb"
-
-    def __init__(self, config: FineWebConfig | None = None, **kwargs: Any) -> None:
-        super().__init__(FineWebFilter(config), **kwargs)
-
-
-class GristmillCuratedFilter(RuleSetFilter):
-    """The curated rules (`CuratedFilter`: empty, short, binary, extreme repetition) as a datatrove step."""
-
-    name = "📚 Gristmill Curated"
-
-    def __init__(self, config: CuratedConfig | None = None, **kwargs: Any) -> None:
-        super().__init__(CuratedFilter(config), **kwargs)
-
-
-class GristmillCodeFilter(RuleSetFilter):
-    """StarCoder-style code rules (`CodeFilter`) as a datatrove step; paths come from `path_key` metadata."""
-
-    name = "💻 Gristmill Code"
-
-    def __init__(self, config: CodeConfig | None = None, **kwargs: Any) -> None:
-        super().__init__(CodeFilter(config), **kwargs)
-
-
 def gristmill_filter_steps(recipe: Recipe) -> list[tuple[str, RuleSetFilter]]:
     """Return the build's filters in the order they run, as (rule set name, datatrove filter): every
     enabled rule set some source's profile runs, each judging only the subsets whose profile runs it."""
     scope = ProfileScope.of_recipe(recipe)
-    used = {
-        rule_set
-        for source in recipe.sources
-        for profile in set(source.profiles.values())
-        for rule_set in recipe.filters.profiles[profile]
-    }
+    used = {rule_set for profile in scope.used_profiles() for rule_set in recipe.filters.profiles[profile]}
     steps: list[tuple[str, RuleSetFilter]] = []
     for name in RULE_SETS:
         rules = make_rule_set(recipe.filters, name) if name in used else None

@@ -7,8 +7,8 @@ from operator import itemgetter
 
 import numpy as np
 
+from gristmill.pipelines.config.filters import FineWebConfig
 from gristmill.pipelines.filters.base import DocumentFilter
-from gristmill.pipelines.filters.config import FineWebConfig
 from gristmill.pipelines.filters.gopher_repetition import duplicate_stats
 from gristmill.pipelines.filters.text_stats import SENTENCE_TERMINAL, batch_words, lengths
 

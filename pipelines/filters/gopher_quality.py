@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from itertools import repeat
 
+from gristmill.pipelines.config.filters import GopherQualityConfig
 from gristmill.pipelines.filters.base import DocumentFilter
-from gristmill.pipelines.filters.config import GopherQualityConfig
 from gristmill.pipelines.filters.text_stats import batch_words, word_counts
 
 STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])

@@ -21,8 +21,8 @@ from itertools import chain
 
 import numpy as np
 
+from gristmill.pipelines.config.filters import GopherRepetitionConfig
 from gristmill.pipelines.filters.base import DocumentFilter
-from gristmill.pipelines.filters.config import GopherRepetitionConfig
 from gristmill.pipelines.filters.text_stats import batch_words, lengths, string_hashes
 from gristmill.pipelines.native import bind, extension
 

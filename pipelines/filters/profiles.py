@@ -1,12 +1,32 @@
-"""Which profile, so which rule sets, judge a document: resolved from its (source, subset), once per pair."""
+"""Which profile, so which rule sets, judge a document: resolved from its (source, subset), once per pair.
+
+A source's subsets get their profile from the first matching pattern of, in order: the recipe's own
+`profiles`, its reader's defaults (what the corpus's makers did), then `*` by the source's `kind`
+(`resolved_profiles`). `ProfileScope` is the one place that answers it for a document.
+"""
 
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
+from gristmill.pipelines.readers import READERS
+
 if TYPE_CHECKING:
     from gristmill.pipelines.recipe import Recipe
+
+# The profile of subsets that neither the recipe nor the reader's defaults name, by the source's `kind`.
+KIND_PROFILES = {"text": "web", "code": "code"}
+
+
+def resolved_profiles(fmt: str, kind: str, given: dict[str, str] | None = None) -> dict[str, str]:
+    """Return a source's subset pattern → profile map in the order the patterns are tried: `given` (the
+    recipe's own), then the reader's defaults for layout `fmt`, then `*` by `kind` ("text" or "code")."""
+    resolved = dict(given or {})
+    for pattern, profile in READERS[fmt].default_profiles.items():
+        resolved.setdefault(pattern, profile)
+    resolved.setdefault("*", KIND_PROFILES[kind])
+    return resolved
 
 
 def match_profile(patterns: dict[str, str], subset: str) -> str | None:
@@ -32,8 +52,9 @@ class ProfileScope:
 
     @classmethod
     def of_recipe(cls, recipe: Recipe) -> ProfileScope:
-        """Return the scope of `recipe`'s sources (their resolved `profiles`) and `filters.profiles`."""
-        return cls({s.name: dict(s.profiles) for s in recipe.sources}, recipe.filters.profiles)
+        """Return the scope of `recipe`'s sources (their profiles resolved) and `filters.profiles`."""
+        patterns = {s.name: resolved_profiles(s.format, s.kind, s.profiles) for s in recipe.sources}
+        return cls(patterns, recipe.filters.profiles)
 
     def profile(self, source: str | None, subset: str | None) -> str | None:
         """Return the profile of documents of `subset` in `source`, or None for a source not in the recipe."""
@@ -47,3 +68,7 @@ class ProfileScope:
         """Return True when the profile of (`source`, `subset`) runs `rule_set`."""
         profile = self.profile(source, subset)
         return profile is not None and rule_set in self.profiles.get(profile, ())
+
+    def used_profiles(self) -> set[str]:
+        """Return every profile some pattern of some source names (what the build may run)."""
+        return {profile for patterns in self.source_patterns.values() for profile in patterns.values()}

@@ -9,7 +9,7 @@ from gristmill.pipelines.readers.generic import GenericJsonlReader, GenericParqu
 from gristmill.pipelines.readers.pile import PileReader
 from gristmill.pipelines.readers.slimpajama import SlimPajamaReader
 from gristmill.pipelines.readers.starcoder import StarcoderReader
-from gristmill.pipelines.recipe import MAX_DOCUMENT_BYTES, SourceConfig
+from gristmill.pipelines.recipe import MAX_DOCUMENT_BYTES, Recipe, SourceConfig
 from gristmill.storage import expand, filesystem
 
 READERS: dict[str, type[FormatReader]] = {
@@ -21,7 +21,15 @@ READERS: dict[str, type[FormatReader]] = {
     "parquet": GenericParquetReader,
 }
 
-__all__ = ["MAX_DOCUMENT_BYTES", "READERS", "BadRecord", "FormatReader", "reader_for", "source_files"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "READERS",
+    "BadRecord",
+    "FormatReader",
+    "excluded_subset_warnings",
+    "reader_for",
+    "source_files",
+]
 
 
 def reader_for(source: SourceConfig, max_document_bytes: int | None = None) -> FormatReader:
@@ -61,3 +69,18 @@ def source_files(source: SourceConfig, skipped: list[str] | None = None) -> list
 def _is_data_file(relative: str, suffixes: tuple[str, ...]) -> bool:
     parts = relative.split("/")
     return not any(p.startswith(".") for p in parts) and parts[-1].endswith(suffixes)
+
+
+def excluded_subset_warnings(recipe: Recipe) -> list[str]:
+    """Return a warning for each source whose `exclude_subsets` names subsets its corpus is not known to have
+    (only corpora whose subsets are a fixed list, `known_subsets`, can be checked before the build)."""
+    out = []
+    for i, source in enumerate(recipe.sources):
+        known = READERS[source.format].known_subsets
+        unknown = [] if known is None else [s for s in source.exclude_subsets if s not in known]
+        if unknown:
+            out.append(
+                f"sources.{i}.exclude_subsets: {unknown} are not subsets of the {source.format} "
+                "corpus; the build fails after ingest if no file has them"
+            )
+    return out

@@ -18,6 +18,7 @@ from gristmill.pipelines.recipe import MAX_DOCUMENT_BYTES, SourceConfig
 from gristmill.streams import StreamFault, read_lines, read_parquet
 
 EXCERPT_CHARS = 300
+ORIGIN_FILE, ORIGIN_RECORD = "file", "record"  # the metadata keys of a document's origin (`with_origin`)
 _GLOB_CHARS = re.compile(r"[*?\[]")
 # A JSON escape of a UTF-16 surrogate; only records containing one need the (slower) valid-Unicode check.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -47,7 +48,11 @@ class FormatReader(ABC):
 
     `iter_file` yields a Document per good record (metadata holds at least `source` and `subset`, and the id
     is stable: from the data where it has one, else derived from path and line/row) and a BadRecord per bad
-    one, in file order, and carries on after a bad record wherever the format allows it.
+    one, in file order, and carries on after a bad record wherever the format allows it. Every Document
+    also says where it came from (`with_origin`): metadata `file`, the input file's path relative to its
+    source pattern (as derived ids use it, so a build stays relocatable), and `record`, its line (JSON
+    lines, from 1) or row (parquet, from 0) — what a segment's provenance names, and what reading the file
+    again with this reader finds.
 
     `default_profiles` maps the corpus's subsets (names or globs) to the filter profile its makers' own
     processing calls for; a recipe's `profiles` come first. `known_subsets` lists every subset the corpus
@@ -82,6 +87,13 @@ class FormatReader(ABC):
                     rest = parts[start + len(root) :]
                     return "/".join(rest) if rest else parts[-1]
         return "/".join(parts[-3:])
+
+    @staticmethod
+    def with_origin(doc: Document, relative: str, position: int) -> Document:
+        """Return `doc` with its origin in its metadata: `file` (relative path) and `record` (line or row)."""
+        doc.metadata[ORIGIN_FILE] = relative
+        doc.metadata[ORIGIN_RECORD] = position
+        return doc
 
     def derived_id(self, relative: str, position: int) -> str:
         """Return the id of a record that has none in the data: `<source>/<relative path>:<line or row>`."""
@@ -194,7 +206,9 @@ class JsonLinesReader(FormatReader):
                 yield BadRecord(path, f"line {item.number}", self.too_large(item.size))
             elif item.data and not item.data.isspace():
                 try:
-                    yield self._parse(item.data, relative, item.number)
+                    yield self.with_origin(
+                        self._parse(item.data, relative, item.number), relative, item.number
+                    )
                 except RecordError as e:
                     yield BadRecord(path, f"line {item.number}", str(e), excerpt(item.data))
 
@@ -248,7 +262,7 @@ class ParquetRowsReader(FormatReader):
                     yield BadRecord(path, f"row {index}", problems[offset])
                     continue
                 try:
-                    yield self.make_document(row, path, relative, index)
+                    yield self.with_origin(self.make_document(row, path, relative, index), relative, index)
                 except RecordError as e:
                     text = row.get(self.text_column or "")
                     yield BadRecord(path, f"row {index}", str(e), excerpt(str(text)))

@@ -2,7 +2,8 @@
 
 One task per work unit (a source's files in groups of `files_per_task`). The step is one datatrove chain,
 
-    ReadSources → gristmill's filters and the recipe's own datatrove steps, in order → WriteDocuments
+    ReadSources → gristmill's filters and the recipe's own datatrove steps, in order → decontamination
+    (when the recipe has it: `steps/decontam.py`) → WriteDocuments
 
 sharing one `IngestTally` per task: the reader counts records in, quarantines, and the documents of each
 subset under the filter profile that judges them (`ProfileScope`, the same the filters ask); every filter
@@ -38,7 +39,8 @@ from gristmill.pipelines.readers import reader_for, source_files
 from gristmill.pipelines.readers.base import BadRecord
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
-from gristmill.storage import atomic_write, filesystem, read_json
+from gristmill.pipelines.steps.decontam import decontam_filter
+from gristmill.storage import atomic_write, exists, filesystem, read_json
 
 EXCLUDED_SUBSET = "excluded_subset"
 UNREADABLE = "(unreadable)"  # the pseudo-subset of records that cannot be read, so have none
@@ -296,6 +298,10 @@ def ingest_chain(
         middle += [_counted(e.build(), e.label, tally) for e in recipe.ingest_steps if e.after == name]
         placed.discard(name)
     middle += [_counted(e.build(), e.label, tally) for e in recipe.ingest_steps if e.after in placed]
+    decontam = decontam_filter(recipe, layout, units)
+    if decontam is not None:  # last: it scans only what the quality filters kept
+        decontam.exclusion_writer = CountDrops(tally, label=None)
+        middle.append(decontam)
     return [
         ReadSources(recipe, layout, units, tally, strict=strict),
         *middle,
@@ -319,14 +325,13 @@ def _counted(step: PipelineStep, label: str, tally: IngestTally) -> PipelineStep
 def check_excluded_subsets(recipe: Recipe, layout: BuildLayout, units: list[WorkUnit]) -> None:
     """Raise BuildError when a source's `exclude_subsets` names a subset none of its records had, naming
     the subsets that were seen (a misspelt name would otherwise let the subset through unnoticed)."""
-    fs, _ = filesystem(layout.root)
     for i, source in enumerate(recipe.sources):
         if not source.exclude_subsets:
             continue
         seen: set[str] = set()
         for unit in units:
             path = layout.stats_file(STATS_STEP, unit.source, unit.task)
-            if unit.source == source.name and fs.exists(filesystem(path)[1]):
+            if unit.source == source.name and exists(path):
                 seen.update(read_json(path))
         seen -= {UNREADABLE, EMPTY_FILES}
         missing = [s for s in source.exclude_subsets if s not in seen]

@@ -9,7 +9,8 @@ Once every slice is done, `write_plan` merges those into BUILD/plan.json.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -20,8 +21,9 @@ from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
 from gristmill.pipelines.steps.tokenize import TokenFile, add_histograms, token_counts
+from gristmill.pipelines.steps.tokenizer import load_build_tokenizer
+from gristmill.shards.format import token_dtype, token_type_for
 from gristmill.shards.plan import (
-    SHARD_BYTES,
     PackedStage,
     StageSpec,
     document_range,
@@ -32,6 +34,7 @@ from gristmill.shards.plan import (
     shard_count,
     shard_range,
     slice_specs,
+    stored_tokens,
 )
 from gristmill.storage import atomic_write, read_json, write_json
 
@@ -53,18 +56,32 @@ def stage_specs(recipe: Recipe) -> list[StageSpec]:
     return [StageSpec(s.name, s.seq_len, s.tokens, s.shares()) for s in recipe.stages]
 
 
-def pack_jobs(recipe: Recipe, shard_bytes: int = SHARD_BYTES) -> list[tuple[int, int]]:
-    """Return the pack tasks as (1-based stage index, shard number), from the recipe alone."""
+def stage_shards(
+    recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], shard_bytes: int
+) -> list[int]:
+    """Return each stage's shard count, from the tokens it will store (each source's available tokens, from
+    the token files) and the bytes of a token id (the build tokenizer's vocabulary): after tokenize."""
+    available: dict[str, int] = {}
+    for (source, _), (_, tokens) in token_counts(layout, sorted({s for s, _ in inputs})).items():
+        available[source] = available.get(source, 0) + tokens
+    token_bytes = token_dtype(token_type_for(load_build_tokenizer(layout).vocab_size)).itemsize
     specs = stage_specs(recipe)
-    return [(i, n) for i, spec in enumerate(specs, 1) for n in range(shard_count(spec, shard_bytes))]
+    return [
+        shard_count(s, n, token_bytes, shard_bytes) for s, n in zip(specs, stored_tokens(specs, available))
+    ]
 
 
-def slice_count(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], shard_bytes: int) -> int:
+def pack_jobs(shards: list[int]) -> list[tuple[int, int]]:
+    """Return the pack tasks as (stage number, shard number), given each stage's shard count."""
+    return [(i, n) for i, count in enumerate(shards, 1) for n in range(count)]
+
+
+def slice_count(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], shards: list[int]) -> int:
     """Return the number of plan tasks, from the token files' document counts (after the tokenize step)."""
     documents: dict[str, int] = {}
     for (source, _), (docs, _) in token_counts(layout, sorted({s for s, _ in inputs})).items():
         documents[source] = documents.get(source, 0) + docs
-    return plan_slices(documents, stage_specs(recipe), recipe.plan_docs_per_task, shard_bytes)
+    return plan_slices(documents, stage_specs(recipe), recipe.plan_docs_per_task, shards)
 
 
 def slice_seed(seed: int, index: int, slices: int) -> int:
@@ -99,14 +116,14 @@ class PlanShards(WritingStep):
         recipe: Recipe,
         layout: BuildLayout,
         inputs: list[tuple[str, int]],
-        shard_bytes: int,
+        shards: list[int],
         slices: int = 1,
     ) -> None:
         super().__init__()
         self.recipe = recipe
         self.layout = layout
         self.inputs = inputs
-        self.shard_bytes = shard_bytes
+        self.shards = shards
         self.slices = slices
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
@@ -121,7 +138,7 @@ class PlanShards(WritingStep):
         mine = slice_specs(specs, {name: int(n.sum()) for name, n in lengths.items()}, source_tokens)
         seed = slice_seed(self.recipe.seed, rank, self.slices)
         try:
-            plan = make_plan(lengths, mine, seed, self.shard_bytes)
+            plan = make_plan(lengths, mine, seed, self.shards)
         except ValueError as e:
             raise BuildError(
                 f"cannot plan the stages: {e}",
@@ -130,8 +147,8 @@ class PlanShards(WritingStep):
             ) from None
 
         stages = []
-        for stage, spec in zip(plan.stages, specs):
-            owned = shard_range(shard_count(spec, self.shard_bytes), rank, self.slices)
+        for stage, spec, count in zip(plan.stages, specs, self.shards):
+            owned = shard_range(count, rank, self.slices)
             stage.shards = len(owned)
             if stage.rows < stage.shards:
                 raise BuildError(
@@ -145,16 +162,7 @@ class PlanShards(WritingStep):
         write_json(
             self.layout.plan_slice_file(rank),
             {
-                "sources": {
-                    name: {
-                        "documents": s.documents,
-                        "tokens": s.tokens,
-                        "used_tokens": s.used_tokens,
-                        "full_epochs": s.full_epochs,
-                        "extra_copies": s.extra_copies,
-                    }
-                    for name, s in plan.sampling.items()
-                },
+                "sources": {name: asdict(s) for name, s in plan.sampling.items()},
                 "stages": stages,
             },
         )
@@ -184,10 +192,14 @@ class PlanShards(WritingStep):
         table = pa.Table.from_arrays(
             [p.row, p.offset, p.length, p.start, codes, file, doc], schema=SHARD_LAYOUT_SCHEMA
         ).replace_schema_metadata(
-            {"rows": str(shard_layout.rows), "split_documents": str(shard_layout.split_documents)}
+            {
+                "rows": str(shard_layout.rows),
+                "split_documents": str(shard_layout.split_documents),
+                "blocks": json.dumps([asdict(b) for b in shard_layout.blocks]),
+            }
         )
         with (
-            atomic_write(self.layout.shard_layout_file(stage.index, shard)) as f,
+            atomic_write(self.layout.shard_layout_file(stage.number, shard)) as f,
             pa.ipc.new_file(f, table.schema) as writer,
         ):
             writer.write_table(table)
@@ -202,18 +214,20 @@ def _stage_summary(stage: PackedStage, lengths: dict[str, np.ndarray]) -> dict:
         sources[name] = {
             "target_tokens": packing.target_tokens,
             "tokens": packing.tokens,
+            "trained_tokens": packing.trained_tokens,
             "rows": packing.rows,
+            "visits": packing.visits,
             "padding_tokens": packing.padding,
             "split_documents": packing.split_documents,
             "documents": len(first),
             "length_range": [int(doc_lengths.min()), int(doc_lengths.max())] if len(first) else [0, 0],
             "log2_histogram": log2_histogram(doc_lengths),
         }
-    return {"rows": stage.rows, "sources": sources}
+    return {"rows": stage.rows, "visits": sum(p.visits for p in stage.packings.values()), "sources": sources}
 
 
 def write_plan(
-    recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], shard_bytes: int, slices: int
+    recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]], shards: list[int], slices: int
 ) -> None:
     """Merge the slices' summaries into BUILD/plan.json (after every plan task)."""
     parts = [read_json(layout.plan_slice_file(g)) for g in range(slices)]
@@ -222,71 +236,65 @@ def write_plan(
         layout.plan_file,
         {
             "seed": recipe.seed,
-            "shard_bytes": shard_bytes,
+            "shards": shards,
             "slices": slices,
             "inputs": [[s, t, counts[(s, t)][0]] for s, t in inputs],
             "sources": {
                 name: _merged_sampling([p["sources"][name] for p in parts]) for name in parts[0]["sources"]
             },
             "stages": [
-                _merged_stage(i, spec, shard_count(spec, shard_bytes), [p["stages"][i - 1] for p in parts])
-                for i, spec in enumerate(stage_specs(recipe), 1)
+                _merged_stage(i, spec, count, [p["stages"][i - 1] for p in parts])
+                for i, (spec, count) in enumerate(zip(stage_specs(recipe), shards), 1)
             ],
         },
     )
 
 
 def _merged_sampling(slices: list[dict]) -> dict:
-    """A source's sampling over the build. Every slice repeats its documents for the build's whole epochs
-    (`slice_specs`); the minimum is taken all the same, so the extra copies count every copy past it."""
-    full = min(s["full_epochs"] for s in slices)
-    documents = sum(s["documents"] for s in slices)
-    tokens = sum(s["tokens"] for s in slices)
-    used = sum(s["used_tokens"] for s in slices)
-    extra = sum(s["extra_copies"] + (s["full_epochs"] - full) * s["documents"] for s in slices)
+    """A source's sampling over the build: its documents and tokens available, stored and trained on."""
+    merged = {key: sum(s[key] for s in slices) for key in slices[0]}
+    tokens, stored = merged["tokens"], merged["stored_tokens"]
     return {
-        "documents": documents,
-        "tokens": tokens,
-        "used_tokens": used,
-        "full_epochs": full,
-        "extra_copies": extra,
-        "sampling": used / tokens if tokens else 0.0,
+        **merged,
+        "sampling": merged["trained_tokens"] / tokens if tokens else 0.0,
+        "passes": merged["trained_tokens"] / stored if stored else 0.0,
     }
 
 
-_SUMMED = ("target_tokens", "tokens", "rows", "padding_tokens", "split_documents", "documents")
+_SUMMED = (
+    "target_tokens",
+    "tokens",
+    "trained_tokens",
+    "rows",
+    "visits",
+    "padding_tokens",
+    "split_documents",
+    "documents",
+)
 
 
-def _merged_stage(index: int, spec: StageSpec, shards: int, slices: list[dict]) -> dict:
+def _merged_stage(number: int, spec: StageSpec, shards: int, slices: list[dict]) -> dict:
     """A stage's figures over the build, from each slice's."""
     sources = {}
     for name in dict.fromkeys(n for s in slices for n in s["sources"]):
         mine = [s["sources"][name] for s in slices if name in s["sources"]]
         ranges = [m["length_range"] for m in mine if m["documents"]]
         sources[name] = {
-            **{
-                key: sum(m[key] for m in mine)
-                for key in (
-                    "target_tokens",
-                    "tokens",
-                    "rows",
-                    "padding_tokens",
-                    "split_documents",
-                    "documents",
-                )
-            },
+            **{key: sum(m[key] for m in mine) for key in _SUMMED},
             "length_range": [min(r[0] for r in ranges), max(r[1] for r in ranges)] if ranges else [0, 0],
             "log2_histogram": add_histograms([m["log2_histogram"] for m in mine]),
         }
     return {
-        "index": index,
+        "number": number,
         "name": spec.name,
         "seq_len": spec.seq_len,
         "budget_tokens": spec.tokens,
         "shares": spec.shares,
         "shards": shards,
         "rows": sum(s["rows"] for s in slices),
+        "visits": sum(s["visits"] for s in slices),
         "tokens": sum(s["tokens"] for s in sources.values()),
+        "trained_tokens": sum(s["trained_tokens"] for s in sources.values()),
         "padding_tokens": sum(s["padding_tokens"] for s in sources.values()),
         "split_documents": sum(s["split_documents"] for s in sources.values()),
         "sources": sources,

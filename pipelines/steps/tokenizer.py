@@ -22,8 +22,10 @@ from gristmill.pipelines.documents import read_documents
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
 from gristmill.storage import current_umask, download_tree, is_local, upload_tree
+from gristmill.tokenizer.hf_export import write_tokenizer_config
 from gristmill.tokenizer.interface import Tokenizer
 
+DEFAULT_MODEL_MAX_LENGTH = 2048  # tokenizer_config.json's model_max_length for a build without stages
 _TRAINING_GB_PER_CPU = 2.0  # sentencepiece holds the sample and its pieces: ~1.5 GB at the 200 MB default
 
 
@@ -54,13 +56,27 @@ def _make_tokenizer(
     directory: str,
     console: Console | None,
 ) -> None:
-    """Copy or train the recipe's tokenizer into the local `directory`."""
+    """Copy or train the recipe's tokenizer into the local `directory`, with the tokenizer_config.json that
+    lets transformers' AutoTokenizer load it and encode a text as the build frames a document."""
     config = recipe.tokenizer
     if config.path is not None:
         Tokenizer.load(config.path).save(directory)
-        return
+    else:
+        _train(recipe, layout, inputs, directory, console)
+    longest = max((stage.seq_len for stage in recipe.stages), default=DEFAULT_MODEL_MAX_LENGTH)
+    write_tokenizer_config(directory, Tokenizer.load(directory), model_max_length=longest)
+
+
+def _train(
+    recipe: Recipe,
+    layout: BuildLayout,
+    inputs: list[tuple[str, int]],
+    directory: str,
+    console: Console | None,
+) -> None:
     from gristmill.tokenizer.train import train_tokenizer
 
+    config = recipe.tokenizer
     documents = (
         (doc.text, doc.metadata["source"], doc.metadata["subset"])
         for files in clean_files(layout, inputs).values()

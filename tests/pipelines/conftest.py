@@ -80,3 +80,13 @@ class Files:
 def files(tmp_path: Path) -> Files:
     """A Files writer rooted in the test's temporary directory."""
     return Files(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_sliced(tmp_path_factory):
+    """The tiny build of tests/pipelines/tiny.py planned in slices of 100 documents (small shards, several
+    index partitions a stage), built once per session: (recipe, layout, manifest, corpus). Read it only;
+    a test that changes a build changes a copy."""
+    from . import tiny
+
+    return tiny.build_tiny(tmp_path_factory.mktemp("tiny-sliced"), 5 << 10, plan_docs_per_task=100)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from gristmill.cli import cli
 from gristmill.errors import BuildError, ConfigError
-from gristmill.pipelines.build import BuildOptions, run_build
+from gristmill.pipelines.build.driver import BuildOptions, run_build
 from gristmill.pipelines.recipe import load_recipe, parse_recipe
 from gristmill.shards.manifest import read_manifest
 
@@ -24,11 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def ingest_recipe(sample: Path, output: Path, **extra) -> dict:
-    """The demo recipe pointed at `sample`, writing to `output`, stopping after cleaning (no stages)."""
+    """The demo recipe pointed at `sample`, writing to `output`, stopping after cleaning (no stages), without
+    decontamination unless `extra` asks for it (test_decontam_build.py and the demo build test it)."""
     recipe = load_recipe(ROOT / "recipes" / "demo.yaml").model_dump(mode="json", exclude_none=True)
     for source in recipe["sources"]:
         source["paths"] = [str(sample / p.removeprefix("sample/")) for p in source["paths"]]
-    recipe.update(output=str(output), stages=[], tokenizer=None, **extra)
+    recipe.update(output=str(output), stages=[], tokenizer=None, decontam={"enabled": False}, **extra)
     return recipe
 
 
@@ -151,7 +152,7 @@ def test_strict_stops_at_first_bad_record_naming_file_and_line(ray_local, sample
         cli,
         ["build", "--strict", "--fresh", "--set", f"output={tmp_path / 's'}", _write_yaml(tmp_path, data)],
     )
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     assert "a.jsonl" in result.output and "line 2" in result.output
 
 

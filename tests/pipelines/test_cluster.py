@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gristmill.pipelines.build import BuildOptions, run_build
+from gristmill.pipelines.build.driver import BuildOptions, run_build
 from gristmill.pipelines.recipe import parse_recipe
 
 from .test_build import ingest_recipe
@@ -45,7 +45,7 @@ def small_recipe(sample: Path, output: Path) -> dict:
                 "name": "short",
                 "seq_len": 256,
                 "tokens": 60_000,
-                "tokens_per_batch": 4096,
+                "tokens_per_step": 4096,
                 "weights": {"slimpajama": 0.4, "starcoderdata": 0.3, "dolma": 0.15, "pile": 0.15},
             }
         ],

@@ -14,10 +14,10 @@ from datatrove.data import Document
 from gristmill.errors import ConfigError
 from gristmill.pipelines.build.engine import run_locally, run_step
 from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.config.dedupe import DedupeConfig, NearDedupeConfig
 from gristmill.pipelines.documents import DocumentFileWriter
 from gristmill.pipelines.recipe import Recipe, SourceConfig
 from gristmill.pipelines.steps.dedupe import dedupe_steps
-from gristmill.pipelines.steps.dedupe.config import DedupeConfig, NearDedupeConfig
 from gristmill.sample.planted import TextMaker
 
 PRIORITY = {"starcoderdata": 10, "dolma": 0, "pile": 0}

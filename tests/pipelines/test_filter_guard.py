@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from gristmill.pipelines.build.accounting import collect_accounting
 from gristmill.pipelines.build.engine import Step, run_locally, run_step
 from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.config.filters import FiltersConfig
 from gristmill.pipelines.filters.base import DocumentFilter
-from gristmill.pipelines.filters.config import FiltersConfig
 from gristmill.pipelines.filters.datatrove import RuleSetFilter
 from gristmill.pipelines.filters.guard import Quarantined, TimeGuard
 from gristmill.pipelines.filters.text_stats import pattern_words

@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 from datatrove.data import Document
 
+from gristmill.pipelines.config.filters import (
+    RULE_SETS,
+    C4Config,
+    CodeConfig,
+    CuratedConfig,
+    FiltersConfig,
+    GopherQualityConfig,
+)
 from gristmill.pipelines.filters import (
+    RULE_SET_CLASSES,
     C4Filter,
     CodeFilter,
     FineWebFilter,
@@ -21,19 +30,8 @@ from gristmill.pipelines.filters import (
     make_filters,
 )
 from gristmill.pipelines.filters.c4 import count_sentences
-from gristmill.pipelines.filters.config import (
-    C4Config,
-    CodeConfig,
-    CuratedConfig,
-    FiltersConfig,
-    GopherQualityConfig,
-)
 from gristmill.pipelines.filters.curated import CuratedFilter
-from gristmill.pipelines.filters.datatrove import (
-    GristmillCodeFilter,
-    GristmillCuratedFilter,
-    GristmillGopherQualityFilter,
-)
+from gristmill.pipelines.filters.datatrove import RuleSetFilter
 from gristmill.pipelines.filters.gopher_repetition import (
     _repeated_ngram_chars,
     _top_ngram_chars,
@@ -71,7 +69,7 @@ def verdict(flt, text: str) -> str | None:
 
 
 def test_prose_passes_every_text_rule_set():
-    for flt in make_filters(FiltersConfig(), "text"):
+    for flt in make_filters(FiltersConfig(), "web"):
         assert verdict(flt, PROSE) is None, flt.name
 
 
@@ -260,16 +258,12 @@ def test_make_filters_by_profile_and_switches():
         "c4",
         "fineweb",
     ]
-    assert [f.name for f in make_filters(FiltersConfig(), "text")] == [  # the old name of `web`
-        "gopher_quality",
-        "gopher_repetition",
-        "c4",
-        "fineweb",
-    ]
+    with pytest.raises(ValueError, match="unknown filter profile 'text'"):  # `web` has no old alias
+        make_filters(FiltersConfig(), "text")
     assert [f.name for f in make_filters(FiltersConfig(), "code")] == ["curated", "code"]
     assert [f.name for f in make_filters(FiltersConfig(), "curated")] == ["curated"]
     assert make_filters(FiltersConfig(), "none") == []
-    off = FiltersConfig.model_validate({"text": {"c4": {"enabled": False}}, "code": {"enabled": False}})
+    off = FiltersConfig.model_validate({"c4": {"enabled": False}, "code": {"enabled": False}})
     assert [f.name for f in make_filters(off, "web")] == ["gopher_quality", "gopher_repetition", "fineweb"]
     assert [f.name for f in make_filters(off, "code")] == ["curated"]
     assert make_filters(FiltersConfig(enabled=False), "web") == []
@@ -318,12 +312,27 @@ def test_alpha_words_counts_tokens_or_whitespace_words():
         GopherQualityConfig(alpha_words="letters")
 
 
+def test_every_rule_set_has_settings_and_an_implementation_of_one_name():
+    assert tuple(RULE_SET_CLASSES) == RULE_SETS  # the registry in chain order
+    for name, cls in RULE_SET_CLASSES.items():
+        settings = FiltersConfig().rule_set(name)
+        assert type(settings).__name__.lower().startswith(name.replace("_", ""))
+        assert cls(settings).name == name
+    with pytest.raises(ValueError, match="unknown rule set 'pii'"):
+        FiltersConfig().rule_set("pii")
+
+
+def test_the_old_nested_settings_name_their_new_place():
+    with pytest.raises(ValueError, match=r"`filters.text` is gone.*filters\.c4, filters\.fineweb"):
+        FiltersConfig.model_validate({"text": {"c4": {"enabled": False}, "fineweb": {}}})
+
+
 def test_rule_sets_judge_only_the_subsets_whose_profile_runs_them():
     scope = ProfileScope(
         {"pile": {"Github": "code", "Pile-CC": "web", "*": "curated"}}, FiltersConfig().profiles
     )
-    gopher = GristmillGopherQualityFilter(scope=scope)
-    curated = GristmillCuratedFilter(scope=scope)
+    gopher = RuleSetFilter(GopherQualityFilter(), scope=scope)
+    curated = RuleSetFilter(CuratedFilter(), scope=scope)
     docs = [
         Document(text=CODE, id=subset, metadata={"source": "pile", "subset": subset})
         for subset in ("Github", "Pile-CC", "Books3")
@@ -387,17 +396,17 @@ def test_batch_words_reuses_the_same_texts_only():
 
 def test_verdicts_do_not_depend_on_the_batch():
     texts = [PROSE, "", "\n".join(["x"] * 50), PROSE * 3]
-    for flt in make_filters(FiltersConfig(), "text"):
+    for flt in make_filters(FiltersConfig(), "web"):
         assert flt.check_batch(texts) == [verdict(flt, t) for t in texts]
 
 
 def test_datatrove_adapters_count_named_reasons():
-    step = GristmillGopherQualityFilter()
+    step = RuleSetFilter(GopherQualityFilter())
     docs = [Document(text=PROSE, id="keep"), Document(text="Too short.", id="drop")]
     kept = list(step.run(iter(docs)))
     assert [d.id for d in kept] == ["keep"]
     assert step.stats["dropped_gopher_quality:min_doc_words"].total == 1
-    code = GristmillCodeFilter()
+    code = RuleSetFilter(CodeFilter())
     config = "\n".join(f"key_{i}: value {i}" for i in range(2000))
     doc = Document(text=config, id="c", metadata={"repo_path": "deploy/values.yaml"})
     assert code.filter(doc) == (False, "code:data_file")

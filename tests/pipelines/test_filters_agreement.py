@@ -6,8 +6,8 @@ import functools
 
 import pytest
 
+from gristmill.pipelines.config.filters import GopherQualityConfig, GopherRepetitionConfig
 from gristmill.pipelines.filters import C4Filter, FineWebFilter, GopherQualityFilter, GopherRepetitionFilter
-from gristmill.pipelines.filters.config import GopherQualityConfig, GopherRepetitionConfig
 from gristmill.sample.text import reference_documents
 
 pytest.importorskip("spacy", reason="datatrove's English filters need spaCy: pip install spacy")

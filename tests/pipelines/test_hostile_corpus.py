@@ -9,8 +9,8 @@ import unicodedata
 
 import pytest
 
+from gristmill.pipelines.config.filters import RULE_SETS, FiltersConfig
 from gristmill.pipelines.filters import c4, make_rule_set, text_stats
-from gristmill.pipelines.filters.config import RULE_SETS, FiltersConfig
 from gristmill.pipelines.filters.text_stats import clear_batch_words, pattern_words
 from gristmill.pipelines.steps.dedupe.minhash import _WORD, MinHasher, exact_key
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from gristmill.pipelines.config.filters import FiltersConfig
 from gristmill.pipelines.filters import make_filters
-from gristmill.pipelines.filters.config import FiltersConfig
 from gristmill.sample import keep_corpus
 
 

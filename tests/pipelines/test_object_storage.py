@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gristmill.pipelines.build import BuildOptions, run_build
+from gristmill.pipelines.build.driver import BuildOptions, run_build
 from gristmill.pipelines.recipe import parse_recipe
 from gristmill.shards.loader import ShardStream
 from gristmill.shards.manifest import read_manifest
@@ -131,7 +131,7 @@ def test_a_build_on_object_storage_streams_and_resumes_from_its_markers(
 
     # The loader streams the shards straight from the store.
     stream = ShardStream(
-        url, tokens_per_batch=4096, storage_options=options, cache_dir=str(tmp_path / "cache")
+        url, micro_batch_tokens=4096, storage_options=options, cache_dir=str(tmp_path / "cache")
     )
     batch = next(iter(stream))
     assert batch["input_ids"].shape[1] == manifest.stages[0].seq_len

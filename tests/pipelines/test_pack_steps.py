@@ -9,123 +9,17 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from gristmill.cli import cli
-from gristmill.pipelines.build.engine import run_locally
 from gristmill.pipelines.build.layout import BuildLayout
-from gristmill.pipelines.documents import DOCUMENT_SCHEMA
-from gristmill.pipelines.recipe import parse_recipe
 from gristmill.pipelines.steps import shard_steps
-from gristmill.pipelines.steps.pack import collect_stages, tokenizer_entry
-from gristmill.sample.text import doc_topics, paragraphs
-from gristmill.shards.manifest import Manifest, SourceEntry, write_manifest
-from gristmill.shards.reader import ShardReader
+from gristmill.shards.reader import open_shard
 from gristmill.tokenizer.hf_export import export_hf_tokenizer
 from gristmill.tokenizer.interface import Tokenizer
 
-from . import packed
-
-SHARD_BYTES = 64 << 10  # small shards so that stages have several
-SLICED_SHARD_BYTES = 16 << 10
-STAGES = [
-    {
-        "name": "short",
-        "seq_len": 64,
-        "tokens": 30_000,
-        "tokens_per_batch": 640,
-        "weights": {"web": 3, "books": 2},
-    },
-    {
-        "name": "long",
-        "seq_len": 256,
-        "tokens": 40_000,
-        "tokens_per_batch": 1024,
-        "weights": {"web": 1, "books": 1},
-    },
-    {"name": "hq", "seq_len": 256, "tokens": 12_000, "tokens_per_batch": 1024, "weights": {"hq": 1}},
-]
-
-
-def _corpus() -> dict[str, list[list[str]]]:
-    """Return source → files → document texts, from the Python docs' topic pages (stdlib text)."""
-    pages = doc_topics()
-    short = [p for page in pages[:60] for p in paragraphs(page)]
-    hq = [p for page in pages[60:] for p in paragraphs(page, min_chars=41)][:80]
-    half = len(short) // 2
-    return {"web": [short[:half], short[half:]], "books": [pages], "hq": [hq]}
-
-
-def _train_tokenizer(directory: Path, texts: list[str]) -> None:
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import decoders, models, pre_tokenizers, trainers
-
-    tok = HFTokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=500,
-        special_tokens=["</s>", "<pad>"],
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(texts, trainer)
-    directory.mkdir(parents=True)
-    tok.save(str(directory / "tokenizer.json"))
-
-
-def _make_inputs(root: Path, **settings) -> tuple[object, list[tuple[str, int]], dict]:
-    """Write a tokenizer and clean parquet files under `root`; return (recipe, inputs, corpus). `settings`
-    are more recipe fields."""
-    corpus = _corpus()
-    _train_tokenizer(root / "tokenizer", [t for files in corpus.values() for f in files for t in f])
-    inputs = []
-    for source, files in corpus.items():
-        for task, texts in enumerate(files):
-            n = len(texts)
-            rows = {
-                "id": [f"{source}-{task}-{i}" for i in range(n)],
-                "text": texts,
-                "source": [source] * n,
-                "subset": ["all"] * n,
-                "metadata": ["{}"] * n,
-            }
-            path = root / "clean" / source / f"{task:05d}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.table(rows, schema=DOCUMENT_SCHEMA), path)
-            inputs.append((source, task))
-    recipe = parse_recipe(
-        {
-            "name": "tiny",
-            "seed": 5,
-            "output": str(root),
-            "sources": [{"name": s, "format": "jsonl", "paths": ["unused"]} for s in corpus],
-            "tokenizer": {"path": str(root / "tokenizer")},
-            "stages": STAGES,
-            **settings,
-        }
-    )
-    return recipe, inputs, corpus
-
-
-def _write_manifest(recipe, layout: BuildLayout) -> Manifest:
-    manifest = Manifest(
-        name=recipe.name,
-        recipe=recipe.model_dump(mode="json"),
-        recipe_hash="test",
-        seed=recipe.seed,
-        accounting={},
-        sources=[
-            SourceEntry(name=s.name, format=s.format, kind=s.kind, priority=s.priority)
-            for s in recipe.sources
-        ],
-        tokenizer=tokenizer_entry(layout),
-        stages=collect_stages(recipe, layout),
-    )
-    write_manifest(layout.root, manifest)
-    return manifest
+from . import packed, tiny
 
 
 @pytest.fixture(scope="module", params=["one plan task", "plan in slices"])
@@ -133,15 +27,16 @@ def build(tmp_path_factory, request):
     """A packed tiny build (steps run in-process): (recipe, layout, manifest, corpus); planned by one task,
     or in slices of 100 documents (smaller shards, so that every stage has enough for each slice)."""
     sliced = request.param == "plan in slices"
-    root = tmp_path_factory.mktemp("build")
-    recipe, inputs, corpus = _make_inputs(root, **({"plan_docs_per_task": 100} if sliced else {}))
-    layout = BuildLayout(str(root))
-    run_locally(
-        shard_steps(recipe, layout, inputs, shard_bytes=SLICED_SHARD_BYTES if sliced else SHARD_BYTES), layout
-    )
-    slices = json.loads(Path(layout.plan_file).read_text())["slices"]
-    assert slices == 3 if sliced else slices == 1  # the fewest shards of a stage: 3 (hq)
-    return recipe, layout, _write_manifest(recipe, layout), corpus
+    if sliced:
+        recipe, layout, manifest, corpus = request.getfixturevalue("tiny_sliced")
+    else:
+        recipe, layout, manifest, corpus = tiny.build_tiny(tmp_path_factory.mktemp("build"))
+    plan = json.loads(Path(layout.plan_file).read_text())
+    if sliced:  # as many slices as the fewest shards of a stage: hq's, stored once
+        assert plan["slices"] == min(plan["shards"]) == plan["shards"][2] > 1
+    else:
+        assert plan["slices"] == 1
+    return recipe, layout, manifest, corpus
 
 
 def test_every_document_rebuilt_from_its_pieces(build):
@@ -156,7 +51,7 @@ def test_every_document_rebuilt_from_its_pieces(build):
     texts = {(s, task): texts for s, files in corpus.items() for task, texts in enumerate(files)}
     found = packed.collect_pieces(layout.root, manifest)
     packed.assert_rebuilt(found, expected, texts, plan, tokenizer.decode)
-    assert plan["sources"]["hq"]["full_epochs"] >= 1  # the fixture repeats one source
+    assert plan["sources"]["hq"]["passes"] > 1  # the fixture repeats one source
 
 
 def test_rows_hold_what_the_exported_tokenizer_encodes(build, tmp_path):
@@ -166,7 +61,7 @@ def test_rows_hold_what_the_exported_tokenizer_encodes(build, tmp_path):
     tokenizer = export_hf_tokenizer(layout.path("tokenizer"), tmp_path, model_max_length=256)
     assert manifest.tokenizer.framing == tokenizer.framing.name == "eos"
     for stage in manifest.stages:
-        meta = ShardReader(str(Path(layout.root, stage.shards[0].path))).meta
+        meta = open_shard(str(Path(layout.root, stage.shards[0].path))).meta
         assert (meta.framing, meta.bos_id) == ("eos", None)
     hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
     texts = {(s, task): texts for s, files in corpus.items() for task, texts in enumerate(files)}
@@ -182,15 +77,18 @@ def test_packing_quality_in_the_manifest(build):
         capacity = stage.seq_len + 1
         assert stage.rows == sum(s.rows for s in stage.shards)
         assert stage.tokens + stage.padding_tokens == stage.rows * capacity
-        # each slice may leave its last row part empty
-        assert stage.padding_tokens <= 0.005 * stage.rows * capacity + (slices - 1) * capacity
+        # each slice may leave its last row part empty (a repeated source has no unused document left to
+        # close it)
+        assert stage.padding_tokens <= 0.005 * stage.rows * capacity + slices * capacity
         assert set(stage.source_tokens) == set(config.weights)
+        assert stage.trained_rows == sum(s.visits for s in stage.shards) >= stage.rows
         for source, share in config.shares().items():
             tolerance = capacity * slices  # each slice's budget holds within a row
-            assert abs(stage.source_tokens[source] - config.tokens * share) <= tolerance
-            assert abs(stage.source_tokens[source] - stage.tokens * share) <= 2 * tolerance
+            trained = stage.source_trained_tokens[source]
+            assert abs(trained - config.tokens * share) <= tolerance
+            assert abs(trained - stage.trained_tokens * share) <= 2 * tolerance
             if slices == 1:
-                assert abs(stage.source_tokens[source] / stage.tokens - share) <= 0.005
+                assert abs(trained / stage.trained_tokens - share) <= 0.005
         for shard in stage.shards:  # every shard carries the stage's mixture
             assert set(shard.source_tokens) == set(config.weights)
     assert manifest.stages[2].source_tokens.keys() == {"hq"}
@@ -207,7 +105,7 @@ def test_shards_are_plain_arrow(build):
     table = pa.ipc.open_file(path).read_all()
     assert table.num_rows == shard.rows and table.schema.field("tokens").type.list_size == 257
     frame = pl.read_ipc(path)
-    assert frame.height == shard.rows and frame["tokens"].dtype == pl.Array(pl.Int32, 257)
+    assert frame.height == shard.rows and frame["tokens"].dtype == pl.Array(pl.UInt16, 257)  # vocab ≤ 65,536
     assert frame["doc_offsets"].list.last().sum() == shard.tokens
     connection = duckdb.connect()
     connection.register("shard", pa.ipc.open_file(path).read_all())
@@ -232,7 +130,7 @@ def test_cli_inspect_verify_show(build):
     assert result.exit_code == 0, result.output
     assert "──── piece 1/" in result.output and "──── padding:" in result.output
     result = runner.invoke(cli, ["shards", "show", layout.root, "--stage", "nope", "--row", "0"])
-    assert result.exit_code == 2 and "no stage 'nope'" in result.output
+    assert result.exit_code == 1 and "no stage 'nope'" in result.output
 
 
 @pytest.mark.ray
@@ -241,13 +139,13 @@ def test_same_bytes_with_one_and_two_ray_workers(tmp_path, ray_local):
     from gristmill.pipelines.build.engine import run_step
 
     first = tmp_path / "one"
-    recipe, inputs, _ = _make_inputs(first)
+    recipe, inputs, _ = tiny.make_inputs(first)
     shutil.copytree(first, tmp_path / "two")
     for root, workers in ((first, 1), (tmp_path / "two", 2)):
         layout = BuildLayout(str(root))
-        for step in shard_steps(recipe, layout, inputs, shard_bytes=SHARD_BYTES):
+        for step in shard_steps(recipe, layout, inputs, shard_bytes=tiny.SHARD_BYTES):
             run_step(step, layout, workers=workers)
-    shards = sorted(p.relative_to(first) for p in first.glob("stage-*/shard-*"))
-    assert len(shards) >= 8
+    shards = sorted(p.relative_to(first) for p in first.glob("stage-*/*"))  # shards, provenance, index
+    assert len(shards) >= 8 and any(p.name.endswith(".docs.parquet") for p in shards)
     for rel in [*shards, Path("plan.json"), *sorted(p.relative_to(first) for p in first.glob("plan/*/*"))]:
         assert filecmp.cmp(first / rel, tmp_path / "two" / rel, shallow=False), rel

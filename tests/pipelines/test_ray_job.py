@@ -127,7 +127,7 @@ def s3_output(bench_module):
 def test_job_submit_writing_to_s3_matches_embedded_run(
     ray_local, ray_cluster, s3_output, sample_corpus, tmp_path
 ):
-    from gristmill.pipelines.build import BuildOptions, run_build
+    from gristmill.pipelines.build.driver import BuildOptions, run_build
     from gristmill.pipelines.recipe import parse_recipe
 
     url, env = ray_cluster

@@ -127,6 +127,8 @@ def test_dolma_ids_subsets_and_dates(files):
         "added": "2023-08-01",
         "created": "2019-04-01",
         "meta": {"url": "http://x"},
+        "file": "c4-0000.json.gz",
+        "record": 1,
     }
     assert (docs[1].id, docs[1].metadata["subset"]) == ("dolma/c4-0000.json.gz:2", "wiki")
 
@@ -162,6 +164,8 @@ def test_starcoder_languages_headers_and_repository_metadata(files):
         "repo_name": "owner/repo",
         "repo_path": "src/f1.x",
         "stars": 1,
+        "file": "python/train-00000-of-00001.parquet",
+        "record": 1,
     }
 
 
@@ -171,6 +175,10 @@ def test_starcoder_without_id_column_derives_ids_from_rows(files):
     docs, bad = files.read(files.source("starcoder", "sc/*/*.parquet"), path)
     assert not bad
     assert [d.id for d in docs] == ["starcoderdata/go/train.parquet:0", "starcoderdata/go/train.parquet:1"]
+    # the origin names the same file and row as the derived id
+    assert [(d.metadata["file"], d.metadata["record"]) for d in docs] == [
+        ("go/train.parquet", i) for i in (0, 1)
+    ]
 
 
 @pytest.mark.parametrize(

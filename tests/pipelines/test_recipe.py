@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ from click.testing import CliRunner
 
 from gristmill.cli import cli
 from gristmill.errors import ConfigError
+from gristmill.pipelines.filters.profiles import ProfileScope, resolved_profiles
 from gristmill.pipelines.recipe import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -20,7 +24,7 @@ sources:
   - {name: code, format: starcoder, paths: [code/*/*.parquet], priority: 2}
 tokenizer: {path: tok/tokenizer.json}
 stages:
-  - {name: s1, seq_len: 2048, tokens: 1000000, tokens_per_batch: 2097152, weights: {web: 0.69, code: 0.31}}
+  - {name: s1, seq_len: 2048, tokens: 1000000, tokens_per_step: 2097152, weights: {web: 0.69, code: 0.31}}
 """
 
 
@@ -58,13 +62,13 @@ def test_fox1_curriculum_shares(monkeypatch):
     long = sum(s.tokens for s in stages[1:-1])
     assert {s.seq_len for s in stages[1:-1]} == {4096, 8192} and 0.57 <= long / total <= 0.61
     assert stages[-1].seq_len == 8192 and stages[-1].weights == {"hq": 1.0}
-    assert stages[0].tokens_per_batch == 2 * 1024 * 1024 and stages[1].tokens_per_batch == 4 * 1024 * 1024
+    assert stages[0].tokens_per_step == 2 * 1024 * 1024 and stages[1].tokens_per_step == 4 * 1024 * 1024
 
 
 def test_good_recipe_resolves_defaults(tmp_path):
     recipe = load_recipe(write(tmp_path, GOOD))
     assert recipe.source("code").kind == "code" and recipe.source("web").kind == "text"
-    assert recipe.filters.text.gopher_quality.min_doc_words == 50
+    assert recipe.filters.gopher_quality.min_doc_words == 50
     assert recipe.dedupe.near.num_perm == 112
 
 
@@ -79,10 +83,12 @@ def test_override(tmp_path):
         (("format: starcoder", "format: starcode"), "sources.1.format"),
         (("seq_len: 2048", "seq_len: -1"), "stages.0.seq_len"),
         (("code: 0.31}", "cod: 0.31}"), "unknown sources ['cod']"),
-        (("tokens_per_batch: 2097152", "tokens_per_batch: 1000"), "multiple of seq_len"),
+        (("tokens_per_step: 2097152", "tokens_per_step: 1000"), "multiple of seq_len"),
         (("name: t\n", "name: t\nbogus: 1\n"), "bogus"),
         (("tokenizer: {path: tok/tokenizer.json}", "tokenizer: {}"), "exactly one of"),
         (("{name: code,", "{name: web,"), "source names must be unique"),
+        (("tokens_per_step: 2097152", "tokens_per_batch: 2097152"), "now called `tokens_per_step`"),
+        (("name: t\n", "name: t\nfilters: {text: {c4: {enabled: false}}}\n"), "directly under `filters`"),
     ],
 )
 def test_bad_recipe_names_file_and_field(tmp_path, edit, expected):
@@ -114,7 +120,7 @@ def test_cli_check_prints_resolved_recipe_or_error(tmp_path):
     bad = runner.invoke(
         cli, ["recipe", "check", write(tmp_path, GOOD.replace("seq_len: 2048", "seq_len: x"))]
     )
-    assert bad.exit_code == 2
+    assert bad.exit_code == 1
     assert "stages.0.seq_len" in bad.output and "r.yaml" in bad.output
 
 
@@ -148,16 +154,15 @@ sources:
 
 def test_profiles_resolve_per_subset_recipe_first_then_reader_defaults(tmp_path):
     recipe = load_recipe(write(tmp_path, PROFILED))
-    pile, dolma, slim = recipe.source("pile"), recipe.source("dolma"), recipe.source("slim")
-    assert [pile.profile_for(s) for s in ("Books3", "ArXiv", "Github", "Pile-CC", "Wikipedia (en)")] == [
+    profile = ProfileScope.of_recipe(recipe).profile
+    assert [profile("pile", s) for s in ("Books3", "ArXiv", "Github", "Pile-CC", "Wikipedia (en)")] == [
         "none",
         "strict-code",
         "code",
         "web",
         "curated",
     ]
-    assert list(pile.profiles)[:3] == ["Books*", "ArXiv", "Pile-CC"]  # the recipe's own come first
-    assert [dolma.profile_for(s) for s in ("stack", "cc_en_head", "c4", "wiki", "gutenberg", "pes2o")] == [
+    assert [profile("dolma", s) for s in ("stack", "cc_en_head", "c4", "wiki", "gutenberg", "pes2o")] == [
         "code",
         "web",
         "web",
@@ -165,26 +170,25 @@ def test_profiles_resolve_per_subset_recipe_first_then_reader_defaults(tmp_path)
         "curated",
         "curated",
     ]
-    assert [slim.profile_for(s) for s in ("RedPajamaGithub", "RedPajamaCommonCrawl", "RedPajamaBook")] == [
+    assert [profile("slim", s) for s in ("RedPajamaGithub", "RedPajamaCommonCrawl", "RedPajamaBook")] == [
         "code",
         "curated",
         "curated",
     ]
-    assert recipe.source("code").profile_for("python") == "code"
-    assert recipe.source("mine").profile_for("default") == "web"  # `kind: text`, no reader defaults
-    assert recipe.source("mycode").profile_for("default") == "code"
+    assert profile("code", "python") == "code"
+    assert profile("mine", "default") == "web"  # `kind: text`, no reader defaults
+    assert profile("mycode", "default") == "code"
     assert recipe.filters.profiles["strict-code"] == ["curated", "code", "gopher_repetition"]
     assert recipe.filters.profiles["web"] == ["gopher_quality", "gopher_repetition", "c4", "fineweb"]
 
 
-def test_resolved_profiles_read_back_unchanged(tmp_path):
-    from gristmill.pipelines.recipe import parse_recipe
-
-    recipe = load_recipe(write(tmp_path, PROFILED))
-    again = parse_recipe(recipe.model_dump(mode="json"))
-    assert [list(s.profiles.items()) for s in again.sources] == [
-        list(s.profiles.items()) for s in recipe.sources
-    ]
+def test_resolved_profiles_try_the_recipe_first_and_resolve_once(tmp_path):
+    pile = load_recipe(write(tmp_path, PROFILED)).source("pile")
+    assert pile.profiles == {"Books*": "none", "ArXiv": "strict-code"}  # as written
+    resolved = resolved_profiles(pile.format, pile.kind, pile.profiles)
+    assert list(resolved)[:3] == ["Books*", "ArXiv", "Pile-CC"]  # the recipe's own, then the reader's
+    assert list(resolved)[-1] == "*"
+    assert resolved_profiles(pile.format, pile.kind, resolved) == resolved
 
 
 @pytest.mark.parametrize(
@@ -204,19 +208,18 @@ def test_bad_profiles_name_the_field(tmp_path, edit, expected):
 
 def test_shipped_recipes_route_code_and_curated_subsets(monkeypatch):
     monkeypatch.setenv("GRISTMILL_DATA", "/data")
-    fox1 = load_recipe(RECIPES / "fox1.yaml")
-    assert fox1.source("pile").profile_for("Github") == "code"
-    assert fox1.source("dolma").profile_for("stack") == "code"
-    assert fox1.source("slimpajama").profile_for("RedPajamaGithub") == "code"
-    assert fox1.source("slimpajama").profile_for("RedPajamaWikipedia") == "curated"
-    assert fox1.source("pile").profile_for("Pile-CC") == "web"
-    assert fox1.source("hq").profile_for("anything") == "curated"
-    tinyllama = load_recipe(RECIPES / "tinyllama.yaml")
-    assert {
-        tinyllama.source("slimpajama").profile_for(s)
-        for s in ("RedPajamaC4", "RedPajamaCommonCrawl", "RedPajamaBook")
-    } == {"curated"}
-    assert tinyllama.source("starcoderdata").profile_for("python") == "code"
+    fox1 = ProfileScope.of_recipe(load_recipe(RECIPES / "fox1.yaml")).profile
+    assert fox1("pile", "Github") == "code"
+    assert fox1("dolma", "stack") == "code"
+    assert fox1("slimpajama", "RedPajamaGithub") == "code"
+    assert fox1("slimpajama", "RedPajamaWikipedia") == "curated"
+    assert fox1("pile", "Pile-CC") == "web"
+    assert fox1("hq", "anything") == "curated"
+    tinyllama = ProfileScope.of_recipe(load_recipe(RECIPES / "tinyllama.yaml")).profile
+    assert {tinyllama("slimpajama", s) for s in ("RedPajamaC4", "RedPajamaCommonCrawl", "RedPajamaBook")} == {
+        "curated"
+    }
+    assert tinyllama("starcoderdata", "python") == "code"
 
 
 def test_cli_check_shows_profiles_and_warns_of_unknown_excluded_subsets(tmp_path):
@@ -228,3 +231,21 @@ def test_cli_check_shows_profiles_and_warns_of_unknown_excluded_subsets(tmp_path
     assert "warning: sources.0.exclude_subsets: ['RedPajamaGitHub'] are not subsets" in out.output
     quiet = runner.invoke(cli, ["recipe", "check", write(tmp_path, GOOD, "good.yaml")])
     assert "warning" not in quiet.output
+
+
+def test_the_config_layer_imports_no_step_rule_set_reader_or_build():
+    # In a fresh interpreter: this session has imported everything already.
+    code = (
+        "import sys, gristmill.pipelines.recipe; "
+        "print(sorted(m for m in sys.modules if m.startswith('gristmill.pipelines.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded = ast.literal_eval(done.stdout)
+    assert loaded == [
+        "gristmill.pipelines.config",
+        "gristmill.pipelines.config.decontam",
+        "gristmill.pipelines.config.dedupe",
+        "gristmill.pipelines.config.filters",
+        "gristmill.pipelines.recipe",
+    ]

@@ -13,13 +13,18 @@ from gristmill.shards.manifest import Counts, Manifest, SourceEntry, StageEntry
 def manifest() -> Manifest:
     stage = StageEntry(
         name="s",
+        number=1,
         seq_len=8,
-        tokens_per_batch=9,
+        tokens_per_step=9,
         rows=110,
         tokens=980,
+        trained_rows=220,
+        trained_tokens=1960,
         padding_tokens=10,
         split_documents=0,
         source_tokens={"pile": 980},
+        source_trained_tokens={"pile": 1960},
+        passes={"pile": 2.0},
         sampling={"pile": 1.0},
         shards=[],
     )

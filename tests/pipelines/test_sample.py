@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from gristmill.cli import cli
+from gristmill.pipelines.config.filters import FiltersConfig
 from gristmill.pipelines.filters import make_filters
-from gristmill.pipelines.filters.config import FiltersConfig
 from gristmill.pipelines.readers import BadRecord, reader_for, source_files
 from gristmill.pipelines.recipe import SourceConfig
 from gristmill.sample.corpus import SOURCES, demo_profile, jaccard, write_sample
@@ -217,7 +217,7 @@ def test_cli_writes_refuses_a_non_empty_directory_and_replaces_with_force(tmp_pa
     before = tree(out)
 
     refused = runner.invoke(cli, ["sample", str(out)])
-    assert refused.exit_code == 2 and "not empty" in refused.output and "--force" in refused.output
+    assert refused.exit_code == 1 and "not empty" in refused.output and "--force" in refused.output
 
     forced = runner.invoke(cli, ["sample", str(out), "--seed", "1", "--force", "--json"])
     assert forced.exit_code == 0, forced.output

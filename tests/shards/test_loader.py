@@ -32,7 +32,7 @@ def reference_row(tokens: np.ndarray, offsets: np.ndarray, cross_document_target
 
 @pytest.mark.parametrize("cross", [False, True])
 def test_fields_match_the_row_by_row_reference(stream_build, cross):
-    stream = ShardStream(stream_build.root, tokens_per_batch=96, seed=3, cross_document_targets=cross)
+    stream = ShardStream(stream_build.root, micro_batch_tokens=96, seed=3, cross_document_targets=cross)
     checked = 0
     for batch in stream:
         name, seq_len = batch["stage"], batch["seq_len"]
@@ -74,7 +74,7 @@ def test_bad_doc_offsets_are_refused():
 
 
 def test_curriculum_switches_at_the_manifest_budget(stream_build):
-    stream = ShardStream(stream_build.root, tokens_per_batch=64, world_size=1)
+    stream = ShardStream(stream_build.root, micro_batch_tokens=64, world_size=1)
     stages = [b["stage"] for b in stream]
     # s1: 40 rows, 4 per batch → 10 batches; s2: 35 rows, 2 per batch → 17 batches (1 row dropped)
     assert stages == ["s1-16"] * 10 + ["s2-32"] * 17
@@ -82,7 +82,7 @@ def test_curriculum_switches_at_the_manifest_budget(stream_build):
 
 def test_curriculum_override_in_tokens_with_epochs(stream_build):
     curriculum = [("s2-32", 32 * 8), ("s1-16", 16 * 100)]  # 8 rows of s2, then 2.5 epochs of s1
-    stream = ShardStream(stream_build.root, tokens_per_batch=64, seed=4, curriculum=curriculum)
+    stream = ShardStream(stream_build.root, micro_batch_tokens=64, seed=4, curriculum=curriculum)
     batches = list(stream)
     assert [b["stage"] for b in batches] == ["s2-32"] * 4 + ["s1-16"] * 25
     assert {b["input_ids"].size for b in batches} == {64}  # tokens per batch kept across stages
@@ -94,16 +94,16 @@ def test_curriculum_override_in_tokens_with_epochs(stream_build):
 
 def test_bad_curriculum_and_batch_size_are_config_errors(stream_build):
     with pytest.raises(ConfigError, match="no-such"):
-        ShardStream(stream_build.root, tokens_per_batch=64, curriculum=[("no-such", 100)])
-    with pytest.raises(ConfigError, match="tokens_per_batch"):
-        ShardStream(stream_build.root, tokens_per_batch=20)
+        ShardStream(stream_build.root, micro_batch_tokens=64, curriculum=[("no-such", 100)])
+    with pytest.raises(ConfigError, match="micro_batch_tokens"):
+        ShardStream(stream_build.root, micro_batch_tokens=20)
     with pytest.raises(ConfigError, match="rank"):
-        ShardStream(stream_build.root, tokens_per_batch=64, rank=2, world_size=2)
+        ShardStream(stream_build.root, micro_batch_tokens=64, rank=2, world_size=2)
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2, 3])
 def test_dataloader_order_equals_single_process(stream_build, workers):
-    kwargs = dict(tokens_per_batch=64, rank=1, world_size=3, seed=11)
+    kwargs = dict(micro_batch_tokens=64, rank=1, world_size=3, seed=11)
     expected = [b["row_ids"].tolist() for b in ShardStream(stream_build.root, **kwargs)]
     loader = DataLoader(ShardDataset(stream_build.root, **kwargs), batch_size=None, num_workers=workers)
     got = []
@@ -115,13 +115,13 @@ def test_dataloader_order_equals_single_process(stream_build, workers):
 
 
 def test_rank_and_world_size_default_to_a_single_process(stream_build):
-    dataset = ShardDataset(stream_build.root, tokens_per_batch=64)
+    dataset = ShardDataset(stream_build.root, micro_batch_tokens=64)
     assert (dataset.stream.rank, dataset.stream.world_size) == (0, 1)
 
 
 def test_the_first_batch_opens_only_its_own_shards(stream_make_build):
     build = stream_make_build([("tiny", 8, [2] * 300)])
-    stream = ShardStream(build.root, tokens_per_batch=32, seed=2)
+    stream = ShardStream(build.root, micro_batch_tokens=32, seed=2)
     first = next(iter(stream))
     expected = {f"tiny/shard-{r // 2:05d}.arrow" for r in first["row_ids"].tolist()}
     assert set(stream.source.open_shards) == expected  # nothing scales with the number of shards or rows
@@ -133,14 +133,14 @@ def test_corrupt_shard_is_named(stream_build_copy):
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(BuildError, match="checksum mismatch") as err:
-        list(ShardStream(stream_build_copy.root, tokens_per_batch=64))
+        list(ShardStream(stream_build_copy.root, micro_batch_tokens=64))
     assert err.value.path.endswith("s1-16/shard-00001.arrow")
 
 
 def test_missing_shard_is_named(stream_build_copy):
     os.remove(os.path.join(stream_build_copy.root, "s2-32", "shard-00002.arrow"))
     with pytest.raises(BuildError, match="missing") as err:
-        list(ShardStream(stream_build_copy.root, tokens_per_batch=64))
+        list(ShardStream(stream_build_copy.root, micro_batch_tokens=64))
     assert err.value.path.endswith("s2-32/shard-00002.arrow")
 
 
@@ -149,7 +149,7 @@ def test_held_out_stream_walks_exactly_the_rows_training_never_sees(stream_build
     # three epochs of s1: every epoch is reshuffled, none may reach a held-out row
     train = ShardStream(
         stream_build.root,
-        tokens_per_batch=64,
+        micro_batch_tokens=64,
         seed=4,
         holdout_rows=holdout,
         curriculum=[("s1-16", 16 * 28 * 3), ("s2-32", 32 * 35)],
@@ -157,12 +157,12 @@ def test_held_out_stream_walks_exactly_the_rows_training_never_sees(stream_build
     trained = [b["row_ids"].tolist() for b in train if b["stage"] == "s1-16"]
     epochs = np.array(trained).reshape(3, 28)
     evaluate = ShardStream(
-        stream_build.root, tokens_per_batch=64, seed=4, holdout_rows=holdout, held_out=True
+        stream_build.root, micro_batch_tokens=64, seed=4, holdout_rows=holdout, held_out=True
     )
     held = [b for b in evaluate]
     assert {b["stage"] for b in held} == {"s1-16"} and len(held) == 3  # 12 rows, 4 a batch
     held_rows = sorted(r for b in held for r in b["row_ids"].tolist())
-    assert held_rows == train.curriculum.holdouts["s1-16"].held_out_rows().tolist()
+    assert held_rows == train.curriculum.held_out_rows("s1-16").tolist()
     for epoch in epochs:
         assert sorted(epoch.tolist() + held_rows) == list(range(40))
     assert not np.array_equal(epochs[0], epochs[1])
@@ -176,7 +176,7 @@ def test_holdout_is_the_same_for_every_seed_and_world_size(stream_build):
         for rank in range(world):
             stream = ShardStream(
                 stream_build.root,
-                tokens_per_batch=32,
+                micro_batch_tokens=32,
                 rank=rank,
                 world_size=world,
                 seed=seed,
@@ -192,15 +192,15 @@ def test_holdout_is_the_same_for_every_seed_and_world_size(stream_build):
 
 def test_bad_holdouts_are_config_errors(stream_build):
     with pytest.raises(ConfigError, match="cannot hold out 40"):
-        ShardStream(stream_build.root, tokens_per_batch=64, holdout_rows={"s1-16": 40})
+        ShardStream(stream_build.root, micro_batch_tokens=64, holdout_rows={"s1-16": 40})
     with pytest.raises(ConfigError, match="no-such"):
-        ShardStream(stream_build.root, tokens_per_batch=64, holdout_rows={"no-such": 3})
+        ShardStream(stream_build.root, micro_batch_tokens=64, holdout_rows={"no-such": 3})
     with pytest.raises(ConfigError, match="holds none out"):
-        ShardStream(stream_build.root, tokens_per_batch=64, held_out=True)
+        ShardStream(stream_build.root, micro_batch_tokens=64, held_out=True)
     with pytest.raises(ConfigError, match="no held-out rows"):
         ShardStream(
             stream_build.root,
-            tokens_per_batch=64,
+            micro_batch_tokens=64,
             holdout_rows={"s1-16": 4},
             held_out=True,
             curriculum=[("s2-32", 32 * 4)],
@@ -208,7 +208,7 @@ def test_bad_holdouts_are_config_errors(stream_build):
 
 
 def test_resume_keeps_the_holdout_and_refuses_another(stream_build):
-    kwargs = dict(tokens_per_batch=64, seed=2, holdout_rows={"s2-32": 5})
+    kwargs = dict(micro_batch_tokens=64, seed=2, holdout_rows={"s2-32": 5})
     whole = [b["row_ids"].tolist() for b in ShardStream(stream_build.root, **kwargs)]
     first = ShardStream(stream_build.root, **kwargs)
     state = first.state_at(13)  # mid-way through s2
@@ -218,6 +218,6 @@ def test_resume_keeps_the_holdout_and_refuses_another(stream_build):
     for other in (dict(kwargs, holdout_rows={"s2-32": 6}), dict(kwargs, holdout_rows=0)):
         with pytest.raises(BuildError, match="holding out"):
             ShardStream(stream_build.root, **other).load_state_dict(state)
-    plain = ShardStream(stream_build.root, tokens_per_batch=64, seed=2).state_at(3)
+    plain = ShardStream(stream_build.root, micro_batch_tokens=64, seed=2).state_at(3)
     with pytest.raises(BuildError, match="holding out"):
         ShardStream(stream_build.root, **kwargs).load_state_dict(plain)

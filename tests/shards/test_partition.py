@@ -9,15 +9,19 @@ import pytest
 
 from gristmill.shards.loader import ShardStream
 from gristmill.shards.partition import (
-    Holdout,
     Position,
     StageWalk,
     advance,
-    dropped_positions,
     global_batches,
-    owned_by_worker,
     rank_positions,
 )
+
+
+def skipped(walk: StageWalk, world_size: int) -> range:
+    """The positions a walk from its start skips at its end: less than one global batch of its budget."""
+    used = walk.batches(world_size) * walk.global_rows(world_size)
+    return range(used, max(used, walk.budget_rows))
+
 
 PLANS = [
     StageWalk(0, "a", 16, rows=40, budget_rows=40, micro_batch_rows=4),
@@ -29,10 +33,10 @@ PLANS = [
 def test_global_batches_cover_whole_batches_of_each_stage(world):
     starts = list(global_batches(PLANS, Position(0, 0), world))
     for plan in PLANS:
-        mine = [p.rows for p in starts if p.stage == plan.index]
+        mine = [p.rows for p in starts if p.walk == plan.index]
         g = plan.global_rows(world)
         assert mine == list(range(0, plan.rows // g * g, g))
-        assert dropped_positions(plan, 0, world) == range(plan.rows // g * g, plan.rows)
+        assert skipped(plan, world) == range(plan.rows // g * g, plan.rows)
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 8])
@@ -49,41 +53,27 @@ def test_ranks_split_a_global_batch_into_disjoint_runs():
     assert list(runs[0]) + list(runs[1]) == list(range(8, 16))
 
 
-def test_workers_take_turns():
-    assert [k for k in range(10) if owned_by_worker(k, 1, 3)] == [1, 4, 7]
-    assert advance(PLANS, Position(0, 36), 0, 2) == Position(1, 0)  # 4 rows left < 8: next stage
-
-
-@pytest.mark.parametrize("rows", [40, 64, 65, 300, 1000])
-def test_holdout_slots_are_a_bijection_with_the_held_out_rows_last(rows):
-    holdout = Holdout.of_stage(rows, rows // 4, manifest_stage=2)
-    slots = holdout.rows_at(np.arange(rows))
-    assert sorted(slots.tolist()) == list(range(rows))
-    assert holdout.held_out_rows().tolist() == sorted(slots[rows - rows // 4 :].tolist())
-    assert not np.array_equal(holdout.held_out_rows(), np.arange(rows - rows // 4, rows))  # not the tail
-    other = Holdout.of_stage(rows, rows // 4, manifest_stage=3)
-    assert not np.array_equal(other.held_out_rows(), holdout.held_out_rows())  # each stage its own rows
-
-
-def test_holdout_needs_a_row_to_hold_out_and_one_to_train_on():
-    for bad in (0, 40, 41):
-        with pytest.raises(ValueError, match="hold out"):
-            Holdout.of_stage(40, bad, manifest_stage=0)
+def test_a_walk_with_less_than_a_global_batch_left_is_over():
+    assert advance(PLANS, Position(0, 36), 0, 2) == Position(1, 0)  # 4 rows left < 8: next walk
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 8])
 @pytest.mark.parametrize("workers", [0, 1, 2, 3])
 @pytest.mark.parametrize("holdout", [0, 7])
-def test_every_row_of_an_epoch_exactly_once(stream_build, world, workers, holdout):
+@pytest.mark.parametrize("build", ["stream_build", "stream_repeated_build"])
+def test_every_row_visited_as_often_as_the_plan_says(request, build, world, workers, holdout):
     """workers=0 is the plain iterator; W ≥ 1 are dataloader workers (DataLoader order: test_loader).
 
-    With a holdout, "every row" is every row that is not held out, and no held-out row is ever yielded."""
+    In `stream_build` every row is stored for one visit; in `stream_repeated_build` the source blocks say
+    how often (shards/visits.py). Over ranks and workers, each row is yielded exactly as often as its
+    visits in the epoch say, but for the documented tail; no held-out row is ever yielded."""
+    stream_build = request.getfixturevalue(build)
     seen: dict[str, Counter] = {name: Counter() for name in stream_build.tokens}
     reference = None
     for rank in range(world):
         stream = ShardStream(
             stream_build.root,
-            tokens_per_batch=64,
+            micro_batch_tokens=64,
             rank=rank,
             world_size=world,
             seed=5,
@@ -99,13 +89,16 @@ def test_every_row_of_an_epoch_exactly_once(stream_build, world, workers, holdou
                 # the marker token says which row this really is
                 assert np.array_equal(batch["input_ids"][:, 0] - 1000, batch["row_ids"])
         reference = stream
-    for plan in reference.plans:
+    for plan in reference.walks:
         rows = seen[plan.name]
-        assert max(rows.values()) == 1, "a row was yielded twice"
-        dropped = dropped_positions(plan, 0, world)
-        expected_dropped = set(reference.rows_at(plan, np.arange(dropped.start, dropped.stop)).tolist())
-        held_out = set(plan.holdout.held_out_rows().tolist()) if holdout else set()
+        planned = Counter(plan.visits.rows_at(np.arange(plan.visits.size)).tolist())
+        dropped = skipped(plan, world)
+        expected_dropped = Counter(reference.rows_at(plan, np.arange(dropped.start, dropped.stop)).tolist())
+        held_out = set(reference.curriculum.held_out_rows(plan.name).tolist())
         assert len(held_out) == holdout
-        assert set(rows) | expected_dropped | held_out == set(range(len(stream_build.tokens[plan.name])))
-        assert not set(rows) & expected_dropped and not (set(rows) | expected_dropped) & held_out
-        assert len(expected_dropped) == plan.rows % plan.global_rows(world)
+        assert rows + expected_dropped == planned  # each row, as often as planned
+        assert not (set(rows) | set(expected_dropped)) & held_out
+        assert sum(expected_dropped.values()) == plan.rows % plan.global_rows(world)
+        stored = set(range(len(stream_build.tokens[plan.name])))
+        if build == "stream_build":
+            assert set(planned) | held_out == stored and max(planned.values()) == 1

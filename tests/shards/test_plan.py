@@ -1,5 +1,6 @@
 """The mixing and curriculum plan on a synthetic length distribution like the real corpora: packing quality,
-exact sampling, a high-quality-only stage, shards that each carry the mixture, determinism."""
+every document stored once and visited as the budgets need (epochs by reference), a high-quality-only stage,
+shards that each carry the mixture in source blocks, determinism."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from gristmill.shards.plan import (
     shard_range,
     slice_specs,
     stage_targets,
+    stored_tokens,
 )
 
 
@@ -52,12 +54,13 @@ def test_budgets_shares_and_padding(plan):
     for stage in plan.stages:
         capacity = stage.spec.capacity
         tokens = sum(p.tokens for p in stage.packings.values())
+        trained = sum(p.trained_tokens for p in stage.packings.values())
         padding = sum(p.padding for p in stage.packings.values())
         assert padding <= 0.005 * (tokens + padding)
         assert set(stage.packings) == set(stage.spec.shares)
         for name, packing in stage.packings.items():
-            assert abs(packing.tokens - stage.spec.tokens * stage.spec.shares[name]) <= capacity
-            assert abs(packing.tokens / tokens - stage.spec.shares[name]) <= 0.005
+            assert abs(packing.trained_tokens - stage.spec.tokens * stage.spec.shares[name]) <= capacity // 2
+            assert abs(packing.trained_tokens / trained - stage.spec.shares[name]) <= 0.005
 
 
 def test_no_document_that_fits_is_split_and_long_ones_go_to_long_stages(plan):
@@ -79,43 +82,68 @@ def test_no_document_that_fits_is_split_and_long_ones_go_to_long_stages(plan):
     assert first(long).max() == lengths["web"].max()  # the longest web page trains at 8K
 
 
-def test_each_document_appears_as_often_as_its_sampling_says(plan):
+def test_each_document_is_stored_once_and_repeated_by_its_stages_passes(plan):
     lengths = _lengths()
     for name, sampling in plan.sampling.items():
         counts = np.zeros(len(lengths[name]), np.int64)
-        for stage in plan.stages:
-            if name in stage.packings:
-                p = stage.packings[name].pieces
-                np.add.at(counts, p.doc[p.start == 0], 1)
-        assert set(np.unique(counts)) <= {sampling.full_epochs, sampling.full_epochs + 1}
-        assert (counts == sampling.full_epochs + 1).sum() == sampling.extra_copies
-        assert counts @ lengths[name] == sampling.used_tokens
-        assert sampling.full_epochs <= sampling.factor <= sampling.full_epochs + 1
-    assert plan.sampling["hq"].full_epochs == 1 and plan.sampling["web"].full_epochs == 0
+        stages = [s for s in plan.stages if name in s.packings]
+        for stage in stages:
+            p = stage.packings[name].pieces
+            np.add.at(counts, p.doc[p.start == 0], 1)
+        assert set(np.unique(counts)) <= {0, 1}  # no document is stored twice, in any stage
+        assert counts.sum() == sampling.stored_documents and counts @ lengths[name] == sampling.stored_tokens
+        demand = sum(round(s.spec.tokens * s.spec.shares[name]) for s in stages)
+        if demand >= sampling.tokens:
+            assert counts.all()  # repeated: every document is stored
+        assert sampling.trained_tokens == sum(s.packings[name].trained_tokens for s in stages)
+        assert abs(sampling.trained_tokens - demand) <= sum(s.spec.capacity for s in stages)
+        repeats = [s.packings[name].trained_tokens / s.packings[name].tokens for s in stages]
+        assert max(repeats) - min(repeats) < 0.1  # every stage of a source repeats its share alike
+        for stage in stages:
+            packing = stage.packings[name]
+            assert packing.passes == packing.trained_tokens // packing.tokens
+            assert np.array_equal(packing.extra, np.unique(packing.extra))
+            assert packing.extra.size == 0 or 0 <= packing.extra.min() <= packing.extra.max() < packing.rows
+            assert packing.visits == packing.passes * packing.rows + packing.extra.size
+    assert plan.sampling["hq"].trained_tokens > 1.8 * plan.sampling["hq"].stored_tokens  # 3M of 1.6M stored
+    assert plan.sampling["web"].stored_tokens < plan.sampling["web"].tokens  # down-sampled
 
 
 def test_every_shard_carries_the_mixture_and_rows_are_dealt_once(plan):
     lengths = _lengths()
     stage = plan.stages[1]
     layouts = layout_shards(stage, lengths, seed=1)
-    assert len(layouts) == stage.shards == shard_count(stage.spec, 4 << 20) > 2
+    stored = stored_tokens(STAGES, {name: int(n.sum()) for name, n in lengths.items()})[1]
+    assert len(layouts) == stage.shards == shard_count(stage.spec, stored, 4, 4 << 20) > 2
     assert sum(s.rows for s in layouts) == stage.rows
     assert sum(s.split_documents for s in layouts) == sum(p.split_documents for p in stage.packings.values())
     names = list(stage.packings)
     for shard in layouts:
-        rows_per_source = {
-            n: len(np.unique(shard.pieces.row[shard.source == i])) for i, n in enumerate(names)
-        }
-        for name, rows in rows_per_source.items():
-            assert abs(rows - stage.packings[name].rows / stage.shards) <= 1
+        assert [b.source for b in shard.blocks] == names
+        first = 0
+        for i, (name, block) in enumerate(zip(names, shard.blocks)):
+            rows = np.unique(shard.pieces.row[shard.source == i])
+            assert np.array_equal(
+                rows, np.arange(first, first + block.rows)
+            )  # one block per source, in order
+            assert abs(block.rows - stage.packings[name].rows / stage.shards) <= 1
+            row_tokens = np.bincount(
+                shard.pieces.row[shard.source == i], shard.pieces.length[shard.source == i], shard.rows
+            )[first : first + block.rows]
+            assert block.tokens == row_tokens.sum()
+            assert block.trained_tokens == block.passes * block.tokens + row_tokens[: block.extra_rows].sum()
+            first += block.rows
         assert np.array_equal(np.unique(shard.pieces.row), np.arange(shard.rows))
     total = sum(int(s.pieces.length.sum()) for s in layouts)
     assert total == sum(p.tokens for p in stage.packings.values())
+    for i, name in enumerate(names):  # the extra rows are dealt over the shards, and come first in blocks
+        assert sum(s.blocks[i].extra_rows for s in layouts) == stage.packings[name].extra.size
+        assert sum(s.blocks[i].trained_tokens for s in layouts) == stage.packings[name].trained_tokens
 
 
 def test_a_source_of_books_only():
     """Documents all far longer than a row: little padding still (their pieces close the gaps); the budget
-    is met within a row or, where no book left is short enough, within the shortest book (none is cut)."""
+    is met within half a row, by visits of the books stored (none is cut to fit)."""
     books = _lengths()["pile"][-150:]
     plan = make_plan(
         {"books": books},
@@ -125,7 +153,8 @@ def test_a_source_of_books_only():
     for stage in plan.stages:
         packing = stage.packings["books"]
         assert packing.padding < packing.capacity
-        assert abs(packing.tokens - 2_000_000) <= max(packing.capacity, books.min())
+        assert packing.tokens <= 2_000_000 + packing.capacity  # what does not fit is left unstored
+        assert abs(packing.trained_tokens - 2_000_000) <= packing.capacity // 2
 
 
 def test_same_seed_same_plan_other_seed_other_plan():
@@ -166,13 +195,13 @@ def test_one_slice_asks_for_exactly_the_recipe_targets():
     ]
 
 
-def test_slices_keep_the_whole_epochs_and_share_the_budget():
-    """Planned in 4 slices, each source is repeated for the build's whole epochs in every slice, its partial
-    epoch is shared, and each stage's budget holds within a row per slice."""
+def test_slices_store_their_share_once_and_meet_the_budget():
+    """Planned in 4 slices, each slice stores its share of every source once, repeats it about as often as
+    the whole plan does, and each stage's budget holds within half a row per slice."""
     lengths, slices = _lengths(), 4
     tokens = {name: int(n.sum()) for name, n in lengths.items()}
     whole = make_plan(lengths, STAGES, seed=1, shard_bytes=4 << 20)
-    used = dict.fromkeys(lengths, 0)
+    stored, trained = dict.fromkeys(lengths, 0), dict.fromkeys(lengths, 0)
     placed = np.zeros((len(STAGES), len(lengths)), np.int64)
     for g in range(slices):
         ranges = {name: document_range(len(n), g, slices) for name, n in lengths.items()}
@@ -180,27 +209,43 @@ def test_slices_keep_the_whole_epochs_and_share_the_budget():
         specs = slice_specs(STAGES, {name: int(n.sum()) for name, n in mine.items()}, tokens)
         part = make_plan(mine, specs, seed=g, shard_bytes=4 << 20)
         for name, sampling in part.sampling.items():
-            assert sampling.full_epochs == whole.sampling[name].full_epochs, (g, name)
-            used[name] += sampling.used_tokens
+            stored[name] += sampling.stored_tokens
+            trained[name] += sampling.trained_tokens
         for i, stage in enumerate(part.stages):
             for j, name in enumerate(lengths):
-                placed[i, j] += stage.packings[name].tokens if name in stage.packings else 0
+                placed[i, j] += stage.packings[name].trained_tokens if name in stage.packings else 0
     names = list(lengths)
     for i, spec in enumerate(STAGES):
         for name, target in stage_targets(spec).items():
-            assert abs(placed[i, names.index(name)] - target) <= slices * spec.capacity, (spec.name, name)
+            assert abs(placed[i, names.index(name)] - target) <= slices * spec.capacity // 2, (
+                spec.name,
+                name,
+            )
     rows = sum(spec.capacity for spec in STAGES)  # a row of every stage: the sliced and whole plans' slack
     for name in lengths:
-        assert abs(used[name] - whole.sampling[name].used_tokens) <= (slices + 1) * rows, name
+        assert abs(trained[name] - whole.sampling[name].trained_tokens) <= (slices + 1) * rows, name
+        if whole.sampling[name].stored_tokens == tokens[name]:  # repeated: stored whole, in every slice too
+            assert stored[name] == tokens[name], name
 
 
 def test_slice_counts_and_ranges():
     documents = {"web": 40_000, "code": 10_000, "pile": 8_150, "hq": 1_500}
-    fewest_shards = min(shard_count(s, 4 << 20) for s in STAGES)
-    assert plan_slices(documents, STAGES, 10**9, 4 << 20) == 1
-    assert plan_slices(documents, STAGES, 1_000, 4 << 20) == min(60, fewest_shards)
-    assert plan_slices({**documents, "hq": 2}, STAGES, 1_000, 1 << 10) == 2  # a slice holds some of each
-    assert plan_slices({**documents, "hq": 0}, STAGES, 1_000, 4 << 20) == 1  # make_plan then says why
+    shards = [3, 9, 2]
+    assert plan_slices(documents, STAGES, 10**9, shards) == 1
+    assert plan_slices(documents, STAGES, 1_000, shards) == 2  # the fewest shards of a stage
+    assert plan_slices(documents, STAGES, 1_000, [1_000] * 3) == 60
+    assert plan_slices({**documents, "hq": 2}, STAGES, 1_000, [1_000] * 3) == 2  # a slice holds some of each
+    assert plan_slices({**documents, "hq": 0}, STAGES, 1_000, shards) == 1  # make_plan then says why
     for n, slices in ((10, 3), (7, 7), (1000, 13)):
         assert [i for g in range(slices) for i in range(*document_range(n, g, slices))] == list(range(n))
         assert [i for g in range(slices) for i in shard_range(n, g, slices)] == list(range(n))
+
+
+def test_shards_are_sized_by_the_tokens_stored_not_trained():
+    available = {"web": 40_000_000, "code": 2_000_000, "pile": 10_000_000, "hq": 1_000_000}
+    stored = stored_tokens(STAGES, available)
+    # web and pile are down-sampled (stored as asked); code (7.2M asked of 2M) and hq (3M of 1M) once
+    assert stored[0] == 12_000_000 * 0.6 + 12_000_000 * 0.1 + 12_000_000 * 0.3 * 2 / 7.2
+    assert stored[2] == 1_000_000
+    assert shard_count(STAGES[2], stored[2], 2, 1 << 20) == 2  # 2 MB of uint16 ids: two 1 MiB shards
+    assert shard_count(STAGES[2], stored[2], 4, 1 << 20) == 4

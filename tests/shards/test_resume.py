@@ -11,7 +11,7 @@ from gristmill.errors import BuildError
 from gristmill.shards.loader import ShardStream
 from gristmill.shards.torch_dataset import ShardDataset
 
-OPTS = dict(tokens_per_batch=64, seed=7, shuffle_block_rows=4, shuffle_window_blocks=2)
+OPTS = dict(micro_batch_tokens=64, seed=7, shuffle_block_rows=4, shuffle_window_blocks=2)
 
 
 def global_sequence(root: str, world: int, state: dict | None = None) -> list[tuple[str, list[int]]]:
@@ -35,7 +35,9 @@ def by_stage(batches: list[tuple[str, list[int]]]) -> dict[str, list[int]]:
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
-def test_resume_at_every_step_gives_the_uninterrupted_rows(stream_build, world):
+@pytest.mark.parametrize("build", ["stream_build", "stream_repeated_build"])
+def test_resume_at_every_step_gives_the_uninterrupted_rows(request, build, world):
+    stream_build = request.getfixturevalue(build)
     full = global_sequence(stream_build.root, world)
     head = ShardStream(stream_build.root, world_size=world, **OPTS)
     for step in range(len(full) + 1):
@@ -43,14 +45,16 @@ def test_resume_at_every_step_gives_the_uninterrupted_rows(stream_build, world):
 
 
 @pytest.mark.parametrize(("before", "after"), [(1, 2), (2, 3), (3, 8), (8, 1), (3, 2)])
-def test_resume_on_another_world_size_continues_the_same_samples(stream_build, before, after):
+@pytest.mark.parametrize("build", ["stream_build", "stream_repeated_build"])
+def test_resume_on_another_world_size_continues_the_same_samples(request, build, before, after):
+    stream_build = request.getfixturevalue(build)
     reference = ShardStream(stream_build.root, **OPTS)
     first = global_sequence(stream_build.root, before)
     for step in range(len(first) + 1):
         state = ShardStream(stream_build.root, world_size=before, **OPTS).state_at(step)
         rest = global_sequence(stream_build.root, after, state)
         seen = by_stage(first[:step] + rest)
-        for plan in reference.plans:
+        for plan in reference.walks:
             rows = seen.get(plan.name, [])
             # the samples are the stage's stream, in order, with no gap and no repeat; only the tail that
             # does not fill a whole global batch of the new world size is left out
@@ -97,11 +101,11 @@ def test_stateful_dataloader_resumes_mid_epoch(stream_build, workers):
 def test_a_state_from_another_build_or_seed_is_refused(stream_build, stream_make_build):
     state = ShardStream(stream_build.root, **OPTS).state_at(3)
     other = stream_make_build([("s1-16", 16, [40]), ("s2-32", 32, [35])], seed=1)
-    with pytest.raises(BuildError, match="manifest hash"):
+    with pytest.raises(BuildError, match="walks hash to"):
         ShardStream(other.root, **OPTS).load_state_dict(state)
     with pytest.raises(BuildError, match="seed 7"):
-        ShardStream(stream_build.root, tokens_per_batch=64, seed=8).load_state_dict(state)
+        ShardStream(stream_build.root, micro_batch_tokens=64, seed=8).load_state_dict(state)
     with pytest.raises(BuildError, match="stage"):
         ShardStream(
-            stream_build.root, tokens_per_batch=64, seed=7, curriculum=[("s2-32", 32 * 35)]
+            stream_build.root, micro_batch_tokens=64, seed=7, curriculum=[("s2-32", 32 * 35)]
         ).load_state_dict(state)

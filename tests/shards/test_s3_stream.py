@@ -20,7 +20,7 @@ def upload(stream_s3):
 
 def test_s3_gives_the_local_batches(stream_build, upload, tmp_path):
     url, options = upload(stream_build.root, "same")
-    kwargs = dict(tokens_per_batch=64, rank=1, world_size=2, seed=3, shuffle_block_rows=4)
+    kwargs = dict(micro_batch_tokens=64, rank=1, world_size=2, seed=3, shuffle_block_rows=4)
     local = list(ShardStream(stream_build.root, **kwargs))
     remote_stream = ShardStream(url, storage_options=options, cache_dir=str(tmp_path / "cache"), **kwargs)
     remote = list(remote_stream)
@@ -40,7 +40,7 @@ def test_corrupt_remote_shard_is_named(stream_build_copy, upload, tmp_path):
     data[100] ^= 0x01
     path.write_bytes(bytes(data))
     url, options = upload(stream_build_copy.root, "corrupt")
-    stream = ShardStream(url, tokens_per_batch=64, storage_options=options, cache_dir=str(tmp_path / "c"))
+    stream = ShardStream(url, micro_batch_tokens=64, storage_options=options, cache_dir=str(tmp_path / "c"))
     with pytest.raises(BuildError, match="checksum mismatch") as err:
         list(stream)
     assert err.value.path == url + "/s1-16/shard-00003.arrow"
@@ -50,7 +50,7 @@ def test_corrupt_remote_shard_is_named(stream_build_copy, upload, tmp_path):
 def test_missing_remote_shard_is_named(stream_build_copy, upload, tmp_path):
     os.remove(os.path.join(stream_build_copy.root, "s2-32", "shard-00000.arrow"))
     url, options = upload(stream_build_copy.root, "missing")
-    stream = ShardStream(url, tokens_per_batch=64, storage_options=options, cache_dir=str(tmp_path / "c"))
+    stream = ShardStream(url, micro_batch_tokens=64, storage_options=options, cache_dir=str(tmp_path / "c"))
     with pytest.raises(BuildError, match="missing") as err:
         list(stream)
     assert err.value.path == url + "/s2-32/shard-00000.arrow"

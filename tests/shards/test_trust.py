@@ -18,7 +18,7 @@ from gristmill.shards.loader import ShardStream
 from gristmill.shards.manifest import read_manifest
 from gristmill.shards.verify import verify_build
 
-KWARGS = dict(tokens_per_batch=64, seed=3, shuffle_block_rows=4)
+KWARGS = dict(micro_batch_tokens=64, seed=3, shuffle_block_rows=4)
 
 
 def _batches(stream: ShardStream) -> list[dict]:
@@ -218,7 +218,8 @@ def test_a_cached_shard_evicted_before_it_is_opened_is_fetched_again(stream_buil
     rows = source.open(entry, stage.seq_len)
     assert len(calls) == 2 and os.path.isfile(calls[-1])
     local = ShardSource(stream_build.root).open(entry, stage.seq_len)
-    assert all(np.array_equal(a, b) for a, b in zip(rows.tokens, local.tokens, strict=True))
+    ours, theirs = (c.tokens for c in rows.chunks), (c.tokens for c in local.chunks)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
 
 
 def test_a_state_resumes_on_a_moved_copy_and_on_s3(stream_build, stream_s3, tmp_path):

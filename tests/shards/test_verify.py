@@ -16,6 +16,7 @@ from gristmill.shards.manifest import (
     Manifest,
     ShardEntry,
     SourceEntry,
+    SourceRows,
     StageEntry,
     TokenizerEntry,
     write_manifest,
@@ -36,7 +37,8 @@ def write_tokenizer(directory) -> ShardMeta:
     vocab = {"</s>": 0, "<pad>": 1, **{f"w{i}": i for i in range(2, VOCAB)}}
     directory.mkdir(parents=True)
     HFTokenizer(models.WordLevel(vocab, unk_token="w2")).save(str(directory / "tokenizer.json"))
-    return ShardMeta(seq_len=15, pad_id=1, eos_id=0, tokenizer_hash=Tokenizer.load(directory).content_hash)
+    content_hash = Tokenizer.load(directory).content_hash
+    return ShardMeta(seq_len=15, pad_id=1, eos_id=0, tokenizer_hash=content_hash, token_type="uint16")
 
 
 def _shard(meta: ShardMeta, rows: int, seed: int, bad_offset: bool = False, bad_token: bool = False):
@@ -54,7 +56,7 @@ def _shard(meta: ShardMeta, rows: int, seed: int, bad_offset: bool = False, bad_
         offsets[4] = offsets[5] + 1  # row 1: [0, 17 > used, …] not increasing
     if bad_token:
         tokens[2, 0] = VOCAB + 5
-    source = (np.arange(rows) % 2).astype(np.uint8)
+    source = (np.arange(rows) >= rows // 2).astype(np.uint8)  # a block of web rows, then one of code
     offsets_parts = np.asarray(list_offsets, np.int32), np.asarray(offsets, np.int32)
     table = shard_table(meta, tokens, *offsets_parts, source)
     return (table, {name: int(np.asarray(used)[source == i].sum()) for i, name in enumerate(["web", "code"])})
@@ -76,6 +78,10 @@ def build(tmp_path):
                 rows=8,
                 tokens=tokens,
                 source_tokens=per_source,
+                source_rows=[
+                    SourceRows(source=name, rows=4, passes=1, trained_tokens=n)
+                    for name, n in per_source.items()
+                ],
                 xxh3=written.xxh3,
                 bytes=written.bytes,
                 padding_tokens=8 * 16 - tokens,
@@ -87,18 +93,7 @@ def build(tmp_path):
         for shard in shards:
             for name, n in shard.source_tokens.items():
                 per_source[name] = per_source.get(name, 0) + n
-        stage = StageEntry(
-            name="s",
-            seq_len=15,
-            tokens_per_batch=30,
-            rows=sum(s.rows for s in shards),
-            tokens=sum(s.tokens for s in shards),
-            padding_tokens=sum(s.padding_tokens for s in shards),
-            split_documents=0,
-            source_tokens=per_source,
-            sampling={},
-            shards=shards,
-        )
+        stage = StageEntry.of_shards("s", 1, 15, 30, shards, sampling=dict.fromkeys(per_source, 1.0))
         write_manifest(
             str(tmp_path),
             Manifest(
@@ -189,6 +184,19 @@ def _bigger_vocab(data):
     data["tokenizer"]["vocab_size"] = 2000
 
 
+def _blocks_swapped(data):
+    blocks = data["stages"][0]["shards"][0]["source_rows"]
+    blocks[0]["source"], blocks[1]["source"] = blocks[1]["source"], blocks[0]["source"]
+
+
+def _more_passes(data):
+    data["stages"][0]["shards"][0]["source_rows"][1]["passes"] = 2
+
+
+def _fewer_trained_rows(data):
+    data["stages"][0]["trained_rows"] -= 1
+
+
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
@@ -198,6 +206,7 @@ def _bigger_vocab(data):
         ),
         (_more_web_tokens, "stage 's' lists tokens per source"),
         (_bigger_vocab, "the manifest's tokenizer vocab_size is 2000, the tokenizer files say 1000"),
+        (_fewer_trained_rows, "stage 's' lists 7 trained rows, its shards hold 8"),
     ],
 )
 @pytest.mark.parametrize("rehash", [False, True])
@@ -212,6 +221,22 @@ def test_an_edited_manifest_fails_verify(build, change, problem, rehash):
     assert bool(hash_problems) != rehash, report.problems
     result = CliRunner().invoke(cli, ["shards", "verify", str(root)])
     assert result.exit_code == 1 and problem in result.output
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (_blocks_swapped, "source_rows are in the order ['code', 'web'], not the manifest's ['web', 'code']"),
+        (_more_passes, "the 'code' block trains 108 tokens, the manifest says 54"),
+    ],
+)
+def test_source_blocks_that_disagree_with_the_rows_are_named(build, change, problem):
+    write, entries, root = build
+    write(entries[:1])
+    _edit_manifest(root, change, rehash=True)
+    report = verify_build(str(root))
+    assert not report.ok
+    assert any(problem in p for s in report.shards for p in s.problems), [s.problems for s in report.shards]
 
 
 def test_the_tokenizer_files_are_checked_against_the_manifest(build):

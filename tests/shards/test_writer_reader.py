@@ -8,9 +8,9 @@ import pyarrow as pa
 import pytest
 import xxhash
 
-from gristmill.errors import InputError
+from gristmill.errors import BuildError
 from gristmill.shards.format import ShardMeta
-from gristmill.shards.reader import ShardReader
+from gristmill.shards.reader import open_shard
 from gristmill.shards.writer import file_xxh3, rows_per_batch, shard_table, write_shard
 
 META = ShardMeta(seq_len=2047, pad_id=0, eos_id=2, tokenizer_hash="feedbeef")
@@ -37,9 +37,9 @@ def test_round_trip_in_batches_of_about_4_mib(tmp_path):
     assert file_xxh3(path) == (written.bytes, written.xxh3)
     assert [p.name for p in (tmp_path / "stage-1-2047").iterdir()] == ["shard-00000.arrow"]  # no temp left
 
-    reader = ShardReader(path)
-    assert reader.meta == META and reader.num_rows == 1200
-    assert rows_per_batch(2047) == 512 and reader.num_batches == 3
+    reader = open_shard(path)
+    assert reader.meta == META and reader.rows == 1200
+    assert rows_per_batch(2047) == 512 and len(reader.chunks) == 3
     for i in (0, 511, 512, 1199):
         row = reader.row(i)
         np.testing.assert_array_equal(row.tokens, tokens[i])
@@ -75,17 +75,28 @@ def test_bad_shapes_and_files_are_named(tmp_path):
     tokens, list_offsets, offsets, source = _rows(4)
     with pytest.raises(ValueError, match="L \\+ 1 is 2048"):
         shard_table(META, tokens[:, :100], list_offsets, offsets, source)
-    with pytest.raises(InputError, match="shard file not found"):
-        ShardReader(str(tmp_path / "missing.arrow"))
+    with pytest.raises(BuildError, match="shard file not found"):
+        open_shard(str(tmp_path / "missing.arrow"))
     other = tmp_path / "other.arrow"
     with pa.ipc.new_file(str(other), pa.schema([("x", pa.int32())])) as w:
         w.write_table(pa.table({"x": [1]}, schema=pa.schema([("x", pa.int32())])))
-    with pytest.raises(InputError, match=r"lacks gristmill\.seq_len") as e:
-        ShardReader(str(other))
+    with pytest.raises(BuildError, match=r"lacks gristmill\.seq_len") as e:
+        open_shard(str(other))
     assert str(other) in str(e.value)
     (tmp_path / "junk.arrow").write_bytes(b"not arrow at all")
-    with pytest.raises(InputError, match="not an Arrow IPC file"):
-        ShardReader(str(tmp_path / "junk.arrow"))
+    with pytest.raises(BuildError, match="not an Arrow IPC file"):
+        open_shard(str(tmp_path / "junk.arrow"))
+
+
+def test_a_shard_that_is_not_what_its_manifest_says_is_refused(tmp_path):
+    path = str(tmp_path / "s.arrow")
+    write_shard(path, shard_table(META, *_rows(10)))
+    assert open_shard(path, seq_len=META.seq_len, rows=10).rows == 10
+    with pytest.raises(BuildError, match="sequence length 2047, its stage expects 4095"):
+        open_shard(path, seq_len=4095)
+    with pytest.raises(BuildError, match="has 10 rows, the manifest says 11") as e:
+        open_shard(path, rows=11)
+    assert path in str(e.value)
 
 
 def test_polars_and_duckdb_read_a_shard(tmp_path):
@@ -127,5 +138,5 @@ def test_framing_that_disagrees_with_bos_and_version_1_are_refused(tmp_path):
     old[b"gristmill.format_version"] = b"1"
     path = str(tmp_path / "old.arrow")
     write_shard(path, table.replace_schema_metadata(old))
-    with pytest.raises(InputError, match="format version 1 is not the supported 2"):
-        ShardReader(path)
+    with pytest.raises(BuildError, match="format version 1 is not the supported 3"):
+        open_shard(path)

@@ -51,11 +51,14 @@ def test_train_from_files_with_weights_then_eval_side_by_side(tmp_path, corpus_f
             f"{corpus_files}/code/*.txt",
             "--backend",
             "hf-bpe",
+            "--hf-pretokenizer",
+            "bounded",
             "--vocab-size",
             "400",
         ).exit_code
         == 0
     )
+    assert json.loads((hf / "settings.json").read_text())["trainer"]["pretokenizer"] == "bounded"
     result = _run(
         "tokenizer",
         "eval",
@@ -82,7 +85,7 @@ sources:
 tokenizer:
   train: {{vocab_size: 400, heldout_fraction: 0.1}}
 stages:
-  - {{name: s, seq_len: 64, tokens: 1000, tokens_per_batch: 128, weights: {{prose: 3, code: 1}}}}
+  - {{name: s, seq_len: 64, tokens: 1000, tokens_per_step: 128, weights: {{prose: 3, code: 1}}}}
 """)
     return recipe
 
@@ -91,7 +94,7 @@ def test_train_from_a_recipe_build(tmp_path, documents):
     build = tmp_path / "build"
     recipe = _recipe(tmp_path, build)
     result = _run("tokenizer", "train", str(tmp_path / "tok"), "--recipe", str(recipe))
-    assert result.exit_code == 2 and "no cleaned documents" in result.output
+    assert result.exit_code == 1 and "no cleaned documents" in result.output
     assert "gristmill build" in result.output
     for source in ("prose", "code"):
         docs = [d for d in documents if d[1] == source]
@@ -117,7 +120,7 @@ def test_train_from_a_recipe_build(tmp_path, documents):
 
 def test_bad_input_messages(tmp_path):
     result = _run("tokenizer", "train", str(tmp_path / "t"), "--files", str(tmp_path / "none*.txt"))
-    assert result.exit_code == 2 and "matches no files" in result.output
+    assert result.exit_code == 1 and "matches no files" in result.output
     (tmp_path / "a.txt").write_text("some text")
     result = _run(
         "tokenizer", "train", str(tmp_path / "t"), "--files", str(tmp_path / "a.txt"), "--weight", "x"
@@ -126,6 +129,6 @@ def test_bad_input_messages(tmp_path):
     result = _run(
         "tokenizer", "train", str(tmp_path / "t"), "--files", str(tmp_path / "a.txt"), "--vocab-size", "10"
     )
-    assert result.exit_code == 2 and "vocab_size" in result.output
+    assert result.exit_code == 1 and "vocab_size" in result.output
     assert "Examples" in _run("tokenizer", "train", "--help").output
     assert "Examples" in _run("tokenizer", "eval", "--help").output

@@ -22,6 +22,20 @@ def test_frame_adds_bos_and_eos_or_eos_alone():
     assert DocumentFraming(1, 2).frame(np.zeros(0, np.int32)).tolist() == [1, 2]
 
 
+@pytest.mark.parametrize("framing", [DocumentFraming(1, 2), DocumentFraming(None, 0)])
+def test_frame_flat_equals_framing_each_document(framing):
+    docs = [np.asarray(d, np.int32) for d in ([7, 8, 9], [], [5], [], [3, 4])]
+    lengths = [len(d) for d in docs]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids, framed_offsets = framing.frame_flat(np.concatenate(docs), offsets)
+    want = [framing.frame(d) for d in docs]
+    assert ids.dtype == np.int32 and framed_offsets.dtype == np.int64
+    assert ids.tolist() == np.concatenate(want).tolist()
+    assert np.diff(framed_offsets).tolist() == [len(w) for w in want] and framed_offsets[0] == 0
+    empty, at = framing.frame_flat(np.zeros(0, np.int32), np.zeros(1, np.int64))
+    assert len(empty) == 0 and at.tolist() == [0]
+
+
 @pytest.mark.parametrize(
     ("name", "overrides", "framing"),
     [

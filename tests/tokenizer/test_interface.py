@@ -43,6 +43,19 @@ def test_loads_a_single_file_and_saves(trained, tmp_path, name):
     assert Tokenizer.load(tmp_path / "saved").encode(text).tolist() == loaded.encode(text).tolist()
 
 
+def test_a_saved_copy_keeps_the_held_out_sample_for_its_parity_check(trained, tmp_path, monkeypatch):
+    from gristmill.tokenizer import interface
+
+    result = trained("sp-improved")
+    result.tokenizer.save(tmp_path / "copy")
+    assert (tmp_path / "copy" / "sample" / "heldout.jsonl").read_bytes() == (
+        result.out_dir / "sample" / "heldout.jsonl"
+    ).read_bytes()
+    monkeypatch.setattr(interface, "_CHOSEN", {})
+    note = Tokenizer.load(tmp_path / "copy").encoder_choice.note
+    assert "on 0 held-out" not in note and "held-out documents" in note, note
+
+
 def test_load_errors(tmp_path):
     with pytest.raises(InputError, match="not found"):
         Tokenizer.load(tmp_path / "missing.json")

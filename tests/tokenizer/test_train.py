@@ -91,6 +91,30 @@ def test_vocabulary_padded_to_a_multiple_with_unused_tokens(trained):
     assert hf.tokenizer.id_to_token(hf.tokenizer.eos_id) == "<|endoftext|>"
 
 
+@pytest.mark.parametrize(
+    ("name", "pretokenizer", "splits"),
+    [
+        ("hf", "llama3", ["x", "=", "123", "456", "7", ".append", "(_", "name", ")\n", " DON", "'T"]),
+        (
+            "hf-bounded",
+            "bounded",
+            ["x", "=", *"1234567", ".", "append", "(_", "name", ")", "\n", " DON", "'", "T"],
+        ),
+    ],
+)
+def test_hf_pretokenizer_is_llama3s_by_default_and_the_bounded_one_on_request(
+    trained, name, pretokenizer, splits
+):
+    from tokenizers import Tokenizer as HFTokenizer
+
+    overrides = {"hf_pretokenizer": "bounded"} if pretokenizer == "bounded" else {}
+    result = trained(name, backend="hf-bpe", **overrides)
+    assert result.settings["trainer"]["pretokenizer"] == pretokenizer
+    hf = HFTokenizer.from_file(str(result.out_dir / "tokenizer.json"))
+    pieces = [p for p, _ in hf.pre_tokenizer.pre_tokenize_str("x=1234567.append(_name)\n DON'T")]
+    assert [hf.decoder.decode([p]) for p in pieces] == splits
+
+
 def test_literal_end_of_text_in_a_document_is_not_eos(trained):
     tokenizer = trained("hf", backend="hf-bpe").tokenizer
     assert tokenizer.eos_id not in tokenizer.encode("a <|endoftext|> b").tolist()

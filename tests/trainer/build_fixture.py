@@ -25,6 +25,7 @@ from gristmill.shards.manifest import (
     Manifest,
     ShardEntry,
     SourceEntry,
+    SourceRows,
     StageEntry,
     TokenizerEntry,
     write_manifest,
@@ -36,12 +37,12 @@ SPECIALS = ["<pad>", "<s>", "</s>"]
 
 
 @dataclass(frozen=True)
-class StageSpec:
+class FixtureStage:
     """A stage to write: name, sequence length, tokens per optimizer step, and its share of the documents."""
 
     name: str
     seq_len: int
-    tokens_per_batch: int
+    tokens_per_step: int
     share: float = 1.0
 
 
@@ -115,7 +116,7 @@ def write_build(
     root: Path,
     texts: list[str],
     tokenizer: Tokenizer,
-    stages: list[StageSpec],
+    stages: list[FixtureStage],
     name: str = "trainer-test",
     rows_per_shard: int = 64,
 ) -> Manifest:
@@ -151,25 +152,15 @@ def write_build(
                     rows=len(rows),
                     tokens=used,
                     source_tokens={"docs": used},
+                    source_rows=[SourceRows(source="docs", rows=len(rows), passes=1, trained_tokens=used)],
                     xxh3=digest,
                     bytes=size,
                     padding_tokens=rows.size - used,
                 )
             )
-        used = sum(s.tokens for s in shards)
+        number = len(entries) + 1
         entries.append(
-            StageEntry(
-                name=spec.name,
-                seq_len=spec.seq_len,
-                tokens_per_batch=spec.tokens_per_batch,
-                rows=len(tokens),
-                tokens=used,
-                padding_tokens=tokens.size - used,
-                split_documents=0,
-                source_tokens={"docs": used},
-                sampling={"docs": 1.0},
-                shards=shards,
-            )
+            StageEntry.of_shards(spec.name, number, spec.seq_len, spec.tokens_per_step, shards, {"docs": 1.0})
         )
     manifest = Manifest(
         name=name,
@@ -194,8 +185,11 @@ class TestBuilds:
     tokenizer: Tokenizer
 
 
-TRAIN_STAGES = [StageSpec("stage-1-64", 64, 1024, share=0.5), StageSpec("stage-2-128", 128, 1024, share=0.5)]
-HELD_OUT_STAGES = [StageSpec("held-out-64", 64, 1024)]
+TRAIN_STAGES = [
+    FixtureStage("stage-1-64", 64, 1024, share=0.5),
+    FixtureStage("stage-2-128", 128, 1024, share=0.5),
+]
+HELD_OUT_STAGES = [FixtureStage("held-out-64", 64, 1024)]
 
 
 def make_builds(base: Path) -> TestBuilds:
@@ -223,7 +217,9 @@ def unigram_entropy(build: Path) -> float:
     counts: dict[int, int] = {}
     for stage in manifest.stages:
         stream = ShardStream(
-            str(build), tokens_per_batch=stage.seq_len, curriculum=[(stage.name, stage.rows * stage.seq_len)]
+            str(build),
+            micro_batch_tokens=stage.seq_len,
+            curriculum=[(stage.name, stage.rows * stage.seq_len)],
         )
         for batch in stream:
             targets = batch["targets"][batch["loss_mask"]]

@@ -46,14 +46,15 @@ def losses(metrics: Path) -> dict[int, float]:
 def torchrun(config_path: Path, nproc: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     env.pop("WORLD_SIZE", None)
-    command = [
+    command = [  # as a user types it: torchrun … --no-python gristmill train CONFIG
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--standalone",
         f"--nproc-per-node={nproc}",
-        "-m",
-        "gristmill.trainer",
+        "--no-python",
+        str(Path(sys.executable).with_name("gristmill")),
+        "train",
         str(config_path),
     ]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

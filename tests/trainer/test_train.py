@@ -12,8 +12,7 @@ from click.testing import CliRunner
 from gristmill.cli import cli
 from gristmill.errors import BuildError, ConfigError
 from gristmill.shards.curriculum import Curriculum
-from gristmill.shards.manifest import Manifest, StageEntry
-from gristmill.shards.partition import Holdout
+from gristmill.shards.manifest import Manifest, ShardEntry, SourceEntry, SourceRows, StageEntry
 from gristmill.trainer import train as train_module
 from gristmill.trainer.config import load_train_config, parse_train_config
 from gristmill.trainer.curriculum import schedule_stages
@@ -117,8 +116,8 @@ def test_eval_on_held_out_rows_of_the_training_build_never_trained_on(
 
     manifest = Manifest.model_validate_json((small_build / "manifest.json").read_text())
     first = manifest.stages[0]
-    holdout = Holdout.of_stage(first.rows, 16, manifest_stage=0)
-    held_out = {("stage-1-64", int(r)) for r in holdout.held_out_rows()}
+    held_rows = Curriculum(manifest, {"stage-1-64": 16}).held_out_rows("stage-1-64")
+    held_out = {("stage-1-64", int(r)) for r in held_rows}
     assert evaluated and all(rows == sorted(held_out) for rows in evaluated)  # 2 batches of 8 rows: all 16
     assert not held_out & set(trained)
     trained_first = [r for name, r in trained if name == "stage-1-64"]
@@ -134,7 +133,7 @@ def test_eval_takes_exactly_one_source_of_held_out_rows(builds, tmp_path):
         config(builds, tmp_path, eval={"every_steps": 8})
     with pytest.raises(ConfigError, match="less than one batch"):
         train(config(builds, tmp_path, eval={"holdout_rows": 7}))
-    with pytest.raises(ConfigError, match="leaves none"):
+    with pytest.raises(ConfigError, match="cannot hold out 1000000000 of stage"):
         train(config(builds, tmp_path, eval={"holdout_rows": 10**9}))
 
 
@@ -149,19 +148,18 @@ def test_dataloader_workers_feed_the_same_batches(builds, tmp_path):
 
 
 def test_stage_batch_sizes_come_from_the_manifest_with_accumulation_derived():
-    def stage(name, seq_len, tokens_per_batch, rows):
-        return StageEntry(
-            name=name,
-            seq_len=seq_len,
-            tokens_per_batch=tokens_per_batch,
+    def stage(number, name, seq_len, tokens_per_step, rows):
+        tokens = rows * (seq_len + 1)
+        shard = ShardEntry(
+            path=f"{name}/shard-00000.arrow",
             rows=rows,
-            tokens=rows * seq_len,
-            padding_tokens=0,
-            split_documents=0,
-            source_tokens={},
-            sampling={},
-            shards=[],
+            tokens=tokens,
+            source_tokens={"web": tokens},
+            source_rows=[SourceRows(source="web", rows=rows, passes=1, trained_tokens=tokens)],
+            xxh3="0",
+            bytes=1,
         )
+        return StageEntry.of_shards(name, number, seq_len, tokens_per_step, [shard], {"web": 1.0})
 
     # Fox-1: 2M-token batches at 2K, 4M at 8K; 16K tokens per GPU per micro-batch on 8 GPUs
     manifest = Manifest(
@@ -169,9 +167,9 @@ def test_stage_batch_sizes_come_from_the_manifest_with_accumulation_derived():
         recipe={},
         recipe_hash="",
         seed=0,
-        sources=[],
+        sources=[SourceEntry(name="web", format="jsonl", kind="text", priority=0)],
         accounting={},
-        stages=[stage("short", 2048, 2 << 20, 10_000), stage("long", 8192, 4 << 20, 5_000)],
+        stages=[stage(1, "short", 2048, 2 << 20, 10_000), stage(2, "long", 8192, 4 << 20, 5_000)],
     )
     cfg = parse_train_config(dict(build="b", output_dir="o", model="fox1-1.6b", micro_batch_tokens=16384))
     short, long = schedule_stages(cfg, Curriculum(manifest), cfg.model, world_size=8)
@@ -251,4 +249,4 @@ def test_gristmill_train_cli(builds, tmp_path):
         )
     )
     result = CliRunner().invoke(cli, ["train", str(path)])
-    assert result.exit_code == 2 and "no build here" in result.output
+    assert result.exit_code == 1 and "no build here" in result.output

@@ -27,6 +27,7 @@ from gristmill.trainer.kernels.attention_configs import (
     INTERPRETER_CONFIG,
     LaunchConfig,
     gpu_class,
+    padded_head_dim,
     select_config,
     shared_memory_limit,
 )
@@ -313,6 +314,7 @@ def _attention_backward_dq_kernel(
 
 
 _GRID_AXIS_LIMIT = 65535  # CUDA's limit on a grid's second and third axes
+PREPROCESS_BLOCK = 64  # tokens per program of the delta kernel on CUDA (unmeasured; 16 under the interpreter)
 
 
 Blocks = tuple[int, int] | Mapping[str, LaunchConfig] | None
@@ -372,15 +374,19 @@ def _unit_last_stride(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
-def _meta(q: torch.Tensor, k: torch.Tensor, causal: bool) -> dict:
-    head_dim = q.shape[2]
+def launch_meta(n_heads: int, n_kv_heads: int, head_dim: int, dtype: torch.dtype, causal: bool) -> dict:
+    """The constexprs every attention kernel but the preprocess takes, besides its blocks."""
     return {
-        "GROUP": q.shape[1] // k.shape[1],
+        "GROUP": n_heads // n_kv_heads,
         "CAUSAL": causal,
         "HEAD_DIM": head_dim,
-        "BLOCK_D": max(16, triton.next_power_of_2(head_dim)),
-        "DOT_PRECISION": dot_precision(q.dtype),
+        "BLOCK_D": padded_head_dim(head_dim),
+        "DOT_PRECISION": dot_precision(dtype),
     }
+
+
+def _meta(q: torch.Tensor, k: torch.Tensor, causal: bool) -> dict:
+    return launch_meta(q.shape[1], k.shape[1], q.shape[2], q.dtype, causal)
 
 
 def attention_forward(
@@ -439,7 +445,7 @@ def attention_backward(
     if not n_tokens or max_seqlen <= 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
     delta = torch.empty((n_heads, n_tokens), dtype=torch.float32, device=q.device)
-    block_pre = 16 if interpreting() else 64
+    block_pre = 16 if interpreting() else PREPROCESS_BLOCK
     _attention_backward_preprocess_kernel[(triton.cdiv(n_tokens, block_pre), n_heads)](
         delta, out, dout, out.stride(0), out.stride(1), dout.stride(0), dout.stride(1), n_tokens,
         HEAD_DIM=head_dim, BLOCK_D=meta["BLOCK_D"], BLOCK_M=block_pre,

@@ -24,17 +24,32 @@ from gristmill.trainer.kernels._launch import interpreting, require_backend, row
 # memory under the 1 GiB target at Fox-1's 256K vocabulary (256 tokens a chunk, slices of 4096 columns at
 # 16K tokens) and gives TinyLlama's 32K vocabulary chunks of 2048 tokens.
 _CHUNK_BYTES = 512 * 2**20
+# Columns per program of the row kernel on CUDA (see row_block).
+_ROW_BLOCK = 16384
 # Columns per program of the slice-gradient kernel (unmeasured; 256 under the interpreter so the tests'
 # slices take several blocks).
 _SLICE_BLOCK = 1024
 
 
-def _block_size(vocab: int) -> tuple[int, int]:
-    """(BLOCK_SIZE, num_warps) for the row loop: Liger-Kernel's cross-entropy setting on CUDA (blocks of up
-    to 32768 columns, 32 warps; not re-measured here); blocks of 4096 under the interpreter, so the tests'
-    5001-wide rows take the multi-block path."""
-    block = min(4096 if interpreting() else 32768, 1 << max(0, vocab - 1).bit_length())
+def row_block(vocab: int, interpreted: bool | None = None) -> tuple[int, int]:
+    """(BLOCK_SIZE, num_warps) for the row loop: blocks of up to 16384 columns on CUDA, warps by
+    row_settings (16 at 16384); blocks of 4096 under the interpreter, so the tests' 5001-wide rows take the
+    multi-block path. interpreted: None asks `interpreting()`.
+
+    Liger-Kernel's setting, 32768 columns and 32 warps, caps a thread at 64 registers, and compiled for
+    sm_90 in fp32 with the gradient it spills (12 B); 16384 columns and 16 warps compile spill-free for
+    sm_80 and sm_90 in bf16 and fp32, at most 64 of their 128 registers (bench/kernels_aot.py; the speed
+    of either is unmeasured)."""
+    interpreted = interpreting() if interpreted is None else interpreted
+    block = min(4096 if interpreted else _ROW_BLOCK, 1 << max(0, vocab - 1).bit_length())
     return block, row_settings(block)[1]
+
+
+def slice_block(slice_size: int, interpreted: bool | None = None) -> int:
+    """Columns per program of the slice-gradient kernel: _SLICE_BLOCK (256 under the interpreter), or the
+    slice rounded up to a power of two when narrower. interpreted: None asks `interpreting()`."""
+    interpreted = interpreting() if interpreted is None else interpreted
+    return min(256 if interpreted else _SLICE_BLOCK, 1 << max(0, slice_size - 1).bit_length())
 
 
 @triton.jit
@@ -217,7 +232,7 @@ def fused_linear_cross_entropy_forward(
         scale = torch.ones(1, dtype=torch.float32, device=x.device)
     loss_rows = torch.empty(n_tokens, dtype=torch.float32, device=x.device)
     lse = torch.empty(n_tokens, dtype=torch.float32, device=x.device)
-    block, num_warps = _block_size(vocab)
+    block, num_warps = row_block(vocab)
     grad_x = x.new_empty(x.shape) if compute_grad else x.new_empty(0)  # contiguous, whatever x's strides
     for start in range(0, n_tokens, chunk_size):
         end = min(start + chunk_size, n_tokens)
@@ -259,7 +274,7 @@ def fused_linear_cross_entropy_weight_grad(
     n_tokens = x.shape[0]
     vocab = weight.shape[0]
     grad_w = weight.new_empty(weight.shape)
-    block = min(256 if interpreting() else _SLICE_BLOCK, 1 << max(0, slice_size - 1).bit_length())
+    block = slice_block(slice_size)
     for start in range(0, vocab, slice_size):
         end = min(start + slice_size, vocab)
         logits = _logits_fp32(x, weight[start:end])  # (N, s) fp32

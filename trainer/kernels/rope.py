@@ -108,6 +108,16 @@ def _inv_freq(head_dim: int, theta: float, device: torch.device) -> torch.Tensor
     return rope_inv_freq(head_dim, theta, device)
 
 
+def block_sizes(n_q_heads: int, n_k_heads: int, head_dim: int) -> dict[str, int]:
+    """The kernels' constexpr blocks: each head count and half the head dim, to powers of two (one program
+    holds a token's heads whole)."""
+    return {
+        "BLOCK_HQ": triton.next_power_of_2(n_q_heads),
+        "BLOCK_HK": triton.next_power_of_2(n_k_heads),
+        "BLOCK_HALF": triton.next_power_of_2(head_dim // 2),
+    }
+
+
 def _launch(kernel, q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor, theta: float):
     """Runs a rope kernel over (T, heads, D) inputs q and k; returns new contiguous outputs."""
     require_backend(q, k)
@@ -122,9 +132,7 @@ def _launch(kernel, q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor
             q_out, k_out, q, k, position_ids.contiguous(), inv_freq,
             q_out.stride(0), q_out.stride(1), k_out.stride(0), k_out.stride(1),
             q.stride(0), q.stride(1), k.stride(0), k.stride(1),
-            n_q_heads, k.shape[1], half,
-            BLOCK_HQ=triton.next_power_of_2(n_q_heads), BLOCK_HK=triton.next_power_of_2(k.shape[1]),
-            BLOCK_HALF=triton.next_power_of_2(half),
+            n_q_heads, k.shape[1], half, **block_sizes(n_q_heads, k.shape[1], head_dim),
         )  # fmt: skip
     return q_out, k_out
 

@@ -9,7 +9,7 @@ import triton.language as tl
 from gristmill.trainer.kernels._launch import require_backend
 
 # Elements per program: 1024 is the block size of Triton's elementwise tutorial (not re-measured here).
-_BLOCK_SIZE = 1024
+ELEMENTS_PER_PROGRAM = 1024
 
 
 @triton.jit
@@ -47,7 +47,9 @@ def swiglu_forward(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     out = torch.empty_like(gate)
     n = gate.numel()
     if n:
-        _swiglu_forward_kernel[(triton.cdiv(n, _BLOCK_SIZE),)](out, gate, up, n, BLOCK_SIZE=_BLOCK_SIZE)
+        _swiglu_forward_kernel[(triton.cdiv(n, ELEMENTS_PER_PROGRAM),)](
+            out, gate, up, n, BLOCK_SIZE=ELEMENTS_PER_PROGRAM
+        )
     return out
 
 
@@ -59,8 +61,8 @@ def swiglu_backward(
     dgate, dup = torch.empty_like(gate), torch.empty_like(up)
     n = gate.numel()
     if n:
-        _swiglu_backward_kernel[(triton.cdiv(n, _BLOCK_SIZE),)](
-            dgate, dup, dout, gate, up, n, BLOCK_SIZE=_BLOCK_SIZE
+        _swiglu_backward_kernel[(triton.cdiv(n, ELEMENTS_PER_PROGRAM),)](
+            dgate, dup, dout, gate, up, n, BLOCK_SIZE=ELEMENTS_PER_PROGRAM
         )
     return dgate, dup
 

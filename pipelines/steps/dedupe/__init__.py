@@ -13,25 +13,6 @@ Every task count depends on the data and the recipe only, so outputs are the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from gristmill.pipelines.build.engine import Step
-    from gristmill.pipelines.build.layout import BuildLayout
-    from gristmill.pipelines.recipe import Recipe
+from gristmill.pipelines.steps.dedupe.steps import dedupe_steps
 
 __all__ = ["dedupe_steps"]
-
-
-def dedupe_steps(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]]) -> Iterator[Step]:
-    """Yield the ordered dedupe steps for the ingest outputs `inputs` ((source, task) pairs), each once the
-    one before it has run (components operations stop when the graph has converged).
-
-    Call after ingest: the partition count comes from the documents files' row counts. Raises BuildError when
-    a documents file is missing, ConfigError when `dedupe.against` names an unusable build.
-    """
-    # Imported here: the recipe imports this package's config, and the steps import the recipe.
-    from gristmill.pipelines.steps.dedupe.steps import build_steps
-
-    return build_steps(recipe, layout, inputs)

@@ -31,15 +31,15 @@ from gristmill.pipelines.steps.dedupe.job import (
     key_is_earlier,
     key_row,
 )
-from gristmill.pipelines.steps.dedupe.store import (
+from gristmill.pipelines.steps.dedupe.task import DedupeTask
+from gristmill.pipelines.tables import (
     column,
     read_partitions,
     read_table,
     write_partitioned,
     write_table,
 )
-from gristmill.pipelines.steps.dedupe.task import DedupeTask
-from gristmill.storage import atomic_write, filesystem, is_local, read_json, write_json
+from gristmill.storage import atomic_write, exists, filesystem, is_local, read_json, write_json
 
 RESOLVED_SCHEMA = pa.schema(
     [
@@ -94,8 +94,7 @@ class ResolveKept(DedupeTask):
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         job = self.job
-        fs, inner = filesystem(converged_path(job))
-        if not fs.exists(inner):
+        if not exists(converged_path(job)):
             raise BuildError(
                 f"dedupe clustering did not converge within {MAX_OPERATIONS} operations",
                 path=job.work("components"),

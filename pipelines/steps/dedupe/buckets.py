@@ -22,8 +22,8 @@ from gristmill.pipelines.steps.dedupe.job import (
 )
 from gristmill.pipelines.steps.dedupe.minhash import estimated_jaccard
 from gristmill.pipelines.steps.dedupe.signatures import BAND_SCHEMA, EXACT_SCHEMA
-from gristmill.pipelines.steps.dedupe.store import column, read_partitions, write_partitioned
 from gristmill.pipelines.steps.dedupe.task import DedupeTask
+from gristmill.pipelines.tables import column, read_partitions, write_partitioned
 from gristmill.storage import is_local, read_ranges
 
 EDGE_SCHEMA = pa.schema([("src", pa.uint64()), ("dst", pa.uint64())])

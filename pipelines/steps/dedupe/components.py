@@ -16,9 +16,9 @@ from datatrove.data import DocumentsPipeline
 
 from gristmill.pipelines.steps.dedupe.buckets import EDGE_SCHEMA, band_edges_path
 from gristmill.pipelines.steps.dedupe.job import DedupeJob
-from gristmill.pipelines.steps.dedupe.store import column, read_partitions, write_partitioned
 from gristmill.pipelines.steps.dedupe.task import DedupeTask
-from gristmill.storage import filesystem, read_json, write_json
+from gristmill.pipelines.tables import column, read_partitions, write_partitioned
+from gristmill.storage import exists, read_json, write_json
 
 MAX_OPERATIONS = 40  # 20 rounds; LSH graphs of real corpora converge in a handful (see docs/dedupe.md)
 
@@ -122,8 +122,7 @@ def operation_step_name(op: int) -> str:
 
 def converged(job: DedupeJob) -> bool:
     """Return True once an operation has found a star forest in every partition."""
-    fs, inner = filesystem(converged_path(job))
-    return fs.exists(inner)
+    return exists(converged_path(job))
 
 
 def after_operation(job: DedupeJob, op: int) -> None:

@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 
 from gristmill.errors import BuildError, ConfigError
 from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.config.dedupe import DedupeConfig
 from gristmill.pipelines.recipe import Recipe
-from gristmill.pipelines.steps.dedupe.config import DedupeConfig
 from gristmill.pipelines.steps.dedupe.minhash import SIGNATURE_SCHEME, MinHasher
-from gristmill.storage import filesystem, read_json
+from gristmill.storage import exists, filesystem, read_json
 
 # 2: fast similarity sketching signatures (SIGNATURE_SCHEME); version 1 indexes hold classic MinHash ones.
 INDEX_VERSION = 2
@@ -166,7 +166,7 @@ class DedupeJob:
         for build in self.config.against:
             root = BuildLayout(build)
             meta_path = root.dedupe_index_meta
-            if not filesystem(meta_path)[0].exists(filesystem(meta_path)[1]):
+            if not exists(meta_path):
                 raise ConfigError(
                     "dedupe.against names a build without a dedupe index",
                     path=meta_path,

@@ -12,8 +12,8 @@ from datatrove.data import DocumentsPipeline
 
 from gristmill.pipelines.steps.dedupe.job import EXACT_BAND, DedupeJob, DocFile
 from gristmill.pipelines.steps.dedupe.minhash import MinHasher, exact_hashes, sketch_bytes
-from gristmill.pipelines.steps.dedupe.store import column, read_table, write_partitioned, write_table
 from gristmill.pipelines.steps.dedupe.task import DedupeTask
+from gristmill.pipelines.tables import column, read_table, write_partitioned, write_table
 from gristmill.storage import atomic_write, filesystem
 
 _BATCH = 2048

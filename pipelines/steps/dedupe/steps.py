@@ -21,9 +21,13 @@ from gristmill.pipelines.steps.dedupe.signatures import ComputeSignatures
 from gristmill.storage import write_json
 
 
-def build_steps(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]]) -> Iterator[Step]:
-    """Yield the ordered dedupe steps (see gristmill.pipelines.steps.dedupe.dedupe_steps); a components
-    operation is made only while the graph has not converged, so run each step before asking for the next."""
+def dedupe_steps(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int]]) -> Iterator[Step]:
+    """Yield the ordered dedupe steps for the ingest outputs `inputs` ((source, task) pairs), each once the
+    one before it has run (components operations stop when the graph has converged).
+
+    Call after ingest: the partition count comes from the documents files' row counts. Raises BuildError when
+    a documents file is missing, ConfigError when `dedupe.against` names an unusable build.
+    """
     job = DedupeJob(recipe, layout, inputs)  # validates `dedupe.against` now, not when first iterated
     return _steps(job, layout)
 

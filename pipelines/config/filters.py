@@ -1,21 +1,29 @@
-"""Filter settings as they appear in a recipe, with the published defaults of each rule set."""
+"""Filter settings as they appear in a recipe (`filters:`), with the published defaults of each rule set.
+
+Every rule set has one settings model, a `RuleSetConfig`, and one field of that type in `FiltersConfig`
+named after it (`filters.c4`, `filters.code`, …); the order of those fields is the order the build's ingest
+chain runs the rule sets. `RULE_SETS` is derived from them, so a rule set exists exactly when it has a field
+here and an implementation registered in `gristmill.pipelines.filters.RULE_SET_CLASSES`.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from gristmill.models import StrictModel
 
-# The rule sets in the order the build's ingest chain runs them (a profile names a subset of these).
-RULE_SETS = ("curated", "gopher_quality", "gopher_repetition", "c4", "fineweb", "code")
 
-
-class GopherQualityConfig(StrictModel):
-    """Gopher quality rules (Rae et al. 2021, appendix A), datatrove's defaults."""
+class RuleSetConfig(StrictModel):
+    """What every rule set's settings have: whether it runs at all."""
 
     enabled: bool = True
+
+
+class GopherQualityConfig(RuleSetConfig):
+    """Gopher quality rules (Rae et al. 2021, appendix A), datatrove's defaults."""
+
     min_doc_words: int = 50
     max_doc_words: int = 100_000
     min_avg_word_length: float = 3
@@ -33,10 +41,9 @@ class GopherQualityConfig(StrictModel):
     min_stop_words: int = 2
 
 
-class GopherRepetitionConfig(StrictModel):
+class GopherRepetitionConfig(RuleSetConfig):
     """Gopher repetition rules: duplicate lines/paragraphs and n-gram repetition fractions."""
 
-    enabled: bool = True
     dup_line_frac: float = 0.3
     dup_para_frac: float = 0.3
     dup_line_char_frac: float = 0.2
@@ -47,10 +54,9 @@ class GopherRepetitionConfig(StrictModel):
     )
 
 
-class C4Config(StrictModel):
+class C4Config(RuleSetConfig):
     """C4 rules (Raffel et al. 2020) in their document-level form (drop, never rewrite)."""
 
-    enabled: bool = True
     filter_no_terminal_punct: bool = True
     min_num_sentences: int = 5
     min_words_per_line: int = 3
@@ -61,10 +67,9 @@ class C4Config(StrictModel):
     filter_policy: bool = True
 
 
-class FineWebConfig(StrictModel):
+class FineWebConfig(RuleSetConfig):
     """FineWeb's extra heuristics (Penedo et al. 2024)."""
 
-    enabled: bool = True
     line_punct_thr: float = 0.12
     line_punct_exclude_zero: bool = False
     short_line_thr: float = 0.67
@@ -73,14 +78,13 @@ class FineWebConfig(StrictModel):
     new_line_ratio: float = 0.3
 
 
-class CodeConfig(StrictModel):
+class CodeConfig(RuleSetConfig):
     """StarCoder-style code rules: line lengths, alphanumeric fraction, generated and data files.
 
     A threshold of 0 turns its rule off. Data files are known by the path's extension when the build passes
     paths, otherwise by their content (JSON, CSV/TSV, YAML-like key: value lines, XML).
     """
 
-    enabled: bool = True
     max_line_length: int = 1000
     max_mean_line_length: float = 100
     min_alphanum_fraction: float = 0.25
@@ -94,13 +98,12 @@ class CodeConfig(StrictModel):
     max_encoded_fraction: float = 0.5  # characters in base64/hex/escape runs of 64 or more, over all
 
 
-class CuratedConfig(StrictModel):
+class CuratedConfig(RuleSetConfig):
     """What text its makers already cleaned can still fail: empty or too short, binary, extreme repetition.
 
     A threshold of 0 turns its rule off. Words are whitespace-separated; lines are non-blank lines.
     """
 
-    enabled: bool = True
     min_words: int = Field(5, ge=0, description="fewer whitespace-separated words than this: `too_short`")
     max_control_fraction: float = Field(
         0.01,
@@ -127,28 +130,41 @@ DEFAULT_PROFILES: dict[str, list[str]] = {
 }
 
 
-class TextFiltersConfig(StrictModel):
-    """The web-text rule sets, applied in this order."""
+class FiltersConfig(StrictModel):
+    """The rule sets' thresholds, one field per rule set in the order the chain runs them, and the profiles:
+    which rule sets judge a subset (a source's `profiles` say which profile each of its subsets gets)."""
 
+    enabled: bool = True
+    curated: CuratedConfig = CuratedConfig()
     gopher_quality: GopherQualityConfig = GopherQualityConfig()
     gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
     c4: C4Config = C4Config()
     fineweb: FineWebConfig = FineWebConfig()
-
-
-class FiltersConfig(StrictModel):
-    """The rule sets' thresholds, and the profiles: which rule sets judge a subset (a source's `profiles`
-    say which profile each of its subsets gets)."""
-
-    enabled: bool = True
-    text: TextFiltersConfig = TextFiltersConfig()
     code: CodeConfig = CodeConfig()
-    curated: CuratedConfig = CuratedConfig()
     profiles: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_PROFILES.items()},
-        description="profile name → the rule sets it runs (any of " + ", ".join(RULE_SETS) + "); "
+        description="profile name → the rule sets it runs (any of the rule sets above); "
         "web, code, curated and none are defined unless the recipe redefines them",
     )
+    samples_per_reason: int = Field(20, ge=0, description="dropped documents kept per reason for inspection")
+    max_seconds_per_document: float = Field(
+        60.0,
+        ge=0,
+        description="CPU seconds one rule set may spend on one document; a document that takes longer is "
+        "quarantined with the reason `<rule set>:time_limit` instead of holding its task (every rule set "
+        "runs at 1 MB/s or more, so the largest record, 32 MiB, takes well under this); 0 turns it off",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "text" in data:
+            nested = data["text"] if isinstance(data["text"], dict) else {}
+            moved = ", ".join(f"filters.{name}" for name in nested) or "filters.<rule set>"
+            raise ValueError(
+                f"`filters.text` is gone: each rule set's settings sit directly under `filters` ({moved})"
+            )
+        return data
 
     @field_validator("profiles")
     @classmethod
@@ -170,11 +186,16 @@ class FiltersConfig(StrictModel):
             self.profiles.setdefault(name, list(rule_sets))
         return self
 
-    samples_per_reason: int = Field(20, ge=0, description="dropped documents kept per reason for inspection")
-    max_seconds_per_document: float = Field(
-        60.0,
-        ge=0,
-        description="CPU seconds one rule set may spend on one document; a document that takes longer is "
-        "quarantined with the reason `<rule set>:time_limit` instead of holding its task (every rule set "
-        "runs at 1 MB/s or more, so the largest record, 32 MiB, takes well under this); 0 turns it off",
-    )
+    def rule_set(self, name: str) -> RuleSetConfig:
+        """Return the settings of the rule set called `name`; raise ValueError for an unknown name."""
+        if name not in RULE_SETS:
+            raise ValueError(f"unknown rule set {name!r}; expected one of {', '.join(RULE_SETS)}")
+        return getattr(self, name)
+
+
+# The rule sets in the order the build's ingest chain runs them (a profile names a subset of these).
+RULE_SETS: tuple[str, ...] = tuple(
+    name
+    for name, field in FiltersConfig.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, RuleSetConfig)
+)

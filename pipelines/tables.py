@@ -1,4 +1,5 @@
-"""The dedupe's intermediate files: Arrow IPC tables, optionally split into partitions readable one by one.
+"""The steps' intermediate Arrow IPC tables (dedupe's signatures and partitions, token-file indexes, plans),
+optionally split into partitions readable one by one.
 
 A partitioned file holds one record batch per partition, in partition order (a shuffle with one file per
 writer task), and the row offsets of every partition in the schema metadata. A reader of partition p reads

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from gristmill.pipelines.steps.dedupe.store import (
+from gristmill.pipelines.tables import (
     read_partition,
     read_partitions,
     write_partitioned,
