@@ -75,7 +75,7 @@ def main() -> None:
 
     texts = bench_documents(int(args.mb * 1e6))
     mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-    ours = dict(zip(RULE_SETS, make_filters(FiltersConfig(), "text")))
+    ours = dict(zip(RULE_SETS, make_filters(FiltersConfig(), "web")))
     theirs = {name: datatrove_filter(name) for name in RULE_SETS}
     datatrove_run(list(theirs.values()), texts[:50])  # load spaCy before timing
     print(

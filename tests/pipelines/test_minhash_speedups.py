@@ -172,6 +172,18 @@ def test_a_document_repeating_few_shingles_gets_the_signature_of_their_set():
     sig, has = hasher.signatures(["a b c d e " * 20_000, "a b c d e a b c d e"])
     assert has.all() and (sig[0] == sig[1]).all()
     assert sig[0].tolist() == plain_signature(hasher, np.unique(keys[starts[0] : starts[1]]).tolist())
+    # Among documents still open after two rounds, only those with repeats are moved to their sets: in any
+    # mix, each gets the signature it gets alone.
+    maker = TextMaker(seed=5)
+    texts = [
+        maker.document(3),
+        "x y z w v " * 500,
+        maker.document(400),
+        maker.document(30),
+        "p q r s t u " * 90,
+    ]
+    mixed, _ = hasher.signatures(texts)
+    assert (mixed == np.concatenate([hasher.signatures([t])[0] for t in texts])).all()
 
 
 def test_nfc_is_unicodedatas_in_linear_time():

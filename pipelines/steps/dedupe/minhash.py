@@ -281,11 +281,19 @@ class MinHasher:
             keep = np.repeat(still, open_lengths)
             keys, base = keys[keep], base[keep]
             open_docs, open_lengths = open_docs[still], open_lengths[still]
-            if not distinct and first >= 2 and keys.size:
-                # A document with enough distinct shingles has filled every bin in two rounds; one still open
-                # has few, maybe repeated millions of times ("a b c d e " * 2M): a signature is a function of
-                # the set, so each goes on with its distinct shingles only.
-                keys, base, open_lengths = _distinct(keys, base)
+            if not distinct and first >= 2:
+                # A document of more than 4·bins distinct shingles has filled every bin in two rounds but
+                # for about bins·e^-8 of them; one still open with that many has them repeated, maybe
+                # millions of times ("a b c d e " * 2M): a signature is a function of the set, so each such
+                # document goes on with its distinct shingles only (moved after the others).
+                repeated = open_lengths > 4 * bins
+                if repeated.any():
+                    in_repeated = np.repeat(repeated, open_lengths)
+                    unique_keys, unique_base, counts = _distinct(keys[in_repeated], base[in_repeated])
+                    keys = np.concatenate((keys[~in_repeated], unique_keys))
+                    base = np.concatenate((base[~in_repeated], unique_base))
+                    open_docs = np.concatenate((open_docs[~repeated], open_docs[repeated]))
+                    open_lengths = np.concatenate((open_lengths[~repeated], counts))
                 distinct = True
         out = (sig & _LOW32).astype(np.uint32)
         out[~has] = np.iinfo(np.uint32).max
