@@ -205,3 +205,59 @@ def test_cli_trains_and_evaluates_with_held_out_figures(labelled, tmp_path):
     assert result.exit_code == 1 and "q.bin: the file's sha256 is" in result.output
     result = runner.invoke(cli, ["classifier", "train", *sides, "--out", out, "--set", "dim=1"])
     assert result.exit_code == 1 and "dim" in result.output
+
+
+def test_report_shows_each_subsets_scores(tmp_path):
+    from gristmill.pipelines.build.report import render_report
+    from gristmill.shards.manifest import Manifest, QualityEntry, QualityScores, SourceEntry
+
+    scores = QualityScores(scored=[1, 1, 0, 2], selected=[0, 0, 0, 2], min_score=0.5)
+    quality = QualityEntry(
+        model="quality/model.bin",
+        sha256="ab" * 32,
+        bytes=10,
+        settings={},
+        trained_on={"real": 3, "junk": 4},
+        bins=4,
+        scores={"pile": {"Pile-CC": scores}},
+    )
+    manifest = Manifest(
+        name="m",
+        recipe={},
+        recipe_hash="h",
+        seed=0,
+        sources=[SourceEntry(name="pile", format="pile", kind="text", priority=0)],
+        accounting={},
+        quality=quality,
+    )
+    page = render_report(manifest, BuildLayout(str(tmp_path)))
+    assert "<h2>Quality scores</h2>" in page and "trained on 3 real and 4 junk documents" in page
+    # mean of the bin centres (0.125 + 0.375 + 2 × 0.875) / 4; the top half (2 bins) and the top bin hold 2
+    row = "<td>pile / Pile-CC</td><td>4</td><td>2</td><td>0.5</td><td>0.5625</td><td>50.0%</td><td>50.0%</td>"
+    assert row in page and "<th>score ≥ 0.5</th><th>score ≥ 0.75</th>" in page
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_build_scores_selects_and_records_the_classifier(ray_local, sample_corpus, model_file, tmp_path):
+    from gristmill.pipelines.build.driver import BuildOptions, run_build
+    from gristmill.shards.manifest import read_manifest
+
+    from .test_build import ingest_recipe
+
+    quality = {"model": str(model_file), "select": {"web": {"min_score": 0.5}}}
+    recipe = parse_recipe(ingest_recipe(sample_corpus, tmp_path / "b", quality=quality))
+    manifest = run_build(recipe, BuildOptions())
+    assert read_manifest(str(tmp_path / "b")).quality == manifest.quality
+    assert manifest.quality.sha256 == file_sha256(model_file) and manifest.artifacts["quality"] == "quality/"
+    dropped = 0
+    for source, subsets in manifest.accounting.items():
+        for subset, counts in subsets.items():
+            assert counts.balanced(), (source, subset, counts)
+            scores = manifest.quality.scores[source].get(subset)
+            if scores is not None:
+                assert sum(scores.scored) - sum(scores.selected) == counts.filtered.get(REASON, 0)
+                assert (scores.min_score == 0.5) == (counts.profile == "web")
+            dropped += counts.filtered.get(REASON, 0)
+    assert dropped > 0
+    assert "<h2>Quality scores</h2>" in (tmp_path / "b" / "reports" / "index.html").read_text()
