@@ -261,3 +261,36 @@ def test_build_scores_selects_and_records_the_classifier(ray_local, sample_corpu
             dropped += counts.filtered.get(REASON, 0)
     assert dropped > 0
     assert "<h2>Quality scores</h2>" in (tmp_path / "b" / "reports" / "index.html").read_text()
+
+
+def test_recipe_check_measures_each_selection_on_a_sample(files, labelled, model_file, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from gristmill.cli import cli
+
+    _, test = labelled
+    real = [d.text for d in test if d.label][:20]
+    junk = [d.text for d in test if not d.label][:20]
+    files.write(
+        "pile/00.jsonl", files.jsonl([{"text": t, "meta": {"pile_set_name": "Books3"}} for t in real + junk])
+    )
+    quality = {"model": str(model_file), "select": {"curated": {"min_score": 0.5}}}
+    data = _recipe(tmp_path, quality, files.root / "pile")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(cli, ["recipe", "check", str(path), "--quality-sample", "30"])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("# quality.select.curated"))
+    assert "min_score 0.5 keeps" in line and "of 30 sampled documents" in line  # the first 30 records
+    assert "keeps 0.0%" not in line and "keeps 100.0%" not in line  # real and junk both among them
+
+    shop = [d.text for d in test if d.kind == "shop"][:10]  # junk the model scores near 0
+    files.write(
+        "pile/00.jsonl", files.jsonl([{"text": t, "meta": {"pile_set_name": "Books3"}} for t in shop])
+    )
+    data["quality"]["select"]["curated"]["min_score"] = 0.99
+    path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(cli, ["recipe", "check", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:quality.select.curated.min_score: min_score 0.99 keeps none of 10" in result.output
