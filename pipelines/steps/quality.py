@@ -26,16 +26,17 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.batching import batched
 from datatrove.utils.typeshelper import StatHints
 
+from gristmill.errors import BuildError
 from gristmill.pipelines.build.engine import Step
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.config.quality import REASON, QualityConfig
 from gristmill.pipelines.documents import SCORE_KEY
 from gristmill.pipelines.filters.profiles import ProfileScope
-from gristmill.pipelines.quality.model import QualityModel, card_path
+from gristmill.pipelines.quality.model import QualityModel, card_path, file_sha256
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
 from gristmill.shards.manifest import QualityEntry, QualityScores
-from gristmill.storage import atomic_write, download_tree, is_local, read_json, write_json
+from gristmill.storage import atomic_write, download_tree, exists, is_local, read_json, write_json
 
 STATS_STEP = "quality"
 _BATCH = 256
@@ -64,7 +65,21 @@ class CopyClassifier(WritingStep):
 
 
 def quality_model_step(recipe: Recipe, layout: BuildLayout) -> Step:
-    """Return the one-task step that checks the recipe's classifier and copies it into the build."""
+    """Return the one-task step that checks the recipe's classifier and copies it into the build.
+
+    Raises BuildError when the build already holds a copy of another model file (the recipe's file was
+    changed since the build started: resuming would score its documents with two models)."""
+    copied = card_path(layout.quality_model_file)
+    if exists(copied):
+        held = read_json(copied).get("sha256")
+        given = file_sha256(str(recipe.quality.model))
+        if held != given:
+            raise BuildError(
+                f"the build's classifier has sha256 {held}, the recipe's model file now {given}",
+                path=str(recipe.quality.model),
+                where="quality.model",
+                hint="rebuild with --fresh to score every document with the new model",
+            )
     return Step("quality_model", [CopyClassifier(recipe.quality, layout)], tasks=1)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from gristmill.errors import ConfigError, InputError
+from gristmill.errors import BuildError, ConfigError, InputError
 from gristmill.pipelines.build.accounting import collect_accounting
 from gristmill.pipelines.build.engine import run_locally
 from gristmill.pipelines.build.layout import BuildLayout
@@ -172,6 +172,15 @@ def test_ingest_scores_every_document_and_selects_by_profile(files, labelled, mo
     assert dropped > 0 and sum(books.selected) > 0
     assert github.min_score is None and github.selected == github.scored  # the code profile selects nothing
     assert all(c.balanced() for c in accounting.values())
+
+    # a resumed build refuses a model file changed since the build copied it
+    changed = tmp_path / "changed.bin"
+    train_classifier(real, junk, changed, SMALL)
+    model_file_bytes = model_file.read_bytes()
+    recipe_changed = parse_recipe(_recipe(tmp_path, {"model": str(changed)}, files.root / "pile"))
+    with pytest.raises(BuildError, match="the build's classifier has sha256") as err:
+        quality_model_step(recipe_changed, layout)
+    assert err.value.where == "quality.model" and model_file.read_bytes() == model_file_bytes
 
     table = pq.read_table(layout.documents_file("pile", 0))
     subsets, scores = table["subset"].to_pylist(), table["quality"].to_pylist()
