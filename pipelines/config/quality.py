@@ -20,10 +20,10 @@ class ClassifierSettings(StrictModel):
 
     dim: int = Field(32, ge=2, le=512, description="embedding dimension")
     epoch: int = Field(5, ge=1, le=100)
-    lr: float = Field(0.05, gt=0, le=2, description="0.1 diverged (NaN) on some seeds of the sample corpus")
+    lr: float = Field(0.1, gt=0, le=2)
     word_ngrams: int = Field(2, ge=1, le=5, description="word n-grams hashed into features (2: bigrams)")
     min_count: int = Field(2, ge=1, description="words seen fewer times are left out of the vocabulary")
-    bucket: int = Field(2**18, ge=1024, description="hash buckets of the n-gram features")
+    bucket: int = Field(2**18, ge=4096, description="hash buckets of the n-gram features")
     max_words: int = Field(3000, ge=16, description="words of a document's start that it is judged by")
     seed: int = 0
     heldout_fraction: float = Field(

@@ -9,11 +9,13 @@ and start with fastText's header before fastText itself reads it.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import os
 import struct
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from random import Random
 
@@ -105,17 +107,35 @@ def train_classifier(
     return card
 
 
-_ATTEMPTS = 3
+_M_PERTURB = -6  # glibc's mallopt parameter: fill what malloc returns with the complement of this byte
+
+
+@contextlib.contextmanager
+def _zeroed_allocations() -> Iterator[None]:
+    """Have malloc return zeroed memory while fastText trains (glibc's M_PERTURB with 0xff: its complement).
+
+    The fastText of `fasttext-numpy2-wheel` allocates its input matrix without clearing it, and with one
+    training thread initialises only the first tenth of it (upstream's std::vector is zero there): the rest
+    is whatever the heap held. Measured on the sample corpus: runs stopped with "Encountered NaN." or gave
+    different bytes for the same seed, depending on what the process had freed before; with the matrix
+    zeroed, as upstream's is, one seed gives one model. Where malloc is not glibc's, nothing is set."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        yield
+        return
+    mallopt(_M_PERTURB, 0xFF)
+    try:
+        yield
+    finally:
+        mallopt(_M_PERTURB, 0)
 
 
 def _train(fasttext, train_file: Path, settings: ClassifierSettings):
-    """Return fastText's model trained on `train_file`, trying again when it stops with "Encountered NaN."
-
-    fastText 0.9.2 sometimes stops so on a run that the same process completes when asked again, and the
-    runs that complete give the same bytes (measured on the sample corpus: the first of six identical runs
-    stopped, the other five gave one model; see docs/quality.md). Raises InputError after `_ATTEMPTS`."""
-    for _ in range(_ATTEMPTS):
-        try:
+    """Return fastText's model trained on `train_file` (one thread, the settings' seed); raise InputError
+    when training diverges ("Encountered NaN.")."""
+    try:
+        with _zeroed_allocations():
             return fasttext.train_supervised(
                 input=str(train_file),
                 dim=settings.dim,
@@ -129,12 +149,8 @@ def _train(fasttext, train_file: Path, settings: ClassifierSettings):
                 seed=settings.seed,
                 verbose=0,
             )
-        except RuntimeError as e:  # fastText's only training failure: "Encountered NaN."
-            error = e
-    raise InputError(
-        f"training stopped {_ATTEMPTS} times: {error}",
-        hint="lower `lr` or change `dim` or `bucket`",
-    )
+    except RuntimeError as e:  # fastText's only training failure
+        raise InputError(f"training diverged: {e}", hint="lower `lr`") from None
 
 
 def read_card(model_path: str | Path) -> ModelCard:
