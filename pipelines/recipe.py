@@ -11,13 +11,12 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gristmill.models import StrictModel, apply_overrides, read_yaml, validated
+from gristmill.models import Name, StrictModel, apply_overrides, read_yaml, validated
 from gristmill.pipelines.config.decontam import DecontamConfig
 from gristmill.pipelines.config.dedupe import DedupeConfig
 from gristmill.pipelines.config.filters import RULE_SETS, FiltersConfig
@@ -27,7 +26,6 @@ from gristmill.tokenizer.config import TokenizerConfig
 
 SourceFormat = Literal["slimpajama", "starcoder", "dolma", "pile", "jsonl", "parquet"]
 MAX_DOCUMENT_BYTES = MAX_RECORD_BYTES
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 class FieldMapping(StrictModel):
@@ -41,7 +39,7 @@ class FieldMapping(StrictModel):
 class SourceConfig(StrictModel):
     """One input corpus: its native layout, where its files are, which subsets to take."""
 
-    name: str = Field(description="short identifier used in weights, manifests and shards")
+    name: Name = Field(description="short identifier used in weights, manifests and shards")
     format: SourceFormat
     paths: list[str] = Field(min_length=1, description="files, folders or globs; local or fsspec URLs")
     kind: Literal["text", "code"] | None = Field(
@@ -62,13 +60,6 @@ class SourceConfig(StrictModel):
     max_document_bytes: int = Field(
         MAX_DOCUMENT_BYTES, ge=1, description="records larger than this are quarantined, never buffered whole"
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("must be lowercase letters, digits, '-' or '_', starting with a letter")
-        return v
 
     @field_validator("paths")
     @classmethod
