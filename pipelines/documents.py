@@ -1,5 +1,5 @@
-"""The build's document files: parquet with id, text, source, subset, origin (file and record) and metadata
-(JSON), atomic.
+"""The build's document files: parquet with id, text, source, subset, origin (file and record), quality score
+and metadata (JSON), atomic.
 
 `file` and `record` say where a document came from (`FormatReader.with_origin`: the input file relative to
 its source pattern, and the line or row in it); a document with no origin in its metadata (one a recipe step
@@ -17,6 +17,8 @@ from datatrove.data import Document
 from gristmill.pipelines.readers.base import ORIGIN_FILE, ORIGIN_RECORD
 from gristmill.storage import atomic_write, filesystem
 
+SCORE_KEY = "quality"  # a document's quality score: its metadata key and its column
+
 DOCUMENT_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -26,6 +28,7 @@ DOCUMENT_SCHEMA = pa.schema(
         pa.field("metadata", pa.string(), nullable=False),
         pa.field("file", pa.string()),
         pa.field("record", pa.int64()),
+        pa.field("quality", pa.float32()),  # the quality classifier's score (null when the build has none)
     ]
 )
 _ROW_GROUP_BYTES = 32 << 20
@@ -52,6 +55,7 @@ class DocumentFileWriter:
         self._rows["subset"].append(meta.pop("subset"))
         self._rows["file"].append(meta.pop(ORIGIN_FILE, None))
         self._rows["record"].append(meta.pop(ORIGIN_RECORD, None))
+        self._rows["quality"].append(meta.pop(SCORE_KEY, None))
         self._rows["metadata"].append(json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str))
         self._bytes += len(doc.text)
         self.count += 1
@@ -84,6 +88,8 @@ def read_documents(path: str, columns: list[str] | None = None) -> Iterator[Docu
             for row in batch.to_pylist():
                 meta = json.loads(row.get("metadata") or "{}")
                 meta["source"], meta["subset"] = row["source"], row["subset"]
+                if row.get(SCORE_KEY) is not None:
+                    meta[SCORE_KEY] = row[SCORE_KEY]
                 if row.get("file") is not None:
                     meta[ORIGIN_FILE], meta[ORIGIN_RECORD] = row["file"], row["record"]
                 yield Document(text=row.get("text", ""), id=row.get("id", ""), metadata=meta)

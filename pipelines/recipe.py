@@ -20,6 +20,7 @@ from gristmill.models import Name, StrictModel, apply_overrides, read_yaml, vali
 from gristmill.pipelines.config.decontam import DecontamConfig
 from gristmill.pipelines.config.dedupe import DedupeConfig
 from gristmill.pipelines.config.filters import RULE_SETS, FiltersConfig
+from gristmill.pipelines.config.quality import QualityConfig
 from gristmill.streams import MAX_RECORD_BYTES
 from gristmill.tokenizer.config import TokenizerConfig
 
@@ -201,6 +202,7 @@ class Recipe(StrictModel):
     ingest_steps: list[IngestStepConfig] = Field(
         default_factory=list, description="datatrove steps added to the ingest chain, at their `after` places"
     )
+    quality: QualityConfig = QualityConfig()
     decontam: DecontamConfig = DecontamConfig()
     dedupe: DedupeConfig = DedupeConfig()
     tokenizer: TokenizerConfig | None = None
@@ -252,6 +254,12 @@ class Recipe(StrictModel):
                         f"expected one of {', '.join(self.filters.profiles)} "
                         "(or define it under filters.profiles)"
                     )
+        unknown = sorted(set(self.quality.select) - set(self.filters.profiles))
+        if unknown:
+            raise ValueError(
+                f"quality.select names unknown profiles {unknown}; "
+                f"expected any of {', '.join(self.filters.profiles)}"
+            )
         if self.stages and self.tokenizer is None:
             raise ValueError("stages need a `tokenizer` (a path to one, or `train` settings)")
         return self
