@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 from datatrove.data import Document
 
 from gristmill.pipelines.readers.base import ORIGIN_FILE, ORIGIN_RECORD
-from gristmill.storage import atomic_write, filesystem
+from gristmill.pipelines.tables import ParquetRowWriter
+from gristmill.storage import filesystem
 
 SCORE_KEY = "quality"  # a document's quality score: its metadata key and its column
 
@@ -31,7 +32,6 @@ DOCUMENT_SCHEMA = pa.schema(
         pa.field("quality", pa.float32()),  # the quality classifier's score (null when the build has none)
     ]
 )
-_ROW_GROUP_BYTES = 32 << 20
 
 
 class DocumentFileWriter:
@@ -39,45 +39,35 @@ class DocumentFileWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._ctx = atomic_write(path, "wb")
-        self._file = self._ctx.__enter__()
-        self._writer = pq.ParquetWriter(self._file, DOCUMENT_SCHEMA, compression="zstd")
-        self._rows: dict[str, list] = {name: [] for name in DOCUMENT_SCHEMA.names}
-        self._bytes = 0
-        self.count = 0
+        self._rows = ParquetRowWriter(path, DOCUMENT_SCHEMA)
+
+    @property
+    def count(self) -> int:
+        """Documents written so far."""
+        return self._rows.count
 
     def write(self, doc: Document) -> None:
         """Append one document."""
         meta = dict(doc.metadata)
-        self._rows["id"].append(doc.id)
-        self._rows["text"].append(doc.text)
-        self._rows["source"].append(meta.pop("source"))
-        self._rows["subset"].append(meta.pop("subset"))
-        self._rows["file"].append(meta.pop(ORIGIN_FILE, None))
-        self._rows["record"].append(meta.pop(ORIGIN_RECORD, None))
-        self._rows["quality"].append(meta.pop(SCORE_KEY, None))
-        self._rows["metadata"].append(json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str))
-        self._bytes += len(doc.text)
-        self.count += 1
-        if self._bytes >= _ROW_GROUP_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._rows["id"]:
-            self._writer.write_table(pa.table(self._rows, schema=DOCUMENT_SCHEMA))
-            self._rows = {name: [] for name in DOCUMENT_SCHEMA.names}
-            self._bytes = 0
+        row = {
+            "id": doc.id,
+            "text": doc.text,
+            "source": meta.pop("source"),
+            "subset": meta.pop("subset"),
+            "file": meta.pop(ORIGIN_FILE, None),
+            "record": meta.pop(ORIGIN_RECORD, None),
+            "quality": meta.pop(SCORE_KEY, None),
+        }
+        row["metadata"] = json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str)
+        self._rows.write(row)
 
     def close(self) -> None:
         """Finish the file and move it into place."""
-        self._flush()
-        self._writer.close()
-        self._ctx.__exit__(None, None, None)
+        self._rows.close()
 
     def abort(self, exc: BaseException) -> None:
         """Drop the partial file."""
-        self._writer.close()
-        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+        self._rows.abort(exc)
 
 
 def read_documents(path: str, columns: list[str] | None = None) -> Iterator[Document]:
