@@ -2,8 +2,9 @@
 
 One task per work unit (a source's files in groups of `files_per_task`). The step is one datatrove chain,
 
-    ReadSources → gristmill's filters and the recipe's own datatrove steps, in order → decontamination
-    (when the recipe has it: `steps/decontam.py`) → WriteDocuments
+    ReadSources → gristmill's filters and the recipe's own datatrove steps, in order → quality scores
+    (when the recipe names a classifier: `steps/quality.py`) → decontamination (when the recipe has it:
+    `steps/decontam.py`) → WriteDocuments
 
 sharing one `IngestTally` per task: the reader counts records in, quarantines, and the documents of each
 subset under the filter profile that judges them (`ProfileScope`, the same the filters ask); every filter
@@ -40,6 +41,7 @@ from gristmill.pipelines.readers.base import BadRecord
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
 from gristmill.pipelines.steps.decontam import decontam_filter
+from gristmill.pipelines.steps.quality import quality_scorer
 from gristmill.storage import atomic_write, exists, filesystem, read_json
 
 EXCLUDED_SUBSET = "excluded_subset"
@@ -298,6 +300,10 @@ def ingest_chain(
         middle += [_counted(e.build(), e.label, tally) for e in recipe.ingest_steps if e.after == name]
         placed.discard(name)
     middle += [_counted(e.build(), e.label, tally) for e in recipe.ingest_steps if e.after in placed]
+    scorer = quality_scorer(recipe, layout, units)
+    if scorer is not None:  # scores what the rule sets and the recipe's steps kept, before any cut
+        scorer.exclusion_writer = CountDrops(tally, label=None)
+        middle.append(scorer)
     decontam = decontam_filter(recipe, layout, units)
     if decontam is not None:  # last: it scans only what the quality filters kept
         decontam.exclusion_writer = CountDrops(tally, label=None)
