@@ -36,25 +36,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class ModelShape:
-    """The dimensions of a model that the kernels see."""
-
-    name: str
-    hidden: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    intermediate: int
-    vocab: int
-
+from gristmill.trainer.kernels.aot import ModelShapes
 
 MODELS = (
-    ModelShape("TinyLlama-1.1B", hidden=2048, n_heads=32, n_kv_heads=4, head_dim=64, intermediate=5632,
+    ModelShapes("TinyLlama-1.1B", hidden=2048, n_heads=32, n_kv_heads=4, head_dim=64, intermediate=5632,
                vocab=32000),
     # tensoropera/Fox-1-1.6B config.json: intermediate_size 4096, vocab_size 256000.
-    ModelShape("Fox-1-1.6B", hidden=2048, n_heads=16, n_kv_heads=4, head_dim=128, intermediate=4096,
+    ModelShapes("Fox-1-1.6B", hidden=2048, n_heads=16, n_kv_heads=4, head_dim=128, intermediate=4096,
                vocab=256000),
 )  # fmt: skip
 OPS = ("rms_norm", "rms_norm_residual", "rope", "swiglu", "cross_entropy", "attention")
@@ -147,7 +135,7 @@ def _compiled(fn: Callable) -> Callable:
     return torch.compile(fn, dynamic=False)
 
 
-def cases(op: str, model: ModelShape, n_tokens: int) -> list[Impl]:
+def cases(op: str, model: ModelShapes, n_tokens: int) -> list[Impl]:
     """The implementations to compare for one op, model and token count."""
     from gristmill.trainer import kernels
     from gristmill.trainer.kernels import reference as ref
@@ -191,7 +179,7 @@ def cases(op: str, model: ModelShape, n_tokens: int) -> list[Impl]:
     raise ValueError(f"unknown op {op!r}")
 
 
-def attention_cases(model: ModelShape, n_tokens: int) -> list[Impl]:
+def attention_cases(model: ModelShapes, n_tokens: int) -> list[Impl]:
     """Ours and the per-document eager reference on (T, H, D) packed documents; SDPA flash (causal over the
     whole row, no document mask) and FlexAttention (document mask) on (1, H, T, D)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel

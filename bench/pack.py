@@ -171,6 +171,7 @@ def write_clean(root: Path, texts: list[str]) -> None:
         "metadata": ["{}"] * n,
         "file": ["docs.jsonl"] * n,  # where the documents came from (provenance), if the schema has it
         "record": list(range(1, n + 1)),
+        "quality": [None] * n,  # the quality score, if the schema has it
     }
     (root / "clean" / "docs").mkdir(parents=True)
     pq.write_table(

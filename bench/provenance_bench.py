@@ -215,6 +215,7 @@ def main() -> None:
         figures["round_trip"] = {
             "segments": report.segments,
             "matched": report.matched,
+            "changed": report.changed,
             "documents": report.documents,
             "input_files": report.input_files,
             "problems": report.problems,

@@ -3,11 +3,12 @@ one way a config file is read and validated: every bad field reported at once, n
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from gristmill.errors import ConfigError
 
@@ -23,6 +24,18 @@ class FrozenModel(StrictModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError("must be lowercase letters, digits, '-' or '_', starting with a letter")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+"""A name a recipe gives to a source or an evaluation set: it appears in paths, reasons and the manifest."""
 
 M = TypeVar("M", bound=BaseModel)
 

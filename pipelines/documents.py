@@ -1,5 +1,5 @@
-"""The build's document files: parquet with id, text, source, subset, origin (file and record) and metadata
-(JSON), atomic.
+"""The build's document files: parquet with id, text, source, subset, origin (file and record), quality score
+and metadata (JSON), atomic.
 
 `file` and `record` say where a document came from (`FormatReader.with_origin`: the input file relative to
 its source pattern, and the line or row in it); a document with no origin in its metadata (one a recipe step
@@ -15,7 +15,10 @@ import pyarrow.parquet as pq
 from datatrove.data import Document
 
 from gristmill.pipelines.readers.base import ORIGIN_FILE, ORIGIN_RECORD
-from gristmill.storage import atomic_write, filesystem
+from gristmill.pipelines.tables import ParquetRowWriter
+from gristmill.storage import filesystem
+
+SCORE_KEY = "quality"  # a document's quality score: its metadata key and its column
 
 DOCUMENT_SCHEMA = pa.schema(
     [
@@ -26,9 +29,9 @@ DOCUMENT_SCHEMA = pa.schema(
         pa.field("metadata", pa.string(), nullable=False),
         pa.field("file", pa.string()),
         pa.field("record", pa.int64()),
+        pa.field("quality", pa.float32()),  # the quality classifier's score (null when the build has none)
     ]
 )
-_ROW_GROUP_BYTES = 32 << 20
 
 
 class DocumentFileWriter:
@@ -36,44 +39,35 @@ class DocumentFileWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._ctx = atomic_write(path, "wb")
-        self._file = self._ctx.__enter__()
-        self._writer = pq.ParquetWriter(self._file, DOCUMENT_SCHEMA, compression="zstd")
-        self._rows: dict[str, list] = {name: [] for name in DOCUMENT_SCHEMA.names}
-        self._bytes = 0
-        self.count = 0
+        self._rows = ParquetRowWriter(path, DOCUMENT_SCHEMA)
+
+    @property
+    def count(self) -> int:
+        """Documents written so far."""
+        return self._rows.count
 
     def write(self, doc: Document) -> None:
         """Append one document."""
         meta = dict(doc.metadata)
-        self._rows["id"].append(doc.id)
-        self._rows["text"].append(doc.text)
-        self._rows["source"].append(meta.pop("source"))
-        self._rows["subset"].append(meta.pop("subset"))
-        self._rows["file"].append(meta.pop(ORIGIN_FILE, None))
-        self._rows["record"].append(meta.pop(ORIGIN_RECORD, None))
-        self._rows["metadata"].append(json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str))
-        self._bytes += len(doc.text)
-        self.count += 1
-        if self._bytes >= _ROW_GROUP_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._rows["id"]:
-            self._writer.write_table(pa.table(self._rows, schema=DOCUMENT_SCHEMA))
-            self._rows = {name: [] for name in DOCUMENT_SCHEMA.names}
-            self._bytes = 0
+        row = {
+            "id": doc.id,
+            "text": doc.text,
+            "source": meta.pop("source"),
+            "subset": meta.pop("subset"),
+            "file": meta.pop(ORIGIN_FILE, None),
+            "record": meta.pop(ORIGIN_RECORD, None),
+            "quality": meta.pop(SCORE_KEY, None),
+        }
+        row["metadata"] = json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str)
+        self._rows.write(row)
 
     def close(self) -> None:
         """Finish the file and move it into place."""
-        self._flush()
-        self._writer.close()
-        self._ctx.__exit__(None, None, None)
+        self._rows.close()
 
     def abort(self, exc: BaseException) -> None:
         """Drop the partial file."""
-        self._writer.close()
-        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+        self._rows.abort(exc)
 
 
 def read_documents(path: str, columns: list[str] | None = None) -> Iterator[Document]:
@@ -84,6 +78,8 @@ def read_documents(path: str, columns: list[str] | None = None) -> Iterator[Docu
             for row in batch.to_pylist():
                 meta = json.loads(row.get("metadata") or "{}")
                 meta["source"], meta["subset"] = row["source"], row["subset"]
+                if row.get(SCORE_KEY) is not None:
+                    meta[SCORE_KEY] = row[SCORE_KEY]
                 if row.get("file") is not None:
                     meta[ORIGIN_FILE], meta[ORIGIN_RECORD] = row["file"], row["record"]
                 yield Document(text=row.get("text", ""), id=row.get("id", ""), metadata=meta)

@@ -10,8 +10,9 @@ Three passes, so that nothing holds more than one input file's documents at a ti
 spans of which records are needed), the input files (each read once; each needed record tokenized and the
 xxh3 of each needed span kept), the shards (each segment's tokens hashed and compared).
 
-A document a recipe step changed after reading (none of gristmill's own steps does) does not round-trip;
-it is reported as a mismatch, as is a record whose input file is gone.
+Decontamination's `cut` changes a document on purpose (BUILD/decontamination/removed/ names each one): its
+segments are counted as `changed`, not compared. A document any other recipe step changed after reading does
+not round-trip; it is reported as a mismatch, as is a record whose input file is gone.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import xxhash
 
+from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.readers import reader_for, source_files
 from gristmill.pipelines.readers.base import ORIGIN_RECORD
 from gristmill.pipelines.recipe import Recipe
 from gristmill.shards.manifest import Manifest, read_manifest
 from gristmill.shards.reader import open_shard
+from gristmill.storage import exists, filesystem
 from gristmill.tokenizer.interface import Tokenizer
 
 ENCODE_BATCH = 512
@@ -40,6 +43,7 @@ class OriginReport:
 
     segments: int = 0
     matched: int = 0
+    changed: int = 0  # segments of documents decontamination cut (not comparable with their input record)
     documents: int = 0  # distinct records read again
     input_files: int = 0
     problems: list[str] = field(default_factory=list)  # the first `max_problems`
@@ -47,8 +51,8 @@ class OriginReport:
 
     @property
     def ok(self) -> bool:
-        """Return True when every segment round-tripped."""
-        return self.segments == self.matched and not self.problem_count
+        """Return True when every segment round-tripped (or was cut by decontamination)."""
+        return self.segments == self.matched + self.changed and not self.problem_count
 
     def problem(self, text: str, limit: int) -> None:
         """Count a problem, keeping its description while fewer than `limit` are kept."""
@@ -73,7 +77,8 @@ def check_origins(
     with paths that reach its inputs from here)."""
     manifest = read_manifest(build)
     report = OriginReport()
-    needed = _needed_spans(build, manifest)
+    cut = _cut_documents(build)
+    needed = _needed_spans(build, manifest, cut)
     tokenizer = Tokenizer.load(f"{build.rstrip('/')}/{manifest.tokenizer.path}")
     expected: dict[Span, int] = {}
     for source in recipe.sources:
@@ -93,12 +98,30 @@ def check_origins(
                     reader, files[relative], source.name, relative, records, tokenizer, report, max_problems
                 )
             )
-    _compare_shards(build, manifest, expected, report, max_problems)
+    _compare_shards(build, manifest, expected, cut, report, max_problems)
     return report
 
 
-def _needed_spans(build: str, manifest: Manifest) -> dict[str, dict[str, dict[int, tuple[str, int, set]]]]:
-    """Return source → file → record → (id, doc_length, {(start, length)}) over every sidecar."""
+def _cut_documents(build: str) -> set[str]:
+    """Return the ids of the documents decontamination cut (from BUILD/decontamination/removed/)."""
+    removed = BuildLayout(build).decontam("removed")
+    if not exists(removed):
+        return set()
+    fs, inner = filesystem(removed)
+    cut: set[str] = set()
+    for path in sorted(fs.find(inner)):
+        if path.endswith(".parquet"):
+            with fs.open(path, "rb") as f:
+                table = pq.read_table(f, columns=["id", "action"]).to_pydict()
+            cut.update(i for i, action in zip(table["id"], table["action"]) if action == "cut")
+    return cut
+
+
+def _needed_spans(
+    build: str, manifest: Manifest, cut: set[str]
+) -> dict[str, dict[str, dict[int, tuple[str, int, set]]]]:
+    """Return source → file → record → (id, doc_length, {(start, length)}) over every sidecar, but for the
+    documents decontamination `cut`."""
     needed: dict = {}
     for stage in manifest.stages:
         for entry in stage.shards:
@@ -112,7 +135,7 @@ def _needed_spans(build: str, manifest: Manifest) -> dict[str, dict[str, dict[in
                 lines["length"],
                 lines["doc_length"],
             ):
-                if file is None:
+                if file is None or doc_id in cut:
                     continue
                 slot = needed.setdefault(source, {}).setdefault(file, {})
                 slot.setdefault(record, (doc_id, doc_length, set()))[2].add((start, length))
@@ -153,13 +176,14 @@ def _spans_of_file(
     return found
 
 
-def _compare_shards(build, manifest, expected, report, max_problems) -> None:
-    """Hash every segment of every shard and compare it with the span read again."""
+def _compare_shards(build, manifest, expected, cut, report, max_problems) -> None:
+    """Hash every segment of every shard and compare it with the span read again (segments of the documents
+    decontamination `cut` are counted as changed)."""
     for stage in manifest.stages:
         for entry in stage.shards:
             lines = pq.read_table(
                 f"{build.rstrip('/')}/{entry.provenance.path}",
-                columns=["source", "file", "record", "start", "length"],
+                columns=["source", "file", "record", "start", "length", "id"],
             ).to_pydict()
             shard = open_shard(f"{build.rstrip('/')}/{entry.path}", seq_len=stage.seq_len, rows=entry.rows)
             k = 0
@@ -174,8 +198,12 @@ def _compare_shards(build, manifest, expected, report, max_problems) -> None:
                             lines["start"][k],
                             lines["length"][k],
                         )
+                        doc_id = lines["id"][k]
                         k += 1
                         report.segments += 1
+                        if doc_id in cut:
+                            report.changed += 1
+                            continue
                         want = expected.get(key)
                         if want is not None and want == span_hash(batch.tokens[r, a:b]):
                             report.matched += 1

@@ -11,22 +11,21 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gristmill.models import StrictModel, apply_overrides, read_yaml, validated
+from gristmill.models import Name, StrictModel, apply_overrides, read_yaml, validated
 from gristmill.pipelines.config.decontam import DecontamConfig
 from gristmill.pipelines.config.dedupe import DedupeConfig
 from gristmill.pipelines.config.filters import RULE_SETS, FiltersConfig
+from gristmill.pipelines.config.quality import QualityConfig
 from gristmill.streams import MAX_RECORD_BYTES
 from gristmill.tokenizer.config import TokenizerConfig
 
 SourceFormat = Literal["slimpajama", "starcoder", "dolma", "pile", "jsonl", "parquet"]
 MAX_DOCUMENT_BYTES = MAX_RECORD_BYTES
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 class FieldMapping(StrictModel):
@@ -40,7 +39,7 @@ class FieldMapping(StrictModel):
 class SourceConfig(StrictModel):
     """One input corpus: its native layout, where its files are, which subsets to take."""
 
-    name: str = Field(description="short identifier used in weights, manifests and shards")
+    name: Name = Field(description="short identifier used in weights, manifests and shards")
     format: SourceFormat
     paths: list[str] = Field(min_length=1, description="files, folders or globs; local or fsspec URLs")
     kind: Literal["text", "code"] | None = Field(
@@ -61,13 +60,6 @@ class SourceConfig(StrictModel):
     max_document_bytes: int = Field(
         MAX_DOCUMENT_BYTES, ge=1, description="records larger than this are quarantined, never buffered whole"
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("must be lowercase letters, digits, '-' or '_', starting with a letter")
-        return v
 
     @field_validator("paths")
     @classmethod
@@ -210,6 +202,7 @@ class Recipe(StrictModel):
     ingest_steps: list[IngestStepConfig] = Field(
         default_factory=list, description="datatrove steps added to the ingest chain, at their `after` places"
     )
+    quality: QualityConfig = QualityConfig()
     decontam: DecontamConfig = DecontamConfig()
     dedupe: DedupeConfig = DedupeConfig()
     tokenizer: TokenizerConfig | None = None
@@ -261,6 +254,12 @@ class Recipe(StrictModel):
                         f"expected one of {', '.join(self.filters.profiles)} "
                         "(or define it under filters.profiles)"
                     )
+        unknown = sorted(set(self.quality.select) - set(self.filters.profiles))
+        if unknown:
+            raise ValueError(
+                f"quality.select names unknown profiles {unknown}; "
+                f"expected any of {', '.join(self.filters.profiles)}"
+            )
         if self.stages and self.tokenizer is None:
             raise ValueError("stages need a `tokenizer` (a path to one, or `train` settings)")
         return self

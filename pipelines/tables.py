@@ -1,5 +1,6 @@
 """The steps' intermediate Arrow IPC tables (dedupe's signatures and partitions, token-file indexes, plans),
-optionally split into partitions readable one by one.
+optionally split into partitions readable one by one; and `ParquetRowWriter`, which streams rows into one
+parquet file atomically (the documents files, decontamination's removed text).
 
 A partitioned file holds one record batch per partition, in partition order (a shuffle with one file per
 writer task), and the row offsets of every partition in the schema metadata. A reader of partition p reads
@@ -13,10 +14,57 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from gristmill.storage import atomic_write, filesystem, is_local
 
 _OFFSETS = b"gristmill.partition_offsets"
+_ROW_GROUP_BYTES = 32 << 20
+
+
+class ParquetRowWriter:
+    """Streams rows (column name → value) into one zstd parquet file of `schema`, a row group each time the
+    rows' `text_column` reaches `group_bytes` characters; the file appears on `close` (with no row group when
+    no row was written), and `abort` leaves nothing."""
+
+    def __init__(
+        self, path: str, schema: pa.Schema, text_column: str = "text", group_bytes: int = _ROW_GROUP_BYTES
+    ) -> None:
+        self.path = path
+        self.schema = schema
+        self.text_column = text_column
+        self.group_bytes = group_bytes
+        self.count = 0
+        self._ctx = atomic_write(path, "wb")
+        self._writer = pq.ParquetWriter(self._ctx.__enter__(), schema, compression="zstd")
+        self._rows: dict[str, list] = {name: [] for name in schema.names}
+        self._bytes = 0
+
+    def write(self, row: dict) -> None:
+        """Append one row (a column it does not name is null)."""
+        for name, column in self._rows.items():
+            column.append(row.get(name))
+        self._bytes += len(row[self.text_column])
+        self.count += 1
+        if self._bytes >= self.group_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows[self.text_column]:
+            self._writer.write_table(pa.table(self._rows, schema=self.schema))
+            self._rows = {name: [] for name in self.schema.names}
+            self._bytes = 0
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        self._flush()
+        self._writer.close()
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        """Drop the partial file."""
+        self._writer.close()
+        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
 
 
 def write_table(path: str, table: pa.Table) -> None:

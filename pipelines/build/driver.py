@@ -121,6 +121,7 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
     """
     from gristmill.pipelines.steps.decontam import collect_decontamination
     from gristmill.pipelines.steps.pack import collect_stages, tokenizer_entry
+    from gristmill.pipelines.steps.quality import collect_quality
 
     options = options or BuildOptions()
     layout = BuildLayout(recipe.output)
@@ -165,6 +166,7 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
         overlap=_overlap(layout),
         tokenizer=tokenizer_entry(layout) if recipe.tokenizer is not None else None,
         decontamination=decontamination,
+        quality=collect_quality(recipe, layout, tasks_by_source) if recipe.quality.enabled else None,
         stages=collect_stages(recipe, layout) if recipe.stages else [],
         artifacts={
             "documents": "documents/",
@@ -172,6 +174,7 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> Manifest:
             "quarantine": "quarantine/",
             "dropped": "dropped/",
             **({"decontamination": "decontamination/"} if decontaminate else {}),
+            **({"quality": "quality/"} if recipe.quality.enabled else {}),
             "report": "reports/index.html",
         },
     )

@@ -112,6 +112,17 @@ class BuildLayout:
         """BUILD/decontamination/removed/<source>/<task>.parquet: the text taken out of each document."""
         return self.task_file("decontamination/removed", source, task, "parquet")
 
+    # Quality.
+    @property
+    def quality_dir(self) -> str:
+        """BUILD/quality: the build's copy of the recipe's classifier (model.bin and its card)."""
+        return self.path("quality")
+
+    @property
+    def quality_model_file(self) -> str:
+        """BUILD/quality/model.bin: the classifier every ingest task scores documents with."""
+        return self.path("quality", "model.bin")
+
     # Dedupe.
     def dedupe(self, *parts: str) -> str:
         """BUILD/dedupe/<parts>."""

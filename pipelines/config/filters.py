@@ -147,6 +147,13 @@ class FiltersConfig(StrictModel):
         "web, code, curated and none are defined unless the recipe redefines them",
     )
     samples_per_reason: int = Field(20, ge=0, description="dropped documents kept per reason for inspection")
+    max_seconds_per_document: float = Field(
+        60.0,
+        ge=0,
+        description="CPU seconds one rule set may spend on one document; a document that takes longer is "
+        "quarantined with the reason `<rule set>:time_limit` instead of holding its task (every rule set "
+        "runs at 1 MB/s or more, so the largest record, 32 MiB, takes well under this); 0 turns it off",
+    )
 
     @model_validator(mode="before")
     @classmethod

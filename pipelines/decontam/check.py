@@ -8,15 +8,15 @@ file and line or row (these are the user's files, checked on purpose: nothing is
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from gristmill.errors import InputError
+from gristmill.pipelines.decontam.items import json_objects
 from gristmill.pipelines.decontam.match import Decontaminator, Verdict
 from gristmill.storage import expand
-from gristmill.streams import MAX_RECORD_BYTES, StreamFault, read_lines, read_parquet, read_whole
+from gristmill.streams import MAX_RECORD_BYTES, StreamFault, read_parquet, read_whole
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst", ".ndjson")
 
@@ -69,19 +69,8 @@ def documents(path: str, text_field: str) -> Iterator[tuple[str, str]]:
                 yield f"{name}:row {batch.first + i}", text
         return
     if path.endswith(JSONL_SUFFIXES):
-        for line in read_lines(path, {}, MAX_RECORD_BYTES):
-            if isinstance(line, StreamFault):
-                raise InputError(line.reason, path=path, where=line.where)
-            where = f"line {line.number}"
-            if line.data is None:
-                raise InputError(f"a line longer than {MAX_RECORD_BYTES:,} bytes", path=path, where=where)
-            if not line.data.strip():
-                continue
-            try:
-                record = json.loads(line.data)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise InputError(f"not JSON: {e}", path=path, where=where) from None
-            text = record.get(text_field) if isinstance(record, dict) else None
+        for where, record in json_objects(path):
+            text = record.get(text_field)
             if not isinstance(text, str):
                 raise InputError(
                     f"no string field `{text_field}` (got {type(text).__name__})",

@@ -144,6 +144,12 @@ def _records(path: str, spec: BenchmarkFile) -> Iterator[tuple[str, Any]]:
             for i, row in enumerate(batch.batch.to_pylist()):
                 yield f"row {batch.first + i}", row
         return
+    yield from json_objects(path)
+
+
+def json_objects(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (`line N`, object) for each non-blank line of a JSONL file (compressed or not); anything else
+    raises an `InputError` naming the file and line."""
     for line in read_lines(path, {}, MAX_RECORD_BYTES):
         if isinstance(line, StreamFault):
             raise InputError(line.reason, path=path, where=line.where)

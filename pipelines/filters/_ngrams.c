@@ -2,10 +2,16 @@
 repeated n-grams.
 
 Words come in as two int64 arrays for a whole batch (each word's string hash and length) and a document
-as its [start, end) range of words. An n-gram is identified by a 64-bit rolling hash of its words' hashes
-(two different n-grams sharing one count as equal: odds about m²/2⁶⁴ per document of m words), and
-counted in an open-addressing table sized for the document. gopher_repetition.py holds the same counts in
-numpy, used where this module was not built; tests hold the two to the same answers. */
+as its [start, end) range of words. An n-gram is identified by a 64-bit rolling hash of its words' hashes,
+computed as the walk goes (two different n-grams sharing one count as equal: odds about m²/2⁶⁴ per
+document of m words), and counted in an open-addressing table sized for the document, at most half full:
+32 bytes per word of the document while the call runs. A table of up to 64K slots (1 MiB) is kept for the
+next call; a larger one is freed when the call returns, so no document's memory outlives it.
+
+The arrays must be one-dimensional, C-contiguous, 8-byte-aligned int64 buffers (numpy int64 arrays,
+array('q')): anything else is refused, never reinterpreted; sizes must not be negative, and a count that
+does not fit in int64 raises OverflowError. gopher_repetition.py holds the numpy twins of
+both functions (same arguments, same answers, same errors); tests hold the two to each other. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -25,49 +31,92 @@ static uint64_t fmix64(uint64_t h) {
 
 typedef struct {
     uint64_t key;
-    int64_t count;
-    int64_t first;
+    uint32_t count;
+    uint32_t first;
 } Slot;
 
-/* One table reused by every call (the GIL is held throughout), grown to the largest document seen. */
-static Slot *slots;
-static size_t capacity;
+#define KEPT_SLOTS ((size_t)1 << 16)
+static Slot *kept; /* the small table reused by every call (the GIL is held throughout) */
 
-/* Empty the table, sized for `positions` keys at most half full; return its index mask, 0 on error. */
-static size_t prepare_table(size_t positions) {
+typedef struct {
+    Slot *slots;
+    size_t mask;
+} Table;
+
+/* Open an empty table for `positions` keys at most half full; -1 with MemoryError set on failure. */
+static int table_open(Table *t, size_t positions) {
     size_t want = 16;
     while (want < 2 * positions) want <<= 1;
-    if (want > capacity) {
-        Slot *grown = PyMem_Realloc(slots, want * sizeof(Slot));
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return 0;
-        }
-        slots = grown;
-        capacity = want;
+    if (want <= KEPT_SLOTS) {
+        if (kept == NULL && (kept = PyMem_Calloc(KEPT_SLOTS, sizeof(Slot))) == NULL) goto nomemory;
+        memset(kept, 0, want * sizeof(Slot));
+        t->slots = kept;
+    } else if ((t->slots = PyMem_Calloc(want, sizeof(Slot))) == NULL) {
+        goto nomemory;
     }
-    memset(slots, 0, want * sizeof(Slot));
-    return want - 1;
+    t->mask = want - 1;
+    return 0;
+nomemory:
+    PyErr_NoMemory();
+    return -1;
+}
+
+static void table_close(Table *t) {
+    if (t->slots != kept) PyMem_Free(t->slots);
+    t->slots = NULL;
 }
 
 /* The slot holding `key`, or the empty one where it goes. */
-static Slot *find(uint64_t key, size_t mask) {
-    size_t i = (size_t)key & mask;
-    while (slots[i].key != 0 && slots[i].key != key) i = (i + 1) & mask;
-    return &slots[i];
+static Slot *find(const Table *t, uint64_t key) {
+    size_t i = (size_t)key & t->mask;
+    while (t->slots[i].key != 0 && t->slots[i].key != key) i = (i + 1) & t->mask;
+    return &t->slots[i];
 }
 
-/* Hash of each n-gram starting in [start, end - n], written to out (rolling: one multiply-add per word). */
-static void ngram_keys(const int64_t *words, Py_ssize_t start, Py_ssize_t end, int n, uint64_t *out) {
-    uint64_t top = 1; /* BASE^(n-1) */
-    for (int j = 1; j < n; j++) top *= BASE;
-    uint64_t h = 0;
-    for (int j = 0; j < n; j++) h = h * BASE + (uint64_t)words[start + j];
-    Py_ssize_t count = end - start - n + 1;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        out[i] = fmix64(h);
-        if (i + 1 < count) h = (h - (uint64_t)words[start + i] * top) * BASE + (uint64_t)words[start + i + n];
+/* The rolling hash of the n-gram starting at each position of words[0:m), one position at a time. */
+typedef struct {
+    const int64_t *words;
+    int n;
+    uint64_t top; /* BASE^(n-1) */
+    uint64_t h;   /* hash of the n-gram at `at`, before fmix64 */
+    Py_ssize_t at;
+} Roll;
+
+static void roll_start(Roll *r, const int64_t *words, int n) {
+    r->words = words;
+    r->n = n;
+    r->top = 1;
+    for (int j = 1; j < n; j++) r->top *= BASE;
+    r->h = 0;
+    for (int j = 0; j < n; j++) r->h = r->h * BASE + (uint64_t)words[j];
+    r->at = 0;
+}
+
+/* Move to the next position; the caller makes sure words[at + n] exists. */
+static void roll_next(Roll *r) {
+    r->h = (r->h - (uint64_t)r->words[r->at] * r->top) * BASE + (uint64_t)r->words[r->at + r->n];
+    r->at++;
+}
+
+/* Get `obj`'s buffer into `view` if it is a one-dimensional, C-contiguous, 8-byte-aligned int64 buffer;
+   otherwise -1 with TypeError (not int64) or ValueError (shape, layout) set, and no buffer held. */
+static int int64_view(PyObject *obj, Py_buffer *view, const char *what) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_RECORDS_RO) < 0) return -1;
+    const char *f = view->format != NULL ? view->format : "B";
+    if (*f == '@' || *f == '=' || (*f == '<' && PY_LITTLE_ENDIAN)) f++;
+    int is_int64 = view->itemsize == 8 && (strcmp(f, "q") == 0 || (sizeof(long) == 8 && strcmp(f, "l") == 0));
+    if (!is_int64) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int64 array, not format '%s'",
+                     what, view->format != NULL ? view->format : "B");
+    } else if (view->ndim != 1 || !PyBuffer_IsContiguous(view, 'C')) {
+        PyErr_Format(PyExc_ValueError, "%s must be one-dimensional and C-contiguous", what);
+    } else if (view->len > 0 && ((uintptr_t)view->buf & 7) != 0) {
+        PyErr_Format(PyExc_ValueError, "%s is not 8-byte aligned", what);
+    } else {
+        return 0;
     }
+    PyBuffer_Release(view);
+    return -1;
 }
 
 typedef struct {
@@ -76,72 +125,89 @@ typedef struct {
     int n;
 } Range;
 
-/* Check the parsed arrays and range; 0 when they fit, -1 with ValueError set. */
-static int parse_range(Range *r) {
-    if (r->words.len != r->sizes.len || r->words.len % 8) {
-        PyErr_SetString(PyExc_ValueError, "words and sizes must be int64 arrays of one length");
+/* Take both buffers and check them and the range; 0 when they fit (release both with range_close), -1
+   with the error set and nothing held. */
+static int range_open(Range *r, PyObject *words, PyObject *sizes) {
+    if (int64_view(words, &r->words, "words") < 0) return -1;
+    if (int64_view(sizes, &r->sizes, "sizes") < 0) {
+        PyBuffer_Release(&r->words);
         return -1;
     }
     Py_ssize_t total = r->words.len / 8;
-    if (r->start < 0 || r->end < r->start || r->end > total || r->n < 1) {
+    if (r->words.len != r->sizes.len) {
+        PyErr_SetString(PyExc_ValueError, "words and sizes must be int64 arrays of one length");
+    } else if (r->start < 0 || r->end < r->start || r->end > total || r->n < 1) {
         PyErr_Format(PyExc_ValueError, "bad range [%zd, %zd) of %zd words for n = %d", r->start, r->end, total,
                      r->n);
-        return -1;
+    } else if ((uint64_t)(r->end - r->start) > UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "a document of %zd words is more than the counts hold", r->end - r->start);
+    } else {
+        const int64_t *lengths = (const int64_t *)r->sizes.buf;
+        uint64_t bits = 0; /* the sign bit of any size: an OR the compiler vectorises */
+        for (Py_ssize_t i = r->start; i < r->end; i++) bits |= (uint64_t)lengths[i];
+        if ((bits >> 63) == 0) return 0;
+        PyErr_SetString(PyExc_ValueError, "sizes must not be negative");
     }
-    return 0;
+    PyBuffer_Release(&r->words);
+    PyBuffer_Release(&r->sizes);
+    return -1;
 }
 
-static uint64_t *keys_for(const Range *r, Py_ssize_t count) {
-    uint64_t *keys = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(uint64_t));
-    if (keys == NULL) {
-        PyErr_NoMemory();
-        return NULL;
-    }
-    ngram_keys((const int64_t *)r->words.buf, r->start, r->end, r->n, keys);
-    return keys;
+static void range_close(Range *r) {
+    PyBuffer_Release(&r->words);
+    PyBuffer_Release(&r->sizes);
 }
 
 PyDoc_STRVAR(top_doc,
-             "top_ngram_chars(words, sizes, start, end, n) -> int\n\n"
+             "top_ngram_chars($module, words, sizes, start, end, n, /)\n--\n\n"
              "Count x length (words joined by spaces) of the most frequent n-gram of words[start:end]; ties\n"
              "go to the one seen first (datatrove's Counter.most_common(1)); 0 when it has fewer than n words.");
 
 static PyObject *top_ngram_chars(PyObject *self, PyObject *args) {
     Range r;
-    if (!PyArg_ParseTuple(args, "y*y*nni:top_ngram_chars", &r.words, &r.sizes, &r.start, &r.end, &r.n)) return NULL;
+    PyObject *words, *sizes;
+    if (!PyArg_ParseTuple(args, "OOnni:top_ngram_chars", &words, &sizes, &r.start, &r.end, &r.n)) return NULL;
+    if (range_open(&r, words, sizes) < 0) return NULL;
     PyObject *result = NULL;
-    uint64_t *keys = NULL;
-    if (parse_range(&r) < 0) goto done;
     Py_ssize_t count = r.end - r.start - r.n + 1;
     if (count <= 0) {
         result = PyLong_FromLong(0);
         goto done;
     }
-    size_t mask;
-    if ((keys = keys_for(&r, count)) == NULL || (mask = prepare_table((size_t)count)) == 0) goto done;
+    Table t;
+    if (table_open(&t, (size_t)count) < 0) goto done;
+    Roll roll;
+    roll_start(&roll, (const int64_t *)r.words.buf + r.start, r.n);
     Slot *best = NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
-        Slot *s = find(keys[i], mask);
+        uint64_t key = fmix64(roll.h);
+        Slot *s = find(&t, key);
         if (s->key == 0) {
-            s->key = keys[i];
-            s->first = i;
+            s->key = key;
+            s->first = (uint32_t)i;
         }
         s->count++;
         if (best == NULL || s->count > best->count || (s->count == best->count && s->first < best->first)) best = s;
+        if (i + 1 < count) roll_next(&roll);
     }
-    const int64_t *sizes = (const int64_t *)r.sizes.buf;
-    int64_t chars = r.n - 1;
-    for (int j = 0; j < r.n; j++) chars += sizes[r.start + best->first + j];
-    result = PyLong_FromLongLong(best->count * chars);
+    const int64_t *lengths = (const int64_t *)r.sizes.buf + r.start + best->first;
+    int64_t chars = r.n - 1, product;
+    int overflow = 0;
+    for (int j = 0; j < r.n; j++) overflow |= __builtin_add_overflow(chars, lengths[j], &chars);
+    overflow |= __builtin_mul_overflow((int64_t)best->count, chars, &product);
+    table_close(&t);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "the n-gram count overflows int64");
+        goto done;
+    }
+    result = PyLong_FromLongLong(product);
 done:
-    PyMem_Free(keys);
-    PyBuffer_Release(&r.words);
-    PyBuffer_Release(&r.sizes);
+    range_close(&r);
     return result;
 }
 
 PyDoc_STRVAR(repeated_doc,
-             "repeated_ngram_chars(words, sizes, start, end, n, stop_above) -> int\n\n"
+             "repeated_ngram_chars($module, words, sizes, start, end, n, stop_above, /)\n--\n\n"
              "Characters in repeated n-grams of words[start:end] as datatrove's walk counts them: an n-gram seen\n"
              "before adds its length (words joined without spaces) and the walk jumps n words, the n-grams it\n"
              "jumps over never seen; otherwise it is added and the walk moves one word. Returns as soon as the\n"
@@ -149,37 +215,47 @@ PyDoc_STRVAR(repeated_doc,
 
 static PyObject *repeated_ngram_chars(PyObject *self, PyObject *args) {
     Range r;
+    PyObject *words, *sizes;
     double stop_above;
-    if (!PyArg_ParseTuple(args, "y*y*nnid:repeated_ngram_chars", &r.words, &r.sizes, &r.start, &r.end, &r.n,
+    if (!PyArg_ParseTuple(args, "OOnnid:repeated_ngram_chars", &words, &sizes, &r.start, &r.end, &r.n,
                           &stop_above))
         return NULL;
+    if (range_open(&r, words, sizes) < 0) return NULL;
     PyObject *result = NULL;
-    uint64_t *keys = NULL;
-    if (parse_range(&r) < 0) goto done;
     Py_ssize_t count = r.end - r.start - r.n + 1;
     int64_t repeated = 0;
     if (count > 0) {
-        size_t mask;
-        if ((keys = keys_for(&r, count)) == NULL || (mask = prepare_table((size_t)count)) == 0) goto done;
-        const int64_t *sizes = (const int64_t *)r.sizes.buf + r.start;
+        Table t;
+        if (table_open(&t, (size_t)count) < 0) goto done;
+        Roll roll;
+        roll_start(&roll, (const int64_t *)r.words.buf + r.start, r.n);
+        const int64_t *lengths = (const int64_t *)r.sizes.buf + r.start;
         Py_ssize_t i = 0;
         while (i < count) {
-            Slot *s = find(keys[i], mask);
+            uint64_t key = fmix64(roll.h);
+            Slot *s = find(&t, key);
+            Py_ssize_t step = 1;
             if (s->key != 0) {
-                for (int j = 0; j < r.n; j++) repeated += sizes[i + j];
+                int overflow = 0;
+                for (int j = 0; j < r.n; j++) overflow |= __builtin_add_overflow(repeated, lengths[i + j], &repeated);
+                if (overflow) {
+                    table_close(&t);
+                    PyErr_SetString(PyExc_OverflowError, "the n-gram count overflows int64");
+                    goto done;
+                }
                 if ((double)repeated > stop_above) break;
-                i += r.n;
+                step = r.n;
             } else {
-                s->key = keys[i];
-                i++;
+                s->key = key;
             }
+            for (; step > 0 && i + 1 < count; step--, i++) roll_next(&roll);
+            i += step; /* past the last position: the walk is over */
         }
+        table_close(&t);
     }
     result = PyLong_FromLongLong(repeated);
 done:
-    PyMem_Free(keys);
-    PyBuffer_Release(&r.words);
-    PyBuffer_Release(&r.sizes);
+    range_close(&r);
     return result;
 }
 

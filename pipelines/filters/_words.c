@@ -16,7 +16,12 @@ emoticons or a run of dots; a final "." kept on a single letter ("a."), an abbre
 and on a core ending in one capital after a non-capital ("xA.": spaCy's suffix rule). Chunks of any other
 shape, and chunks whose core is a word spaCy splits ("cannot"), are handed in one call to the Python
 fallback, which returns their tokens laid end to end; they are put back in place by their lengths.
-tests/pipelines/test_words_native.py checks this module against the pattern token for token. */
+tests/pipelines/test_words_native.py checks this module against the pattern token for token.
+
+Every function owns what it reads: a list it is given is read from a private tuple from the first item that
+could run Python code (a classifier, a `__len__` or `__hash__`) on, the fallback gets a tuple of the chunks
+and its answer is copied, and `configure` builds the whole configuration aside and swaps it in only once
+every part was accepted. Each walk is linear in the text. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,9 +32,25 @@ tests/pipelines/test_words_native.py checks this module against the pattern toke
 
 enum { OPEN = 1, TRAIL = 2, LETTER = 4, DIGIT = 8, UPPER = 16, PUNCTUATION = 32 };
 
-static unsigned char classes[128];
-static char merged[16][4];  /* merged emoticons and quotes, NUL-terminated, at most 3 characters */
-static int n_merged;
+/* A table of short ASCII words, looked up by length and first character. */
+typedef struct {
+    char words[64][WORD];
+    uint64_t index[WORD][128]; /* bit k: words[k] has this length and first character */
+} Table;
+
+/* Everything `configure` sets: built and checked whole in a scratch copy, then swapped in at once, so a
+   failing call leaves the previous configuration as it was. */
+typedef struct {
+    unsigned char classes[128];
+    char merged[16][4]; /* merged emoticons and quotes, NUL-terminated, at most 3 characters */
+    int n_merged;
+    Table split, kept_dot; /* words spaCy splits though written without an apostrophe; cores that keep a
+                              following ".": abbreviations and "www" */
+    PyObject *fallback;    /* fallback(chunks: tuple[str]) -> list[str]: the pattern's words of the chunks */
+    PyObject *classify;    /* classify(word) -> (symbol, has_letter) for a non-ASCII word */
+} Config;
+
+static Config config, scratch;
 static int configured;
 
 typedef struct {
@@ -41,17 +62,8 @@ static inline Py_UCS4 at(const Text *t, Py_ssize_t i) { return PyUnicode_READ(t-
 
 static inline int has(const Text *t, Py_ssize_t i, int flag) {
     Py_UCS4 c = at(t, i);
-    return c < 128 && (classes[c] & flag);
+    return c < 128 && (config.classes[c] & flag);
 }
-
-/* A table of short ASCII words, looked up by length and first character. */
-typedef struct {
-    char words[64][WORD];
-    uint64_t index[WORD][128]; /* bit k: words[k] has this length and first character */
-} Table;
-
-static Table split, kept_dot; /* words spaCy splits though written without an apostrophe; cores that keep a
-                                 following ".": abbreviations and "www" */
 
 /* Whether text[a:b] is one of the table's words. */
 static int in_table(const Table *table, const Text *t, Py_ssize_t a, Py_ssize_t b) {
@@ -70,8 +82,8 @@ static int in_table(const Table *table, const Text *t, Py_ssize_t a, Py_ssize_t 
 
 /* Length of the merged form starting at text[i] (within [i, end)), or 0. */
 static Py_ssize_t merged_at(const Text *t, Py_ssize_t i, Py_ssize_t end) {
-    for (int k = 0; k < n_merged; k++) {
-        const char *m = merged[k];
+    for (int k = 0; k < config.n_merged; k++) {
+        const char *m = config.merged[k];
         Py_ssize_t n = (Py_ssize_t)strlen(m);
         if (i + n > end) continue;
         Py_ssize_t j = 0;
@@ -79,6 +91,61 @@ static Py_ssize_t merged_at(const Text *t, Py_ssize_t i, Py_ssize_t end) {
         if (j == n) return n;
     }
     return 0;
+}
+
+/* The items a function reads: a list or tuple, borrowed until an item may run Python code (a callback, a
+   `__len__` or `__hash__`), from which on the rest is read from a private tuple: no code can then change
+   what is read. Until that point none has run, so the list is as it was given. */
+typedef struct {
+    PyObject *seq;     /* the caller's list or tuple (borrowed), or a tuple of its items from `offset` (owned) */
+    Py_ssize_t offset; /* index, in the caller's sequence, of seq's first item */
+    Py_ssize_t size;   /* items in the caller's sequence when the call began */
+    int owned;
+} Items;
+
+static int items_open(Items *items, PyObject *seq, const char *function) {
+    if (!PyList_Check(seq) && !PyTuple_Check(seq)) {
+        PyErr_Format(PyExc_TypeError, "%s() expected a list or tuple, not %.100s", function, Py_TYPE(seq)->tp_name);
+        return -1;
+    }
+    items->seq = seq;
+    items->offset = 0;
+    items->size = PySequence_Fast_GET_SIZE(seq);
+    items->owned = 0;
+    return 0;
+}
+
+static inline PyObject *items_get(const Items *items, Py_ssize_t i) {
+    return PySequence_Fast_GET_ITEM(items->seq, i - items->offset);
+}
+
+/* Before item i may run code: read items i… from a private tuple from now on; -1 on error. */
+static int items_own(Items *items, Py_ssize_t i) {
+    if (items->owned || PyTuple_Check(items->seq)) return 0;
+    PyObject *rest = PyList_GetSlice(items->seq, i, items->size);
+    if (rest == NULL) return -1;
+    PyObject *tuple = PyList_AsTuple(rest);
+    Py_DECREF(rest);
+    if (tuple == NULL) return -1;
+    items->seq = tuple;
+    items->offset = i;
+    items->owned = 1;
+    return 0;
+}
+
+static void items_close(Items *items) {
+    if (items->owned) Py_DECREF(items->seq);
+}
+
+/* A private tuple of the items of a list or tuple (a new reference; NULL with TypeError for any other type). */
+static PyObject *owned_items(PyObject *seq, const char *function) {
+    Items items;
+    if (items_open(&items, seq, function) < 0) return NULL;
+    if (PyTuple_Check(seq)) {
+        Py_INCREF(seq);
+        return seq;
+    }
+    return PyList_AsTuple(seq);
 }
 
 /* The last word seen per slot, by a hash of its bytes: common words come back as the same str object,
@@ -149,7 +216,7 @@ static int cut_chunk(PyObject *text, const Text *t, PyObject *out, Py_ssize_t a,
         for (;;) {
             run = p;
             while (p < b && has(t, p, LETTER)) p++;
-            if (in_table(&split, t, run, p)) return 0;
+            if (in_table(&config.split, t, run, p)) return 0;
             Py_ssize_t h = p;
             while (h < b && at(t, h) == '-') h++;
             if (h == p || h - p > 3 || h == b || !has(t, h, LETTER)) break;
@@ -173,7 +240,7 @@ static int cut_chunk(PyObject *text, const Text *t, PyObject *out, Py_ssize_t a,
             clitic_end = p + 3;
         else if (c1 == 't' && p - 1 > run && at(t, p - 1) == 'n') {
             core_end = p - 1;
-            if (in_table(&split, t, run, core_end)) return 0;
+            if (in_table(&config.split, t, run, core_end)) return 0;
             clitic_end = p + 2;
         } else
             return 0;
@@ -190,7 +257,7 @@ static int cut_chunk(PyObject *text, const Text *t, PyObject *out, Py_ssize_t a,
             keep = 0;
         } else if (n_seams) {
             keep = -1;
-        } else if (core_end - core == 1 || in_table(&kept_dot, t, core, core_end)) {
+        } else if (core_end - core == 1 || in_table(&config.kept_dot, t, core, core_end)) {
             keep = 1;
         } else if (has(t, core_end - 1, UPPER) && !has(t, core_end - 2, UPPER)) {
             /* a lone capital: "." stays on unless a run of dots follows (an infix ends the core) */
@@ -213,12 +280,9 @@ static int cut_chunk(PyObject *text, const Text *t, PyObject *out, Py_ssize_t a,
     return emit_marks(text, t, out, clitic_end, b) < 0 ? -1 : 1;
 }
 
-/* Put the fallback's tokens in place of the None left for each chunk it cut, by the chunks' lengths. */
+/* Put the fallback's tokens in place of the None left for each chunk it cut, by the chunks' lengths.
+   `out` and `chunks` are this call's own lists; `tokens` is a private copy of what the fallback returned. */
 static PyObject *merge(PyObject *out, PyObject *chunks, PyObject *tokens) {
-    if (!PyList_Check(tokens)) {
-        PyErr_SetString(PyExc_TypeError, "the fallback must return a list of str");
-        return NULL;
-    }
     Py_ssize_t n_out = PyList_GET_SIZE(out), n_tokens = PyList_GET_SIZE(tokens);
     Py_ssize_t n_chunks = PyList_GET_SIZE(chunks);
     PyObject *merged_list = PyList_New(0);
@@ -230,6 +294,7 @@ static PyObject *merge(PyObject *out, PyObject *chunks, PyObject *tokens) {
             if (PyList_Append(merged_list, item) < 0) goto fail;
             continue;
         }
+        if (chunk == n_chunks) goto mismatch;
         Py_ssize_t want = PyUnicode_GET_LENGTH(PyList_GET_ITEM(chunks, chunk++)), got = 0;
         while (got < want && next < n_tokens) {
             PyObject *token = PyList_GET_ITEM(tokens, next++);
@@ -251,19 +316,23 @@ fail:
     return NULL;
 }
 
-PyDoc_STRVAR(words_doc,
-             "words(text, fallback) -> list[str]\n\n"
-             "The words of `text` as `text_stats.words` cuts them: common chunks here, the others by\n"
-             "`fallback(chunks)`, which returns the tokens of the given chunks laid end to end.");
+static int check_configured(void) {
+    if (configured) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "configure() was not called");
+    return -1;
+}
 
-static PyObject *words(PyObject *self, PyObject *args) {
-    PyObject *text, *fallback;
-    if (!PyArg_ParseTuple(args, "UO:words", &text, &fallback)) return NULL;
-    if (!configured) {
-        PyErr_SetString(PyExc_RuntimeError, "configure() was not called");
+PyDoc_STRVAR(words_doc,
+             "words($module, text, /)\n--\n\n"
+             "The words of `text` as `text_stats.words` cuts them: common chunks here, the others by the\n"
+             "configured fallback, given them in one tuple, which returns their tokens laid end to end.");
+
+static PyObject *words(PyObject *self, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "words() takes a str, not %.100s", Py_TYPE(text)->tp_name);
         return NULL;
     }
-    if (PyUnicode_READY(text) < 0) return NULL;
+    if (check_configured() < 0 || PyUnicode_READY(text) < 0) return NULL;
     Text t = {PyUnicode_KIND(text), PyUnicode_DATA(text)};
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0;
     PyObject *out = PyList_New(0), *chunks = PyList_New(0), *result = NULL;
@@ -288,10 +357,25 @@ static PyObject *words(PyObject *self, PyObject *args) {
         out = NULL;
         goto done;
     }
-    PyObject *tokens = PyObject_CallOneArg(fallback, chunks);
+    /* The fallback sees a tuple (it cannot change our list) and we read a copy of its answer. */
+    PyObject *given = PyList_AsTuple(chunks);
+    if (given == NULL) goto done;
+    PyObject *fallback = config.fallback;
+    Py_INCREF(fallback); /* a configure() run by the fallback must not free it under us */
+    PyObject *tokens = PyObject_CallOneArg(fallback, given);
+    Py_DECREF(fallback);
+    Py_DECREF(given);
     if (tokens == NULL) goto done;
-    result = merge(out, chunks, tokens);
+    if (!PyList_Check(tokens)) {
+        PyErr_SetString(PyExc_TypeError, "the fallback must return a list of str");
+        Py_DECREF(tokens);
+        goto done;
+    }
+    PyObject *copy = PyList_GetSlice(tokens, 0, PyList_GET_SIZE(tokens));
     Py_DECREF(tokens);
+    if (copy == NULL) goto done;
+    result = merge(out, chunks, copy);
+    Py_DECREF(copy);
 done:
     Py_XDECREF(out);
     Py_XDECREF(chunks);
@@ -299,64 +383,78 @@ done:
 }
 
 PyDoc_STRVAR(word_counts_doc,
-             "word_counts(tokens, classify) -> (symbol_words, letter_words, content_chars)\n\n"
-             "Count the words made only of punctuation, the words holding a letter, and the characters of\n"
-             "the words that are not only punctuation. ASCII words are classed here; `classify(word)`\n"
-             "returns (symbol, has_letter) for the others.");
+             "word_counts($module, tokens, /)\n--\n\n"
+             "(symbol_words, letter_words, content_chars) over a list or tuple of words: the words made only\n"
+             "of punctuation (an empty word counts as one), the words holding a letter, and the characters\n"
+             "of the words that are not only punctuation. ASCII words are classed here; the configured\n"
+             "`classify(word)` returns (symbol, has_letter) for the others.");
 
-static PyObject *word_counts(PyObject *self, PyObject *args) {
-    PyObject *tokens, *classify;
-    if (!PyArg_ParseTuple(args, "O!O:word_counts", &PyList_Type, &tokens, &classify)) return NULL;
-    if (!configured) {
-        PyErr_SetString(PyExc_RuntimeError, "configure() was not called");
-        return NULL;
-    }
-    Py_ssize_t symbols = 0, letters = 0, content = 0, n = PyList_GET_SIZE(tokens);
-    for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *token = PyList_GET_ITEM(tokens, k);
+static PyObject *word_counts(PyObject *self, PyObject *seq) {
+    if (check_configured() < 0) return NULL;
+    Items tokens;
+    if (items_open(&tokens, seq, "word_counts") < 0) return NULL;
+    PyObject *classify = config.classify;
+    Py_INCREF(classify);
+    PyObject *result = NULL;
+    Py_ssize_t symbols = 0, letters = 0, content = 0;
+    for (Py_ssize_t k = 0; k < tokens.size; k++) {
+        PyObject *token = items_get(&tokens, k);
         if (!PyUnicode_Check(token)) {
             PyErr_SetString(PyExc_TypeError, "words must be str");
-            return NULL;
+            goto done;
         }
         Py_ssize_t size = PyUnicode_GET_LENGTH(token);
         int symbol = 1, letter = 0;
         if (PyUnicode_IS_ASCII(token)) {
             const unsigned char *s = PyUnicode_1BYTE_DATA(token);
             for (Py_ssize_t i = 0; i < size; i++) {
-                symbol &= (classes[s[i]] & PUNCTUATION) != 0;
-                letter |= (classes[s[i]] & LETTER) != 0;
+                symbol &= (config.classes[s[i]] & PUNCTUATION) != 0;
+                letter |= (config.classes[s[i]] & LETTER) != 0;
             }
         } else {
+            if (items_own(&tokens, k) < 0) goto done; /* classify may run any code */
+            token = items_get(&tokens, k);
             PyObject *answer = PyObject_CallOneArg(classify, token);
-            if (answer == NULL) return NULL;
+            if (answer == NULL) goto done;
             int ok = PyArg_ParseTuple(answer, "pp", &symbol, &letter);
             Py_DECREF(answer);
-            if (!ok) return NULL;
+            if (!ok) goto done;
         }
         symbols += symbol;
         letters += letter;
         content += symbol ? 0 : size;
     }
-    return Py_BuildValue("nnn", symbols, letters, content);
+    result = Py_BuildValue("nnn", symbols, letters, content);
+done:
+    Py_DECREF(classify);
+    items_close(&tokens);
+    return result;
 }
 
-/* An int64 per item of a list, in a bytearray (numpy reads it without a copy); -1 on error from `of`. */
-static PyObject *per_item(PyObject *list, int64_t (*of)(PyObject *)) {
-    if (!PyList_Check(list)) {
-        PyErr_SetString(PyExc_TypeError, "expected a list");
-        return NULL;
-    }
-    Py_ssize_t n = PyList_GET_SIZE(list);
-    PyObject *out = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
-    if (out == NULL) return NULL;
-    int64_t *values = (int64_t *)PyByteArray_AS_STRING(out);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        values[i] = of(PyList_GET_ITEM(list, i));
-        if (values[i] == -1 && PyErr_Occurred()) {
-            Py_DECREF(out);
-            return NULL;
+/* An int64 per item of a list or tuple, in a bytearray (numpy reads it without a copy); `of` returns -1 with
+   an exception set on error. Exact str items run no code; from the first other item on, items are read from
+   a private tuple, so `of` may run any Python code. */
+static PyObject *per_item(PyObject *seq, int64_t (*of)(PyObject *), const char *function) {
+    Items items;
+    if (items_open(&items, seq, function) < 0) return NULL;
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, items.size * (Py_ssize_t)sizeof(int64_t));
+    for (Py_ssize_t i = 0; out != NULL && i < items.size; i++) {
+        PyObject *item = items_get(&items, i);
+        if (!PyUnicode_CheckExact(item)) {
+            if (items_own(&items, i) < 0) {
+                Py_CLEAR(out);
+                break;
+            }
+            item = items_get(&items, i);
         }
+        int64_t value = of(item);
+        if (value == -1 && PyErr_Occurred()) {
+            Py_CLEAR(out);
+            break;
+        }
+        ((int64_t *)PyByteArray_AS_STRING(out))[i] = value;
     }
+    items_close(&items);
     return out;
 }
 
@@ -366,37 +464,43 @@ static int64_t length_of(PyObject *item) {
 
 static int64_t hash_of(PyObject *item) { return PyObject_Hash(item); }
 
-PyDoc_STRVAR(lengths_doc, "lengths(items: list) -> bytearray\n\nThe len() of each item, as native int64s.");
+PyDoc_STRVAR(lengths_doc,
+             "lengths($module, items, /)\n--\n\nThe len() of each item of a list or tuple, as native int64s in a "
+             "bytearray.");
 
-static PyObject *lengths(PyObject *self, PyObject *list) { return per_item(list, length_of); }
+static PyObject *lengths(PyObject *self, PyObject *items) { return per_item(items, length_of, "lengths"); }
 
-PyDoc_STRVAR(hashes_doc, "hashes(items: list) -> bytearray\n\nThe hash() of each item, as native int64s.");
+PyDoc_STRVAR(hashes_doc,
+             "hashes($module, items, /)\n--\n\nThe hash() of each item of a list or tuple, as native int64s in a "
+             "bytearray.");
 
-static PyObject *hashes(PyObject *self, PyObject *list) { return per_item(list, hash_of); }
+static PyObject *hashes(PyObject *self, PyObject *items) { return per_item(items, hash_of, "hashes"); }
 
 /* Copy the ASCII strings of a sequence into `rows` × `width` chars (each shorter than width); return
    their count, or -1 on error. */
 static int copy_words(PyObject *seq, char *rows, int n_rows, int width, const char *what) {
-    PyObject *fast = PySequence_Fast(seq, what);
-    if (fast == NULL) return -1;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject *items = owned_items(seq, "configure");
+    if (items == NULL) return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
     if (n > n_rows) {
         PyErr_Format(PyExc_ValueError, "too many %s (%zd > %d)", what, n, n_rows);
-        Py_DECREF(fast);
+        Py_DECREF(items);
         return -1;
     }
+    memset(rows, 0, (size_t)n_rows * width);
     for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(fast, k);
-        Py_ssize_t size;
-        const char *s = PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &size) : NULL;
-        if (s == NULL || size == 0 || size >= width || !PyUnicode_IS_ASCII(item)) {
+        PyObject *item = PyTuple_GET_ITEM(items, k);
+        Py_ssize_t size = 0;
+        const char *s = PyUnicode_Check(item) && PyUnicode_IS_ASCII(item) ? PyUnicode_AsUTF8AndSize(item, &size)
+                                                                          : NULL;
+        if (s == NULL || size == 0 || size >= width) {
             if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "%s must be ASCII str under %d", what, width);
-            Py_DECREF(fast);
+            Py_DECREF(items);
             return -1;
         }
         memcpy(rows + k * width, s, size + 1);
     }
-    Py_DECREF(fast);
+    Py_DECREF(items);
     return (int)n;
 }
 
@@ -410,7 +514,7 @@ static int fill_table(Table *table, PyObject *seq, const char *what) {
     return n < 0 ? -1 : 0;
 }
 
-static int mark(PyObject *chars, int flag) {
+static int mark(unsigned char *classes, PyObject *chars, int flag) {
     if (!PyUnicode_Check(chars) || !PyUnicode_IS_ASCII(chars)) {
         PyErr_SetString(PyExc_ValueError, "character classes must be ASCII str");
         return -1;
@@ -423,31 +527,49 @@ static int mark(PyObject *chars, int flag) {
 }
 
 PyDoc_STRVAR(configure_doc,
-             "configure(open, trail, punctuation, merged, kept_dot, split)\n\n"
+             "configure($module, open, trail, punctuation, merged, kept_dot, split, fallback, classify, /)\n--\n\n"
              "Set the ASCII marks that open and end a word, the merged forms, the cores that keep a final\n"
-             "'.', and the words spaCy splits; text_stats derives them from its pattern's own constants.");
+             "'.', the words spaCy splits, the fallback that cuts the other chunks, and the classifier of\n"
+             "non-ASCII words; text_stats derives them from its pattern's own constants. All or nothing: a\n"
+             "call that fails leaves the previous configuration in place.");
 
 static PyObject *configure(PyObject *self, PyObject *args) {
-    PyObject *open, *trail, *punctuation, *merged_forms, *kept, *split_words;
-    if (!PyArg_ParseTuple(args, "UUUOOO:configure", &open, &trail, &punctuation, &merged_forms, &kept,
-                          &split_words))
+    PyObject *open, *trail, *punctuation, *merged_forms, *kept, *split_words, *fallback, *classify;
+    if (!PyArg_ParseTuple(args, "OOOOOOOO:configure", &open, &trail, &punctuation, &merged_forms, &kept,
+                          &split_words, &fallback, &classify))
         return NULL;
-    memset(classes, 0, sizeof classes);
-    for (int c = 'a'; c <= 'z'; c++) classes[c] |= LETTER;
-    for (int c = 'A'; c <= 'Z'; c++) classes[c] |= LETTER | UPPER;
-    for (int c = '0'; c <= '9'; c++) classes[c] |= DIGIT;
-    if (mark(open, OPEN) < 0 || mark(trail, TRAIL) < 0 || mark(punctuation, PUNCTUATION) < 0) return NULL;
-    n_merged = copy_words(merged_forms, &merged[0][0], 16, 4, "merged forms");
-    if (n_merged < 0 || fill_table(&kept_dot, kept, "cores that keep a dot") < 0 ||
-        fill_table(&split, split_words, "split words") < 0)
+    if (!PyCallable_Check(fallback) || !PyCallable_Check(classify)) {
+        PyErr_SetString(PyExc_TypeError, "configure(): fallback and classify must be callable");
         return NULL;
+    }
+    Config *next = &scratch;
+    memset(next->classes, 0, sizeof next->classes);
+    for (int c = 'a'; c <= 'z'; c++) next->classes[c] |= LETTER;
+    for (int c = 'A'; c <= 'Z'; c++) next->classes[c] |= LETTER | UPPER;
+    for (int c = '0'; c <= '9'; c++) next->classes[c] |= DIGIT;
+    if (mark(next->classes, open, OPEN) < 0 || mark(next->classes, trail, TRAIL) < 0 ||
+        mark(next->classes, punctuation, PUNCTUATION) < 0)
+        return NULL;
+    next->n_merged = copy_words(merged_forms, &next->merged[0][0], 16, 4, "merged forms");
+    if (next->n_merged < 0 || fill_table(&next->kept_dot, kept, "cores that keep a dot") < 0 ||
+        fill_table(&next->split, split_words, "split words") < 0)
+        return NULL;
+    /* Everything checked: swap it in. The old callables are released last (their finalizers may run code). */
+    PyObject *old_fallback = config.fallback, *old_classify = config.classify;
+    Py_INCREF(fallback);
+    Py_INCREF(classify);
+    next->fallback = fallback;
+    next->classify = classify;
+    config = *next;
     configured = 1;
+    Py_XDECREF(old_fallback);
+    Py_XDECREF(old_classify);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
-    {"words", words, METH_VARARGS, words_doc},
-    {"word_counts", word_counts, METH_VARARGS, word_counts_doc},
+    {"words", words, METH_O, words_doc},
+    {"word_counts", word_counts, METH_O, word_counts_doc},
     {"lengths", lengths, METH_O, lengths_doc},
     {"hashes", hashes, METH_O, hashes_doc},
     {"configure", configure, METH_VARARGS, configure_doc},

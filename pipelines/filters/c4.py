@@ -73,7 +73,9 @@ class C4Filter(DocumentFilter):
     def __init__(self, config: C4Config | None = None) -> None:
         self.config = config or C4Config()
         length = self.config.max_word_length
-        self._long_word = re.compile(rf"\S{{{length + 1}}}") if length != -1 else None
+        # tried only where a run of non-space characters starts: a search for `\S{n}` alone would scan up to n
+        # characters from every position of every run shorter than n (quadratic in the limit)
+        self._long_word = re.compile(rf"(?<!\S)\S{{{length + 1}}}") if length != -1 else None
 
     def check_batch(self, texts: list[str], paths: list[str | None] | None = None) -> list[str | None]:
         """Return None or "c4:<rule>" per text."""

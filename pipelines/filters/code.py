@@ -32,7 +32,10 @@ _ENCODED = re.compile(
 # Every match of _ENCODED is 64+ characters of this set (and base64's "=" padding): the maximal runs of it are
 # found once each (the lookbehind starts a match only where a run starts), and only those are searched.
 _ENCODED_RUN = re.compile(r"(?<![A-Za-z0-9+/\\])[A-Za-z0-9+/\\]{64,}={0,2}")
-_CONFIG_LINE = re.compile(r"\s*(?:#|- |[\w.\-\"' ]+:(?:\s|$)|[\w.\-]+\s*=)")
+# A config line: "# comment", "- item", "key: value", "key = value" after leading whitespace. Written with the
+# leading whitespace taken whole (`(?>\s*)`), and a key that starts inside it (keys may hold spaces) matched
+# from its end: the plain `\s*(?:…[\w.\-"' ]+:…)` gives the same matches in time quadratic in the indent.
+_CONFIG_LINE = re.compile(r"(?>\s*)(?:#|- |[\w.\-\"' ]+:(?:\s|$)|(?<= )[\w.\-\"' ]*:(?:\s|$)|[\w.\-]+\s*=)")
 _ASCII = np.arange(128)
 _ASCII_ALNUM = np.array([chr(i).isalnum() for i in _ASCII])
 _ASCII_ALPHA = np.array([chr(i).isalpha() for i in _ASCII])
@@ -65,7 +68,7 @@ def looks_like_data(text: str) -> bool:
         try:
             json.loads(text)
             return True
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than the parser goes: not read as JSON
             pass
     lines = list(filter(str.strip, text.split("\n")))
     if len(lines) < 10:

@@ -21,6 +21,7 @@ from datatrove.utils.typeshelper import StatHints
 from gristmill.pipelines.config.filters import RULE_SETS
 from gristmill.pipelines.filters import make_rule_set
 from gristmill.pipelines.filters.base import DocumentFilter
+from gristmill.pipelines.filters.guard import guarded
 from gristmill.pipelines.filters.profiles import ProfileScope
 
 if TYPE_CHECKING:
@@ -35,7 +36,8 @@ class RuleSetFilter(BaseFilter):
     With a `scope`, only documents whose (`metadata["source"]`, `metadata["subset"]`) resolves to a profile
     that runs this rule set are judged; the others pass.
     Documents' file paths (metadata `path_key`, Starcoderdata's `repo_path` by default) go to the rule set
-    too; those that judge by file type use them, the others ignore them.
+    too; those that judge by file type use them, the others ignore them. With `max_seconds_per_document`, a
+    document the rule set spends more CPU time on is dropped as `guard.Quarantined("<rule set>:time_limit")`.
     """
 
     def __init__(
@@ -45,9 +47,10 @@ class RuleSetFilter(BaseFilter):
         batch_size: int = _BATCH,
         path_key: str = "repo_path",
         scope: ProfileScope | None = None,
+        max_seconds_per_document: float = 0,
     ) -> None:
         super().__init__(exclusion_writer, batch_size=batch_size)
-        self.rules = rules
+        self.rules = guarded(rules, max_seconds_per_document)  # a document over the limit is quarantined
         self.path_key = path_key
         self.scope = scope
         self.name = f"gristmill {rules.name}"
@@ -116,5 +119,6 @@ def gristmill_filter_steps(recipe: Recipe) -> list[tuple[str, RuleSetFilter]]:
     for name in RULE_SETS:
         rules = make_rule_set(recipe.filters, name) if name in used else None
         if rules is not None:
-            steps.append((name, RuleSetFilter(rules, scope=scope)))
+            limit = recipe.filters.max_seconds_per_document
+            steps.append((name, RuleSetFilter(rules, scope=scope, max_seconds_per_document=limit)))
     return steps

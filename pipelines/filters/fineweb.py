@@ -10,7 +10,7 @@ import numpy as np
 from gristmill.pipelines.config.filters import FineWebConfig
 from gristmill.pipelines.filters.base import DocumentFilter
 from gristmill.pipelines.filters.gopher_repetition import duplicate_stats
-from gristmill.pipelines.filters.text_stats import SENTENCE_TERMINAL, cached_words, lengths
+from gristmill.pipelines.filters.text_stats import SENTENCE_TERMINAL, batch_words, lengths
 
 _last_char = itemgetter(-1)
 
@@ -51,10 +51,11 @@ class FineWebFilter(DocumentFilter):
         if duplicate_stats(lines)[1] / (len(text) - newlines) > c.char_duplicates_ratio:
             return self.reason("char_dup_ratio")
         # Words are the costly part, so they are counted only when needed: every whitespace-separated chunk
-        # gives at least one word, so a ratio within bounds over chunks is within bounds over words.
+        # gives at least one word, so a ratio within bounds over chunks is within bounds over words. The memo
+        # has them when a rule set before this one split the text.
         if (
             newlines / len(text.split()) > c.new_line_ratio
-            and newlines / len(cached_words(text)) > c.new_line_ratio
+            and newlines / len(batch_words([text])[0]) > c.new_line_ratio
         ):
             return self.reason("new_line_ratio")
         return None

@@ -1,137 +1,49 @@
-"""Text helpers shared by the rule sets: words as spaCy's English tokenizer cuts them, and their classes.
+"""Text helpers shared by the rule sets: words as spaCy's English tokenizer cuts them, their classes, and
+lengths and hashes of many strings at once.
 
-datatrove's English filters count words with spaCy (`spacy.blank("en")`), which is most of their cost. Our
-`words` gives nearly the same tokens with one compiled regular expression over the whole document:
-
-- whitespace separates chunks; leading punctuation (brackets, quotes, `#`, `*`, `_`, `$`…) splits off one
-  character at a time, trailing punctuation likewise, a final `.` only after a lowercase letter, a digit or
-  two capitals (so `U.S.`, `F.` and `e.g.` stay whole);
-- inside a chunk it splits where spaCy's infixes do: `...`, hyphens and `:<>=/` between letters, commas
-  between letters, `.` between a lowercase and a capital letter, arithmetic signs between digits;
-- clitics split off the end: `'s`, `n't`, `'re`, `'ve`, `'ll`, `'m`, `'d`; a number loses a trailing unit,
-  currency sign or `%` (`10km`, `5$`, `20%`); URLs stay whole.
-
-- words spaCy splits though written without an apostrophe ("dont", "cannot") and the emoticons it merges
-  ("):", "''") follow spaCy too.
-
-What it leaves out (spaCy's other exception spellings, rarer emoticons, non-Latin rules) shifts a document's
-counts by a token or two: on the reference documents 97% of documents get exactly spaCy's tokens and 35 of
-144,138 tokens differ; docs/filters.md gives the measured agreement of the decisions.
-
-The pattern is the definition; `_words.c` is the speed. A chunk's words never depend on its neighbours, so
-the C half cuts the chunks of common ASCII shapes itself (a word with its brackets, quotes, trailing marks
-and clitic; hyphenated words; numbers) and hands the rest to the pattern in one call per document, whose
-words it puts back in place; `word_counts` classes the words for Gopher in the same module. Both give
-exactly what the pattern and `word_classes` give (tests/pipelines/test_words_native.py); without a C
-compiler at install the pattern does it all (the split alone 5-8.5 MB/s against 27-38 on the bench documents).
+The words are defined by a pattern (`word_pattern.py`, with its linear-time form); `_words.c` is the
+speed. A chunk's words never depend on its neighbours, so the C half cuts the chunks of common ASCII shapes
+itself (a word with its brackets, quotes, trailing marks and clitic; hyphenated words; numbers) and hands
+the rest back in one call per document (`_chunk_words`), whose words it puts back in place; `word_counts`
+classes the words for Gopher in the same module. Each C function is bound once to a Python twin with the
+same signature (`gristmill.pipelines.native`), which gives the same result or raises the same error: where
+no C compiler was found at install, the twins do it all (the split alone 5-8.5 MB/s against 27-38 on the
+bench documents). tests/pipelines/test_words_native.py holds the two halves to each other and to the pattern.
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
-from types import ModuleType
 
 import numpy as np
 import regex
 
-# spaCy's prefix and suffix punctuation (one character per token), and the ones only at the start.
-_EDGE = r"""…,:;!?¿¡()\[\]{}<>_#*&'"”“`‘´’‚„»«。？！，、；：～·（）【】《》「」『』〈〉"""
-_PREFIX = _EDGE + r"§%=—–$£€¥"
-_SUFFIX = _EDGE + r".—–"
-_CLITIC = r"(?:n['’]t|['’](?:[sS]|m|re|ve|ll|d))"
-_UNIT = r"(?<=[0-9])(?:[$£€¥%+]|km|cm|mm|m|kg|mg|g|lb|oz|ft|yd|mph|kb|KB|MB|GB|TB|K|M|G|T)"
-_LETTER = r"[^\W\d_]"
-_INFIX = (
-    rf"(?<=[0-9])[+\-*^](?=[0-9-])"
-    rf"|(?<=[a-z'\"])\.(?=[A-Z'\"])"
-    rf"|(?<={_LETTER}),(?={_LETTER})"
-    rf"|(?<=[^\W_])(?:---|--|-|–|—|~)(?={_LETTER})"
-    rf"|(?<=[^\W_])[:<>=/](?={_LETTER})"
-    rf"|\.\.+|…"
+from gristmill.pipelines.filters.word_pattern import (
+    _ABBREVIATIONS,
+    _LETTER,
+    _LONG_RUN,
+    _MERGED_FORMS,
+    _PREFIX,
+    _SHORT_RUN,
+    _SPLIT_WORD_SET,
+    _SUFFIX,
+    pattern_words,
+    twin_words,
 )
-# Where a chunk's core ends: before its trailing clitic, unit and punctuation, or before an infix.
-# A final "." splits off unless it follows a lone capital ("I/O.", "F."), as spaCy's suffix rule has it.
-_TRAIL = rf"(?:[{_EDGE}—–]|(?:(?<=[A-Z][A-Z])|(?<![A-Z]))\.)*"
-_CORE_END = rf"(?:{_CLITIC}|{_UNIT})?{_TRAIL}(?:\s|$)|{_INFIX}"
-_CHUNK_END = rf"(?=[{_SUFFIX}]*(?:\s|$))"
-_CHUNK_START = rf"(?<![^\s{_PREFIX}])"
-# Words spaCy splits though written without an apostrophe ("dont" -> "do", "nt"): word -> length of the first.
-_SPLIT_WORDS = {
-    "cannot": 3,
-    "gonna": 3,
-    "gotta": 3,
-    "dont": 2,
-    "doesnt": 4,
-    "didnt": 3,
-    "isnt": 2,
-    "arent": 3,
-    "wasnt": 3,
-    "werent": 4,
-    "cant": 2,
-    "couldnt": 5,
-    "wouldnt": 5,
-    "shouldnt": 6,
-    "wont": 2,
-    "hasnt": 3,
-    "havent": 4,
-    "hadnt": 3,
-    "aint": 2,
-    "im": 1,
-    "ive": 1,
-    "id": 1,
-    "hes": 2,
-    "shes": 3,
-    "whats": 4,
-    "thats": 4,
-    "theres": 5,
-    "hows": 3,
-    "youre": 3,
-    "theyre": 4,
-}
-_SPLIT_WORD_SET = frozenset([*_SPLIT_WORDS, *map(str.capitalize, _SPLIT_WORDS)])
-# Emoticons and quotes spaCy merges back into one token ("):" in "def f():", "''"); "8)" is left out, as
-# it would cost every number a check.
-_MERGED_FORMS = ("):", "(:", ":)", ":(", ";)", ":-)", ":]", "[:", ":*", "''")
-_MERGED = "|".join(map(re.escape, _MERGED_FORMS))
+from gristmill.pipelines.native import bind, extension
 
-# Abbreviations that keep their final "." (alternatives in this order: "Sep" before "Sept").
-_ABBREVIATIONS = (
-    *("Mr", "Mrs", "Ms", "Dr", "St", "Jr", "Sr", "Prof", "Rev", "Gen", "Gov", "Sen", "Rep", "Inc", "Ltd"),
-    *("Co", "Corp", "Bros", "vs", "Mt", "Ph.D", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sep"),
-    *("Sept", "Oct", "Nov", "Dec"),
-)
-
-_COMMON = (
-    # a plain word or number not followed by "." (most words), then lone punctuation: the common cases first
-    rf"(?:{_LETTER}+|[0-9]+)(?=\s|$|[{_EDGE}][{_SUFFIX}]*(?:\s|$))"
-    rf"|{_MERGED}|\.\.+|…"  # a merged emoticon or quote, an ellipsis
-    rf"|(?!{_CLITIC})[{_PREFIX}]|\.(?=[{_SUFFIX}]*(?:\s|$))"
-    rf"|(?:https?://|www\.)\S*?{_CHUNK_END}"  # a URL, less trailing punctuation
-    rf"|(?<=\S){_CLITIC}{_CHUNK_END}"  # a clitic that ends a chunk
-    rf"|{_UNIT}{_CHUNK_END}"  # a number's unit
-    rf"|{_INFIX}"
-    rf"|{_CHUNK_START}(?:[A-Za-z]\.)+{_CHUNK_END}"  # U.S., e.g., F., a.
-    rf"|{_CHUNK_START}(?:{'|'.join(map(re.escape, _ABBREVIATIONS))})\.{_CHUNK_END}"  # abbreviations
-    # a chunk's core ("+" starts one only before a digit)
-    rf"|and/or|(?!\+[^0-9])[^\s{_PREFIX}]\S*?(?={_CORE_END})"
-    rf"|\S"  # any other character at a chunk's edge
-)
-# "(?=\S)" lets the matcher skip whitespace without trying every alternative there (measured: 1.5x faster).
-_FAST_WORDS = re.compile(rf"(?=\S)(?:{_COMMON})")
-_FULL_WORDS = re.compile(
-    r"(?=\S)(?:"
-    + _CHUNK_START
-    + "(?:"
-    + "|".join(
-        rf"{w[:k]}(?={w[k:]}{_CHUNK_END})"
-        for word, k in _SPLIT_WORDS.items()
-        for w in (word, word.capitalize())
-    )
-    + ")|"
-    + _COMMON
-    + ")"
-)
+__all__ = [
+    "SENTENCE_TERMINAL",
+    "batch_words",
+    "clear_batch_words",
+    "lengths",
+    "pattern_words",
+    "string_hashes",
+    "word_classes",
+    "word_counts",
+    "words",
+]
 
 # Characters datatrove counts as punctuation: ASCII and typographic punctuation, control characters and
 # sentence terminals; a word made only of these is a "symbol" word for Gopher's rules.
@@ -158,41 +70,10 @@ _ASCII_PUNCTUATION = np.array([_is_punctuation(chr(i)) for i in range(128)])
 _ASCII_LETTER = np.array([_is_letter(chr(i)) for i in range(128)])
 
 
-def pattern_words(text: str) -> list[str]:
-    """Return the words of `text` as the regular expressions above cut them (what `words` returns)."""
-    tokens = _FAST_WORDS.findall(text)
-    # The rare documents with a word like "dont" or "cannot" take the slower pattern that splits them.
-    if not _SPLIT_WORD_SET.isdisjoint(tokens):
-        return _FULL_WORDS.findall(text)
-    return tokens
-
-
 def _ascii_matching(char_class: str) -> str:
     """Return the ASCII characters in the regex character class `char_class`."""
     pattern = re.compile(f"[{char_class}]")
     return "".join(ch for ch in map(chr, range(128)) if pattern.match(ch))
-
-
-def _configure_native() -> ModuleType | None:
-    """Import the C chunk cutter (built with the package; absent when no compiler was found) and hand it the
-    pattern's own constants, or return None to cut every chunk with the pattern."""
-    try:
-        from gristmill.pipelines.filters import _words
-    except ImportError:
-        return None
-    _words.configure(
-        _ascii_matching(_PREFIX).replace("'", ""),  # a leading ' may open a clitic: left to the pattern
-        _ascii_matching(_SUFFIX),
-        "".join(ch for ch in map(chr, range(128)) if _is_punctuation(ch)),
-        [form for form in _MERGED_FORMS if form.isascii()],
-        [word for word in (*_ABBREVIATIONS, "www") if word.isalpha()],
-        sorted(_SPLIT_WORD_SET),
-    )
-    return _words
-
-
-_native = _configure_native()
-NATIVE = _native is not None  # whether `words` cuts the common chunks in C
 
 
 # The words of chunks the C half leaves to the pattern (">>>", "e.g.", "object’s", table rules…): they recur
@@ -202,14 +83,16 @@ _CHUNK_CACHE_LONGEST = 64
 _chunk_cache: dict[str, list[str]] = {}
 
 
-def _chunk_words(chunks: list[str]) -> list[str]:
+def _chunk_words(chunks: list[str] | tuple[str, ...]) -> list[str]:
     """Return the words of `chunks` laid end to end (a chunk's words never depend on its neighbours)."""
     out: list[str] = []
     cache = _chunk_cache
     for chunk in chunks:
         tokens = cache.get(chunk)
         if tokens is None:
-            tokens = pattern_words(chunk)
+            # `chunk_words`, inlined (a call less per chunk): the definition where it is linear
+            short = len(chunk) <= _SHORT_RUN or _LONG_RUN.search(chunk) is None
+            tokens = pattern_words(chunk) if short else twin_words(chunk)
             if len(chunk) <= _CHUNK_CACHE_LONGEST:
                 if len(cache) >= _CHUNK_CACHE_SIZE:
                     cache.clear()
@@ -218,42 +101,154 @@ def _chunk_words(chunks: list[str]) -> list[str]:
     return out
 
 
-def words(text: str) -> list[str]:
-    """Return the words of `text` as datatrove's English `split_into_words` (spaCy) would, nearly."""
-    if _native is not None:
-        return _native.words(text, _chunk_words)
-    return pattern_words(text)
+def _owned(items: list | tuple, function: str) -> list | tuple:
+    """Return `items`, or raise the TypeError the C half raises for anything but a list or tuple."""
+    if not isinstance(items, (list, tuple)):
+        raise TypeError(f"{function}() expected a list or tuple, not {type(items).__name__}")
+    return items
 
 
-# The words of the last batch, by id of the text (the text is held so its id cannot be reused): the rule sets
-# run one after another on the same strings, so each document is cut into words once.
-_batch_words: dict[int, tuple[str, list[str]]] = {}
+# The Python twins of the C functions: same parameters, same results, same errors.
+
+
+def _split_words(text: str, /) -> list[str]:
+    """Twin of `_words.words`: the pattern's words of `text`, chunk by chunk."""
+    if not isinstance(text, str):
+        raise TypeError(f"words() takes a str, not {type(text).__name__}")
+    return _chunk_words(text.split())
+
+
+def _count_words(tokens: list[str] | tuple[str, ...], /) -> tuple[int, int, int]:
+    """Twin of `_words.word_counts`, from `word_classes`."""
+    tokens = _owned(tokens, "word_counts")
+    if not tokens:
+        return 0, 0, 0
+    sizes, symbol, letter = word_classes(tokens)
+    return int(symbol.sum()), int(letter.sum()), int(sizes[~symbol].sum())
+
+
+def _item_lengths(items: list | tuple, /) -> bytearray:
+    """Twin of `_words.lengths`: len() of each item as native int64s."""
+    items = _owned(items, "lengths")
+    return bytearray(np.fromiter(map(len, items), dtype=np.int64, count=len(items)))
+
+
+def _item_hashes(items: list | tuple, /) -> bytearray:
+    """Twin of `_words.hashes`: hash() of each item as native int64s."""
+    items = _owned(items, "hashes")
+    return bytearray(np.fromiter(map(hash, items), dtype=np.int64, count=len(items)))
+
+
+@lru_cache(maxsize=1 << 16)
+def _classify_short(word: str) -> tuple[bool, bool]:
+    return all(map(_is_punctuation, word)), any(map(_is_letter, word))
+
+
+_CLASSIFY_CACHE_LONGEST = 64  # longer words are classed each time: a cache must not keep a document alive
+
+
+def _classify_word(word: str) -> tuple[bool, bool]:
+    """Return (made only of punctuation, holds a letter) for one word."""
+    if len(word) <= _CLASSIFY_CACHE_LONGEST:
+        return _classify_short(word)
+    return all(map(_is_punctuation, word)), any(map(_is_letter, word))
+
+
+def _configuration() -> dict[str, object]:
+    """Return the C half's configuration, by `configure`'s parameter names: the pattern's own constants,
+    the fallback for the chunks it leaves, and the classifier of non-ASCII words."""
+    return {
+        # a leading ' may open a clitic: left to the pattern
+        "open": _ascii_matching(_PREFIX).replace("'", ""),
+        "trail": _ascii_matching(_SUFFIX),
+        "punctuation": "".join(ch for ch in map(chr, range(128)) if _is_punctuation(ch)),
+        "merged": [form for form in _MERGED_FORMS if form.isascii()],
+        "kept_dot": [word for word in (*_ABBREVIATIONS, "www") if word.isalpha()],
+        "split": sorted(_SPLIT_WORD_SET),
+        "fallback": _chunk_words,
+        "classify": _classify_word,
+    }
+
+
+def _configure(module):
+    """Configure the C half (when it was built) with `_configuration()`; return it."""
+    if module is not None:
+        module.configure(*_configuration().values())
+    return module
+
+
+_native = _configure(extension("gristmill.pipelines.filters._words"))
+NATIVE = _native is not None  # whether `words` cuts the common chunks in C
+
+words = bind(_native, "words", _split_words)
+word_counts = bind(_native, "word_counts", _count_words)
+_lengths = bind(_native, "lengths", _item_lengths)
+_hashes = bind(_native, "hashes", _item_hashes)
+
+
+def lengths(items: list | tuple) -> np.ndarray:
+    """Return the lengths of `items` (strings or lists) as a writable int64 array."""
+    return np.frombuffer(_lengths(items), dtype=np.int64)
+
+
+def string_hashes(items: list[str] | tuple[str, ...]) -> np.ndarray:
+    """Return Python's hash of each string of `items` as an int64 array (equal strings, equal hashes)."""
+    return np.frombuffer(_hashes(items), dtype=np.int64)
+
+
+class _WordMemo:
+    """The words of the texts split last, by identity of the text (held, so that its id cannot be reused):
+    the rule sets of a chain judge the same strings one after another, so each is split once. Bounded in
+    texts and characters, oldest out first; a text over an eighth of the bound is never kept."""
+
+    def __init__(self, max_texts: int, max_chars: int) -> None:
+        self.max_texts, self.max_chars = max_texts, max_chars
+        self._entries: dict[int, tuple[str, list[str]]] = {}
+        self._chars = 0
+
+    def words(self, texts: list[str]) -> list[list[str]]:
+        """Return `words(text)` for each text, from the memo where it holds the text."""
+        out = []
+        for text in texts:
+            hit = self._entries.get(id(text))
+            if hit is not None and hit[0] is text:
+                out.append(hit[1])
+                continue
+            tokens = words(text)
+            out.append(tokens)
+            if len(text) <= self.max_chars // 8:
+                self._keep(text, tokens)
+        return out
+
+    def _keep(self, text: str, tokens: list[str]) -> None:
+        # Counted before inserting and after removing: interrupted anywhere (the time guard raises where it
+        # likes), the count errs high, which only makes the memo keep less.
+        entries = self._entries
+        self._chars += len(text)
+        entries[id(text)] = (text, tokens)
+        while len(entries) > self.max_texts or self._chars > self.max_chars:
+            oldest = next(iter(entries))
+            removed = entries.pop(oldest)[0]
+            self._chars -= len(removed)
+
+    def clear(self) -> None:
+        """Forget every text."""
+        self._entries = {}
+        self._chars = 0
+
+
+# Four batches of 256 documents; 8M characters (about 8-30 MB of text and its words held at most).
+_memo = _WordMemo(max_texts=1024, max_chars=1 << 23)
 
 
 def batch_words(texts: list[str]) -> list[list[str]]:
-    """Return `words(text)` for each text, reusing those of the previous batch's texts (same objects)."""
-    global _batch_words
-    previous, current = _batch_words, {}
-    out = []
-    for text in texts:
-        hit = previous.get(id(text))
-        tokens = hit[1] if hit is not None and hit[0] is text else words(text)
-        current[id(text)] = (text, tokens)
-        out.append(tokens)
-    _batch_words = current
-    return out
-
-
-def cached_words(text: str) -> list[str]:
-    """Return `words(text)`, reusing those kept from the last `batch_words` call when it held this text."""
-    hit = _batch_words.get(id(text))
-    return hit[1] if hit is not None and hit[0] is text else words(text)
+    """Return `words(text)` for each text, reusing the words of texts (the same objects) split lately."""
+    return _memo.words(texts)
 
 
 def clear_batch_words() -> None:
-    """Forget the last batch's words and the cut chunks (for benchmarks: each round starts cold)."""
-    global _batch_words
-    _batch_words = {}
+    """Forget the memo of split texts and the cut chunks (a task's end; benchmarks' rounds start cold)."""
+    _memo.clear()
     _chunk_cache.clear()
 
 
@@ -270,49 +265,26 @@ def _char_flags(points: np.ndarray, ascii_table: np.ndarray, predicate) -> np.nd
     return flags
 
 
-def word_classes(tokens: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def word_classes(tokens: list[str] | tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (lengths, symbol, has_letter) per word of a non-empty list: its length; whether it is made only
-    of punctuation (Gopher's "symbol" words); whether it holds a letter. Computed over the code points of
-    the joined words with numpy, one segment per word."""
-    joined = "".join(tokens)
+    of punctuation (Gopher's "symbol" words; an empty word is); whether it holds a letter. Computed over the
+    code points of the joined words with numpy, one segment per word."""
+    try:
+        joined = "".join(tokens)
+    except TypeError:
+        raise TypeError("words must be str") from None
     if joined.isascii():  # most documents: one byte per character, both flags by table
         points = np.frombuffer(joined.encode(), dtype=np.uint8)
         punctuation, letters = _ASCII_PUNCTUATION[points], _ASCII_LETTER[points]
-    else:
-        points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    else:  # lone surrogates are characters too
+        points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         punctuation = _char_flags(points, _ASCII_PUNCTUATION, _is_punctuation)
         letters = _char_flags(points, _ASCII_LETTER, _is_letter)
     sizes = lengths(tokens)
-    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    return sizes, np.logical_and.reduceat(punctuation, starts), np.logical_or.reduceat(letters, starts)
-
-
-@lru_cache(maxsize=1 << 16)
-def _classify_word(word: str) -> tuple[bool, bool]:
-    """Return (made only of punctuation, holds a letter) for one word."""
-    return all(map(_is_punctuation, word)), any(map(_is_letter, word))
-
-
-def word_counts(tokens: list[str]) -> tuple[int, int, int]:
-    """Return, over `tokens`, the words made only of punctuation (Gopher's "symbol" words), the words holding
-    a letter, and the characters of the words that are not only punctuation."""
-    if _native is not None:
-        return _native.word_counts(tokens, _classify_word)
-    if not tokens:
-        return 0, 0, 0
-    sizes, symbol, letter = word_classes(tokens)
-    return int(symbol.sum()), int(letter.sum()), int(sizes[~symbol].sum())
-
-
-def lengths(items: list) -> np.ndarray:
-    """Return the lengths of `items` (strings or lists) as an int64 array."""
-    if _native is not None and type(items) is list:  # a C loop, not a Python call per item (measured 10x)
-        return np.frombuffer(_native.lengths(items), dtype=np.int64)
-    return np.fromiter(map(len, items), dtype=np.int64, count=len(items))
-
-
-def string_hashes(items: list[str]) -> np.ndarray:
-    """Return Python's hash of each string of `items` as an int64 array (equal strings, equal hashes)."""
-    if _native is not None:
-        return np.frombuffer(_native.hashes(items), dtype=np.int64)
-    return np.fromiter(map(hash, items), dtype=np.int64, count=len(items))
+    symbol, letter = np.ones(len(sizes), dtype=bool), np.zeros(len(sizes), dtype=bool)
+    filled = sizes > 0
+    if filled.any():
+        starts = (np.cumsum(sizes) - sizes)[filled]
+        symbol[filled] = np.logical_and.reduceat(punctuation, starts)
+        letter[filled] = np.logical_or.reduceat(letters, starts)
+    return sizes, symbol, letter

@@ -1,8 +1,9 @@
 """The build's steps, one module per kind, and `build_steps`: the whole sequence in one place.
 
 decontam_index   the evaluation items' index, once (when the recipe decontaminates)
-ingest      ReadSources → filters (gristmill's and the recipe's datatrove steps) → decontamination →
-            WriteDocuments
+quality_model   the recipe's quality classifier, checked and copied into the build (when it names one)
+ingest      ReadSources → filters (gristmill's and the recipe's datatrove steps) → quality scores →
+            decontamination → WriteDocuments
 dedupe/     exact and MinHash-LSH near duplicates across sources: signatures … apply
 tokenizer   copy or train the build's tokenizer on the clean documents
 decontam_tokens  the tokens of the text decontamination removed
@@ -25,6 +26,7 @@ from gristmill.pipelines.steps.dedupe import dedupe_steps
 from gristmill.pipelines.steps.ingest import WorkUnit, ingest_step
 from gristmill.pipelines.steps.pack import IndexDocuments, PackShards, index_jobs, index_partitions
 from gristmill.pipelines.steps.plan import PlanShards, pack_jobs, slice_count, stage_shards, write_plan
+from gristmill.pipelines.steps.quality import quality_model_step
 from gristmill.pipelines.steps.tokenize import TokenizeDocuments, write_source_histograms
 from gristmill.pipelines.steps.tokenizer import tokenizer_step
 from gristmill.shards.plan import SHARD_BYTES
@@ -44,6 +46,8 @@ def build_steps(
     decontaminate = decontam_enabled(recipe.decontam)
     if decontaminate:
         yield decontam_index_step(recipe, layout)
+    if recipe.quality.enabled:
+        yield quality_model_step(recipe, layout)
     yield ingest_step(recipe, layout, units, strict)
     yield from dedupe_steps(recipe, layout, inputs)
     if recipe.tokenizer is not None:

@@ -40,6 +40,7 @@ from gristmill.pipelines.decontam.index import META_FILE, DecontamIndex
 from gristmill.pipelines.decontam.match import Decontaminator, Verdict
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
+from gristmill.pipelines.tables import ParquetRowWriter
 from gristmill.shards.manifest import BenchmarkEntry, DecontamCounts, DecontamEntry
 from gristmill.storage import atomic_write, exists, open_binary, read_json, write_json
 
@@ -53,7 +54,6 @@ REMOVED_SCHEMA = pa.schema(
         pa.field("text", pa.large_string(), nullable=False),  # the whole document, or the cut spans
     ]
 )
-_REMOVED_FLUSH_BYTES = 32 << 20
 _BATCH = 256
 _INDEX_GB = 3.0  # the index step holds every set's text and keys while it builds: 1.4 GB peak RSS for all 23
 
@@ -82,45 +82,11 @@ def decontam_index_step(recipe: Recipe, layout: BuildLayout) -> Step:
     )
 
 
-class RemovedWriter:
-    """Streams the text a task takes out into BUILD/decontamination/removed/<source>/<task>.parquet, in row
-    groups of about 32 MiB (a task dropping a whole evaluation dump holds no more than that); the file appears
-    on close, empty when nothing was removed."""
-
-    def __init__(self, path: str) -> None:
-        self._ctx = atomic_write(path, "wb")
-        self._writer = pq.ParquetWriter(self._ctx.__enter__(), REMOVED_SCHEMA, compression="zstd")
-        self._rows: list[dict[str, str]] = []
-        self._bytes = 0
-
-    def write(self, row: dict[str, str]) -> None:
-        """Append one row (id, benchmark, action, text)."""
-        self._rows.append(row)
-        self._bytes += len(row["text"])
-        if self._bytes >= _REMOVED_FLUSH_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=REMOVED_SCHEMA))
-        self._rows, self._bytes = [], 0
-
-    def close(self) -> None:
-        """Finish the file and move it into place."""
-        self._flush()
-        self._writer.close()
-        self._ctx.__exit__(None, None, None)
-
-    def abort(self, exc: BaseException) -> None:
-        """Drop the partial file."""
-        self._writer.close()
-        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
-
-
 @dataclass
 class TaskRecord:
     """One ingest task's decontamination: what it found and did per set (the text it took out: `removed`)."""
 
-    removed: RemovedWriter
+    removed: ParquetRowWriter  # BUILD/decontamination/removed/<source>/<task>.parquet
     items: dict[str, set[str]] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     cut: dict[str, int] = field(default_factory=dict)
@@ -207,7 +173,9 @@ class DecontamFilter(BaseFilter):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         unit = self.units[rank]
         checker = Decontaminator(_index(self.layout.decontam_index_dir), self.config)
-        record = TaskRecord(RemovedWriter(self.layout.decontam_removed_file(unit.source, unit.task)))
+        record = TaskRecord(
+            ParquetRowWriter(self.layout.decontam_removed_file(unit.source, unit.task), REMOVED_SCHEMA)
+        )
         try:
             yield from self._judge(data, rank, checker, record)
         except BaseException as e:

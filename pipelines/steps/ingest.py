@@ -2,14 +2,17 @@
 
 One task per work unit (a source's files in groups of `files_per_task`). The step is one datatrove chain,
 
-    ReadSources → gristmill's filters and the recipe's own datatrove steps, in order → decontamination
-    (when the recipe has it: `steps/decontam.py`) → WriteDocuments
+    ReadSources → gristmill's filters and the recipe's own datatrove steps, in order → quality scores
+    (when the recipe names a classifier: `steps/quality.py`) → decontamination (when the recipe has it:
+    `steps/decontam.py`) → WriteDocuments
 
 sharing one `IngestTally` per task: the reader counts records in, quarantines, and the documents of each
 subset under the filter profile that judges them (`ProfileScope`, the same the filters ask); every filter
 counts its drops through its exclusion writer (`CountDrops`, the hook datatrove's `BaseFilter` already
 has), a recipe step that is not a filter is watched for the documents it removes (`CountRemoved`), and the
-writer writes the task's ledger and dropped-document samples once the chain is drained.
+writer writes the task's ledger and dropped-document samples once the chain is drained. A document a rule
+set spent too long on (`filters.max_seconds_per_document`, `filters/guard.py`) is counted as quarantined
+under its subset, and written to the task's quarantine file with the reason, after its unreadable records.
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.build.ledger import Ledger
 from gristmill.pipelines.documents import DocumentFileWriter
 from gristmill.pipelines.filters.datatrove import gristmill_filter_steps
+from gristmill.pipelines.filters.guard import Quarantined
 from gristmill.pipelines.filters.profiles import ProfileScope
+from gristmill.pipelines.filters.text_stats import clear_batch_words
 from gristmill.pipelines.readers import reader_for, source_files
 from gristmill.pipelines.readers.base import BadRecord
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
 from gristmill.pipelines.steps.decontam import decontam_filter
-from gristmill.storage import atomic_write, exists, read_json
+from gristmill.pipelines.steps.quality import quality_scorer
+from gristmill.storage import atomic_write, exists, filesystem, read_json
 
 EXCLUDED_SUBSET = "excluded_subset"
 UNREADABLE = "(unreadable)"  # the pseudo-subset of records that cannot be read, so have none
@@ -74,16 +80,28 @@ def plan_work_units(recipe: Recipe) -> list[WorkUnit]:
 
 @dataclass
 class IngestTally:
-    """One task's accounting, shared by every step of the ingest chain: the ledger and dropped samples."""
+    """One task's accounting, shared by every step of the ingest chain: the ledger, dropped samples, and the
+    documents the filters quarantined."""
 
     samples_per_reason: int
     ledger: Ledger = field(default_factory=Ledger)
     samples: dict[str, list[dict]] = field(default_factory=dict)
+    quarantined: list[dict] = field(default_factory=list)
 
     def reset(self) -> None:
         """Start a new task (a worker process may run several ranks of one deserialised chain)."""
         self.ledger = Ledger()
         self.samples = {}
+        self.quarantined = []
+
+    def quarantine(self, doc: Document, reason: str) -> None:
+        """Count `doc` as quarantined under its subset for `reason` (a filter could not judge it)."""
+        subset = doc.metadata["subset"]
+        self.ledger.add(subset, "quarantined")
+        self.ledger.add_reason(subset, "quarantine_reasons", str(reason))
+        self.quarantined.append(
+            {"id": doc.id, "subset": subset, "reason": str(reason), "excerpt": doc.text[:200]}
+        )
 
     def drop(self, doc: Document, reason: str) -> None:
         """Count `doc` as filtered for `reason` and keep it as a sample while the reason has room."""
@@ -114,6 +132,9 @@ class CountDrops:
     def write(self, doc: Document, rank: int = 0, **kwargs: object) -> None:
         """Count one dropped document (the signature of datatrove's DiskWriter.write)."""
         reason = doc.metadata.pop("filter_reason", None)
+        if isinstance(reason, Quarantined):
+            self.tally.quarantine(doc, reason)
+            return
         if self.label is not None:
             reason = f"{self.label}:{reason}" if reason else self.label
         self.tally.drop(doc, reason or "dropped")
@@ -247,12 +268,22 @@ class WriteDocuments(WritingStep):
             writer.abort(e)
             raise
         writer.close()
+        if self.tally.quarantined:  # after the reader's unreadable records, in the same file
+            path = self.layout.quarantine_file(unit.source, unit.task)
+            fs, inner = filesystem(path)
+            with fs.open(inner, "r", encoding="utf-8") as f:  # the reader wrote it (maybe empty)
+                unreadable = f.read()
+            with atomic_write(path, "w") as f:
+                f.write(unreadable)
+                for record in self.tally.quarantined:
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.tally.ledger.write(self.layout.stats_file(STATS_STEP, unit.source, unit.task))
         with atomic_write(self.layout.dropped_file(unit.source, unit.task), "w") as f:
             for reason in sorted(self.tally.samples):
                 for sample in self.tally.samples[reason]:
                     f.write(json.dumps(sample, ensure_ascii=False) + "\n")
         self.stat_update("written", value=writer.count)
+        clear_batch_words()  # the filters' memo of split words is released with the task
 
 
 def ingest_chain(
@@ -269,6 +300,10 @@ def ingest_chain(
         middle += [_counted(e.build(), e.label, tally) for e in recipe.ingest_steps if e.after == name]
         placed.discard(name)
     middle += [_counted(e.build(), e.label, tally) for e in recipe.ingest_steps if e.after in placed]
+    scorer = quality_scorer(recipe, layout, units)
+    if scorer is not None:  # scores what the rule sets and the recipe's steps kept, before any cut
+        scorer.exclusion_writer = CountDrops(tally, label=None)
+        middle.append(scorer)
     decontam = decontam_filter(recipe, layout, units)
     if decontam is not None:  # last: it scans only what the quality filters kept
         decontam.exclusion_writer = CountDrops(tally, label=None)

@@ -16,6 +16,7 @@ from gristmill.pipelines.build.driver import BuildOptions, run_build
 from gristmill.pipelines.build.progress import decontam_caption
 from gristmill.pipelines.config.decontam import BenchmarkFile
 from gristmill.pipelines.decontam.items import read_benchmark_file
+from gristmill.pipelines.origins import check_origins
 from gristmill.pipelines.recipe import parse_recipe
 from gristmill.sample.text import doc_topics
 
@@ -94,6 +95,9 @@ def recipe_for(root: Path, data: Path, evals: Path, **decontam) -> dict:
         "tokenizer": {
             "train": {"backend": "sentencepiece-bpe", "vocab_size": 400, "sample_bytes": 1_000_000}
         },
+        "stages": [
+            {"name": "s", "seq_len": 256, "tokens": 200_000, "tokens_per_step": 1024, "weights": {"web": 1}}
+        ],
     }
 
 
@@ -133,6 +137,9 @@ def test_a_build_cuts_and_drops_planted_items_and_accounts_for_them(ray_local, t
     assert (
         "<h2>Decontamination</h2>" in report and "mill-quiz / web" in report and "WHICH RIVER FLOWS" in report
     )
+    # provenance: every segment round-trips to its input record, but the cut document's, counted as changed
+    origins = check_origins(str(build), recipe)
+    assert origins.ok and origins.changed > 0 and origins.matched + origins.changed == origins.segments
     assert (build / "decontamination" / "index" / "meta.json").exists()
 
     # the same files without a build: `gristmill decontam check` finds the same, and can fail a pipeline on it

@@ -33,12 +33,10 @@ from gristmill.pipelines.filters.c4 import count_sentences
 from gristmill.pipelines.filters.curated import CuratedFilter
 from gristmill.pipelines.filters.datatrove import RuleSetFilter
 from gristmill.pipelines.filters.gopher_repetition import (
-    _NGramBatch,
-    _NGrams,
+    _repeated_ngram_chars,
+    _top_ngram_chars,
     repeated_ngram_chars,
-    repeated_ngram_chars_batch,
     top_ngram_chars,
-    top_ngram_chars_batch,
 )
 from gristmill.pipelines.filters.profiles import ProfileScope
 from gristmill.pipelines.filters.text_stats import batch_words, lengths, string_hashes, words
@@ -131,30 +129,37 @@ def test_repeated_ngrams_follow_datatrove_walk():
     rng = random.Random(3)
     for _ in range(200):
         tokens = [rng.choice(["ab", "cd", "ef", "gh"]) for _ in range(rng.randint(0, 60))]
+        ids, sizes = string_hashes(tokens), lengths(tokens)
         for n in (2, 3, 5):
-            assert repeated_ngram_chars(_NGrams(tokens), n, float("inf")) == reference(tokens, n)
+            for counter in (repeated_ngram_chars, _repeated_ngram_chars):  # the C half and its twin
+                assert counter(ids, sizes, 0, len(tokens), n, float("inf")) == reference(tokens, n)
 
 
-def test_batched_ngram_counts_equal_per_document_counts():
-    """Documents hashed together in one batch get exactly the counts each gets alone (no n-gram crosses
-    from one document into the next), for the top n-gram and the repeated n-grams."""
+def test_ngram_counts_follow_the_definitions_per_document_of_a_batch():
+    """Counted over a range of a batch's word arrays, each document gets the counts it gets alone, and the
+    top n-gram is datatrove's `Counter.most_common(1)` count × length; C half and twin alike."""
     rng = random.Random(11)
     vocabulary = ["ab", "cd", "ef", "gh", "ij"]
     docs = [[rng.choice(vocabulary) for _ in range(rng.randint(0, 50))] for _ in range(40)]
-    batch = _NGramBatch(docs)
-    everyone = np.ones(len(docs), dtype=bool)
-    for n in (2, 3, 4):
-        top = top_ngram_chars_batch(batch, n, everyone)
-        repeated = repeated_ngram_chars_batch(batch, n, everyone, np.full(len(docs), np.inf))
-        for d, tokens in enumerate(docs):
-            assert top[d] == top_ngram_chars(_NGrams(tokens), n), (d, n)
-            assert repeated[d] == repeated_ngram_chars(_NGrams(tokens), n, float("inf")), (d, n)
-        # the batch answer also matches datatrove's own definition of the top n-gram
-        for d, tokens in enumerate(docs):
-            grams = [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-            if grams:
-                gram, count = Counter(grams).most_common(1)[0]
-                assert top[d] == len(gram) * count, (d, n)
+    tokens = [t for doc in docs for t in doc]
+    ids, sizes = string_hashes(tokens), lengths(tokens)
+    start = 0
+    for doc in docs:
+        end = start + len(doc)
+        alone_ids, alone_sizes = string_hashes(doc), lengths(doc)
+        for n in (2, 3, 4):
+            for top, repeated in (
+                (top_ngram_chars, repeated_ngram_chars),
+                (_top_ngram_chars, _repeated_ngram_chars),
+            ):
+                assert top(ids, sizes, start, end, n) == top(alone_ids, alone_sizes, 0, len(doc), n)
+                assert repeated(ids, sizes, start, end, n, np.inf) == repeated(
+                    alone_ids, alone_sizes, 0, len(doc), n, np.inf
+                )
+                grams = Counter(" ".join(doc[i : i + n]) for i in range(len(doc) - n + 1)).most_common(1)
+                expected = len(grams[0][0]) * grams[0][1] if grams else 0
+                assert top(ids, sizes, start, end, n) == expected, (doc, n)
+        start = end
 
 
 @pytest.mark.parametrize(
@@ -446,7 +451,7 @@ needs_ngrams = pytest.mark.skipif(gopher_repetition._ngrams is None, reason="_ng
 
 
 @needs_ngrams
-def test_c_ngram_counts_equal_the_numpy_counts():
+def test_c_ngram_counts_equal_their_twins():
     rng = random.Random(5)
     vocabulary = ["ab", "cd", "ef", "gh", "ij", "a", "bcd"]
     docs = [
@@ -459,31 +464,94 @@ def test_c_ngram_counts_equal_the_numpy_counts():
         end = start + len(doc)
         for n in (1, 2, 3, 4, 5, 7, 10):
             top = gopher_repetition._ngrams.top_ngram_chars(hashes, sizes, start, end, n)
-            assert top == top_ngram_chars(_NGrams(doc), n), (doc, n)
+            assert top == _top_ngram_chars(hashes, sizes, start, end, n), (doc, n)
             for stop in (float("inf"), 10.0):
                 repeated = gopher_repetition._ngrams.repeated_ngram_chars(hashes, sizes, start, end, n, stop)
-                assert repeated == repeated_ngram_chars(_NGrams(doc), n, stop), (doc, n, stop)
+                assert repeated == _repeated_ngram_chars(hashes, sizes, start, end, n, stop), (doc, n, stop)
         start = end
 
 
 @needs_ngrams
-def test_c_ngram_verdicts_equal_the_numpy_verdicts(monkeypatch):
+def test_the_rule_loop_gives_the_same_verdicts_over_either_counter(monkeypatch):
     texts = bench_documents(600_000) + [
         PROSE + " " + " ".join(["all work and no play"] * k) for k in range(1, 40)
     ]
     rule_set = GopherRepetitionFilter()
     native = rule_set.check_batch(texts)
-    monkeypatch.setattr(gopher_repetition, "_ngrams", None)
+    monkeypatch.setattr(gopher_repetition, "top_ngram_chars", _top_ngram_chars)
+    monkeypatch.setattr(gopher_repetition, "repeated_ngram_chars", _repeated_ngram_chars)
     assert rule_set.check_batch(texts) == native
     assert any(v and "gram" in v for v in native)
 
 
-@needs_ngrams
-def test_c_ngram_counts_refuse_bad_ranges():
+@pytest.mark.parametrize("counter", ["top_ngram_chars", "repeated_ngram_chars"])
+def test_ngram_counts_refuse_bad_ranges_alike(counter):
     hashes, sizes = string_hashes(["a", "b"]), lengths(["a", "b"])
-    with pytest.raises(ValueError, match="bad range"):
-        gopher_repetition._ngrams.top_ngram_chars(hashes, sizes, 0, 3, 2)
-    with pytest.raises(ValueError, match="bad range"):
-        gopher_repetition._ngrams.repeated_ngram_chars(hashes, sizes, 1, 0, 2, 1.0)
-    with pytest.raises(ValueError, match="one length"):
-        gopher_repetition._ngrams.top_ngram_chars(hashes, sizes[:1], 0, 1, 1)
+    extra = (1.0,) if counter == "repeated_ngram_chars" else ()
+    for fn in (getattr(gopher_repetition, counter), getattr(gopher_repetition, f"_{counter}")):
+        with pytest.raises(ValueError, match=re.escape("bad range [0, 3) of 2 words for n = 2")):
+            fn(hashes, sizes, 0, 3, 2, *extra)
+        with pytest.raises(ValueError, match="bad range"):
+            fn(hashes, sizes, 1, 0, 2, *extra)
+        with pytest.raises(ValueError, match="bad range"):
+            fn(hashes, sizes, 0, 1, 0, *extra)
+        with pytest.raises(ValueError, match="one length"):
+            fn(hashes, sizes[:1], 0, 1, 1, *extra)
+
+
+def test_c4_long_word_search_finds_exactly_the_runs_over_the_limit():
+    plain = re.compile(r"\S{12}")
+    long_word = C4Filter(C4Config(max_word_length=11))._long_word  # tried only where a run starts
+    rng = random.Random(2)
+    for _ in range(3_000):
+        text = "".join(
+            rng.choice(["a", "bc", " ", "\n", "\u00a0", "x" * 5, "é"]) for _ in range(rng.randint(0, 40))
+        )
+        assert bool(long_word.search(text)) == bool(plain.search(text)), text
+    # runs one short of the limit, then one over it: every position of every run was scanned before
+    text = ("x" * 1000 + " ") * 5_000 + "y" * 1001 + " end.\n"
+    assert verdict(C4Filter(C4Config(min_num_sentences=-1)), PROSE + text) is None
+
+
+def test_code_config_lines_match_as_the_plain_pattern_in_linear_time():
+    from gristmill.pipelines.filters.code import _CONFIG_LINE, looks_like_data
+
+    plain = re.compile(r"\s*(?:#|- |[\w.\-\"' ]+:(?:\s|$)|[\w.\-]+\s*=)")  # quadratic in the indent
+    rng = random.Random(4)
+    pieces = [
+        " ",
+        "  ",
+        "\t",
+        "\u00a0",
+        "#",
+        "-",
+        "- ",
+        ":",
+        ": ",
+        "=",
+        "a",
+        "_",
+        ".",
+        "'",
+        '"',
+        "x y",
+        "é",
+        "1",
+    ]
+    for _ in range(50_000):
+        line = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 10)))
+        assert bool(_CONFIG_LINE.match(line)) == bool(plain.match(line)), repr(line)
+    indented = [" " * 100_000 + "x", " " * 100_000 + "key: value", "\t" * 100_000 + "k = v"]
+    assert [bool(_CONFIG_LINE.match(line)) for line in indented] == [False, True, True]
+    assert not looks_like_data("\n".join([" " * 50_000 + "x"] * 10))
+
+
+def test_json_nested_past_the_parser_reads_as_no_json_and_raises_nothing():
+    from gristmill.pipelines.filters.code import looks_like_data
+
+    assert looks_like_data("[" * 100_000) is False
+    assert looks_like_data("[" * 100_000 + "]" * 100_000) is False  # valid, but deeper than json parses
+    config = CodeConfig(
+        max_line_length=0, max_mean_line_length=0, min_alphanum_fraction=0, min_alpha_fraction=0
+    )
+    assert verdict(CodeFilter(config), "{" * 30_000) is None

@@ -58,9 +58,13 @@ def plain_signature(hasher: MinHasher, keys: list[int]) -> list[int]:
     return [v for _, v in best]
 
 
-@pytest.mark.parametrize("block", [1, 7, 1 << 13])
-def test_word_hashes_are_those_of_the_regex_words(monkeypatch, block):
+@pytest.mark.parametrize(
+    ("block", "chars"), [(1, 1 << 16), (7, 1 << 16), (1 << 13, 1 << 16), (1 << 13, 5), (3, 64)]
+)
+def test_word_hashes_are_those_of_the_regex_words(monkeypatch, block, chars):
+    # `chars` below a word's length sends it through the window-by-window path
     monkeypatch.setattr(minhash, "_BLOCK_WORDS", block)
+    monkeypatch.setattr(minhash, "_BLOCK_CHARS", chars)
     monkeypatch.setattr(minhash, "_POWER_CACHE", minhash._POWER_CACHE)
     hashes, counts = word_hashes(TEXTS)
     words = [_WORD.findall(t.lower()) for t in TEXTS]
@@ -139,7 +143,7 @@ def test_signatures_estimate_jaccard_without_bias(words):
 
 
 def test_exact_keys_squeeze_whitespace_as_split_and_join():
-    assert minhash.squeeze_spaces is not minhash._join_words, "the C squeeze (dedupe/_spaces.c) was not built"
+    assert minhash.squeeze_spaces is not minhash._squeeze, "the C squeeze (dedupe/_spaces.c) was not built"
     rng = np.random.default_rng(0)
     pieces = ["a", "é", "日", "🦀", " ", "  ", "\t", "\n", "\r\n", "\u3000", "\xa0", "\x1c", "\x85", "\u2009"]
     texts = TEXTS + ["".join(rng.choice(pieces, size=int(rng.integers(0, 14)))) for _ in range(20_000)]
@@ -149,3 +153,56 @@ def test_exact_keys_squeeze_whitespace_as_split_and_join():
         assert squeezed == joined and squeezed.isascii() == joined.isascii(), repr(text)
         assert hash(squeezed) == hash(joined)
     assert minhash.exact_key("  Ｈello\u3000 WORLD\n") == "ｈello world"
+
+
+def test_a_long_word_hashes_window_by_window_with_no_block_as_large_as_it(monkeypatch):
+    monkeypatch.setattr(minhash, "_BLOCK_CHARS", 1 << 10)
+    word = "".join(chr(ord("a") + i % 26) for i in range(5_000)) + "éß"
+    hashes, counts = word_hashes([f"x {word} y", word])
+    assert counts.tolist() == [3, 1]
+    assert hashes.tolist() == [plain_word_hash(w) for w in ("x", word.lower(), "y", word.lower())]
+
+
+def test_a_document_repeating_few_shingles_gets_the_signature_of_their_set():
+    """A signature is a function of the shingle set: millions of repeats of five shingles sketch as the five
+    (the repeats are dropped after two rounds, not hashed again in every round)."""
+    hasher = MinHasher(5, 14, 8, seed=1)
+    keys, starts = hasher.shingles(["a b c d e " * 20_000, "a b c d e a b c d"])
+    assert np.unique(keys[starts[0] : starts[1]]).size == 5
+    sig, has = hasher.signatures(["a b c d e " * 20_000, "a b c d e a b c d e"])
+    assert has.all() and (sig[0] == sig[1]).all()
+    assert sig[0].tolist() == plain_signature(hasher, np.unique(keys[starts[0] : starts[1]]).tolist())
+    # Among documents still open after two rounds, only those with repeats are moved to their sets: in any
+    # mix, each gets the signature it gets alone.
+    maker = TextMaker(seed=5)
+    texts = [
+        maker.document(3),
+        "x y z w v " * 500,
+        maker.document(400),
+        maker.document(30),
+        "p q r s t u " * 90,
+    ]
+    mixed, _ = hasher.signatures(texts)
+    assert (mixed == np.concatenate([hasher.signatures([t])[0] for t in texts])).all()
+
+
+def test_nfc_is_unicodedatas_in_linear_time():
+    import unicodedata
+
+    from gristmill.pipelines.steps.dedupe.nfc import _RUN, nfc
+
+    rng = np.random.default_rng(3)
+    pieces = [chr(c) for c in range(0x300, 0x370)] + list(
+        "\u0f73\u0344\u0f71\u0f72\u05b0\u0345éeaǻ 가\u1100\u1161"
+    )
+    pieces += ["\U0001d165", "\U0001d16d", "\u11a8", "\ud800", "x", "\u212b", "\u1dc0"]
+    for _ in range(2_000):
+        text = "".join(rng.choice(pieces, size=int(rng.integers(0, 4 * _RUN))))
+        assert nfc(text) == unicodedata.normalize("NFC", text), ascii(text)
+    # runs CPython sorts with an insertion sort: 100,000 marks out of order (about 30 s there)
+    for text in ("a" + "\u0301\u0316" * 50_000, "\u0f73" * 100_000, "e" + "\u0316\u0301" * 50_000 + "x"):
+        short = text[: 2 * _RUN + 3] + text[-3:]
+        assert nfc(short) == unicodedata.normalize("NFC", short)
+        out = nfc(text)
+        assert unicodedata.is_normalized("NFC", out[:1000]) and len(out) <= len(text) * 2
+    assert minhash.exact_key("A\u0301\u0316" * 40_000) == nfc("a\u0301\u0316" * 40_000)

@@ -247,5 +247,6 @@ def test_the_config_layer_imports_no_step_rule_set_reader_or_build():
         "gristmill.pipelines.config.decontam",
         "gristmill.pipelines.config.dedupe",
         "gristmill.pipelines.config.filters",
+        "gristmill.pipelines.config.quality",
         "gristmill.pipelines.recipe",
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import sysconfig
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ import pytest
 from gristmill.pipelines.filters import text_stats
 from gristmill.pipelines.filters.text_stats import pattern_words, word_classes, word_counts, words
 from gristmill.sample.text import bench_documents
+
+_words = text_stats._native
 
 # Pieces the fuzzer strings together: every class of character the pattern treats apart, and the words and
 # marks with rules of their own (split words, abbreviations, clitics, merged emoticons, units, URLs).
@@ -93,33 +96,58 @@ def test_a_chunks_words_never_depend_on_its_neighbours():
         assert pattern_words(text) == [w for chunk in text.split() for w in pattern_words(chunk)], repr(text)
 
 
+@contextmanager
+def configured(**changes):
+    """Configure the C half with some of its arguments changed; put the real configuration back after."""
+    try:
+        _words.configure(*{**text_stats._configuration(), **changes}.values())
+        yield
+    finally:
+        text_stats._configure(_words)
+
+
 @needs_native
 def test_a_fallback_that_loses_tokens_is_refused():
-    native = text_stats._native
-    with pytest.raises(RuntimeError, match="do not cover"):
-        native.words("a e.g. b", lambda chunks: ["e.g"])
-    with pytest.raises(TypeError, match="list of str"):
-        native.words("a e.g. b", lambda chunks: ("e.g.",))
-    with pytest.raises(TypeError, match="list of str"):
-        native.words("a e.g. b", lambda chunks: [1])
-    with pytest.raises(RuntimeError, match="do not cover"):
-        native.words("a e.g. b", lambda chunks: ["e.g.", "x"])
+    for answer, error, message in [
+        (["e.g"], RuntimeError, "do not cover"),
+        (("e.g.",), TypeError, "list of str"),
+        ([1], TypeError, "list of str"),
+        (["e.g.", "x"], RuntimeError, "do not cover"),
+    ]:
+        with configured(fallback=lambda chunks, answer=answer: answer), pytest.raises(error, match=message):
+            _words.words("a e.g. b")
 
 
 @needs_native
-def test_configure_refuses_what_its_tables_cannot_hold():
-    from gristmill.pipelines.filters import _words
+def test_the_fallback_gets_the_chunks_as_a_tuple_it_cannot_change():
+    seen = []
 
-    try:
-        with pytest.raises(ValueError, match="too many"):
-            _words.configure("(", ".", "!", [], [f"w{i}" for i in range(65)], [])
-        with pytest.raises(ValueError, match="ASCII"):
-            _words.configure("(", ".", "!", [], ["café"], [])
-        with pytest.raises(ValueError, match="ASCII"):
-            _words.configure("(", ".", "!", [], ["a" * 20], [])
-    finally:
-        text_stats._configure_native()  # put the real tables back
-    assert words("(dont) Mr. x") == pattern_words("(dont) Mr. x")
+    def fallback(chunks):
+        seen.append(chunks)
+        return text_stats._chunk_words(chunks)
+
+    with configured(fallback=fallback):
+        assert _words.words("(a) e.g. b ...x") == pattern_words("(a) e.g. b ...x")
+    assert seen == [("e.g.", "...x")]
+
+
+@needs_native
+def test_configure_refuses_what_its_tables_cannot_hold_and_keeps_what_it_had():
+    text = "(dont) Mr. Smith's x-ray, www.x"
+    for changes, error, message in [
+        ({"kept_dot": [f"w{i}" for i in range(65)]}, ValueError, "too many"),
+        ({"kept_dot": ["café"]}, ValueError, "ASCII"),
+        ({"split": ["a" * 20]}, ValueError, "ASCII"),
+        ({"merged": [":)", "x" * 4]}, ValueError, "ASCII"),
+        ({"classify": None}, TypeError, "callable"),
+        ({"fallback": "not callable"}, TypeError, "callable"),
+        ({"trail": b"."}, ValueError, "ASCII str"),
+        ({"split": 3}, TypeError, "list or tuple"),
+    ]:
+        with pytest.raises(error, match=message):
+            _words.configure(*{**text_stats._configuration(), **changes}.values())
+        # all or nothing: the failed call changed nothing, so the real tables still cut as the pattern does
+        assert words(text) == pattern_words(text), changes
 
 
 def test_word_counts_match_the_word_classes():
@@ -155,3 +183,17 @@ def test_lengths_and_string_hashes_are_those_of_len_and_hash():
     writable = text_stats.lengths(items)
     writable[0] = 7  # callers may change the array in place
     assert writable[0] == 7
+
+
+def test_the_word_memo_is_bounded_and_keeps_no_large_text():
+    memo = text_stats._WordMemo(max_texts=3, max_chars=800)
+    texts = [f"text number {i} " * 5 for i in range(6)]  # 75-76 characters each
+    first = memo.words(texts[:2])
+    assert memo.words(texts[1:2])[0] is first[1]  # the same text: its words, not a new split
+    memo.words(texts[2:])
+    assert len(memo._entries) == 3 and memo._chars <= 800
+    assert all(hit[0] is text for hit, text in zip(memo._entries.values(), texts[3:]))
+    big = "word " * 40  # over an eighth of the bound: split, never kept
+    assert memo.words([big]) == [words(big)] and id(big) not in memo._entries
+    memo.clear()
+    assert not memo._entries and memo._chars == 0

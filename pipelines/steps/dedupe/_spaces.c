@@ -8,7 +8,7 @@ str (the narrowest kind that holds it), so it hashes and compares like the joine
 #include <Python.h>
 
 PyDoc_STRVAR(squeeze_doc,
-             "squeeze(text) -> str\n\n"
+             "squeeze($module, text, /)\n--\n\n"
              "Return `\" \".join(text.split())`: no leading or trailing whitespace, each run inside one space.");
 
 /* Copy the words of data[0:n] into out, one space between them; return the characters written. One loop per
@@ -38,7 +38,7 @@ SQUEEZE(Py_UCS4)
 
 static PyObject *squeeze(PyObject *self, PyObject *arg) {
     if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "squeeze() takes a str");
+        PyErr_Format(PyExc_TypeError, "squeeze() takes a str, not %.100s", Py_TYPE(arg)->tp_name);
         return NULL;
     }
     if (PyUnicode_READY(arg) < 0) return NULL;

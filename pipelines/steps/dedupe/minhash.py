@@ -16,7 +16,6 @@ word have no signature (only exact dedupe sees them).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -24,14 +23,20 @@ from functools import cache
 import numpy as np
 import xxhash
 
+from gristmill.pipelines.native import bind, extension
+from gristmill.pipelines.steps.dedupe.nfc import nfc
+
 SIGNATURE_SCHEME = "fss-v1"  # word polynomial hash, shingle keys, fast similarity sketching (2026-12)
 _WORD = re.compile(r"\w+")
 _P = np.uint64(0x9E37_79B9_7F4A_7C15)  # the word hash's polynomial base (odd)
 _P_INVERSE = np.uint64(pow(int(_P), -1, 1 << 64))
 _POWERS_CACHED = 1 << 20
 _POWER_CACHE = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
-# Words hashed per block: the block's uint64 prefix sums (~8 bytes per character) stay in the L2 cache.
+# Words hashed per block: the block's uint64 prefix sums (~8 bytes per character) stay in the L2 cache. A
+# block spans at most _BLOCK_CHARS characters; a longer word is hashed window by window (`_long_word_hash`),
+# so no array outgrows a block whatever the words.
 _BLOCK_WORDS = 1 << 13
+_BLOCK_CHARS = 1 << 16
 # Characters of the texts processed at once by `signatures` (whole texts; bounds its scratch memory).
 _GROUP_CHARS = 1 << 22
 _MIX1 = np.uint64(0xFF51AFD7ED558CCD)
@@ -39,6 +44,7 @@ _MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
 _S32 = np.uint64(32)
 _LOW32 = np.uint64(0xFFFF_FFFF)
+_MASK = (1 << 64) - 1
 _EMPTY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)  # above every (round, value): a bin no shingle fell in yet
 _ROUND_STEP = np.uint64(0x9E37_79B9_7F4A_7C15)  # added once per round to a shingle key before fmix64
 # Shingle-rounds per numpy pass once only short documents are left (one round per pass before that).
@@ -102,39 +108,61 @@ def word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     text_start[1:] += 1
     counts = np.diff(np.searchsorted(starts, text_start))
     hashes = np.empty(starts.size, dtype=np.uint64)
-    for first in range(0, starts.size, _BLOCK_WORDS):
-        s, e = starts[first : first + _BLOCK_WORDS], ends[first : first + _BLOCK_WORDS]
-        lo = s[0]
+    first = 0
+    while first < starts.size:
+        lo = starts[first]
+        last = min(first + _BLOCK_WORDS, int(np.searchsorted(ends, lo + _BLOCK_CHARS, "right")))
+        if last == first:  # a word longer than a block
+            hashes[first] = _long_word_hash(points[lo : ends[first]])
+            first += 1
+            continue
+        s, e = starts[first:last], ends[first:last]
         powers, inverse = _powers(int(e[-1] - lo))
         prefix = np.empty(int(e[-1] - lo) + 1, dtype=np.uint64)
         prefix[0] = 0
         np.multiply(points[lo : e[-1]], powers[: prefix.size - 1], out=prefix[1:])
         np.cumsum(prefix, out=prefix)
         s = s - lo
-        hashes[first : first + s.size] = (prefix[e - lo] - prefix[s]) * inverse[s]
+        hashes[first:last] = (prefix[e - lo] - prefix[s]) * inverse[s]
+        first = last
     return fmix64(hashes), counts
 
 
-def _join_words(text: str) -> str:
+def _long_word_hash(points: np.ndarray) -> int:
+    """Return Σ c_j·P^j mod 2^64 over the code points of one word, `_BLOCK_CHARS` of them at a time."""
+    powers, _ = _powers(_BLOCK_CHARS + 1)
+    step = int(powers[_BLOCK_CHARS])  # P^_BLOCK_CHARS: the weight of the next window's first character
+    total, scale = 0, 1
+    for at in range(0, points.size, _BLOCK_CHARS):
+        window = points[at : at + _BLOCK_CHARS].astype(np.uint64)
+        total = (total + scale * int(np.dot(window, powers[: window.size]))) & _MASK
+        scale = scale * step & _MASK
+    return total
+
+
+def _squeeze(text: str, /) -> str:
+    """Twin of `_spaces.squeeze`: `" ".join(text.split())`."""
+    if not isinstance(text, str):
+        raise TypeError(f"squeeze() takes a str, not {type(text).__name__}")
     return " ".join(text.split())
 
 
-try:  # the same in C, copying the characters once (the exact key measured 3.3x faster: 50 -> 165 MB/s)
-    from gristmill.pipelines.steps.dedupe._spaces import squeeze as squeeze_spaces
-except ImportError:
-    squeeze_spaces = _join_words
+# the same in C, copying the characters once (the exact key measured 3.3x faster: 50 -> 165 MB/s)
+squeeze_spaces = bind(extension("gristmill.pipelines.steps.dedupe._spaces"), "squeeze", _squeeze)
 
 
 def exact_key(text: str) -> str:
-    """Return the text as exact dedupe compares it: NFC, lowercase, whitespace runs made one space."""
-    return squeeze_spaces(unicodedata.normalize("NFC", text).lower())
+    """Return the text as exact dedupe compares it: NFC, lowercase, whitespace runs made one space (in time
+    linear in the text: `nfc`)."""
+    return squeeze_spaces(nfc(text).lower())
 
 
 def exact_hashes(texts: Sequence[str]) -> np.ndarray:
     """Return the xxh3-128 of each text's exact key as a (n, 2) uint64 array (high, low)."""
     out = np.empty((len(texts), 2), dtype=np.uint64)
     for i, text in enumerate(texts):
-        digest = xxhash.xxh3_128_intdigest(exact_key(text))
+        # the key's UTF-8 (what xxhash hashes of a str), lone surrogates passed through rather than refused
+        digest = xxhash.xxh3_128_intdigest(exact_key(text).encode("utf-8", "surrogatepass"))
         out[i, 0] = digest >> 64
         out[i, 1] = digest & 0xFFFF_FFFF_FFFF_FFFF
     return out
@@ -237,7 +265,7 @@ class MinHasher:
         sig = flat.reshape(n_docs, bins)
         base = np.repeat(np.arange(0, n_docs * bins, bins, dtype=np.int64), lengths)  # each key's row
         open_docs, open_lengths = np.flatnonzero(has), lengths[has]
-        first = 0
+        first, distinct = 0, False
         while open_docs.size:
             rounds = max(1, _ROUND_HITS // keys.size) if first else 1
             r = np.arange(first, first + rounds, dtype=np.uint64)
@@ -253,6 +281,20 @@ class MinHasher:
             keep = np.repeat(still, open_lengths)
             keys, base = keys[keep], base[keep]
             open_docs, open_lengths = open_docs[still], open_lengths[still]
+            if not distinct and first >= 2:
+                # A document of more than 4·bins distinct shingles has filled every bin in two rounds but
+                # for about bins·e^-8 of them; one still open with that many has them repeated, maybe
+                # millions of times ("a b c d e " * 2M): a signature is a function of the set, so each such
+                # document goes on with its distinct shingles only (moved after the others).
+                repeated = open_lengths > 4 * bins
+                if repeated.any():
+                    in_repeated = np.repeat(repeated, open_lengths)
+                    unique_keys, unique_base, counts = _distinct(keys[in_repeated], base[in_repeated])
+                    keys = np.concatenate((keys[~in_repeated], unique_keys))
+                    base = np.concatenate((base[~in_repeated], unique_base))
+                    open_docs = np.concatenate((open_docs[~repeated], open_docs[repeated]))
+                    open_lengths = np.concatenate((open_lengths[~repeated], counts))
+                distinct = True
         out = (sig & _LOW32).astype(np.uint32)
         out[~has] = np.iinfo(np.uint32).max
         return out, has
@@ -262,6 +304,17 @@ class MinHasher:
         banded = sig.reshape(sig.shape[0], self.bands, self.rows).astype(np.uint64)
         combined = (banded * self._band_mult[None, None, :]).sum(axis=2, dtype=np.uint64)
         return fmix64(combined + np.arange(self.bands, dtype=np.uint64)[None, :])
+
+
+def _distinct(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the distinct (row, key) pairs of shingle keys grouped by row, still grouped by row in order, and
+    the count per row."""
+    order = np.lexsort((keys, rows))
+    keys, rows = keys[order], rows[order]
+    new = np.ones(keys.size, dtype=bool)
+    new[1:] = (keys[1:] != keys[:-1]) | (rows[1:] != rows[:-1])
+    keys, rows = keys[new], rows[new]
+    return keys, rows, np.unique(rows, return_counts=True)[1]
 
 
 def sketch_bytes(sig: np.ndarray) -> np.ndarray:
