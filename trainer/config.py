@@ -141,9 +141,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         name="proxy-cpu-small",
         hidden_size=128,
         n_layers=4,
-        n_heads=4,
-        n_kv_heads=2,
-        head_dim=32,
+        n_heads=8,
+        n_kv_heads=4,
+        head_dim=16,  # a head width the attention TABLE has (attention_configs.py)
         intermediate_size=352,
         max_seq_len=2048,
     ),
