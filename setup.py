@@ -1,12 +1,12 @@
-"""Maps the four top-level folders into the `gristmill` import namespace.
+"""Maps the top-level folders into the `gristmill` import namespace.
 
-`pipelines/`, `tokenizer/`, `shards/` and `trainer/` install as `gristmill.pipelines`, … so they never
-collide with the unrelated PyPI packages of the same names. Everything else lives in pyproject.toml.
+`pipelines/`, `tokenizer/`, `shards/`, `trainer/` and `ablate/` install as `gristmill.pipelines`, … so they
+never collide with the unrelated PyPI packages of the same names. Everything else lives in pyproject.toml.
 """
 
 from setuptools import Extension, find_packages, setup
 
-AREAS = ("pipelines", "tokenizer", "shards", "trainer")
+AREAS = ("pipelines", "tokenizer", "shards", "trainer", "ablate")
 
 package_dir = {"gristmill": "gristmill"}
 packages = find_packages(include=["gristmill", "gristmill.*"])

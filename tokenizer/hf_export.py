@@ -9,7 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
-from gristmill.tokenizer.interface import Tokenizer
+from gristmill.tokenizer.interface import HF_FILE, SP_FILE, Tokenizer
 
 CONFIG_FILE = "tokenizer_config.json"
 
@@ -42,14 +42,15 @@ def write_tokenizer_config(directory: str | os.PathLike, tokenizer: Tokenizer, m
 def export_hf_tokenizer(
     source: str | os.PathLike, out: str | os.PathLike, model_max_length: int
 ) -> Tokenizer:
-    """Copy the tokenizer directory `source` into `out` with its tokenizer_config.json; return the tokenizer.
+    """Copy the tokenizer's own files (tokenizer.json, and tokenizer.model for sentencepiece) from the
+    directory `source` into `out` with a tokenizer_config.json; return the tokenizer. What else the
+    directory holds (its training sample, settings, evaluation) stays behind.
 
     Raises InputError when `source` holds no readable tokenizer."""
     tokenizer = Tokenizer.load(source)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for file in Path(source).iterdir():
-        if file.is_file() and file.name != CONFIG_FILE:
-            shutil.copyfile(file, out / file.name)
+    for f in tokenizer.files:  # not Tokenizer.save, which copies the held-out sample too
+        shutil.copyfile(f, out / (HF_FILE if f.suffix == ".json" else SP_FILE))
     write_tokenizer_config(out, tokenizer, model_max_length)
     return tokenizer

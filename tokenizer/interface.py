@@ -23,6 +23,7 @@ import numpy as np
 
 from gristmill.errors import InputError
 from gristmill.threads import task_cpus
+from gristmill.tokenizer.byte_lengths import TokenBytes, from_sentencepiece, from_tokenizer_json
 from gristmill.tokenizer.encoders import (
     HELDOUT_PATH,
     EncoderChoice,
@@ -151,6 +152,7 @@ class Tokenizer:
             _CHOSEN[key] = self._choose(encoder)
         self.encoder_choice = _CHOSEN[key]
         self._encode = self.encoder_choice.encoder.encode
+        self._token_bytes: TokenBytes | None = None
 
     def _choose(self, mode: str) -> EncoderChoice:
         """Check the candidate encoders against the reference on the held-out sample; return the choice."""
@@ -250,6 +252,21 @@ class Tokenizer:
         if self._json_exact:
             return self._hf.decode(ids, skip_special_tokens=True)
         return self._sp.decode(ids)
+
+    def token_bytes(self) -> TokenBytes:
+        """Return the bytes of text each token id stands for (bits per byte's denominator; special tokens
+        none). Raises InputError for a tokenizer.json whose pieces do not say their bytes."""
+        if self._token_bytes is None:
+            if self._sp is not None:
+                found = from_sentencepiece(self._sp, _model_proto(self._sp))
+            else:
+                found = from_tokenizer_json(
+                    json.loads(self._hf.to_str()), self.vocab_size, str(self.files[0])
+                )
+            specials = [i for i in (self.bos_id, self.eos_id, self.pad_id, self.unk_id) if i is not None]
+            found.lengths[specials] = 0
+            self._token_bytes = found
+        return self._token_bytes
 
     def id_to_token(self, token_id: int) -> str | None:
         """Return the piece for an id, or None when out of range."""

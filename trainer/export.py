@@ -1,4 +1,5 @@
-"""Export a checkpoint as a Hugging Face Llama model: config.json, model.safetensors and the tokenizer.
+"""Export a checkpoint as a Hugging Face Llama model (config.json, model.safetensors, the tokenizer), and
+read such a model back into ours (`load_hf_llama`, for `gristmill eval`).
 
 Our RoPE rotates the two halves of each head (rotate_half), as HF's Llama does, so q and k projections
 are copied unpermuted; a tied LM head is written once, as the embedding, with tie_word_embeddings set.
@@ -12,7 +13,7 @@ from typing import Any
 
 import torch
 
-from gristmill.errors import BuildError, ConfigError
+from gristmill.errors import BuildError, ConfigError, InputError
 from gristmill.storage import atomic_write, write_json
 from gristmill.trainer.checkpoint import (
     TRAIN_CONFIG,
@@ -56,6 +57,83 @@ def hf_state_dict(model: Transformer, dtype: torch.dtype = torch.float32) -> dic
     return {hf_name(k): v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
 
 
+def model_config_of_hf(config: dict[str, Any]) -> ModelConfig | str:
+    """Return our ModelConfig for a HF Llama config.json's content, or the reason it is not one of ours
+    (another architecture, biases, scaled RoPE, another activation)."""
+    if config.get("model_type") != "llama":
+        return f"model_type {config.get('model_type')!r} is not 'llama'"
+    rope = config.get("rope_parameters") or {}
+    checks = {
+        "hidden_act": (config.get("hidden_act", "silu"), "silu"),
+        "attention_bias": (bool(config.get("attention_bias", False)), False),
+        "mlp_bias": (bool(config.get("mlp_bias", False)), False),
+        "rope_scaling": (config.get("rope_scaling"), None),
+        "rope_type": (rope.get("rope_type", "default"), "default"),
+        "pretraining_tp": (config.get("pretraining_tp", 1), 1),
+    }
+    for name, (found, wanted) in checks.items():
+        if found != wanted:
+            return f"{name} is {found!r}, gristmill's model has {wanted!r}"
+    try:
+        heads = config["num_attention_heads"]
+        return ModelConfig(
+            name=str(config.get("_name_or_path") or "hf-llama"),
+            vocab_size=config["vocab_size"],
+            hidden_size=config["hidden_size"],
+            n_layers=config["num_hidden_layers"],
+            n_heads=heads,
+            n_kv_heads=config.get("num_key_value_heads") or heads,
+            head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+            intermediate_size=config["intermediate_size"],
+            rope_theta=rope.get("rope_theta", config.get("rope_theta", 10000.0)),
+            max_seq_len=config.get("max_position_embeddings", 2048),
+            norm_eps=config.get("rms_norm_eps", 1e-5),
+            tie_embeddings=bool(config.get("tie_word_embeddings", False)),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        return f"config.json does not describe a Llama model: {e}"
+
+
+def load_hf_llama(directory: str | Path, device: torch.device | str = "cpu") -> Transformer | str:
+    """Return a HF Llama model directory's weights in our Transformer (ops chosen for `device`), or the
+    reason it cannot be one (see `model_config_of_hf`). Weights are read from safetensors only.
+
+    Raises InputError for an unreadable config.json or weights that do not match it."""
+    from safetensors import safe_open
+
+    directory = Path(directory)
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"unreadable config.json: {e}", path=str(directory)) from None
+    model_config = model_config_of_hf(config) if isinstance(config, dict) else "config.json is not an object"
+    if isinstance(model_config, str):
+        return model_config
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        return "no *.safetensors weights"
+    model = Transformer(model_config, build_ops(model_config.ops, device))
+    ours = {hf_name(name): name for name in model.state_dict()}
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118  (safe_open is not a mapping)
+                if key in ours:
+                    state[ours[key]] = f.get_tensor(key).float()
+                elif not (
+                    key.endswith("rotary_emb.inv_freq") or (key == "lm_head.weight" and model.lm_head is None)
+                ):
+                    raise InputError(f"weight {key!r} has no place in a Llama model", path=str(file))
+    missing = sorted(set(model.state_dict()) - set(state))
+    if missing:
+        raise InputError(f"weights missing: {', '.join(missing[:5])}", path=str(directory))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise InputError(f"weights do not fit config.json: {e}", path=str(directory)) from None
+    return model
+
+
 def hf_config(config: ModelConfig, special_ids: dict[str, int | None], dtype: torch.dtype) -> dict[str, Any]:
     """Return the config.json of a LlamaForCausalLM of these shapes (read by transformers 4.x and 5.x)."""
     return {
@@ -85,7 +163,7 @@ def hf_config(config: ModelConfig, special_ids: dict[str, int | None], dtype: to
     }
 
 
-def _resolve_checkpoint(path: str | Path) -> Path:
+def resolve_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if (path / "model.json").exists():
         return path
@@ -99,7 +177,7 @@ def _resolve_checkpoint(path: str | Path) -> Path:
     return latest
 
 
-def _tokenizer_dir(checkpoint: Path, tokenizer: str | Path | None) -> Path:
+def tokenizer_dir(checkpoint: Path, tokenizer: str | Path | None) -> Path:
     if tokenizer is not None:
         found = Path(tokenizer)
     else:
@@ -137,11 +215,11 @@ def export_hf(
     from gristmill.tokenizer.hf_export import export_hf_tokenizer
     from gristmill.tokenizer.interface import Tokenizer
 
-    checkpoint = _resolve_checkpoint(checkpoint)
+    checkpoint = resolve_checkpoint(checkpoint)
     config = read_model_config(checkpoint).model_copy(
         update={"ops": OpsConfig(**dict.fromkeys(OpsConfig.model_fields, "reference"))}
     )
-    tok_dir = _tokenizer_dir(checkpoint, tokenizer)
+    tok_dir = tokenizer_dir(checkpoint, tokenizer)
     _check_framing(checkpoint, Tokenizer.load(tok_dir).framing.name)
     model = Transformer(config, build_ops(config.ops, "cpu"))
     load_model_weights(checkpoint, model)

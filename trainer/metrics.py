@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from gristmill.errors import ConfigError
+from gristmill.storage import atomic_write
 from gristmill.trainer.config import ModelConfig
 from gristmill.trainer.curriculum import StageSteps, stage_at
 from gristmill.trainer.model import flops_per_token
@@ -43,7 +44,33 @@ def format_line(record: dict[str, Any]) -> str:
     parts += [f"lr {record['lr']:.2e}", f"gnorm {record['grad_norm']:.3f}"]
     if record.get("eval_loss") is not None:
         parts.append(f"eval {record['eval_loss']:.4f}")
+    if record.get("eval_bpb") is not None:
+        parts.append(f"eval bpb {record['eval_bpb']:.4f}")
+    texts = [f"{k.removeprefix('text_bpb/')} {v:.4f}" for k, v in record.items() if k.startswith("text_bpb/")]
+    if texts:
+        parts.append("bpb " + ", ".join(texts))
     return " | ".join(parts)
+
+
+def truncate_metrics(path: str, step: int) -> int:
+    """Drop the records after `step` from a metrics JSONL file (what a killed run logged after its last
+    checkpoint, which the resumed run logs again), and a torn last line; return how many were dropped."""
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if len(kept) != len(lines):
+        with atomic_write(path, "w") as f:
+            f.writelines(kept)
+    return len(lines) - len(kept)
 
 
 class MetricsLog:
@@ -115,6 +142,10 @@ class ThroughputMeter:
     ) -> None:
         self.model, self.stages, self.world_size, self.peak = model, stages, world_size, peak_tflops
         self.start, self.last_tokens = time.perf_counter(), tokens_through(stages, step)
+
+    def exclude(self, seconds: float) -> None:
+        """Leave `seconds` (an evaluation, say) out of the time the next reading divides by."""
+        self.start += seconds
 
     def read(self, step: int) -> dict[str, Any]:
         """Return tokens (trained so far), tokens_per_s and mfu (None without a known peak) up to `step`."""

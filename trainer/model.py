@@ -149,7 +149,8 @@ class Transformer(nn.Module):
 
         input_ids, position_ids, targets: (B, L); cu_seqlens: (segments + 1,) int32 offsets into the
         flattened B·L stream. The loss goes through the fused linear cross-entropy, so training never
-        materialises the (B·L, vocab) logits; `loss_reduction` is "mean" over counted targets or "sum".
+        materialises the (B·L, vocab) logits; `loss_reduction` is "mean" over counted targets or "sum", or
+        "none" for evaluation: each target's negative log-likelihood, (B·L,) fp32, 0 where ignored.
         """
         b, l = input_ids.shape
         h = self.embed(input_ids.reshape(b * l))  # (T, hidden)
@@ -164,9 +165,42 @@ class Transformer(nn.Module):
             h, _ = self.ops.rms_norm_residual(pending, h, self.norm.weight, eps)  # (T, hidden)
         if targets is None:
             return F.linear(h, self.output_weight).view(b, l, -1)  # (B, L, vocab)
+        if loss_reduction == "none":
+            return token_nll(h, self.output_weight, targets.reshape(b * l))
         return self.ops.linear_cross_entropy(
             h, self.output_weight, targets.reshape(b * l), z_loss=self.config.z_loss, reduction=loss_reduction
         )
+
+
+def token_nll(
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100
+) -> torch.Tensor:
+    """Return each target's negative log-likelihood under logits h @ weight.T, (T,) fp32, 0 where ignored.
+
+    For evaluation (no gradient): fp32 logits a chunk of tokens at a time, at most _NLL_CHUNK_BYTES each.
+    """
+    out = torch.zeros(h.shape[0], dtype=torch.float32, device=h.device)
+    chunk = max(1, _NLL_CHUNK_BYTES // (4 * weight.shape[0]))
+    for a in range(0, h.shape[0], chunk):
+        t = targets[a : a + chunk]
+        keep = t != ignore_index
+        logits = _logits_fp32(h[a : a + chunk], weight)  # (chunk, vocab)
+        picked = logits.gather(1, t.clamp(min=0)[:, None])[:, 0]
+        out[a : a + chunk] = torch.where(keep, torch.logsumexp(logits, dim=-1) - picked, 0.0)
+    return out
+
+
+_NLL_CHUNK_BYTES = 256 << 20
+
+
+def _logits_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x @ weight.T in fp32; 16-bit inputs keep the GEMM's fp32 accumulator where torch can (CUDA)."""
+    if x.dtype == torch.float32:
+        return x @ weight.T
+    try:
+        return torch.mm(x, weight.T, out_dtype=torch.float32)
+    except (RuntimeError, TypeError, NotImplementedError):
+        return (x @ weight.T).float()
 
 
 def count_parameters(config: ModelConfig, include_embedding: bool = False) -> int:

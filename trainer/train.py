@@ -8,6 +8,8 @@ micro-batch on every rank, so one device with accumulation and N devices train t
 from __future__ import annotations
 
 import os
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,24 +22,38 @@ from torch.utils.data import DataLoader
 from gristmill.errors import BuildError, ConfigError
 from gristmill.shards.batch import IGNORE_INDEX
 from gristmill.shards.curriculum import Curriculum
-from gristmill.shards.loader import ShardStream
 from gristmill.shards.manifest import Manifest, read_manifest
 from gristmill.shards.torch_dataset import ShardDataset
 from gristmill.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gristmill.trainer.config import ModelConfig, TrainConfig
 from gristmill.trainer.curriculum import (
     StageSteps,
-    check_stage_fits,
     eval_holdout,
     loader_curriculum,
     schedule_stages,
     stage_at,
 )
-from gristmill.trainer.metrics import MetricsLog, ThroughputMeter, peak_tflops
+from gristmill.trainer.evaluate import (
+    EvalSet,
+    build_tokenizer,
+    evaluate,
+    held_out_rows,
+    make_eval_set,
+    most_batches,
+)
+from gristmill.trainer.metrics import (
+    MetricsLog,
+    ThroughputMeter,
+    peak_tflops,
+    tokens_through,
+    truncate_metrics,
+)
 from gristmill.trainer.model import Transformer
 from gristmill.trainer.ops import build_ops
 from gristmill.trainer.parallelize import apply_fsdp, data_parallel_mesh
 from gristmill.trainer.schedule import build_scheduler
+from gristmill.trainer.scoring import ModelScorer
+from gristmill.trainer.summary import run_summary
 
 
 @dataclass
@@ -63,7 +79,8 @@ class TrainResult:
     """What a run did: the loss of every step trained in this call, held-out losses, the last checkpoint."""
 
     losses: dict[int, float] = field(default_factory=dict)  # 1-based step → training loss
-    eval_losses: dict[int, float] = field(default_factory=dict)
+    eval_losses: dict[int, float] = field(default_factory=dict)  # step → held-out loss
+    evals: dict[int, dict[str, float]] = field(default_factory=dict)  # step → every evaluation metric
     stages: list[StageSteps] = field(default_factory=list)
     resumed_from: int = 0
     checkpoint: Path | None = None
@@ -182,54 +199,53 @@ def build_data(
     )
 
 
-def build_eval_stream(
-    config: TrainConfig, manifest: Manifest, model: ModelConfig, runtime: Runtime
-) -> ShardStream | None:
-    """Return the held-out stream, or None when eval is off: the first rows of the held-out build, or the
-    rows of the training build held out of training (`eval.holdout_rows`).
+def build_eval(
+    config: TrainConfig,
+    manifest: Manifest,
+    model: torch.nn.Module,
+    model_config: ModelConfig,
+    runtime: Runtime,
+) -> tuple[ModelScorer, EvalSet] | None:
+    """Return the scorer and this rank's share of the fixed evaluation set, or None when eval is off:
+    held-out rows (the first rows of the held-out build, or the rows of the training build held out of
+    training: at most `eval.batches` micro-batches' worth, shared out over the devices), text sets and tasks.
 
-    Raises ConfigError when the held-out build was made with another tokenizer, its stage does not fit the
-    model, or the held-out rows make no whole batch on every device.
+    Raises ConfigError when the held-out build was made with another tokenizer than the training build.
     """
     if config.eval is None:
         return None
-    holdout = eval_holdout(config, manifest)
-    if holdout:
-        build, held_out = config.build, manifest
-    else:
-        build = config.eval.build
-        held_out = read_manifest(build, **(config.storage_options or {}))
+    options = config.storage_options or {}
+    rows, held_out = None, None
+    if config.eval.holdout_rows is not None or config.eval.build is not None:
+        holdout = eval_holdout(config, manifest)
+        build = config.build if holdout else config.eval.build
+        held_out = manifest if holdout else read_manifest(build, **options)
         if held_out.tokenizer and manifest.tokenizer and held_out.tokenizer.hash != manifest.tokenizer.hash:
             raise ConfigError(
                 "the held-out build was made with another tokenizer than the training build",
                 path=config.eval.build,
                 where="eval.build",
             )
-    if not held_out.stages:
-        raise ConfigError("the held-out build has no stages", path=build, where="eval.build")
-    curriculum = Curriculum(held_out, holdout)
-    stage = curriculum.stage(config.eval.stage or held_out.stages[0].name)
-    check_stage_fits(stage, model, config.micro_batch_tokens, "eval.stage")
-    rows = curriculum.visits(stage.name, held_out=bool(holdout)).size
-    batch_rows = config.micro_batch_tokens // stage.seq_len * runtime.world_size
-    if rows < batch_rows:
-        raise ConfigError(
-            f"stage {stage.name!r} has {rows} held-out rows, less than one batch on every device "
-            f"({batch_rows} rows)",
-            where="eval.holdout_rows" if holdout else "eval.build",
-            hint=f"hold out at least {batch_rows} rows" if holdout else "evaluate on a larger build",
-        )
-    return ShardStream(
-        build,
-        micro_batch_tokens=config.micro_batch_tokens,
-        rank=runtime.rank,
-        world_size=runtime.world_size,
-        seed=config.seed,
-        curriculum=[(stage.name, rows * stage.seq_len)],
-        storage_options=config.storage_options or None,
-        holdout_rows=holdout,
-        held_out=bool(holdout),
+        if not held_out.stages:
+            raise ConfigError("the held-out build has no stages", path=build, where="eval.build")
+        stage = Curriculum(held_out).stage(config.eval.stage or held_out.stages[0].name)
+        max_rows = config.eval.batches * (config.micro_batch_tokens // stage.seq_len or 1)  # any world size
+        rows = held_out_rows(build, held_out, stage.name, config.eval.holdout_rows, max_rows)
+    tokenizer = build_tokenizer(config.build, manifest, options)
+    eval_set = make_eval_set(
+        tokenizer,
+        runtime,
+        rows=rows,
+        manifest=held_out,
+        texts=config.eval.text,
+        tasks=config.eval.tasks,
+        task_items=config.eval.task_items,
+        storage_options=options,
     )
+    scorer = ModelScorer(
+        model, runtime.device, model_config.max_seq_len, config.eval.batch_tokens, most_batches
+    )
+    return scorer, eval_set
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -252,22 +268,6 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 def counted_targets(batches: list[dict[str, Any]]) -> int:
     """Return how many targets in `batches` carry loss."""
     return int(sum((b["targets"] != IGNORE_INDEX).sum() for b in batches))
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, stream: ShardStream, batches: int, runtime: Runtime) -> float:
-    """Return the mean held-out loss per counted target over the first `batches` global batches."""
-    model.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=runtime.device)
-    for i, batch in enumerate(stream):
-        if i == batches:
-            break
-        inputs = to_device(batch, runtime.device)
-        loss_sum = model(**inputs, loss_reduction="sum")
-        totals += torch.stack([loss_sum.double(), (inputs["targets"] != IGNORE_INDEX).sum().double()])
-    model.train()
-    runtime.all_reduce(totals)
-    return float(totals[0] / totals[1].clamp(min=1))
 
 
 def train_step(model: torch.nn.Module, micro_batches: list[dict[str, Any]], runtime: Runtime) -> torch.Tensor:
@@ -326,6 +326,7 @@ def train(
 def _train(
     config: TrainConfig, runtime: Runtime, stop_at_step: int | None, console: Callable[[str], None] | None
 ) -> TrainResult:
+    say = (console or _stderr) if runtime.rank == 0 else _silent
     manifest = read_manifest(config.build, **(config.storage_options or {}))
     model_config = build_model_config(config, manifest)
     holdout = eval_holdout(config, manifest)
@@ -335,8 +336,10 @@ def _train(
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config.schedule, total_steps)
     data = build_data(config, stages, runtime, holdout)
-    eval_stream = build_eval_stream(config, manifest, model_config, runtime)
+    evaluation = build_eval(config, manifest, model, model_config, runtime)
     result = TrainResult(stages=stages)
+    for line in run_summary(config, manifest, model_config, stages, runtime, model.ops.choices, evaluation):
+        say(line)
 
     step = 0
     resume = latest_checkpoint(config.checkpoint_dir) if config.checkpoint.resume else None
@@ -344,6 +347,14 @@ def _train(
         state = load_checkpoint(resume, model, optimizer, scheduler, model_config)
         data.load_state_dict(state["loader"])
         step = result.resumed_from = state["step"]
+        result.checkpoint = resume
+        if runtime.rank == 0:
+            truncate_metrics(config.metrics_path, step)
+        if step >= total_steps:
+            say(f"finished: the run trained all {total_steps} steps ({resume}); nothing to do")
+            data.stream.close()
+            return result
+        say(f"resuming from step {step} of {total_steps} ({resume})")
 
     tensorboard = str(Path(config.output_dir) / "tensorboard") if config.tensorboard else None
     log = MetricsLog(
@@ -371,9 +382,13 @@ def _train(
             step += 1
             result.losses[step] = float(loss)
             record: dict[str, Any] = {}
-            if eval_stream is not None and step % config.eval.every_steps == 0:
-                record["eval_loss"] = evaluate(model, eval_stream, config.eval.batches, runtime)
-                result.eval_losses[step] = record["eval_loss"]
+            if evaluation is not None and eval_due(config, step, total_steps):
+                began = time.perf_counter()
+                record.update(evaluate(*evaluation, runtime).metrics())
+                meter.exclude(time.perf_counter() - began)
+                result.evals[step] = dict(record)
+                if "eval_loss" in record:
+                    result.eval_losses[step] = record["eval_loss"]
             if step % config.log_every == 0 or step == total_steps or record:
                 record.update(
                     step=step,
@@ -401,6 +416,29 @@ def _train(
     finally:
         log.close()
         data.stream.close()
-        if eval_stream is not None:
-            eval_stream.close()
+    if step == total_steps:
+        say(
+            f"finished: {total_steps} steps, {tokens_through(stages, step):,} tokens, "
+            f"final loss {result.losses[step]:.4f}"
+            + (f"; checkpoint {result.checkpoint}" if result.checkpoint else "")
+        )
+    else:
+        say(
+            f"stopped after step {step} of {total_steps}"
+            + (f"; checkpoint {result.checkpoint}" if result.checkpoint else "")
+        )
     return result
+
+
+def eval_due(config: TrainConfig, step: int, total_steps: int) -> bool:
+    """Return True when the run evaluates after `step`: every `eval.every_steps`, and after the last step
+    with `eval.at_end`."""
+    return step % config.eval.every_steps == 0 or (config.eval.at_end and step == total_steps)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _silent(line: str) -> None:
+    pass

@@ -22,6 +22,8 @@ COMMANDS = {
     "train": "gristmill.cli.train:train",
     "export": "gristmill.cli.export:export",
     "classifier": "gristmill.cli.classifier:classifier",
+    "eval": "gristmill.cli.eval:eval_command",
+    "ablate": "gristmill.cli.ablate:ablate",
 }
 
 

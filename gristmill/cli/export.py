@@ -30,10 +30,13 @@ import click
 def export(checkpoint: str, out: str, tokenizer: str | None, dtype: str) -> None:
     """Export CHECKPOINT (a step-N directory, or a run's output_dir for its latest) for transformers.
 
+    Writes config.json, model.safetensors and the tokenizer's own files (tokenizer.json, tokenizer.model
+    for sentencepiece, tokenizer_config.json), nothing else of the build's tokenizer directory.
+
     \b
     Examples:
-      gristmill export runs/demo --hf hf/demo
-      gristmill export runs/demo/checkpoints/step-2000 --hf hf/demo --dtype bfloat16
+      gristmill train runs/demo.yaml && gristmill export runs/demo-out --hf hf/demo    # after `make demo`
+      gristmill export runs/demo-out/checkpoints/step-20 --hf hf/demo --dtype bfloat16
     """
     import torch
 

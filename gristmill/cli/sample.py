@@ -13,19 +13,31 @@ import click
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--seed", type=int, default=0, show_default=True, help="the same seed writes the same bytes")
 @click.option("--force", is_flag=True, help="write into a non-empty OUT, replacing an earlier sample there")
+@click.option(
+    "--kind",
+    type=click.Choice(["corpora", "ablation"]),
+    default="corpora",
+    show_default=True,
+    help="corpora: the four native layouts; ablation: one corpus heavy with junk and duplicates, and clean "
+    "evaluation text kept out of it (for `gristmill ablate`)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
-def sample(out: str, seed: int, force: bool, as_json: bool) -> None:
+def sample(out: str, seed: int, force: bool, kind: str, as_json: bool) -> None:
     """Write a small corpus (a few MB) in the native layouts of SlimPajama, Starcoderdata, Dolma and the Pile.
 
     Code comes from the Python standard library, prose from its reference text and docstrings. Exact and
-    near duplicates and low-quality documents are planted on purpose and listed in OUT/PLANTED.json.
+    near duplicates and low-quality documents are planted on purpose and listed in OUT/PLANTED.json. With
+    --kind ablation: OUT/corpus/ (clean prose, a large share of junk, exact and near copies) and
+    OUT/eval/clean.jsonl (clean prose that is not in the corpus), counted in OUT/ABLATION.json.
 
     \b
     Examples:
       gristmill sample sample/
       gristmill sample /tmp/corpus --seed 7 --force
+      gristmill sample ablation-sample --kind ablation
     """
     from gristmill.errors import InputError
+    from gristmill.sample.ablation import SUMMARY_FILE, write_ablation_sample
     from gristmill.sample.corpus import PLANTED_FILE, SOURCES, write_sample
 
     target = Path(out)
@@ -36,9 +48,18 @@ def sample(out: str, seed: int, force: bool, as_json: bool) -> None:
                 path=out,
                 hint="pick an empty directory, or pass --force to replace the sample there",
             )
-        for name in SOURCES:  # only what an earlier sample wrote
+        for name in (*SOURCES, "corpus", "eval"):  # only what an earlier sample wrote
             shutil.rmtree(target / name, ignore_errors=True)
         (target / PLANTED_FILE).unlink(missing_ok=True)
+        (target / SUMMARY_FILE).unlink(missing_ok=True)
+    if kind == "ablation":
+        summary = write_ablation_sample(out, seed=seed)
+        if as_json:
+            click.echo(json.dumps(summary, indent=2))
+            return
+        for name, counts in {**summary["corpus"], "evaluation (not in the corpus)": summary["eval"]}.items():
+            click.echo(f"{name}: {counts['documents']:,} documents, {counts['bytes']:,} bytes")
+        return
     summary = write_sample(out, seed=seed)
     if as_json:
         click.echo(json.dumps(summary, indent=2))

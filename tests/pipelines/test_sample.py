@@ -223,3 +223,33 @@ def test_cli_writes_refuses_a_non_empty_directory_and_replaces_with_force(tmp_pa
     assert forced.exit_code == 0, forced.output
     assert json.loads(forced.output)["seed"] == 1
     assert tree(out) == before
+
+
+def test_the_ablation_sample_keeps_its_evaluation_text_out_of_its_junk_heavy_corpus(tmp_path):
+    import zstandard
+
+    from gristmill.ablate.contamination import NgramIndex
+
+    result = CliRunner().invoke(cli, ["sample", str(tmp_path), "--kind", "ablation", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    corpus = [
+        json.loads(line)["text"]
+        for part in sorted((tmp_path / "corpus").glob("part-*.jsonl.zst"))
+        for line in zstandard.ZstdDecompressor()
+        .decompress(part.read_bytes(), max_output_size=1 << 30)
+        .splitlines()
+    ]
+    evaluation = [
+        json.loads(line)["text"] for line in (tmp_path / "eval" / "clean.jsonl").read_text().splitlines()
+    ]
+    assert len(corpus) == sum(k["documents"] for k in summary["corpus"].values())
+    assert len(evaluation) == summary["eval"]["documents"] >= 50
+    index = NgramIndex(evaluation, 13)
+    assert not set().union(*(index.matches(d) for d in corpus))  # by construction, and checked
+    sizes = {kind: k["bytes"] for kind, k in summary["corpus"].items()}
+    assert (
+        sizes["junk"] + sizes["exact copies"] + sizes["near copies"] >= 0.8 * sizes["clean"]
+    )  # a large share
+    rules = make_filters(FiltersConfig(), "curated")
+    assert all(r is None for rule_set in rules for r in rule_set.check_batch(evaluation[:20]))

@@ -22,6 +22,16 @@ STEPS = 8
 
 def settings(builds, out: Path, model: str) -> dict:
     # 2048 tokens per step = 4 micro-batches of 512: accumulation 4 on one process, 2 on each of two
+    texts = out.parent / "eval-texts.jsonl"
+    if not texts.exists():  # 5 documents: 3 on one rank, 2 on the other
+        docs = [
+            "The for statement.",
+            "Exceptions are raised.",
+            "A class is a type.",
+            "Import it.",
+            "Yield a value.",
+        ]
+        texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
     return dict(
         build=str(builds.train),
         model=model,
@@ -36,7 +46,23 @@ def settings(builds, out: Path, model: str) -> dict:
         deterministic=True,
         log_every=1,
         checkpoint={"every_steps": 4, "keep_last": 3},
+        # held-out rows (25: 13 and 12 per rank), text and a task's items split unevenly over two ranks
+        eval={
+            "holdout_rows": 25,
+            "every_steps": 4,
+            "batches": 4,  # up to 32 rows: all 25
+            "text": {"docs": [str(texts)]},
+            "tasks": ["arc_easy:rc_0shot"],
+            "task_items": 5,
+        },
     )
+
+
+def evals(metrics: Path) -> dict[int, dict[str, float]]:
+    records = map(json.loads, metrics.read_text().splitlines())
+    return {
+        r["step"]: {k: v for k, v in r.items() if k.startswith(("eval_", "text_", "task_"))} for r in records
+    }
 
 
 def losses(metrics: Path) -> dict[int, float]:
@@ -75,6 +101,21 @@ def test_two_processes_match_one_and_resume_on_another_world_size(builds, tmp_pa
     for step in one.losses:  # the same data and maths, summed in another order
         assert two[step] == pytest.approx(one.losses[step], rel=1e-4, abs=1e-4), step
     assert one.losses[STEPS] < one.losses[1]
+    two_evals = evals(tmp_path / "two" / "metrics.jsonl")
+    for step in (4, 8):  # the evaluation sums over both ranks what one process scores alone
+        assert set(two_evals[step]) == set(one.evals[step]) and "eval_bpb/docs" in one.evals[step]
+        for key, value in one.evals[
+            step
+        ].items():  # counts exactly; figures of a model trained slightly apart
+            assert two_evals[step][key] == (
+                value if isinstance(value, int) else pytest.approx(value, rel=1e-3)
+            ), (
+                step,
+                key,
+            )
+        counted = one.evals[step]
+        assert counted["task_items/arc_easy:rc_0shot"] == 5 and counted["text_tokens/docs"] > 0
+        assert counted["eval_tokens"] > 20 * 64  # the 25 rows, less bos/eos
 
     # the two-process checkpoint of step 4, resumed by one process
     resumed_dir = tmp_path / "resumed"

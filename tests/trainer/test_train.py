@@ -99,10 +99,9 @@ def test_eval_on_held_out_rows_of_the_training_build_never_trained_on(
         trained.extend((b["stage"], r) for b in micro_batches for r in b["row_ids"].tolist())
         return real_step(model, micro_batches, runtime)
 
-    def recording_evaluate(model, stream, batches, runtime):
-        seen = [b for _, b in zip(range(batches), stream)]
-        evaluated.append(sorted((b["stage"], r) for b in seen for r in b["row_ids"].tolist()))
-        return real_evaluate(model, stream, batches, runtime)
+    def recording_evaluate(scorer, eval_set, ranks):
+        evaluated.append(sorted(("stage-1-64", r) for r in eval_set.row_ids.tolist()))
+        return real_evaluate(scorer, eval_set, ranks)
 
     monkeypatch.setattr(train_module, "train_step", recording_step)
     monkeypatch.setattr(train_module, "evaluate", recording_evaluate)
@@ -123,16 +122,19 @@ def test_eval_on_held_out_rows_of_the_training_build_never_trained_on(
     trained_first = [r for name, r in trained if name == "stage-1-64"]
     assert len(trained_first) == len(set(trained_first))  # one epoch of the training rows, none twice
     assert result.stages[0].steps == (first.rows - 16) * 64 // 1024  # the epoch is the rows left
-    assert sorted(result.eval_losses) == list(range(2, sum(s.steps for s in result.stages) + 1, 2))
+    total = sum(s.steps for s in result.stages)
+    assert sorted(result.eval_losses) == sorted(
+        {*range(2, total + 1, 2), total}
+    )  # every 2 steps, and at the end
 
 
-def test_eval_takes_exactly_one_source_of_held_out_rows(builds, tmp_path):
-    with pytest.raises(ConfigError, match="exactly one of build"):
+def test_eval_takes_held_out_rows_from_at_most_one_source_and_needs_something(builds, tmp_path):
+    with pytest.raises(ConfigError, match="not both"):
         config(builds, tmp_path, eval={"build": str(builds.held_out), "holdout_rows": 8})
-    with pytest.raises(ConfigError, match="exactly one of build"):
+    with pytest.raises(ConfigError, match="eval needs something to score"):
         config(builds, tmp_path, eval={"every_steps": 8})
-    with pytest.raises(ConfigError, match="less than one batch"):
-        train(config(builds, tmp_path, eval={"holdout_rows": 7}))
+    with pytest.raises(ConfigError, match="tasks are task:variant"):
+        config(builds, tmp_path, eval={"tasks": ["arc_easy"]})
     with pytest.raises(ConfigError, match="cannot hold out 1000000000 of stage"):
         train(config(builds, tmp_path, eval={"holdout_rows": 10**9}))
 
@@ -250,3 +252,85 @@ def test_gristmill_train_cli(builds, tmp_path):
     )
     result = CliRunner().invoke(cli, ["train", str(path)])
     assert result.exit_code == 1 and "no build here" in result.output
+
+
+def test_the_trainer_says_what_it_does_resumes_and_finishes(builds, tmp_path):
+    """Before step 1 a summary (and a warning for a max_steps the curriculum cannot give); a stopped run
+    says so, a resumed one says from which step, a finished one that it is finished; metrics.jsonl has
+    every step once, though the stopped run logged a step after its last checkpoint."""
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "build": str(builds.train),
+                "model": "llama-tiny",
+                "output_dir": str(tmp_path / "run"),
+                "micro_batch_tokens": 512,
+                "log_every": 1,
+                "checkpoint": {"every_steps": 2},
+            }
+        )
+    )
+    first = CliRunner().invoke(cli, ["train", str(path), "--set", "max_steps=100000", "--stop-at-step", "3"])
+    assert first.exit_code == 0, first.output
+    out = first.stderr
+    total = (
+        sum(
+            s.rows * s.seq_len
+            for s in Manifest.model_validate_json((builds.train / "manifest.json").read_text()).stages
+        )
+        // 1024
+    )
+    for expected in (
+        f"build {builds.train}: trainer-test, 2 stage(s)",
+        "model llama-tiny: 2 layers, hidden 64, heads 4/2 × 16, vocab 384, 117.06K parameters",
+        "device cpu × 1, float32; ops: rms_norm reference, rope reference, swiglu reference, "
+        "cross_entropy reference, attention reference",
+        "micro-batch 512 tokens per device",
+        "  stage stage-1-64 (seq_len 64): steps 1–",
+        "1,024 tokens/step = 8 rows × 2 micro-batch(es) × 1 device(s)",
+        f"warning: max_steps 100000 is beyond the curriculum's {total} steps, so the run trains {total}",
+        f"stopped after step 3 of {total}; checkpoint {tmp_path / 'run' / 'checkpoints' / 'step-2'}",
+    ):
+        assert expected in out, (expected, out)
+    assert out.index("micro-batch") < out.index("step 1/")
+
+    second = CliRunner().invoke(cli, ["train", str(path), "--set", "max_steps=4"])
+    assert second.exit_code == 0, second.output
+    assert "resuming from step 2 of 4" in second.stderr and "finished: 4 steps, 4,096 tokens" in second.stderr
+    assert "warning" not in second.stderr
+    steps = [
+        json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [1, 2, 3, 4]  # step 3 of the stopped run was dropped, then logged again
+
+    third = CliRunner().invoke(cli, ["train", str(path), "--set", "max_steps=4"])
+    assert third.exit_code == 0, third.output
+    assert "finished: the run trained all 4 steps" in third.stderr and "nothing to do" in third.stderr
+
+
+def test_export_help_names_the_demo_run_and_the_export_holds_only_model_and_tokenizer(builds, tmp_path):
+    help_text = CliRunner().invoke(cli, ["export", "--help"]).output
+    demo = yaml.safe_load((Path(__file__).parents[2] / "runs" / "demo.yaml").read_text())
+    assert (
+        f"gristmill export {demo['output_dir']} --hf" in help_text
+    )  # a path `make demo` + the demo run write
+
+    tokenizer = tmp_path / "tokenizer"  # a build's tokenizer directory, with what training it left behind
+    builds.tokenizer.save(tokenizer)
+    (tokenizer / "evaluation.json").write_text("{}")
+    (tokenizer / "settings.json").write_text("{}")
+    (tokenizer / "sample").mkdir()
+    (tokenizer / "sample" / "heldout.jsonl").write_text('{"text": "x"}\n')
+    cfg = config(builds, tmp_path / "run", max_steps=2)
+    train(cfg, console=lambda line: None)
+    result = CliRunner().invoke(
+        cli, ["export", str(tmp_path / "run"), "--hf", str(tmp_path / "hf"), "--tokenizer", str(tokenizer)]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
