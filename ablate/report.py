@@ -3,20 +3,15 @@ self-contained HTML page with the curves of every run (report.html)."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from gristmill.ablate.decide import higher_is_better, pairwise, rank
+from gristmill.html_page import CSS, png, table
 from gristmill.storage import atomic_write
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-td:first-child,th:first-child{text-align:left}h2{margin-top:1.6em}.yes{color:#070}.no{color:#a60}"""
 RANKED_PREFIXES = ("text_bpb/", "task_bpb/", "task_acc/", "task_acc_norm/")
 
 
@@ -80,26 +75,6 @@ def summarize(
     }
 
 
-def _table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return html.escape(str(value))
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-
-
 def decision_word(pair: dict[str, Any]) -> str:
     """Return "decided" or "not decided" for a pair of the results."""
     return "decided" if pair["decided"] else "not decided"
@@ -107,14 +82,14 @@ def decision_word(pair: dict[str, Any]) -> str:
 
 def _metric_section(metric: str, entry: dict[str, Any]) -> str:
     direction = "higher is better" if entry["higher_is_better"] else "lower is better"
-    ranking = _table(
+    ranking = table(
         ["rank", "candidate", "mean", "std (seeds)", "min", "max", "seeds"],
         [
             [r["rank"], r["candidate"], r["mean"], r["std"], r["low"], r["high"], r["n"]]
             for r in entry["ranking"]
         ],
     )
-    pairs = _table(
+    pairs = table(
         ["pair", "difference", "Welch t", "df", "p", ""],
         [
             [f"{p['better']} vs {p['worse']}", p["difference"], p["t"], p["df"], p["p"], decision_word(p)]
@@ -153,7 +128,7 @@ def _curves(summary: dict[str, Any], layout) -> str:
         ax.set_ylabel("training loss (nats/token)" if key == "loss" else key)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        out.append(_png(fig))
+        out.append(png(fig))
         plt.close(fig)
     return "".join(out)
 
@@ -166,7 +141,7 @@ def render(summary: dict[str, Any], layout) -> str:
         "<p>Every candidate trains the same proxy with the same settings for the same tokens, once per seed; "
         "a pair is <b>decided</b> when Welch's t-test over the seeds rejects equal means at "
         f"α = {plan['alpha']} (ablate/decide.py), else <b>not decided</b>.</p>",
-        _table(
+        table(
             [
                 "proxy",
                 "parameters",
@@ -191,7 +166,7 @@ def render(summary: dict[str, Any], layout) -> str:
             ],
         ),
         "<h2>Candidates</h2>",
-        _table(
+        table(
             ["candidate", "build", "vocabulary", "build tokens", "epochs of it per run"],
             [
                 [n, c["build"], c["vocab_size"], c["build_tokens"], c["epochs"]]
@@ -199,7 +174,7 @@ def render(summary: dict[str, Any], layout) -> str:
             ],
         ),
         "<h2>Evaluation set kept out of every build</h2>",
-        _table(
+        table(
             ["text set", "documents", "kept", *[f"seen by {n}" for n in summary["candidates"]]],
             [
                 [name, s["documents"], s["kept"], *[s["seen_by"].get(n, 0) for n in summary["candidates"]]]
@@ -211,7 +186,7 @@ def render(summary: dict[str, Any], layout) -> str:
         "<h2>Results</h2>",
         *[_metric_section(m, e) for m, e in summary["metrics"].items()],
         "<h2>Runs</h2>",
-        _table(
+        table(
             ["candidate", "seed", "steps", "tokens", "wall s", "tokens/s", "final train loss"],
             [
                 [
@@ -229,7 +204,7 @@ def render(summary: dict[str, Any], layout) -> str:
         "<h2>Curves</h2>",
         _curves(summary, layout),
     ]
-    head = f"<!doctype html><html><head><meta charset='utf-8'><style>{_CSS}</style></head>"
+    head = f"<!doctype html><html><head><meta charset='utf-8'><style>{CSS}</style></head>"
     return f"{head}<body>{''.join(parts)}</body></html>"
 
 

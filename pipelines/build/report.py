@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
-from collections.abc import Iterable
 
+from gristmill.html_page import CSS, png, table
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.shards.inspect import padding_rate
 from gristmill.shards.manifest import Manifest, read_manifest
 from gristmill.storage import atomic_write, exists, filesystem
 
 REPORT_NAME = "index.html"
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-td:first-child,th:first-child{text-align:left}h2{margin-top:1.6em}.bad{color:#b00}"""
-
-
-def _table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return html.escape(str(value))
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
 def _accounting_section(m: Manifest) -> str:
@@ -73,7 +48,7 @@ def _accounting_section(m: Manifest) -> str:
     return (
         "<h2>Accounting: in = kept + filtered + duplicate + quarantined + removed</h2>"
         "<p>removed: documents a takedown took out of the finished build (<code>gristmill shards takedown"
-        "</code>).</p>" + _table(header, rows)
+        "</code>).</p>" + table(header, rows)
     )
 
 
@@ -86,7 +61,7 @@ def _filter_section(m: Manifest) -> str:
                 reasons[reason][source] += n
     sources = list(m.accounting)
     rows = [[reason, *(by.get(s, 0) for s in sources)] for reason, by in sorted(reasons.items())]
-    return "<h2>Filter reasons</h2>" + (_table(["reason", *sources], rows) if rows else "<p>none</p>")
+    return "<h2>Filter reasons</h2>" + (table(["reason", *sources], rows) if rows else "<p>none</p>")
 
 
 def _overlap_section(m: Manifest) -> str:
@@ -96,7 +71,7 @@ def _overlap_section(m: Manifest) -> str:
     rows = [[removed, *(m.overlap.get(removed, {}).get(kept, 0) for kept in sources)] for removed in sources]
     return (
         "<h2>Duplicate overlap (rows: source of the removed copy; columns: source of the kept copy)</h2>"
-        + _table(["removed \\ kept", *sources], rows)
+        + table(["removed \\ kept", *sources], rows)
     )
 
 
@@ -141,7 +116,7 @@ def _stages_section(m: Manifest) -> str:
     ]
     return (
         "<h2>Curriculum stages</h2><p>Each stage's rows are stored once; one walk of the stage visits them "
-        "as often as its passes say (trained = stored × passes).</p>" + _table(header, rows)
+        "as often as its passes say (trained = stored × passes).</p>" + table(header, rows)
     )
 
 
@@ -168,7 +143,7 @@ def _length_histograms(layout: BuildLayout) -> str:
     ax.set_xlabel("document length (tokens)")
     ax.set_ylabel("documents")
     ax.legend()
-    img = _png(fig)
+    img = png(fig)
     plt.close(fig)
     return "<h2>Document lengths per source</h2>" + img
 
@@ -217,9 +192,9 @@ def _quality_section(m: Manifest) -> str:
     ax.set_xlabel("quality score")
     ax.set_ylabel("share of the subset's documents")
     ax.legend(fontsize="small")
-    img = _png(fig)
+    img = png(fig)
     plt.close(fig)
-    return "<h2>Quality scores</h2>" + intro + _table(header, rows) + img
+    return "<h2>Quality scores</h2>" + intro + table(header, rows) + img
 
 
 MATCH_SAMPLES = 3  # matches shown per evaluation set
@@ -258,7 +233,7 @@ def _decontamination_section(m: Manifest, layout: BuildLayout) -> str:
         + f"; index {d.index_bytes / 2**20:.1f} MiB, mapped by every ingest task. Dropped documents are in "
         "the accounting as filter reasons <code>decontam:&lt;set&gt;</code>.</p>"
     )
-    sets = _table(
+    sets = table(
         ["set", "items", "matchable", "keys", "common keys left out", "version", "sha256 of its text"],
         [
             [b.name, b.items, b.matchable_items, b.keys, b.common_keys, b.version, b.checksum[:16]]
@@ -278,7 +253,7 @@ def _decontamination_section(m: Manifest, layout: BuildLayout) -> str:
         for source, c in by_source.items()
     ]
     found = (
-        _table(
+        table(
             [
                 "set / source",
                 "items found",
@@ -299,7 +274,7 @@ def _decontamination_section(m: Manifest, layout: BuildLayout) -> str:
     ]
     sampled = (
         f"<h3>Matches (up to {MATCH_SAMPLES} per set; all in {html.escape(d.matches)})</h3>"
-        + _table(["set", "source", "document", "item", "action", "matched text"], samples)
+        + table(["set", "source", "document", "item", "action", "matched text"], samples)
         if samples
         else ""
     )
@@ -310,7 +285,7 @@ def render_report(manifest: Manifest, layout: BuildLayout) -> str:
     """Return the report page for a build as HTML."""
     parts = [
         f"<!doctype html><meta charset=utf-8><title>gristmill build {html.escape(manifest.name)}</title>",
-        f"<style>{_CSS}</style><h1>Build {html.escape(manifest.name)}</h1>",
+        f"<style>{CSS}</style><h1>Build {html.escape(manifest.name)}</h1>",
         f"<p>recipe hash {manifest.recipe_hash}, seed {manifest.seed}"
         + (
             f", tokenizer {manifest.tokenizer.hash} (vocab {manifest.tokenizer.vocab_size:,})"
