@@ -1,4 +1,5 @@
-"""The base of every build step whose work is writing files rather than passing documents on."""
+"""The bases of build steps: `WritingStep` (its work is writing files rather than passing documents on) and
+`JudgingFilter` (a filter in the ingest chain that judges documents in its own `run`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter
 
 
 class WritingStep(PipelineStep):
@@ -22,3 +24,15 @@ class WritingStep(PipelineStep):
     @abstractmethod
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         """Do task `rank`'s work; everything it produces is a file (written atomically)."""
+
+
+class JudgingFilter(BaseFilter):
+    """A datatrove filter whose `run` judges documents itself (whole batches, or changing a document as it
+    goes), keeping BaseFilter's drop statistics and exclusion writer; `filter` and `filter_batch` are not
+    used."""
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        raise NotImplementedError(f"{type(self).__name__} judges documents in run()")
+
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        raise NotImplementedError(f"{type(self).__name__} judges documents in run()")

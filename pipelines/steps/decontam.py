@@ -27,7 +27,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
-from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.batching import batched
 from datatrove.utils.typeshelper import StatHints
 
@@ -39,7 +38,7 @@ from gristmill.pipelines.decontam import REASON_PREFIX, decontam_enabled, load_s
 from gristmill.pipelines.decontam.index import META_FILE, DecontamIndex
 from gristmill.pipelines.decontam.match import Decontaminator, Verdict
 from gristmill.pipelines.recipe import Recipe
-from gristmill.pipelines.steps.base import WritingStep
+from gristmill.pipelines.steps.base import JudgingFilter, WritingStep
 from gristmill.pipelines.tables import ParquetRowWriter
 from gristmill.shards.manifest import BenchmarkEntry, DecontamCounts, DecontamEntry
 from gristmill.storage import atomic_write, exists, open_binary, read_json, write_json
@@ -145,7 +144,7 @@ def _index(directory: str) -> DecontamIndex:
     return _INDEXES[key]
 
 
-class DecontamFilter(BaseFilter):
+class DecontamFilter(JudgingFilter):
     """The ingest chain's decontamination: drops or cuts the documents holding evaluation items.
 
     A drop's reason is "decontam:<set>" (the set with the most items found in the document), counted through
@@ -161,14 +160,6 @@ class DecontamFilter(BaseFilter):
         self.config = config
         self.layout = layout
         self.units = units
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        """Unused: `run` judges documents itself (a cut changes the document)."""
-        raise NotImplementedError
-
-    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
-        """Unused, as `filter` (defined so datatrove does not warn that batches go unbatched)."""
-        raise NotImplementedError
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         unit = self.units[rank]

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 from datatrove.data import Document, DocumentsPipeline
-from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.batching import batched
 from datatrove.utils.typeshelper import StatHints
 
@@ -34,7 +33,7 @@ from gristmill.pipelines.documents import SCORE_KEY
 from gristmill.pipelines.filters.profiles import ProfileScope
 from gristmill.pipelines.quality.model import QualityModel, card_path, file_sha256
 from gristmill.pipelines.recipe import Recipe
-from gristmill.pipelines.steps.base import WritingStep
+from gristmill.pipelines.steps.base import JudgingFilter, WritingStep
 from gristmill.shards.manifest import QualityEntry, QualityScores
 from gristmill.storage import atomic_write, download_tree, exists, is_local, read_json, write_json
 
@@ -102,7 +101,7 @@ def build_model(layout: BuildLayout, sha256: str | None) -> QualityModel:
     return _MODELS[key]
 
 
-class QualityScorer(BaseFilter):
+class QualityScorer(JudgingFilter):
     """Scores every document with the build's classifier and drops those below their profile's `min_score`.
 
     A document's score is its metadata's `quality` (the probability the classifier gives it of being real).
@@ -124,14 +123,6 @@ class QualityScorer(BaseFilter):
         profile = self.scope.profile(doc.metadata.get("source"), doc.metadata.get("subset"))
         selection = self.config.select.get(profile) if profile is not None else None
         return None if selection is None else selection.min_score
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        """Unused: `run` scores whole batches and records every score."""
-        raise NotImplementedError
-
-    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
-        """Unused, as `filter` (defined so datatrove does not warn that batches go unbatched)."""
-        raise NotImplementedError
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         unit = self.units[rank]
