@@ -35,6 +35,13 @@ def config(builds, out: Path, **overrides):
     return parse_train_config({**base, **overrides})
 
 
+def write_run(path: Path, build, out: Path, **extra) -> Path:
+    """Write a run config file for the llama-tiny model on `build` (as `gristmill train` reads one)."""
+    run = {"build": str(build), "model": "llama-tiny", "output_dir": str(out), "micro_batch_tokens": 512}
+    path.write_text(yaml.safe_dump({**run, **extra}))
+    return path
+
+
 def test_held_out_loss_falls_well_below_unigram_entropy(builds, build_fixture, tmp_path):
     cfg = config(
         builds,
@@ -220,19 +227,7 @@ def test_bad_config_file_names_every_bad_field(tmp_path):
 
 
 def test_gristmill_train_cli(builds, tmp_path):
-    path = tmp_path / "run.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "build": str(builds.train),
-                "model": "llama-tiny",
-                "output_dir": str(tmp_path / "run"),
-                "micro_batch_tokens": 512,
-                "max_steps": 3,
-                "log_every": 1,
-            }
-        )
-    )
+    path = write_run(tmp_path / "run.yaml", builds.train, tmp_path / "run", max_steps=3, log_every=1)
     result = CliRunner().invoke(cli, ["train", str(path), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.index("{") :])
@@ -240,16 +235,7 @@ def test_gristmill_train_cli(builds, tmp_path):
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
 
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "build": str(tmp_path / "nowhere"),
-                "model": "llama-tiny",
-                "output_dir": str(tmp_path / "run2"),
-                "micro_batch_tokens": 512,
-            }
-        )
-    )
+    write_run(path, tmp_path / "nowhere", tmp_path / "run2")
     result = CliRunner().invoke(cli, ["train", str(path)])
     assert result.exit_code == 1 and "no build here" in result.output
 
@@ -258,18 +244,8 @@ def test_the_trainer_says_what_it_does_resumes_and_finishes(builds, tmp_path):
     """Before step 1 a summary (and a warning for a max_steps the curriculum cannot give); a stopped run
     says so, a resumed one says from which step, a finished one that it is finished; metrics.jsonl has
     every step once, though the stopped run logged a step after its last checkpoint."""
-    path = tmp_path / "run.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "build": str(builds.train),
-                "model": "llama-tiny",
-                "output_dir": str(tmp_path / "run"),
-                "micro_batch_tokens": 512,
-                "log_every": 1,
-                "checkpoint": {"every_steps": 2},
-            }
-        )
+    path = write_run(
+        tmp_path / "run.yaml", builds.train, tmp_path / "run", log_every=1, checkpoint={"every_steps": 2}
     )
     first = CliRunner().invoke(cli, ["train", str(path), "--set", "max_steps=100000", "--stop-at-step", "3"])
     assert first.exit_code == 0, first.output
