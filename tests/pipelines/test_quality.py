@@ -146,6 +146,23 @@ def test_recipe_quality_settings_are_checked(tmp_path):
         parse_recipe(_recipe(tmp_path, {"model": "q.bin", "select": {"web": {"min_score": 2}}}, tmp_path))
 
 
+def test_a_stage_drawing_by_score_is_checked(tmp_path):
+    def stage(top) -> dict:
+        data = _recipe(tmp_path, {"model": "q.bin"}, tmp_path)
+        stage = {"name": "hq", "seq_len": 64, "tokens": 1000, "tokens_per_step": 128, "weights": {"pile": 1}}
+        return data | {"tokenizer": {"path": "t"}, "stages": [stage | {"top_by_score": top}]}
+
+    assert parse_recipe(stage(0.1)).stages[0].top_fractions() == {"pile": 0.1}
+    assert parse_recipe(stage({"pile": 1})).stages[0].top_fractions() == {"pile": 1.0}
+    assert parse_recipe(stage(None)).stages[0].top_fractions() == {}
+    with pytest.raises(ConfigError, match=r"stages\.0\.top_by_score.*in \(0, 1\]"):
+        parse_recipe(stage(0))
+    with pytest.raises(ConfigError, match=r"does not weight: \['dolma'\]"):
+        parse_recipe(stage({"dolma": 0.5}))
+    with pytest.raises(ConfigError, match=r"draw by `top_by_score`, which needs a quality classifier"):
+        parse_recipe(stage(0.5) | {"quality": {}})
+
+
 def test_ingest_scores_every_document_and_selects_by_profile(files, labelled, model_file, tmp_path):
     _, test = labelled
     real = [d.text for d in test if d.label][:30]
