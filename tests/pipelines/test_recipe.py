@@ -61,7 +61,9 @@ def test_fox1_curriculum_shares(monkeypatch):
     assert stages[0].seq_len == 2048 and 0.37 <= stages[0].tokens / total <= 0.41
     long = sum(s.tokens for s in stages[1:-1])
     assert {s.seq_len for s in stages[1:-1]} == {4096, 8192} and 0.57 <= long / total <= 0.61
-    assert stages[-1].seq_len == 8192 and stages[-1].weights == {"hq": 1.0}
+    assert stages[-1].seq_len == 8192 and stages[-1].weights == stages[0].weights  # the four corpora …
+    assert stages[-1].top_fractions() == dict.fromkeys(stages[0].weights, 0.1)  # … their top-scored tenth
+    assert not any(s.top_fractions() for s in stages[:-1])
     assert stages[0].tokens_per_step == 2 * 1024 * 1024 and stages[1].tokens_per_step == 4 * 1024 * 1024
 
 
@@ -214,7 +216,6 @@ def test_shipped_recipes_route_code_and_curated_subsets(monkeypatch):
     assert fox1("slimpajama", "RedPajamaGithub") == "code"
     assert fox1("slimpajama", "RedPajamaWikipedia") == "curated"
     assert fox1("pile", "Pile-CC") == "web"
-    assert fox1("hq", "anything") == "curated"
     tinyllama = ProfileScope.of_recipe(load_recipe(RECIPES / "tinyllama.yaml")).profile
     assert {tinyllama("slimpajama", s) for s in ("RedPajamaC4", "RedPajamaCommonCrawl", "RedPajamaBook")} == {
         "curated"
