@@ -260,6 +260,9 @@ class Recipe(StrictModel):
                 f"quality.select names unknown profiles {unknown}; "
                 f"expected any of {', '.join(self.filters.profiles)}"
             )
+        problem = self.quality.check_sources(self.sources)
+        if problem is not None:
+            raise ValueError(problem)
         if self.stages and self.tokenizer is None:
             raise ValueError("stages need a `tokenizer` (a path to one, or `train` settings)")
         return self

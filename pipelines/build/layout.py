@@ -115,13 +115,19 @@ class BuildLayout:
     # Quality.
     @property
     def quality_dir(self) -> str:
-        """BUILD/quality: the build's copy of the recipe's classifier (model.bin and its card)."""
+        """BUILD/quality: the build's classifier (model.bin and its card), copied or trained, and the
+        thresholds its selections resolved to."""
         return self.path("quality")
 
     @property
     def quality_model_file(self) -> str:
         """BUILD/quality/model.bin: the classifier every ingest task scores documents with."""
         return self.path("quality", "model.bin")
+
+    @property
+    def quality_selection_file(self) -> str:
+        """BUILD/quality/selection.json: profile → the threshold its `top_fraction` resolved to."""
+        return self.path("quality", "selection.json")
 
     # Dedupe.
     def dedupe(self, *parts: str) -> str:

@@ -138,7 +138,7 @@ def _recipe(tmp_path, quality: dict, pile_dir) -> dict:
 def test_recipe_quality_settings_are_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"quality.select names unknown profiles \['wbe'\]"):
         parse_recipe(_recipe(tmp_path, {"model": "q.bin", "select": {"wbe": {"min_score": 0.5}}}, tmp_path))
-    with pytest.raises(ConfigError, match="need a `model`"):
+    with pytest.raises(ConfigError, match="`select` needs a classifier"):
         parse_recipe(_recipe(tmp_path, {"select": {"web": {"min_score": 0.5}}}, tmp_path))
     with pytest.raises(ConfigError, match=r"quality\.sha256"):
         parse_recipe(_recipe(tmp_path, {"model": "q.bin", "sha256": "abc"}, tmp_path))
