@@ -13,6 +13,7 @@ from gristmill.errors import ConfigError
 from gristmill.pipelines.quality.model import QualityModel
 from gristmill.pipelines.quality.sampling import SampleCounts, profile_sample
 from gristmill.pipelines.quality.selection import top_fraction_threshold
+from gristmill.pipelines.quality.training import check_training_subsets
 from gristmill.pipelines.recipe import Recipe
 
 TRAINED_IN_BUILD = (
@@ -54,9 +55,11 @@ def check_selection(recipe: Recipe, per_source: int = 200) -> list[SelectionChec
     """Score a seeded sample of each selecting profile's documents (up to `per_source` from each source) with
     the recipe's classifier and return what each selection keeps of it. Returns no check when the recipe
     selects nothing or trains its classifier in the build (nothing to score with yet: `TRAINED_IN_BUILD`).
-    Raises ConfigError naming the field when a `min_score` keeps none of a sample it has documents in
-    (InputError when the model or an input cannot be read)."""
+    Raises ConfigError naming the field when a `min_score` keeps none of a sample it has documents in, or a
+    `quality.train` entry names subsets its corpus does not have (InputError when the model or an input
+    cannot be read)."""
     config = recipe.quality
+    check_training_subsets(recipe)
     if not config.select or config.model is None:
         return []
     model = QualityModel.load(str(config.model), config.sha256)

@@ -8,10 +8,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from gristmill.errors import InputError
+from gristmill.errors import ConfigError, InputError
 from gristmill.pipelines.quality.labelled import split
 from gristmill.pipelines.quality.model import ModelCard, train_classifier
 from gristmill.pipelines.quality.sampling import RuleJudge, SampleCounts, sample_training_set, shares
+from gristmill.pipelines.readers import READERS
 from gristmill.pipelines.recipe import Recipe
 
 
@@ -33,12 +34,32 @@ def training_sha256(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()
 
 
+def check_training_subsets(recipe: Recipe) -> None:
+    """Raise ConfigError naming the field when a `quality.train` entry names subsets its source's corpus does
+    not have (only corpora whose subsets are a fixed list, `known_subsets`, can be checked before reading):
+    the sample would read every file looking for them."""
+    train = recipe.quality.train
+    for side in ("real", "junk") if train is not None else ():
+        for i, entry in enumerate(getattr(train, side)):
+            if entry.source is None or entry.subsets is None:
+                continue
+            known = READERS[recipe.source(entry.source).format].known_subsets
+            unknown = [] if known is None else [s for s in entry.subsets if s not in known]
+            if unknown:
+                raise ConfigError(
+                    f"{unknown} are not subsets of {entry.source!r} (a {recipe.source(entry.source).format} "
+                    f"corpus; its subsets: {', '.join(sorted(known))})",
+                    where=f"quality.train.{side}.{i}.subsets",
+                )
+
+
 def training_sample(recipe: Recipe) -> tuple[list[str], list[str], SampleCounts]:
     """Return (real texts, junk texts, counts): up to `documents` of each side, shared evenly by its entries,
     each drawn by `sampling.sample_training_set` with the training settings' seed."""
     train = recipe.quality.train
     if train is None:
         raise ValueError("the recipe has no quality.train")
+    check_training_subsets(recipe)
     judge = RuleJudge(recipe)
     counts = SampleCounts()
     sides = []

@@ -36,7 +36,7 @@ from gristmill.pipelines.documents import SCORE_KEY
 from gristmill.pipelines.filters.profiles import ProfileScope
 from gristmill.pipelines.quality.model import QualityModel, card_path, file_sha256
 from gristmill.pipelines.quality.selection import resolve_fractions
-from gristmill.pipelines.quality.training import train_from_recipe, training_sha256
+from gristmill.pipelines.quality.training import check_training_subsets, train_from_recipe, training_sha256
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import JudgingFilter, WritingStep
 from gristmill.shards.manifest import QualityEntry, QualityScores, QualitySelection
@@ -132,6 +132,8 @@ def _check_resume(recipe: Recipe, layout: BuildLayout) -> None:
     held = read_json(held_card)
     config = recipe.quality
     if config.model is not None:
+        if not os.path.isfile(str(config.model)):
+            return  # CopyClassifier says what is missing
         given, copied = file_sha256(str(config.model)), held.get("sha256")
         if copied != given:
             raise BuildError(
@@ -161,6 +163,7 @@ def quality_model_step(recipe: Recipe, layout: BuildLayout) -> Step:
     or its `quality.train` was, since the build started: resuming would score its documents with two
     models)."""
     _check_resume(recipe, layout)
+    check_training_subsets(recipe)
     make = CopyClassifier(recipe.quality, layout) if recipe.quality.model else TrainClassifier(recipe, layout)
     pipeline: list[WritingStep] = [make]
     if any(s.top_fraction is not None for s in recipe.quality.select.values()):

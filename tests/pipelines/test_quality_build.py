@@ -98,6 +98,12 @@ def test_training_and_selection_settings_are_checked(tmp_path):
     assert "`sha256` is the checksum of a `model`" in problem({"train": _train(), "sha256": "0" * 64})
     recipe = parse_recipe(_recipe(tmp_path, tmp_path / "b", {"train": _train()}))
     assert recipe.quality.enabled and recipe.quality.model is None
+    typo = _train()
+    typo["real"][0]["subsets"] = ["Wikipedia"]  # the Pile calls it "Wikipedia (en)"
+    recipe = parse_recipe(_recipe(tmp_path, tmp_path / "b", {"train": typo}))
+    with pytest.raises(ConfigError, match=r"\['Wikipedia'\] are not subsets of 'pile'") as err:
+        quality_model_step(recipe, BuildLayout(recipe.output))
+    assert err.value.where == "quality.train.real.0.subsets"
 
 
 def test_samples_are_seeded_and_spread_over_the_files(files, tmp_path):
