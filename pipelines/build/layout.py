@@ -22,6 +22,8 @@ class BuildLayout:
       decontamination/index/                 the evaluation items' index, built once (decontam_index step)
       decontamination/matches/<source>/<task>.jsonl   every item found in a document, and what was done
       decontamination/removed/<source>/<task>.parquet the text decontamination took out (for its tokens)
+      quality/model.bin, model.bin.json, selection.json   the classifier (copied or trained) and its card;
+                                             the thresholds each profile's top_fraction resolved to
       stats/<step>/<source>/<task>.json      per-task accounting (ingest, decontam, decontam_tokens, dedupe)
       dedupe/…                               dedupe work files, decisions, index, overlap.json
       clean/<source>/<task>.parquet          documents that survive dedupe: the input of tokenizing
