@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gristmill.errors import ConfigError, InputError
 from gristmill.pipelines.quality.labelled import split
-from gristmill.pipelines.quality.model import ModelCard, train_classifier
+from gristmill.pipelines.quality.model import ModelCard, normalise, train_classifier
 from gristmill.pipelines.quality.sampling import RuleJudge, SampleCounts, sample_training_set, shares
 from gristmill.pipelines.readers import READERS
 from gristmill.pipelines.recipe import Recipe
@@ -55,7 +55,8 @@ def check_training_subsets(recipe: Recipe) -> None:
 
 def training_sample(recipe: Recipe) -> tuple[list[str], list[str], SampleCounts]:
     """Return (real texts, junk texts, counts): up to `documents` of each side, shared evenly by its entries,
-    each drawn by `sampling.sample_training_set` with the training settings' seed."""
+    each drawn by `sampling.sample_training_set` with the training settings' seed, and kept as the model
+    reads it (`normalise`: its first `max_words` words, lowercased), which bounds the sample's memory."""
     train = recipe.quality.train
     if train is None:
         raise ValueError("the recipe has no quality.train")
@@ -66,9 +67,10 @@ def training_sample(recipe: Recipe) -> tuple[list[str], list[str], SampleCounts]
     for entries in (train.real, train.junk):
         texts: list[str] = []
         for entry, target in zip(entries, shares(train.documents, len(entries))):
-            texts += sample_training_set(
+            taken = sample_training_set(
                 recipe, entry, target, judge, train.settings.seed, recipe.quality.sample_per_file, counts
             )
+            texts += [normalise(t, train.settings.max_words) for t in taken]  # all the model sees of each
         sides.append(texts)
     return sides[0], sides[1], counts
 

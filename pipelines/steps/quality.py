@@ -168,7 +168,8 @@ def quality_model_step(recipe: Recipe, layout: BuildLayout) -> Step:
     pipeline: list[WritingStep] = [make]
     if any(s.top_fraction is not None for s in recipe.quality.select.values()):
         pipeline.append(ResolveSelection(recipe, layout))
-    return Step("quality_model", pipeline, tasks=1)
+    # training holds the sample (up to 2 × documents × max_words words) and fastText's matrices
+    return Step("quality_model", pipeline, tasks=1, mem_per_cpu_gb=1.0 if recipe.quality.model else 4.0)
 
 
 _MODELS: dict[tuple[str, str | None], QualityModel] = {}
