@@ -14,9 +14,9 @@ from gristmill.pipelines.build.accounting import collect_accounting
 from gristmill.pipelines.build.engine import run_locally
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.config.quality import TOP_FRACTION_REASON
-from gristmill.pipelines.quality.model import card_path, read_card
+from gristmill.pipelines.quality.model import QualityModel, card_path, read_card
 from gristmill.pipelines.quality.sampling import RuleJudge, SampleCounts, sample_files, sample_source
-from gristmill.pipelines.quality.selection import top_fraction_threshold
+from gristmill.pipelines.quality.selection import resolve_fractions, top_fraction_threshold
 from gristmill.pipelines.recipe import parse_recipe
 from gristmill.pipelines.steps.ingest import ingest_step, plan_work_units
 from gristmill.pipelines.steps.quality import collect_quality, quality_model_step
@@ -201,6 +201,13 @@ def test_top_fraction_drops_about_that_share_and_the_accounting_balances(corpus,
     assert entry.trained_in_build and entry.heldout["roc_auc"] >= 0.9
     assert entry.selection["curated"].min_score == resolved["min_score"]
     assert entry.scores["pile"]["Pile-CC"].min_score is None  # profile none: nothing selected
+
+    code = parse_recipe(
+        _recipe(corpus, tmp_path / "b", {**quality, "select": {"code": {"top_fraction": 0.5}}})
+    )
+    with pytest.raises(BuildError, match="no document of profile 'code' in the sample") as err:
+        resolve_fractions(code, QualityModel.load(layout.quality_model_file))  # the corpus has no Github
+    assert err.value.where == "quality.select.code.top_fraction"
 
     from gristmill.pipelines.build.report import _quality_section
     from gristmill.shards.manifest import Manifest
