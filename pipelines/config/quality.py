@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -160,7 +162,7 @@ class QualityConfig(StrictModel):
         """The seed of the build's samples: the training settings' seed (0 for a model given by path)."""
         return self.train.settings.seed if self.train is not None else 0
 
-    def check_sources(self, sources: list) -> str | None:
+    def check_sources(self, sources: Sequence[Any]) -> str | None:
         """Return what is wrong with `train`'s source entries against the recipe's `sources` (SourceConfig
         objects), as "<field path>: <message>", or None: an unknown source, or subsets the source excludes."""
         if self.train is None:
