@@ -91,6 +91,12 @@ class StageRecipe(StrictModel):
         gt=0, description="tokens per optimizer step (all devices) while training on this stage"
     )
     weights: dict[str, float] = Field(min_length=1, description="source name → share of the stage's tokens")
+    top_by_score: float | dict[str, float] | None = Field(
+        None,
+        description="draw each source (a number), or the sources named (source → fraction), from its "
+        "top-scored fraction of documents by the quality classifier (docs/quality.md); the rest draw from "
+        "every document",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -107,18 +113,40 @@ class StageRecipe(StrictModel):
             raise ValueError(f"weights must be > 0 (got {', '.join(f'{k}={v[k]}' for k in bad)})")
         return v
 
+    @field_validator("top_by_score")
+    @classmethod
+    def _fractions(cls, v: float | dict[str, float] | None) -> float | dict[str, float] | None:
+        values = v.values() if isinstance(v, dict) else [] if v is None else [v]
+        bad = [f for f in values if not 0 < f <= 1]
+        if bad:
+            raise ValueError(f"a top fraction is in (0, 1] (got {', '.join(map(str, bad))})")
+        return v
+
     @model_validator(mode="after")
     def _step(self) -> StageRecipe:
         if self.tokens_per_step % self.seq_len:
             raise ValueError(
                 f"tokens_per_step ({self.tokens_per_step}) must be a multiple of seq_len ({self.seq_len})"
             )
+        if isinstance(self.top_by_score, dict):
+            unweighted = sorted(set(self.top_by_score) - set(self.weights))
+            if unweighted:
+                raise ValueError(f"top_by_score names sources the stage does not weight: {unweighted}")
         return self
 
     def shares(self) -> dict[str, float]:
         """Return the weights normalised to sum to 1."""
         total = sum(self.weights.values())
         return {k: w / total for k, w in self.weights.items()}
+
+    def top_fractions(self) -> dict[str, float]:
+        """Return source → the top fraction by score the stage draws it from (sources drawn from every
+        document are absent)."""
+        if self.top_by_score is None:
+            return {}
+        if isinstance(self.top_by_score, dict):
+            return dict(self.top_by_score)
+        return dict.fromkeys(self.weights, float(self.top_by_score))
 
 
 class IngestStepConfig(StrictModel):
@@ -263,6 +291,12 @@ class Recipe(StrictModel):
         problem = self.quality.check_sources(self.sources)
         if problem is not None:
             raise ValueError(problem)
+        drawing = [s.name for s in self.stages if s.top_fractions()]
+        if drawing and not self.quality.enabled:
+            raise ValueError(
+                f"stages {drawing} draw by `top_by_score`, which needs a quality classifier "
+                "(`quality.model` or `quality.train`; docs/quality.md)"
+            )
         if self.stages and self.tokenizer is None:
             raise ValueError("stages need a `tokenizer` (a path to one, or `train` settings)")
         return self

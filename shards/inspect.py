@@ -44,6 +44,7 @@ def build_summary(manifest: Manifest) -> dict:
                         "share": stage.source_trained_tokens.get(name, 0) / max(stage.trained_tokens, 1),
                         "passes": stage.passes.get(name),
                         "sampling": stage.sampling.get(name),
+                        "drawn_by_score": _draw(stage, name),
                     }
                     for name, n in stage.source_tokens.items()
                 },
@@ -58,6 +59,12 @@ def build_summary(manifest: Manifest) -> dict:
         "tokenizer": tok.model_dump() if tok is not None else None,
         "stages": stages,
     }
+
+
+def _draw(stage: StageEntry, source: str) -> dict | None:
+    """Return the stage's draw of `source` by quality score (top fraction, lowest score), if it has one."""
+    draw = stage.scores.draws.get(source) if stage.scores is not None else None
+    return None if draw is None else {"top_fraction": draw.top_fraction, "min_score": draw.min_score}
 
 
 def stage_table(summary: dict) -> Table:
@@ -84,7 +91,9 @@ def stage_table(summary: dict) -> Table:
 
 def mixture_table(summary: dict) -> Table:
     """Return a rich table of trained tokens, share, passes and sampling factor per source and stage."""
-    table = Table(title="mixture: tokens trained (share), passes over the stored rows, sampling")
+    table = Table(
+        title="mixture: tokens trained (share), passes over the stored rows, sampling, top by score"
+    )
     table.add_column("source")
     for s in summary["stages"]:
         table.add_column(s["name"], justify="right")
@@ -97,6 +106,11 @@ def mixture_table(summary: dict) -> Table:
                 if entry is None
                 else f"{entry['trained_tokens']:,} ({entry['share']:.1%}) "
                 f"×{entry['passes']:.2f} ×{entry['sampling']:.2f}"
+                + (
+                    f", top {entry['drawn_by_score']['top_fraction']:.0%}"
+                    if entry.get("drawn_by_score")
+                    else ""
+                )
             )
         table.add_row(name, *cells)
     return table

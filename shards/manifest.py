@@ -20,12 +20,12 @@ from gristmill.storage import read_json, write_json
 if TYPE_CHECKING:
     from gristmill.tokenizer.interface import Tokenizer
 
-MANIFEST_VERSION = 6  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
+MANIFEST_VERSION = 7  # 2: the tokenizer entry records the document framing; 3: the manifest carries its
 # content hash and the recipe in it has no `output`; 4: stages carry their `number` and `tokens_per_step`
 # (was `tokens_per_batch`), the recipe in it leaves each source's `profiles` as written, each stage its rows
 # and tokens stored and trained, each shard its source blocks (epochs by reference); shards name their
 # provenance sidecar and stages their document index, accounting counts `removed` and takedowns are listed;
-# 5: `decontamination`; 6: `quality`
+# 5: `decontamination`; 6: `quality`; 7: stages' `scores` (drawn by score, and their documents' scores)
 MANIFEST_NAME = "manifest.json"
 HASH_FIELD = "content_hash"
 
@@ -210,6 +210,26 @@ class ShardEntry(StrictModel):
         return sum(b.visits for b in self.source_rows)
 
 
+class ScoreDraw(StrictModel):
+    """A stage's draw of one source by quality score: the top fraction asked for, and what it came to over
+    the whole source (the documents at or above the lowest score drawn)."""
+
+    top_fraction: float
+    floor: int = Field(description="the lowest fine score bin drawn (pipelines/quality/percentile.py)")
+    min_score: float = Field(description="the lowest score drawn (the lower edge of the floor's score bin)")
+    documents: int = Field(description="the source's documents at or above `min_score`")
+    tokens: int
+    share: float = Field(description="documents / the source's scored documents (≥ top_fraction: ties)")
+
+
+class StageScores(StrictModel):
+    """The quality scores of the documents a stage stores, and the sources it draws by score."""
+
+    bins: int = Field(description="equal bins of [0, 1]")
+    histograms: dict[str, list[int]] = Field(description="source → the stored documents per score bin")
+    draws: dict[str, ScoreDraw] = Field(default_factory=dict, description="source → its draw by score")
+
+
 class StageEntry(StrictModel):
     """One curriculum stage as built: its name and number (from 1, its place in `Manifest.stages` and its
     directory `stage-<number>-<seq_len>/`), the tokens per optimizer step training takes, its rows (stored
@@ -234,6 +254,7 @@ class StageEntry(StrictModel):
         default_factory=list,
         description="the stage's document index (id → rows), one file per hash partition, in order",
     )
+    scores: StageScores | None = Field(None, description="in a build that scores documents")
 
     @classmethod
     def of_shards(
@@ -245,6 +266,7 @@ class StageEntry(StrictModel):
         shards: list[ShardEntry],
         sampling: dict[str, float],
         document_index: list[FileEntry] | None = None,
+        scores: StageScores | None = None,
     ) -> StageEntry:
         """Return the stage whose totals are the sums over its `shards` (what `shards verify` checks), its
         sources those of `sampling` (source → trained / available tokens), in that order."""
@@ -270,6 +292,7 @@ class StageEntry(StrictModel):
             sampling=dict(sampling),
             shards=shards,
             document_index=list(document_index or []),
+            scores=scores,
         )
 
 

@@ -24,6 +24,13 @@ spread over the gaps the short ones left, so padding is left only where no docum
 (stage, source) then follow from its stored tokens T and target t: `passes = t // T` and the extra rows a
 seeded random subset whose tokens make up the rest, within a row.
 
+A stage may draw a source from its top-scored documents only (a score *floor*: `StageSpec.score_floor`,
+the lowest score bin it takes, from the recipe's `top_by_score` and the whole source's score histogram).
+The stages that draw one source from one floor form a *pool* (`source_pools`); a source's pools are filled
+highest floor first, each as above from the documents at or above its floor that the pools before it did
+not store: a stage of the top-scored tenth gets those documents (repeated if it needs more), and the
+stages drawing from every document share the rest, the top-scored ones the first left unused included.
+
 A stage's tokens are the tokens stored in its rows (up to L + 1 per row), padding excluded; its trained
 tokens, what its walk visits.
 
@@ -35,13 +42,14 @@ planned as above on its own. Every shard still carries the mixture, and a task h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from gristmill.shards.pack import Pieces, RowPacker, empty_pieces, longest_first, pack_documents
 
 SHARD_BYTES = 128 << 20  # default target size of a shard file
+EVERY = -1  # the score floor of a stage that draws from every document (unscored ones included)
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,11 @@ class StageSpec:
     seq_len: int
     tokens: int
     shares: dict[str, float]
+    score_floor: dict[str, int] = field(default_factory=dict)  # source → lowest score bin drawn (else all)
+
+    def floor(self, source: str) -> int:
+        """Return the lowest score bin the stage draws `source` from (`EVERY`: every document)."""
+        return self.score_floor.get(source, EVERY)
 
     @property
     def capacity(self) -> int:
@@ -157,15 +170,49 @@ class ShardLayout:
     blocks: list[SourceBlock]
 
 
-def stored_tokens(specs: list[StageSpec], available: dict[str, int]) -> list[int]:
+Available = dict[str, int] | dict[str, dict[int, int]]  # source → tokens, or → floor → tokens at or above it
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The stages that draw one source from the same score floor, and the tokens they can draw: the
+    source's tokens at or above the floor, less what pools with higher floors store first."""
+
+    floor: int
+    stages: list[int]  # indices into the specs
+    demand: int  # the sum of those stages' targets of the source
+    available: int
+
+
+def source_pools(specs: list[StageSpec], name: str, at_or_above: int | dict[int, int]) -> list[Pool]:
+    """Return the pools of source `name` over `specs`, highest floor first; `at_or_above` is the source's
+    tokens (every document) or floor → its tokens at or above that floor. A pool stores about
+    min(demand, available), so a lower pool can draw what a higher one leaves."""
+    if not isinstance(at_or_above, dict):
+        at_or_above = {EVERY: at_or_above}
+    floors = sorted({spec.floor(name) for spec in specs if name in spec.shares}, reverse=True)
+    pools, taken = [], 0
+    for floor in floors:
+        stages = [i for i, spec in enumerate(specs) if name in spec.shares and spec.floor(name) == floor]
+        demand = sum(stage_targets(specs[i])[name] for i in stages)
+        available = max(0, at_or_above.get(floor, 0) - taken)
+        pools.append(Pool(floor, stages, demand, available))
+        taken += min(demand, available)
+    return pools
+
+
+def stored_tokens(specs: list[StageSpec], available: Available) -> list[int]:
     """Return about how many tokens each stage stores: its targets, each source's cut to the share of the
-    source's available tokens the stage takes (a source is stored once, whatever its stages repeat)."""
-    demand: dict[str, int] = {}
-    for spec in specs:
-        for name, target in stage_targets(spec).items():
-            demand[name] = demand.get(name, 0) + target
-    scale = {name: min(1.0, available.get(name, 0) / d) if d else 0.0 for name, d in demand.items()}
-    return [round(sum(t * scale[name] for name, t in stage_targets(spec).items())) for spec in specs]
+    source's available tokens (at or above the stage's score floor) the stage takes (a source is stored
+    once, whatever its stages repeat)."""
+    stored = [0.0] * len(specs)
+    names = dict.fromkeys(name for spec in specs for name in spec.shares)
+    for name in names:
+        for pool in source_pools(specs, name, available.get(name, 0)):
+            scale = min(1.0, pool.available / pool.demand) if pool.demand else 0.0
+            for i in pool.stages:
+                stored[i] += stage_targets(specs[i])[name] * scale
+    return [round(x) for x in stored]
 
 
 def shard_count(spec: StageSpec, stored: int, token_bytes: int, shard_bytes: int = SHARD_BYTES) -> int:
@@ -198,34 +245,32 @@ def shard_range(shards: int, index: int, slices: int) -> range:
     return range(shards * index // slices, shards * (index + 1) // slices)
 
 
-def slice_specs(
-    specs: list[StageSpec], slice_tokens: dict[str, int], source_tokens: dict[str, int]
-) -> list[StageSpec]:
-    """Return one slice's stage specs: each source's demand scaled from its `source_tokens` to the slice's
-    `slice_tokens`, so that the slice repeats its documents for exactly the build's whole epochs and draws
-    the partial epoch in proportion; the demand is apportioned over the stages as the recipe's targets are.
-    With one slice (`slice_tokens == source_tokens`) the specs ask for exactly the recipe's targets."""
+def slice_specs(specs: list[StageSpec], slice_tokens: Available, source_tokens: Available) -> list[StageSpec]:
+    """Return one slice's stage specs: each pool's demand (a source's stages that draw from one score floor)
+    scaled from the tokens it can draw in the whole source (`source_tokens`) to those in the slice
+    (`slice_tokens`), so that the slice repeats its documents for exactly the build's whole epochs and draws
+    the partial epoch in proportion; the demand is apportioned over the pool's stages as the recipe's targets
+    are. With one slice (`slice_tokens == source_tokens`) the specs ask for exactly the recipe's targets."""
     targets = [stage_targets(spec) for spec in specs]
     per_stage: list[dict[str, int]] = [{} for _ in specs]
-    named = {name: 0 for spec in specs for name in spec.shares} | source_tokens
-    for name, available in named.items():
-        wanting = [i for i, spec in enumerate(specs) if name in spec.shares]
-        if not wanting:
-            continue
-        demand = sum(targets[i][name] for i in wanting)
-        mine = slice_tokens.get(name, 0)
-        if available and mine:
-            full, rest = divmod(demand, available)
-            slice_demand = full * mine + min(mine - 1, round(rest * mine / available))
-        else:  # a source without tokens, or unknown: make_plan says so
-            slice_demand = demand
-        for i, n in zip(wanting, apportion(slice_demand, [targets[i][name] for i in wanting])):
-            per_stage[i][name] = n
+    for name in dict.fromkeys(name for spec in specs for name in spec.shares):
+        whole = source_pools(specs, name, source_tokens.get(name, 0))
+        mine = source_pools(specs, name, slice_tokens.get(name, 0))
+        for pool, part in zip(whole, mine):
+            if pool.available and part.available:
+                full, rest = divmod(pool.demand, pool.available)
+                demand = full * part.available + min(
+                    part.available - 1, round(rest * part.available / pool.available)
+                )
+            else:  # nothing to draw, or unknown: make_plan says so
+                demand = pool.demand
+            for i, n in zip(pool.stages, apportion(demand, [targets[i][name] for i in pool.stages])):
+                per_stage[i][name] = n
     out = []
     for spec, wanted in zip(specs, per_stage):
         tokens = sum(wanted.values())
-        shares = {name: n / tokens if tokens else 0.0 for name, n in wanted.items()}
-        out.append(StageSpec(spec.name, spec.seq_len, tokens, shares))
+        shares = {name: n / tokens if tokens else 0.0 for name in spec.shares for n in [wanted[name]]}
+        out.append(StageSpec(spec.name, spec.seq_len, tokens, shares, spec.score_floor))
     return out
 
 
@@ -244,32 +289,68 @@ def stage_targets(spec: StageSpec) -> dict[str, int]:
     return {s: round(spec.tokens * share) for s, share in spec.shares.items()}
 
 
+def tokens_at_or_above(lengths: np.ndarray, bins: np.ndarray | None, floors: set[int]) -> dict[int, int]:
+    """Return floor → the tokens of the documents whose score bin is at or above it (`EVERY`: all)."""
+    lengths = np.asarray(lengths, np.int64)
+    return {
+        floor: int(lengths.sum()) if floor == EVERY or bins is None else int(lengths[bins >= floor].sum())
+        for floor in floors
+    }
+
+
 def make_plan(
     lengths: dict[str, np.ndarray],
     stages: list[StageSpec],
     seed: int,
     shards: list[int] | None = None,
     shard_bytes: int = SHARD_BYTES,
+    scores: dict[str, np.ndarray] | None = None,
 ) -> Plan:
     """Return the plan for `stages` over the documents of each source (`lengths`, in document order).
 
-    Raises ValueError when a stage names a source that has no tokens.
+    `scores` holds each document's score bin (`pipelines.quality.percentile`) for the sources a stage draws
+    by score floor: such a stage draws only documents at or above its floor. The source's pools are filled
+    highest floor first, each from the documents the pools before it did not store, so a stage drawing the
+    top-scored documents gets fresh ones and the rest go to the stages drawing from every document.
+
+    Raises ValueError when a stage names a source that has no tokens, or none at or above its floor.
     """
+    scores = scores or {}
     if shards is None:  # int32 ids, sized from the documents the stages store
-        available = {name: int(np.sum(n)) for name, n in lengths.items()}
+        floors = {spec.floor(name) for spec in stages for name in spec.shares}
+        available = {name: tokens_at_or_above(n, scores.get(name), floors) for name, n in lengths.items()}
         shards = [shard_count(s, n, 4, shard_bytes) for s, n in zip(stages, stored_tokens(stages, available))]
     plans = [PackedStage(i + 1, spec, count) for i, (spec, count) in enumerate(zip(stages, shards))]
     fill_order = sorted(plans, key=lambda p: (-p.spec.seq_len, p.number))
     sampling = {}
     for source_index, (name, lens) in enumerate(lengths.items()):
+        lens = np.asarray(lens, np.int64)
         wanting = [p for p in fill_order if name in p.spec.shares]
-        targets = [stage_targets(p.spec)[name] for p in wanting]
+        floors = sorted({p.spec.floor(name) for p in wanting}, reverse=True)
         rng = np.random.default_rng([seed, source_index])
-        packers, sampling[name] = _sample_and_pack(name, np.asarray(lens, np.int64), wanting, targets, rng)
-        for stage, packer, target in zip(wanting, packers, targets):
-            stage.packings[name] = _with_passes(packer, target, rng)
-        sampling[name] = replace(
-            sampling[name], trained_tokens=sum(s.packings[name].trained_tokens for s in wanting)
+        stored = np.zeros(len(lens), bool)
+        packers: dict[int, RowPacker] = {}
+        for floor in floors:
+            pool = [p for p in wanting if p.spec.floor(name) == floor]
+            candidates = ~stored
+            if floor != EVERY:
+                if name not in scores:
+                    raise ValueError(
+                        f"stages {[p.spec.name for p in pool]} draw {name!r} by score: no scores"
+                    )
+                candidates &= np.asarray(scores[name]) >= floor
+            targets = [stage_targets(p.spec)[name] for p in pool]
+            for stage, packer in zip(pool, _sample_and_pack(name, lens, pool, targets, rng, candidates)):
+                packers[stage.number] = packer
+            stored |= candidates & _stored_by(packers, pool, len(lens))
+        for stage in wanting:
+            stage.packings[name] = _with_passes(packers[stage.number], stage_targets(stage.spec)[name], rng)
+        sampling[name] = SourceSampling(
+            documents=len(lens),
+            tokens=int(lens.sum()),
+            stored_documents=int(stored.sum()),
+            stored_tokens=int(lens[stored].sum()),
+            trained_tokens=sum(s.packings[name].trained_tokens for s in wanting),
         )
     for stage in plans:
         unknown = sorted(set(stage.spec.shares) - set(lengths))
@@ -279,21 +360,38 @@ def make_plan(
     return Plan(plans, sampling)
 
 
+def _stored_by(packers: dict[int, RowPacker], stages: list[PackedStage], n: int) -> np.ndarray:
+    """Return which of the source's `n` documents the stages' packers hold."""
+    held = np.zeros(n, bool)
+    for stage in stages:
+        held[packers[stage.number].pieces().doc] = True
+    return held
+
+
 def _sample_and_pack(
-    name: str, lengths: np.ndarray, stages: list[PackedStage], targets: list[int], rng: np.random.Generator
-) -> tuple[list[RowPacker], SourceSampling]:
-    """Store the source's documents once over `stages` (longest first) and return each stage's packer."""
+    name: str,
+    lengths: np.ndarray,
+    stages: list[PackedStage],
+    targets: list[int],
+    rng: np.random.Generator,
+    candidates: np.ndarray,
+) -> list[RowPacker]:
+    """Store the `candidates` among the source's documents once over `stages` (longest first) and return
+    each stage's packer."""
     n = len(lengths)
-    available = int(lengths.sum())
+    available = int(lengths[candidates].sum())
     demand = sum(targets)
     if demand and not available:
+        floors = sorted({s.spec.floor(name) for s in stages} - {EVERY})
+        what = f"no tokens at or above score bin {floors[0]} left" if floors else "no tokens"
         raise ValueError(
-            f"source {name!r} has no tokens, but stages {[s.spec.name for s in stages]} want {demand:,}"
+            f"source {name!r} has {what}, but stages {[s.spec.name for s in stages]} want {demand:,}"
         )
     order = rng.permutation(n)
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n)
-    stored = np.ones(n, bool)  # stored once; when down-sampled, a seeded subset of about `demand` tokens
+    order = order[candidates[order]]
+    stored = candidates.copy()  # stored once; when down-sampled, a seeded subset of about `demand` tokens
     if demand < available:
         stored[:] = False
         stored[order[: np.searchsorted(np.cumsum(lengths[order]), demand, side="right")]] = True
@@ -319,7 +417,7 @@ def _sample_and_pack(
         else:  # down-sampled: what the stages cannot take is not stored
             stored[docs] = False
     # A down-sampled source's unused documents close the gaps padding left in the budgets.
-    pool = longest_first(lengths, np.flatnonzero(~stored), rank)
+    pool = longest_first(lengths, np.flatnonzero(candidates & ~stored), rank)
     for packer, u in zip(packers, unique):
         packer.max_rows = packer.rows
         packer.max_tokens = u + packer.capacity - 1  # the budget holds within a row
@@ -333,13 +431,7 @@ def _sample_and_pack(
         packer.max_rows, packer.max_tokens = packer.rows, u + packer.capacity - 1
         pool = _take_from_pool(packer, lengths, pool, u, stored, grow=False)
         relaid.append(packer)
-    return relaid, SourceSampling(
-        documents=n,
-        tokens=available,
-        stored_documents=int(stored.sum()),
-        stored_tokens=int(lengths[stored].sum()),
-        trained_tokens=0,  # known once each stage's passes are: make_plan fills it in
-    )
+    return relaid
 
 
 def _with_passes(packer: RowPacker, target: int, rng: np.random.Generator) -> SourcePacking:

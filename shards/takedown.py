@@ -363,7 +363,14 @@ def _rewrite_index(build: str, entry: FileEntry, new: str, removed_ids: set[str]
 def _restaged(stage: StageEntry, shards: list[ShardEntry], index: list[FileEntry]) -> StageEntry:
     """Return the stage with its shards and index replaced and its totals summed again."""
     return StageEntry.of_shards(
-        stage.name, stage.number, stage.seq_len, stage.tokens_per_step, shards, stage.sampling, index
+        stage.name,
+        stage.number,
+        stage.seq_len,
+        stage.tokens_per_step,
+        shards,
+        stage.sampling,
+        index,
+        stage.scores,
     )
 
 

@@ -15,11 +15,12 @@ import click
 @click.option("--force", is_flag=True, help="write into a non-empty OUT, replacing an earlier sample there")
 @click.option(
     "--kind",
-    type=click.Choice(["corpora", "ablation"]),
+    type=click.Choice(["corpora", "ablation", "quality"]),
     default="corpora",
     show_default=True,
     help="corpora: the four native layouts; ablation: one corpus heavy with junk and duplicates, and clean "
-    "evaluation text kept out of it (for `gristmill ablate`)",
+    "evaluation text kept out of it (for `gristmill ablate`); quality: real and junk documents to train and "
+    "evaluate a quality classifier on (for `gristmill classifier`)",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 def sample(out: str, seed: int, force: bool, kind: str, as_json: bool) -> None:
@@ -28,17 +29,22 @@ def sample(out: str, seed: int, force: bool, kind: str, as_json: bool) -> None:
     Code comes from the Python standard library, prose from its reference text and docstrings. Exact and
     near duplicates and low-quality documents are planted on purpose and listed in OUT/PLANTED.json. With
     --kind ablation: OUT/corpus/ (clean prose, a large share of junk, exact and near copies) and
-    OUT/eval/clean.jsonl (clean prose that is not in the corpus), counted in OUT/ABLATION.json.
+    OUT/eval/clean.jsonl (clean prose that is not in the corpus), counted in OUT/ABLATION.json. With
+    --kind quality: OUT/train/ and OUT/heldout/, each real.jsonl (Python's docs and code) and junk.jsonl
+    (boilerplate and shop pages, degenerate text), counted in OUT/QUALITY.json.
 
     \b
     Examples:
       gristmill sample sample/
       gristmill sample /tmp/corpus --seed 7 --force
       gristmill sample ablation-sample --kind ablation
+      gristmill sample quality-sample --kind quality
     """
     from gristmill.errors import InputError
     from gristmill.sample.ablation import SUMMARY_FILE, write_ablation_sample
     from gristmill.sample.corpus import PLANTED_FILE, SOURCES, write_sample
+    from gristmill.sample.quality import SUMMARY_FILE as QUALITY_FILE
+    from gristmill.sample.quality import write_quality_sample
 
     target = Path(out)
     if target.exists() and any(target.iterdir()):
@@ -48,10 +54,18 @@ def sample(out: str, seed: int, force: bool, kind: str, as_json: bool) -> None:
                 path=out,
                 hint="pick an empty directory, or pass --force to replace the sample there",
             )
-        for name in (*SOURCES, "corpus", "eval"):  # only what an earlier sample wrote
+        for name in (*SOURCES, "corpus", "eval", "train", "heldout"):  # only what an earlier sample wrote
             shutil.rmtree(target / name, ignore_errors=True)
-        (target / PLANTED_FILE).unlink(missing_ok=True)
-        (target / SUMMARY_FILE).unlink(missing_ok=True)
+        for name in (PLANTED_FILE, SUMMARY_FILE, QUALITY_FILE):
+            (target / name).unlink(missing_ok=True)
+    if kind == "quality":
+        summary = write_quality_sample(out)
+        if as_json:
+            click.echo(json.dumps(summary, indent=2))
+            return
+        for name, counts in summary.items():
+            click.echo(f"{name}: {counts['documents']:,} documents, {counts['bytes']:,} bytes")
+        return
     if kind == "ablation":
         summary = write_ablation_sample(out, seed=seed)
         if as_json:

@@ -9,18 +9,23 @@ boilerplate-heavy pages.
   keyword-stuffed shop pages; and the filters' own junk (`text.junk_documents`, `keep_corpus.junk_documents`).
 
 `quality_split` holds documents out by a hash of their text (real) and by generator seed (junk), so a
-held-out page is never a training page. For tests and benches (bench/classifier_bench.py); nothing in a build
-imports it.
+held-out page is never a training page. For tests and benches (bench/classifier_bench.py) and `gristmill
+sample OUT --kind quality` (`write_quality_sample`); nothing in a build imports it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from random import Random
 
 from gristmill.pipelines.quality.labelled import held_out
 from gristmill.sample import keep_corpus
 from gristmill.sample.text import doc_topics, junk_documents, stdlib_sections
+from gristmill.storage import atomic_write, write_json
+
+SUMMARY_FILE = "QUALITY.json"
 
 _MENU = ["Home", "News", "Sports", "Shop", "Deals", "About", "Contact us", "Login", "Register", "Blog", "FAQ"]
 _SHARE = ["Share on Facebook", "Tweet", "Pin it", "Email", "Print", "WhatsApp", "Copy link"]
@@ -166,3 +171,30 @@ def quality_split(
     train += junk_pages(0, round(len(train) * junk_per_real))
     test += junk_pages(1, round(len(test) * junk_per_real))
     return train, test
+
+
+def write_quality_sample(out: str | Path) -> dict:
+    """Write labelled documents for `gristmill classifier train|eval`: OUT/train/{real,junk}.jsonl and
+    OUT/heldout/{real,junk}.jsonl (`{"text", "kind"}` per line), counted in OUT/QUALITY.json; return the
+    counts.
+
+    The real side is Python's reference text, docstrings and standard-library code only: Debian's README and
+    NEWS files are the ablation sample's evaluation text (`sample.ablation`), which a classifier that selects
+    an ablation's training data must not have been trained on.
+    """
+    split = dict(zip(("train", "heldout"), quality_split(max_debian=0)))
+    summary: dict[str, dict] = {}
+    for part, documents in split.items():
+        for label, name in ((1, "real"), (0, "junk")):
+            chosen = [d for d in documents if d.label == label]
+            path = Path(out, part, f"{name}.jsonl")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(str(path), "w") as f:
+                for d in chosen:
+                    f.write(json.dumps({"text": d.text, "kind": d.kind}) + "\n")
+            summary[f"{part}/{name}"] = {
+                "documents": len(chosen),
+                "bytes": sum(len(d.text.encode()) for d in chosen),
+            }
+    write_json(str(Path(out, SUMMARY_FILE)), summary)
+    return summary

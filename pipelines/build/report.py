@@ -153,6 +153,39 @@ def _top_bins(bins: int) -> list[int]:
     return [max(1, bins // 2), max(1, bins // 10)]
 
 
+def _score_figures(counts: list[int], bins: int) -> list:
+    """Return documents, mean score (bin centres) and the shares in the top half and top tenth of the range
+    of a score histogram over `bins` equal bins of [0, 1]."""
+    n = sum(counts)
+    mean = sum((i + 0.5) / bins * c for i, c in enumerate(counts)) / n if n else 0.0
+    tops = [sum(counts[bins - k :]) / n if n else 0.0 for k in _top_bins(bins)]
+    return [n, mean, *(f"{x:.1%}" for x in tops)]
+
+
+def _score_header(bins: int) -> list[str]:
+    return ["mean score", *(f"score ≥ {1 - k / bins:g}" for k in _top_bins(bins))]
+
+
+def _score_plot(curves: list[tuple[str, list[int]]], bins: int, ylabel: str) -> str:
+    """Plot score histograms, each as shares of its documents."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    edges = [i / bins for i in range(bins + 1)]
+    for label, counts in curves:
+        total = sum(counts) or 1
+        ax.stairs([c / total for c in counts], edges, label=label)
+    ax.set_xlabel("quality score")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    img = png(fig)
+    plt.close(fig)
+    return img
+
+
 def _quality_section(m: Manifest) -> str:
     """The classifier's hash, how it was trained and its held-out figures, the thresholds top fractions
     resolved to, and, per source × subset, the documents scored and selected, their mean score (bin centres)
@@ -161,22 +194,15 @@ def _quality_section(m: Manifest) -> str:
     if q is None:
         return ""
     rows, curves = [], []
-    centres = [(i + 0.5) / q.bins for i in range(q.bins)]
     for source, subsets in q.scores.items():
         for subset, s in subsets.items():
-            scored = sum(s.scored)
-            mean = sum(c * n for c, n in zip(centres, s.scored)) / scored if scored else 0.0
-            tops = [sum(s.scored[q.bins - k :]) / scored if scored else 0.0 for k in _top_bins(q.bins)]
+            scored, mean, *tops = _score_figures(s.scored, q.bins)
             threshold = "—" if s.min_score is None else f"{s.min_score:.4g}"
             if s.top_fraction is not None:
                 threshold += f" (top {s.top_fraction:.0%})"
-            rows.append(
-                [f"{source} / {subset}", scored, sum(s.selected), threshold, mean]
-                + [f"{x:.1%}" for x in tops]
-            )
+            rows.append([f"{source} / {subset}", scored, sum(s.selected), threshold, mean, *tops])
             curves.append((f"{source}/{subset}", s.scored))
-    header = ["source / subset", "scored", "selected", "min_score", "mean score"]
-    header += [f"score ≥ {1 - k / q.bins:g}" for k in _top_bins(q.bins)]
+    header = ["source / subset", "scored", "selected", "min_score", *_score_header(q.bins)]
     origin = "trained in the build (quality.train)" if q.trained_in_build else "given (quality.model)"
     real, junk = q.trained_on.get("real", 0), q.trained_on.get("junk", 0)
     intro = (
@@ -197,22 +223,29 @@ def _quality_section(m: Manifest) -> str:
             f"{r.min_score:.4f}, resolved on {r.documents:,} sampled documents before ingest (they kept "
             f"{r.kept:.1%}; the share kept of the build's documents is in the table).</p>"
         )
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    edges = [i / q.bins for i in range(q.bins + 1)]
-    for label, counts in curves:
-        total = sum(counts) or 1
-        ax.stairs([c / total for c in counts], edges, label=label)
-    ax.set_xlabel("quality score")
-    ax.set_ylabel("share of the subset's documents")
-    ax.legend(fontsize="small")
-    img = png(fig)
-    plt.close(fig)
+    img = _score_plot(curves, q.bins, "share of the subset's documents")
     return "<h2>Quality scores</h2>" + intro + table(header, rows) + img
+
+
+def _stage_scores_section(m: Manifest) -> str:
+    """Per stage, the scores of the documents it stores against the other stages', and what it draws by
+    score."""
+    stages = [s for s in m.stages if s.scores is not None]
+    if not stages:
+        return ""
+    bins = stages[0].scores.bins
+    rows, curves = [], []
+    for s in stages:
+        counts = [sum(c) for c in zip(*s.scores.histograms.values())] if s.scores.histograms else []
+        draws = ", ".join(
+            f"{name}: top {d.top_fraction:.3g} (score ≥ {d.min_score:.4g}, {d.share:.1%} of its documents)"
+            for name, d in s.scores.draws.items()
+        )
+        rows.append([f"{s.number} {s.name}", draws or "every document", *_score_figures(counts, bins)])
+        curves.append((f"{s.number} {s.name}", counts))
+    header = ["stage", "drawn by score", "documents stored", *_score_header(bins)]
+    img = _score_plot(curves, bins, "share of the stage's documents")
+    return "<h2>Quality scores by stage</h2>" + table(header, rows) + img
 
 
 MATCH_SAMPLES = 3  # matches shown per evaluation set
@@ -318,6 +351,7 @@ def render_report(manifest: Manifest, layout: BuildLayout) -> str:
         _overlap_section(manifest),
         _length_histograms(layout),
         _stages_section(manifest),
+        _stage_scores_section(manifest),
     ]
     return "\n".join(parts)
 

@@ -25,7 +25,14 @@ from gristmill.pipelines.steps.tokenize import TokenFile, token_file_origins
 from gristmill.pipelines.steps.tokenizer import load_build_tokenizer
 from gristmill.pipelines.tables import read_partitions, read_table, write_partitioned
 from gristmill.shards.format import ShardMeta, token_type_for
-from gristmill.shards.manifest import FileEntry, ShardEntry, SourceRows, StageEntry, TokenizerEntry
+from gristmill.shards.manifest import (
+    FileEntry,
+    ShardEntry,
+    SourceRows,
+    StageEntry,
+    StageScores,
+    TokenizerEntry,
+)
 from gristmill.shards.pack import Pieces, gather_tokens, row_offsets
 from gristmill.shards.provenance import (
     INDEX_ROW_GROUP,
@@ -257,9 +264,21 @@ def collect_stages(recipe: Recipe, layout: BuildLayout) -> list[StageEntry]:
                 shards,
                 sampling={name: sampling[name] for name in used},
                 document_index=index,
+                scores=_stage_scores(recipe, summary),
             )
         )
     return entries
+
+
+def _stage_scores(recipe: Recipe, summary: dict) -> StageScores | None:
+    """Return a stage's scores from its plan.json summary (None in a build that scores no document)."""
+    if not recipe.quality.enabled:
+        return None
+    return StageScores(
+        bins=recipe.quality.histogram_bins,
+        histograms={name: s.get("score_histogram", []) for name, s in summary["sources"].items()},
+        draws=summary.get("score_draws", {}),
+    )
 
 
 def tokenizer_entry(layout: BuildLayout) -> TokenizerEntry:

@@ -18,12 +18,14 @@ from datatrove.data import DocumentsPipeline
 
 from gristmill.errors import BuildError
 from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.quality.percentile import bin_score, dense, floor_for_top, score_bins
 from gristmill.pipelines.recipe import Recipe
 from gristmill.pipelines.steps.base import WritingStep
 from gristmill.pipelines.steps.tokenize import TokenFile, add_histograms, token_counts
 from gristmill.pipelines.steps.tokenizer import load_build_tokenizer
 from gristmill.shards.format import token_dtype, token_type_for
 from gristmill.shards.plan import (
+    EVERY,
     PackedStage,
     StageSpec,
     document_range,
@@ -35,6 +37,7 @@ from gristmill.shards.plan import (
     shard_range,
     slice_specs,
     stored_tokens,
+    tokens_at_or_above,
 )
 from gristmill.storage import atomic_write, read_json, write_json
 
@@ -51,9 +54,37 @@ SHARD_LAYOUT_SCHEMA = pa.schema(
 )
 
 
-def stage_specs(recipe: Recipe) -> list[StageSpec]:
-    """Return the recipe's stages as plan specs."""
-    return [StageSpec(s.name, s.seq_len, s.tokens, s.shares()) for s in recipe.stages]
+def stage_specs(recipe: Recipe, layout: BuildLayout) -> list[StageSpec]:
+    """Return the recipe's stages as plan specs, each top fraction by score (`top_by_score`) turned into its
+    source's score floor (from the token files' score histograms: after tokenize)."""
+    specs = []
+    for stage in recipe.stages:
+        floors = {
+            name: floor_for_top(score_histogram(layout, name, "score_documents"), fraction)
+            for name, fraction in stage.top_fractions().items()
+        }
+        specs.append(StageSpec(stage.name, stage.seq_len, stage.tokens, stage.shares(), floors))
+    return specs
+
+
+def score_histogram(layout: BuildLayout, source: str, key: str) -> np.ndarray:
+    """Return a source's documents (`score_documents`) or tokens (`score_tokens`) per fine score bin, from
+    its token files' histogram.json (zeros when none was scored)."""
+    return dense([read_json(layout.histogram_file(source)).get(key, {"bin": [], "count": []})])
+
+
+def available_tokens(
+    layout: BuildLayout, inputs: list[tuple[str, int]], specs: list[StageSpec]
+) -> dict[str, dict[int, int]]:
+    """Return source → score floor → the source's tokens at or above it, for the floors `specs` draw from."""
+    available: dict[str, dict[int, int]] = {}
+    for (source, _), (_, tokens) in token_counts(layout, sorted({s for s, _ in inputs})).items():
+        available.setdefault(source, {EVERY: 0})[EVERY] += tokens
+    for spec in specs:
+        for name, floor in spec.score_floor.items():
+            if name in available and floor not in available[name]:
+                available[name][floor] = int(score_histogram(layout, name, "score_tokens")[floor:].sum())
+    return available
 
 
 def stage_shards(
@@ -61,11 +92,9 @@ def stage_shards(
 ) -> list[int]:
     """Return each stage's shard count, from the tokens it will store (each source's available tokens, from
     the token files) and the bytes of a token id (the build tokenizer's vocabulary): after tokenize."""
-    available: dict[str, int] = {}
-    for (source, _), (_, tokens) in token_counts(layout, sorted({s for s, _ in inputs})).items():
-        available[source] = available.get(source, 0) + tokens
     token_bytes = token_dtype(token_type_for(load_build_tokenizer(layout).vocab_size)).itemsize
-    specs = stage_specs(recipe)
+    specs = stage_specs(recipe, layout)
+    available = available_tokens(layout, inputs, specs)
     return [
         shard_count(s, n, token_bytes, shard_bytes) for s, n in zip(specs, stored_tokens(specs, available))
     ]
@@ -81,7 +110,7 @@ def slice_count(recipe: Recipe, layout: BuildLayout, inputs: list[tuple[str, int
     documents: dict[str, int] = {}
     for (source, _), (docs, _) in token_counts(layout, sorted({s for s, _ in inputs})).items():
         documents[source] = documents.get(source, 0) + docs
-    return plan_slices(documents, stage_specs(recipe), recipe.plan_docs_per_task, shards)
+    return plan_slices(documents, stage_specs(recipe, layout), recipe.plan_docs_per_task, shards)
 
 
 def slice_seed(seed: int, index: int, slices: int) -> int:
@@ -94,6 +123,7 @@ class SourceSlice:
     """One source's documents in a slice: their lengths, and where they come from."""
 
     lengths: np.ndarray  # int64 per document of the slice, in document order
+    scores: np.ndarray | None  # float32 per document (NaN: unscored), in a build that scores documents
     first: int  # the source-global index of its first document
     files: list[int]  # the source's token files, as indices into the step's inputs, in order
     file_base: np.ndarray  # source-global index of each of those files' first document (and the total)
@@ -129,16 +159,19 @@ class PlanShards(WritingStep):
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         names = [s.name for s in self.recipe.sources]
         counts = token_counts(self.layout, sorted({s for s, _ in self.inputs}))
-        source_tokens = {name: 0 for name in names}
-        for (source, _), (_, tokens) in counts.items():
-            source_tokens[source] += tokens
         parts = {name: self._source_slice(name, counts, rank) for name in names}
         lengths = {name: part.lengths for name, part in parts.items()}
-        specs = stage_specs(self.recipe)
-        mine = slice_specs(specs, {name: int(n.sum()) for name, n in lengths.items()}, source_tokens)
+        bins = {name: score_bins(p.scores) for name, p in parts.items() if p.scores is not None}
+        specs = stage_specs(self.recipe, self.layout)
+        floors = {spec.floor(name) for spec in specs for name in spec.shares}
+        mine = slice_specs(
+            specs,
+            {name: tokens_at_or_above(n, bins.get(name), floors) for name, n in lengths.items()},
+            available_tokens(self.layout, self.inputs, specs),
+        )
         seed = slice_seed(self.recipe.seed, rank, self.slices)
         try:
-            plan = make_plan(lengths, mine, seed, self.shards)
+            plan = make_plan(lengths, mine, seed, self.shards, scores=bins)
         except ValueError as e:
             raise BuildError(
                 f"cannot plan the stages: {e}",
@@ -158,7 +191,7 @@ class PlanShards(WritingStep):
                 )
             for shard, shard_layout in zip(owned, layout_shards(stage, lengths, seed)):
                 self._write_layout(stage, shard, shard_layout, parts, names)
-            stages.append(_stage_summary(stage, lengths))
+            stages.append(_stage_summary(stage, parts, self.recipe.quality.histogram_bins))
         write_json(
             self.layout.plan_slice_file(rank),
             {
@@ -172,13 +205,18 @@ class PlanShards(WritingStep):
         files = [i for i, (s, _) in enumerate(self.inputs) if s == name]
         file_base = np.cumsum([0] + [counts[self.inputs[i]][0] for i in files]).astype(np.int64)
         first, end = document_range(int(file_base[-1]), rank, self.slices)
-        pieces = []
+        scored = self.recipe.quality.enabled
+        lengths_of, scores_of = [], []
         for i, lo, hi in zip(files, file_base[:-1].tolist(), file_base[1:].tolist()):
             if hi > first and lo < end:
-                lengths = TokenFile.open(self.layout, *self.inputs[i]).lengths
-                pieces.append(lengths[max(first - lo, 0) : min(end, hi) - lo])
-        lengths = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
-        return SourceSlice(lengths, first, files, file_base)
+                tokens = TokenFile.open(self.layout, *self.inputs[i], with_scores=scored)
+                mine = slice(max(first - lo, 0), min(end, hi) - lo)
+                lengths_of.append(tokens.lengths[mine])
+                if scored:
+                    scores_of.append(tokens.scores[mine])
+        lengths = np.concatenate(lengths_of) if lengths_of else np.zeros(0, np.int64)
+        scores = (np.concatenate(scores_of) if scores_of else np.zeros(0, np.float32)) if scored else None
+        return SourceSlice(lengths, scores, first, files, file_base)
 
     def _write_layout(self, stage: PackedStage, shard: int, shard_layout, parts: dict, names: list[str]):
         p, sources = shard_layout.pieces, shard_layout.source
@@ -205,13 +243,21 @@ class PlanShards(WritingStep):
             writer.write_table(table)
 
 
-def _stage_summary(stage: PackedStage, lengths: dict[str, np.ndarray]) -> dict:
-    """Return one slice's figures of a stage, per source."""
+def _stage_summary(stage: PackedStage, parts: dict[str, SourceSlice], bins: int) -> dict:
+    """Return one slice's figures of a stage, per source: with scores, the histogram of its stored
+    documents' scores over `bins` equal bins of [0, 1]."""
     sources = {}
     for name, packing in stage.packings.items():
         first = packing.pieces.doc[packing.pieces.start == 0]
-        doc_lengths = lengths[name][first]
+        doc_lengths = parts[name].lengths[first]
+        scores = parts[name].scores
+        if scores is not None:
+            chosen = scores[first]
+            chosen = chosen[~np.isnan(chosen)]
+            histogram = np.histogram(chosen, bins=bins, range=(0.0, 1.0))[0].tolist()
+            sources[name] = {"score_histogram": histogram}
         sources[name] = {
+            **sources.get(name, {}),
             "target_tokens": packing.target_tokens,
             "tokens": packing.tokens,
             "trained_tokens": packing.trained_tokens,
@@ -243,8 +289,12 @@ def write_plan(
                 name: _merged_sampling([p["sources"][name] for p in parts]) for name in parts[0]["sources"]
             },
             "stages": [
-                _merged_stage(i, spec, count, [p["stages"][i - 1] for p in parts])
-                for i, (spec, count) in enumerate(zip(stage_specs(recipe), shards), 1)
+                _merged_stage(
+                    i, spec, count, [p["stages"][i - 1] for p in parts], layout, stage.top_fractions()
+                )
+                for i, (spec, count, stage) in enumerate(
+                    zip(stage_specs(recipe, layout), shards, recipe.stages), 1
+                )
             ],
         },
     )
@@ -273,8 +323,10 @@ _SUMMED = (
 )
 
 
-def _merged_stage(number: int, spec: StageSpec, shards: int, slices: list[dict]) -> dict:
-    """A stage's figures over the build, from each slice's."""
+def _merged_stage(
+    number: int, spec: StageSpec, shards: int, slices: list[dict], layout: BuildLayout, tops: dict[str, float]
+) -> dict:
+    """A stage's figures over the build, from each slice's; `tops`: the top fractions it draws by score."""
     sources = {}
     for name in dict.fromkeys(n for s in slices for n in s["sources"]):
         mine = [s["sources"][name] for s in slices if name in s["sources"]]
@@ -284,6 +336,8 @@ def _merged_stage(number: int, spec: StageSpec, shards: int, slices: list[dict])
             "length_range": [min(r[0] for r in ranges), max(r[1] for r in ranges)] if ranges else [0, 0],
             "log2_histogram": add_histograms([m["log2_histogram"] for m in mine]),
         }
+        if any("score_histogram" in m for m in mine):
+            sources[name]["score_histogram"] = add_histograms([m.get("score_histogram", []) for m in mine])
     return {
         "number": number,
         "name": spec.name,
@@ -298,4 +352,23 @@ def _merged_stage(number: int, spec: StageSpec, shards: int, slices: list[dict])
         "padding_tokens": sum(s["padding_tokens"] for s in sources.values()),
         "split_documents": sum(s["split_documents"] for s in sources.values()),
         "sources": sources,
+        "score_draws": {
+            name: {"top_fraction": tops[name], **_score_draw(layout, name, floor)}
+            for name, floor in spec.score_floor.items()
+        },
+    }
+
+
+def _score_draw(layout: BuildLayout, source: str, floor: int) -> dict:
+    """What a stage's top fraction of `source` by score came to over the whole source: its floor (a fine
+    score bin), the lowest score drawn, and the documents and tokens at or above it."""
+    documents = score_histogram(layout, source, "score_documents")
+    tokens = score_histogram(layout, source, "score_tokens")
+    scored = int(documents.sum())
+    return {
+        "floor": floor,
+        "min_score": bin_score(floor),
+        "documents": int(documents[floor:].sum()),
+        "tokens": int(tokens[floor:].sum()),
+        "share": int(documents[floor:].sum()) / scored if scored else 0.0,
     }

@@ -9,11 +9,14 @@ A token file is two files, in the clean file's document order:
   the document's row in the clean file), `id` (string), `length` (int32, its tokens in the .bin), and where
   the document came from, for the shards' provenance: `subset` (string), `file` (string, the input file
   relative to its source pattern) and `record` (int64, its line or row there), null where the clean file
-  has none; its schema metadata `gristmill.token_type` names the .bin's id type.
+  has none, and `quality` (float32, the classifier's score; null in a build without one); its schema
+  metadata `gristmill.token_type` names the .bin's id type.
 A flat file lets the pack step read just the documents of its shard: memory-mapped when local, ranged reads
 on an object store. Beside them, <task>.json holds the task's documents, tokens, log2 length histogram and
-the encoder its tokenizer chose (and why, `Tokenizer.encoder_choice`); once all tasks end,
-BUILD/tokens/<source>/histogram.json sums them per source. Ids go from the encoder to the file as flat
+the encoder its tokenizer chose (and why, `Tokenizer.encoder_choice`) and, in a build that scores
+documents, their documents and tokens per fine score bin (`pipelines.quality.percentile`); once all tasks
+end, BUILD/tokens/<source>/histogram.json sums them per source (what a stage's top fraction by score is
+read from). Ids go from the encoder to the file as flat
 arrays (one id buffer and offsets per batch), never as a Python list per document.
 """
 
@@ -29,6 +32,8 @@ from datatrove.data import DocumentsPipeline
 
 from gristmill.errors import InputError
 from gristmill.pipelines.build.layout import BuildLayout
+from gristmill.pipelines.documents import SCORE_KEY
+from gristmill.pipelines.quality.percentile import bin_counts, dense, score_bins, sparse
 from gristmill.pipelines.steps.base import WritingStep
 from gristmill.pipelines.steps.tokenizer import load_build_tokenizer
 from gristmill.pipelines.tables import read_table
@@ -44,6 +49,7 @@ TOKEN_INDEX_SCHEMA = pa.schema(
         pa.field("subset", pa.string()),
         pa.field("file", pa.string()),
         pa.field("record", pa.int64()),
+        pa.field("quality", pa.float32()),
     ]
 )
 ORIGIN_COLUMNS = ("subset", "file", "record")  # copied from the clean file, when it has them
@@ -77,13 +83,16 @@ class TokenizeDocuments(WritingStep):
         token_type = token_type_for(tokenizer.vocab_size)
         dtype = token_dtype(token_type)
         lengths: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
         indexes: list[pa.RecordBatch] = []
         row = 0
         fs, inner = filesystem(self.layout.clean_file(source, task))
         with fs.open(inner, "rb") as f, atomic_write(self.layout.token_file(source, task, "bin")) as out:
             clean = pq.ParquetFile(f)
             origin = [c for c in ORIGIN_COLUMNS if c in clean.schema_arrow.names]
-            for batch in clean.iter_batches(batch_size=ENCODE_BATCH, columns=["id", "text", *origin]):
+            scored = SCORE_KEY in clean.schema_arrow.names
+            columns = ["id", "text", *origin, *([SCORE_KEY] if scored else [])]
+            for batch in clean.iter_batches(batch_size=ENCODE_BATCH, columns=columns):
                 texts = batch.column("text").to_pylist()
                 ids, offsets = framing.frame_flat(*tokenizer.encode_batch_flat(texts))
                 sizes = np.diff(offsets)
@@ -93,9 +102,15 @@ class TokenizeDocuments(WritingStep):
                     batch.column(c).cast(kind) if c in origin else pa.nulls(len(sizes), kind)
                     for c, kind in ((c, TOKEN_INDEX_SCHEMA.field(c).type) for c in ORIGIN_COLUMNS)
                 ]
+                score = (
+                    batch.column(SCORE_KEY).cast(pa.float32())
+                    if scored
+                    else pa.nulls(len(sizes), pa.float32())
+                )
+                scores.append(score.to_numpy(zero_copy_only=False).astype(np.float32))
                 indexes.append(
                     pa.RecordBatch.from_arrays(
-                        [rows, batch.column("id"), pa.array(sizes.astype(np.int32)), *where],
+                        [rows, batch.column("id"), pa.array(sizes.astype(np.int32)), *where, score],
                         schema=TOKEN_INDEX_SCHEMA,
                     )
                 )
@@ -111,6 +126,7 @@ class TokenizeDocuments(WritingStep):
             for index in indexes:
                 writer.write_batch(index)
         sizes = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        bins = score_bins(np.concatenate(scores) if scores else np.zeros(0, np.float32))
         write_json(
             self.layout.token_file(source, task, "json"),
             {
@@ -119,6 +135,11 @@ class TokenizeDocuments(WritingStep):
                 "log2_histogram": log2_histogram(sizes),
                 "encoder": tokenizer.encoder_choice.encoder.name,
                 "encoder_note": tokenizer.encoder_choice.note,
+                **(
+                    {"score_documents": bin_counts(bins), "score_tokens": bin_counts(bins, sizes)}
+                    if (bins >= 0).any()
+                    else {}
+                ),
             },
         )
 
@@ -139,6 +160,11 @@ def write_source_histograms(layout: BuildLayout, inputs: list[tuple[str, int]]) 
                 "bucket": "log2_histogram[b] counts documents of [2^b, 2^(b+1)) tokens, bos/eos included",
                 "files": [[task, s["documents"], s["tokens"]] for task, s in sorted(stats.items())],
                 "encoders": sorted({s["encoder"] for s in stats.values() if "encoder" in s}),
+                **{
+                    key: sparse(dense(s[key] for s in stats.values() if key in s))
+                    for key in ("score_documents", "score_tokens")
+                    if any(key in s for s in stats.values())
+                },
             },
         )
 
@@ -162,11 +188,15 @@ class TokenFile:
     lengths: np.ndarray  # int64 per document
     start: np.ndarray  # int64 per document: its first token in the .bin
     dtype: np.dtype  # of the ids in the .bin
+    scores: np.ndarray | None = None  # float32 per document (NaN: unscored), when asked for
 
     @classmethod
-    def open(cls, layout: BuildLayout, source: str, task: int, with_ids: bool = False) -> TokenFile:
+    def open(
+        cls, layout: BuildLayout, source: str, task: int, with_ids: bool = False, with_scores: bool = False
+    ) -> TokenFile:
         """Open the index of the token file of (source, task); raise InputError when it is absent."""
-        table = read_table(layout.token_file(source, task), ["id", "length"] if with_ids else ["length"])
+        columns = ["length", *(["id"] if with_ids else []), *([SCORE_KEY] if with_scores else [])]
+        table = read_table(layout.token_file(source, task), columns)
         lengths = table.column("length").to_numpy().astype(np.int64)
         start = np.zeros(len(lengths), np.int64)
         np.cumsum(lengths[:-1], out=start[1:])
@@ -177,7 +207,12 @@ class TokenFile:
                 f"token type {token_type!r} is not one of {', '.join(TOKEN_TYPES)}",
                 path=layout.token_file(source, task),
             )
-        return cls(layout.token_file(source, task, "bin"), ids, lengths, start, token_dtype(token_type))
+        scores = None
+        if with_scores:
+            scores = table.column(SCORE_KEY).to_numpy(zero_copy_only=False).astype(np.float32)
+        return cls(
+            layout.token_file(source, task, "bin"), ids, lengths, start, token_dtype(token_type), scores
+        )
 
     def read(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (tokens, where each of `docs` begins in tokens): document d's ids are

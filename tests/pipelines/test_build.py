@@ -29,7 +29,9 @@ def ingest_recipe(sample: Path, output: Path, **extra) -> dict:
     recipe = load_recipe(ROOT / "recipes" / "demo.yaml").model_dump(mode="json", exclude_none=True)
     for source in recipe["sources"]:
         source["paths"] = [str(sample / p.removeprefix("sample/")) for p in source["paths"]]
-    recipe.update(output=str(output), stages=[], tokenizer=None, decontam={"enabled": False}, **extra)
+    recipe.update(
+        {"stages": [], "tokenizer": None, "decontam": {"enabled": False}, **extra}, output=str(output)
+    )
     return recipe
 
 

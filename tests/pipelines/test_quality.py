@@ -146,6 +146,23 @@ def test_recipe_quality_settings_are_checked(tmp_path):
         parse_recipe(_recipe(tmp_path, {"model": "q.bin", "select": {"web": {"min_score": 2}}}, tmp_path))
 
 
+def test_a_stage_drawing_by_score_is_checked(tmp_path):
+    def stage(top) -> dict:
+        data = _recipe(tmp_path, {"model": "q.bin"}, tmp_path)
+        stage = {"name": "hq", "seq_len": 64, "tokens": 1000, "tokens_per_step": 128, "weights": {"pile": 1}}
+        return data | {"tokenizer": {"path": "t"}, "stages": [stage | {"top_by_score": top}]}
+
+    assert parse_recipe(stage(0.1)).stages[0].top_fractions() == {"pile": 0.1}
+    assert parse_recipe(stage({"pile": 1})).stages[0].top_fractions() == {"pile": 1.0}
+    assert parse_recipe(stage(None)).stages[0].top_fractions() == {}
+    with pytest.raises(ConfigError, match=r"stages\.0\.top_by_score.*in \(0, 1\]"):
+        parse_recipe(stage(0))
+    with pytest.raises(ConfigError, match=r"does not weight: \['dolma'\]"):
+        parse_recipe(stage({"dolma": 0.5}))
+    with pytest.raises(ConfigError, match=r"draw by `top_by_score`, which needs a quality classifier"):
+        parse_recipe(stage(0.5) | {"quality": {}})
+
+
 def test_ingest_scores_every_document_and_selects_by_profile(files, labelled, model_file, tmp_path):
     _, test = labelled
     real = [d.text for d in test if d.label][:30]
@@ -306,3 +323,63 @@ def test_recipe_check_measures_each_selection_on_a_sample(files, labelled, model
     result = CliRunner().invoke(cli, ["recipe", "check", str(path)])
     assert result.exit_code == 1
     assert f"{path}:quality.select.curated.min_score: min_score 0.99 keeps none of 10" in result.output
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_stage_drawn_by_score_stores_only_its_sources_top_scored_documents(
+    ray_local, sample_corpus, model_file, tmp_path
+):
+    from gristmill.pipelines.build.driver import BuildOptions, run_build
+    from gristmill.pipelines.recipe import load_recipe
+    from gristmill.pipelines.steps.tokenize import TokenFile
+
+    from .test_build import ROOT, ingest_recipe
+
+    demo = load_recipe(ROOT / "recipes" / "demo.yaml")
+    stages = [s.model_dump(mode="json", exclude_none=True) for s in demo.stages]
+    stages[1]["weights"] = {"slimpajama": 0.5, "dolma": 0.5}
+    stages[1]["top_by_score"] = {"slimpajama": 0.3, "dolma": 0.25}
+    stages[1]["tokens"] = 80_000
+    data = ingest_recipe(
+        sample_corpus,
+        tmp_path / "b",
+        quality={"model": str(model_file)},
+        stages=stages,
+        tokenizer=demo.tokenizer.model_dump(mode="json", exclude_none=True),
+    )
+    manifest = run_build(parse_recipe(data), BuildOptions())
+    layout = BuildLayout(str(tmp_path / "b"))
+    short, top = manifest.stages
+    assert short.scores.draws == {} and set(top.scores.draws) == {"slimpajama", "dolma"}
+    plan = json.loads(Path(layout.plan_file).read_text())
+    for name, fraction in (("slimpajama", 0.3), ("dolma", 0.25)):
+        draw = top.scores.draws[name]
+        assert draw.model_dump() == plan["stages"][1]["score_draws"][name]
+        assert draw.top_fraction == fraction and draw.share >= fraction
+        scores: dict[str, float] = {}
+        for path in sorted(Path(layout.tokens_dir, name).glob("*.arrow")):
+            tokens = TokenFile.open(layout, name, int(path.stem), with_ids=True, with_scores=True)
+            scores.update(zip(tokens.ids, tokens.scores.tolist()))
+        assert not np.isnan(list(scores.values())).any()  # every clean document is scored
+        assert sum(s >= draw.min_score for s in scores.values()) == draw.documents
+        assert draw.documents >= fraction * len(scores)
+        stored, firsts = {}, {}
+        for stage in (short, top):
+            segments = [seg for shard in stage.shards for seg in _sidecar_segments(layout, shard.path)]
+            stored[stage.number] = {i for i, source, _ in segments if source == name}
+            firsts[stage.number] = sum(source == name and start == 0 for _, source, start in segments)
+        assert stored[2] and all(scores[i] >= draw.min_score for i in stored[2])
+        assert not stored[1] & stored[2]  # stored once: the short stage has none of the top stage's documents
+        assert sum(top.scores.histograms[name]) == firsts[2]  # a document per first segment
+        assert sum(short.scores.histograms[name]) == firsts[1]
+    page = (tmp_path / "b" / "reports" / "index.html").read_text()
+    assert "<h2>Quality scores by stage</h2>" in page and "slimpajama: top 0.3" in page
+
+
+def _sidecar_segments(layout: BuildLayout, shard_path: str) -> list[tuple[str, str, int]]:
+    """Return (id, source, start) of every segment in a shard's provenance sidecar."""
+    from gristmill.shards.provenance import sidecar_path
+
+    docs = pq.read_table(sidecar_path(layout.path(shard_path)), columns=["id", "source", "start"]).to_pydict()
+    return list(zip(docs["id"], docs["source"], docs["start"]))

@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gristmill.pipelines.quality.percentile import SCORE_BINS, UNSCORED, bin_score, floor_for_top, score_bins
 from gristmill.shards.plan import (
+    EVERY,
     StageSpec,
     document_range,
     layout_shards,
@@ -19,6 +21,7 @@ from gristmill.shards.plan import (
     slice_specs,
     stage_targets,
     stored_tokens,
+    tokens_at_or_above,
 )
 
 
@@ -249,3 +252,106 @@ def test_shards_are_sized_by_the_tokens_stored_not_trained():
     assert stored[2] == 1_000_000
     assert shard_count(STAGES[2], stored[2], 2, 1 << 20) == 2  # 2 MB of uint16 ids: two 1 MiB shards
     assert shard_count(STAGES[2], stored[2], 4, 1 << 20) == 4
+
+
+def _scored_stages(hq_tokens: int, floors: dict[str, int]) -> list[StageSpec]:
+    return [
+        StageSpec("2k", 2048, 6_000_000, {"web": 0.6, "code": 0.4}),
+        StageSpec("8k", 8192, 6_000_000, {"web": 0.5, "code": 0.3, "pile": 0.2}),
+        StageSpec("hq-8k", 8192, hq_tokens, {"web": 0.5, "code": 0.5}, floors),
+    ]
+
+
+def _score_bins(lengths: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(5)
+    return {name: rng.integers(0, SCORE_BINS, len(n)).astype(np.int32) for name, n in lengths.items()}
+
+
+def _stored_docs(stage, name: str) -> np.ndarray:
+    p = stage.packings[name].pieces
+    return p.doc[p.start == 0]
+
+
+@pytest.mark.parametrize("hq_tokens", [1_000_000, 8_000_000])  # down-sampled top tenth; repeated
+def test_a_stage_drawn_by_score_takes_only_documents_at_or_above_its_floor(hq_tokens):
+    """The top-scored tenth of web and code feeds the hq stage only; the other stages draw from the rest,
+    what the hq stage leaves of the top tenth included; no document is stored twice."""
+    lengths = _lengths()
+    del lengths["hq"]
+    bins = _score_bins(lengths)
+    floors = {name: floor_for_top(np.bincount(b, minlength=SCORE_BINS), 0.1) for name, b in bins.items()}
+    stages = _scored_stages(hq_tokens, floors)
+    plan = make_plan(lengths, stages, seed=2, shard_bytes=4 << 20, scores=bins)
+    hq = plan.stages[2]
+    for name in ("web", "code"):
+        top = bins[name] >= floors[name]
+        assert abs(top.mean() - 0.1) < 0.01
+        drawn = _stored_docs(hq, name)
+        assert top[drawn].all()
+        others = np.concatenate([_stored_docs(s, name) for s in plan.stages[:2]])
+        assert np.intersect1d(drawn, others).size == 0
+        eligible = int(lengths[name][top].sum())
+        target = stage_targets(hq.spec)[name]
+        assert abs(hq.packings[name].trained_tokens - target) <= hq.spec.capacity // 2
+        if target > eligible:  # repeated: every top document in the hq stage, none elsewhere
+            assert set(drawn.tolist()) == set(np.flatnonzero(top).tolist()) and not top[others].any()
+            assert hq.packings[name].passes >= 1
+        else:  # down-sampled: the top documents it leaves can fill the other stages
+            assert hq.packings[name].tokens <= target + hq.spec.capacity and top[others].any()
+        for stage in plan.stages[:2]:
+            spec_target = stage_targets(stage.spec)[name]
+            assert abs(stage.packings[name].trained_tokens - spec_target) <= stage.spec.capacity // 2
+
+
+def test_slices_of_a_plan_drawn_by_score_meet_each_pools_budget():
+    lengths = _lengths()
+    del lengths["hq"]
+    bins = _score_bins(lengths)
+    floors = {name: floor_for_top(np.bincount(b, minlength=SCORE_BINS), 0.1) for name, b in bins.items()}
+    stages = _scored_stages(8_000_000, floors)
+    every = {EVERY, *floors.values()}
+    whole = {name: tokens_at_or_above(n, bins[name], every) for name, n in lengths.items()}
+    assert [stage_targets(s) for s in slice_specs(stages, whole, whole)] == [stage_targets(s) for s in stages]
+    slices, placed = 3, np.zeros((len(stages), len(lengths)), np.int64)
+    for g in range(slices):
+        ranges = {name: slice(*document_range(len(n), g, slices)) for name, n in lengths.items()}
+        mine = {name: n[ranges[name]] for name, n in lengths.items()}
+        my_bins = {name: b[ranges[name]] for name, b in bins.items()}
+        specs = slice_specs(
+            stages, {name: tokens_at_or_above(n, my_bins[name], every) for name, n in mine.items()}, whole
+        )
+        part = make_plan(mine, specs, seed=g, shard_bytes=4 << 20, scores=my_bins)
+        for i, stage in enumerate(part.stages):
+            for j, name in enumerate(lengths):
+                if name in stage.packings:
+                    placed[i, j] += stage.packings[name].trained_tokens
+                    if name in stage.spec.score_floor:
+                        assert (my_bins[name][_stored_docs(stage, name)] >= floors[name]).all()
+    for i, spec in enumerate(stages):
+        for name, target in stage_targets(spec).items():
+            assert abs(placed[i, list(lengths).index(name)] - target) <= slices * spec.capacity, (
+                spec.name,
+                name,
+            )
+
+
+def test_a_stage_drawn_by_score_needs_scores_and_documents_above_its_floor():
+    lengths = {"web": np.full(100, 500, np.int64)}
+    stage = [StageSpec("hq", 512, 10_000, {"web": 1.0}, {"web": 7})]
+    with pytest.raises(ValueError, match="draw 'web' by score"):
+        make_plan(lengths, stage, seed=0)
+    with pytest.raises(ValueError, match="no tokens at or above score bin 7"):
+        make_plan(lengths, stage, seed=0, scores={"web": np.full(100, 6, np.int32)})
+
+
+def test_score_bins_order_scores_and_a_top_fraction_draws_at_least_it():
+    scores = np.array([0.0, 1e-9, 0.1, 0.5, 0.5, 0.9, 0.999, 1 - 1e-7, 1.0, np.nan], np.float32)
+    bins = score_bins(scores)
+    assert bins[-1] == UNSCORED and (np.diff(bins[:-1]) >= 0).all() and bins[0] == 0
+    assert bins[8] == SCORE_BINS - 1 and bins[6] < bins[7] < bins[8]  # resolution near 1
+    assert bin_score(int(bins[5])) <= 0.9 < bin_score(int(bins[5]) + 1)
+    counts = np.bincount(bins[:-1], minlength=SCORE_BINS)
+    assert floor_for_top(counts, 1.0) == 0
+    assert floor_for_top(counts, 0.2) == bins[7]  # the top two of nine, and the tie at 0.5 below
+    assert floor_for_top(counts, 0.5) == bins[3]  # five of nine: both documents at 0.5
+    assert floor_for_top(np.zeros(SCORE_BINS, np.int64), 0.5) == SCORE_BINS  # nothing scored: nothing drawn
