@@ -288,11 +288,14 @@ class Recipe(StrictModel):
                 f"quality.select names unknown profiles {unknown}; "
                 f"expected any of {', '.join(self.filters.profiles)}"
             )
+        problem = self.quality.check_sources(self.sources)
+        if problem is not None:
+            raise ValueError(problem)
         drawing = [s.name for s in self.stages if s.top_fractions()]
         if drawing and not self.quality.enabled:
             raise ValueError(
                 f"stages {drawing} draw by `top_by_score`, which needs a quality classifier "
-                "(`quality.model`; docs/quality.md)"
+                "(`quality.model` or `quality.train`; docs/quality.md)"
             )
         if self.stages and self.tokenizer is None:
             raise ValueError("stages need a `tokenizer` (a path to one, or `train` settings)")

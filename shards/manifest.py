@@ -342,18 +342,39 @@ class QualityScores(StrictModel):
     scored: list[int] = Field(description="documents per score bin (equal bins of [0, 1])")
     selected: list[int] = Field(description="of those, the documents the profile's selection kept, per bin")
     min_score: float | None = Field(None, description="the profile's selection threshold (None: keeps all)")
+    top_fraction: float | None = Field(
+        None, description="the profile's `top_fraction`, when min_score is the threshold it resolved to"
+    )
+
+
+class QualitySelection(StrictModel):
+    """A profile's `top_fraction` and the threshold it resolved to on a sample of the profile's documents
+    before ingest (the share it then kept of the build's documents is in `scores`)."""
+
+    top_fraction: float
+    min_score: float = Field(description="the score at or above which the sample's top fraction lies")
+    documents: int = Field(description="documents of the profile sampled and scored")
+    kept: float = Field(description="share of the sample scoring ≥ min_score (above top_fraction by ties)")
+    median: float = Field(description="the sample's median score")
 
 
 class QualityEntry(StrictModel):
-    """The build's quality classifier and its scores. Documents below a profile's `min_score` are also in
-    the accounting, as filter reason "quality:min_score"; every kept document's score is in the documents
-    files' `quality` column."""
+    """The build's quality classifier and its scores. Documents below a profile's threshold are also in
+    the accounting, as filter reason "quality:min_score" (or "quality:top_fraction"); every kept document's
+    score is in the documents files' `quality` column."""
 
     model: str = Field(description="the classifier's copy in the build, relative to it")
     sha256: str = Field(description="sha256 of the model file")
     bytes: int
     settings: dict[str, Any] = Field(description="how the classifier was trained")
     trained_on: dict[str, int] = Field(description="training documents by label: real, junk")
+    trained_in_build: bool = Field(False, description="trained by the build (`quality.train`), not given")
+    heldout: dict[str, float] | None = Field(
+        None, description="figures on held-out documents: precision, recall (at threshold), roc_auc, counts"
+    )
+    selection: dict[str, QualitySelection] = Field(
+        default_factory=dict, description="profile → the threshold its top_fraction resolved to"
+    )
     bins: int
     scores: dict[str, dict[str, QualityScores]] = Field(description="source → subset → scores")
 

@@ -64,7 +64,7 @@ def train(real_files, junk_files, out, overrides, as_json) -> None:
     settings = validated(ClassifierSettings, given, None, "--set")
     real_train, real_test = split(read_texts(real_files, "real"), settings.heldout_fraction)
     junk_train, junk_test = split(read_texts(junk_files, "junk"), settings.heldout_fraction)
-    card = train_classifier(real_train, junk_train, out, settings)
+    card = train_classifier(real_train, junk_train, out, settings, held_out=(real_test, junk_test))
     extra = {"model": out, "sha256": card.sha256, "bytes": card.bytes, "trained_on": card.documents}
     if not real_test or not junk_test:
         extra["held_out"] = "none on one side: raise heldout_fraction or give more documents"

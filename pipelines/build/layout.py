@@ -22,6 +22,8 @@ class BuildLayout:
       decontamination/index/                 the evaluation items' index, built once (decontam_index step)
       decontamination/matches/<source>/<task>.jsonl   every item found in a document, and what was done
       decontamination/removed/<source>/<task>.parquet the text decontamination took out (for its tokens)
+      quality/model.bin, model.bin.json, selection.json   the classifier (copied or trained) and its card;
+                                             the thresholds each profile's top_fraction resolved to
       stats/<step>/<source>/<task>.json      per-task accounting (ingest, decontam, decontam_tokens, dedupe)
       dedupe/…                               dedupe work files, decisions, index, overlap.json
       clean/<source>/<task>.parquet          documents that survive dedupe: the input of tokenizing
@@ -115,13 +117,19 @@ class BuildLayout:
     # Quality.
     @property
     def quality_dir(self) -> str:
-        """BUILD/quality: the build's copy of the recipe's classifier (model.bin and its card)."""
+        """BUILD/quality: the build's classifier (model.bin and its card), copied or trained, and the
+        thresholds its selections resolved to."""
         return self.path("quality")
 
     @property
     def quality_model_file(self) -> str:
         """BUILD/quality/model.bin: the classifier every ingest task scores documents with."""
         return self.path("quality", "model.bin")
+
+    @property
+    def quality_selection_file(self) -> str:
+        """BUILD/quality/selection.json: profile → the threshold its `top_fraction` resolved to."""
+        return self.path("quality", "selection.json")
 
     # Dedupe.
     def dedupe(self, *parts: str) -> str:

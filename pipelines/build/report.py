@@ -187,8 +187,9 @@ def _score_plot(curves: list[tuple[str, list[int]]], bins: int, ylabel: str) -> 
 
 
 def _quality_section(m: Manifest) -> str:
-    """The classifier's hash and, per source × subset, the documents scored and selected, their mean score
-    (bin centres) and the shares in the top bins, and the score histograms plotted."""
+    """The classifier's hash, how it was trained and its held-out figures, the thresholds top fractions
+    resolved to, and, per source × subset, the documents scored and selected, their mean score (bin centres)
+    and the shares in the top bins, and the score histograms plotted."""
     q = m.quality
     if q is None:
         return ""
@@ -196,15 +197,32 @@ def _quality_section(m: Manifest) -> str:
     for source, subsets in q.scores.items():
         for subset, s in subsets.items():
             scored, mean, *tops = _score_figures(s.scored, q.bins)
-            threshold = "—" if s.min_score is None else s.min_score
+            threshold = "—" if s.min_score is None else f"{s.min_score:.4g}"
+            if s.top_fraction is not None:
+                threshold += f" (top {s.top_fraction:.0%})"
             rows.append([f"{source} / {subset}", scored, sum(s.selected), threshold, mean, *tops])
             curves.append((f"{source}/{subset}", s.scored))
     header = ["source / subset", "scored", "selected", "min_score", *_score_header(q.bins)]
+    origin = "trained in the build (quality.train)" if q.trained_in_build else "given (quality.model)"
+    real, junk = q.trained_on.get("real", 0), q.trained_on.get("junk", 0)
     intro = (
-        f"<p>classifier {html.escape(q.model)} (sha256 {q.sha256[:16]}…, {q.bytes:,} bytes), trained on "
-        f"{q.trained_on.get('real', 0):,} real and {q.trained_on.get('junk', 0):,} junk documents; a score "
-        "is the probability it gives a document of being real.</p>"
+        f"<p>classifier {html.escape(q.model)} (sha256 {q.sha256[:16]}…, {q.bytes:,} bytes), {origin}, "
+        f"trained on {real:,} real and {junk:,} junk documents; a score is the probability it gives a "
+        "document of being real.</p>"
     )
+    if q.heldout is not None:
+        h = q.heldout
+        intro += (
+            f"<p>on {int(h['documents']):,} held-out documents ({int(h['real']):,} real, {int(h['junk']):,} "
+            f"junk): held-out ROC AUC {h['roc_auc']:.4f}; at score ≥ {h['threshold']:g}, precision "
+            f"{h['precision']:.4f}, recall {h['recall']:.4f}.</p>"
+        )
+    for profile, r in q.selection.items():
+        intro += (
+            f"<p>profile {html.escape(profile)}: top_fraction {r.top_fraction:g} → min_score "
+            f"{r.min_score:.4f}, resolved on {r.documents:,} sampled documents before ingest (they kept "
+            f"{r.kept:.1%}; the share kept of the build's documents is in the table).</p>"
+        )
     img = _score_plot(curves, q.bins, "share of the subset's documents")
     return "<h2>Quality scores</h2>" + intro + table(header, rows) + img
 

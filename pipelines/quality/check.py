@@ -1,5 +1,7 @@
-"""`recipe check` with a classifier: each profile's `min_score` against the scores of a sample of the
-documents it would judge (the first documents of each source's files that its rule sets keep)."""
+"""`recipe check` with a classifier: each profile's selection against the scores of a seeded sample of the
+documents it would judge (`sampling.profile_sample`: spread over each source's files, of the subsets the
+recipe reads, that the profile's rule sets keep). A `min_score` is checked to keep some of it; a
+`top_fraction` is resolved on it, as the build resolves it (on a larger sample, `quality.fraction_sample`)."""
 
 from __future__ import annotations
 
@@ -8,69 +10,82 @@ from dataclasses import dataclass
 import numpy as np
 
 from gristmill.errors import ConfigError
-from gristmill.pipelines.filters import make_filters
-from gristmill.pipelines.filters.profiles import ProfileScope
 from gristmill.pipelines.quality.model import QualityModel
-from gristmill.pipelines.readers import reader_for, source_files
-from gristmill.pipelines.readers.base import BadRecord
+from gristmill.pipelines.quality.sampling import SampleCounts, profile_sample
+from gristmill.pipelines.quality.selection import top_fraction_threshold
+from gristmill.pipelines.quality.training import check_training_subsets
 from gristmill.pipelines.recipe import Recipe
+
+TRAINED_IN_BUILD = (
+    "the classifier is trained in the build (quality.train): its selections can be checked against scores "
+    "only once it exists (the build's quality_model step resolves each top_fraction; the manifest and "
+    "report show the thresholds)"
+)
 
 
 @dataclass(frozen=True)
 class SelectionCheck:
-    """A profile's selection against its sample: documents scored, their median, the share it keeps."""
+    """A profile's selection against its sample: documents scored, their median, the threshold (`min_score`,
+    or what `top_fraction` resolves to on the sample) and the share of the sample it keeps."""
 
     profile: str
     min_score: float
+    top_fraction: float | None
     documents: int
     median: float
     kept: float  # share of the sample scoring ≥ min_score
 
-
-def _sample(recipe: Recipe, per_source: int) -> dict[str, list[str]]:
-    """Return profile → texts: up to `per_source` documents of each source, read in file order, of the
-    subsets the recipe wants, that their profile's rule sets keep."""
-    scope = ProfileScope.of_recipe(recipe)
-    rule_sets = {name: make_filters(recipe.filters, name) for name in recipe.filters.profiles}
-    texts: dict[str, list[str]] = {}
-    for source in recipe.sources:
-        taken = 0
-        for path in source_files(source):
-            for record in reader_for(source).iter_file(path):
-                if isinstance(record, BadRecord) or not source.wants_subset(record.metadata["subset"]):
-                    continue
-                profile = scope.profile(source.name, record.metadata["subset"]) or "none"
-                if all(rules.check_batch([record.text])[0] is None for rules in rule_sets.get(profile, [])):
-                    texts.setdefault(profile, []).append(record.text)
-                taken += 1
-                if taken >= per_source:
-                    break
-            if taken >= per_source:
-                break
-    return texts
+    def describe(self) -> str:
+        """Return the line `recipe check` prints for it."""
+        if not self.documents:
+            return f"quality.select.{self.profile}: no document of the profile in the sample"
+        if self.top_fraction is not None:
+            return (
+                f"quality.select.{self.profile}: top_fraction {self.top_fraction:g} resolves to min_score "
+                f"{self.min_score:.4f} on {self.documents} sampled documents (keeps {self.kept:.1%}; median "
+                f"score {self.median:.3f})"
+            )
+        return (
+            f"quality.select.{self.profile}: min_score {self.min_score:g} keeps {self.kept:.1%} of "
+            f"{self.documents} sampled documents (median score {self.median:.3f})"
+        )
 
 
 def check_selection(recipe: Recipe, per_source: int = 200) -> list[SelectionCheck]:
-    """Score a sample of each selecting profile's documents with the recipe's classifier and return what
-    each `min_score` keeps of it. Raises ConfigError naming the field when a selection keeps none of a
-    sample it has documents in (InputError when the model or an input cannot be read)."""
+    """Score a seeded sample of each selecting profile's documents (up to `per_source` from each source) with
+    the recipe's classifier and return what each selection keeps of it. Returns no check when the recipe
+    selects nothing or trains its classifier in the build (nothing to score with yet: `TRAINED_IN_BUILD`).
+    Raises ConfigError naming the field when a `min_score` keeps none of a sample it has documents in, or a
+    `quality.train` entry names subsets its corpus does not have (InputError when the model or an input
+    cannot be read)."""
     config = recipe.quality
-    if not config.select:
+    check_training_subsets(recipe)
+    if not config.select or config.model is None:
         return []
     model = QualityModel.load(str(config.model), config.sha256)
-    texts = _sample(recipe, per_source)
+    texts = profile_sample(
+        recipe, sorted(config.select), per_source, config.sample_seed, config.sample_per_file, SampleCounts()
+    )
     checks = []
     for profile, selection in config.select.items():
         sample = texts.get(profile, [])
         scores = model.score(sample) if sample else np.zeros(0, np.float32)
-        kept = float((scores >= selection.min_score).mean()) if len(scores) else 0.0
-        median = float(np.median(scores)) if len(scores) else 0.0
-        if len(scores) and kept == 0.0:
+        if not len(scores):
+            threshold = selection.min_score if selection.min_score is not None else 0.0
+            checks.append(SelectionCheck(profile, threshold, selection.top_fraction, 0, 0.0, 0.0))
+            continue
+        if selection.top_fraction is not None:
+            threshold = top_fraction_threshold(scores, selection.top_fraction)
+        else:
+            threshold = float(selection.min_score)
+        kept = float((scores >= threshold).mean())
+        median = float(np.median(scores))
+        if kept == 0.0:
             raise ConfigError(
-                f"min_score {selection.min_score} keeps none of {len(scores)} sampled {profile} documents "
+                f"min_score {threshold} keeps none of {len(scores)} sampled {profile} documents "
                 f"(their scores: median {median:.3f}, highest {float(scores.max()):.3f})",
                 where=f"quality.select.{profile}.min_score",
                 hint="lower it, or check the classifier against your data: gristmill classifier eval",
             )
-        checks.append(SelectionCheck(profile, selection.min_score, len(scores), median, kept))
+        checks.append(SelectionCheck(profile, threshold, selection.top_fraction, len(scores), median, kept))
     return checks

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from random import Random
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -40,6 +41,19 @@ class ModelCard(FrozenModel):
     bytes: int = Field(ge=0)
     settings: ClassifierSettings
     documents: dict[str, int] = Field(description="training documents by label: real, junk")
+    heldout: dict[str, float] | None = Field(
+        None,
+        description="figures on the held-out documents: documents, real, junk, threshold, precision, recall, "
+        "roc_auc (None: none held out on one side)",
+    )
+    train_sha256: str | None = Field(
+        None,
+        description="sha256 of what the build trained it from (its recipe's `quality.train` and the settings "
+        "of the sources and rule sets that reads); None for a model trained by `gristmill classifier train`",
+    )
+    sample: dict[str, int] | None = Field(
+        None, description="what the build's sample took: files, records, unreadable, dropped (by the rules)"
+    )
 
 
 def normalise(text: str, max_words: int) -> str:
@@ -73,12 +87,20 @@ def _quiet_fasttext():
 
 
 def train_classifier(
-    real: Iterable[str], junk: Iterable[str], out: str | Path, settings: ClassifierSettings
+    real: Iterable[str],
+    junk: Iterable[str],
+    out: str | Path,
+    settings: ClassifierSettings,
+    *,
+    held_out: tuple[Sequence[str], Sequence[str]] | None = None,
+    **card: Any,
 ) -> ModelCard:
     """Train on `real` and `junk` texts, write `out` and its sidecar atomically, and return the card.
 
     Examples are shuffled with `settings.seed` and trained with one thread, so the same inputs and settings
-    give the same model bytes. Raises InputError when either side has no document or training fails."""
+    give the same model bytes. With `held_out` ((real, junk) texts not trained on), the card holds the
+    model's figures on them when both sides have some; `card` fills the card's other optional fields
+    (`train_sha256`, `sample`). Raises InputError when either side has no document or training fails."""
     fasttext = _quiet_fasttext()
     out = Path(out)
     examples = [f"{REAL} {normalise(t, settings.max_words)}" for t in real]
@@ -101,10 +123,39 @@ def train_classifier(
             bytes=staged.stat().st_size,
             settings=settings,
             documents={"real": n_real, "junk": n_junk},
+            heldout=_heldout_figures(model, settings, held_out),
+            **card,
         )
         os.replace(staged, out)
     write_json(card_path(out), card.model_dump(mode="json"))
     return card
+
+
+def _heldout_figures(
+    model: object, settings: ClassifierSettings, held_out: tuple[Sequence[str], Sequence[str]] | None
+) -> dict[str, float] | None:
+    """Return `evaluate`'s figures of the fastText `model` on the held-out (real, junk) texts, or None when
+    a side has none."""
+    from gristmill.pipelines.quality.metrics import evaluate
+
+    if held_out is None or not held_out[0] or not held_out[1]:
+        return None
+    real, junk = held_out
+    scores = _predict(model, [*real, *junk], settings.max_words)
+    labels = np.r_[np.ones(len(real), dtype=bool), np.zeros(len(junk), dtype=bool)]
+    return evaluate(labels, scores).to_dict()
+
+
+def _predict(model: object, texts: Sequence[str], max_words: int) -> np.ndarray:
+    """Return float32 scores of `texts` by the fastText `model`: its probability of the label real."""
+    if not texts:
+        return np.zeros(0, dtype=np.float32)
+    labels, probs = model.predict([normalise(t, max_words) for t in texts], k=2)
+    out = np.empty(len(texts), dtype=np.float32)
+    for i, (names, p) in enumerate(zip(labels, probs)):
+        # k=2 of two labels: both are there, most probable first (k=2 never drops the runner-up)
+        out[i] = p[0] if names[0] == REAL else 1.0 - p[0]
+    return np.clip(out, 0.0, 1.0)
 
 
 _M_PERTURB = -6  # glibc's mallopt parameter: fill what malloc returns with the complement of this byte
@@ -210,12 +261,4 @@ class QualityModel:
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         """Return float32 scores, one per text: the model's probability that the text is real."""
-        if not texts:
-            return np.zeros(0, dtype=np.float32)
-        lines = [normalise(t, self.card.settings.max_words) for t in texts]
-        labels, probs = self._model.predict(lines, k=2)
-        out = np.empty(len(lines), dtype=np.float32)
-        for i, (names, p) in enumerate(zip(labels, probs)):
-            # k=2 of two labels: both are there, most probable first (k=2 never drops the runner-up)
-            out[i] = p[0] if names[0] == REAL else 1.0 - p[0]
-        return np.clip(out, 0.0, 1.0)
+        return _predict(self._model, texts, self.card.settings.max_words)

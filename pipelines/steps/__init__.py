@@ -1,7 +1,7 @@
 """The build's steps, one module per kind, and `build_steps`: the whole sequence in one place.
 
 decontam_index   the evaluation items' index, once (when the recipe decontaminates)
-quality_model   the recipe's quality classifier, checked and copied into the build (when it names one)
+quality_model   the recipe's quality classifier, checked and copied or trained, and its top fractions resolved
 ingest      ReadSources → filters (gristmill's and the recipe's datatrove steps) → quality scores →
             decontamination → WriteDocuments
 dedupe/     exact and MinHash-LSH near duplicates across sources: signatures … apply

@@ -17,7 +17,7 @@ from gristmill.pipelines.build.engine import run_locally
 from gristmill.pipelines.build.layout import BuildLayout
 from gristmill.pipelines.config.quality import REASON, ClassifierSettings
 from gristmill.pipelines.quality import QualityModel, evaluate, roc_auc, train_classifier
-from gristmill.pipelines.quality.model import card_path, file_sha256
+from gristmill.pipelines.quality.model import card_path, file_sha256, read_card
 from gristmill.pipelines.recipe import parse_recipe
 from gristmill.pipelines.steps.ingest import ingest_step, plan_work_units
 from gristmill.pipelines.steps.quality import collect_quality, quality_model_step
@@ -138,7 +138,7 @@ def _recipe(tmp_path, quality: dict, pile_dir) -> dict:
 def test_recipe_quality_settings_are_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"quality.select names unknown profiles \['wbe'\]"):
         parse_recipe(_recipe(tmp_path, {"model": "q.bin", "select": {"wbe": {"min_score": 0.5}}}, tmp_path))
-    with pytest.raises(ConfigError, match="need a `model`"):
+    with pytest.raises(ConfigError, match="`select` needs a classifier"):
         parse_recipe(_recipe(tmp_path, {"select": {"web": {"min_score": 0.5}}}, tmp_path))
     with pytest.raises(ConfigError, match=r"quality\.sha256"):
         parse_recipe(_recipe(tmp_path, {"model": "q.bin", "sha256": "abc"}, tmp_path))
@@ -226,6 +226,7 @@ def test_cli_trains_and_evaluates_with_held_out_figures(labelled, tmp_path):
     trained = json.loads(result.output)
     assert trained["sha256"] == file_sha256(out) and trained["roc_auc"] >= 0.9
     assert trained["documents"] == trained["real"] + trained["junk"] > 0
+    assert read_card(out).heldout["roc_auc"] == pytest.approx(trained["roc_auc"])  # in its card too
     result = runner.invoke(cli, ["classifier", "eval", out, *sides, "--threshold", "0.7"])
     assert result.exit_code == 0, result.output
     assert "at score ≥ 0.7: precision" in result.output and "ROC AUC: " in result.output
