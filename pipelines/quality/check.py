@@ -1,7 +1,9 @@
 """`recipe check` with a classifier: each profile's selection against the scores of a seeded sample of the
 documents it would judge (`sampling.profile_sample`: spread over each source's files, of the subsets the
 recipe reads, that the profile's rule sets keep). A `min_score` is checked to keep some of it; a
-`top_fraction` is resolved on it, as the build resolves it (on a larger sample, `quality.fraction_sample`)."""
+`top_fraction` is resolved on it, as the build resolves it (on a larger sample, `quality.fraction_sample`).
+Each stage's `top_by_score` is shown against a sample of its source the same way (`check_stage_draws`): the
+score its fraction starts at there (the build draws by the whole source's clean documents instead)."""
 
 from __future__ import annotations
 
@@ -11,15 +13,15 @@ import numpy as np
 
 from gristmill.errors import ConfigError
 from gristmill.pipelines.quality.model import QualityModel
-from gristmill.pipelines.quality.sampling import SampleCounts, profile_sample
+from gristmill.pipelines.quality.sampling import RuleJudge, SampleCounts, profile_sample, sample_source
 from gristmill.pipelines.quality.selection import top_fraction_threshold
 from gristmill.pipelines.quality.training import check_training_subsets
 from gristmill.pipelines.recipe import Recipe
 
 TRAINED_IN_BUILD = (
-    "the classifier is trained in the build (quality.train): its selections can be checked against scores "
-    "only once it exists (the build's quality_model step resolves each top_fraction; the manifest and "
-    "report show the thresholds)"
+    "the classifier is trained in the build (quality.train): its selections and stage draws can be checked "
+    "against scores only once it exists (the build's quality_model step resolves each top_fraction, the plan "
+    "each top_by_score; the manifest and report show the thresholds)"
 )
 
 
@@ -89,3 +91,64 @@ def check_selection(recipe: Recipe, per_source: int = 200) -> list[SelectionChec
             )
         checks.append(SelectionCheck(profile, threshold, selection.top_fraction, len(scores), median, kept))
     return checks
+
+
+@dataclass(frozen=True)
+class DrawCheck:
+    """A stage's top fraction of a source by score against a sample of the source: documents scored, the
+    score the fraction starts at on them, and their median."""
+
+    stage: int  # its index in the recipe's stages
+    source: str
+    top_fraction: float
+    documents: int
+    min_score: float
+    median: float
+
+    def describe(self) -> str:
+        """Return the line `recipe check` prints for it."""
+        where = f"stages.{self.stage}.top_by_score.{self.source}"
+        if not self.documents:
+            return f"{where}: no document of the source in the sample"
+        return (
+            f"{where}: the top {self.top_fraction:.3g} of {self.documents} sampled documents score ≥ "
+            f"{self.min_score:.4f} (median {self.median:.3f})"
+        )
+
+
+def check_stage_draws(recipe: Recipe, per_source: int = 200) -> list[DrawCheck]:
+    """Score a seeded sample of each source a stage draws by score (up to `per_source` documents of the
+    subsets the recipe reads, that their profiles' rule sets keep) with the recipe's classifier, and return
+    the score each stage's fraction starts at on it. Returns no check without a given model
+    (`quality.model`)."""
+    config = recipe.quality
+    draws = [
+        (i, name, f) for i, stage in enumerate(recipe.stages) for name, f in stage.top_fractions().items()
+    ]
+    if not draws or config.model is None:
+        return []
+    model = QualityModel.load(str(config.model), config.sha256)
+    judge = RuleJudge(recipe)
+    scores: dict[str, np.ndarray] = {}
+    for name in dict.fromkeys(name for _, name, _ in draws):
+        taken = sample_source(
+            recipe.source(name),
+            lambda subset, name=name: "kept" if judge.profile(name, subset) is not None else None,
+            {"kept": per_source},
+            judge,
+            config.sample_seed,
+            config.sample_per_file,
+            SampleCounts(),
+        )["kept"]
+        scores[name] = model.score(taken) if taken else np.zeros(0, np.float32)
+    return [
+        DrawCheck(
+            i,
+            name,
+            fraction,
+            len(scores[name]),
+            top_fraction_threshold(scores[name], fraction) if len(scores[name]) else 0.0,
+            float(np.median(scores[name])) if len(scores[name]) else 0.0,
+        )
+        for i, name, fraction in draws
+    ]

@@ -25,12 +25,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def ingest_recipe(sample: Path, output: Path, **extra) -> dict:
     """The demo recipe pointed at `sample`, writing to `output`, stopping after cleaning (no stages), without
-    decontamination unless `extra` asks for it (test_decontam_build.py and the demo build test it)."""
+    decontamination or a quality classifier unless `extra` asks for them (test_decontam_build.py,
+    test_quality*.py and the demo build test them)."""
     recipe = load_recipe(ROOT / "recipes" / "demo.yaml").model_dump(mode="json", exclude_none=True)
     for source in recipe["sources"]:
         source["paths"] = [str(sample / p.removeprefix("sample/")) for p in source["paths"]]
     recipe.update(
-        {"stages": [], "tokenizer": None, "decontam": {"enabled": False}, **extra}, output=str(output)
+        {"stages": [], "tokenizer": None, "decontam": {"enabled": False}, "quality": {}, **extra},
+        output=str(output),
     )
     return recipe
 

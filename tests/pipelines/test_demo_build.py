@@ -1,7 +1,7 @@
-"""The full demo build (recipes/demo.yaml: filters, dedupe, a trained tokenizer, two curriculum stages) on the
-sample corpus: the accounting balances, `shards verify` passes, every kept document is in the shards as often
-as its sampling factor says, the planted duplicates and junk are gone, and 1 or 2 Ray workers give the same
-bytes."""
+"""The full demo build (recipes/demo.yaml: filters, dedupe, a quality classifier and a tokenizer trained in
+the build, three curriculum stages, the last drawn by score) on the sample corpus: the accounting balances,
+`shards verify` passes, every kept document is in the shards as often as its sampling factor says, the
+planted duplicates and junk are gone, and 1 or 2 Ray workers give the same bytes."""
 
 from __future__ import annotations
 
@@ -204,12 +204,15 @@ def test_shards_verify_and_two_stage_lengths(demo):
 
 
 def test_packing_quality_on_the_sample_corpus(demo):
-    """Padding ≤ 0.6%, per-source shares of the trained tokens within 0.5% of the recipe, budgets within
-    half a row per source, and no document that fits a row split (from the plan's layout of every shard)."""
+    """Padding ≤ 0.6% (2% in a stage drawn by score), per-source shares of the trained tokens within 0.5% of
+    the recipe, budgets within half a row per source, and no document that fits a row split (from the plan's
+    layout of every shard)."""
     for spec, stage in zip(demo.recipe.stages, demo.manifest.stages):
         row = stage.seq_len + 1
-        # 0.6%: since the code in Dolma `stack` and Pile `Github` is kept, the short stage packs to 0.51%
-        assert stage.padding_tokens <= 0.006 * stage.rows * row, stage.name
+        # 0.6%: since the code in Dolma `stack` and Pile `Github` is kept, the short stage packs to 0.51%; the
+        # top-scored fifth of the sample is a few dozen documents a source, fewer to close a row's gap with
+        padding = 0.02 if spec.top_by_score else 0.006
+        assert stage.padding_tokens <= padding * stage.rows * row, stage.name
         for source, share in spec.shares().items():
             got = stage.source_trained_tokens[source]
             assert abs(got / stage.trained_tokens - share) <= 0.005, (stage.name, source)

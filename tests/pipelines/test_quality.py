@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -323,6 +324,36 @@ def test_recipe_check_measures_each_selection_on_a_sample(files, labelled, model
     result = CliRunner().invoke(cli, ["recipe", "check", str(path)])
     assert result.exit_code == 1
     assert f"{path}:quality.select.curated.min_score: min_score 0.99 keeps none of 10" in result.output
+
+
+def test_recipe_check_shows_where_each_stages_top_fraction_starts_on_a_sample(
+    files, labelled, model_file, tmp_path
+):
+    import yaml
+    from click.testing import CliRunner
+
+    from gristmill.cli import cli
+
+    _, test = labelled
+    texts = [d.text for d in test if d.label][:10] + [d.text for d in test if not d.label][:30]
+    files.write(
+        "pile/00.jsonl", files.jsonl([{"text": t, "meta": {"pile_set_name": "Books3"}} for t in texts])
+    )
+    stage = {"name": "hq", "seq_len": 64, "tokens": 1000, "tokens_per_step": 128, "weights": {"pile": 1}}
+    data = _recipe(tmp_path, {"model": str(model_file)}, files.root / "pile") | {
+        "tokenizer": {"path": str(tmp_path / "tok")},
+        "stages": [stage | {"top_by_score": 0.25}],
+    }
+    data["sources"][0]["profiles"] = {"*": "none"}  # every document sampled: no rule set judges them
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(cli, ["recipe", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("# stages.0.top_by_score.pile"))
+    scores = QualityModel.load(str(model_file)).score(texts)
+    expected = np.sort(scores)[-math.ceil(len(texts) / 4)]  # the lowest of the best quarter
+    assert f"the top 0.25 of {len(texts)} sampled documents score ≥ {expected:.4f}" in line
+    assert expected > np.median(scores)
 
 
 @pytest.mark.ray
