@@ -31,7 +31,6 @@ from datatrove.utils.typeshelper import StatHints
 from gristmill.errors import BuildError
 from gristmill.pipelines.build.engine import Step
 from gristmill.pipelines.build.layout import BuildLayout
-from gristmill.pipelines.config.quality import QualityConfig
 from gristmill.pipelines.documents import SCORE_KEY
 from gristmill.pipelines.filters.profiles import ProfileScope
 from gristmill.pipelines.quality.model import QualityModel, card_path, file_sha256
@@ -56,35 +55,35 @@ def _install(model_path: str, layout: BuildLayout) -> None:
             shutil.copyfileobj(src, dst, 1 << 22)
 
 
-class CopyClassifier(WritingStep):
-    """Checks the recipe's classifier (card, checksum, fastText header, labels), copies it into the build."""
+class _QualityStep(WritingStep):
+    """A step of the `quality_model` task, over the recipe and the build's layout."""
 
-    name = "quality model"
-    type = "🎯 - QUALITY"
-
-    def __init__(self, config: QualityConfig, layout: BuildLayout) -> None:
-        super().__init__()
-        self.config = config
-        self.layout = layout
-
-    def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
-        model = QualityModel.load(str(self.config.model), self.config.sha256)
-        _install(model.path, self.layout)
-        self.stat_update("bytes", value=model.card.bytes)
-
-
-class TrainClassifier(WritingStep):
-    """Trains the recipe's classifier (`quality.train`) on a seeded sample of the documents it names and
-    puts it into the build with its card (held-out figures, what it was trained from). A model the build
-    already trained from the same `quality.train` is kept."""
-
-    name = "quality train"
     type = "🎯 - QUALITY"
 
     def __init__(self, recipe: Recipe, layout: BuildLayout) -> None:
         super().__init__()
         self.recipe = recipe
         self.layout = layout
+
+
+class CopyClassifier(_QualityStep):
+    """Checks the recipe's classifier (card, checksum, fastText header, labels), copies it into the build."""
+
+    name = "quality model"
+
+    def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
+        config = self.recipe.quality
+        model = QualityModel.load(str(config.model), config.sha256)
+        _install(model.path, self.layout)
+        self.stat_update("bytes", value=model.card.bytes)
+
+
+class TrainClassifier(_QualityStep):
+    """Trains the recipe's classifier (`quality.train`) on a seeded sample of the documents it names and
+    puts it into the build with its card (held-out figures, what it was trained from). A model the build
+    already trained from the same `quality.train` is kept."""
+
+    name = "quality train"
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         held = card_path(self.layout.quality_model_file)
@@ -99,17 +98,11 @@ class TrainClassifier(WritingStep):
         self.stat_update("documents", value=sum(card.documents.values()))
 
 
-class ResolveSelection(WritingStep):
+class ResolveSelection(_QualityStep):
     """Resolves each profile's `select.top_fraction` to a score threshold on a seeded sample of the profile's
     documents, scored with the build's classifier: BUILD/quality/selection.json."""
 
     name = "quality selection"
-    type = "🎯 - QUALITY"
-
-    def __init__(self, recipe: Recipe, layout: BuildLayout) -> None:
-        super().__init__()
-        self.recipe = recipe
-        self.layout = layout
 
     def write(self, data: DocumentsPipeline, rank: int, world_size: int) -> None:
         model = build_model(self.layout, self.recipe.quality.sha256)
@@ -164,7 +157,7 @@ def quality_model_step(recipe: Recipe, layout: BuildLayout) -> Step:
     models)."""
     _check_resume(recipe, layout)
     check_training_subsets(recipe)
-    make = CopyClassifier(recipe.quality, layout) if recipe.quality.model else TrainClassifier(recipe, layout)
+    make = CopyClassifier(recipe, layout) if recipe.quality.model else TrainClassifier(recipe, layout)
     pipeline: list[WritingStep] = [make]
     if any(s.top_fraction is not None for s in recipe.quality.select.values()):
         pipeline.append(ResolveSelection(recipe, layout))
