@@ -250,14 +250,7 @@ def _stage_summary(stage: PackedStage, parts: dict[str, SourceSlice], bins: int)
     for name, packing in stage.packings.items():
         first = packing.pieces.doc[packing.pieces.start == 0]
         doc_lengths = parts[name].lengths[first]
-        scores = parts[name].scores
-        if scores is not None:
-            chosen = scores[first]
-            chosen = chosen[~np.isnan(chosen)]
-            histogram = np.histogram(chosen, bins=bins, range=(0.0, 1.0))[0].tolist()
-            sources[name] = {"score_histogram": histogram}
         sources[name] = {
-            **sources.get(name, {}),
             "target_tokens": packing.target_tokens,
             "tokens": packing.tokens,
             "trained_tokens": packing.trained_tokens,
@@ -269,6 +262,10 @@ def _stage_summary(stage: PackedStage, parts: dict[str, SourceSlice], bins: int)
             "length_range": [int(doc_lengths.min()), int(doc_lengths.max())] if len(first) else [0, 0],
             "log2_histogram": log2_histogram(doc_lengths),
         }
+        scores = parts[name].scores
+        if scores is not None:
+            chosen = scores[first][~np.isnan(scores[first])]
+            sources[name]["score_histogram"] = np.histogram(chosen, bins=bins, range=(0.0, 1.0))[0].tolist()
     return {"rows": stage.rows, "visits": sum(p.visits for p in stage.packings.values()), "sources": sources}
 
 
