@@ -340,9 +340,9 @@ def make_plan(
                     )
                 candidates &= np.asarray(scores[name]) >= floor
             targets = [stage_targets(p.spec)[name] for p in pool]
-            for stage, packer in zip(pool, _sample_and_pack(name, lens, pool, targets, rng, candidates)):
-                packers[stage.number] = packer
-            stored |= candidates & _stored_by(packers, pool, len(lens))
+            pool_packers, pool_stored = _sample_and_pack(name, lens, pool, targets, rng, candidates)
+            packers.update((stage.number, packer) for stage, packer in zip(pool, pool_packers))
+            stored |= pool_stored
         for stage in wanting:
             stage.packings[name] = _with_passes(packers[stage.number], stage_targets(stage.spec)[name], rng)
         sampling[name] = SourceSampling(
@@ -360,14 +360,6 @@ def make_plan(
     return Plan(plans, sampling)
 
 
-def _stored_by(packers: dict[int, RowPacker], stages: list[PackedStage], n: int) -> np.ndarray:
-    """Return which of the source's `n` documents the stages' packers hold."""
-    held = np.zeros(n, bool)
-    for stage in stages:
-        held[packers[stage.number].pieces().doc] = True
-    return held
-
-
 def _sample_and_pack(
     name: str,
     lengths: np.ndarray,
@@ -375,9 +367,9 @@ def _sample_and_pack(
     targets: list[int],
     rng: np.random.Generator,
     candidates: np.ndarray,
-) -> list[RowPacker]:
-    """Store the `candidates` among the source's documents once over `stages` (longest first) and return
-    each stage's packer."""
+) -> tuple[list[RowPacker], np.ndarray]:
+    """Store the `candidates` among the source's documents once over `stages` (longest first); return each
+    stage's packer and which documents they store."""
     n = len(lengths)
     available = int(lengths[candidates].sum())
     demand = sum(targets)
@@ -431,7 +423,7 @@ def _sample_and_pack(
         packer.max_rows, packer.max_tokens = packer.rows, u + packer.capacity - 1
         pool = _take_from_pool(packer, lengths, pool, u, stored, grow=False)
         relaid.append(packer)
-    return relaid
+    return relaid, stored
 
 
 def _with_passes(packer: RowPacker, target: int, rng: np.random.Generator) -> SourcePacking:

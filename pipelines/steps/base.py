@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
 from collections.abc import Iterator
+from typing import Any
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.utils.typeshelper import StatHints
 
 
 class WritingStep(PipelineStep):
@@ -30,6 +33,20 @@ class JudgingFilter(BaseFilter):
     """A datatrove filter whose `run` judges documents itself (whole batches, or changing a document as it
     goes), keeping BaseFilter's drop statistics and exclusion writer; `filter` and `filter_batch` are not
     used."""
+
+    def excluded(self) -> contextlib.AbstractContextManager[Any]:
+        """Return the exclusion writer to open around `run`'s loop (a null context, giving None, without
+        one)."""
+        return self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext()
+
+    def drop(self, doc: Document, reason: str, writer: Any, rank: int) -> None:
+        """Count `doc` as dropped for `reason` and, with an exclusion writer (`writer` from `excluded`), write
+        it there with its reason."""
+        self.stat_update(StatHints.dropped)
+        self.stat_update(f"dropped_{reason}")
+        if writer is not None:
+            doc.metadata["filter_reason"] = reason
+            writer.write(doc, rank)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         raise NotImplementedError(f"{type(self).__name__} judges documents in run()")

@@ -17,7 +17,6 @@ documents it dropped are the ones the accounting's filter reasons count.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 from collections.abc import Iterator
@@ -180,7 +179,7 @@ class DecontamFilter(JudgingFilter):
     def _judge(
         self, data: DocumentsPipeline, rank: int, checker: Decontaminator, record: TaskRecord
     ) -> DocumentsPipeline:
-        with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
+        with self.excluded() as writer:
             for batch in batched(data or (), self.batch_size):
                 self.stat_update("batches")
                 with self.track_time("batch"):
@@ -190,12 +189,7 @@ class DecontamFilter(JudgingFilter):
                     if verdict.action != "keep":
                         record.add(doc, verdict)
                     if verdict.action == "drop":
-                        reason = REASON_PREFIX + str(verdict.benchmark)
-                        self.stat_update(StatHints.dropped)
-                        self.stat_update(f"dropped_{reason}")
-                        if self.exclusion_writer:
-                            doc.metadata["filter_reason"] = reason
-                            writer.write(doc, rank)
+                        self.drop(doc, REASON_PREFIX + str(verdict.benchmark), writer, rank)
                         continue
                     if verdict.action == "cut":
                         doc.text = verdict.text

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -228,7 +227,7 @@ class QualityScorer(JudgingFilter):
         scored: dict[str, np.ndarray] = {}
         selected: dict[str, np.ndarray] = {}
         selection: dict[str, tuple[float, float | None, str] | None] = {}
-        with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
+        with self.excluded() as writer:
             for batch in batched(data or (), self.batch_size):
                 self.stat_update("batches")
                 with self.track_time("batch"):
@@ -245,12 +244,7 @@ class QualityScorer(JudgingFilter):
                     doc.metadata[SCORE_KEY] = score
                     chosen = selection[subset]
                     if chosen is not None and score < chosen[0]:
-                        reason = chosen[2]
-                        self.stat_update(StatHints.dropped)
-                        self.stat_update(f"dropped_{reason}")
-                        if self.exclusion_writer:
-                            doc.metadata["filter_reason"] = reason
-                            writer.write(doc, rank)
+                        self.drop(doc, chosen[2], writer, rank)
                         continue
                     selected[subset][where] += 1
                     self.stat_update(StatHints.forwarded)
